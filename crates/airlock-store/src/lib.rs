@@ -1,0 +1,85 @@
+//! Airlock's storage layer.
+//!
+//! Everything Airlock persists goes through the [`Store`] trait, so the HTTP
+//! handlers never write SQL and a PostgreSQL backend can be added next to the
+//! SQLite one ([`sqlite::SqliteStore`]) for multi-replica deployments. The store
+//! holds rows as they are on disk: credential values and profile secrets arrive
+//! already sealed by the [`vault`], and are returned sealed.
+
+pub mod model;
+pub mod sqlite;
+pub mod vault;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+pub use vault::{KeyOrigin, Vault};
+
+/// Errors of the storage layer. Messages never contain values or secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("crypto error: {0}")]
+    Crypto(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Persistence operations used by the services. Implementations must be safe to
+/// share between tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- instance metadata ---
+    async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn meta_set(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Inserts only when absent; returns whether the value was inserted.
+    async fn meta_insert_if_absent(&self, key: &str, value: &[u8]) -> Result<bool>;
+
+    // --- admin sessions (only token hashes are stored) ---
+    async fn session_insert(&self, s: &SessionRow) -> Result<()>;
+    async fn session_get(&self, token_hash: &str) -> Result<Option<SessionRow>>;
+    async fn session_touch(&self, token_hash: &str, at: DateTime<Utc>) -> Result<()>;
+    async fn session_delete(&self, token_hash: &str) -> Result<()>;
+    async fn session_delete_expired(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    // --- credentials ---
+    async fn credentials_list(&self) -> Result<Vec<CredentialRow>>;
+    async fn credential_get(&self, name: &str) -> Result<Option<CredentialRow>>;
+    /// Fails with [`StoreError::Conflict`] when the name exists.
+    async fn credential_insert(&self, row: &CredentialRow) -> Result<()>;
+    async fn credential_update(&self, row: &CredentialRow) -> Result<()>;
+    async fn credential_delete(&self, id: &str) -> Result<()>;
+    /// Profiles (any state) that include this credential.
+    async fn credential_profiles(&self, credential_id: &str) -> Result<Vec<ProfileRow>>;
+
+    // --- profiles ---
+    async fn profiles_list(&self) -> Result<Vec<ProfileRow>>;
+    async fn profile_get(&self, id: &str) -> Result<Option<ProfileRow>>;
+    async fn profile_get_by_key_id(&self, key_id: &str) -> Result<Option<ProfileRow>>;
+    async fn profile_insert(&self, row: &ProfileRow) -> Result<()>;
+    async fn profile_update(&self, row: &ProfileRow) -> Result<()>;
+    async fn profile_delete(&self, id: &str) -> Result<()>;
+    async fn profile_touch_used(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+    async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>>;
+    async fn profile_add_credentials(
+        &self,
+        profile_id: &str,
+        credential_ids: &[String],
+    ) -> Result<()>;
+    async fn profile_remove_credentials(
+        &self,
+        profile_id: &str,
+        credential_ids: &[String],
+    ) -> Result<()>;
+}

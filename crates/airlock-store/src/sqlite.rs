@@ -1,0 +1,510 @@
+//! SQLite backend of the [`Store`] trait (WAL mode, foreign keys on, migrations
+//! from `migrations/` compiled into the binary).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use crate::{CredentialRow, ProfileRow, Result, SessionRow, Store, StoreError};
+
+/// The SQLite store. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The underlying pool, for backends layered on the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn credential_from(row: &SqliteRow) -> Result<CredentialRow> {
+    Ok(CredentialRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        value: row.try_get("value")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
+    let hosts: Option<String> = row.try_get("allowed_hosts")?;
+    let allowed_hosts = match hosts {
+        None => None,
+        Some(s) => Some(serde_json::from_str(&s).map_err(|e| {
+            StoreError::Config(format!("corrupt allowed_hosts in profile row: {e}"))
+        })?),
+    };
+    Ok(ProfileRow {
+        id: row.try_get("id")?,
+        description: row.try_get("description")?,
+        key_id: row.try_get("key_id")?,
+        secret: row.try_get("secret")?,
+        locked: row.try_get("locked")?,
+        revoked: row.try_get("revoked")?,
+        expires_at: row.try_get("expires_at")?,
+        allowed_hosts,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+fn hosts_json(h: &Option<Vec<String>>) -> Option<String> {
+    h.as_ref()
+        .map(|v| serde_json::to_string(v).expect("a list of strings serializes"))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("value")?),
+            None => None,
+        })
+    }
+
+    async fn meta_set(&self, key: &str, value: &[u8]) -> Result<()> {
+        sqlx::query("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn meta_insert_if_absent(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let r =
+            sqlx::query("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn session_insert(&self, s: &SessionRow) -> Result<()> {
+        sqlx::query("INSERT INTO admin_sessions(token_hash, created_at, last_seen_at, expires_at) VALUES(?, ?, ?, ?)")
+            .bind(&s.token_hash)
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+            .bind(s.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_get(&self, token_hash: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query("SELECT * FROM admin_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                token_hash: r.try_get("token_hash")?,
+                created_at: r.try_get("created_at")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn session_touch(&self, token_hash: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE admin_sessions SET last_seen_at = ? WHERE token_hash = ?")
+            .bind(at)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_delete(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM admin_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_delete_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn credentials_list(&self) -> Result<Vec<CredentialRow>> {
+        sqlx::query("SELECT * FROM credentials ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(credential_from)
+            .collect()
+    }
+
+    async fn credential_get(&self, name: &str) -> Result<Option<CredentialRow>> {
+        sqlx::query("SELECT * FROM credentials WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(credential_from)
+            .transpose()
+    }
+
+    async fn credential_insert(&self, c: &CredentialRow) -> Result<()> {
+        sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)")
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(&c.description)
+            .bind(&c.value)
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("credential {} already exists", c.name))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn credential_update(&self, c: &CredentialRow) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE credentials SET description = ?, value = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&c.description)
+        .bind(&c.value)
+        .bind(c.updated_at)
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn credential_delete(&self, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM profile_credentials WHERE credential_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM credentials WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn credential_profiles(&self, credential_id: &str) -> Result<Vec<ProfileRow>> {
+        sqlx::query(
+            "SELECT p.* FROM profiles p JOIN profile_credentials pc ON pc.profile_id = p.id \
+             WHERE pc.credential_id = ? ORDER BY p.created_at",
+        )
+        .bind(credential_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(profile_from)
+        .collect()
+    }
+
+    async fn profiles_list(&self) -> Result<Vec<ProfileRow>> {
+        sqlx::query("SELECT * FROM profiles ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(profile_from)
+            .collect()
+    }
+
+    async fn profile_get(&self, id: &str) -> Result<Option<ProfileRow>> {
+        sqlx::query("SELECT * FROM profiles WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(profile_from)
+            .transpose()
+    }
+
+    async fn profile_get_by_key_id(&self, key_id: &str) -> Result<Option<ProfileRow>> {
+        sqlx::query("SELECT * FROM profiles WHERE key_id = ?")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(profile_from)
+            .transpose()
+    }
+
+    async fn profile_insert(&self, p: &ProfileRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, created_at, updated_at, last_used_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.id)
+        .bind(&p.description)
+        .bind(&p.key_id)
+        .bind(&p.secret)
+        .bind(p.locked)
+        .bind(p.revoked)
+        .bind(p.expires_at)
+        .bind(hosts_json(&p.allowed_hosts))
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .bind(p.last_used_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("profile {} already exists", p.id))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn profile_update(&self, p: &ProfileRow) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
+             expires_at = ?, allowed_hosts = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
+        )
+        .bind(&p.description)
+        .bind(&p.key_id)
+        .bind(&p.secret)
+        .bind(p.locked)
+        .bind(p.revoked)
+        .bind(p.expires_at)
+        .bind(hosts_json(&p.allowed_hosts))
+        .bind(p.updated_at)
+        .bind(p.last_used_at)
+        .bind(&p.id)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn profile_delete(&self, id: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn profile_touch_used(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE profiles SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>> {
+        sqlx::query(
+            "SELECT c.* FROM credentials c JOIN profile_credentials pc ON pc.credential_id = c.id \
+             WHERE pc.profile_id = ? ORDER BY c.name",
+        )
+        .bind(profile_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(credential_from)
+        .collect()
+    }
+
+    async fn profile_add_credentials(&self, profile_id: &str, ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("INSERT INTO profile_credentials(profile_id, credential_id) VALUES(?, ?) ON CONFLICT DO NOTHING")
+                .bind(profile_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn profile_remove_credentials(&self, profile_id: &str, ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "DELETE FROM profile_credentials WHERE profile_id = ? AND credential_id = ?",
+            )
+            .bind(profile_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn cred(id: &str, name: &str) -> CredentialRow {
+        CredentialRow {
+            id: id.into(),
+            name: name.into(),
+            description: format!("{name} desc"),
+            value: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn profile(id: &str) -> ProfileRow {
+        ProfileRow {
+            id: id.into(),
+            description: "p".into(),
+            key_id: None,
+            secret: None,
+            locked: false,
+            revoked: false,
+            expires_at: None,
+            allowed_hosts: Some(vec!["api.example.com".into()]),
+            created_at: now(),
+            updated_at: now(),
+            last_used_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_and_profiles_persist_in_a_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("airlock.db");
+        {
+            let s = SqliteStore::open(&db).await.unwrap();
+            let mut c = cred("cred_1", "STRIPE_KEY");
+            s.credential_insert(&c).await.unwrap();
+            let dup = s.credential_insert(&cred("cred_2", "STRIPE_KEY")).await;
+            assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+            c.value = Some(vec![1, 2, 3]);
+            c.description = "new".into();
+            s.credential_update(&c).await.unwrap();
+            let mut p = profile("prf_1");
+            s.profile_insert(&p).await.unwrap();
+            s.profile_add_credentials("prf_1", &["cred_1".into()])
+                .await
+                .unwrap();
+            s.profile_add_credentials("prf_1", &["cred_1".into()])
+                .await
+                .unwrap();
+            p.locked = true;
+            p.key_id = Some("ark_abc".into());
+            p.secret = Some(vec![9; 40]);
+            s.profile_update(&p).await.unwrap();
+            s.close().await;
+        }
+        let s = SqliteStore::open(&db).await.unwrap();
+        let c = s.credential_get("STRIPE_KEY").await.unwrap().unwrap();
+        assert_eq!(c.value, Some(vec![1, 2, 3]));
+        assert_eq!(c.description, "new");
+        let p = s.profile_get_by_key_id("ark_abc").await.unwrap().unwrap();
+        assert!(p.locked);
+        assert_eq!(p.allowed_hosts, Some(vec!["api.example.com".to_string()]));
+        assert_eq!(p.secret, Some(vec![9; 40]));
+        let creds = s.profile_credentials("prf_1").await.unwrap();
+        assert_eq!(
+            creds.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["STRIPE_KEY"]
+        );
+        assert_eq!(s.credential_profiles("cred_1").await.unwrap().len(), 1);
+        s.profile_remove_credentials("prf_1", &["cred_1".into()])
+            .await
+            .unwrap();
+        assert!(s.profile_credentials("prf_1").await.unwrap().is_empty());
+        s.credential_delete("cred_1").await.unwrap();
+        assert!(matches!(
+            s.credential_delete("cred_1").await,
+            Err(StoreError::NotFound)
+        ));
+        s.profile_delete("prf_1").await.unwrap();
+        assert!(s.profiles_list().await.unwrap().is_empty());
+        // WAL mode is on.
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn meta_insert_if_absent_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        assert!(s.meta_insert_if_absent("k", b"1").await.unwrap());
+        assert!(!s.meta_insert_if_absent("k", b"2").await.unwrap());
+        assert_eq!(s.meta_get("k").await.unwrap(), Some(b"1".to_vec()));
+        s.meta_set("k", b"3").await.unwrap();
+        assert_eq!(s.meta_get("k").await.unwrap(), Some(b"3".to_vec()));
+    }
+}

@@ -1,0 +1,108 @@
+//! HTTP routing: thin handlers that parse, authorize and call a service.
+//!
+//! Agent routes live at the root (`/credentials`, `/profiles`, later
+//! `/execute`); admin routes under `/api/admin` behind a session and the CSRF
+//! guard. Every rejection, including axum's own (bad JSON, body too large,
+//! unknown route), is turned into the JSON error shape here.
+
+pub mod admin;
+pub mod agent;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// A JSON body whose rejections use Airlock's error shape.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    match rej {
+        JsonRejection::JsonDataError(e) => {
+            ApiError::invalid(format!("invalid request body: {}", e.body_text()))
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::too_large("request body is too large")
+        }
+        other => ApiError::bad_request(format!("cannot read request body: {}", other.body_text())),
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    setup_required: bool,
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<Health>, ApiError> {
+    Ok(Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        setup_required: crate::auth::setup_required(&state).await?,
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed(req: Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+        .into_response();
+    }
+    resp
+}
+
+/// Builds the whole router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .merge(agent::routes())
+        .nest("/api/admin", admin::routes(state.clone()))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(method_not_allowed))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

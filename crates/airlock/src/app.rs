@@ -1,0 +1,127 @@
+//! Application start-up and shared state.
+//!
+//! [`App::open`] does everything `airlock serve` needs before it can answer a
+//! request: data directory, master key, database, key check. Tests call it with
+//! a temporary directory and drive [`App::router`] directly.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_store::{KeyOrigin, SqliteStore, Store, StoreError, Vault};
+
+use crate::auth::LoginLimiter;
+use crate::catalog::Catalog;
+use crate::config::Config;
+
+const META_KEY_CHECK: &str = "key_check";
+const KEY_CHECK_AAD: &str = "meta:key_check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"airlock master key check v1";
+
+/// Why the server could not start. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub catalog: Catalog,
+    pub login_limiter: Arc<LoginLimiter>,
+    pub key_origin: KeyOrigin,
+}
+
+impl AppState {
+    /// Whether cookies get the `Secure` attribute (public URL is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+}
+
+/// A started Airlock instance.
+#[derive(Clone)]
+pub struct App {
+    pub state: AppState,
+}
+
+impl App {
+    /// Prepares the data directory, the master key and the database.
+    pub async fn open(config: Config) -> Result<App, StartupError> {
+        prepare_data_dir(&config.data_dir)?;
+        let db_path = config.database_path();
+        let key_path = config.master_key_path();
+        let store = SqliteStore::open(&db_path).await?;
+        let check = store.meta_get(META_KEY_CHECK).await?;
+        if check.is_some() && !key_path.exists() {
+            return Err(StartupError::MasterKey(format!(
+                "the database at {} holds sealed values but the master key file {} is missing; \
+                 restore the original key file (a new key would not open the data)",
+                db_path.display(),
+                key_path.display()
+            )));
+        }
+        let (vault, key_origin) =
+            Vault::load_or_create(&key_path).map_err(|e| StartupError::MasterKey(e.to_string()))?;
+        match check {
+            Some(blob) => {
+                if vault.open(KEY_CHECK_AAD, &blob).is_err() {
+                    return Err(StartupError::MasterKey(format!(
+                        "the master key in {} does not open the values in {}; \
+                         refusing to start. Restore the key file that belongs to this database",
+                        key_path.display(),
+                        db_path.display()
+                    )));
+                }
+            }
+            None => {
+                let blob = vault
+                    .seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)
+                    .map_err(|e| StartupError::MasterKey(e.to_string()))?;
+                store.meta_insert_if_absent(META_KEY_CHECK, &blob).await?;
+            }
+        }
+        let store: Arc<dyn Store> = Arc::new(store);
+        let catalog = Catalog::new(store.clone(), Arc::new(vault));
+        Ok(App {
+            state: AppState {
+                config: Arc::new(config),
+                store,
+                catalog,
+                login_limiter: Arc::new(LoginLimiter::default()),
+                key_origin,
+            },
+        })
+    }
+
+    /// The full HTTP router (agent API, admin API, health).
+    pub fn router(&self) -> axum::Router {
+        crate::api::router(self.state.clone())
+    }
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
+    let err = |source| StartupError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let meta = std::fs::metadata(dir).map_err(err)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,558 @@
+//! Credentials and profiles: the domain rules both APIs share.
+//!
+//! Handlers stay thin; every lifecycle rule (unlocked → locked → revoked, expiry,
+//! "agents never touch values", "no deleting what a locked profile uses") lives
+//! here, once. Values and profile secrets are sealed with the vault before they
+//! reach the store and opened only for execution.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use airlock_store::{CredentialRow, ProfileRow, Store, Vault};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::{ApiError, ApiResult};
+use crate::{ids, validate};
+
+/// A credential as the admin sees it (never its value).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CredentialView {
+    pub name: String,
+    pub description: String,
+    pub value_exists: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A credential as agents see it, and as listed inside a profile.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CredentialSummary {
+    pub name: String,
+    pub description: String,
+    pub value_exists: bool,
+}
+
+/// The profile JSON used by every endpoint.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProfileView {
+    pub id: String,
+    pub description: String,
+    pub locked: bool,
+    pub revoked: bool,
+    pub expired: bool,
+    pub key_id: Option<String>,
+    pub credentials: Vec<CredentialSummary>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A profile plus its freshly issued key (`ark_ID:SECRET`), shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileWithKey {
+    #[serde(flatten)]
+    pub profile: ProfileView,
+    pub key: String,
+}
+
+/// Changes to a profile's settings; `None` leaves a field alone.
+#[derive(Debug, Default, Clone)]
+pub struct ProfilePatch {
+    pub description: Option<String>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub allowed_hosts: Option<Option<Vec<String>>>,
+}
+
+/// A profile that may run code right now, with its opened secret.
+pub struct ActiveProfile {
+    pub row: ProfileRow,
+    pub secret: Vec<u8>,
+}
+
+/// The credentials/profiles service.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+}
+
+fn cred_aad(id: &str) -> String {
+    format!("credential:{id}")
+}
+
+fn profile_aad(id: &str) -> String {
+    format!("profile:{id}")
+}
+
+fn summary(c: &CredentialRow) -> CredentialSummary {
+    CredentialSummary {
+        name: c.name.clone(),
+        description: c.description.clone(),
+        value_exists: c.value.is_some(),
+    }
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>, vault: Arc<Vault>) -> Catalog {
+        Catalog { store, vault }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ----- credentials -----
+
+    pub async fn list_credentials(&self) -> ApiResult<Vec<CredentialView>> {
+        Ok(self
+            .store
+            .credentials_list()
+            .await?
+            .iter()
+            .map(|c| CredentialView {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                value_exists: c.value.is_some(),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            })
+            .collect())
+    }
+
+    pub async fn list_credential_summaries(&self) -> ApiResult<Vec<CredentialSummary>> {
+        Ok(self
+            .store
+            .credentials_list()
+            .await?
+            .iter()
+            .map(summary)
+            .collect())
+    }
+
+    async fn credential(&self, name: &str) -> ApiResult<CredentialRow> {
+        self.store
+            .credential_get(name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("credential {name:?} does not exist")))
+    }
+
+    pub async fn get_credential(&self, name: &str) -> ApiResult<CredentialView> {
+        let c = self.credential(name).await?;
+        Ok(view(&c))
+    }
+
+    /// Creates a slot (and, for the admin, optionally its value).
+    pub async fn create_credential(
+        &self,
+        name: &str,
+        description: &str,
+        value: Option<&str>,
+    ) -> ApiResult<CredentialView> {
+        validate::credential_name(name)?;
+        validate::description(description)?;
+        if let Some(v) = value {
+            validate::value(v)?;
+        }
+        let now = Utc::now();
+        let id = ids::credential_id();
+        let sealed = match value {
+            Some(v) => Some(self.vault.seal(&cred_aad(&id), v.as_bytes())?),
+            None => None,
+        };
+        let row = CredentialRow {
+            id,
+            name: name.to_string(),
+            description: description.to_string(),
+            value: sealed,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store
+            .credential_insert(&row)
+            .await
+            .map_err(|e| match e {
+                airlock_store::StoreError::Conflict(_) => ApiError::conflict(
+                    "credential_exists",
+                    format!("credential {name:?} already exists"),
+                ),
+                other => other.into(),
+            })?;
+        Ok(view(&row))
+    }
+
+    /// Agent bulk creation: existing names are skipped, never modified.
+    pub async fn create_slots(
+        &self,
+        items: &[(String, String)],
+    ) -> ApiResult<(Vec<String>, Vec<String>)> {
+        for (name, desc) in items {
+            validate::credential_name(name)?;
+            validate::description(desc)?;
+        }
+        let (mut created, mut skipped) = (Vec::new(), Vec::new());
+        for (name, desc) in items {
+            if created.contains(name) || skipped.contains(name) {
+                continue;
+            }
+            match self.create_credential(name, desc, None).await {
+                Ok(_) => created.push(name.clone()),
+                Err(e) if e.code == "credential_exists" => skipped.push(name.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((created, skipped))
+    }
+
+    pub async fn update_credential(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        value: Option<&str>,
+    ) -> ApiResult<CredentialView> {
+        if let Some(d) = description {
+            validate::description(d)?;
+        }
+        if let Some(v) = value {
+            validate::value(v)?;
+        }
+        let mut row = self.credential(name).await?;
+        if let Some(d) = description {
+            row.description = d.to_string();
+        }
+        if let Some(v) = value {
+            row.value = Some(self.vault.seal(&cred_aad(&row.id), v.as_bytes())?);
+        }
+        row.updated_at = Utc::now();
+        self.store.credential_update(&row).await?;
+        Ok(view(&row))
+    }
+
+    pub async fn delete_credential(&self, name: &str) -> ApiResult<()> {
+        let row = self.credential(name).await?;
+        let now = Utc::now();
+        let blocking: Vec<String> = self
+            .store
+            .credential_profiles(&row.id)
+            .await?
+            .into_iter()
+            .filter(|p| p.locked && !p.revoked && !p.is_expired(now))
+            .map(|p| p.id)
+            .collect();
+        if !blocking.is_empty() {
+            return Err(ApiError::conflict(
+                "credential_in_use",
+                format!(
+                    "credential {name:?} is used by locked profile(s) {}; revoke them first",
+                    blocking.join(", ")
+                ),
+            ));
+        }
+        self.store.credential_delete(&row.id).await?;
+        Ok(())
+    }
+
+    // ----- profiles -----
+
+    async fn profile_view(&self, row: &ProfileRow) -> ApiResult<ProfileView> {
+        let creds = self.store.profile_credentials(&row.id).await?;
+        Ok(ProfileView {
+            id: row.id.clone(),
+            description: row.description.clone(),
+            locked: row.locked,
+            revoked: row.revoked,
+            expired: row.is_expired(Utc::now()),
+            key_id: row.key_id.clone(),
+            credentials: creds.iter().map(summary).collect(),
+            allowed_hosts: row.allowed_hosts.clone(),
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_used_at: row.last_used_at,
+        })
+    }
+
+    /// Finds a profile by id, or also by key id when `allow_key_id`.
+    async fn profile_row(&self, id: &str, allow_key_id: bool) -> ApiResult<ProfileRow> {
+        if let Some(p) = self.store.profile_get(id).await? {
+            return Ok(p);
+        }
+        if allow_key_id && id.starts_with("ark_") {
+            if let Some(p) = self.store.profile_get_by_key_id(id).await? {
+                return Ok(p);
+            }
+        }
+        Err(ApiError::not_found(format!(
+            "profile {id:?} does not exist"
+        )))
+    }
+
+    pub async fn list_profiles(&self) -> ApiResult<Vec<ProfileView>> {
+        let rows = self.store.profiles_list().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.profile_view(r).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn get_profile(&self, id: &str, allow_key_id: bool) -> ApiResult<ProfileView> {
+        let row = self.profile_row(id, allow_key_id).await?;
+        self.profile_view(&row).await
+    }
+
+    async fn resolve_names(&self, names: &[String]) -> ApiResult<Vec<String>> {
+        let mut ids = Vec::with_capacity(names.len());
+        let mut unknown = Vec::new();
+        for n in names {
+            match self.store.credential_get(n).await? {
+                Some(c) => ids.push(c.id),
+                None => unknown.push(n.clone()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "unknown credentials: {} (create the slots first with POST /credentials)",
+                unknown.join(", ")
+            )));
+        }
+        Ok(ids)
+    }
+
+    pub async fn create_profile(
+        &self,
+        description: &str,
+        credentials: &[String],
+    ) -> ApiResult<ProfileView> {
+        validate::description(description)?;
+        let cred_ids = self.resolve_names(credentials).await?;
+        let now = Utc::now();
+        let row = ProfileRow {
+            id: ids::profile_id(),
+            description: description.to_string(),
+            key_id: None,
+            secret: None,
+            locked: false,
+            revoked: false,
+            expires_at: None,
+            allowed_hosts: Some(Vec::new()),
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+        };
+        self.store.profile_insert(&row).await?;
+        if !cred_ids.is_empty() {
+            self.store
+                .profile_add_credentials(&row.id, &cred_ids)
+                .await?;
+        }
+        self.profile_view(&row).await
+    }
+
+    pub async fn update_profile(&self, id: &str, patch: ProfilePatch) -> ApiResult<ProfileView> {
+        let mut row = self.profile_row(id, false).await?;
+        if row.revoked {
+            return Err(ApiError::conflict(
+                "profile_revoked",
+                "profile is revoked and can no longer be changed",
+            ));
+        }
+        if let Some(d) = patch.description {
+            validate::description(&d)?;
+            row.description = d;
+        }
+        if let Some(e) = patch.expires_at {
+            row.expires_at = e;
+        }
+        if let Some(h) = patch.allowed_hosts {
+            row.allowed_hosts = match h {
+                None => None,
+                Some(list) => Some(validate::host_patterns(&list)?),
+            };
+        }
+        row.updated_at = Utc::now();
+        self.store.profile_update(&row).await?;
+        self.profile_view(&row).await
+    }
+
+    /// Adds or removes credentials; only while the profile is unlocked.
+    pub async fn change_profile_credentials(
+        &self,
+        id: &str,
+        names: &[String],
+        add: bool,
+        allow_key_id: bool,
+    ) -> ApiResult<ProfileView> {
+        let mut row = self.profile_row(id, allow_key_id).await?;
+        if row.revoked {
+            return Err(ApiError::conflict("profile_revoked", "profile is revoked"));
+        }
+        if row.locked {
+            return Err(ApiError::conflict(
+                "profile_locked",
+                "profile is locked; its credentials can no longer change (create a new profile)",
+            ));
+        }
+        for n in names {
+            validate::credential_name(n)?;
+        }
+        let cred_ids = self.resolve_names(names).await?;
+        if add {
+            self.store
+                .profile_add_credentials(&row.id, &cred_ids)
+                .await?;
+        } else {
+            self.store
+                .profile_remove_credentials(&row.id, &cred_ids)
+                .await?;
+        }
+        row.updated_at = Utc::now();
+        self.store.profile_update(&row).await?;
+        self.profile_view(&row).await
+    }
+
+    async fn issue_key(&self, row: &mut ProfileRow) -> ApiResult<String> {
+        let (key_id, secret) = ids::profile_key();
+        row.secret = Some(self.vault.seal(&profile_aad(&row.id), secret.as_bytes())?);
+        row.key_id = Some(key_id.clone());
+        row.updated_at = Utc::now();
+        Ok(format!("{key_id}:{secret}"))
+    }
+
+    pub async fn lock_profile(&self, id: &str) -> ApiResult<ProfileWithKey> {
+        let mut row = self.profile_row(id, false).await?;
+        if row.revoked {
+            return Err(ApiError::conflict("profile_revoked", "profile is revoked"));
+        }
+        if row.locked {
+            return Err(ApiError::conflict(
+                "profile_locked",
+                "profile is already locked; use regenerate-key for a new key",
+            ));
+        }
+        let missing: Vec<String> = self
+            .store
+            .profile_credentials(&row.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.value.is_none())
+            .map(|c| c.name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::conflict(
+                "values_missing",
+                format!("fill in the value of {} before locking", missing.join(", ")),
+            ));
+        }
+        let key = self.issue_key(&mut row).await?;
+        row.locked = true;
+        self.store.profile_update(&row).await?;
+        Ok(ProfileWithKey {
+            profile: self.profile_view(&row).await?,
+            key,
+        })
+    }
+
+    pub async fn regenerate_key(&self, id: &str) -> ApiResult<ProfileWithKey> {
+        let mut row = self.profile_row(id, false).await?;
+        if row.revoked {
+            return Err(ApiError::conflict("profile_revoked", "profile is revoked"));
+        }
+        if !row.locked {
+            return Err(ApiError::conflict(
+                "profile_unlocked",
+                "profile is not locked; lock it to get a key",
+            ));
+        }
+        let key = self.issue_key(&mut row).await?;
+        self.store.profile_update(&row).await?;
+        Ok(ProfileWithKey {
+            profile: self.profile_view(&row).await?,
+            key,
+        })
+    }
+
+    pub async fn revoke_profile(&self, id: &str) -> ApiResult<ProfileView> {
+        let mut row = self.profile_row(id, false).await?;
+        if row.revoked {
+            return Err(ApiError::conflict(
+                "profile_revoked",
+                "profile is already revoked",
+            ));
+        }
+        row.revoked = true;
+        row.secret = None;
+        row.updated_at = Utc::now();
+        self.store.profile_update(&row).await?;
+        self.profile_view(&row).await
+    }
+
+    pub async fn delete_profile(&self, id: &str) -> ApiResult<()> {
+        let row = self.profile_row(id, false).await?;
+        if row.locked && !row.revoked {
+            return Err(ApiError::conflict(
+                "profile_locked",
+                "profile is locked; revoke it first, then delete it",
+            ));
+        }
+        self.store.profile_delete(&row.id).await?;
+        Ok(())
+    }
+
+    /// Resolves a bearer key id to a profile that may run code now.
+    pub async fn active_profile(&self, key_id: &str) -> ApiResult<ActiveProfile> {
+        let row = self
+            .store
+            .profile_get_by_key_id(key_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown_key", "unknown profile key"))?;
+        if row.revoked {
+            return Err(ApiError::unauthorized(
+                "profile_revoked",
+                "profile is revoked",
+            ));
+        }
+        if !row.locked {
+            return Err(ApiError::unauthorized(
+                "profile_unlocked",
+                "profile is not locked",
+            ));
+        }
+        if row.is_expired(Utc::now()) {
+            return Err(ApiError::unauthorized(
+                "profile_expired",
+                "profile has expired",
+            ));
+        }
+        let sealed = row.secret.as_ref().ok_or_else(ApiError::internal)?;
+        let secret = self.vault.open(&profile_aad(&row.id), sealed)?;
+        Ok(ActiveProfile { row, secret })
+    }
+
+    /// Opens the values of a profile's credentials, for one execution.
+    pub async fn open_values(&self, profile_id: &str) -> ApiResult<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for c in self.store.profile_credentials(profile_id).await? {
+            if let Some(sealed) = &c.value {
+                let v = self.vault.open(&cred_aad(&c.id), sealed)?;
+                out.insert(
+                    c.name.clone(),
+                    String::from_utf8(v).map_err(|_| ApiError::internal())?,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn view(c: &CredentialRow) -> CredentialView {
+    CredentialView {
+        name: c.name.clone(),
+        description: c.description.clone(),
+        value_exists: c.value.is_some(),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}

@@ -1,0 +1,89 @@
+//! Random identifiers and profile keys, and the constant-time checks on them.
+
+use hmac::{Hmac, KeyInit, Mac};
+use rand::distr::{Alphanumeric, SampleString};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `n` random lowercase alphanumerics (≈5.17 bits each).
+pub fn lower_alnum(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| LOWER_ALNUM[rng.random_range(0..LOWER_ALNUM.len())] as char)
+        .collect()
+}
+
+/// `n` random ASCII alphanumerics (≈5.95 bits each).
+pub fn alnum(n: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), n)
+}
+
+pub fn credential_id() -> String {
+    format!("cred_{}", lower_alnum(20))
+}
+
+pub fn profile_id() -> String {
+    format!("prf_{}", lower_alnum(20))
+}
+
+/// A new profile key: (`ark_<24 lowercase alnum>`, `<48 alnum>` secret).
+pub fn profile_key() -> (String, String) {
+    (format!("ark_{}", lower_alnum(24)), alnum(48))
+}
+
+/// 256-bit random session token, hex.
+pub fn session_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill(&mut b);
+    hex::encode(b)
+}
+
+/// SHA-256 hex digest; tokens are stored only as hashes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Constant-time equality of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Lowercase hex HMAC-SHA256 of `message` under `secret`.
+pub fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_shapes() {
+        let (id, secret) = profile_key();
+        assert_eq!(id.len(), 28);
+        assert!(id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert_eq!(secret.len(), 48);
+        assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(profile_key().1, secret);
+    }
+
+    #[test]
+    fn hmac_matches_known_vector() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            hmac_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,23 @@
+//! Airlock: a trust boundary between AI agents and production credentials.
+//!
+//! The binary serves one HTTP port with the agent API, the admin API and (later)
+//! the web UI. This library holds everything so tests can build the real router
+//! with [`app::App::open`] and drive it without a socket.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod validate;
+
+/// Serves `router` on an already-bound listener until the process is stopped.
+pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}

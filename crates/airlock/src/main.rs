@@ -1,0 +1,94 @@
+//! The `airlock` binary: `airlock serve` (the default) runs the server.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use airlock::app::App;
+use airlock::config::Config;
+
+/// Airlock: agents run code with credentials they never see.
+///
+/// Every flag can also be set with the environment variable shown next to it.
+#[derive(Parser)]
+#[command(name = "airlock", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (web UI + agent and admin API on one port). The default.
+    Serve(Config),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match cli.command {
+        Some(Command::Serve(c)) => c,
+        None => cli.serve,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.bind;
+    let app = App::open(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} (set AIRLOCK_BIND or --bind)"))?;
+    let local = listener.local_addr()?;
+    let setup_required = airlock::auth::setup_required(&app.state)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    let url = config
+        .public_base()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("http://{local}"));
+    println!("Airlock {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    println!("  data dir:   {}", config.data_dir.display());
+    println!(
+        "  master key: {} ({})",
+        config.master_key_path().display(),
+        match app.state.key_origin {
+            airlock_store::KeyOrigin::Created => "created now",
+            airlock_store::KeyOrigin::Loaded => "loaded",
+        }
+    );
+    if setup_required {
+        println!("  setup:      required: open {url} and set the admin password");
+    } else {
+        println!("  setup:      done (log in at {url})");
+    }
+    let router = app.router();
+    tokio::select! {
+        r = airlock::serve(router, listener) => r.context("server error")?,
+        _ = shutdown_signal() => println!("Airlock shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

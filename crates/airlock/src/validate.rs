@@ -1,0 +1,178 @@
+//! Input rules shared by the admin and agent APIs. Every failure names the field
+//! and the rule so the caller knows what to fix.
+
+use crate::error::ApiError;
+
+pub const MAX_DESCRIPTION: usize = 1000;
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_HOST_PATTERNS: usize = 200;
+
+/// Credential names: `[A-Za-z_][A-Za-z0-9_]{0,63}`.
+pub fn credential_name(name: &str) -> Result<(), ApiError> {
+    let mut bytes = name.bytes();
+    let ok = match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {
+            name.len() <= 64 && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "name {:?} is invalid: use 1-64 characters [A-Za-z0-9_], not starting with a digit",
+            truncate_for_message(name)
+        )))
+    }
+}
+
+pub fn description(d: &str) -> Result<(), ApiError> {
+    if d.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::invalid(format!(
+            "description is too long: at most {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn value(v: &str) -> Result<(), ApiError> {
+    if v.is_empty() {
+        return Err(ApiError::invalid("value must not be empty"));
+    }
+    if v.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::invalid(format!(
+            "value is too large: at most {MAX_VALUE_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Host patterns: `host`, `*.domain`, optional `:port`; IPv4 literals and
+/// bracketed IPv6 literals allowed. Returns the normalised (lowercase) list.
+pub fn host_patterns(list: &[String]) -> Result<Vec<String>, ApiError> {
+    if list.len() > MAX_HOST_PATTERNS {
+        return Err(ApiError::invalid(format!(
+            "allowed_hosts has too many entries: at most {MAX_HOST_PATTERNS}"
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for raw in list {
+        let p = raw.trim().to_ascii_lowercase();
+        if !host_pattern_ok(&p) {
+            return Err(ApiError::invalid(format!(
+                "allowed_hosts entry {:?} is invalid: use a host name (api.example.com), a wildcard subdomain (*.example.com) or an IP, optionally with :port",
+                truncate_for_message(raw)
+            )));
+        }
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn host_pattern_ok(p: &str) -> bool {
+    if p.is_empty() || p.len() > 260 {
+        return false;
+    }
+    // Bracketed IPv6 with optional port.
+    if let Some(rest) = p.strip_prefix('[') {
+        let Some((addr, tail)) = rest.split_once(']') else {
+            return false;
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        return tail.is_empty() || tail.strip_prefix(':').is_some_and(port_ok);
+    }
+    let (host, port) = match p.rsplit_once(':') {
+        Some((h, port)) => (h, Some(port)),
+        None => (p, None),
+    };
+    if let Some(port) = port {
+        if !port_ok(port) {
+            return false;
+        }
+    }
+    let host = match host.strip_prefix("*.") {
+        Some(h) => h,
+        None => host,
+    };
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return !p.starts_with("*.");
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    !labels.is_empty()
+        && host.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn port_ok(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 5
+        && p.bytes().all(|b| b.is_ascii_digit())
+        && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+}
+
+fn truncate_for_message(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["A", "_", "STRIPE_KEY", "a1_b2", &"x".repeat(64)] {
+            assert!(credential_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "é", &"x".repeat(65), "A.B"] {
+            assert!(credential_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let ok = host_patterns(&[
+            "API.Stripe.com".into(),
+            "*.example.com".into(),
+            "host:443".into(),
+            "10.0.0.1".into(),
+            "[::1]:8080".into(),
+            "api.stripe.com".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok,
+            vec![
+                "api.stripe.com",
+                "*.example.com",
+                "host:443",
+                "10.0.0.1",
+                "[::1]:8080"
+            ]
+        );
+        for bad in [
+            "",
+            "http://x.com",
+            "x.com/path",
+            "*",
+            "*.*.com",
+            "a..b",
+            "x.com:0",
+            "x.com:99999",
+            "-a.com",
+            "*.10.0.0.1",
+            "[zz]",
+        ] {
+            assert!(host_patterns(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+}
