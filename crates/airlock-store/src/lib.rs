@@ -82,4 +82,15 @@ pub trait Store: Send + Sync + 'static {
         profile_id: &str,
         credential_ids: &[String],
     ) -> Result<()>;
+
+    // --- executions ---
+    async fn execution_insert(&self, row: &ExecutionRow) -> Result<()>;
+    async fn execution_get(&self, id: &str) -> Result<Option<ExecutionRow>>;
+    /// Writes every mutable field of the row.
+    async fn execution_update(&self, row: &ExecutionRow) -> Result<()>;
+    async fn executions_list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>>;
+    async fn executions_count(&self, filter: &ExecutionFilter) -> Result<i64>;
+    /// Marks every non-terminal execution as `error` with `message`; returns how many.
+    async fn executions_interrupt(&self, message: &str, at: DateTime<Utc>) -> Result<u64>;
+    async fn execution_stats(&self, since: Option<DateTime<Utc>>) -> Result<ExecutionStats>;
 }

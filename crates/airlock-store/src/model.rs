@@ -67,3 +67,77 @@ impl ProfileRow {
         self.expires_at.is_some_and(|e| e <= now)
     }
 }
+
+/// Lifecycle states of an execution.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const RUNNING: &str = "running";
+    pub const AWAITING_LLM: &str = "awaiting_llm";
+    pub const COMPLETED: &str = "completed";
+    pub const ERROR: &str = "error";
+    pub const TIMEOUT: &str = "timeout";
+    pub const ALL: [&str; 6] = [PENDING, RUNNING, AWAITING_LLM, COMPLETED, ERROR, TIMEOUT];
+
+    pub fn is_terminal(s: &str) -> bool {
+        matches!(s, COMPLETED | ERROR | TIMEOUT)
+    }
+}
+
+/// One execution. Every text field holds already-redacted output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRow {
+    pub id: String,
+    pub profile_id: String,
+    pub status: String,
+    pub script: String,
+    pub script_sha256: String,
+    pub timeout_secs: i64,
+    /// JSON text of the script's result.
+    pub result: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub error: Option<String>,
+    /// JSON text of the pending LLM request, while `awaiting_llm`.
+    pub llm_request: Option<String>,
+    /// JSON text: list of `{request_id, prompt, model, response}`.
+    pub llm_exchanges: String,
+    /// JSON text: list of `{field, name, count}`.
+    pub redactions: String,
+    pub execution_time_ms: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Filters for listing executions; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub profile_id: Option<String>,
+    pub status: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A listed execution, without its script and outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionSummary {
+    pub id: String,
+    pub profile_id: String,
+    pub status: String,
+    pub script_sha256: String,
+    pub execution_time_ms: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Aggregates for the stats view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionStats {
+    pub by_status: Vec<(String, i64)>,
+    pub by_profile: Vec<(String, i64)>,
+    pub by_day: Vec<(String, i64)>,
+    /// Durations (ms) of finished executions, ascending, most recent 10 000.
+    pub durations_ms: Vec<i64>,
+}

@@ -12,7 +12,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
-use crate::{CredentialRow, ProfileRow, Result, SessionRow, Store, StoreError};
+use crate::{
+    status, CredentialRow, ExecutionFilter, ExecutionRow, ExecutionStats, ExecutionSummary,
+    ProfileRow, Result, SessionRow, Store, StoreError,
+};
 
 /// The SQLite store. Cloning shares the pool.
 #[derive(Clone, Debug)]
@@ -80,6 +83,45 @@ fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
         updated_at: row.try_get("updated_at")?,
         last_used_at: row.try_get("last_used_at")?,
     })
+}
+
+fn execution_from(row: &SqliteRow) -> Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        id: row.try_get("id")?,
+        profile_id: row.try_get("profile_id")?,
+        status: row.try_get("status")?,
+        script: row.try_get("script")?,
+        script_sha256: row.try_get("script_sha256")?,
+        timeout_secs: row.try_get("timeout_secs")?,
+        result: row.try_get("result")?,
+        stdout: row.try_get("stdout")?,
+        stderr: row.try_get("stderr")?,
+        error: row.try_get("error")?,
+        llm_request: row.try_get("llm_request")?,
+        llm_exchanges: row.try_get("llm_exchanges")?,
+        redactions: row.try_get("redactions")?,
+        execution_time_ms: row.try_get("execution_time_ms")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+/// Appends the WHERE clause of `f` to `qb`.
+fn push_filter(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, f: &ExecutionFilter) {
+    qb.push(" WHERE 1=1");
+    if let Some(p) = &f.profile_id {
+        qb.push(" AND profile_id = ").push_bind(p.clone());
+    }
+    if let Some(st) = &f.status {
+        qb.push(" AND status = ").push_bind(st.clone());
+    }
+    if let Some(from) = f.created_from {
+        qb.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.created_to {
+        qb.push(" AND created_at < ").push_bind(to);
+    }
 }
 
 fn hosts_json(h: &Option<Vec<String>>) -> Option<String> {
@@ -400,6 +442,159 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn execution_insert(&self, e: &ExecutionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO executions(id, profile_id, status, script, script_sha256, timeout_secs, result, stdout, stderr, \
+             error, llm_request, llm_exchanges, redactions, execution_time_ms, created_at, started_at, completed_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(&e.profile_id)
+        .bind(&e.status)
+        .bind(&e.script)
+        .bind(&e.script_sha256)
+        .bind(e.timeout_secs)
+        .bind(&e.result)
+        .bind(&e.stdout)
+        .bind(&e.stderr)
+        .bind(&e.error)
+        .bind(&e.llm_request)
+        .bind(&e.llm_exchanges)
+        .bind(&e.redactions)
+        .bind(e.execution_time_ms)
+        .bind(e.created_at)
+        .bind(e.started_at)
+        .bind(e.completed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn execution_get(&self, id: &str) -> Result<Option<ExecutionRow>> {
+        sqlx::query("SELECT * FROM executions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(execution_from)
+            .transpose()
+    }
+
+    async fn execution_update(&self, e: &ExecutionRow) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE executions SET status = ?, result = ?, stdout = ?, stderr = ?, error = ?, llm_request = ?, \
+             llm_exchanges = ?, redactions = ?, execution_time_ms = ?, started_at = ?, completed_at = ? WHERE id = ?",
+        )
+        .bind(&e.status)
+        .bind(&e.result)
+        .bind(&e.stdout)
+        .bind(&e.stderr)
+        .bind(&e.error)
+        .bind(&e.llm_request)
+        .bind(&e.llm_exchanges)
+        .bind(&e.redactions)
+        .bind(e.execution_time_ms)
+        .bind(e.started_at)
+        .bind(e.completed_at)
+        .bind(&e.id)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn executions_list(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT id, profile_id, status, script_sha256, execution_time_ms, created_at, completed_at FROM executions",
+        );
+        push_filter(&mut qb, f);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit)
+            .push(" OFFSET ")
+            .push_bind(f.offset);
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ExecutionSummary {
+                    id: r.try_get("id")?,
+                    profile_id: r.try_get("profile_id")?,
+                    status: r.try_get("status")?,
+                    script_sha256: r.try_get("script_sha256")?,
+                    execution_time_ms: r.try_get("execution_time_ms")?,
+                    created_at: r.try_get("created_at")?,
+                    completed_at: r.try_get("completed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn executions_count(&self, f: &ExecutionFilter) -> Result<i64> {
+        let mut qb = sqlx::QueryBuilder::new("SELECT COUNT(*) AS n FROM executions");
+        push_filter(&mut qb, f);
+        Ok(qb.build().fetch_one(&self.pool).await?.try_get("n")?)
+    }
+
+    async fn executions_interrupt(&self, message: &str, at: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE executions SET status = ?, error = ?, llm_request = NULL, completed_at = ? \
+             WHERE status IN (?, ?, ?)",
+        )
+        .bind(status::ERROR)
+        .bind(message)
+        .bind(at)
+        .bind(status::PENDING)
+        .bind(status::RUNNING)
+        .bind(status::AWAITING_LLM)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn execution_stats(&self, since: Option<DateTime<Utc>>) -> Result<ExecutionStats> {
+        let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let pairs = |rows: Vec<SqliteRow>| -> Result<Vec<(String, i64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get::<String, _>("k")?, r.try_get::<i64, _>("n")?)))
+                .collect()
+        };
+        let by_status = pairs(
+            sqlx::query("SELECT status AS k, COUNT(*) AS n FROM executions WHERE created_at >= ? GROUP BY status ORDER BY status")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        let by_profile = pairs(
+            sqlx::query("SELECT profile_id AS k, COUNT(*) AS n FROM executions WHERE created_at >= ? GROUP BY profile_id ORDER BY n DESC")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        let by_day = pairs(
+            sqlx::query("SELECT substr(created_at, 1, 10) AS k, COUNT(*) AS n FROM executions WHERE created_at >= ? GROUP BY k ORDER BY k")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        let mut durations_ms: Vec<i64> = sqlx::query_scalar(
+            "SELECT execution_time_ms FROM executions WHERE created_at >= ? AND execution_time_ms IS NOT NULL \
+             ORDER BY created_at DESC LIMIT 10000",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        durations_ms.sort_unstable();
+        Ok(ExecutionStats {
+            by_status,
+            by_profile,
+            by_day,
+            durations_ms,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -506,5 +701,96 @@ mod tests {
         assert_eq!(s.meta_get("k").await.unwrap(), Some(b"1".to_vec()));
         s.meta_set("k", b"3").await.unwrap();
         assert_eq!(s.meta_get("k").await.unwrap(), Some(b"3".to_vec()));
+    }
+
+    fn exec(id: &str, profile: &str, st: &str, ms: Option<i64>) -> ExecutionRow {
+        ExecutionRow {
+            id: id.into(),
+            profile_id: profile.into(),
+            status: st.into(),
+            script: "set_result(1)".into(),
+            script_sha256: "ab".into(),
+            timeout_secs: 60,
+            result: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            llm_request: None,
+            llm_exchanges: "[]".into(),
+            redactions: "[]".into(),
+            execution_time_ms: ms,
+            created_at: now(),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn executions_filter_interrupt_and_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        s.execution_insert(&exec("e1", "p1", status::COMPLETED, Some(5)))
+            .await
+            .unwrap();
+        s.execution_insert(&exec("e2", "p1", status::RUNNING, None))
+            .await
+            .unwrap();
+        s.execution_insert(&exec("e3", "p2", status::AWAITING_LLM, None))
+            .await
+            .unwrap();
+        s.execution_insert(&exec("e4", "p2", status::PENDING, None))
+            .await
+            .unwrap();
+        let mut e1 = s.execution_get("e1").await.unwrap().unwrap();
+        e1.stdout = "hello".into();
+        e1.result = Some("1".into());
+        s.execution_update(&e1).await.unwrap();
+        assert_eq!(s.execution_get("e1").await.unwrap().unwrap(), e1);
+
+        let f = ExecutionFilter {
+            profile_id: Some("p1".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let ids: Vec<String> = s
+            .executions_list(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec!["e2", "e1"]);
+        assert_eq!(s.executions_count(&f).await.unwrap(), 2);
+        let f = ExecutionFilter {
+            status: Some(status::PENDING.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(s.executions_count(&f).await.unwrap(), 1);
+
+        assert_eq!(
+            s.executions_interrupt("interrupted by server restart", now())
+                .await
+                .unwrap(),
+            3
+        );
+        for id in ["e2", "e3", "e4"] {
+            let e = s.execution_get(id).await.unwrap().unwrap();
+            assert_eq!(e.status, status::ERROR);
+            assert_eq!(e.error.as_deref(), Some("interrupted by server restart"));
+            assert!(e.completed_at.is_some());
+        }
+        assert_eq!(
+            s.execution_get("e1").await.unwrap().unwrap().status,
+            status::COMPLETED
+        );
+
+        let st = s.execution_stats(None).await.unwrap();
+        assert_eq!(
+            st.by_status,
+            vec![("completed".to_string(), 1), ("error".to_string(), 3)]
+        );
+        assert_eq!(st.durations_ms, vec![5]);
+        assert_eq!(st.by_profile.iter().map(|p| p.1).sum::<i64>(), 4);
     }
 }

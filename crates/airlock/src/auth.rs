@@ -321,17 +321,61 @@ pub async fn csrf_guard(
 }
 
 fn origin_allowed(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
-    let Some(origin_host) = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-    else {
+    let Some((scheme, origin_host)) = split_origin(origin) else {
         return false;
     };
     if let Some(public) = state.config.public_base() {
-        return public.eq_ignore_ascii_case(origin.trim_end_matches('/'));
+        return split_origin(public).is_some_and(|(s, h)| {
+            s.eq_ignore_ascii_case(scheme) && host_port_eq(s, h, origin_host)
+        });
     }
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| host.eq_ignore_ascii_case(origin_host.trim_end_matches('/')))
+        .is_some_and(|host| host_port_eq(scheme, host, origin_host))
+}
+
+/// Splits `scheme://host[:port][/path]` into (scheme, host[:port]).
+fn split_origin(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    (!host.is_empty()).then_some((scheme, host))
+}
+
+/// Compares two `host[:port]` strings, treating the scheme's default port as implicit.
+fn host_port_eq(scheme: &str, a: &str, b: &str) -> bool {
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let norm = |h: &str| {
+        let h = h.to_ascii_lowercase();
+        h.strip_suffix(default).map(str::to_string).unwrap_or(h)
+    };
+    norm(a) == norm(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_parsing() {
+        assert_eq!(
+            split_origin("https://a.example.com/airlock"),
+            Some(("https", "a.example.com"))
+        );
+        assert_eq!(
+            split_origin("http://127.0.0.1:9090"),
+            Some(("http", "127.0.0.1:9090"))
+        );
+        assert_eq!(split_origin("null"), None);
+        assert_eq!(split_origin("file:///x"), None);
+        assert!(host_port_eq("https", "a.com:443", "A.com"));
+        assert!(!host_port_eq("http", "a.com:8080", "a.com"));
+    }
 }

@@ -133,10 +133,12 @@ impl Catalog {
     }
 
     async fn credential(&self, name: &str) -> ApiResult<CredentialRow> {
-        self.store
-            .credential_get(name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("credential {name:?} does not exist")))
+        self.store.credential_get(name).await?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "credential {} does not exist",
+                crate::validate::shown(name)
+            ))
+        })
     }
 
     pub async fn get_credential(&self, name: &str) -> ApiResult<CredentialView> {
@@ -285,7 +287,8 @@ impl Catalog {
             }
         }
         Err(ApiError::not_found(format!(
-            "profile {id:?} does not exist"
+            "profile {} does not exist",
+            crate::validate::shown(id)
         )))
     }
 

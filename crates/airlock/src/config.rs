@@ -36,6 +36,50 @@ pub struct Config {
     /// Largest accepted JSON request body in bytes for the admin and catalog APIs.
     #[arg(long, env = "AIRLOCK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Python interpreter run inside the sandbox. Must be a real binary, not a
+    /// shell shim (pyenv's `python3` is one).
+    #[arg(long, env = "AIRLOCK_PYTHON", default_value = "/usr/bin/python3")]
+    pub python: PathBuf,
+
+    /// Sandbox policy: `strict` refuses executions when any isolation layer is
+    /// missing; `permissive` runs with the layers that work (and says so in
+    /// /health and the startup banner).
+    #[arg(long, env = "AIRLOCK_SANDBOX", default_value = "strict", value_parser = ["strict", "permissive"])]
+    pub sandbox: String,
+
+    /// Concurrent executions (sandbox slots). Defaults to the number of cores.
+    #[arg(long, env = "AIRLOCK_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Executions that may wait for a free slot before new ones get 429.
+    #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
+    pub queue_size: usize,
+
+    /// Largest `timeout` (seconds) a script may ask for; also the default.
+    #[arg(long, env = "AIRLOCK_MAX_TIMEOUT", default_value_t = 60)]
+    pub max_timeout: u64,
+
+    /// Largest accepted script in bytes.
+    #[arg(long, env = "AIRLOCK_MAX_SCRIPT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_script_bytes: usize,
+
+    /// Stdout and stderr are each kept up to this many bytes, then truncated.
+    #[arg(long, env = "AIRLOCK_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_output_bytes: usize,
+
+    /// Memory limit per execution in MiB.
+    #[arg(long, env = "AIRLOCK_MEMORY_MB", default_value_t = 512)]
+    pub memory_mb: u64,
+
+    /// How long (seconds) a script may wait in `llm.complete` for the agent's answer.
+    #[arg(long, env = "AIRLOCK_LLM_TIMEOUT", default_value_t = 600)]
+    pub llm_timeout: u64,
+
+    /// Program (and arguments) that runs the sandbox helper. Set by the binary
+    /// to itself; `None` disables executions (used by API tests).
+    #[arg(skip)]
+    pub sandbox_helper: Option<Vec<std::ffi::OsString>>,
 }
 
 impl Config {
@@ -47,6 +91,16 @@ impl Config {
             master_key_file: None,
             public_url: None,
             max_body_bytes: 1024 * 1024,
+            python: PathBuf::from("/usr/bin/python3"),
+            sandbox: "strict".into(),
+            workers: None,
+            queue_size: 256,
+            max_timeout: 60,
+            max_script_bytes: 1024 * 1024,
+            max_output_bytes: 1024 * 1024,
+            memory_mb: 512,
+            llm_timeout: 600,
+            sandbox_helper: None,
         }
     }
 
@@ -60,6 +114,13 @@ impl Config {
     /// Path of the SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("airlock.db")
+    }
+
+    /// Concurrent executions: the configured number or the number of cores.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1)
     }
 
     /// The public URL without a trailing slash, if configured.

@@ -59,6 +59,20 @@ pub fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// `exec_` + 32 lowercase alphanumerics (≈165 random bits).
+pub fn execution_id() -> String {
+    format!("exec_{}", lower_alnum(32))
+}
+
+/// Whether `s` has the shape of a profile key id (`ark_` + 24 lowercase alnum).
+pub fn is_key_id(s: &str) -> bool {
+    s.len() == 28
+        && s.starts_with("ark_")
+        && s[4..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

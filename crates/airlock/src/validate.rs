@@ -120,6 +120,21 @@ fn port_ok(p: &str) -> bool {
         && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
 }
 
+/// An identifier from a request path, safe to echo in an error: shown only when
+/// it looks like an identifier, so a pasted key secret is never reflected.
+pub fn shown(id: &str) -> String {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        format!("{id:?}")
+    } else {
+        "(given id)".to_string()
+    }
+}
+
 fn truncate_for_message(s: &str) -> String {
     s.chars().take(80).collect()
 }
