@@ -52,6 +52,8 @@ pub trait Store: Send + Sync + 'static {
     async fn session_touch(&self, token_hash: &str, at: DateTime<Utc>) -> Result<()>;
     async fn session_delete(&self, token_hash: &str) -> Result<()>;
     async fn session_delete_expired(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Ends every session except `keep_token_hash` (after a password change).
+    async fn session_delete_others(&self, keep_token_hash: &str) -> Result<u64>;
 
     // --- credentials ---
     async fn credentials_list(&self) -> Result<Vec<CredentialRow>>;

@@ -217,6 +217,14 @@ impl Store for SqliteStore {
         Ok(r.rows_affected())
     }
 
+    async fn session_delete_others(&self, keep_token_hash: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM admin_sessions WHERE token_hash <> ?")
+            .bind(keep_token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn credentials_list(&self) -> Result<Vec<CredentialRow>> {
         sqlx::query("SELECT * FROM credentials ORDER BY name")
             .fetch_all(&self.pool)

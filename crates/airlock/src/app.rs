@@ -13,6 +13,7 @@ use airlock_store::{KeyOrigin, SqliteStore, Store, StoreError, Vault};
 use crate::auth::LoginLimiter;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::runner::{Runner, RunnerLimits, INTERRUPTED};
 
 const META_KEY_CHECK: &str = "key_check";
 const KEY_CHECK_AAD: &str = "meta:key_check";
@@ -40,6 +41,7 @@ pub struct AppState {
     pub catalog: Catalog,
     pub login_limiter: Arc<LoginLimiter>,
     pub key_origin: KeyOrigin,
+    pub runner: Arc<Runner>,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl App {
         let db_path = config.database_path();
         let key_path = config.master_key_path();
         let store = SqliteStore::open(&db_path).await?;
+        restrict_db_files(&db_path);
         let check = store.meta_get(META_KEY_CHECK).await?;
         if check.is_some() && !key_path.exists() {
             return Err(StartupError::MasterKey(format!(
@@ -94,8 +97,35 @@ impl App {
                 store.meta_insert_if_absent(META_KEY_CHECK, &blob).await?;
             }
         }
+        let interrupted = store
+            .executions_interrupt(INTERRUPTED, chrono::Utc::now())
+            .await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                count = interrupted,
+                "executions interrupted by a restart marked as error"
+            );
+        }
         let store: Arc<dyn Store> = Arc::new(store);
         let catalog = Catalog::new(store.clone(), Arc::new(vault));
+        let sandbox = crate::sandbox::start(&config).await;
+        if let Err(reason) = &sandbox {
+            tracing::warn!(%reason, "executions are disabled");
+        }
+        let runner = Runner::start(
+            store.clone(),
+            catalog.clone(),
+            sandbox,
+            RunnerLimits {
+                concurrency: config.worker_count(),
+                queue_size: config.queue_size,
+                default_timeout_secs: config.max_timeout.min(60),
+                max_timeout_secs: config.max_timeout,
+                max_script_bytes: config.max_script_bytes,
+                output_cap_bytes: config.max_output_bytes,
+                llm_wait: std::time::Duration::from_secs(config.llm_timeout),
+            },
+        );
         Ok(App {
             state: AppState {
                 config: Arc::new(config),
@@ -103,6 +133,7 @@ impl App {
                 catalog,
                 login_limiter: Arc::new(LoginLimiter::default()),
                 key_origin,
+                runner,
             },
         })
     }
@@ -110,6 +141,15 @@ impl App {
     /// The full HTTP router (agent API, admin API, health).
     pub fn router(&self) -> axum::Router {
         crate::api::router(self.state.clone())
+    }
+}
+
+/// The database and its WAL files hold sealed values: owner-only, like the key.
+fn restrict_db_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
     }
 }
 

@@ -146,7 +146,19 @@ pub async fn login(state: &AppState, ip: IpAddr, password: &str) -> ApiResult<St
 }
 
 /// Verifies the current password (for sensitive actions) and sets a new one.
-pub async fn change_password(state: &AppState, current: &str, new: &str) -> ApiResult<()> {
+pub async fn change_password(
+    state: &AppState,
+    ip: IpAddr,
+    session_token: &str,
+    current: &str,
+    new: &str,
+) -> ApiResult<()> {
+    if let Some(wait) = state.login_limiter.locked_for(ip) {
+        return Err(ApiError::too_many(
+            format!("too many wrong passwords; try again in {wait} s"),
+            wait,
+        ));
+    }
     check_password_rules(new)?;
     let phc = state
         .store
@@ -155,15 +167,23 @@ pub async fn change_password(state: &AppState, current: &str, new: &str) -> ApiR
         .ok_or_else(|| ApiError::conflict("setup_required", "no admin password is set"))?;
     let phc = String::from_utf8(phc).map_err(|_| ApiError::internal())?;
     if !verify_blocking(current.to_string(), phc).await? {
+        state.login_limiter.record_failure(ip);
         return Err(ApiError::unauthorized(
             "wrong_password",
             "current password is wrong",
         ));
     }
+    state.login_limiter.reset(ip);
     let new_phc = hash_blocking(new.to_string()).await?;
     state
         .store
         .meta_set(META_PASSWORD, new_phc.as_bytes())
+        .await?;
+    // Every other session ends: a password change is how an operator evicts
+    // someone who had the old one.
+    state
+        .store
+        .session_delete_others(&ids::sha256_hex(session_token.as_bytes()))
         .await?;
     Ok(())
 }

@@ -234,13 +234,12 @@ impl Catalog {
 
     pub async fn delete_credential(&self, name: &str) -> ApiResult<()> {
         let row = self.credential(name).await?;
-        let now = Utc::now();
         let blocking: Vec<String> = self
             .store
             .credential_profiles(&row.id)
             .await?
             .into_iter()
-            .filter(|p| p.locked && !p.revoked && !p.is_expired(now))
+            .filter(|p| p.locked && !p.revoked)
             .map(|p| p.id)
             .collect();
         if !blocking.is_empty() {

@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod runner;
+pub mod sandbox;
 pub mod validate;
 
 /// Serves `router` on an already-bound listener until the process is stopped.

@@ -25,11 +25,21 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The sandbox helper is this same binary re-executed with a marker argument;
+    // it must take over before any thread or runtime exists.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == airlock::sandbox::HELPER_ARG)
+    {
+        airlock_sandbox::helper_main();
+    }
     let cli = Cli::parse();
-    let config = match cli.command {
+    let mut config = match cli.command {
         Some(Command::Serve(c)) => c,
         None => cli.serve,
     };
+    let exe = std::env::current_exe().context("cannot find the airlock binary's own path")?;
+    config.sandbox_helper = Some(vec![exe.into(), airlock::sandbox::HELPER_ARG.into()]);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")

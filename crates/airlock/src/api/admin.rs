@@ -43,6 +43,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/profiles/{id}/lock", post(lock_profile))
         .route("/profiles/{id}/revoke", post(revoke_profile))
         .route("/profiles/{id}/regenerate-key", post(regenerate_key))
+        .merge(super::executions::admin_routes())
         .layer(axum::middleware::from_fn_with_state(
             state,
             auth::csrf_guard,
@@ -121,10 +122,20 @@ struct ChangePasswordBody {
 
 async fn change_password(
     State(state): State<AppState>,
-    _s: AdminSession,
+    session: AdminSession,
+    req_ext: axum::http::Extensions,
     Json(body): Json<ChangePasswordBody>,
 ) -> ApiResult<StatusCode> {
-    auth::change_password(&state, &body.current_password, &body.new_password).await?;
+    let ip = auth::client_ip(&req_ext);
+    auth::change_password(
+        &state,
+        ip,
+        &session.token,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    tracing::info!("admin password changed; other sessions ended");
     Ok(StatusCode::NO_CONTENT)
 }
 

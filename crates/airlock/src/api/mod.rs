@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod executions;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -36,11 +37,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 fn json_rejection(rej: JsonRejection) -> ApiError {
     match rej {
-        JsonRejection::JsonDataError(e) => {
-            ApiError::invalid(format!("invalid request body: {}", e.body_text()))
-        }
+        JsonRejection::JsonDataError(e) => ApiError::invalid(format!(
+            "invalid request body: {}",
+            without_input(&e.body_text())
+        )),
         JsonRejection::JsonSyntaxError(e) => {
-            ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
+            ApiError::bad_request(format!("malformed JSON: {}", without_input(&e.body_text())))
         }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -54,27 +56,47 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
     }
 }
 
+/// Removes the fragment of the caller's own input that serde quotes in
+/// "invalid type/value" messages (it could be a value typed in the wrong
+/// field), keeping field names and expectations.
+fn without_input(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for marker in ["invalid type: ", "invalid value: "] {
+        let Some(start) = out.find(marker) else {
+            continue;
+        };
+        let rest_at = start + marker.len();
+        let rest = &out[rest_at..];
+        let cut = ["\"", "`"].iter().find_map(|q| {
+            let open = rest.find(q)?;
+            let close = rest[open + 1..].find(q)? + open + 1;
+            (!rest[..open].contains(',')).then_some((open, close))
+        });
+        if let Some((open, close)) = cut {
+            let mut s = out[..rest_at].to_string();
+            s.push_str(rest[..open].trim_end());
+            s.push_str(&rest[close + 1..]);
+            out = s;
+        }
+    }
+    out
+}
+
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
 }
 
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-    version: &'static str,
-    setup_required: bool,
-}
-
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<Json<Health>, ApiError> {
-    Ok(Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-        setup_required: crate::auth::setup_required(&state).await?,
-    }))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "setup_required": crate::auth::setup_required(&state).await?,
+        "sandbox": crate::sandbox::status(&state.runner),
+    })))
 }
 
 async fn not_found() -> ApiError {
@@ -100,9 +122,33 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(agent::routes())
+        .merge(executions::agent_routes(state.config.max_script_bytes))
         .nest("/api/admin", admin::routes(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_input;
+
+    #[test]
+    fn serde_messages_lose_the_input_fragment() {
+        assert_eq!(
+            without_input(
+                "value: invalid type: string \"sk_live_123\", expected u64 at line 1 column 20"
+            ),
+            "value: invalid type: string, expected u64 at line 1 column 20"
+        );
+        assert_eq!(
+            without_input("invalid type: integer `123456789`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_input("unknown field `value`, expected `name` or `description`"),
+            "unknown field `value`, expected `name` or `description`"
+        );
+    }
 }

@@ -1,0 +1,632 @@
+//! One running execution, seen from the server.
+//!
+//! A driver task owns everything an execution needs (the control socket, the status
+//! socket from the supervisor, the output pipes, the slot) and turns it into a stream of
+//! [`Event`]s. It enforces the wall-clock timeout (paused while the script waits in
+//! `llm.complete`), the frame protocol, and kills the whole process tree (SIGKILL to
+//! the PID-namespace init through a pidfd) on timeout, on request, or when the
+//! [`Execution`] handle is dropped. The slot is released only once the tree is gone.
+
+use crate::protocol::{self, FrameError, WorkerMessage};
+use crate::sys;
+use crate::LayerReport;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// What an execution tells its runner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The script called `llm.complete`; the wall-clock timeout is paused until
+    /// [`Execution::respond_llm`] answers it.
+    LlmRequest {
+        request_id: String,
+        prompt: String,
+        model: String,
+    },
+    /// Terminal: the process tree is gone.
+    Finished(Outcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    Completed,
+    Error,
+    Timeout,
+}
+
+/// The end of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub status: OutcomeStatus,
+    /// Last value passed to `set_result`.
+    pub result: Option<Value>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The Python exception type when the script raised (e.g. `"ValueError"`).
+    pub error_type: Option<String>,
+    /// Traceback (script frames only) ending with `Type: message`, or a sentence such
+    /// as "killed by signal 11 (SIGSEGV: invalid memory reference)".
+    pub error: Option<String>,
+    /// Wall time from start to finish, including time spent waiting for LLM answers.
+    pub duration: Duration,
+    /// Layers the script process reported applying (used by start-up probes).
+    pub layers: Option<LayerReport>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Llm {
+        request_id: String,
+        response: String,
+    },
+    Kill,
+}
+
+/// A running execution. Dropping it kills the process tree.
+#[derive(Debug)]
+pub struct Execution {
+    pub(crate) events: mpsc::Receiver<Event>,
+    pub(crate) cmds: mpsc::UnboundedSender<Cmd>,
+    pub(crate) pid: Arc<AtomicI32>,
+    pub(crate) pending: BTreeSet<String>,
+    pub(crate) finished: Option<Outcome>,
+}
+
+impl Execution {
+    /// Next event. After [`Event::Finished`] it keeps returning the same outcome.
+    pub async fn next_event(&mut self) -> Event {
+        if let Some(o) = &self.finished {
+            return Event::Finished(o.clone());
+        }
+        let ev = self.events.recv().await.unwrap_or_else(|| {
+            Event::Finished(Outcome::internal("the execution driver ended unexpectedly"))
+        });
+        match &ev {
+            Event::LlmRequest { request_id, .. } => {
+                self.pending.insert(request_id.clone());
+            }
+            Event::Finished(o) => self.finished = Some(o.clone()),
+        }
+        ev
+    }
+
+    /// Answers an [`Event::LlmRequest`]; the wall-clock timeout resumes.
+    pub async fn respond_llm(&mut self, request_id: &str, response: &str) -> crate::Result<()> {
+        if self.finished.is_some() {
+            return Err(crate::Error::Finished);
+        }
+        if !self.pending.remove(request_id) {
+            return Err(crate::Error::UnknownRequest(request_id.to_string()));
+        }
+        self.cmds
+            .send(Cmd::Llm {
+                request_id: request_id.to_string(),
+                response: response.to_string(),
+            })
+            .map_err(|_| crate::Error::Finished)
+    }
+
+    /// Kills the whole process tree; [`Event::Finished`] follows.
+    pub fn kill(&self) {
+        let _ = self.cmds.send(Cmd::Kill);
+    }
+
+    /// Host pid of the execution's PID-namespace init (the reaper), once known.
+    pub fn pid(&self) -> Option<i32> {
+        match self.pid.load(Ordering::SeqCst) {
+            0 => None,
+            p => Some(p),
+        }
+    }
+}
+
+impl Outcome {
+    pub(crate) fn internal(msg: &str) -> Outcome {
+        Outcome {
+            status: OutcomeStatus::Error,
+            result: None,
+            stdout: vec![],
+            stderr: vec![],
+            stdout_truncated: false,
+            stderr_truncated: false,
+            error_type: None,
+            error: Some(msg.to_string()),
+            duration: Duration::ZERO,
+            layers: None,
+        }
+    }
+}
+
+/// How a process ended, as reported by the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Code(i32),
+    Signal(i32),
+}
+
+fn parse_wait(v: &Value) -> Option<Wait> {
+    if let Some(c) = v.get("code").and_then(Value::as_i64) {
+        return Some(Wait::Code(c as i32));
+    }
+    v.get("signal")
+        .and_then(Value::as_i64)
+        .map(|s| Wait::Signal(s as i32))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillReason {
+    Timeout,
+    Requested,
+    Dropped,
+    Protocol,
+}
+
+/// Everything the driver owns.
+pub(crate) struct DriverIo {
+    pub proto: tokio::net::UnixStream,
+    pub status: crate::sandbox::SeqPacket,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+pub(crate) struct JobSpec {
+    pub cgroup: Option<Arc<crate::cgroup::SlotCgroup>>,
+    pub run_frame: Value,
+    pub timeout: Duration,
+    pub output_bytes: usize,
+    pub memory_bytes: u64,
+    pub cpu_seconds: u64,
+}
+
+async fn capture(fd: OwnedFd, cap: usize) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return (vec![], false);
+    };
+    let mut out = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(out.len());
+                if n > room {
+                    truncated = true;
+                }
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (out, truncated)
+}
+
+/// Runs one execution to its end. `release` is dropped (freeing the slot) at the end.
+pub(crate) async fn drive<G: Send + 'static>(
+    io: DriverIo,
+    spec: JobSpec,
+    events: mpsc::Sender<Event>,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    pid_out: Arc<AtomicI32>,
+    release: G,
+) {
+    let started = Instant::now();
+    let oom_before = spec.cgroup.as_ref().map(|c| c.oom_kills());
+    let DriverIo {
+        proto,
+        mut status,
+        stdout,
+        stderr,
+    } = io;
+    let out_task = tokio::spawn(capture(stdout, spec.output_bytes));
+    let err_task = tokio::spawn(capture(stderr, spec.output_bytes));
+    let (mut proto_r, mut proto_w) = proto.into_split();
+    // One writer task serialises frames to the worker.
+    let (frame_tx, mut frame_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(f) = frame_rx.recv().await {
+            if proto_w.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+    });
+    match protocol::encode_frame(&spec.run_frame) {
+        Ok(f) => {
+            let _ = frame_tx.send(f);
+        }
+        Err(_) => {
+            // Script larger than a frame: nothing will run; the worker exits on EOF.
+            drop(frame_tx.clone());
+        }
+    }
+
+    let mut result: Option<Value> = None;
+    let mut final_msg: Option<WorkerMessage> = None;
+    let mut protocol_error: Option<String> = None;
+    let mut pending: Option<String> = None;
+    let mut budget = spec.timeout;
+    let mut running_since = Instant::now();
+    let mut kill_reason: Option<KillReason> = None;
+    let mut kill_sent = false;
+    let mut pidfd: Option<OwnedFd> = None;
+    let mut exit: Option<Value> = None;
+    let mut proto_eof = false;
+    let mut status_eof = false;
+    let mut handle_gone = false;
+    let mut grace: Option<tokio::time::Instant> = None;
+
+    loop {
+        if kill_reason.is_some() && !kill_sent {
+            if let Some(fd) = &pidfd {
+                let _ = sys::pidfd_send_signal(fd, libc::SIGKILL);
+                kill_sent = true;
+            }
+        }
+        if (exit.is_some() || status_eof) && proto_eof {
+            break;
+        }
+        if (exit.is_some() || status_eof) && grace.is_none() {
+            grace = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+        }
+        let deadline = if pending.is_none() && kill_reason.is_none() {
+            Some(tokio::time::Instant::from_std(running_since + budget))
+        } else {
+            None
+        };
+        tokio::select! {
+            frame = protocol::read_frame(&mut proto_r), if !proto_eof => {
+                match frame {
+                    Ok(None) | Err(_) => proto_eof = true,
+                    Ok(Some(Err(e))) => {
+                        protocol_error.get_or_insert(e.to_string());
+                        kill_reason.get_or_insert(KillReason::Protocol);
+                        proto_eof = true;
+                    }
+                    Ok(Some(Ok(body))) => match protocol::parse_worker_frame(&body) {
+                        Err(e) => {
+                            protocol_error.get_or_insert(e.to_string());
+                            kill_reason.get_or_insert(KillReason::Protocol);
+                            proto_eof = true;
+                        }
+                        Ok(WorkerMessage::Result(v)) => result = Some(v),
+                        Ok(WorkerMessage::LlmRequest { request_id, prompt, model }) => {
+                            if final_msg.is_some() || pending.is_some() {
+                                protocol_error.get_or_insert(FrameError::UnknownType("llm_request out of order".into()).to_string());
+                                kill_reason.get_or_insert(KillReason::Protocol);
+                                proto_eof = true;
+                            } else {
+                                // Pause the wall clock while the runner asks the LLM.
+                                budget = budget.saturating_sub(running_since.elapsed());
+                                pending = Some(request_id.clone());
+                                if !handle_gone {
+                                    let _ = events.send(Event::LlmRequest { request_id, prompt, model }).await;
+                                }
+                            }
+                        }
+                        Ok(m @ (WorkerMessage::Done | WorkerMessage::Error { .. })) => {
+                            final_msg.get_or_insert(m);
+                        }
+                    },
+                }
+            }
+            msg = status.recv(), if !status_eof => {
+                match msg {
+                    Ok(Some((data, mut fds))) => {
+                        let v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                        match v.get("type").and_then(Value::as_str) {
+                            Some("started") => {
+                                if let Some(p) = v.get("pid").and_then(Value::as_i64) {
+                                    pid_out.store(p as i32, Ordering::SeqCst);
+                                }
+                                if !fds.is_empty() {
+                                    pidfd = Some(fds.remove(0));
+                                }
+                            }
+                            Some("exit") => {
+                                exit = Some(v);
+                                status_eof = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(None) | Err(_) => status_eof = true,
+                }
+            }
+            cmd = cmds.recv(), if !handle_gone => {
+                match cmd {
+                    Some(Cmd::Llm { request_id, response }) => {
+                        if pending.as_deref() == Some(request_id.as_str()) {
+                            pending = None;
+                            running_since = Instant::now();
+                            let frame = json!({"type": "llm_response", "request_id": request_id, "response": response});
+                            match protocol::encode_frame(&frame) {
+                                Ok(f) => { let _ = frame_tx.send(f); }
+                                Err(e) => {
+                                    let frame = json!({"type": "llm_response", "request_id": request_id, "error": e.to_string()});
+                                    if let Ok(f) = protocol::encode_frame(&frame) { let _ = frame_tx.send(f); }
+                                }
+                            }
+                        }
+                    }
+                    Some(Cmd::Kill) => { kill_reason.get_or_insert(KillReason::Requested); }
+                    None => {
+                        handle_gone = true;
+                        kill_reason.get_or_insert(KillReason::Dropped);
+                    }
+                }
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
+                kill_reason.get_or_insert(KillReason::Timeout);
+            }
+            _ = async { tokio::time::sleep_until(grace.unwrap()).await }, if grace.is_some() => {
+                break;
+            }
+        }
+    }
+    // Whatever happens, the tree must be dead before the slot is reused.
+    if let Some(fd) = &pidfd {
+        if exit.is_none() {
+            let _ = sys::pidfd_send_signal(fd, libc::SIGKILL);
+        }
+    }
+    drop(status);
+    drop(frame_tx);
+    writer.abort();
+    let grace_out = Duration::from_secs(2);
+    let (stdout, stdout_truncated) = tokio::time::timeout(grace_out, out_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let (stderr, stderr_truncated) = tokio::time::timeout(grace_out, err_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+
+    let script = exit
+        .as_ref()
+        .and_then(|e| e.get("script"))
+        .and_then(parse_wait);
+    let reaper = exit
+        .as_ref()
+        .and_then(|e| e.get("reaper"))
+        .and_then(parse_wait);
+    let setup_error = exit
+        .as_ref()
+        .and_then(|e| e.get("setup_error"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let layers = exit
+        .as_ref()
+        .and_then(|e| e.get("layers"))
+        .and_then(|l| serde_json::from_value::<LayerReport>(l.clone()).ok());
+
+    let oom_killed = match (&spec.cgroup, oom_before) {
+        (Some(c), Some(before)) => c.oom_kills() > before,
+        _ => false,
+    };
+    let (status, error_type, error) = classify(Classify {
+        oom_killed,
+        kill_reason,
+        timeout: spec.timeout,
+        protocol_error,
+        setup_error,
+        final_msg,
+        script,
+        reaper,
+        exit_known: exit.is_some(),
+        memory_bytes: spec.memory_bytes,
+        cpu_seconds: spec.cpu_seconds,
+    });
+    let outcome = Outcome {
+        status,
+        result,
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+        error_type,
+        error,
+        duration: started.elapsed(),
+        layers,
+    };
+    drop(release);
+    if !handle_gone {
+        let _ = events.send(Event::Finished(outcome)).await;
+    }
+}
+
+struct Classify {
+    oom_killed: bool,
+    kill_reason: Option<KillReason>,
+    timeout: Duration,
+    protocol_error: Option<String>,
+    setup_error: Option<String>,
+    final_msg: Option<WorkerMessage>,
+    script: Option<Wait>,
+    reaper: Option<Wait>,
+    exit_known: bool,
+    memory_bytes: u64,
+    cpu_seconds: u64,
+}
+
+fn describe_wait(w: Wait, c: &Classify) -> String {
+    match w {
+        Wait::Signal(libc::SIGXCPU) => format!("CPU time limit exceeded ({} s)", c.cpu_seconds),
+        Wait::Signal(libc::SIGKILL) => format!(
+            "killed by signal 9 (SIGKILL; possibly the memory limit of {} MiB)",
+            c.memory_bytes >> 20
+        ),
+        Wait::Signal(s) => format!("killed by signal {s} ({})", sys::signal_name(s)),
+        Wait::Code(125) => "sandbox setup failed in the script process".to_string(),
+        Wait::Code(n) => format!("worker exited with status {n} without reporting a result"),
+    }
+}
+
+fn classify(c: Classify) -> (OutcomeStatus, Option<String>, Option<String>) {
+    use OutcomeStatus::*;
+    match c.kill_reason {
+        Some(KillReason::Timeout) => {
+            return (
+                Timeout,
+                None,
+                Some(format!(
+                    "wall-clock timeout after {} s",
+                    c.timeout.as_secs_f64()
+                )),
+            )
+        }
+        Some(KillReason::Protocol) => {
+            return (
+                Error,
+                None,
+                Some(format!(
+                    "protocol violation by the worker: {}",
+                    c.protocol_error.as_deref().unwrap_or("?")
+                )),
+            )
+        }
+        Some(KillReason::Requested) | Some(KillReason::Dropped) if c.final_msg.is_none() => {
+            return (Error, None, Some("killed on request".into()))
+        }
+        _ => {}
+    }
+    if c.oom_killed && !matches!(c.final_msg, Some(WorkerMessage::Done)) {
+        return (
+            Error,
+            Some("MemoryError".into()),
+            Some(format!(
+                "memory limit ({} MiB) exceeded: the kernel's OOM killer ended the script",
+                c.memory_bytes >> 20
+            )),
+        );
+    }
+    if let Some(e) = &c.setup_error {
+        return (Error, None, Some(format!("sandbox setup failed: {e}")));
+    }
+    if !c.exit_known {
+        return (
+            Error,
+            None,
+            Some("the sandbox supervisor died (zygote crashed or was killed)".into()),
+        );
+    }
+    match (&c.final_msg, c.script) {
+        (
+            Some(WorkerMessage::Error {
+                error_type,
+                message,
+                traceback,
+            }),
+            _,
+        ) => {
+            let text = if traceback.is_empty() {
+                format!("{error_type}: {message}")
+            } else {
+                traceback.clone()
+            };
+            (Error, Some(error_type.clone()), Some(text))
+        }
+        (Some(WorkerMessage::Done), Some(Wait::Code(0))) => (Completed, None, None),
+        (_, Some(w)) => (Error, None, Some(describe_wait(w, &c))),
+        (_, None) => match c.reaper {
+            Some(w) => (
+                Error,
+                None,
+                Some(format!("sandbox reaper ended: {}", describe_wait(w, &c))),
+            ),
+            None => (
+                Error,
+                None,
+                Some("the execution ended without a status".into()),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Classify {
+        Classify {
+            oom_killed: false,
+            kill_reason: None,
+            timeout: Duration::from_secs(5),
+            protocol_error: None,
+            setup_error: None,
+            final_msg: Some(WorkerMessage::Done),
+            script: Some(Wait::Code(0)),
+            reaper: Some(Wait::Code(0)),
+            exit_known: true,
+            memory_bytes: 256 << 20,
+            cpu_seconds: 3,
+        }
+    }
+
+    #[test]
+    fn classifies_outcomes() {
+        assert_eq!(classify(base()).0, OutcomeStatus::Completed);
+        let t = classify(Classify {
+            kill_reason: Some(KillReason::Timeout),
+            ..base()
+        });
+        assert_eq!(
+            t,
+            (
+                OutcomeStatus::Timeout,
+                None,
+                Some("wall-clock timeout after 5 s".into())
+            )
+        );
+        let seg = classify(Classify {
+            final_msg: None,
+            script: Some(Wait::Signal(libc::SIGSEGV)),
+            ..base()
+        });
+        assert_eq!(
+            seg.2.as_deref(),
+            Some("killed by signal 11 (SIGSEGV: invalid memory reference)")
+        );
+        let cpu = classify(Classify {
+            final_msg: None,
+            script: Some(Wait::Signal(libc::SIGXCPU)),
+            ..base()
+        });
+        assert_eq!(cpu.2.as_deref(), Some("CPU time limit exceeded (3 s)"));
+        let err = classify(Classify {
+            final_msg: Some(WorkerMessage::Error {
+                error_type: "ValueError".into(),
+                message: "bad".into(),
+                traceback: String::new(),
+            }),
+            ..base()
+        });
+        assert_eq!(
+            err,
+            (
+                OutcomeStatus::Error,
+                Some("ValueError".into()),
+                Some("ValueError: bad".into())
+            )
+        );
+        let crashed = classify(Classify {
+            exit_known: false,
+            final_msg: None,
+            script: None,
+            ..base()
+        });
+        assert_eq!(crashed.0, OutcomeStatus::Error);
+    }
+}

@@ -1,0 +1,612 @@
+//! Per-execution isolation, run in a process freshly forked from the slot's zygote.
+//!
+//! The zygote (warm Python, or the helper's Rust loop in cold mode) forks a *spare*
+//! before the job exists, and the child calls [`airlock_isolate`]. The spare isolates
+//! itself completely, then waits for the job's file descriptors, so a job only pays for
+//! the hand-over. That call turns one process into three:
+//!
+//! * **C, the supervisor** (outside the new PID namespace): creates the execution's user,
+//!   PID, mount, network, IPC, UTS and cgroup namespaces, forks R, hands the server a
+//!   pidfd of R, and reports the final status. If the server closes its end of the
+//!   status socket (execution dropped, server dead) C kills R.
+//! * **R, the reaper** (PID 1 of the new PID namespace): mounts a fresh /proc, a
+//!   size-capped tmpfs at /tmp and /dev/shm, forks S, reaps everything, and exits when S
+//!   exits, which makes the kernel kill whatever the script left behind. Python is never
+//!   PID 1 (it would ignore SIGTERM/SIGXCPU).
+//! * **S, the script process**: stdio and the control socket on fixed fds, rlimits,
+//!   Landlock, no_new_privs, all capabilities dropped, seccomp — and only then returns
+//!   to Python (warm mode) or execs the interpreter (cold mode).
+//!
+//! Only S ever returns from this function. Failures fail closed: a layer that cannot be
+//! applied and is not in `allow_missing` ends the execution with a setup error.
+
+use crate::config::{Layer, LayerReport, Limits};
+use crate::plan::LandlockPaths;
+use crate::sys;
+use seccompiler::BpfProgram;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The per-slot plan, fixed before the zygote starts and inherited by every fork.
+pub(crate) struct ChildPlan {
+    pub uid: u32,
+    pub gid: u32,
+    pub limits: Limits,
+    pub landlock: LandlockPaths,
+    pub landlock_abi: i32,
+    pub seccomp: Vec<BpfProgram>,
+    pub allow_missing: BTreeSet<Layer>,
+    /// The slot-level layers (fs view etc.), so an execution can tell whether /proc and
+    /// /tmp are the view's mount points.
+    pub fs_view: bool,
+}
+
+pub(crate) static PLAN: OnceLock<ChildPlan> = OnceLock::new();
+
+/// Fixed fd numbers in the script process.
+pub(crate) const PROTO_FD: RawFd = 3;
+
+/// The request the zygote passes when it forks a spare: the spare's end of a
+/// SOCK_SEQPACKET pair on which the job's four fds (control socket, status socket,
+/// stdout, stderr) will arrive later.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IsolateRequest {
+    pub spare: RawFd,
+    pub zygote_pid: i32,
+}
+
+/// The job's file descriptors as received by the supervisor.
+struct JobFds {
+    proto: OwnedFd,
+    status: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Entry point called (through ctypes, by address) in the process the zygote just forked.
+///
+/// Returns 0 in the fully isolated script process; the supervisor and reaper never return.
+///
+/// # Safety
+/// `req` must point to `len` readable bytes. Must be called in a single-threaded process.
+#[no_mangle]
+pub unsafe extern "C" fn airlock_isolate(req: *const u8, len: usize) -> libc::c_int {
+    // SAFETY: caller guarantees req/len describe a readable buffer.
+    let bytes = unsafe { std::slice::from_raw_parts(req, len) }.to_vec();
+    // A panic must never unwind into Python's C frames.
+    match std::panic::catch_unwind(move || isolate(&bytes)) {
+        Ok(()) => 0,
+        Err(_) => sys::exit_now(121),
+    }
+}
+
+/// Runs the three-process split. Returns only in the script process.
+pub(crate) fn isolate(req: &[u8]) {
+    let Some(plan) = PLAN.get() else {
+        sys::exit_now(120);
+    };
+    let req: IsolateRequest = match serde_json::from_slice(req) {
+        Ok(r) => r,
+        Err(_) => sys::exit_now(119),
+    };
+    supervisor(plan, &req);
+}
+
+fn allowed(plan: &ChildPlan, layer: Layer) -> bool {
+    plan.allow_missing.contains(&layer)
+}
+
+/// Sends one JSON message (plus optional fds) on the status socket; best effort.
+fn status_send(fd: RawFd, value: &serde_json::Value, fds: &[RawFd]) {
+    let _ = sys::send_with_fds(fd, value.to_string().as_bytes(), fds);
+}
+
+const NS_FLAGS: [(libc::c_int, Layer); 5] = [
+    (libc::CLONE_NEWPID, Layer::PidNs),
+    (libc::CLONE_NEWNS, Layer::MountNs),
+    (libc::CLONE_NEWNET, Layer::NetNs),
+    (libc::CLONE_NEWIPC, Layer::IpcNs),
+    (libc::CLONE_NEWUTS, Layer::UtsNs),
+];
+
+/// Blocks until the zygote hands over a job. `None` if the zygote went away.
+fn wait_for_job(spare: RawFd) -> Option<JobFds> {
+    let (_, fds) = sys::recv_with_fds(spare, 4096, nix::sys::socket::MsgFlags::empty()).ok()??;
+    let mut it = fds.into_iter();
+    let (Some(proto), Some(status), Some(stdout), Some(stderr), None) =
+        (it.next(), it.next(), it.next(), it.next(), it.next())
+    else {
+        return None;
+    };
+    Some(JobFds {
+        proto,
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Reports a set-up failure once a job (and so a status socket) exists, then exits.
+fn setup_fail_after_job(spare: RawFd, msg: String) -> ! {
+    if let Some(job) = wait_for_job(spare) {
+        status_send(
+            job.status.as_raw_fd(),
+            &serde_json::json!({"type": "exit", "setup_error": msg}),
+            &[],
+        );
+    }
+    sys::exit_now(1)
+}
+
+/// C: namespaces, then waits for the job, then supervises R.
+fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
+    let spare = req.spare;
+    // Python's zygote ignores SIGCHLD (auto-reap); we need wait statuses.
+    sys::set_signal_default(libc::SIGCHLD);
+    if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != req.zygote_pid {
+        sys::exit_now(1);
+    }
+    sys::close_all_except(&[spare]);
+
+    let mut layers = LayerReport::default();
+    // 1. Namespaces: a fresh user namespace owns all the others.
+    let all = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
+    match sys::unshare(all) {
+        Ok(()) => {
+            for l in [
+                Layer::UserNs,
+                Layer::PidNs,
+                Layer::MountNs,
+                Layer::NetNs,
+                Layer::IpcNs,
+                Layer::UtsNs,
+            ] {
+                layers.set(l, true);
+            }
+            if let Err(e) = sys::map_self(plan.uid, plan.gid) {
+                setup_fail_after_job(spare, format!("user_ns: writing uid/gid map failed: {e}"));
+            }
+            let _ = sys::sethostname("airlock");
+        }
+        Err(e) => {
+            if !allowed(plan, Layer::UserNs) {
+                setup_fail_after_job(spare, format!("user_ns: unshare failed: {e}"));
+            }
+            // Degraded: try each namespace alone (works only with real privileges).
+            for (flag, layer) in NS_FLAGS {
+                let ok = sys::unshare(flag).is_ok();
+                if !ok && !allowed(plan, layer) {
+                    setup_fail_after_job(
+                        spare,
+                        format!("{layer}: unshare failed without a user namespace"),
+                    );
+                }
+                layers.set(layer, ok);
+            }
+        }
+    }
+
+    let pipes = sys::pipe_cloexec().and_then(|a| Ok((a, sys::pipe_cloexec()?)));
+    let ((report_r, report_w), (alive_r, alive_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => setup_fail_after_job(spare, format!("pipe: {e}")),
+    };
+    // C -> S: the job's control socket and output pipes, once the job arrives.
+    let (cs_c, cs_s) = match sys::socketpair(true) {
+        Ok(p) => p,
+        Err(e) => setup_fail_after_job(spare, format!("socketpair: {e}")),
+    };
+
+    // SAFETY: this process is single-threaded (forked from a single-threaded zygote).
+    let pid = match unsafe { sys::fork() } {
+        Ok(p) => p,
+        Err(e) => setup_fail_after_job(spare, format!("fork: {e}")),
+    };
+    if pid == 0 {
+        sys::close(report_r);
+        sys::close(alive_w);
+        sys::close(spare);
+        drop(cs_c);
+        // Returns only in the script process.
+        reaper(plan, layers, report_w, alive_r, cs_s);
+        return;
+    }
+    sys::close(report_w);
+    sys::close(alive_r);
+    drop(cs_s);
+
+    // The spare is ready; wait for the job. If the zygote goes away, end the tree.
+    let Some(job) = wait_for_job(spare) else {
+        // SAFETY: pid is our own unreaped child, so it cannot have been recycled.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        sys::exit_now(0);
+    };
+    sys::close(spare);
+    let status = job.status.as_raw_fd();
+    // Hand S its fds; if S already died in set-up, the report says why.
+    let _ = sys::send_with_fds(
+        cs_c.as_raw_fd(),
+        b"job",
+        &[
+            job.proto.as_raw_fd(),
+            job.stdout.as_raw_fd(),
+            job.stderr.as_raw_fd(),
+        ],
+    );
+    drop(cs_c);
+    drop(job.proto);
+    drop(job.stdout);
+    drop(job.stderr);
+
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // SAFETY: pid is our own unreaped child, so it cannot have been recycled.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            status_send(
+                status,
+                &serde_json::json!({"type": "exit", "setup_error": format!("pidfd_open: {e}")}),
+                &[],
+            );
+            sys::exit_now(1);
+        }
+    };
+    status_send(
+        status,
+        &serde_json::json!({"type": "started", "pid": pid}),
+        &[pidfd.as_raw_fd()],
+    );
+
+    // Wait for R to exit, or for the server to hang up (then kill R).
+    let mut killed = false;
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: status,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let nfds = if killed { 1 } else { 2 };
+        // SAFETY: fds is a valid array of at least `nfds` pollfd.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), nfds, -1) };
+        if r < 0 {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            break;
+        }
+        if !killed && fds[1].revents != 0 {
+            // The server never writes here: readable means hang-up or junk. Either way, end.
+            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            killed = true;
+        }
+    }
+    sys::close(alive_w);
+    let reaper_status = sys::waitpid(pid, 0).map(|(_, s)| s).ok();
+    let report = sys::read_to_end(report_r, 64 * 1024);
+    let mut script_status: Option<i32> = None;
+    let mut child_layers: Option<serde_json::Value> = None;
+    let mut setup_error: Option<String> = None;
+    for line in report.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line[1..]).to_string();
+        match line[0] {
+            b'S' => script_status = text.parse().ok(),
+            b'L' => child_layers = serde_json::from_str(&text).ok(),
+            b'E' => setup_error = Some(text),
+            _ => {}
+        }
+    }
+    status_send(
+        status,
+        &serde_json::json!({
+            "type": "exit",
+            "reaper": reaper_status.map(wait_json),
+            "script": script_status.map(wait_json),
+            "layers": child_layers,
+            "setup_error": setup_error,
+        }),
+        &[],
+    );
+    sys::exit_now(0)
+}
+
+/// Encodes a raw wait status as `{"code": n}` or `{"signal": n}`.
+pub(crate) fn wait_json(status: i32) -> serde_json::Value {
+    if libc::WIFEXITED(status) {
+        serde_json::json!({"code": libc::WEXITSTATUS(status)})
+    } else if libc::WIFSIGNALED(status) {
+        serde_json::json!({"signal": libc::WTERMSIG(status)})
+    } else {
+        serde_json::json!({"code": -1})
+    }
+}
+
+fn report_line(fd: RawFd, kind: u8, text: &str) {
+    let mut line = Vec::with_capacity(text.len() + 2);
+    line.push(kind);
+    line.extend_from_slice(text.replace('\n', " ").as_bytes());
+    line.push(b'\n');
+    let _ = sys::write_all(fd, &line);
+}
+
+fn reaper_fail(report_w: RawFd, msg: String) -> ! {
+    report_line(report_w, b'E', &msg);
+    sys::exit_now(1)
+}
+
+fn reaper(plan: &ChildPlan, layers: LayerReport, report_w: RawFd, alive_r: RawFd, cs: OwnedFd) {
+    let _ = sys::set_pdeathsig(libc::SIGKILL);
+    // If C died before PDEATHSIG was armed, its end of the alive pipe is closed.
+    let mut pfd = libc::pollfd {
+        fd: alive_r,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+        sys::exit_now(1);
+    }
+
+    // 2. Per-execution mounts: fresh /proc for the new PID namespace, capped scratch.
+    if layers.mount_ns {
+        let none = libc::MS_NOSUID | libc::MS_NODEV;
+        let res = sys::mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        )
+        .map_err(|e| format!("make / private: {e}"))
+        .and_then(|_| {
+            if layers.pid_ns {
+                sys::mount(
+                    Some(Path::new("proc")),
+                    Path::new("/proc"),
+                    Some("proc"),
+                    none | libc::MS_NOEXEC,
+                    None,
+                )
+                .map_err(|e| format!("mount /proc: {e}"))
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|_| {
+            let inodes = (plan.limits.scratch_bytes / 4096).clamp(256, 1 << 20);
+            let opts = format!(
+                "size={},nr_inodes={inodes},mode=1777",
+                plan.limits.scratch_bytes
+            );
+            sys::mount(
+                Some(Path::new("tmpfs")),
+                Path::new("/tmp"),
+                Some("tmpfs"),
+                none,
+                Some(&opts),
+            )
+            .map_err(|e| format!("mount /tmp: {e}"))?;
+            sys::mount(
+                Some(Path::new("tmpfs")),
+                Path::new("/dev/shm"),
+                Some("tmpfs"),
+                none | libc::MS_NOEXEC,
+                Some(&opts),
+            )
+            .map_err(|e| format!("mount /dev/shm: {e}"))
+        });
+        if let Err(e) = res {
+            if !allowed(plan, Layer::FsView) {
+                reaper_fail(report_w, format!("fs_view: {e}"));
+            }
+        }
+    }
+
+    // SAFETY: single-threaded process.
+    let pid = match unsafe { sys::fork() } {
+        Ok(p) => p,
+        Err(e) => reaper_fail(report_w, format!("fork: {e}")),
+    };
+    if pid == 0 {
+        sys::close(alive_r);
+        // S: the only process that returns (up to `airlock_isolate`, then into Python).
+        script_process(plan, layers, report_w, cs);
+        return;
+    }
+    // R: nothing of R is interesting to the script; make /proc/1 unreadable to it.
+    drop(cs);
+    let _ = sys::set_dumpable(false);
+    sys::close_all_except(&[report_w]);
+    loop {
+        match sys::waitpid(-1, 0) {
+            Ok((p, st)) if p == pid => {
+                report_line(report_w, b'S', &st.to_string());
+                sys::exit_now(0);
+            }
+            Ok(_) => {}
+            Err(_) => sys::exit_now(0),
+        }
+    }
+}
+
+fn script_fail(report_w: RawFd, msg: String) -> ! {
+    report_line(report_w, b'E', &msg);
+    sys::exit_now(125)
+}
+
+/// S: stdio, rlimits, Landlock, no_new_privs, capabilities, seccomp, in that order.
+fn script_process(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, cs: OwnedFd) {
+    let _ = sys::set_pdeathsig(libc::SIGKILL);
+    // SAFETY: setsid has no memory effects; a new session detaches from any terminal.
+    unsafe { libc::setsid() };
+
+    // Fixed fds: 0/1/2 = /dev/null (1/2 become the output pipes once the job arrives),
+    // 3 = control socket (later), 4 = report pipe, 5 = socket the job arrives on.
+    // SAFETY: the path is a NUL-terminated literal.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if null < 0 {
+        script_fail(report_w, "open /dev/null failed".into());
+    }
+    let report_fd: RawFd = 4;
+    let job_fd: RawFd = 5;
+    // Move every kept fd above the fixed range first so dup2 never clobbers one.
+    let hi = |fd: RawFd| -> RawFd {
+        // SAFETY: F_DUPFD_CLOEXEC returns a new fd >= 100 or -1.
+        let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+        if n < 0 {
+            script_fail(report_w, "fcntl(F_DUPFD) failed".into());
+        }
+        n
+    };
+    let (n, r, j) = (hi(null), hi(report_w), hi(cs.as_raw_fd()));
+    drop(cs);
+    // fd 3 holds /dev/null until the job arrives, so received fds never land on 0-5.
+    for (from, to) in [
+        (n, 0),
+        (n, 1),
+        (n, 2),
+        (n, PROTO_FD),
+        (r, report_fd),
+        (j, job_fd),
+    ] {
+        if sys::dup2(from, to).is_err() {
+            script_fail(r, "dup2 failed".into());
+        }
+    }
+    // Neither internal fd may survive an exec (cold mode).
+    for fd in [report_fd, job_fd] {
+        // SAFETY: fcntl with integer arguments.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    sys::close_all_except(&[PROTO_FD, report_fd, job_fd]);
+    let report_w = report_fd;
+
+    // SAFETY: chdir to a NUL-terminated literal; umask has no failure mode.
+    unsafe {
+        libc::chdir(c"/tmp".as_ptr());
+        libc::umask(0o077);
+    }
+
+    // Under a cgroup memory limit the OOM killer should pick the script, not the zygote.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+
+    // 3. Resource limits.
+    let l = &plan.limits;
+    let limits: [(libc::__rlimit_resource_t, u64, u64); 9] = [
+        (libc::RLIMIT_CORE, 0, 0),
+        (libc::RLIMIT_AS, l.memory_bytes, l.memory_bytes),
+        (libc::RLIMIT_CPU, l.cpu_seconds, l.cpu_seconds + 1),
+        (libc::RLIMIT_NPROC, l.max_processes, l.max_processes),
+        (libc::RLIMIT_NOFILE, l.max_open_files, l.max_open_files),
+        (libc::RLIMIT_FSIZE, l.max_file_bytes, l.max_file_bytes),
+        (libc::RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024),
+        (libc::RLIMIT_MSGQUEUE, 0, 0),
+        (libc::RLIMIT_RTPRIO, 0, 0),
+    ];
+    let mut rl_ok = true;
+    for (res, soft, hard) in limits {
+        if let Err(err) = sys::setrlimit(res, soft, hard) {
+            rl_ok = false;
+            if !allowed(plan, Layer::Rlimits) {
+                script_fail(report_w, format!("rlimits: setrlimit({res}) failed: {err}"));
+            }
+        }
+    }
+    layers.rlimits = rl_ok;
+
+    // 4. no_new_privs (needed by Landlock and seccomp without CAP_SYS_ADMIN).
+    layers.no_new_privs = sys::set_no_new_privs().is_ok() && sys::no_new_privs_set();
+    if !layers.no_new_privs && !allowed(plan, Layer::NoNewPrivs) {
+        script_fail(report_w, "no_new_privs: prctl failed".into());
+    }
+
+    // 5. Landlock.
+    layers.landlock_abi = plan.landlock_abi;
+    match crate::landlock_rules::apply(&plan.landlock, plan.landlock_abi) {
+        Ok(out) => {
+            layers.landlock = out.fs;
+            layers.landlock_net = out.net;
+            layers.landlock_scope = out.scope;
+        }
+        Err(err) => {
+            if !allowed(plan, Layer::Landlock) {
+                script_fail(report_w, format!("landlock: {err}"));
+            }
+        }
+    }
+    for (on, layer) in [
+        (layers.landlock, Layer::Landlock),
+        (layers.landlock_net, Layer::LandlockNet),
+        (layers.landlock_scope, Layer::LandlockScope),
+    ] {
+        if !on && !allowed(plan, layer) {
+            script_fail(
+                report_w,
+                format!(
+                    "{layer}: not supported by this kernel (Landlock ABI {})",
+                    plan.landlock_abi
+                ),
+            );
+        }
+    }
+
+    // 6. Capabilities (full set inside our user namespace until now).
+    layers.cap_drop = match sys::drop_all_caps() {
+        Ok(()) => true,
+        Err(err) => {
+            if !allowed(plan, Layer::CapDrop) {
+                script_fail(report_w, format!("cap_drop: {err}"));
+            }
+            false
+        }
+    };
+
+    // 7. seccomp, last: it forbids mount/unshare/... which nothing after this needs.
+    layers.seccomp = match crate::seccomp::install(&plan.seccomp) {
+        Ok(()) => true,
+        Err(err) => {
+            if !allowed(plan, Layer::Seccomp) {
+                script_fail(report_w, format!("seccomp: {err}"));
+            }
+            false
+        }
+    };
+    layers.fs_view = plan.fs_view;
+
+    // Fully isolated: now wait for the job (stdout, stderr, control socket).
+    let fds = match sys::recv_with_fds(job_fd, 64, nix::sys::socket::MsgFlags::empty()) {
+        Ok(Some((_, fds))) if fds.len() == 3 => fds,
+        _ => sys::exit_now(0),
+    };
+    sys::close(job_fd);
+    for (fd, to) in fds.iter().zip([PROTO_FD, 1, 2]) {
+        if sys::dup2(fd.as_raw_fd(), to).is_err() {
+            script_fail(report_w, "dup2 of job fds failed".into());
+        }
+    }
+    drop(fds);
+    report_line(
+        report_w,
+        b'L',
+        &serde_json::to_string(&layers).unwrap_or_default(),
+    );
+    sys::close(report_w);
+}

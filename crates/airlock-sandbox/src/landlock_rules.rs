@@ -1,0 +1,109 @@
+//! Landlock rules for the script process.
+//!
+//! Landlock is applied in the script process itself, after its fresh /proc and /tmp are
+//! mounted (rules bind to inodes, so a ruleset made earlier could not name them). It is
+//! a second, independent wall behind the mount view: even if the view were wrong, the
+//! script can only read the listed system paths and write its own scratch. On ABI >= 4
+//! it also refuses every TCP bind/connect, and on ABI >= 6 it scopes abstract unix
+//! sockets and signals to the execution's own Landlock domain.
+
+use crate::plan::LandlockPaths;
+use landlock::{
+    path_beneath_rules, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+/// What was enforced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LandlockOutcome {
+    pub fs: bool,
+    pub net: bool,
+    pub scope: bool,
+}
+
+/// The ABI to target: the kernel's, capped at the newest one this code was reviewed for.
+pub(crate) fn target_abi(kernel_abi: i32) -> ABI {
+    ABI::from(kernel_abi.min(9))
+}
+
+pub(crate) fn read_exec_access(abi: ABI) -> BitFlags<AccessFs> {
+    (AccessFs::from_read(abi) | AccessFs::Execute) & AccessFs::from_all(abi)
+}
+
+pub(crate) fn device_access(abi: ABI) -> BitFlags<AccessFs> {
+    (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate) & AccessFs::from_all(abi)
+}
+
+pub(crate) fn read_only_access(abi: ABI) -> BitFlags<AccessFs> {
+    (AccessFs::ReadFile | AccessFs::ReadDir) & AccessFs::from_all(abi)
+}
+
+/// Creates and enforces the ruleset on the calling thread.
+pub(crate) fn apply(paths: &LandlockPaths, kernel_abi: i32) -> Result<LandlockOutcome, String> {
+    if kernel_abi < 1 {
+        return Ok(LandlockOutcome::default());
+    }
+    let abi = target_abi(kernel_abi);
+    let want_net = kernel_abi >= 4;
+    let want_scope = kernel_abi >= 6;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| format!("landlock fs: {e}"))?;
+    if want_net {
+        ruleset = ruleset
+            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+            .map_err(|e| format!("landlock net: {e}"))?;
+    }
+    if want_scope {
+        ruleset = ruleset
+            .scope(Scope::from_all(abi))
+            .map_err(|e| format!("landlock scope: {e}"))?;
+    }
+    let created = ruleset
+        .create()
+        .map_err(|e| format!("landlock create: {e}"))?
+        .add_rules(path_beneath_rules(&paths.read_exec, read_exec_access(abi)))
+        .map_err(|e| format!("landlock rules: {e}"))?
+        .add_rules(path_beneath_rules(&paths.read, read_only_access(abi)))
+        .map_err(|e| format!("landlock rules: {e}"))?
+        .add_rules(path_beneath_rules(&paths.devices_rw, device_access(abi)))
+        .map_err(|e| format!("landlock rules: {e}"))?
+        .add_rules(path_beneath_rules(
+            &paths.read_write,
+            AccessFs::from_all(abi),
+        ))
+        .map_err(|e| format!("landlock rules: {e}"))?;
+    let status = created
+        .restrict_self()
+        .map_err(|e| format!("landlock restrict_self: {e}"))?;
+    let full = status.ruleset == RulesetStatus::FullyEnforced;
+    if !full {
+        return Err(format!("landlock only {:?}", status.ruleset));
+    }
+    Ok(LandlockOutcome {
+        fs: true,
+        net: want_net,
+        scope: want_scope,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_sets_never_include_write_for_read_paths() {
+        for abi in [ABI::V1, ABI::V4, ABI::V6] {
+            let ro = read_exec_access(abi);
+            assert!(ro.contains(AccessFs::ReadFile));
+            assert!(ro.contains(AccessFs::Execute));
+            assert!(!ro.contains(AccessFs::WriteFile));
+            assert!(!ro.contains(AccessFs::MakeReg));
+            assert!(!read_only_access(abi).contains(AccessFs::Execute));
+            assert!(!device_access(abi).contains(AccessFs::MakeReg));
+        }
+        assert_eq!(target_abi(42), ABI::V9);
+        assert_eq!(target_abi(7), ABI::V7);
+    }
+}

@@ -1,0 +1,618 @@
+//! The server-side pool: slots, their helpers, and job dispatch.
+//!
+//! Each slot is one helper process (a zygote) with its own unprivileged uid. `start`
+//! launches every slot and runs a probe execution through each, so the layer report
+//! comes from real executions, and refuses to start (fail closed) when a layer is
+//! missing that the operator did not allow. `run` waits for a free slot, replaces its
+//! zygote if it died, hands it the job's file descriptors and spawns the driver.
+
+use crate::cgroup::SlotCgroup;
+use crate::config::{Layer, LayerReport, SandboxConfig};
+use crate::execution::{drive, DriverIo, Event, Execution, JobSpec, OutcomeStatus};
+use crate::plan::{self, HelperConfig, PythonInfo};
+use crate::{sys, Error, Result};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, Mutex};
+
+/// One job to run.
+#[derive(Debug, Clone, Default)]
+pub struct Job {
+    pub script: String,
+    /// The profile's settings (`settings.get`), and nothing else.
+    pub settings: BTreeMap<String, String>,
+    /// Wall-clock budget; paused while waiting for LLM answers.
+    pub timeout: Duration,
+    /// Extra environment variables (e.g. HTTP(S)_PROXY), added to the base environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// An async SOCK_SEQPACKET socket (tokio has no native type for it).
+pub(crate) struct SeqPacket(AsyncFd<OwnedFd>);
+
+impl SeqPacket {
+    pub(crate) fn new(fd: OwnedFd) -> std::io::Result<Self> {
+        sys::set_nonblocking(fd.as_raw_fd(), true)?;
+        // SAFETY: an OwnedFd is a valid open fd that stays open and unchanged until the
+        // AsyncFd (which owns it) is dropped.
+        let afd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
+        Ok(SeqPacket(afd))
+    }
+
+    pub(crate) async fn recv(&mut self) -> std::io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            match guard.try_io(|fd| {
+                sys::recv_with_fds(
+                    fd.as_raw_fd(),
+                    1 << 20,
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                )
+            }) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    pub(crate) async fn send(&self, data: &[u8], fds: &[i32]) -> std::io::Result<()> {
+        loop {
+            let mut guard = self.0.writable().await?;
+            match guard.try_io(|fd| sys::send_with_fds(fd.as_raw_fd(), data, fds)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+struct SlotProc {
+    child: tokio::process::Child,
+    ctrl: SeqPacket,
+}
+
+struct Inner {
+    cgroups: Vec<Option<Arc<SlotCgroup>>>,
+    cfg: SandboxConfig,
+    template: HelperConfig,
+    layers: std::sync::OnceLock<LayerReport>,
+    slots: Vec<Mutex<Option<SlotProc>>>,
+    free_tx: mpsc::UnboundedSender<usize>,
+    free_rx: Mutex<mpsc::UnboundedReceiver<usize>>,
+    shut: AtomicBool,
+}
+
+/// A pool of warm, isolated Python workers.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("layers", &self.inner.layers)
+            .finish()
+    }
+}
+
+/// Returns the slot to the free list when dropped.
+struct SlotGuard {
+    idx: usize,
+    tx: mpsc::UnboundedSender<usize>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.idx);
+    }
+}
+
+const PROBE_SCRIPT: &str = r#"
+import os
+fields = {}
+for line in open("/proc/self/status"):
+    k, _, v = line.partition(":")
+    fields[k] = v.strip()
+set_result({"nnp": fields.get("NoNewPrivs"), "seccomp": fields.get("Seccomp"),
+            "capeff": fields.get("CapEff"), "uid": os.getuid(), "pid": os.getpid()})
+"#;
+
+const PYTHON_INFO: &str = r#"
+import json, os, sys, sysconfig
+libdir = sysconfig.get_config_var("LIBDIR") or ""
+names = [sysconfig.get_config_var(n) for n in ("INSTSONAME", "LDLIBRARY")]
+lib = None
+if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+    for n in names:
+        if n and n.endswith((".so", ".so.1.0")) or (n and ".so." in n):
+            p = os.path.join(libdir, n)
+            if os.path.exists(p):
+                lib = os.path.realpath(p)
+                break
+print(json.dumps({"version": list(sys.version_info[:2]), "executable": os.path.realpath(sys.executable),
+                  "prefixes": sorted({sys.base_prefix, sys.base_exec_prefix}), "libpython": lib}))
+"#;
+
+fn is_elf(p: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map(|_| &magic == b"\x7fELF")
+        .unwrap_or(false)
+}
+
+async fn python_info(python: &Path) -> Result<PythonInfo> {
+    let real = std::fs::canonicalize(python)
+        .map_err(|e| Error::Config(format!("python {}: {e}", python.display())))?;
+    if !is_elf(&real) {
+        return Err(Error::Config(format!(
+            "python {} is not an ELF interpreter binary (a pyenv shim or script?); use a real path such as /usr/bin/python3.11",
+            python.display()
+        )));
+    }
+    let out = tokio::process::Command::new(&real)
+        .args(["-s", "-S", "-c", PYTHON_INFO])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::Config(format!("running {}: {e}", real.display())))?;
+    if !out.status.success() {
+        return Err(Error::Config(format!(
+            "{} failed: {}",
+            real.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Config(format!("python info: {e}")))?;
+    let version = v["version"]
+        .as_array()
+        .and_then(|a| Some((a.first()?.as_u64()? as u32, a.get(1)?.as_u64()? as u32)))
+        .ok_or_else(|| Error::Config("python info: version".into()))?;
+    if version < (3, 8) {
+        return Err(Error::Config(format!(
+            "python {}.{} is too old (need 3.8+)",
+            version.0, version.1
+        )));
+    }
+    Ok(PythonInfo {
+        version,
+        executable: PathBuf::from(v["executable"].as_str().unwrap_or_default()),
+        prefixes: v["prefixes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(PathBuf::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        libpython: v["libpython"].as_str().map(PathBuf::from),
+    })
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for cg in self.cgroups.iter().flatten() {
+            cg.remove_later();
+        }
+    }
+}
+
+impl Sandbox {
+    /// Launches every slot and probes every layer with a real execution. Fails closed:
+    /// returns [`Error::LayerMissing`] naming the first missing layer that is not in
+    /// `cfg.allow_missing`.
+    pub async fn start(cfg: SandboxConfig) -> Result<Sandbox> {
+        if cfg.helper.is_empty() {
+            return Err(Error::Config("helper command is empty".into()));
+        }
+        if cfg.slots == 0 {
+            return Err(Error::Config("slots must be at least 1".into()));
+        }
+        if cfg.limits.memory_bytes < 64 << 20 {
+            return Err(Error::Config("memory limit must be at least 64 MiB".into()));
+        }
+        if cfg.limits.max_processes < 8 {
+            return Err(Error::Config("max_processes must be at least 8".into()));
+        }
+        let py = python_info(&cfg.python).await?;
+        let mut notes = Vec::new();
+        let cold = cfg.force_cold || py.libpython.is_none();
+        if py.libpython.is_none() && !cfg.force_cold {
+            notes.push(format!(
+                "no shared libpython for {}: cold mode (fresh interpreter per execution)",
+                py.executable.display()
+            ));
+        }
+        let mut extra: Vec<PathBuf> = cfg.readonly_paths.clone();
+        extra.extend(cfg.python_paths.iter().cloned());
+        let root = sys::geteuid() == 0;
+        let (view, landlock) =
+            plan::build_view(&plan::RealFs, &py, &extra, cfg.uid_base, cfg.uid_base);
+        let template = HelperConfig {
+            slot: 0,
+            server_pid: std::process::id() as i32,
+            uid: cfg.uid_base,
+            gid: cfg.uid_base,
+            drop_uid: root,
+            python: py,
+            cold,
+            python_paths: cfg.python_paths.clone(),
+            view,
+            landlock,
+            limits: cfg.limits.clone(),
+            allow_missing: cfg.allow_missing.clone(),
+        };
+        // Per-slot cgroups (best effort), nested under the server's own cgroup.
+        static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let tag = format!(
+            "airlock-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut cgroups = Vec::new();
+        let mut cgroup_note = None;
+        for idx in 0..cfg.slots {
+            let cg = if root {
+                SlotCgroup::create(&tag, idx, cfg.limits.memory_bytes, cfg.limits.max_processes)
+            } else {
+                Err("server is not root".to_string())
+            };
+            match cg {
+                Ok(cg) => cgroups.push(Some(Arc::new(cg))),
+                Err(e) => {
+                    cgroup_note.get_or_insert(format!("cgroup: not used ({e})"));
+                    cgroups.push(None);
+                }
+            }
+        }
+        if cgroup_note.is_some() {
+            for cg in cgroups.iter_mut() {
+                if let Some(c) = cg.take() {
+                    c.remove();
+                }
+            }
+        }
+        notes.extend(cgroup_note);
+        let cgroup_on = cgroups.iter().all(Option::is_some);
+        let (free_tx, free_rx) = mpsc::unbounded_channel();
+        let inner = Inner {
+            cgroups,
+            slots: (0..cfg.slots).map(|_| Mutex::new(None)).collect(),
+            cfg,
+            template,
+            layers: std::sync::OnceLock::new(),
+            free_tx,
+            free_rx: Mutex::new(free_rx),
+            shut: AtomicBool::new(false),
+        };
+        // Launch every slot (sequentially: each must report its layers).
+        let mut slot_layers = None;
+        for idx in 0..inner.slots.len() {
+            let (proc_, hello) = spawn_slot(&inner, idx).await?;
+            *inner.slots[idx].lock().await = Some(proc_);
+            slot_layers.get_or_insert(hello);
+            let _ = inner.free_tx.send(idx);
+        }
+        let mut layers = slot_layers.unwrap_or_default();
+        layers.notes.extend(notes);
+        layers.cgroup = cgroup_on;
+        let sandbox = Sandbox {
+            inner: Arc::new(inner),
+        };
+
+        // Probe: one real execution per slot.
+        let mut child_layers: Option<LayerReport> = None;
+        for _ in 0..sandbox.inner.slots.len() {
+            let mut exec = sandbox
+                .run(Job {
+                    script: PROBE_SCRIPT.into(),
+                    timeout: Duration::from_secs(30),
+                    ..Default::default()
+                })
+                .await?;
+            let outcome = loop {
+                if let Event::Finished(o) = exec.next_event().await {
+                    break o;
+                }
+            };
+            if outcome.status != OutcomeStatus::Completed {
+                sandbox.shutdown().await;
+                return Err(Error::Startup(format!(
+                    "probe execution failed: {} {}",
+                    outcome.error.unwrap_or_default(),
+                    String::from_utf8_lossy(&outcome.stderr)
+                )));
+            }
+            let cl = outcome.layers.clone().unwrap_or_default();
+            let r = outcome.result.unwrap_or(Value::Null);
+            // Cross-check what the kernel says about the script process.
+            let mut bad = Vec::new();
+            if cl.no_new_privs && r["nnp"] != json!("1") {
+                bad.push("NoNewPrivs");
+            }
+            if cl.seccomp && r["seccomp"] != json!("2") {
+                bad.push("Seccomp");
+            }
+            if cl.cap_drop && r["capeff"] != json!("0000000000000000") {
+                bad.push("CapEff");
+            }
+            if cl.pid_ns && r["pid"] != json!(2) {
+                bad.push("pid");
+            }
+            if !bad.is_empty() {
+                sandbox.shutdown().await;
+                return Err(Error::Startup(format!(
+                    "probe disagrees with the kernel on {bad:?}: {r}"
+                )));
+            }
+            child_layers = Some(cl);
+        }
+        let cl = child_layers.unwrap_or_default();
+        for l in [
+            Layer::UserNs,
+            Layer::PidNs,
+            Layer::NetNs,
+            Layer::MountNs,
+            Layer::IpcNs,
+            Layer::UtsNs,
+            Layer::Landlock,
+            Layer::LandlockNet,
+            Layer::LandlockScope,
+            Layer::Seccomp,
+            Layer::Rlimits,
+            Layer::NoNewPrivs,
+            Layer::CapDrop,
+        ] {
+            layers.set(l, cl.is_active(l));
+        }
+        layers.fs_view = layers.fs_view && cl.fs_view;
+        let allowed: BTreeSet<Layer> = sandbox.inner.cfg.allow_missing.iter().copied().collect();
+        if let Some(missing) = layers.missing().into_iter().find(|l| !allowed.contains(l)) {
+            sandbox.shutdown().await;
+            return Err(Error::LayerMissing {
+                layer: missing,
+                detail: layers.notes.join("; "),
+            });
+        }
+        let _ = sandbox.inner.layers.set(layers);
+        Ok(sandbox)
+    }
+
+    /// Which layers are active (measured at start-up).
+    pub fn layers(&self) -> &LayerReport {
+        static EMPTY: std::sync::OnceLock<LayerReport> = std::sync::OnceLock::new();
+        self.inner
+            .layers
+            .get()
+            .unwrap_or_else(|| EMPTY.get_or_init(LayerReport::default))
+    }
+
+    /// Runs a job; waits for a free slot first.
+    pub async fn run(&self, job: Job) -> Result<Execution> {
+        let inner = &self.inner;
+        if inner.shut.load(Ordering::SeqCst) {
+            return Err(Error::ShutDown);
+        }
+        let idx = {
+            let mut rx = inner.free_rx.lock().await;
+            rx.recv().await.ok_or(Error::ShutDown)?
+        };
+        let guard = SlotGuard {
+            idx,
+            tx: inner.free_tx.clone(),
+        };
+        if inner.shut.load(Ordering::SeqCst) {
+            return Err(Error::ShutDown);
+        }
+
+        let (proto_srv, proto_wrk) = sys::socketpair(false)?;
+        let (status_srv, status_wrk) = sys::socketpair(true)?;
+        let (out_r, out_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let fds = [
+            proto_wrk.as_raw_fd(),
+            status_wrk.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+        ];
+        {
+            let mut slot = inner.slots[idx].lock().await;
+            let mut attempt = 0;
+            loop {
+                let alive = match slot.as_mut() {
+                    Some(p) => matches!(p.child.try_wait(), Ok(None)),
+                    None => false,
+                };
+                if !alive {
+                    let (p, _) = spawn_slot(inner, idx).await?;
+                    *slot = Some(p);
+                }
+                let p = slot.as_ref().expect("slot present");
+                match p.ctrl.send(br#"{"type":"run"}"#, &fds).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == 0 => {
+                        attempt += 1;
+                        if let Some(mut p) = slot.take() {
+                            let _ = p.child.start_kill();
+                        }
+                        let _ = e;
+                    }
+                    Err(e) => return Err(Error::Io(e)),
+                }
+            }
+        }
+        drop((proto_wrk, status_wrk, out_w, err_w));
+
+        let limits = &inner.cfg.limits;
+        let run_frame = json!({
+            "type": "run",
+            "script": job.script,
+            "settings": job.settings,
+            "env": job.env,
+            "limits": {
+                "memory_bytes": limits.memory_bytes,
+                "cpu_seconds": limits.cpu_seconds,
+                "max_processes": limits.max_processes,
+                "max_open_files": limits.max_open_files,
+                "max_file_bytes": limits.max_file_bytes,
+                "scratch_bytes": limits.scratch_bytes,
+            },
+        });
+        let std_proto = std::os::unix::net::UnixStream::from(proto_srv);
+        std_proto.set_nonblocking(true)?;
+        let io = DriverIo {
+            proto: tokio::net::UnixStream::from_std(std_proto)?,
+            status: SeqPacket::new(status_srv)?,
+            stdout: out_r,
+            stderr: err_r,
+        };
+        let spec = JobSpec {
+            cgroup: inner.cgroups[idx].clone(),
+            run_frame,
+            timeout: job.timeout,
+            output_bytes: limits.output_bytes,
+            memory_bytes: limits.memory_bytes,
+            cpu_seconds: limits.cpu_seconds,
+        };
+        let (ev_tx, ev_rx) = mpsc::channel(16);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let pid = Arc::new(AtomicI32::new(0));
+        tokio::spawn(drive(io, spec, ev_tx, cmd_rx, pid.clone(), guard));
+        Ok(Execution {
+            events: ev_rx,
+            cmds: cmd_tx,
+            pid,
+            pending: BTreeSet::new(),
+            finished: None,
+        })
+    }
+
+    /// Host pids of the running zygotes (one per live slot), for health checks.
+    pub async fn zygote_pids(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for slot in &self.inner.slots {
+            if let Some(p) = slot.lock().await.as_mut() {
+                if let (Ok(None), Some(id)) = (p.child.try_wait(), p.child.id()) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops every zygote (running executions die with them).
+    pub async fn shutdown(&self) {
+        self.inner.shut.store(true, Ordering::SeqCst);
+        for slot in &self.inner.slots {
+            if let Some(mut p) = slot.lock().await.take() {
+                let _ = p.child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await;
+            }
+        }
+        // Executions die with their zygote; give the kernel a moment, then clean up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for cg in self.inner.cgroups.iter().flatten() {
+            cg.remove();
+        }
+    }
+}
+
+/// Launches one slot's helper and waits for it to report ready.
+async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)> {
+    let (srv, helper_end) = sys::socketpair(true)?;
+    let mut cmd = tokio::process::Command::new(&inner.cfg.helper[0]);
+    cmd.args(&inner.cfg.helper[1..])
+        .env_clear()
+        .stdin(Stdio::from(helper_end))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Startup(format!("spawning helper {:?}: {e}", inner.cfg.helper[0])))?;
+    // Join the slot's cgroup before the helper forks anything (it waits for its config).
+    if let (Some(cg), Some(pid)) = (&inner.cgroups[idx], child.id()) {
+        if let Err(e) = cg.attach(pid) {
+            let _ = child.start_kill();
+            return Err(Error::Startup(format!(
+                "slot {idx}: joining its cgroup: {e}"
+            )));
+        }
+    }
+    let mut hc = inner.template.clone();
+    hc.slot = idx;
+    hc.uid = inner.cfg.uid_base + idx as u32;
+    hc.gid = hc.uid;
+    // Rebuild the synthesized passwd/group for this slot's uid.
+    for e in &mut hc.view {
+        if let plan::ViewEntry::File { dst, contents } = e {
+            if dst == Path::new("/etc/passwd") {
+                *contents = format!(
+                    "airlock:x:{0}:{0}:airlock:/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                    hc.uid
+                );
+            } else if dst == Path::new("/etc/group") {
+                *contents = format!("airlock:x:{}:\nnogroup:x:65534:\n", hc.gid);
+            }
+        }
+    }
+    let mut ctrl = SeqPacket::new(srv)?;
+    let cfg_json = serde_json::to_vec(&hc).map_err(|e| Error::Startup(e.to_string()))?;
+    ctrl.send(&cfg_json, &[]).await?;
+    let mut layers = None;
+    let wait = async {
+        loop {
+            match ctrl.recv().await {
+                Ok(Some((data, _))) => {
+                    let v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                    match v["type"].as_str() {
+                        Some("hello") => {
+                            layers =
+                                serde_json::from_value::<LayerReport>(v["layers"].clone()).ok();
+                        }
+                        Some("ready") => return Ok(()),
+                        Some("fatal") => {
+                            let msg = v["error"].as_str().unwrap_or("?").to_string();
+                            let layer = Layer::ALL.into_iter().find(|l| msg.starts_with(l.name()));
+                            return Err(match layer {
+                                Some(layer) => Error::LayerMissing { layer, detail: msg },
+                                None => Error::Startup(format!("slot {idx}: {msg}")),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(None) => {
+                    return Err(Error::Startup(format!(
+                        "slot {idx}: helper exited during start-up"
+                    )))
+                }
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(Error::Startup(format!(
+                "slot {idx}: helper did not become ready in 30 s"
+            )))
+        }
+    }
+    let layers = layers.ok_or_else(|| Error::Startup(format!("slot {idx}: no layer report")))?;
+    Ok((SlotProc { child, ctrl }, layers))
+}

@@ -1,0 +1,71 @@
+//! Shared helpers for the tests that attack the real sandbox (real helper binary, real
+//! Python). A test whose kernel lacks a feature prints `SKIPPED: ...` and returns.
+#![allow(dead_code)]
+
+use airlock_sandbox::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub fn helper() -> Vec<std::ffi::OsString> {
+    vec![
+        env!("CARGO_BIN_EXE_airlock-sandbox-helper").into(),
+        HELPER_ARG.into(),
+    ]
+}
+
+pub fn config(slots: usize) -> SandboxConfig {
+    let mut cfg = SandboxConfig::new(helper());
+    cfg.slots = slots;
+    cfg
+}
+
+/// Starts a sandbox, or prints a loud SKIPPED line when a kernel feature is missing.
+pub async fn start(cfg: SandboxConfig) -> Option<Sandbox> {
+    match Sandbox::start(cfg).await {
+        Ok(sb) => Some(sb),
+        Err(Error::LayerMissing { layer, detail }) => {
+            eprintln!("SKIPPED: sandbox layer {layer} unavailable on this kernel: {detail}");
+            None
+        }
+        Err(e) => panic!("sandbox failed to start: {e}"),
+    }
+}
+
+pub async fn sandbox(slots: usize) -> Option<Sandbox> {
+    start(config(slots)).await
+}
+
+pub fn job(script: &str) -> Job {
+    Job {
+        script: script.to_string(),
+        settings: BTreeMap::new(),
+        timeout: Duration::from_secs(20),
+        env: BTreeMap::new(),
+    }
+}
+
+/// Runs a job to the end; LLM requests are a test failure.
+pub async fn run_job(sb: &Sandbox, j: Job) -> Outcome {
+    let mut ex = sb.run(j).await.expect("run");
+    match ex.next_event().await {
+        Event::Finished(o) => o,
+        other => panic!("unexpected event {other:?}"),
+    }
+}
+
+pub async fn run(sb: &Sandbox, script: &str) -> Outcome {
+    run_job(sb, job(script)).await
+}
+
+/// Runs a script that must complete, returning its result.
+pub async fn result(sb: &Sandbox, script: &str) -> serde_json::Value {
+    let o = run(sb, script).await;
+    assert_eq!(
+        o.status,
+        OutcomeStatus::Completed,
+        "error: {:?}\nstderr: {}",
+        o.error,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.result.expect("a result")
+}

@@ -1,0 +1,187 @@
+//! End-to-end execution benchmark through the real HTTP API with every sandbox
+//! layer on. It prints latency percentiles, throughput, and the ratio against a
+//! bare `python3 -I -S -c pass` start measured in the same run.
+//!
+//! Run: `cargo bench -p airlock --bench e2e` (options through env:
+//! `BENCH_RUNS` (default 200), `BENCH_TOTAL` (default 1000), `BENCH_CLIENTS` (default 8)).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    key_id: String,
+    secret: String,
+}
+
+impl Client {
+    /// Submits `script` and long-polls to a terminal state; returns the final JSON.
+    async fn run(&self, script: &str) -> Value {
+        let hash = airlock::ids::hmac_hex(self.secret.as_bytes(), script.as_bytes());
+        let resp: Value = self
+            .http
+            .post(format!("{}/execute", self.base))
+            .bearer_auth(&self.key_id)
+            .json(&json!({"script": script, "hash": hash}))
+            .send()
+            .await
+            .expect("submit")
+            .json()
+            .await
+            .expect("submit json");
+        let id = resp["execution_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not accepted: {resp}"))
+            .to_string();
+        loop {
+            let v: Value = self
+                .http
+                .get(format!("{}/executions/{id}?wait=30", self.base))
+                .bearer_auth(&self.key_id)
+                .send()
+                .await
+                .expect("poll")
+                .json()
+                .await
+                .expect("poll json");
+            if matches!(
+                v["status"].as_str(),
+                Some("completed" | "error" | "timeout")
+            ) {
+                return v;
+            }
+        }
+    }
+}
+
+fn main() {
+    let runs = env_usize("BENCH_RUNS", 200);
+    let total = env_usize("BENCH_TOTAL", 1000);
+    let clients = env_usize("BENCH_CLIENTS", 8);
+    let python = std::env::var("AIRLOCK_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+
+    // Baseline: a bare interpreter start, measured here, now.
+    for _ in 0..5 {
+        Command::new(&python)
+            .args(["-I", "-S", "-c", "pass"])
+            .status()
+            .expect("python runs");
+    }
+    let mut base: Vec<Duration> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            let st = Command::new(&python)
+                .args(["-I", "-S", "-c", "pass"])
+                .status()
+                .expect("python runs");
+            assert!(st.success());
+            t.elapsed()
+        })
+        .collect();
+    base.sort();
+    let base_p50 = pct(&base, 50.0);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = airlock::config::Config::for_data_dir(dir.path());
+        cfg.python = python.clone().into();
+        cfg.queue_size = 4096;
+        cfg.sandbox_helper = Some(vec![env!("CARGO_BIN_EXE_airlock").into(), airlock::sandbox::HELPER_ARG.into()]);
+        let app = airlock::app::App::open(cfg).await.expect("airlock starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(airlock::serve(app.router(), listener));
+
+        let http = reqwest::Client::builder().build().unwrap();
+        let setup = http
+            .post(format!("{base_url}/api/admin/setup"))
+            .json(&json!({"password": "benchmark password 123"}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = setup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let admin = |m: reqwest::Method, path: &str, body: Value| {
+            http.request(m, format!("{base_url}{path}")).header("cookie", &cookie).json(&body).send()
+        };
+        admin(reqwest::Method::POST, "/api/admin/credentials", json!({"name": "API_KEY", "value": "sk_bench_0123456789abcdef"})).await.unwrap();
+        let p: Value = admin(reqwest::Method::POST, "/api/admin/profiles", json!({"description": "bench", "credentials": ["API_KEY"]}))
+            .await.unwrap().json().await.unwrap();
+        let id = p["id"].as_str().unwrap();
+        let locked: Value = admin(reqwest::Method::POST, &format!("/api/admin/profiles/{id}/lock"), json!({}))
+            .await.unwrap().json().await.unwrap();
+        let (key_id, secret) = locked["key"].as_str().unwrap().split_once(':').unwrap();
+        let client = std::sync::Arc::new(Client { http: http.clone(), base: base_url.clone(), key_id: key_id.into(), secret: secret.into() });
+
+        let layers: Value = http.get(format!("{base_url}/health")).send().await.unwrap().json().await.unwrap();
+        println!("sandbox: {}", layers["sandbox"]);
+
+        for _ in 0..20 {
+            let v = client.run("set_result(1)").await;
+            assert_eq!(v["status"], "completed", "{v}");
+        }
+        let mut lat = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let v = client.run("set_result(1)").await;
+            lat.push(t.elapsed());
+            assert_eq!(v["result"], 1, "{v}");
+        }
+        lat.sort();
+        let p50 = pct(&lat, 50.0);
+        let p99 = pct(&lat, 99.0);
+
+        let t = Instant::now();
+        let per = total.div_ceil(clients);
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ok = 0usize;
+                for _ in 0..per {
+                    if c.run("set_result(1)").await["status"] == "completed" {
+                        ok += 1;
+                    }
+                }
+                ok
+            }));
+        }
+        let mut completed = 0;
+        for t in tasks {
+            completed += t.await.unwrap();
+        }
+        let elapsed = t.elapsed();
+        let submitted = per * clients;
+
+        println!("baseline  python3 -I -S -c pass     p50 {:7.2} ms", ms(base_p50));
+        println!("e2e       set_result(1) via HTTP    p50 {:7.2} ms  p99 {:7.2} ms  (n={runs})", ms(p50), ms(p99));
+        println!("ratio     e2e p50 / baseline p50    {:.2}  (target <= 0.50)", p50.as_secs_f64() / base_p50.as_secs_f64());
+        println!(
+            "throughput {clients} clients: {:.1} executions/s  ({completed}/{submitted} completed, {} lost)  (target >= 100/s, 0 lost)",
+            completed as f64 / elapsed.as_secs_f64(),
+            submitted - completed
+        );
+    });
+}

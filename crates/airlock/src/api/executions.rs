@@ -1,0 +1,429 @@
+//! Execution endpoints: agents submit and poll scripts with their profile key;
+//! the admin lists everything, with scripts, outputs and redaction events.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Json;
+use crate::app::AppState;
+use crate::auth::AdminSession;
+use crate::catalog::ActiveProfile;
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::runner::RespondError;
+use airlock_store::{status, ExecutionFilter, ExecutionRow, ExecutionSummary};
+
+const MAX_WAIT_SECS: u64 = 60;
+const MAX_LLM_RESPONSE_BYTES: usize = 1024 * 1024;
+
+pub fn agent_routes(max_script_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/execute",
+            post(execute).layer(DefaultBodyLimit::max(
+                max_script_bytes.saturating_mul(6) + 64 * 1024,
+            )),
+        )
+        .route("/executions", get(list_own))
+        .route("/executions/{id}", get(get_own))
+        .route(
+            "/executions/{id}/respond",
+            post(respond).layer(DefaultBodyLimit::max(
+                MAX_LLM_RESPONSE_BYTES * 6 + 64 * 1024,
+            )),
+        )
+}
+
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/executions", get(admin_list))
+        .route("/executions/{id}", get(admin_get))
+        .route("/stats", get(admin_stats))
+}
+
+/// Extractor: `Authorization: Bearer ark_<id>` resolved to a usable profile.
+pub struct AgentKey(pub ActiveProfile);
+
+impl FromRequestParts<AppState> for AgentKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<AgentKey> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing_key",
+                    "missing Authorization: Bearer ark_<id> header",
+                )
+            })?
+            .to_str()
+            .unwrap_or("");
+        let key_id = value
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|k| ids::is_key_id(k))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "malformed_key",
+                    "malformed Authorization header: send `Bearer ark_<id>` (the part of the key before ':', never the secret)",
+                )
+            })?;
+        Ok(AgentKey(state.catalog.active_profile(key_id).await?))
+    }
+}
+
+#[derive(Deserialize)]
+struct ExecuteBody {
+    script: String,
+    hash: String,
+    timeout: Option<u64>,
+}
+
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(p) = state.config.public_base() {
+        return p.to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| state.config.bind.to_string());
+    format!("http://{host}")
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    AgentKey(profile): AgentKey,
+    headers: HeaderMap,
+    Json(body): Json<ExecuteBody>,
+) -> ApiResult<Response> {
+    let runner = state.runner.clone();
+    let limits = &runner.limits;
+    if body.script.len() > limits.max_script_bytes {
+        return Err(ApiError::too_large(format!(
+            "script is {} bytes; the limit is {} bytes",
+            body.script.len(),
+            limits.max_script_bytes
+        )));
+    }
+    let expected = ids::hmac_hex(&profile.secret, body.script.as_bytes());
+    if !ids::ct_eq(
+        expected.as_bytes(),
+        body.hash.trim().to_ascii_lowercase().as_bytes(),
+    ) {
+        return Err(ApiError::forbidden(
+            "hash_mismatch",
+            "hash does not match: send the lowercase hex HMAC-SHA256 of the exact script, keyed with the key's secret",
+        ));
+    }
+    let timeout = body.timeout.unwrap_or(limits.default_timeout_secs);
+    if timeout < 1 || timeout > limits.max_timeout_secs {
+        return Err(ApiError::invalid(format!(
+            "timeout must be between 1 and {} seconds",
+            limits.max_timeout_secs
+        )));
+    }
+    let id = runner
+        .submit(&profile.row.id, body.script, Duration::from_secs(timeout))
+        .await?;
+    let poll_url = format!("{}/executions/{id}", base_url(&state, &headers));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "execution_id": id, "poll_url": poll_url, "status": status::PENDING })),
+    )
+        .into_response())
+}
+
+fn parse_result(text: &Option<String>) -> Value {
+    match text {
+        None => Value::Null,
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.clone())),
+    }
+}
+
+fn parse_json_text(text: &Option<String>) -> Value {
+    text.as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn agent_view(r: &ExecutionRow) -> Value {
+    json!({
+        "execution_id": r.id,
+        "status": r.status,
+        "result": parse_result(&r.result),
+        "stdout": r.stdout,
+        "stderr": r.stderr,
+        "error": r.error,
+        "llm_request": parse_json_text(&r.llm_request),
+        "execution_time_ms": r.execution_time_ms,
+        "created_at": r.created_at,
+        "completed_at": r.completed_at,
+    })
+}
+
+fn summary_view(s: &ExecutionSummary, with_profile: bool) -> Value {
+    let mut v = json!({
+        "execution_id": s.id,
+        "status": s.status,
+        "script_sha256": s.script_sha256,
+        "execution_time_ms": s.execution_time_ms,
+        "created_at": s.created_at,
+        "completed_at": s.completed_at,
+    });
+    if with_profile {
+        v["profile_id"] = Value::String(s.profile_id.clone());
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait: Option<u64>,
+}
+
+async fn load_own(state: &AppState, profile_id: &str, id: &str) -> ApiResult<ExecutionRow> {
+    match state.store.execution_get(id).await? {
+        Some(r) if r.profile_id == profile_id => Ok(r),
+        _ => Err(ApiError::not_found(format!(
+            "execution {id:?} not found for this key"
+        ))),
+    }
+}
+
+async fn get_own(
+    State(state): State<AppState>,
+    AgentKey(profile): AgentKey,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<Value>> {
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::invalid(format!(
+            "wait must be at most {MAX_WAIT_SECS} seconds"
+        )));
+    }
+    let row = load_own(&state, &profile.row.id, &id).await?;
+    if wait == 0 || status::is_terminal(&row.status) {
+        return Ok(Json(agent_view(&row)));
+    }
+    let seen = row.status.clone();
+    if let Some(mut rx) = state.runner.subscribe(&id) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        loop {
+            if *rx.borrow_and_update() != seen {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => break,
+            }
+        }
+    }
+    let row = load_own(&state, &profile.row.id, &id).await?;
+    Ok(Json(agent_view(&row)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+    profile: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn filter_from(q: &ListQuery) -> ApiResult<ExecutionFilter> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid("offset must not be negative"));
+    }
+    if let Some(s) = &q.status {
+        if !status::ALL.contains(&s.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "status must be one of {}",
+                status::ALL.join(", ")
+            )));
+        }
+    }
+    let date = |name: &str, v: &Option<String>| -> ApiResult<Option<DateTime<Utc>>> {
+        v.as_deref()
+            .map(|s| {
+                DateTime::parse_from_rfc3339(s)
+                    .map(|d| d.with_timezone(&Utc))
+                    .or_else(|_| {
+                        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+                    })
+                    .map_err(|_| {
+                        ApiError::invalid(format!(
+                            "{name} must be a date (2026-01-31) or an RFC 3339 timestamp"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    Ok(ExecutionFilter {
+        profile_id: q.profile.clone(),
+        status: q.status.clone(),
+        created_from: date("from", &q.from)?,
+        created_to: date("to", &q.to)?,
+        limit,
+        offset,
+    })
+}
+
+async fn list_own(
+    State(state): State<AppState>,
+    AgentKey(profile): AgentKey,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let mut f = filter_from(&q)?;
+    f.profile_id = Some(profile.row.id.clone());
+    let rows = state.store.executions_list(&f).await?;
+    let total = state.store.executions_count(&f).await?;
+    Ok(Json(json!({
+        "executions": rows.iter().map(|s| summary_view(s, false)).collect::<Vec<_>>(),
+        "total": total, "limit": f.limit, "offset": f.offset,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RespondBody {
+    response: String,
+    request_id: Option<String>,
+}
+
+async fn respond(
+    State(state): State<AppState>,
+    AgentKey(profile): AgentKey,
+    Path(id): Path<String>,
+    Json(body): Json<RespondBody>,
+) -> ApiResult<Json<Value>> {
+    let row = load_own(&state, &profile.row.id, &id).await?;
+    if body.response.len() > MAX_LLM_RESPONSE_BYTES {
+        return Err(ApiError::too_large(format!(
+            "response is over the {MAX_LLM_RESPONSE_BYTES}-byte limit"
+        )));
+    }
+    if row.status != status::AWAITING_LLM {
+        return Err(ApiError::conflict(
+            "not_awaiting_llm",
+            format!("execution is {}, not awaiting an LLM answer", row.status),
+        ));
+    }
+    match state
+        .runner
+        .respond_llm(&id, body.request_id.as_deref(), body.response)
+    {
+        Ok(()) => Ok(Json(
+            json!({ "execution_id": id, "status": status::RUNNING }),
+        )),
+        Err(RespondError::WrongRequest) => Err(ApiError::invalid(
+            "request_id does not match the pending LLM request",
+        )),
+        Err(RespondError::NotAwaiting) => Err(ApiError::conflict(
+            "not_awaiting_llm",
+            "execution is not awaiting an LLM answer (already answered or finished)",
+        )),
+    }
+}
+
+async fn admin_list(
+    State(state): State<AppState>,
+    _s: AdminSession,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let f = filter_from(&q)?;
+    let rows = state.store.executions_list(&f).await?;
+    let total = state.store.executions_count(&f).await?;
+    Ok(Json(json!({
+        "executions": rows.iter().map(|s| summary_view(s, true)).collect::<Vec<_>>(),
+        "total": total, "limit": f.limit, "offset": f.offset,
+    })))
+}
+
+async fn admin_get(
+    State(state): State<AppState>,
+    _s: AdminSession,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let r = state
+        .store
+        .execution_get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))?;
+    let mut v = agent_view(&r);
+    v["profile_id"] = Value::String(r.profile_id.clone());
+    v["script"] = Value::String(r.script.clone());
+    v["script_sha256"] = Value::String(r.script_sha256.clone());
+    v["timeout"] = json!(r.timeout_secs);
+    v["started_at"] = json!(r.started_at);
+    v["redactions"] = serde_json::from_str(&r.redactions).unwrap_or(Value::Array(vec![]));
+    v["llm_exchanges"] = serde_json::from_str(&r.llm_exchanges).unwrap_or(Value::Array(vec![]));
+    Ok(Json(v))
+}
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    Some(sorted[rank.min(sorted.len() - 1)])
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    days: Option<i64>,
+}
+
+async fn admin_stats(
+    State(state): State<AppState>,
+    _s: AdminSession,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<Json<Value>> {
+    let since = match q.days {
+        None => None,
+        Some(d) if (1..=3650).contains(&d) => Some(Utc::now() - chrono::Duration::days(d)),
+        Some(_) => return Err(ApiError::invalid("days must be between 1 and 3650")),
+    };
+    let st = state.store.execution_stats(since).await?;
+    let total: i64 = st.by_status.iter().map(|(_, n)| n).sum();
+    let count = |s: &str| {
+        st.by_status
+            .iter()
+            .find(|(k, _)| k == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    let finished = count(status::COMPLETED) + count(status::ERROR) + count(status::TIMEOUT);
+    let failed = count(status::ERROR) + count(status::TIMEOUT);
+    let d = &st.durations_ms;
+    Ok(Json(json!({
+        "total": total,
+        "by_status": st.by_status.iter().map(|(k, n)| (k.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "by_profile": st.by_profile.iter().map(|(k, n)| json!({"profile_id": k, "count": n})).collect::<Vec<_>>(),
+        "by_day": st.by_day.iter().map(|(k, n)| json!({"day": k, "count": n})).collect::<Vec<_>>(),
+        "error_rate": if finished > 0 { failed as f64 / finished as f64 } else { 0.0 },
+        "duration_ms": {
+            "p50": percentile(d, 50.0), "p90": percentile(d, 90.0),
+            "p99": percentile(d, 99.0), "max": d.last(),
+        },
+    })))
+}

@@ -1,0 +1,424 @@
+//! The runner: queue, worker pool and execution lifecycle.
+//!
+//! An accepted script becomes a `pending` row, waits in a bounded queue, runs in
+//! the sandbox (`running`, possibly `awaiting_llm` ↔ `running`), and ends
+//! `completed`, `error` or `timeout`. Every output is redacted with the
+//! profile's values before it is stored, so nothing downstream of the runner
+//! ever holds a secret. Waiters (long-polls) are woken through a per-execution
+//! watch channel; an execution left unfinished by a crash is marked `error` on
+//! the next start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlock_redact::{RedactionCount, Redactor};
+use airlock_sandbox::{Event, Job, OutcomeStatus, Sandbox};
+use airlock_store::{status, ExecutionRow, Store};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::catalog::Catalog;
+use crate::error::{ApiError, ApiResult};
+
+pub const INTERRUPTED: &str = "interrupted by server restart";
+
+/// Limits the runner applies; set from the configuration.
+#[derive(Debug, Clone)]
+pub struct RunnerLimits {
+    pub concurrency: usize,
+    pub queue_size: usize,
+    pub default_timeout_secs: u64,
+    pub max_timeout_secs: u64,
+    pub max_script_bytes: usize,
+    pub output_cap_bytes: usize,
+    pub llm_wait: Duration,
+}
+
+/// A redaction event for the admin view: which field, which credential, how often.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RedactionEvent {
+    pub field: String,
+    pub name: String,
+    pub count: u64,
+}
+
+struct QueuedJob {
+    execution_id: String,
+    profile_id: String,
+    script: String,
+    values: BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+/// A pending `llm.complete` call waiting for the agent's answer.
+struct PendingLlm {
+    request_id: String,
+    reply: oneshot::Sender<String>,
+}
+
+/// Outcome of posting an LLM answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RespondError {
+    NotAwaiting,
+    WrongRequest,
+}
+
+/// Shared runner state.
+pub struct Runner {
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    sandbox: Option<Arc<Sandbox>>,
+    unavailable: Option<String>,
+    pub limits: RunnerLimits,
+    queue: mpsc::Sender<QueuedJob>,
+    watchers: Mutex<HashMap<String, watch::Sender<String>>>,
+    llm: Mutex<HashMap<String, PendingLlm>>,
+}
+
+impl Runner {
+    /// Starts the dispatcher. `sandbox` is `Err(reason)` when the sandbox could not
+    /// start: executions are then refused with that reason (fail closed).
+    pub fn start(
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        sandbox: Result<Arc<Sandbox>, String>,
+        limits: RunnerLimits,
+    ) -> Arc<Runner> {
+        let (tx, rx) = mpsc::channel(limits.queue_size.max(1));
+        let (sandbox, unavailable) = match sandbox {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
+        let runner = Arc::new(Runner {
+            store,
+            catalog,
+            sandbox,
+            unavailable,
+            limits,
+            queue: tx,
+            watchers: Mutex::new(HashMap::new()),
+            llm: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
+        runner
+    }
+
+    pub fn sandbox(&self) -> Option<&Arc<Sandbox>> {
+        self.sandbox.as_ref()
+    }
+
+    /// Why executions are refused, if they are.
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
+    /// Queues a script; returns the new execution id.
+    pub async fn submit(
+        &self,
+        profile_id: &str,
+        script: String,
+        timeout: Duration,
+    ) -> ApiResult<String> {
+        if let Some(reason) = &self.unavailable {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "sandbox_unavailable",
+                format!("executions are disabled: {reason}"),
+            ));
+        }
+        let permit = self
+            .queue
+            .try_reserve()
+            .map_err(|_| ApiError::too_many("the execution queue is full; retry shortly", 1))?;
+        let values = self.catalog.open_values(profile_id).await?;
+        let id = crate::ids::execution_id();
+        let now = Utc::now();
+        let row = ExecutionRow {
+            id: id.clone(),
+            profile_id: profile_id.to_string(),
+            status: status::PENDING.into(),
+            script_sha256: crate::ids::sha256_hex(script.as_bytes()),
+            script: script.clone(),
+            timeout_secs: timeout.as_secs() as i64,
+            result: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            llm_request: None,
+            llm_exchanges: "[]".into(),
+            redactions: "[]".into(),
+            execution_time_ms: None,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+        };
+        self.store.execution_insert(&row).await?;
+        let _ = self.store.profile_touch_used(profile_id, now).await;
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .insert(id.clone(), watch::channel(status::PENDING.to_string()).0);
+        permit.send(QueuedJob {
+            execution_id: id.clone(),
+            profile_id: profile_id.to_string(),
+            script,
+            values,
+            timeout,
+        });
+        Ok(id)
+    }
+
+    /// A receiver that changes whenever the execution's status changes, or
+    /// `None` when it is no longer running.
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<String>> {
+        self.watchers
+            .lock()
+            .expect("watchers lock")
+            .get(id)
+            .map(|w| w.subscribe())
+    }
+
+    fn notify(&self, id: &str, st: &str) {
+        let mut map = self.watchers.lock().expect("watchers lock");
+        if let Some(w) = map.get(id) {
+            w.send_replace(st.to_string());
+        }
+        if status::is_terminal(st) {
+            map.remove(id);
+        }
+    }
+
+    /// Delivers the agent's answer to a paused `llm.complete`.
+    pub fn respond_llm(
+        &self,
+        execution_id: &str,
+        request_id: Option<&str>,
+        response: String,
+    ) -> Result<(), RespondError> {
+        let mut map = self.llm.lock().expect("llm lock");
+        let Some(pending) = map.get(execution_id) else {
+            return Err(RespondError::NotAwaiting);
+        };
+        if request_id.is_some_and(|r| r != pending.request_id) {
+            return Err(RespondError::WrongRequest);
+        }
+        let pending = map.remove(execution_id).expect("present");
+        pending
+            .reply
+            .send(response)
+            .map_err(|_| RespondError::NotAwaiting)
+    }
+
+    async fn save(&self, row: &ExecutionRow) {
+        if let Err(e) = self.store.execution_update(row).await {
+            tracing::error!(execution = %row.id, error = %e, "cannot persist execution state");
+        }
+        self.notify(&row.id, &row.status);
+    }
+
+    async fn run_job(self: Arc<Self>, job: QueuedJob) {
+        let Some(sandbox) = self.sandbox.clone() else {
+            return;
+        };
+        let mut row = match self.store.execution_get(&job.execution_id).await {
+            Ok(Some(r)) => r,
+            other => {
+                tracing::error!(execution = %job.execution_id, ?other, "queued execution vanished");
+                self.notify(&job.execution_id, status::ERROR);
+                return;
+            }
+        };
+        let redactor = Redactor::new(job.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut events: Vec<RedactionEvent> = Vec::new();
+        let mut exchanges: Vec<serde_json::Value> = Vec::new();
+        let started = Instant::now();
+        row.status = status::RUNNING.into();
+        row.started_at = Some(Utc::now());
+        self.save(&row).await;
+
+        let exec = sandbox
+            .run(Job {
+                script: job.script.clone(),
+                settings: job.values.clone(),
+                timeout: job.timeout,
+                env: BTreeMap::new(),
+            })
+            .await;
+        let mut exec = match exec {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(execution = %row.id, error = %e, "sandbox refused to start the execution");
+                row.status = status::ERROR.into();
+                row.error = Some(format!("sandbox failure: {e}"));
+                self.finish(row, started, events).await;
+                return;
+            }
+        };
+        loop {
+            match exec.next_event().await {
+                Event::LlmRequest {
+                    request_id,
+                    prompt,
+                    model,
+                } => {
+                    let (prompt, counts) = redactor.redact_str(&prompt);
+                    let (model, model_counts) = redactor.redact_str(&model);
+                    record(&mut events, "llm_prompt", counts);
+                    record(&mut events, "llm_model", model_counts);
+                    row.status = status::AWAITING_LLM.into();
+                    row.llm_request = Some(
+                        json!({ "request_id": request_id, "prompt": prompt, "model": model })
+                            .to_string(),
+                    );
+                    row.redactions = serde_json::to_string(&events).unwrap_or_default();
+                    let (tx, rx) = oneshot::channel();
+                    self.llm.lock().expect("llm lock").insert(
+                        row.id.clone(),
+                        PendingLlm {
+                            request_id: request_id.clone(),
+                            reply: tx,
+                        },
+                    );
+                    self.save(&row).await;
+                    match self.wait_llm(&job.profile_id, rx).await {
+                        Ok(answer) => {
+                            exchanges.push(json!({
+                                "request_id": request_id, "prompt": prompt, "model": model,
+                                "response": redactor.redact_str(&answer).0,
+                            }));
+                            row.llm_exchanges =
+                                serde_json::Value::from(exchanges.clone()).to_string();
+                            row.llm_request = None;
+                            row.status = status::RUNNING.into();
+                            self.save(&row).await;
+                            if let Err(e) = exec.respond_llm(&request_id, &answer).await {
+                                tracing::warn!(execution = %row.id, error = %e, "LLM answer not delivered");
+                            }
+                        }
+                        Err((st, msg)) => {
+                            self.llm.lock().expect("llm lock").remove(&row.id);
+                            exec.kill();
+                            row.llm_request = None;
+                            row.status = st.into();
+                            row.error = Some(msg);
+                            self.finish(row, started, events).await;
+                            return;
+                        }
+                    }
+                }
+                Event::Finished(outcome) => {
+                    let cap = self.limits.output_cap_bytes;
+                    let (out, out_trunc) = redactor.redact_truncate(&outcome.stdout, cap);
+                    let (err, err_trunc) = redactor.redact_truncate(&outcome.stderr, cap);
+                    record(&mut events, "stdout", out.counts);
+                    record(&mut events, "stderr", err.counts);
+                    row.stdout = with_marker(out.bytes, out_trunc || outcome.stdout_truncated, cap);
+                    row.stderr = with_marker(err.bytes, err_trunc || outcome.stderr_truncated, cap);
+                    if let Some(v) = outcome.result {
+                        let (text, counts) = redactor.redact_str(&v.to_string());
+                        record(&mut events, "result", counts);
+                        row.result = Some(text);
+                    }
+                    if let Some(e) = outcome.error {
+                        let (text, counts) = redactor.redact_str(&e);
+                        record(&mut events, "error", counts);
+                        row.error = Some(text);
+                    }
+                    row.status = match outcome.status {
+                        OutcomeStatus::Completed => status::COMPLETED,
+                        OutcomeStatus::Error => status::ERROR,
+                        OutcomeStatus::Timeout => status::TIMEOUT,
+                    }
+                    .into();
+                    row.execution_time_ms = Some(outcome.duration.as_millis() as i64);
+                    self.finish(row, started, events).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for the agent's answer; ends with (status, message) on timeout or
+    /// when the profile stops being usable.
+    async fn wait_llm(
+        &self,
+        profile_id: &str,
+        mut rx: oneshot::Receiver<String>,
+    ) -> Result<String, (&'static str, String)> {
+        let deadline = tokio::time::Instant::now() + self.limits.llm_wait;
+        loop {
+            tokio::select! {
+                r = &mut rx => return r.map_err(|_| (status::ERROR, "the LLM request was abandoned".to_string())),
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err((status::TIMEOUT, format!(
+                        "the LLM answer never came: no response within {} s",
+                        self.limits.llm_wait.as_secs()
+                    )));
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    match self.store.profile_get(profile_id).await {
+                        Ok(Some(p)) if !p.revoked && p.locked && !p.is_expired(Utc::now()) => {}
+                        Ok(_) => return Err((status::ERROR, "the profile was revoked or expired while the script waited for the LLM".to_string())),
+                        Err(e) => tracing::warn!(error = %e, "cannot check profile state"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, mut row: ExecutionRow, started: Instant, events: Vec<RedactionEvent>) {
+        if row.execution_time_ms.is_none() {
+            row.execution_time_ms = Some(started.elapsed().as_millis() as i64);
+        }
+        row.completed_at = Some(Utc::now());
+        row.redactions = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+        self.save(&row).await;
+    }
+}
+
+fn record(events: &mut Vec<RedactionEvent>, field: &str, counts: Vec<RedactionCount>) {
+    for c in counts {
+        match events
+            .iter_mut()
+            .find(|e| e.field == field && e.name == c.name)
+        {
+            Some(e) => e.count += c.count,
+            None => events.push(RedactionEvent {
+                field: field.to_string(),
+                name: c.name,
+                count: c.count,
+            }),
+        }
+    }
+}
+
+fn with_marker(bytes: Vec<u8>, truncated: bool, cap: usize) -> String {
+    let mut s = String::from_utf8_lossy(&bytes).into_owned();
+    if truncated {
+        s.push_str(&format!("\n[output truncated at {cap} bytes]"));
+    }
+    s
+}
+
+async fn dispatch(runner: std::sync::Weak<Runner>, mut rx: mpsc::Receiver<QueuedJob>) {
+    let concurrency = match runner.upgrade() {
+        Some(r) => r.limits.concurrency.max(1),
+        None => return,
+    };
+    let slots = Arc::new(Semaphore::new(concurrency));
+    while let Some(job) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(r) = runner.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            r.run_job(job).await;
+            drop(permit);
+        });
+    }
+}

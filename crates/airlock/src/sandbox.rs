@@ -1,0 +1,52 @@
+//! Starting the sandbox from the server's configuration.
+//!
+//! The sandbox itself lives in the `airlock-sandbox` crate (the only crate with
+//! `unsafe`). This module maps `Config` onto it and decides, once at start-up,
+//! whether executions can run: a missing isolation layer disables them unless
+//! the operator chose `AIRLOCK_SANDBOX=permissive`.
+
+use std::sync::Arc;
+
+use airlock_sandbox::{Layer, Limits, Sandbox, SandboxConfig};
+
+use crate::config::Config;
+
+/// The argument that makes the `airlock` binary act as the sandbox helper.
+pub use airlock_sandbox::HELPER_ARG;
+
+/// Starts the sandbox, or returns why executions are disabled.
+pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
+    let Some(helper) = config.sandbox_helper.clone() else {
+        return Err("no sandbox helper is configured for this instance".into());
+    };
+    let limits = Limits {
+        memory_bytes: config.memory_mb * 1024 * 1024,
+        output_bytes: config.max_output_bytes + 64 * 1024,
+        ..Limits::default()
+    };
+    let mut cfg = SandboxConfig::new(helper);
+    cfg.python = config.python.clone();
+    cfg.slots = config.worker_count();
+    cfg.limits = limits;
+    if config.sandbox == "permissive" {
+        cfg.allow_missing = Layer::ALL.to_vec();
+    }
+    Sandbox::start(cfg)
+        .await
+        .map(Arc::new)
+        .map_err(|e| format!("sandbox unavailable: {e}"))
+}
+
+/// What `/health` and the admin status say about the sandbox.
+pub fn status(runner: &crate::runner::Runner) -> serde_json::Value {
+    match runner.sandbox() {
+        Some(s) => serde_json::json!({
+            "ready": true,
+            "layers": s.layers(),
+        }),
+        None => serde_json::json!({
+            "ready": false,
+            "reason": runner.unavailable_reason(),
+        }),
+    }
+}

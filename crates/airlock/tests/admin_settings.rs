@@ -1,0 +1,87 @@
+//! Password change (ends other sessions, throttled) and the rule that a locked
+//! profile's credentials cannot be deleted even after it expired.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn password_change_ends_other_sessions_and_keeps_this_one() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    let (s, h, _) = admin
+        .anonymous()
+        .post("/api/admin/login", json!({ "password": ADMIN_PASSWORD }))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut other = admin.anonymous();
+    other.cookie = Some(session_cookie(&h).unwrap());
+    assert_status(&other.get("/api/admin/credentials").await, StatusCode::OK);
+
+    let reply = admin
+        .post(
+            "/api/admin/password",
+            json!({ "current_password": ADMIN_PASSWORD, "new_password": "a brand new passphrase" }),
+        )
+        .await;
+    assert_status(&reply, StatusCode::NO_CONTENT);
+    assert_status(&admin.get("/api/admin/credentials").await, StatusCode::OK);
+    assert_error_code(
+        &other.get("/api/admin/credentials").await,
+        StatusCode::UNAUTHORIZED,
+        "not_authenticated",
+    );
+    let old = admin
+        .anonymous()
+        .post("/api/admin/login", json!({ "password": ADMIN_PASSWORD }))
+        .await;
+    assert_error_code(&old, StatusCode::UNAUTHORIZED, "wrong_password");
+    let new = admin
+        .anonymous()
+        .post(
+            "/api/admin/login",
+            json!({ "password": "a brand new passphrase" }),
+        )
+        .await;
+    assert_status(&new, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_current_password_is_throttled() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    let body =
+        json!({ "current_password": "not the password", "new_password": "whatever whatever" });
+    for _ in 0..5 {
+        assert_error_code(
+            &admin.post("/api/admin/password", body.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "wrong_password",
+        );
+    }
+    let right = json!({ "current_password": ADMIN_PASSWORD, "new_password": "whatever whatever" });
+    let reply = admin.post("/api/admin/password", right).await;
+    assert_error_code(&reply, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(reply.1.get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn credential_of_an_expired_locked_profile_cannot_be_deleted() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    create_credential(&admin, "DB_URL", "db", Some("postgres://x")).await;
+    let id = create_profile(&admin, "p", &["DB_URL"]).await;
+    lock_profile(&admin, &id).await;
+    let reply = admin
+        .put(
+            &format!("/api/admin/profiles/{id}"),
+            json!({ "expires_at": "2020-01-01T00:00:00Z" }),
+        )
+        .await;
+    assert_status(&reply, StatusCode::OK);
+    assert_eq!(reply.2["expired"], true);
+    let del = admin.delete("/api/admin/credentials/DB_URL").await;
+    assert_error_code(&del, StatusCode::CONFLICT, "credential_in_use");
+}

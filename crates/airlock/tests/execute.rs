@@ -1,0 +1,661 @@
+//! End-to-end execution tests: the real router, the real sandbox (the `airlock`
+//! binary as helper), real Python. Each attacks or checks one promise of the
+//! execution contract.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use airlock::app::App;
+use airlock::config::Config;
+
+const SECRET_VALUE: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    app: App,
+    cookie: String,
+}
+
+fn config(dir: &Path) -> Config {
+    let mut c = Config::for_data_dir(dir);
+    c.sandbox_helper = Some(vec![
+        env!("CARGO_BIN_EXE_airlock").into(),
+        airlock::sandbox::HELPER_ARG.into(),
+    ]);
+    c.workers = Some(2);
+    c
+}
+
+async fn send(app: &App, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let resp = app.router().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, headers, v)
+}
+
+fn req(
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "airlock.test");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    if let Some(k) = bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn env_with(cfg: impl FnOnce(&mut Config)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    cfg(&mut c);
+    let app = App::open(c).await.expect("app starts");
+    let (s, h, _) = send(
+        &app,
+        req(
+            "POST",
+            "/api/admin/setup",
+            None,
+            None,
+            Some(json!({"password": "correct horse battery staple"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let cookie = h[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    Env {
+        _dir: dir,
+        app,
+        cookie,
+    }
+}
+
+impl Env {
+    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let body = if method == "POST" {
+            body.or(Some(json!({})))
+        } else {
+            body
+        };
+        let (s, _, v) = send(&self.app, req(method, uri, Some(&self.cookie), None, body)).await;
+        (s, v)
+    }
+
+    /// Creates a credential with `value`, a profile using it, locks it; returns the key.
+    async fn locked_profile(&self, cred: &str, value: &str) -> (String, String) {
+        let (s, _) = self
+            .admin(
+                "POST",
+                "/api/admin/credentials",
+                Some(json!({"name": cred, "description": "test", "value": value})),
+            )
+            .await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{s}");
+        let (s, p) = self
+            .admin(
+                "POST",
+                "/api/admin/profiles",
+                Some(json!({"description": "t", "credentials": [cred]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let id = p["id"].as_str().unwrap().to_string();
+        let (s, locked) = self
+            .admin("POST", &format!("/api/admin/profiles/{id}/lock"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{locked}");
+        (id, locked["key"].as_str().unwrap().to_string())
+    }
+
+    async fn submit(
+        &self,
+        key: &str,
+        script: &str,
+        timeout: Option<u64>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let (key_id, secret) = key.split_once(':').unwrap();
+        let mut body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes())});
+        if let Some(t) = timeout {
+            body["timeout"] = json!(t);
+        }
+        send(
+            &self.app,
+            req("POST", "/execute", None, Some(key_id), Some(body)),
+        )
+        .await
+    }
+
+    async fn poll(&self, key: &str, id: &str, wait: u64) -> (StatusCode, Value) {
+        let key_id = key.split_once(':').unwrap().0;
+        let (s, _, v) = send(
+            &self.app,
+            req(
+                "GET",
+                &format!("/executions/{id}?wait={wait}"),
+                None,
+                Some(key_id),
+                None,
+            ),
+        )
+        .await;
+        (s, v)
+    }
+
+    async fn run(&self, key: &str, script: &str) -> Value {
+        let (s, _, v) = self.submit(key, script, None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let id = v["execution_id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (s, v) = self.poll(key, &id, 30).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let st = v["status"].as_str().unwrap();
+            if matches!(st, "completed" | "error" | "timeout") {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "execution never finished: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn script_runs_with_its_settings_and_returns_result() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let v = env
+        .run(&key, "print('hello')\nset_result({'n': 1 + 1, 'has_key': settings.get('API_KEY') is not None, 'keys': settings.keys(), 'other': settings.get('NOPE')})\n")
+        .await;
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(
+        v["result"],
+        json!({"n": 2, "has_key": true, "keys": ["API_KEY"], "other": null})
+    );
+    assert_eq!(v["stdout"], "hello\n");
+    assert_eq!(v["error"], Value::Null);
+    assert!(v["execution_time_ms"].as_i64().is_some());
+    assert!(v["execution_id"].as_str().unwrap().starts_with("exec_"));
+}
+
+#[tokio::test]
+async fn submit_answers_202_with_absolute_poll_url() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (s, _, v) = env.submit(&key, "set_result(1)", Some(5)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let id = v["execution_id"].as_str().unwrap();
+    assert_eq!(id.len(), 5 + 32);
+    assert_eq!(v["status"], "pending");
+    assert_eq!(
+        v["poll_url"],
+        format!("http://airlock.test/executions/{id}")
+    );
+}
+
+#[tokio::test]
+async fn every_encoding_of_a_value_is_redacted() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let script = r#"
+import base64, binascii, sys, urllib.parse
+v = settings.get('API_KEY')
+print(v)
+print(base64.b64encode(v.encode()).decode())
+print(base64.urlsafe_b64encode(b'x' + v.encode()).decode())
+print(v.encode().hex())
+print(v.encode().hex().upper())
+print(urllib.parse.quote(v, safe=''))
+print(''.join('%%%02X' % b for b in v.encode()))
+print(v[::-1])
+sys.stdout.write(v[:10]); sys.stdout.flush(); sys.stdout.write(v[10:] + '\n')
+print(v, file=sys.stderr)
+set_result({'leak': v, 'b64': base64.b64encode(b'ab' + v.encode()).decode()})
+"#;
+    let v = env.run(&key, script).await;
+    assert_eq!(v["status"], "completed", "{v}");
+    let text = v.to_string();
+    let forms = [
+        SECRET_VALUE.to_string(),
+        hex::encode(SECRET_VALUE),
+        hex::encode_upper(SECRET_VALUE),
+        SECRET_VALUE.chars().rev().collect::<String>(),
+        SECRET_VALUE[4..20].to_string(),
+    ];
+    for f in &forms {
+        assert!(!text.contains(f.as_str()), "form {f} leaked in {text}");
+    }
+    let stdout = v["stdout"].as_str().unwrap();
+    assert_eq!(stdout.lines().count(), 9, "{stdout}");
+    for line in stdout.lines() {
+        assert!(
+            line.contains("[REDACTED:API_KEY]"),
+            "line not redacted: {line}"
+        );
+    }
+    assert_eq!(v["stderr"], "[REDACTED:API_KEY]\n");
+    assert_eq!(v["result"]["leak"], "[REDACTED:API_KEY]");
+    assert!(v["result"]["b64"]
+        .as_str()
+        .unwrap()
+        .contains("[REDACTED:API_KEY]"));
+
+    let id = v["execution_id"].as_str().unwrap();
+    let (s, detail) = env
+        .admin("GET", &format!("/api/admin/executions/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!detail.to_string().contains(SECRET_VALUE));
+    let events = detail["redactions"].as_array().unwrap();
+    let stdout_event = events
+        .iter()
+        .find(|e| e["field"] == "stdout")
+        .expect("stdout event");
+    assert_eq!(stdout_event["name"], "API_KEY");
+    assert_eq!(stdout_event["count"], 9);
+    assert!(events
+        .iter()
+        .any(|e| e["field"] == "stderr" && e["count"] == 1));
+    assert!(events
+        .iter()
+        .any(|e| e["field"] == "result" && e["count"] == 2));
+    assert_eq!(detail["script"], script);
+    assert_eq!(
+        detail["script_sha256"],
+        airlock::ids::sha256_hex(script.as_bytes())
+    );
+}
+
+#[tokio::test]
+async fn uncaught_exception_is_error_with_script_traceback() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let v = env.run(&key, "x = 1\ny = 0\nprint(x / y)\n").await;
+    assert_eq!(v["status"], "error", "{v}");
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("ZeroDivisionError"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    let v = env
+        .run(&key, "raise ValueError('bad ' + settings.get('API_KEY'))")
+        .await;
+    assert_eq!(v["status"], "error");
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("[REDACTED:API_KEY]") && !err.contains(SECRET_VALUE),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn infinite_loop_times_out_and_server_keeps_working() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (s, _, v) = env.submit(&key, "while True:\n    pass\n", Some(1)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for _ in 0..6 {
+        let (_, v) = env.poll(&key, &id, 10).await;
+        last = v;
+        if last["status"] == "timeout" {
+            break;
+        }
+    }
+    assert_eq!(last["status"], "timeout", "{last}");
+    let v = env.run(&key, "set_result('still alive')").await;
+    assert_eq!(v["result"], "still alive");
+}
+
+#[tokio::test]
+async fn refusals_have_the_right_status() {
+    let env = env_with(|c| c.max_script_bytes = 1024).await;
+    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let key_id = key.split_once(':').unwrap().0;
+    let body = json!({"script": "set_result(1)", "hash": "00"});
+    let cases: Vec<(Option<String>, u16, &str)> = vec![
+        (None, 401, "missing_key"),
+        (Some("Basic abc".into()), 401, "malformed_key"),
+        (Some(format!("Bearer {key}")), 401, "malformed_key"),
+        (
+            Some("Bearer ark_000000000000000000000000".into()),
+            401,
+            "unknown_key",
+        ),
+        (Some(format!("Bearer {key_id}")), 403, "hash_mismatch"),
+    ];
+    for (auth, status, code) in cases {
+        let mut b = Request::builder()
+            .method("POST")
+            .uri("/execute")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(a) = &auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        let (s, _, v) = send(&env.app, b.body(Body::from(body.to_string())).unwrap()).await;
+        assert_eq!(
+            (s.as_u16(), v["code"].as_str().unwrap()),
+            (status, code),
+            "{auth:?}: {v}"
+        );
+        assert!(!v.to_string().contains(key.split_once(':').unwrap().1));
+    }
+    let (s, _, v) = env.submit(&key, "set_result(1)", Some(0)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, _, _) = env.submit(&key, "set_result(1)", Some(61)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _, v) = env.submit(&key, &"#".repeat(2000), None).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let (s, _, _) = send(
+        &env.app,
+        req(
+            "POST",
+            "/execute",
+            None,
+            Some(key_id),
+            Some(json!({"script": 5})),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Expired, then revoked.
+    let (s, _) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{pid}"),
+            Some(json!({"expires_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, v) = env.submit(&key, "set_result(1)", None).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("profile_expired"))
+    );
+    let (s, _) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{pid}"),
+            Some(json!({"expires_at": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = env
+        .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, v) = env.submit(&key, "set_result(1)", None).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("profile_revoked"))
+    );
+}
+
+#[tokio::test]
+async fn another_profiles_execution_is_not_found_and_lists_are_scoped() {
+    let env = env_with(|_| {}).await;
+    let (_, key_a) = env.locked_profile("KEY_A", "value-of-a-1234").await;
+    let (_, key_b) = env.locked_profile("KEY_B", "value-of-b-5678").await;
+    let a = env.run(&key_a, "set_result(settings.keys())").await;
+    assert_eq!(a["result"], json!(["KEY_A"]));
+    let id = a["execution_id"].as_str().unwrap();
+    let (s, _) = env.poll(&key_b, id, 0).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let kb = key_b.split_once(':').unwrap().0;
+    let (s, _, list) = send(&env.app, req("GET", "/executions", None, Some(kb), None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["executions"], json!([]));
+    let ka = key_a.split_once(':').unwrap().0;
+    let (_, _, list) = send(
+        &env.app,
+        req(
+            "GET",
+            "/executions?status=completed&limit=5",
+            None,
+            Some(ka),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(list["executions"].as_array().unwrap().len(), 1);
+    assert_eq!(list["executions"][0]["execution_id"], id);
+    let (s, _, _) = send(
+        &env.app,
+        req("GET", "/executions?status=bogus", None, Some(ka), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (s, all) = env
+        .admin("GET", "/api/admin/executions?limit=10", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(all["total"], 1);
+    let (s, stats) = env.admin("GET", "/api/admin/stats", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(stats["total"], 1);
+    assert_eq!(stats["by_status"]["completed"], 1);
+    assert_eq!(stats["error_rate"], 0.0);
+    assert!(stats["duration_ms"]["p50"].as_i64().is_some());
+    let (s, _, _) = send(
+        &env.app,
+        req("GET", "/api/admin/executions", None, None, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_completion() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, _, v) = env
+        .submit(
+            &key,
+            "import time\ntime.sleep(1.5)\nset_result('done')\n",
+            None,
+        )
+        .await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    let mut v = Value::Null;
+    for _ in 0..5 {
+        v = env.poll(&key, &id, 30).await.1;
+        if v["status"] == "completed" {
+            break;
+        }
+    }
+    assert_eq!(v["result"], "done", "{v}");
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "long-poll did not wake early"
+    );
+}
+
+#[tokio::test]
+async fn full_queue_answers_429_and_loses_nothing() {
+    let env = env_with(|c| {
+        c.workers = Some(1);
+        c.queue_size = 1;
+    })
+    .await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for _ in 0..8 {
+        let (s, h, v) = env
+            .submit(&key, "import time\ntime.sleep(0.5)\nset_result(1)", None)
+            .await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((h, v));
+            break;
+        }
+        assert_eq!(s, StatusCode::ACCEPTED);
+        accepted.push(v["execution_id"].as_str().unwrap().to_string());
+    }
+    let (h, v) = refused.expect("a burst beyond capacity must get 429");
+    assert!(h.get(header::RETRY_AFTER).is_some());
+    assert_eq!(v["code"], "rate_limited");
+    assert!(accepted.len() >= 2);
+    for id in &accepted {
+        let mut st = Value::Null;
+        for _ in 0..10 {
+            let (_, v) = env.poll(&key, id, 30).await;
+            st = v["status"].clone();
+            if st == "completed" {
+                break;
+            }
+        }
+        assert_eq!(st, "completed", "execution {id} lost");
+    }
+}
+
+#[tokio::test]
+async fn llm_complete_pauses_and_resumes() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let key_id = key.split_once(':').unwrap().0.to_string();
+    let script = "a = llm.complete('Summarize ' + settings.get('API_KEY'), model='fast')\nb = airlock.llm.complete('second')\nset_result([a, b])\n";
+    let script = format!("import airlock\n{script}");
+    let (_, _, v) = env.submit(&key, &script, Some(10)).await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let respond = |body: Value| {
+        req(
+            "POST",
+            &format!("/executions/{id}/respond"),
+            None,
+            Some(&key_id),
+            Some(body),
+        )
+    };
+
+    let mut v = Value::Null;
+    for _ in 0..5 {
+        v = env.poll(&key, &id, 20).await.1;
+        if v["status"] == "awaiting_llm" {
+            break;
+        }
+    }
+    assert_eq!(v["status"], "awaiting_llm", "{v}");
+    assert_eq!(v["llm_request"]["prompt"], "Summarize [REDACTED:API_KEY]");
+    assert_eq!(v["llm_request"]["model"], "fast");
+    let rid = v["llm_request"]["request_id"].as_str().unwrap().to_string();
+
+    let (s, _, _) = send(
+        &env.app,
+        respond(json!({"response": "x", "request_id": "nope"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _, r) = send(
+        &env.app,
+        respond(json!({"response": "first answer", "request_id": rid})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r, json!({"execution_id": id, "status": "running"}));
+    let (s, _, _) = send(
+        &env.app,
+        respond(json!({"response": "again", "request_id": rid})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    for _ in 0..5 {
+        v = env.poll(&key, &id, 20).await.1;
+        if v["status"] == "awaiting_llm" && v["llm_request"]["prompt"] == "second" {
+            break;
+        }
+    }
+    assert_eq!(v["llm_request"]["prompt"], "second", "{v}");
+    let (s, _, _) = send(&env.app, respond(json!({"response": "second answer"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    for _ in 0..5 {
+        v = env.poll(&key, &id, 20).await.1;
+        if v["status"] == "completed" {
+            break;
+        }
+    }
+    assert_eq!(v["result"], json!(["first answer", "second answer"]), "{v}");
+    let (s, _, _) = send(&env.app, respond(json!({"response": "late"}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn restart_marks_unfinished_executions_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    {
+        let app = App::open(config(dir.path())).await.unwrap();
+        id = "exec_restarttest00000000000000000000".to_string();
+        let now = chrono::Utc::now();
+        app.state
+            .store
+            .execution_insert(&airlock_store::ExecutionRow {
+                id: id.clone(),
+                profile_id: "prf_x".into(),
+                status: "running".into(),
+                script: "pass".into(),
+                script_sha256: "x".into(),
+                timeout_secs: 5,
+                result: None,
+                stdout: String::new(),
+                stderr: String::new(),
+                error: None,
+                llm_request: None,
+                llm_exchanges: "[]".into(),
+                redactions: "[]".into(),
+                execution_time_ms: None,
+                created_at: now,
+                started_at: Some(now),
+                completed_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let app = App::open(config(dir.path())).await.unwrap();
+    let row = app.state.store.execution_get(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, "error");
+    assert_eq!(row.error.as_deref(), Some("interrupted by server restart"));
+}
+
+#[tokio::test]
+async fn health_reports_sandbox_layers() {
+    let env = env_with(|_| {}).await;
+    let (s, _, v) = send(&env.app, req("GET", "/health", None, None, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["sandbox"]["ready"], true, "{v}");
+    assert!(v["sandbox"]["layers"].is_object(), "{v}");
+}

@@ -1,0 +1,243 @@
+"""Airlock's sandbox worker: the warm zygote loop and the per-job runner.
+
+Run by the sandbox helper as ``python -s -S -c <this file> MODE ...`` (never imported by
+scripts). In ``zygote`` mode it pre-imports common modules once, then for each job the
+server sends (four file descriptors, never the job itself) it forks; the child calls the
+helper's Rust isolation routine through ctypes, which returns only in the fully isolated
+script process. In ``run`` mode (cold start) isolation already happened before exec.
+Either way ``run_job`` reads the job from fd 3 and runs the script.
+"""
+
+import sys
+import os
+
+import gc, json, linecache, random, signal, socket, time, traceback, types  # noqa: E401
+
+# Imported once by the warm zygote: every execution forked from it gets them for free.
+# (A cold worker skips them: it pays for an interpreter start already.)
+PREIMPORTS = (
+    "base64 binascii bisect calendar collections collections.abc contextlib copy csv "
+    "dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac html "
+    "io itertools math operator pprint re secrets statistics string struct textwrap "
+    "threading typing unicodedata uuid urllib.parse zlib gzip array ipaddress pathlib "
+    "shlex tempfile ctypes select urllib.request http.client ssl email.message zoneinfo "
+    "sqlite3"
+).split()
+
+
+def _preimport():
+    for name in PREIMPORTS:
+        try:
+            __import__(name)
+        except Exception:  # pragma: no cover - depends on the interpreter build
+            pass
+
+
+SCRIPT = "<script>"
+SDK = "<airlock>"
+
+
+def _load_sdk(src):
+    mod = types.ModuleType("airlock")
+    mod.__file__ = SDK
+    exec(compile(src, SDK, "exec"), mod.__dict__)
+    sys.modules["airlock"] = mod
+    return mod
+
+
+def _set_paths(paths_json):
+    sys.path[:] = [p for p in sys.path if p and p != "."]
+    for p in json.loads(paths_json):
+        if p not in sys.path:
+            sys.path.append(p)
+
+
+def _format_tb(exc):
+    """Traceback with only the script's frames (and library frames it called)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != SCRIPT:
+        tb = tb.tb_next
+    entries = [fs for fs in traceback.extract_tb(tb) if fs.filename != SDK]
+    out = []
+    if entries:
+        out.append("Traceback (most recent call last):\n")
+        out.extend(traceback.format_list(entries))
+    out.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(out)
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def run_job(sdk):
+    """Runs one job in the (already isolated) script process. Never returns."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except Exception:
+        pass
+    try:
+        channel = sdk._Channel(3)
+        msg = channel.recv()
+    except Exception as e:
+        os.write(2, ("airlock worker: cannot read the job: %r\n" % (e,)).encode())
+        os._exit(3)
+    if not msg or msg.get("type") != "run" or not isinstance(msg.get("script"), str):
+        os.write(2, b"airlock worker: no run frame\n")
+        os._exit(3)
+    limits = msg.get("limits") or {}
+    env = msg.get("env") or {}
+    for k, v in env.items():
+        os.environ[str(k)] = str(v)
+    sdk._init(3, msg.get("settings") or {})
+    script = msg["script"]
+
+    main = types.ModuleType("__main__")
+    g = main.__dict__
+    g.update(
+        __builtins__=__builtins__,
+        settings=sdk.settings,
+        set_result=sdk.set_result,
+        llm=sdk.llm,
+        airlock=sdk,
+    )
+    sys.modules["__main__"] = main
+    sys.argv = [SCRIPT]
+    linecache.cache[SCRIPT] = (len(script), None, script.splitlines(True), SCRIPT)
+    random.seed(0)
+
+    final = {"type": "done"}
+    try:
+        code = compile(script, SCRIPT, "exec", dont_inherit=True)
+        exec(code, g)
+    except SystemExit as e:
+        code = e.code
+        if code not in (None, 0):
+            final = {
+                "type": "error",
+                "error_type": "SystemExit",
+                "message": "script exited with status %s" % (code,),
+                "traceback": "",
+            }
+    except MemoryError:
+        mib = int(limits.get("memory_bytes", 0)) // (1024 * 1024)
+        final = {
+            "type": "error",
+            "error_type": "MemoryError",
+            "message": "memory limit (%d MiB) exceeded" % mib,
+            "traceback": "",
+        }
+    except BaseException as e:  # noqa: BLE001 - everything the script raises is reported
+        try:
+            final = {
+                "type": "error",
+                "error_type": type(e).__name__,
+                "message": str(e),
+                "traceback": _format_tb(e),
+            }
+        except BaseException:
+            final = {"type": "error", "error_type": type(e).__name__, "message": "", "traceback": ""}
+    _flush()
+    try:
+        channel.send(final)
+    except BaseException:
+        try:
+            channel.send({"type": "error", "error_type": "InternalError", "message": "could not report", "traceback": ""})
+        except BaseException:
+            pass
+    os._exit(0)
+
+
+def zygote(ctrl_fd, isolate_addr, sdk):
+    import ctypes
+    import select
+
+    _preimport()
+    isolate = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)(isolate_addr)
+    sock = socket.socket(fileno=ctrl_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+
+    def make_spare():
+        """Forks the next execution ahead of time: it isolates itself, then waits."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        req = json.dumps({"spare": theirs.fileno(), "zygote_pid": os.getpid()}).encode()
+        _flush()
+        if os.fork() == 0:
+            # Python objects must not close fd numbers the isolation code reuses.
+            sock.detach()
+            ours.detach()
+            theirs.detach()
+            isolate(req, len(req))  # returns only in the isolated script process
+            run_job(sdk)
+            os._exit(0)
+        theirs.close()
+        return ours
+
+    # Everything allocated so far is shared copy-on-write with every execution: keep the
+    # collector from touching (and so copying) it in the children.
+    gc.collect()
+    gc.freeze()
+    spare = make_spare()
+    running = None  # our end of the spare that is running the current job
+    sock.send(b'{"type":"ready"}')
+    while True:
+        waiting = [sock] if running is None else [sock, running]
+        try:
+            readable, _, _ = select.select(waiting, [], [])
+        except InterruptedError:
+            continue
+        if running is not None and running in readable:
+            # The execution's supervisor exited: the slot is idle, prepare the next one
+            # now, so the preparation does not compete with a running script for CPU.
+            running.close()
+            running = None
+            if spare is None:
+                spare = make_spare()
+        if sock not in readable:
+            continue
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 8)
+        except InterruptedError:
+            continue
+        if not msg and not fds:
+            os._exit(0)
+        if len(fds) == 4:
+            for _attempt in range(2):
+                if spare is None:
+                    spare = make_spare()
+                try:
+                    socket.send_fds(spare, [b"job"], fds)
+                    break
+                except OSError:
+                    spare.close()
+                    spare = None
+            if running is not None:
+                running.close()
+            running, spare = spare, None
+        for fd in fds:
+            os.close(fd)
+
+
+def main():
+    mode = sys.argv[1]
+    if mode == "zygote":
+        ctrl_fd, isolate_addr, sdk_src, paths = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+        _set_paths(paths)
+        sdk = _load_sdk(sdk_src)
+        sys.argv = [SCRIPT]
+        zygote(ctrl_fd, isolate_addr, sdk)
+    elif mode == "run":
+        sdk_src, paths = sys.argv[2], sys.argv[3]
+        _set_paths(paths)
+        sdk = _load_sdk(sdk_src)
+        sys.argv = [SCRIPT]
+        run_job(sdk)
+    else:
+        sys.exit("unknown mode")
+
+
+main()
