@@ -104,6 +104,8 @@ pub struct ExecutionRow {
     /// JSON text: list of `{field, name, count}`.
     pub redactions: String,
     pub execution_time_ms: Option<i64>,
+    /// Milliseconds spent paused in `llm.complete`, not counted in `execution_time_ms`.
+    pub llm_wait_ms: i64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,

@@ -101,6 +101,7 @@ fn execution_from(row: &SqliteRow) -> Result<ExecutionRow> {
         llm_exchanges: row.try_get("llm_exchanges")?,
         redactions: row.try_get("redactions")?,
         execution_time_ms: row.try_get("execution_time_ms")?,
+        llm_wait_ms: row.try_get("llm_wait_ms")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
@@ -454,8 +455,8 @@ impl Store for SqliteStore {
     async fn execution_insert(&self, e: &ExecutionRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO executions(id, profile_id, status, script, script_sha256, timeout_secs, result, stdout, stderr, \
-             error, llm_request, llm_exchanges, redactions, execution_time_ms, created_at, started_at, completed_at) \
-             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             error, llm_request, llm_exchanges, redactions, execution_time_ms, llm_wait_ms, created_at, started_at, completed_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.id)
         .bind(&e.profile_id)
@@ -471,6 +472,7 @@ impl Store for SqliteStore {
         .bind(&e.llm_exchanges)
         .bind(&e.redactions)
         .bind(e.execution_time_ms)
+        .bind(e.llm_wait_ms)
         .bind(e.created_at)
         .bind(e.started_at)
         .bind(e.completed_at)
@@ -492,7 +494,7 @@ impl Store for SqliteStore {
     async fn execution_update(&self, e: &ExecutionRow) -> Result<()> {
         let r = sqlx::query(
             "UPDATE executions SET status = ?, result = ?, stdout = ?, stderr = ?, error = ?, llm_request = ?, \
-             llm_exchanges = ?, redactions = ?, execution_time_ms = ?, started_at = ?, completed_at = ? WHERE id = ?",
+             llm_exchanges = ?, redactions = ?, execution_time_ms = ?, llm_wait_ms = ?, started_at = ?, completed_at = ? WHERE id = ?",
         )
         .bind(&e.status)
         .bind(&e.result)
@@ -503,6 +505,7 @@ impl Store for SqliteStore {
         .bind(&e.llm_exchanges)
         .bind(&e.redactions)
         .bind(e.execution_time_ms)
+        .bind(e.llm_wait_ms)
         .bind(e.started_at)
         .bind(e.completed_at)
         .bind(&e.id)
@@ -727,6 +730,7 @@ mod tests {
             llm_exchanges: "[]".into(),
             redactions: "[]".into(),
             execution_time_ms: ms,
+            llm_wait_ms: 0,
             created_at: now(),
             started_at: None,
             completed_at: None,

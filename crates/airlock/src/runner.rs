@@ -51,6 +51,7 @@ struct QueuedJob {
     script: String,
     values: BTreeMap<String, String>,
     timeout: Duration,
+    llm_wait: Duration,
 }
 
 /// A pending `llm.complete` call waiting for the agent's answer.
@@ -116,11 +117,14 @@ impl Runner {
     }
 
     /// Queues a script; returns the new execution id.
+    /// Queues a script; returns the new execution id. `llm_wait` bounds each
+    /// pause in `llm.complete`.
     pub async fn submit(
         &self,
         profile_id: &str,
         script: String,
         timeout: Duration,
+        llm_wait: Duration,
     ) -> ApiResult<String> {
         if let Some(reason) = &self.unavailable {
             return Err(ApiError::new(
@@ -151,6 +155,7 @@ impl Runner {
             llm_exchanges: "[]".into(),
             redactions: "[]".into(),
             execution_time_ms: None,
+            llm_wait_ms: 0,
             created_at: now,
             started_at: None,
             completed_at: None,
@@ -167,6 +172,7 @@ impl Runner {
             script,
             values,
             timeout,
+            llm_wait,
         });
         Ok(id)
     }
@@ -235,6 +241,7 @@ impl Runner {
         let mut events: Vec<RedactionEvent> = Vec::new();
         let mut exchanges: Vec<serde_json::Value> = Vec::new();
         let started = Instant::now();
+        let mut waited = Duration::ZERO;
         row.status = status::RUNNING.into();
         row.started_at = Some(Utc::now());
         self.save(&row).await;
@@ -282,12 +289,19 @@ impl Runner {
                             reply: tx,
                         },
                     );
+                    let asked_at = Utc::now();
+                    let paused = Instant::now();
                     self.save(&row).await;
-                    match self.wait_llm(&job.profile_id, rx).await {
+                    let answer = self.wait_llm(&job.profile_id, rx, job.llm_wait).await;
+                    waited += paused.elapsed();
+                    row.llm_wait_ms = waited.as_millis() as i64;
+                    match answer {
                         Ok(answer) => {
+                            let (response, counts) = redactor.redact_str(&answer);
+                            record(&mut events, "llm_response", counts);
                             exchanges.push(json!({
                                 "request_id": request_id, "prompt": prompt, "model": model,
-                                "response": redactor.redact_str(&answer).0,
+                                "response": response, "asked_at": asked_at, "answered_at": Utc::now(),
                             }));
                             row.llm_exchanges =
                                 serde_json::Value::from(exchanges.clone()).to_string();
@@ -304,7 +318,7 @@ impl Runner {
                             row.llm_request = None;
                             row.status = st.into();
                             row.error = Some(msg);
-                            self.finish(row, started, events).await;
+                            self.finish(row, started + waited, events).await;
                             return;
                         }
                     }
@@ -333,8 +347,7 @@ impl Runner {
                         OutcomeStatus::Timeout => status::TIMEOUT,
                     }
                     .into();
-                    row.execution_time_ms = Some(outcome.duration.as_millis() as i64);
-                    self.finish(row, started, events).await;
+                    self.finish(row, started + waited, events).await;
                     return;
                 }
             }
@@ -347,15 +360,16 @@ impl Runner {
         &self,
         profile_id: &str,
         mut rx: oneshot::Receiver<String>,
+        limit: Duration,
     ) -> Result<String, (&'static str, String)> {
-        let deadline = tokio::time::Instant::now() + self.limits.llm_wait;
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             tokio::select! {
                 r = &mut rx => return r.map_err(|_| (status::ERROR, "the LLM request was abandoned".to_string())),
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err((status::TIMEOUT, format!(
                         "the LLM answer never came: no response within {} s",
-                        self.limits.llm_wait.as_secs()
+                        limit.as_secs()
                     )));
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
@@ -369,10 +383,10 @@ impl Runner {
         }
     }
 
-    async fn finish(&self, mut row: ExecutionRow, started: Instant, events: Vec<RedactionEvent>) {
-        if row.execution_time_ms.is_none() {
-            row.execution_time_ms = Some(started.elapsed().as_millis() as i64);
-        }
+    /// Stores the final state. `run_start` is shifted by the time spent paused
+    /// for LLM answers, so `execution_time_ms` counts running time only.
+    async fn finish(&self, mut row: ExecutionRow, run_start: Instant, events: Vec<RedactionEvent>) {
+        row.execution_time_ms = Some(run_start.elapsed().as_millis() as i64);
         row.completed_at = Some(Utc::now());
         row.redactions = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
         self.save(&row).await;

@@ -637,17 +637,32 @@ async fn restart_marks_unfinished_executions_interrupted() {
                 llm_exchanges: "[]".into(),
                 redactions: "[]".into(),
                 execution_time_ms: None,
+                llm_wait_ms: 0,
                 created_at: now,
                 started_at: Some(now),
                 completed_at: None,
             })
             .await
             .unwrap();
+        let mut paused = app.state.store.execution_get(&id).await.unwrap().unwrap();
+        paused.id = format!("{id}p");
+        paused.status = "awaiting_llm".into();
+        paused.llm_request = Some(r#"{"request_id":"r1","prompt":"p","model":"default"}"#.into());
+        app.state.store.execution_insert(&paused).await.unwrap();
     }
     let app = App::open(config(dir.path())).await.unwrap();
     let row = app.state.store.execution_get(&id).await.unwrap().unwrap();
     assert_eq!(row.status, "error");
     assert_eq!(row.error.as_deref(), Some("interrupted by server restart"));
+    let paused = app
+        .state
+        .store
+        .execution_get(&format!("{id}p"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.status, "error");
+    assert_eq!(paused.llm_request, None);
 }
 
 #[tokio::test]
@@ -658,4 +673,129 @@ async fn health_reports_sandbox_layers() {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["sandbox"]["ready"], true, "{v}");
     assert!(v["sandbox"]["layers"].is_object(), "{v}");
+}
+
+async fn wait_for_status(env: &Env, key: &str, id: &str, want: &str) -> Value {
+    let mut v = Value::Null;
+    for _ in 0..10 {
+        v = env.poll(key, id, 20).await.1;
+        if v["status"] == want {
+            return v;
+        }
+    }
+    panic!("execution never reached {want}: {v}");
+}
+
+#[tokio::test]
+async fn llm_prompt_is_redacted_in_every_encoding_and_wait_is_reported_apart() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let key_id = key.split_once(':').unwrap().0.to_string();
+    let script = "import base64\nv = settings.get('API_KEY')\nr = llm.complete('raw ' + v + ' b64 ' + base64.b64encode(v.encode()).decode())\nset_result(r)\n";
+    let (_, _, v) = env.submit(&key, script, None).await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let v = wait_for_status(&env, &key, &id, "awaiting_llm").await;
+    assert_eq!(
+        v["llm_request"]["prompt"],
+        "raw [REDACTED:API_KEY] b64 [REDACTED:API_KEY]"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (s, _, _) = send(
+        &env.app,
+        req(
+            "POST",
+            &format!("/executions/{id}/respond"),
+            None,
+            Some(&key_id),
+            Some(json!({"response": "ok"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let v = wait_for_status(&env, &key, &id, "completed").await;
+    assert_eq!(v["result"], "ok");
+    assert!(v["llm_wait_ms"].as_i64().unwrap() >= 1000, "{v}");
+    assert!(
+        v["execution_time_ms"].as_i64().unwrap() < 1000,
+        "paused time counted as running: {v}"
+    );
+    let (_, detail) = env
+        .admin("GET", &format!("/api/admin/executions/{id}"), None)
+        .await;
+    let ex = &detail["llm_exchanges"][0];
+    assert_eq!(
+        ex["prompt"],
+        "raw [REDACTED:API_KEY] b64 [REDACTED:API_KEY]"
+    );
+    assert_eq!(ex["response"], "ok");
+    assert!(ex["asked_at"].is_string() && ex["answered_at"].is_string());
+    let ev = detail["redactions"].as_array().unwrap();
+    assert!(
+        ev.iter()
+            .any(|e| e["field"] == "llm_prompt" && e["count"] == 2),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn llm_wait_limit_ends_as_timeout() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (key_id, secret) = key.split_once(':').unwrap();
+    let script = "llm.complete('anyone?')\nset_result('never')\n";
+    let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "llm_timeout": 1});
+    let (s, _, v) = send(
+        &env.app,
+        req("POST", "/execute", None, Some(key_id), Some(body)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let v = wait_for_status(&env, &key, &id, "timeout").await;
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("LLM answer never came"),
+        "{v}"
+    );
+    assert_eq!(v["llm_request"], Value::Null);
+    let bad = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "llm_timeout": 0});
+    let (s, _, _) = send(
+        &env.app,
+        req("POST", "/execute", None, Some(key_id), Some(bad)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn revoking_the_profile_ends_a_paused_execution() {
+    let env = env_with(|_| {}).await;
+    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, _, v) = env
+        .submit(&key, "llm.complete('wait')\nset_result(1)\n", None)
+        .await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    wait_for_status(&env, &key, &id, "awaiting_llm").await;
+    let (s, _) = env
+        .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut detail = Value::Null;
+    for _ in 0..50 {
+        detail = env
+            .admin("GET", &format!("/api/admin/executions/{id}"), None)
+            .await
+            .1;
+        if detail["status"] == "error" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(detail["status"], "error", "{detail}");
+    assert!(
+        detail["error"].as_str().unwrap().contains("revoked"),
+        "{detail}"
+    );
 }

@@ -87,6 +87,9 @@ struct ExecuteBody {
     script: String,
     hash: String,
     timeout: Option<u64>,
+    /// Seconds each `llm.complete` may wait for the answer (default and maximum:
+    /// the server's `AIRLOCK_LLM_TIMEOUT`).
+    llm_timeout: Option<u64>,
 }
 
 fn base_url(state: &AppState, headers: &HeaderMap) -> String {
@@ -134,8 +137,20 @@ async fn execute(
             limits.max_timeout_secs
         )));
     }
+    let max_llm = limits.llm_wait.as_secs();
+    let llm_timeout = body.llm_timeout.unwrap_or(max_llm);
+    if llm_timeout < 1 || llm_timeout > max_llm {
+        return Err(ApiError::invalid(format!(
+            "llm_timeout must be between 1 and {max_llm} seconds"
+        )));
+    }
     let id = runner
-        .submit(&profile.row.id, body.script, Duration::from_secs(timeout))
+        .submit(
+            &profile.row.id,
+            body.script,
+            Duration::from_secs(timeout),
+            Duration::from_secs(llm_timeout),
+        )
         .await?;
     let poll_url = format!("{}/executions/{id}", base_url(&state, &headers));
     Ok((
@@ -168,6 +183,7 @@ fn agent_view(r: &ExecutionRow) -> Value {
         "error": r.error,
         "llm_request": parse_json_text(&r.llm_request),
         "execution_time_ms": r.execution_time_ms,
+        "llm_wait_ms": r.llm_wait_ms,
         "created_at": r.created_at,
         "completed_at": r.completed_at,
     })
