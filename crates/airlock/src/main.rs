@@ -85,6 +85,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         println!("  setup:      done (log in at {url})");
     }
+    match app.state.runner.sandbox() {
+        Some(sb) => {
+            let layers = sb.layers();
+            let missing: Vec<&str> = layers.missing().iter().map(|l| l.name()).collect();
+            if missing.is_empty() {
+                println!(
+                    "  sandbox:    ready, every layer active ({} workers, landlock ABI {})",
+                    config.worker_count(),
+                    layers.landlock_abi
+                );
+            } else {
+                println!(
+                    "  sandbox:    ready in PERMISSIVE mode; missing layers: {}",
+                    missing.join(", ")
+                );
+            }
+        }
+        None => println!(
+            "  sandbox:    UNAVAILABLE, executions are refused: {}",
+            app.state
+                .runner
+                .unavailable_reason()
+                .unwrap_or("unknown reason")
+        ),
+    }
     let router = app.router();
     tokio::select! {
         r = airlock::serve(router, listener) => r.context("server error")?,
