@@ -13,7 +13,9 @@ pub mod error;
 pub mod ids;
 pub mod runner;
 pub mod sandbox;
+pub mod skill;
 pub mod validate;
+pub mod web;
 
 /// Serves `router` on an already-bound listener until the process is stopped.
 pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {

@@ -527,7 +527,9 @@ async fn full_queue_answers_429_and_loses_nothing() {
     let (h, v) = refused.expect("a burst beyond capacity must get 429");
     assert!(h.get(header::RETRY_AFTER).is_some());
     assert_eq!(v["code"], "rate_limited");
-    assert!(accepted.len() >= 2);
+    // One running (or taken by the dispatcher) plus at most one queued: a burst
+    // beyond that is refused, not silently dropped.
+    assert!(!accepted.is_empty() && accepted.len() <= 3, "{accepted:?}");
     for id in &accepted {
         let mut st = Value::Null;
         for _ in 0..10 {

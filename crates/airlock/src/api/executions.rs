@@ -92,7 +92,8 @@ struct ExecuteBody {
     llm_timeout: Option<u64>,
 }
 
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// The instance's base URL: the configured public URL, else from `Host`.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(p) = state.config.public_base() {
         return p.to_string();
     }

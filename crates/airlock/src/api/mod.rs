@@ -99,6 +99,22 @@ async fn health(
     })))
 }
 
+async fn skill_md(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let base = executions::base_url(&state, &headers);
+    let md = crate::skill::render(&state, &base).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/markdown; charset=utf-8",
+        )],
+        md,
+    )
+        .into_response())
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
@@ -121,9 +137,11 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .route("/health", get(health))
+        .route("/skill.md", get(skill_md))
         .merge(agent::routes())
         .merge(executions::agent_routes(state.config.max_script_bytes))
         .nest("/api/admin", admin::routes(state.clone()))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(DefaultBodyLimit::max(limit))

@@ -1,0 +1,513 @@
+// Airlock web UI: the few behaviours pages need, on top of the JSON admin API.
+// Pages are rendered by the server; this script only sends actions, opens
+// dialogs and shows feedback. It never receives a credential value.
+"use strict";
+
+(function () {
+  const FLASH_KEY = "airlock.flash";
+
+  // ----- API -----
+
+  class ApiError extends Error {
+    constructor(message, status, code) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function api(method, url, body) {
+    const opts = {
+      method,
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "application/json" },
+    };
+    if (method !== "GET") {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body === undefined ? {} : body);
+    }
+    let resp;
+    try {
+      resp = await fetch(url, opts);
+    } catch (e) {
+      throw new ApiError("Cannot reach the Airlock server. Check that it is running and try again.", 0, "network");
+    }
+    let data = null;
+    const type = resp.headers.get("Content-Type") || "";
+    if (type.includes("application/json")) {
+      try { data = await resp.json(); } catch (e) { data = null; }
+    }
+    if (!resp.ok) {
+      const code = data && data.code;
+      if (resp.status === 401 && code === "not_authenticated") {
+        const next = location.pathname + location.search;
+        location.assign("/ui/login?next=" + encodeURIComponent(next));
+      }
+      const detail = (data && data.detail) || ("Request failed (" + resp.status + " " + resp.statusText + ")");
+      throw new ApiError(detail, resp.status, code);
+    }
+    return data;
+  }
+
+  const enc = encodeURIComponent;
+  const profileId = () => document.body.dataset.profile;
+
+  // ----- feedback -----
+
+  function showFlash(message, isError) {
+    const el = document.getElementById("flash");
+    if (!el) { if (isError) alert(message); return; }
+    el.textContent = message;
+    el.classList.toggle("notice-error", !!isError);
+    el.setAttribute("role", isError ? "alert" : "status");
+    el.hidden = false;
+    el.scrollIntoView({ block: "nearest" });
+  }
+
+  function reloadWith(message, url) {
+    try { sessionStorage.setItem(FLASH_KEY, message); } catch (e) { /* private mode */ }
+    if (url) location.assign(url); else location.reload();
+  }
+
+  function popFlash() {
+    let msg = null;
+    try {
+      msg = sessionStorage.getItem(FLASH_KEY);
+      sessionStorage.removeItem(FLASH_KEY);
+    } catch (e) { /* ignore */ }
+    if (msg) showFlash(msg, false);
+  }
+
+  function formError(form, message) {
+    const el = form.querySelector(".form-error");
+    if (!el) { showFlash(message, true); return; }
+    el.textContent = message || "";
+    el.hidden = !message;
+  }
+
+  // ----- dialogs -----
+
+  function confirmDialog(opts) {
+    const dlg = document.getElementById("confirm-dialog");
+    if (!dlg || typeof dlg.showModal !== "function") {
+      return Promise.resolve(window.confirm(opts.title + "\n\n" + (opts.text || "")));
+    }
+    dlg.querySelector("[data-confirm-title]").textContent = opts.title;
+    dlg.querySelector("[data-confirm-text]").textContent = opts.text || "";
+    const ok = dlg.querySelector("[data-confirm-ok]");
+    ok.textContent = opts.ok || "Confirm";
+    ok.className = "btn " + (opts.danger === false ? "btn-primary" : "btn-danger");
+    dlg.returnValue = "";
+    return new Promise((resolve) => {
+      dlg.addEventListener("close", () => resolve(dlg.returnValue === "ok"), { once: true });
+      dlg.showModal();
+      dlg.querySelector("[data-confirm-cancel]").focus();
+    });
+  }
+
+  function openValueDialog(name, desc) {
+    const dlg = document.getElementById("value-dialog");
+    if (!dlg) return;
+    const form = dlg.querySelector("form");
+    form.reset();
+    formError(form, "");
+    form.elements.name.value = name;
+    dlg.querySelector("[data-value-name]").textContent = name;
+    const d = dlg.querySelector("[data-value-desc]");
+    d.textContent = desc || "";
+    d.hidden = !desc;
+    form.querySelector("[data-short-warning]").hidden = true;
+    dlg.showModal();
+    form.elements.value.focus();
+  }
+
+  function openDescDialog(name, desc) {
+    const dlg = document.getElementById("desc-dialog");
+    if (!dlg) return;
+    const form = dlg.querySelector("form");
+    formError(form, "");
+    form.elements.name.value = name;
+    form.elements.description.value = desc || "";
+    dlg.querySelector("[data-desc-name]").textContent = name;
+    dlg.showModal();
+    form.elements.description.focus();
+  }
+
+  function showKey(key, message) {
+    const dlg = document.getElementById("key-dialog");
+    const out = dlg.querySelector("[data-key-output]");
+    out.value = key;
+    dlg.querySelector("[data-copy-status]").textContent = "";
+    dlg.addEventListener("close", () => {
+      out.value = "";
+      reloadWith(message);
+    }, { once: true });
+    dlg.showModal();
+    out.focus();
+    out.select();
+  }
+
+  async function copyKey() {
+    const dlg = document.getElementById("key-dialog");
+    const out = dlg.querySelector("[data-key-output]");
+    const status = dlg.querySelector("[data-copy-status]");
+    let done = false;
+    if (navigator.clipboard && window.isSecureContext) {
+      try { await navigator.clipboard.writeText(out.value); done = true; } catch (e) { done = false; }
+    }
+    if (!done) {
+      out.focus();
+      out.select();
+      try { done = document.execCommand("copy"); } catch (e) { done = false; }
+    }
+    status.textContent = done
+      ? "Copied to the clipboard."
+      : "Could not copy automatically: the key is selected, press Ctrl+C (⌘C on a Mac).";
+  }
+
+  // ----- password strength -----
+
+  function strength(pw, min) {
+    const len = Array.from(pw).length;
+    if (len === 0) return [0, null];
+    if (len < min) return [1, "Too short: " + (min - len) + " more character" + (min - len === 1 ? "" : "s") + " needed."];
+    let classes = 0;
+    if (/[a-z]/.test(pw)) classes++;
+    if (/[A-Z]/.test(pw)) classes++;
+    if (/[0-9]/.test(pw)) classes++;
+    if (/[^A-Za-z0-9]/.test(pw)) classes++;
+    const unique = new Set(Array.from(pw)).size;
+    if (unique < 5) return [1, "Too repetitive: use more different characters."];
+    if (len >= 24 || (len >= 18 && classes >= 2) || (len >= 14 && classes >= 4)) return [4, "Strong."];
+    if (len >= 16 || classes >= 3) return [3, "Good. A few more characters or words make it strong."];
+    return [2, "Acceptable, but weak: add words, digits or symbols."];
+  }
+
+  function updateStrength(input) {
+    const box = document.getElementById(input.dataset.strength);
+    if (!box) return;
+    const hint = box.querySelector(".hint");
+    if (!hint.dataset.base) hint.dataset.base = hint.textContent;
+    const [level, text] = strength(input.value, parseInt(box.dataset.min || "12", 10));
+    box.dataset.level = String(level);
+    hint.textContent = text || hint.dataset.base;
+  }
+
+  function checkNewPassword(form, min) {
+    const pw = form.elements.password.value;
+    if (Array.from(pw).length < min) return "The password must be at least " + min + " characters.";
+    if (pw !== form.elements.confirm.value) return "The two passwords do not match.";
+    return null;
+  }
+
+  // ----- forms -----
+
+  function hostsFromText(text) {
+    return text.split(/[\s,]+/).map((h) => h.trim()).filter((h) => h.length > 0);
+  }
+
+  function localInputValue(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return "";
+    const p = (n) => String(n).padStart(2, "0");
+    return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + "T" + p(d.getHours()) + ":" + p(d.getMinutes());
+  }
+
+  const forms = {
+    async setup(form) {
+      const min = parseInt(document.getElementById("setup-strength").dataset.min, 10);
+      const problem = checkNewPassword(form, min);
+      if (problem) throw new ApiError(problem);
+      await api("POST", "/api/admin/setup", { password: form.elements.password.value });
+      reloadWith("Admin password set. Welcome to Airlock.", "/");
+    },
+
+    async login(form) {
+      const password = form.elements.password.value;
+      if (!password) throw new ApiError("Enter the admin password.");
+      try {
+        await api("POST", "/api/admin/login", { password });
+      } catch (e) {
+        form.elements.password.select();
+        throw e;
+      }
+      location.assign(form.dataset.next || "/");
+    },
+
+    async password(form) {
+      const min = parseInt(document.getElementById("new-strength").dataset.min, 10);
+      const problem = checkNewPassword(form, min);
+      if (problem) throw new ApiError(problem);
+      await api("POST", "/api/admin/password", {
+        current_password: form.elements.current.value,
+        new_password: form.elements.password.value,
+      });
+      form.reset();
+      updateStrength(form.elements.password);
+      showFlash("Password changed.", false);
+    },
+
+    async "cred-create"(form) {
+      const name = form.elements.name.value.trim();
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) {
+        throw new ApiError("Use 1–64 letters, digits or _ for the name, not starting with a digit.");
+      }
+      const body = { name, description: form.elements.description.value.trim() };
+      const value = form.elements.value.value;
+      if (value) body.value = value;
+      form.elements.value.value = "";
+      await api("POST", "/api/admin/credentials", body);
+      reloadWith("Credential " + name + " added" + (value ? " with its value." : "; fill in its value when ready."));
+    },
+
+    async "cred-value"(form) {
+      const name = form.elements.name.value;
+      const value = form.elements.value.value;
+      if (!value) throw new ApiError("Enter the value.");
+      form.elements.value.value = "";
+      form.querySelector("[data-short-warning]").hidden = true;
+      await api("PUT", "/api/admin/credentials/" + enc(name), { value });
+      form.closest("dialog").close();
+      reloadWith("Value of " + name + " saved. It will not be shown again.",
+        location.pathname.startsWith("/ui/credentials") ? "/ui/credentials" : undefined);
+    },
+
+    async "cred-edit"(form) {
+      const name = form.elements.name.value;
+      await api("PUT", "/api/admin/credentials/" + enc(name), {
+        description: form.elements.description.value.trim(),
+      });
+      form.closest("dialog").close();
+      reloadWith("Description of " + name + " saved.");
+    },
+
+    async "profile-create"(form) {
+      const credentials = Array.from(form.querySelectorAll("input[name=credentials]:checked")).map((c) => c.value);
+      const p = await api("POST", "/api/admin/profiles", {
+        description: form.elements.description.value.trim(),
+        credentials,
+      });
+      reloadWith("Profile " + p.id + " created. Review its network access, then lock it to issue a key.", "/ui/profiles/" + enc(p.id));
+    },
+
+    async "profile-settings"(form) {
+      const raw = form.elements.expires_at.value;
+      let expires = null;
+      if (raw) {
+        const d = new Date(raw);
+        if (isNaN(d)) throw new ApiError("The expiry date is not valid.");
+        if (d.getTime() <= Date.now()) {
+          const ok = await confirmDialog({
+            title: "Expiry is in the past",
+            text: "The profile's key will stop working at once. Save anyway?",
+            ok: "Save",
+          });
+          if (!ok) return;
+        }
+        expires = d.toISOString();
+      }
+      await api("PUT", "/api/admin/profiles/" + enc(profileId()), {
+        description: form.elements.description.value.trim(),
+        expires_at: expires,
+      });
+      reloadWith("Profile details saved.");
+    },
+
+    async "profile-hosts"(form) {
+      const mode = (form.querySelector("input[name=mode]:checked") || {}).value;
+      let hosts;
+      if (mode === "any") {
+        hosts = null;
+      } else if (mode === "list") {
+        hosts = hostsFromText(form.elements.hosts.value);
+        if (hosts.length === 0) throw new ApiError("Add at least one host, or choose “No network”.");
+      } else {
+        hosts = [];
+      }
+      await api("PUT", "/api/admin/profiles/" + enc(profileId()), { allowed_hosts: hosts });
+      reloadWith(mode === "any" ? "Network access is now unrestricted." : "Network access saved.");
+    },
+
+    async "profile-add-cred"(form) {
+      const name = form.elements.name.value;
+      await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });
+      reloadWith(name + " added to the profile.");
+    },
+  };
+
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target.closest("form[data-form]");
+    if (!form) return;
+    ev.preventDefault();
+    const handler = forms[form.dataset.form];
+    if (!handler) return;
+    const button = form.querySelector("button[type=submit]");
+    formError(form, "");
+    if (button) { button.disabled = true; button.classList.add("busy"); }
+    try {
+      await handler(form);
+    } catch (e) {
+      formError(form, e.message || String(e));
+    } finally {
+      if (button) { button.disabled = false; button.classList.remove("busy"); }
+    }
+  });
+
+  // ----- actions -----
+
+  const actions = {
+    async logout() {
+      try { await api("POST", "/api/admin/logout"); } catch (e) { /* already logged out */ }
+      location.assign("/ui/login");
+    },
+
+    fill(btn) { openValueDialog(btn.dataset.name, btn.dataset.desc); },
+
+    "cred-edit"(btn) { openDescDialog(btn.dataset.name, btn.dataset.desc); },
+
+    async "cred-delete"(btn) {
+      const name = btn.dataset.name;
+      const ok = await confirmDialog({
+        title: "Delete " + name + "?",
+        text: "The credential and its value are deleted for good. Scripts that read it will fail.",
+        ok: "Delete",
+      });
+      if (!ok) return;
+      await api("DELETE", "/api/admin/credentials/" + enc(name));
+      reloadWith("Credential " + name + " deleted.");
+    },
+
+    async "profile-remove-cred"(btn) {
+      const name = btn.dataset.name;
+      await api("DELETE", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });
+      reloadWith(name + " removed from the profile.");
+    },
+
+    async "profile-lock"() {
+      const ok = await confirmDialog({
+        title: "Lock this profile?",
+        text: "Its credentials can no longer change after locking. You will see the agent's key once, right after this.",
+        ok: "Lock and show key",
+        danger: false,
+      });
+      if (!ok) return;
+      const p = await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/lock");
+      showKey(p.key, "Profile locked. The agent can now run scripts with its key.");
+    },
+
+    async "profile-regen"() {
+      const ok = await confirmDialog({
+        title: "Regenerate the key?",
+        text: "The current key stops working immediately. Agents using it must be given the new one.",
+        ok: "Regenerate",
+      });
+      if (!ok) return;
+      const p = await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/regenerate-key");
+      showKey(p.key, "New key issued; the old one no longer works.");
+    },
+
+    async "profile-revoke"() {
+      const ok = await confirmDialog({
+        title: "Revoke this profile?",
+        text: "Its key stops working at once and the profile can never be used or changed again. This cannot be undone.",
+        ok: "Revoke",
+      });
+      if (!ok) return;
+      await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/revoke");
+      reloadWith("Profile revoked. Its key no longer works.");
+    },
+
+    async "profile-delete"() {
+      const ok = await confirmDialog({
+        title: "Delete this profile?",
+        text: "The profile is removed. Its credentials stay.",
+        ok: "Delete",
+      });
+      if (!ok) return;
+      await api("DELETE", "/api/admin/profiles/" + enc(profileId()));
+      reloadWith("Profile " + profileId() + " deleted.", "/ui/profiles");
+    },
+
+    async "profile-clear-expiry"() {
+      await api("PUT", "/api/admin/profiles/" + enc(profileId()), { expires_at: null });
+      reloadWith("Expiry removed: the profile no longer expires.");
+    },
+
+    "copy-key"() { return copyKey(); },
+  };
+
+  document.addEventListener("click", async (ev) => {
+    const closer = ev.target.closest("[data-close-dialog]");
+    if (closer) { closer.closest("dialog").close(); return; }
+    const btn = ev.target.closest("[data-action]");
+    if (!btn || btn.disabled) return;
+    const action = actions[btn.dataset.action];
+    if (!action) return;
+    ev.preventDefault();
+    btn.disabled = true;
+    try {
+      await action(btn);
+    } catch (e) {
+      showFlash(e.message || String(e), true);
+    } finally {
+      btn.disabled = false;
+    }
+  });
+
+  // ----- live hints -----
+
+  document.addEventListener("input", (ev) => {
+    const t = ev.target;
+    if (t.matches("[data-value-input]")) {
+      const warn = t.closest("form").querySelector("[data-short-warning]");
+      const len = Array.from(t.value).length;
+      if (warn) warn.hidden = !(len > 0 && len < 8);
+    }
+    if (t.matches("[data-strength]")) updateStrength(t);
+  });
+
+  document.addEventListener("change", (ev) => {
+    const t = ev.target;
+    if (t.matches("form[data-form=profile-hosts] input[name=mode]")) {
+      const form = t.closest("form");
+      form.querySelector("[data-hosts-list]").hidden = t.value !== "list";
+      form.querySelector("[data-hosts-warning]").hidden = t.value !== "any";
+      if (t.value === "list") form.elements.hosts.focus();
+    }
+  });
+
+  // ----- on load -----
+
+  function localizeTimes() {
+    const fmt = new Intl.DateTimeFormat(undefined, {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    });
+    document.querySelectorAll("time[datetime]").forEach((el) => {
+      const d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      el.title = el.textContent;
+      el.textContent = fmt.format(d);
+    });
+    document.querySelectorAll("input[data-iso]").forEach((el) => {
+      if (el.dataset.iso) el.value = localInputValue(el.dataset.iso);
+    });
+  }
+
+  function init() {
+    popFlash();
+    localizeTimes();
+    const fill = document.body.dataset.fill;
+    if (fill) {
+      const btn = Array.from(document.querySelectorAll("[data-action=fill]")).find((b) => b.dataset.name === fill);
+      if (btn) {
+        const row = btn.closest("tr");
+        if (row) row.scrollIntoView({ block: "center" });
+        openValueDialog(btn.dataset.name, btn.dataset.desc);
+      }
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,232 @@
+//! `GET /skill.md`: the instance describing itself to an agent.
+//!
+//! An agent that has never seen Airlock reads this one page and can onboard
+//! itself: what the instance is, its URL, the flow, every agent endpoint, how to
+//! sign a script, the in-script SDK, the profiles that exist right now, the
+//! limits and the error codes. It never contains a value or a key secret: it is
+//! built only from the same views the agent API serves.
+
+use crate::app::AppState;
+use crate::catalog::ProfileView;
+use crate::error::ApiResult;
+
+/// Renders the markdown for `base` (the instance's public URL).
+pub async fn render(state: &AppState, base: &str) -> ApiResult<String> {
+    let profiles = state.catalog.list_profiles().await?;
+    let limits = &state.runner.limits;
+    let sandbox = match state.runner.sandbox() {
+        Some(_) => "ready".to_string(),
+        None => format!(
+            "UNAVAILABLE ({}); executions are refused until the operator fixes it",
+            state.runner.unavailable_reason().unwrap_or("unknown")
+        ),
+    };
+    let mut out = String::with_capacity(16 * 1024);
+    out.push_str(&HEADER.replace("{base}", base));
+    out.push_str(&format!(
+        "\n## This instance\n\n- URL: {base}\n- Version: {}\n- Sandbox: {sandbox}\n- Limits: timeout 1..={} s (default {} s), script ≤ {} bytes, stdout/stderr kept up to {} bytes each, \
+         LLM answer wait ≤ {} s, {} concurrent executions, queue of {}.\n",
+        env!("CARGO_PKG_VERSION"),
+        limits.max_timeout_secs,
+        limits.default_timeout_secs,
+        limits.max_script_bytes,
+        limits.output_cap_bytes,
+        limits.llm_wait.as_secs(),
+        limits.concurrency,
+        limits.queue_size,
+    ));
+    out.push_str("\n## Profiles on this instance\n\n");
+    if profiles.is_empty() {
+        out.push_str("None yet. Create one with `POST /profiles` (step 2 below).\n");
+    }
+    for p in &profiles {
+        out.push_str(&profile_line(p, base));
+    }
+    out.push_str(&BODY.replace("{base}", base));
+    Ok(out)
+}
+
+fn profile_line(p: &ProfileView, base: &str) -> String {
+    let state = if p.revoked {
+        "revoked"
+    } else if p.expired {
+        "expired"
+    } else if p.locked {
+        "locked"
+    } else {
+        "unlocked (waiting for the operator)"
+    };
+    let creds = if p.credentials.is_empty() {
+        "no credentials".to_string()
+    } else {
+        p.credentials
+            .iter()
+            .map(|c| {
+                format!(
+                    "`{}` ({})",
+                    c.name,
+                    if c.value_exists {
+                        "value set"
+                    } else {
+                        "VALUE MISSING"
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let hosts = match &p.allowed_hosts {
+        None => "unrestricted network (any public host) ⚠".to_string(),
+        Some(h) if h.is_empty() => "no network".to_string(),
+        Some(h) => h.join(", "),
+    };
+    let expiry = p
+        .expires_at
+        .map(|e| e.to_rfc3339())
+        .unwrap_or_else(|| "never".into());
+    format!(
+        "- `{}` — {} — {state}; key id: {}; expires: {expiry}; credentials: {creds}; allowed hosts: {hosts}. Operator page: {base}/ui/profiles/{}\n",
+        p.id,
+        if p.description.is_empty() { "(no description)" } else { &p.description },
+        p.key_id.as_deref().map(|k| format!("`{k}`")).unwrap_or_else(|| "none yet".into()),
+        p.id,
+    )
+}
+
+const HEADER: &str = r#"# Airlock — skill for agents
+
+Airlock runs your Python scripts with production credentials that you never see.
+A person (the operator) types credential values into Airlock's web UI; you only
+ever learn whether a value exists. You send a script signed with your profile
+key; Airlock runs it in an isolated sandbox with the credentials available
+through `settings.get(NAME)`, scrubs every secret from the output, and returns
+the result. Business numbers come out the same every time: compute them in the
+script, not in your head.
+
+**Never ask the user to paste a secret into the chat.** Send them to the web UI
+({base}) to fill in values and lock the profile.
+"#;
+
+const BODY: &str = r#"
+## Onboarding, step by step
+
+1. **Declare the credentials you need** (names only, never values):
+   `POST {base}/credentials` with
+   `{"credentials": [{"name": "STRIPE_KEY", "description": "Stripe restricted key, read-only charges"}]}`
+   → `201 {"created": [...], "skipped": [...]}` (existing names are skipped, never changed).
+   Names: `[A-Za-z_][A-Za-z0-9_]{0,63}`.
+2. **Create a profile** (a scoped set of credentials):
+   `POST {base}/profiles` with `{"description": "monthly revenue report", "credentials": ["STRIPE_KEY"]}`
+   → `201` profile JSON with its `id`. Add or remove credentials later with
+   `POST|DELETE {base}/profiles/{id}/credentials` and `{"credentials": [names]}` while it is unlocked.
+3. **Ask the operator** to open `{base}/ui/profiles/<id>`, fill in the values, set the
+   allowed hosts, and lock the profile. Locking shows them a key `ark_<id>:<secret>` once;
+   they give it to you (for example as the `AIRLOCK_KEY` environment variable).
+   Check progress with `GET {base}/profiles/<id>` (`locked`, `value_exists`).
+4. **Execute**: sign the exact script text and submit it; poll for the result.
+
+## Signing and running a script (Python, standard library only)
+
+Set `AIRLOCK_KEY` to the key and run:
+
+```python
+import hashlib, hmac, json, os, urllib.request
+
+URL = os.environ.get("AIRLOCK_URL", "{base}")
+KEY_ID, SECRET = os.environ["AIRLOCK_KEY"].split(":", 1)
+
+def call(method, path, body=None):
+    req = urllib.request.Request(
+        URL + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + KEY_ID, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        return json.load(resp)
+
+script = "set_result({'credentials': settings.keys(), 'answer': 6 * 7})"
+digest = hmac.new(SECRET.encode(), script.encode(), hashlib.sha256).hexdigest()
+run = call("POST", "/execute", {"script": script, "hash": digest, "timeout": 30})
+while True:
+    ex = call("GET", "/executions/" + run["execution_id"] + "?wait=30")
+    if ex["status"] == "awaiting_llm":
+        answer = "Revenue grew."  # ask your own model here, with ex["llm_request"]["prompt"]
+        call("POST", "/executions/" + ex["execution_id"] + "/respond",
+             {"response": answer, "request_id": ex["llm_request"]["request_id"]})
+    elif ex["status"] in ("completed", "error", "timeout"):
+        break
+print(ex["status"], json.dumps(ex["result"]), ex["stdout"], ex["error"] or "")
+```
+
+## The same from a shell (curl, openssl, jq)
+
+```sh
+URL="${AIRLOCK_URL:-{base}}"
+KEY_ID="${AIRLOCK_KEY%%:*}"; SECRET="${AIRLOCK_KEY#*:}"
+SCRIPT='set_result(6 * 7)'
+HASH=$(printf '%s' "$SCRIPT" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.*= //')
+ID=$(curl -sf -X POST "$URL/execute" -H "Authorization: Bearer $KEY_ID" \
+  -H 'Content-Type: application/json' \
+  -d "$(jq -n --arg s "$SCRIPT" --arg h "$HASH" '{script: $s, hash: $h}')" | jq -r .execution_id)
+curl -sf "$URL/executions/$ID?wait=30" -H "Authorization: Bearer $KEY_ID" | jq -c '{status, result}'
+```
+
+The hash is the lowercase hex HMAC-SHA256 of the UTF-8 script bytes, keyed with the
+part of the key after `:`. Send only the part before `:` in `Authorization: Bearer`.
+The secret never travels.
+
+## Inside the script
+
+- `settings.get("NAME")` → the value (a string) or `None`; `settings.keys()` → the
+  profile's credential names. Use values directly in API calls; never print them
+  (output is scrubbed anyway: every value of 4+ characters, raw or base64/hex/URL-encoded/reversed,
+  becomes `[REDACTED:NAME]`).
+- `set_result(obj)` → the JSON-serializable result you get back (last call wins).
+- `llm.complete(prompt, model="default")` → pauses the script (`awaiting_llm`) until you
+  answer with `POST /executions/{id}/respond`; returns your answer as a string. Use it
+  for prose; keep numbers in code. The prompt is scrubbed before you see it.
+- The same through `import airlock` (`airlock.settings`, `airlock.set_result`, `airlock.llm`).
+- Deterministic: `TZ=UTC`, UTF-8, `PYTHONHASHSEED=0`, `random` seeded with 0.
+- Sandboxed: no access to the host's files, only a private `/tmp`; network only through
+  Airlock's egress rules for the profile's allowed hosts (none by default); limited memory,
+  CPU time, processes and output.
+- An uncaught exception ends as `error` with the traceback of your script's lines.
+
+## Agent endpoints
+
+| Method and path | Auth | What it does |
+|---|---|---|
+| `GET /skill.md` | none | this page |
+| `GET /health` | none | status, version, sandbox layers |
+| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists"}]}` |
+| `POST /credentials` | none | declare slots: `{"credentials": [{"name", "description"}]}` |
+| `GET /profiles` | none | `{"profiles": [Profile]}` |
+| `GET /profiles/{id}` | none | one profile (by id or key id) |
+| `POST /profiles` | none | `{"description", "credentials"?: [names]}` → 201 Profile |
+| `POST /profiles/{id}/credentials` | none | add `{"credentials": [names]}` (unlocked only) |
+| `DELETE /profiles/{id}/credentials` | none | remove `{"credentials": [names]}` (unlocked only) |
+| `POST /execute` | Bearer key id | `{"script", "hash", "timeout"?, "llm_timeout"?}` → 202 `{"execution_id", "poll_url", "status"}` |
+| `GET /executions/{id}?wait=N` | Bearer key id | the execution; `wait` (≤ 60 s) long-polls until the status changes |
+| `GET /executions?status=&limit=&offset=` | Bearer key id | your profile's executions, newest first |
+| `POST /executions/{id}/respond` | Bearer key id | `{"response", "request_id"?}` answers a paused `llm.complete` |
+
+Profile JSON: `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
+
+Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
+Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.
+
+## Errors
+
+Every error is JSON `{"detail": "...", "code": "..."}`; `detail` says what to fix.
+
+| Status | Codes | Meaning |
+|---|---|---|
+| 400 | `bad_request` | malformed JSON |
+| 401 | `missing_key`, `malformed_key`, `unknown_key`, `profile_unlocked`, `profile_revoked`, `profile_expired` | the key is absent, not `Bearer ark_<24 chars>`, unknown, or its profile cannot run code |
+| 403 | `hash_mismatch` | the hash is not the HMAC of this exact script with this key's secret |
+| 404 | `not_found` | no such profile/execution for this key |
+| 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm` | the state does not allow it (e.g. changing a locked profile, answering twice) |
+| 413 | `too_large` | script or body over the limit |
+| 422 | `invalid_input` | a field breaks a rule (named in `detail`), e.g. timeout out of range, unknown credential |
+| 429 | `rate_limited` | the queue is full; retry after `Retry-After` seconds |
+| 503 | `sandbox_unavailable` | the sandbox cannot run on this host right now |
+"#;

@@ -1,0 +1,408 @@
+// Browser tests of Airlock's web UI.
+//
+// Starts a real `airlock` binary (AIRLOCK_BIN) on 127.0.0.1 with a fresh data
+// directory and drives Debian's Chromium (CHROMIUM, default /usr/bin/chromium)
+// through playwright-core. The flow is the operator's first day: set the
+// password, add credentials, create a profile, fill a missing value, restrict
+// the network, lock, copy the one-time key, run a script with that key, see it
+// in the executions page, revoke, log out and back in. Screenshots of every
+// main page go to ARTIFACTS_DIR (default ./artifacts).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.AIRLOCK_BIN;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARTIFACTS = process.env.ARTIFACTS_DIR || join(here, "artifacts");
+const PASSWORD = "correct horse battery staple";
+const SECRET = "ghp_UiTestSecretValue_0123456789abcdef";
+const DB_SECRET = "db-password-for-ui-test-987654";
+const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+
+let server;
+let base;
+let tmp;
+let context;
+let page;
+const pageErrors = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHealth(url, ms) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    if (server.exitCode !== null) throw new Error(`airlock exited with ${server.exitCode}; see ${ARTIFACTS}/server.log`);
+    try {
+      const r = await fetch(url + "/health");
+      if (r.ok) return await r.json();
+      last = `HTTP ${r.status}`;
+    } catch (e) {
+      last = e.message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`airlock did not become healthy: ${last}`);
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function formError(text) {
+  await page.locator("form .form-error", { hasText: text }).waitFor();
+}
+
+/** Waits for the notice an action shows (after its page reload, if any). */
+async function expectFlash(text) {
+  const flash = page.locator("#flash", { hasText: text });
+  await flash.waitFor({ state: "visible" });
+  return (await flash.textContent()).trim();
+}
+
+/** Everything the page's HTML holds: must never contain a value. */
+async function assertNoSecrets(where) {
+  const html = await page.content();
+  assert.ok(!html.includes(SECRET), `${where}: credential value in the page`);
+  assert.ok(!html.includes(DB_SECRET), `${where}: credential value in the page`);
+}
+
+before(async () => {
+  assert.ok(BIN, "set AIRLOCK_BIN to the airlock binary (run.sh does)");
+  mkdirSync(ARTIFACTS, { recursive: true });
+  tmp = mkdtempSync(join(tmpdir(), "airlock-ui-"));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const log = createWriteStream(join(ARTIFACTS, "server.log"));
+  server = spawn(BIN, ["serve", "--bind", `127.0.0.1:${port}`, "--data-dir", join(tmp, "data")], {
+    env: { ...process.env, AIRLOCK_LOG: process.env.AIRLOCK_LOG || "info", AIRLOCK_SANDBOX: process.env.AIRLOCK_SANDBOX || "permissive" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  server.stdout.pipe(log);
+  server.stderr.pipe(log);
+  await waitForHealth(base, 60_000);
+
+  context = await chromium.launchPersistentContext(join(tmp, "profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 900 },
+    locale: "en-US",
+    timezoneId: "UTC",
+  });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("console", (m) => {
+    // Refused API calls (409, 401) are expected and shown in the page; anything
+    // else, such as a CSP violation, is a failure.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) pageErrors.push(m.text());
+  });
+});
+
+after(async () => {
+  if (context) await context.close().catch(() => {});
+  if (server && server.exitCode === null) {
+    server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+  }
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+// The steps share one browser and one server, in order.
+const state = {};
+
+test("first visit: the UI asks for an admin password", async () => {
+  const resp = await page.goto(base + "/");
+  assert.equal(new URL(page.url()).pathname, "/ui/setup");
+  const h = resp.headers();
+  assert.match(h["content-security-policy"], /script-src 'self'/);
+  assert.equal(h["x-frame-options"], "DENY");
+
+  await page.fill("input[name=password]", "too short");
+  await page.fill("input[name=confirm]", "too short");
+  assert.equal(await page.locator("#setup-strength").getAttribute("data-level"), "1");
+  await page.click("button[type=submit]");
+  await formError(/at least 12 characters/);
+
+  await page.fill("input[name=password]", PASSWORD);
+  await page.fill("input[name=confirm]", PASSWORD + "x");
+  await page.click("button[type=submit]");
+  await formError(/do not match/);
+  await shot("setup");
+
+  await page.fill("input[name=confirm]", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(base + "/");
+  await expectFlash(/Admin password set/);
+  await page.locator("h1", { hasText: "Overview" }).waitFor();
+});
+
+test("credentials: add one with a value and one slot, descriptions render as text", async () => {
+  await page.click("nav.mainnav >> text=Credentials");
+  await page.waitForURL(base + "/ui/credentials");
+  const form = page.locator("form[data-form=cred-create]");
+  await form.locator("input[name=name]").fill("GITHUB_TOKEN");
+  await form.locator("input[name=description]").fill(XSS);
+  await form.locator("input[name=value]").fill("abc");
+  await form.locator("[data-short-warning]").waitFor({ state: "visible" });
+  await form.locator("input[name=value]").fill(SECRET);
+  await form.locator("[data-short-warning]").waitFor({ state: "hidden" });
+  await form.locator("button[type=submit]").click();
+  await expectFlash(/Credential GITHUB_TOKEN added with its value/);
+
+  const row = page.locator("#cred-GITHUB_TOKEN");
+  assert.equal((await row.locator(".badge").textContent()).trim(), "set");
+  // The description is shown literally and ran nothing.
+  assert.equal((await row.locator(".desc-cell").textContent()).trim(), XSS);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+
+  await form.locator("input[name=name]").fill("DB_PASSWORD");
+  await form.locator("input[name=description]").fill("staging database, read-only user");
+  await form.locator("button[type=submit]").click();
+  await expectFlash(/DB_PASSWORD added; fill in its value/);
+  assert.equal((await page.locator("#cred-DB_PASSWORD .badge").textContent()).trim(), "missing");
+
+  // The value input is never pre-filled.
+  await page.locator("#cred-GITHUB_TOKEN [data-action=fill]").click();
+  const dlg = page.locator("#value-dialog");
+  await dlg.waitFor({ state: "visible" });
+  assert.equal(await dlg.locator("input[name=value]").inputValue(), "");
+  assert.equal(await dlg.locator("input[name=value]").getAttribute("type"), "password");
+  await dlg.locator("[data-close-dialog]").click();
+  await assertNoSecrets("credentials");
+  await shot("credentials");
+});
+
+test("profiles: create, fill the missing value, restrict the network, lock and read the key", async () => {
+  await page.click("nav.mainnav >> text=Profiles");
+  await page.waitForURL(base + "/ui/profiles");
+  const form = page.locator("form[data-form=profile-create]");
+  await form.locator("input[name=description]").fill("Deploy bot: GitHub and the staging database");
+  await form.locator("input[value=GITHUB_TOKEN]").check();
+  await form.locator("input[value=DB_PASSWORD]").check();
+  await form.locator("button[type=submit]").click();
+  await page.waitForURL(/\/ui\/profiles\/[^/]+$/);
+  state.profileId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop());
+  await expectFlash(/created/);
+  assert.equal((await page.locator("h1 .badge").textContent()).trim(), "unlocked");
+
+  // Locking waits for the missing value, which can be filled in right here.
+  assert.ok(await page.locator("[data-action=profile-lock]").isDisabled());
+  await shot("profile-unlocked");
+  await page.locator("li[data-cred=DB_PASSWORD] [data-action=fill]").click();
+  const dlg = page.locator("#value-dialog");
+  await dlg.waitFor({ state: "visible" });
+  await dlg.locator("input[name=value]").fill(DB_SECRET);
+  await dlg.locator("button[type=submit]").click();
+  await expectFlash(/Value of DB_PASSWORD saved/);
+  assert.ok(await page.locator("[data-action=profile-lock]").isEnabled());
+
+  // Network: the unrestricted choice warns; save a list instead.
+  const hosts = page.locator("form[data-form=profile-hosts]");
+  await hosts.locator("input[value=any]").check();
+  await hosts.locator("[data-hosts-warning]").waitFor({ state: "visible" });
+  await hosts.locator("input[value=list]").check();
+  await hosts.locator("textarea[name=hosts]").fill("api.github.com\n*.example.com");
+  await hosts.locator("button[type=submit]").click();
+  await expectFlash(/Network access saved/);
+  assert.equal(await hosts.locator("textarea[name=hosts]").inputValue(), "api.github.com\n*.example.com");
+  assert.ok(await hosts.locator("input[value=list]").isChecked());
+  assert.ok(await hosts.locator("[data-hosts-warning]").isHidden());
+
+  // Expiry picker round-trips.
+  const details = page.locator("form[data-form=profile-settings]");
+  await details.locator("input[name=expires_at]").fill("2099-12-31T23:30");
+  await details.locator("button[type=submit]").click();
+  await expectFlash(/details saved/);
+  assert.equal(await details.locator("input[name=expires_at]").inputValue(), "2099-12-31T23:30");
+
+  // Lock: confirm, then the one-time key.
+  await page.locator("[data-action=profile-lock]").click();
+  const confirm = page.locator("#confirm-dialog");
+  await confirm.waitFor({ state: "visible" });
+  assert.match(await confirm.textContent(), /no longer change/);
+  await confirm.locator("[data-confirm-ok]").click();
+  const keyDialog = page.locator("#key-dialog");
+  await keyDialog.waitFor({ state: "visible" });
+  assert.match(await keyDialog.textContent(), /won't be shown again/);
+  const key = await keyDialog.locator("[data-key-output]").inputValue();
+  assert.match(key, /^ark_[a-z0-9]+:[A-Za-z0-9]+$/);
+  state.key = key;
+  await keyDialog.locator("[data-action=copy-key]").click();
+  await keyDialog.locator("[data-copy-status]", { hasText: /Copied|selected/ }).waitFor();
+  const copied = await page.evaluate(() => navigator.clipboard.readText()).catch(() => null);
+  if (copied !== null) assert.equal(copied, key);
+  await shot("key-dialog");
+  await keyDialog.locator("[data-key-done]").click();
+  await expectFlash(/Profile locked/);
+  assert.equal((await page.locator("h1 .badge").textContent()).trim(), "locked");
+  const html = await page.content();
+  assert.ok(!html.includes(key.split(":")[1]), "the key secret stays out of the page after the dialog");
+  await assertNoSecrets("profile");
+  await shot("profile");
+});
+
+test("executions: a script run with the key shows up with its output", async (t) => {
+  const health = await (await fetch(base + "/health")).json();
+  if (!health.sandbox || !health.sandbox.ready) {
+    t.skip(`SKIPPED: the sandbox is not available on this machine (${health.sandbox && health.sandbox.reason}); no execution to show`);
+    return;
+  }
+  const [keyId, secret] = state.key.split(":");
+  const script = "import sys\nprint('hello from the sandbox', settings.get('GITHUB_TOKEN'))\nprint('<b>not bold</b>', file=sys.stderr)\nset_result({'ok': True, 'n': 42})\n";
+  const hash = createHmac("sha256", secret).update(script).digest("hex");
+  const r = await fetch(base + "/execute", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyId}` },
+    body: JSON.stringify({ script, hash }),
+  });
+  assert.equal(r.status, 202, await r.clone().text());
+  const { execution_id: id } = await r.json();
+  let done;
+  for (let i = 0; i < 30; i++) {
+    done = await (await fetch(`${base}/executions/${id}?wait=10`, { headers: { Authorization: `Bearer ${keyId}` } })).json();
+    if (["completed", "error", "timeout"].includes(done.status)) break;
+  }
+  assert.equal(done.status, "completed", JSON.stringify(done));
+
+  await page.click("nav.mainnav >> text=Executions");
+  await page.waitForURL(base + "/ui/executions");
+  await page.locator(`a[href="/ui/executions/${id}"]`).click();
+  await page.waitForURL(`${base}/ui/executions/${id}`);
+  const body = await page.locator("main").textContent();
+  assert.match(body, /hello from the sandbox \[REDACTED:GITHUB_TOKEN\]/);
+  assert.match(body, /<b>not bold<\/b>/);
+  assert.match(body, /"n": 42/);
+  await assertNoSecrets("execution");
+  await shot("execution");
+
+  // Filter by status and profile.
+  await page.goto(`${base}/ui/executions?status=error`);
+  assert.equal(await page.locator(`a[href="/ui/executions/${id}"]`).count(), 0);
+  await page.goto(`${base}/ui/executions?profile=${encodeURIComponent(state.profileId)}`);
+  assert.equal(await page.locator(`a[href="/ui/executions/${id}"]`).count(), 1);
+  await shot("executions");
+});
+
+test("overview and settings render", async () => {
+  await page.goto(base + "/");
+  await page.locator("h1", { hasText: "Overview" }).waitFor();
+  await page.locator("svg.chart").waitFor();
+  await assertNoSecrets("overview");
+  await shot("overview");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot("overview-phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(base + "/ui/settings");
+  await page.locator("h2", { hasText: "Change the admin password" }).waitFor();
+  await shot("settings");
+  await page.goto(base + "/ui/profiles");
+  await shot("profiles");
+});
+
+test("regenerate key: confirm, a new key once, the old one refused", async () => {
+  await page.goto(`${base}/ui/profiles/${encodeURIComponent(state.profileId)}`);
+  await page.locator("[data-action=profile-regen]").click();
+  const confirm = page.locator("#confirm-dialog");
+  await confirm.waitFor({ state: "visible" });
+  assert.match(await confirm.textContent(), /stops working immediately/);
+  await confirm.locator("[data-confirm-ok]").click();
+  const keyDialog = page.locator("#key-dialog");
+  await keyDialog.waitFor({ state: "visible" });
+  const key = await keyDialog.locator("[data-key-output]").inputValue();
+  assert.match(key, /^ark_[a-z0-9]+:[A-Za-z0-9]+$/);
+  assert.notEqual(key, state.key);
+  await keyDialog.locator("[data-key-done]").click();
+  await expectFlash(/New key issued/);
+  const old = await fetch(base + "/executions", { headers: { Authorization: `Bearer ${state.key.split(":")[0]}` } });
+  assert.equal(old.status, 401);
+  const fresh = await fetch(base + "/executions", { headers: { Authorization: `Bearer ${key.split(":")[0]}` } });
+  assert.equal(fresh.status, 200);
+  state.key = key;
+});
+
+test("revoke: confirm, the profile is revoked and its key refused", async () => {
+  await page.goto(`${base}/ui/profiles/${encodeURIComponent(state.profileId)}`);
+  await page.locator("[data-action=profile-revoke]").click();
+  const confirm = page.locator("#confirm-dialog");
+  await confirm.waitFor({ state: "visible" });
+  await confirm.locator("[data-confirm-ok]").click();
+  await expectFlash(/revoked/);
+  assert.equal((await page.locator("h1 .badge").textContent()).trim(), "revoked");
+  const keyId = state.key.split(":")[0];
+  const r = await fetch(base + "/executions", { headers: { Authorization: `Bearer ${keyId}` } });
+  assert.equal(r.status, 401);
+
+  // A credential a locked profile used can now be deleted; the UI says what happened.
+  await page.goto(base + "/ui/credentials");
+  await page.locator("#cred-DB_PASSWORD [data-action=cred-delete]").click();
+  await page.locator("#confirm-dialog [data-confirm-ok]").click();
+  await expectFlash(/DB_PASSWORD deleted/);
+});
+
+test("a credential used by a locked profile cannot be deleted, with the reason shown", async () => {
+  // A fresh locked profile through the API, sharing the browser's session.
+  const cookies = await context.cookies(base);
+  const cookie = cookies.map((c) => `${c.name}=${c.value}`).join("; ");
+  const headers = { "Content-Type": "application/json", Cookie: cookie, Origin: base };
+  const p = await (await fetch(base + "/api/admin/profiles", {
+    method: "POST", headers, body: JSON.stringify({ description: "second", credentials: ["GITHUB_TOKEN"] }),
+  })).json();
+  const lock = await fetch(`${base}/api/admin/profiles/${p.id}/lock`, { method: "POST", headers, body: "{}" });
+  assert.equal(lock.status, 200);
+  await page.goto(base + "/ui/credentials");
+  await page.locator("#cred-GITHUB_TOKEN [data-action=cred-delete]").click();
+  await page.locator("#confirm-dialog [data-confirm-ok]").click();
+  await expectFlash(/used by locked profile/);
+  assert.ok(await page.locator("#flash").evaluate((el) => el.classList.contains("notice-error")));
+  await page.locator("#cred-GITHUB_TOKEN").waitFor();
+});
+
+test("logout, then login returns to the page asked for", async () => {
+  await page.goto(base + "/ui/settings");
+  await page.locator("header [data-action=logout]").click();
+  await page.waitForURL(base + "/ui/login");
+  await page.goto(base + "/ui/credentials");
+  assert.equal(new URL(page.url()).pathname, "/ui/login");
+  assert.ok(!(await page.content()).includes("GITHUB_TOKEN"), "no data before login");
+  await shot("login");
+  await page.fill("input[name=password]", "wrong password!!");
+  await page.click("button[type=submit]");
+  await formError(/wrong password/);
+  await page.fill("input[name=password]", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(base + "/ui/credentials");
+  await page.locator("#cred-GITHUB_TOKEN").waitFor();
+});
+
+test("no script error or CSP violation happened in any page", () => {
+  assert.deepEqual(pageErrors, []);
+});
