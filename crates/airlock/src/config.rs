@@ -56,7 +56,8 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
 
-    /// Largest `timeout` (seconds) a script may ask for; also the default.
+    /// Largest `timeout` (seconds) a script may ask for. Scripts that give none get
+    /// 60 s, or this value when it is lower.
     #[arg(long, env = "AIRLOCK_MAX_TIMEOUT", default_value_t = 60)]
     pub max_timeout: u64,
 

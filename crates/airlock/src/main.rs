@@ -22,6 +22,14 @@ struct Cli {
 enum Command {
     /// Run the server (web UI + agent and admin API on one port). The default.
     Serve(Config),
+    /// Run a script on an Airlock server with a profile key, wait, print the outputs.
+    ///
+    /// Exit code: 0 completed, 1 error, 2 timeout, 3 client or HTTP error.
+    Exec(airlock::cli::ExecArgs),
+    /// List the server's profiles (as an agent sees them).
+    Profiles(airlock::cli::ListArgs),
+    /// List the server's credential slots (names and whether a value is set).
+    Credentials(airlock::cli::ListArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +45,11 @@ fn main() -> anyhow::Result<()> {
     let mut config = match cli.command {
         Some(Command::Serve(c)) => c,
         None => cli.serve,
+        Some(Command::Exec(args)) => std::process::exit(airlock::cli::exec(args)),
+        Some(Command::Profiles(args)) => std::process::exit(airlock::cli::list(args, "profiles")),
+        Some(Command::Credentials(args)) => {
+            std::process::exit(airlock::cli::list(args, "credentials"))
+        }
     };
     let exe = std::env::current_exe().context("cannot find the airlock binary's own path")?;
     config.sandbox_helper = Some(vec![exe.into(), airlock::sandbox::HELPER_ARG.into()]);

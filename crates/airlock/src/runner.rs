@@ -18,7 +18,7 @@ use airlock_store::{status, ExecutionRow, Store};
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::catalog::Catalog;
 use crate::error::{ApiError, ApiResult};
@@ -77,6 +77,8 @@ pub struct Runner {
     queue: mpsc::Sender<QueuedJob>,
     watchers: Mutex<HashMap<String, watch::Sender<String>>>,
     llm: Mutex<HashMap<String, PendingLlm>>,
+    /// Running executions: id → (profile id, cancel signal).
+    running: Mutex<HashMap<String, (String, Arc<Notify>)>>,
 }
 
 impl Runner {
@@ -102,6 +104,7 @@ impl Runner {
             queue: tx,
             watchers: Mutex::new(HashMap::new()),
             llm: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
         });
         tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
         runner
@@ -197,6 +200,19 @@ impl Runner {
         }
     }
 
+    /// Ends every running execution of a profile (it was revoked); returns how many.
+    pub fn cancel_profile(&self, profile_id: &str) -> usize {
+        let running = self.running.lock().expect("running lock");
+        let mut n = 0;
+        for (profile, cancel) in running.values() {
+            if profile == profile_id {
+                cancel.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Delivers the agent's answer to a paused `llm.complete`.
     pub fn respond_llm(
         &self,
@@ -252,8 +268,15 @@ impl Runner {
                 settings: job.values.clone(),
                 timeout: job.timeout,
                 env: BTreeMap::new(),
+                ..Job::default()
             })
             .await;
+        let cancel = Arc::new(Notify::new());
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(row.id.clone(), (job.profile_id.clone(), cancel.clone()));
+        let _unregister = Unregister(self.clone(), row.id.clone());
         let mut exec = match exec {
             Ok(e) => e,
             Err(e) => {
@@ -265,7 +288,19 @@ impl Runner {
             }
         };
         loop {
-            match exec.next_event().await {
+            let event = tokio::select! {
+                e = exec.next_event() => e,
+                _ = cancel.notified() => {
+                    exec.kill();
+                    self.llm.lock().expect("llm lock").remove(&row.id);
+                    row.llm_request = None;
+                    row.status = status::ERROR.into();
+                    row.error = Some("the profile was revoked while the script ran".into());
+                    self.finish(row, started + waited, events).await;
+                    return;
+                }
+            };
+            match event {
                 Event::LlmRequest {
                     request_id,
                     prompt,
@@ -390,6 +425,15 @@ impl Runner {
         row.completed_at = Some(Utc::now());
         row.redactions = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
         self.save(&row).await;
+    }
+}
+
+/// Removes an execution from the running set when its job ends, however it ends.
+struct Unregister(Arc<Runner>, String);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.0.running.lock().expect("running lock").remove(&self.1);
     }
 }
 

@@ -22,6 +22,9 @@ pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
     let limits = Limits {
         memory_bytes: config.memory_mb * 1024 * 1024,
         output_bytes: config.max_output_bytes + 64 * 1024,
+        // CPU time is a backstop behind the wall-clock timeout: never lower than
+        // the longest timeout a script may ask for.
+        cpu_seconds: config.max_timeout.max(1) + 5,
         ..Limits::default()
     };
     let mut cfg = SandboxConfig::new(helper);

@@ -85,10 +85,13 @@ fn profile_line(p: &ProfileView, base: &str) -> String {
         .map(|e| e.to_rfc3339())
         .unwrap_or_else(|| "never".into());
     format!(
-        "- `{}` — {} — {state}; key id: {}; expires: {expiry}; credentials: {creds}; allowed hosts: {hosts}. Operator page: {base}/ui/profiles/{}\n",
+        "- `{}` — {} — {state}; expires: {expiry}; credentials: {creds}; allowed hosts: {hosts}. Operator page: {base}/ui/profiles/{}\n",
         p.id,
-        if p.description.is_empty() { "(no description)" } else { &p.description },
-        p.key_id.as_deref().map(|k| format!("`{k}`")).unwrap_or_else(|| "none yet".into()),
+        if p.description.is_empty() {
+            "(no description)"
+        } else {
+            &p.description
+        },
         p.id,
     )
 }
@@ -209,7 +212,7 @@ The secret never travels.
 | `GET /executions?status=&limit=&offset=` | Bearer key id | your profile's executions, newest first |
 | `POST /executions/{id}/respond` | Bearer key id | `{"response", "request_id"?}` answers a paused `llm.complete` |
 
-Profile JSON: `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
+Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
 
 Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
 Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.

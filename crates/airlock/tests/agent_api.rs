@@ -241,13 +241,25 @@ async fn agent_profiles_lifecycle() {
         json!(key_id),
         json!([cred_entry("A_KEY", "a", true)]),
     );
-    for p in [format!("/profiles/{id}"), format!("/profiles/{key_id}")] {
+    // Key ids are shown only to a caller that already has them (by key-id
+    // lookup); the public view by profile id hides it.
+    let mut hidden = locked.clone();
+    hidden["key_id"] = Value::Null;
+    for (p, want) in [
+        (format!("/profiles/{id}"), &hidden),
+        (format!("/profiles/{key_id}"), &locked),
+    ] {
         let reply = agent.get(&p).await;
         assert_status(&reply, StatusCode::OK);
         assert!(reply.2.get("key").is_none());
         assert!(!reply.2.to_string().contains(&secret));
-        assert_eq!(profile_view(&reply.2), locked);
+        assert_eq!(&profile_view(&reply.2), want);
     }
+    let listed = agent.get("/profiles").await;
+    assert!(
+        !listed.2.to_string().contains(key_id.as_str()),
+        "public list leaks key ids"
+    );
     assert_error(
         &agent
             .post(&creds, json!({ "credentials": ["B_KEY"] }))
@@ -280,7 +292,7 @@ async fn agent_profiles_lifecycle() {
             .await,
         StatusCode::CONFLICT,
     );
-    let reply = agent.get(&format!("/profiles/{id}")).await;
+    let reply = agent.get(&format!("/profiles/{key_id}")).await;
     assert_eq!(
         profile_view(&reply.2),
         expected_profile(

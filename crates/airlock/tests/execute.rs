@@ -801,3 +801,40 @@ async fn revoking_the_profile_ends_a_paused_execution() {
         "{detail}"
     );
 }
+
+#[tokio::test]
+async fn revoking_the_profile_kills_a_running_execution() {
+    let env = env_with(|_| {}).await;
+    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, _, v) = env
+        .submit(
+            &key,
+            "import time\ntime.sleep(30)\nset_result(1)\n",
+            Some(60),
+        )
+        .await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    wait_for_status(&env, &key, &id, "running").await;
+    let start = Instant::now();
+    let (s, _) = env
+        .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut detail = Value::Null;
+    for _ in 0..50 {
+        detail = env
+            .admin("GET", &format!("/api/admin/executions/{id}"), None)
+            .await
+            .1;
+        if detail["status"] == "error" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(detail["status"], "error", "{detail}");
+    assert_eq!(
+        detail["error"],
+        "the profile was revoked while the script ran"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}

@@ -345,7 +345,8 @@ async fn revoke_profile(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
     let p = state.catalog.revoke_profile(&id).await?;
-    tracing::info!(profile = %p.id, "profile revoked");
+    let stopped = state.runner.cancel_profile(&p.id);
+    tracing::info!(profile = %p.id, stopped, "profile revoked");
     Ok(Json(p))
 }
 

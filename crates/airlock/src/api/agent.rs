@@ -2,7 +2,7 @@
 //! never set or read a value, and cannot lock, revoke or change a locked profile.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -63,16 +63,50 @@ async fn create_slots(
         .into_response())
 }
 
-async fn list_profiles(State(state): State<AppState>) -> ApiResult<Response> {
-    let profiles = state.catalog.list_profiles().await?;
+/// The key id the caller proves to hold (its `Authorization: Bearer ark_…`).
+fn bearer_key_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Key ids are shown to agents only when the caller already has them: the
+/// execution endpoints identify a profile by its key id, so a public list of
+/// key ids would hand out half of what reading results requires.
+fn hide_key_id(mut p: ProfileView, known: Option<&str>) -> ProfileView {
+    if p.key_id.as_deref() != known {
+        p.key_id = None;
+    }
+    p
+}
+
+async fn list_profiles(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let known = bearer_key_id(&headers);
+    let profiles: Vec<ProfileView> = state
+        .catalog
+        .list_profiles()
+        .await?
+        .into_iter()
+        .map(|p| hide_key_id(p, known))
+        .collect();
     Ok(Json(json!({ "profiles": profiles })).into_response())
 }
 
 async fn get_profile(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
-    Ok(Json(state.catalog.get_profile(&id, true).await?))
+    let p = state.catalog.get_profile(&id, true).await?;
+    let known = if p.key_id.as_deref() == Some(id.as_str()) {
+        Some(id.as_str())
+    } else {
+        bearer_key_id(&headers)
+    };
+    Ok(Json(hide_key_id(p, known)))
 }
 
 async fn create_profile(

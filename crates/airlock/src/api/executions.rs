@@ -83,6 +83,7 @@ impl FromRequestParts<AppState> for AgentKey {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ExecuteBody {
     script: String,
     hash: String,

@@ -1,0 +1,217 @@
+//! The `airlock` CLI client against a live server: exec (exit codes, outputs,
+//! LLM answers from a command and from stdin), listings, and the key never
+//! appearing in anything it prints.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+struct Live {
+    _dir: tempfile::TempDir,
+    base: String,
+    key: String,
+}
+
+async fn live() -> Live {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = airlock::config::Config::for_data_dir(dir.path());
+    cfg.sandbox_helper = Some(vec![
+        env!("CARGO_BIN_EXE_airlock").into(),
+        airlock::sandbox::HELPER_ARG.into(),
+    ]);
+    let app = airlock::app::App::open(cfg).await.expect("airlock starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(airlock::serve(app.router(), listener));
+    let http = reqwest::Client::new();
+    let setup = http
+        .post(format!("{base}/api/admin/setup"))
+        .json(&json!({"password": "cli test password"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = setup.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let admin = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .json(&body)
+            .send()
+    };
+    admin(
+        "/api/admin/credentials",
+        json!({"name": "TOKEN", "description": "t", "value": "tok_cli_5f4e3d2c1b"}),
+    )
+    .await
+    .unwrap();
+    let p: Value = admin(
+        "/api/admin/profiles",
+        json!({"description": "cli", "credentials": ["TOKEN"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let locked: Value = admin(
+        &format!("/api/admin/profiles/{}/lock", p["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    Live {
+        _dir: dir,
+        base,
+        key: locked["key"].as_str().unwrap().to_string(),
+    }
+}
+
+fn run(live: &Live, args: &[&str], script: &str, stdin: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("script.py");
+    std::fs::write(&path, script).unwrap();
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if args.first() == Some(&"exec") {
+        all.push(path.display().to_string());
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(&all)
+        .env("AIRLOCK_URL", &live.base)
+        .env("AIRLOCK_KEY", &live.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let secret = live.key.split_once(':').unwrap().1;
+    for text in [&out.stdout, &out.stderr] {
+        let t = String::from_utf8_lossy(text);
+        assert!(
+            !t.contains(secret) && !t.contains("tok_cli_5f4e3d2c1b"),
+            "CLI printed a secret: {t}"
+        );
+    }
+    out
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_prints_outputs_and_exit_code_reflects_status() {
+    let live = std::sync::Arc::new(live().await);
+    let l = live.clone();
+    let out = blocking(move || {
+        run(
+            &l,
+            &["exec"],
+            "print('hi', settings.get('TOKEN'))\nset_result({'x': 1})\n",
+            "",
+        )
+    })
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi [REDACTED:TOKEN]\n{\n  \"x\": 1\n}\n"
+    );
+
+    let l = live.clone();
+    let out = blocking(move || run(&l, &["exec"], "raise KeyError('nope')\n", "")).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KeyError"));
+
+    let l = live.clone();
+    let out =
+        blocking(move || run(&l, &["exec", "--timeout", "1"], "while True: pass\n", "")).await;
+    assert_eq!(out.status.code(), Some(2));
+
+    let l = live.clone();
+    let out = blocking(move || {
+        run(
+            &l,
+            &["exec", "--llm-command", "tr a-z A-Z"],
+            "set_result(llm.complete('shout this'))\n",
+            "",
+        )
+    })
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"SHOUT THIS\"\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shout this"));
+
+    let l = live.clone();
+    let out = blocking(move || {
+        run(
+            &l,
+            &["exec", "--json"],
+            "set_result(llm.complete('q?'))\n",
+            "typed answer\n",
+        )
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "typed answer");
+    assert_eq!(v["status"], "completed");
+
+    let l = live.clone();
+    let out = blocking(move || run(&l, &["profiles"], "", "")).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("locked") && text.contains("[TOKEN]"),
+        "{text}"
+    );
+    let l = live.clone();
+    let out = blocking(move || run(&l, &["credentials", "--json"], "", "")).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["credentials"],
+        json!([{"name": "TOKEN", "description": "t", "value_exists": true}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_refuses_a_bad_key_clearly() {
+    let live = live().await;
+    let bad = Live {
+        _dir: tempfile::tempdir().unwrap(),
+        base: live.base.clone(),
+        key: format!("{}:wrongsecret", live.key.split_once(':').unwrap().0),
+    };
+    let out = blocking(move || run(&bad, &["exec"], "set_result(1)", "")).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hash_mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
