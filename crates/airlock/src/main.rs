@@ -30,6 +30,8 @@ enum Command {
     Profiles(airlock::cli::ListArgs),
     /// List the server's credential slots (names and whether a value is set).
     Credentials(airlock::cli::ListArgs),
+    /// Print the static agent guide (the repository's SKILL.md).
+    Skill,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +49,10 @@ fn main() -> anyhow::Result<()> {
         None => cli.serve,
         Some(Command::Exec(args)) => std::process::exit(airlock::cli::exec(args)),
         Some(Command::Profiles(args)) => std::process::exit(airlock::cli::list(args, "profiles")),
+        Some(Command::Skill) => {
+            print!("{}", airlock::skill::static_markdown());
+            return Ok(());
+        }
         Some(Command::Credentials(args)) => {
             std::process::exit(airlock::cli::list(args, "credentials"))
         }

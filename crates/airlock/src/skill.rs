@@ -46,6 +46,40 @@ pub async fn render(state: &AppState, base: &str) -> ApiResult<String> {
     Ok(out)
 }
 
+/// The static `SKILL.md` of the repository: the same guide for an agent whose
+/// operator has not deployed Airlock yet, with deployment steps. Generated
+/// from the same text as `/skill.md` so the two cannot drift apart
+/// (`airlock skill > SKILL.md`; a test checks the file is current).
+pub fn static_markdown() -> String {
+    let base = "http://127.0.0.1:9090";
+    let mut out = HEADER.replace("{base}", base);
+    out.push_str(DEPLOY);
+    out.push_str(&BODY.replace("{base}", base));
+    out
+}
+
+const DEPLOY: &str = r#"
+This is the static copy of the guide. A running instance serves its own version at
+`GET /skill.md`, with its URL, limits and the profiles that exist; prefer that one.
+
+## Deploying Airlock (ask the operator to do this)
+
+On a Linux host (root, kernel with user namespaces and Landlock) with a Rust toolchain
+and CPython 3 with its shared library (`apt-get install python3 libpython3.11`):
+
+```text
+git clone <the Airlock repository> && cd airlock
+cargo run --release            # serves http://127.0.0.1:9090, data in ./airlock-data
+```
+
+Configuration is by environment variables (`AIRLOCK_BIND`, `AIRLOCK_DATA_DIR`,
+`AIRLOCK_MASTER_KEY_FILE`, `AIRLOCK_PUBLIC_URL`, ... see the README). The operator opens
+the URL, sets the admin password, and from then on fills credential values and locks
+profiles in the web UI. Put it behind a TLS reverse proxy before exposing it beyond
+localhost. The examples below assume `http://127.0.0.1:9090`; replace it with the
+instance's URL (or set `AIRLOCK_URL`).
+"#;
+
 fn profile_line(p: &ProfileView, base: &str) -> String {
     let state = if p.revoked {
         "revoked"

@@ -135,3 +135,13 @@ async fn skill_examples_run_verbatim_against_a_live_server() {
     );
     assert_eq!(sh_stdout.trim(), r#"{"status":"completed","result":42}"#);
 }
+
+#[test]
+fn repository_skill_md_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../SKILL.md");
+    let on_disk = std::fs::read_to_string(path).expect("SKILL.md at the repository root");
+    assert!(
+        on_disk == airlock::skill::static_markdown(),
+        "SKILL.md is out of date: regenerate it with `cargo run -- skill > SKILL.md`"
+    );
+}

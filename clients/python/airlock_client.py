@@ -1,0 +1,115 @@
+"""Airlock client for Python: standard library only, one module.
+
+    from airlock_client import Airlock
+    ab = Airlock("http://127.0.0.1:9090", os.environ["AIRLOCK_KEY"])
+    ex = ab.run("set_result(6 * 7)", llm=lambda prompt, model: my_model(prompt))
+    print(ex["status"], ex["result"])
+
+The key (``ark_ID:SECRET``) stays in this process: only the id part is sent, and
+each script is signed with HMAC-SHA256 of the secret.
+"""
+
+import hashlib
+import hmac
+import json
+import urllib.error
+import urllib.request
+
+__all__ = ["Airlock", "AirlockError"]
+
+TERMINAL = ("completed", "error", "timeout")
+
+
+class AirlockError(Exception):
+    """An error answer from Airlock: ``status`` (HTTP), ``code`` and ``detail``."""
+
+    def __init__(self, status, code, detail):
+        super().__init__(f"Airlock answered {status} {code}: {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+
+class Airlock:
+    def __init__(self, url, key=None, timeout=90):
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        self._key_id = self._secret = None
+        if key:
+            key_id, sep, secret = key.strip().partition(":")
+            if not sep or not key_id.startswith("ark_") or not secret:
+                raise ValueError("key must look like ark_<id>:<secret>")
+            self._key_id, self._secret = key_id, secret
+
+    def __repr__(self):
+        return f"Airlock({self.url!r}, key={'ark_…:***' if self._key_id else None})"
+
+    def _call(self, method, path, body=None, auth=True):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            if not self._key_id:
+                raise ValueError("this call needs a profile key")
+            headers["Authorization"] = "Bearer " + self._key_id
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                err = json.loads(e.read())
+            except ValueError:
+                err = {}
+            raise AirlockError(e.code, err.get("code", ""), err.get("detail", str(e))) from None
+        return json.loads(raw) if raw else None
+
+    def sign(self, script):
+        """The ``hash`` field for ``script``: hex HMAC-SHA256 keyed with the secret."""
+        return hmac.new(self._secret.encode(), script.encode(), hashlib.sha256).hexdigest()
+
+    # --- agent catalog (no key needed) ---
+    def credentials(self):
+        return self._call("GET", "/credentials", auth=False)["credentials"]
+
+    def declare(self, credentials):
+        """Declare slots: ``{"NAME": "description", ...}`` → ``{"created", "skipped"}``."""
+        items = [{"name": n, "description": d} for n, d in credentials.items()]
+        return self._call("POST", "/credentials", {"credentials": items}, auth=False)
+
+    def profiles(self):
+        return self._call("GET", "/profiles", auth=False)["profiles"]
+
+    def create_profile(self, description, credentials=()):
+        body = {"description": description, "credentials": list(credentials)}
+        return self._call("POST", "/profiles", body, auth=False)
+
+    # --- executions (key needed) ---
+    def submit(self, script, timeout=None, llm_timeout=None):
+        body = {"script": script, "hash": self.sign(script)}
+        if timeout is not None:
+            body["timeout"] = timeout
+        if llm_timeout is not None:
+            body["llm_timeout"] = llm_timeout
+        return self._call("POST", "/execute", body)["execution_id"]
+
+    def get(self, execution_id, wait=0):
+        return self._call("GET", f"/executions/{execution_id}?wait={int(wait)}")
+
+    def respond(self, execution_id, response, request_id=None):
+        body = {"response": response}
+        if request_id is not None:
+            body["request_id"] = request_id
+        return self._call("POST", f"/executions/{execution_id}/respond", body)
+
+    def run(self, script, llm=None, timeout=None, llm_timeout=None):
+        """Submits ``script``, answers ``llm.complete`` pauses with
+        ``llm(prompt, model) -> str``, and returns the finished execution."""
+        execution_id = self.submit(script, timeout=timeout, llm_timeout=llm_timeout)
+        while True:
+            ex = self.get(execution_id, wait=30)
+            if ex["status"] in TERMINAL:
+                return ex
+            if ex["status"] == "awaiting_llm":
+                request = ex["llm_request"]
+                if llm is None:
+                    raise RuntimeError("the script called llm.complete but run() got no llm callable")
+                answer = llm(request["prompt"], request["model"])
+                self.respond(execution_id, str(answer), request["request_id"])

@@ -1,0 +1,116 @@
+//! The standard-library Python client in `clients/python`, driven against a
+//! live server: catalog calls, a run with two LLM pauses, and a clear error
+//! for a bad key.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_runs_scripts_and_answers_llm_pauses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = airlock::config::Config::for_data_dir(dir.path());
+    cfg.sandbox_helper = Some(vec![
+        env!("CARGO_BIN_EXE_airlock").into(),
+        airlock::sandbox::HELPER_ARG.into(),
+    ]);
+    let app = airlock::app::App::open(cfg).await.expect("airlock starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(airlock::serve(app.router(), listener));
+    let http = reqwest::Client::new();
+    let setup = http
+        .post(format!("{base}/api/admin/setup"))
+        .json(&json!({"password": "python client test"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = setup.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let program = r#"
+import json, os, sys
+from airlock_client import Airlock, AirlockError
+anon = Airlock(os.environ["URL"])
+print(json.dumps(anon.declare({"SALES_DB": "sales database"})))
+p = anon.create_profile("py client", ["SALES_DB"])
+print(p["id"])
+"#;
+    let pythonpath = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
+    let py = |code: String, key: Option<String>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new("python3");
+            c.args(["-c", &code])
+                .env("PYTHONPATH", pythonpath)
+                .env("URL", &base);
+            if let Some(k) = key {
+                c.env("KEY", k);
+            }
+            c.output().expect("python3 runs")
+        })
+    };
+    let out = py(program.to_string(), None).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        r#"{"created": ["SALES_DB"], "skipped": []}"#
+    );
+    let id = lines.next().unwrap().to_string();
+
+    let r = http
+        .put(format!("{base}/api/admin/credentials/SALES_DB"))
+        .header("cookie", &cookie)
+        .json(&json!({"value": "postgres://sales:pw-771@db/sales"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let locked: Value = http
+        .post(format!("{base}/api/admin/profiles/{id}/lock"))
+        .header("cookie", &cookie)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = locked["key"].as_str().unwrap().to_string();
+
+    let program = r#"
+import json, os
+from airlock_client import Airlock, AirlockError
+ab = Airlock(os.environ["URL"], os.environ["KEY"])
+assert "***" in repr(ab) and os.environ["KEY"].split(":")[1] not in repr(ab)
+script = "a = llm.complete('first ' + settings.get('SALES_DB'))\nb = llm.complete('second', model='m2')\nset_result([a, b])\n"
+ex = ab.run(script, llm=lambda prompt, model: f"{model}:{prompt}")
+print(ex["status"], json.dumps(ex["result"]))
+bad = Airlock(os.environ["URL"], os.environ["KEY"].split(":")[0] + ":wrong")
+try:
+    bad.run("set_result(1)")
+except AirlockError as e:
+    print(e.status, e.code)
+"#;
+    let out = py(program.to_string(), Some(key)).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "completed [\"default:first [REDACTED:SALES_DB]\", \"m2:second\"]\n403 hash_mismatch\n"
+    );
+}
