@@ -7,72 +7,28 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
+mod live;
+
 struct Live {
-    _dir: tempfile::TempDir,
+    inner: live::Live,
     base: String,
     key: String,
 }
 
 async fn live() -> Live {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = airlock::config::Config::for_data_dir(dir.path());
-    cfg.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    let app = airlock::app::App::open(cfg).await.expect("airlock starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(airlock::serve(app.router(), listener));
-    let http = reqwest::Client::new();
-    let setup = http
-        .post(format!("{base}/api/admin/setup"))
-        .json(&json!({"password": "cli test password"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = setup.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let admin = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .header("cookie", &cookie)
-            .json(&body)
-            .send()
-    };
-    admin(
-        "/api/admin/credentials",
-        json!({"name": "TOKEN", "description": "t", "value": "tok_cli_5f4e3d2c1b"}),
-    )
-    .await
-    .unwrap();
-    let p: Value = admin(
-        "/api/admin/profiles",
-        json!({"description": "cli", "credentials": ["TOKEN"]}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let locked: Value = admin(
-        &format!("/api/admin/profiles/{}/lock", p["id"].as_str().unwrap()),
-        json!({}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    Live {
-        _dir: dir,
-        base,
-        key: locked["key"].as_str().unwrap().to_string(),
-    }
+    let inner = live::start().await;
+    inner.set_value("TOKEN", "tok_cli_5f4e3d2c1b").await;
+    let (_, key) = inner.locked_profile(&["TOKEN"]).await;
+    // The listing test expects the slot's description.
+    inner
+        .admin(
+            reqwest::Method::PUT,
+            "/api/admin/credentials/TOKEN",
+            json!({"description": "t"}),
+        )
+        .await;
+    let base = inner.base.clone();
+    Live { inner, base, key }
 }
 
 fn run(live: &Live, args: &[&str], script: &str, stdin: &str) -> Output {
@@ -202,10 +158,11 @@ async fn exec_prints_outputs_and_exit_code_reflects_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_refuses_a_bad_key_clearly() {
     let live = live().await;
+    let key = format!("{}:wrongsecret", live.key.split_once(':').unwrap().0);
     let bad = Live {
-        _dir: tempfile::tempdir().unwrap(),
         base: live.base.clone(),
-        key: format!("{}:wrongsecret", live.key.split_once(':').unwrap().0),
+        key,
+        inner: live.inner,
     };
     let out = blocking(move || run(&bad, &["exec"], "set_result(1)", "")).await;
     assert_eq!(out.status.code(), Some(3));

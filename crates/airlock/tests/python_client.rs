@@ -4,34 +4,12 @@
 
 use std::process::Command;
 
-use serde_json::{json, Value};
+mod live;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_runs_scripts_and_answers_llm_pauses() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = airlock::config::Config::for_data_dir(dir.path());
-    cfg.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    let app = airlock::app::App::open(cfg).await.expect("airlock starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(airlock::serve(app.router(), listener));
-    let http = reqwest::Client::new();
-    let setup = http
-        .post(format!("{base}/api/admin/setup"))
-        .json(&json!({"password": "python client test"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = setup.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let live = live::start().await;
+    let base = live.base.clone();
 
     let program = r#"
 import json, os, sys
@@ -69,25 +47,9 @@ print(p["id"])
     );
     let id = lines.next().unwrap().to_string();
 
-    let r = http
-        .put(format!("{base}/api/admin/credentials/SALES_DB"))
-        .header("cookie", &cookie)
-        .json(&json!({"value": "postgres://sales:pw-771@db/sales"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let locked: Value = http
-        .post(format!("{base}/api/admin/profiles/{id}/lock"))
-        .header("cookie", &cookie)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = locked["key"].as_str().unwrap().to_string();
+    live.set_value("SALES_DB", "postgres://sales:pw-771@db/sales")
+        .await;
+    let key = live.lock(&id).await;
 
     let program = r#"
 import json, os

@@ -6,6 +6,8 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+mod live;
+
 fn code_block(md: &str, lang: &str) -> String {
     let start = md
         .find(&format!("```{lang}\n"))
@@ -16,31 +18,8 @@ fn code_block(md: &str, lang: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skill_examples_run_verbatim_against_a_live_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = airlock::config::Config::for_data_dir(dir.path());
-    cfg.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    let app = airlock::app::App::open(cfg).await.expect("airlock starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(airlock::serve(app.router(), listener));
-
-    let http = reqwest::Client::new();
-    let setup = http
-        .post(format!("{base}/api/admin/setup"))
-        .json(&json!({"password": "skill test password"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = setup.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let live = live::start().await;
+    let (base, http) = (live.base.clone(), live.http.clone());
     let value = "sk_skill_9f8e7d6c5b4a";
     // The agent declares slots and a profile; the operator fills and locks it.
     let r = http
@@ -60,25 +39,8 @@ async fn skill_examples_run_verbatim_against_a_live_server() {
         .await
         .unwrap();
     let id = p["id"].as_str().unwrap().to_string();
-    let r = http
-        .put(format!("{base}/api/admin/credentials/REPORT_KEY"))
-        .header("cookie", &cookie)
-        .json(&json!({"value": value}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let locked: Value = http
-        .post(format!("{base}/api/admin/profiles/{id}/lock"))
-        .header("cookie", &cookie)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = locked["key"].as_str().unwrap().to_string();
+    live.set_value("REPORT_KEY", value).await;
+    let key = live.lock(&id).await;
     let secret = key.split_once(':').unwrap().1.to_string();
 
     let md = http.get(format!("{base}/skill.md")).send().await.unwrap();
