@@ -142,6 +142,14 @@ def run_job(sdk):
         except BaseException:
             final = {"type": "error", "error_type": type(e).__name__, "message": "", "traceback": ""}
     _flush()
+    # Close stdout/stderr before the final message: once the runner has both pipes at
+    # EOF and this message, the outcome is known and the tree's teardown can finish off
+    # its critical path (if another process still holds a pipe, it waits as before).
+    for fd in (1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         channel.send(final)
     except BaseException:
@@ -210,7 +218,9 @@ def zygote(ctrl_fd, isolate_addr, sdk):
                 if spare is None:
                     spare = make_spare()
                 try:
-                    socket.send_fds(spare, [b"job"], fds)
+                    # The server's message (it says whether the job has egress)
+                    # goes on verbatim to the execution's supervisor.
+                    socket.send_fds(spare, [msg or b"job"], fds)
                     break
                 except OSError:
                     spare.close()

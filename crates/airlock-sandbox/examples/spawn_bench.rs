@@ -1,7 +1,7 @@
 //! Per-execution latency of a trivial script (`set_result(1)`) through the real sandbox,
 //! against a bare `python3 -I -S -c pass` measured in the same run.
 //!
-//! `cargo run --release -p airlock-sandbox --example spawn_bench [-- --cold]`
+//! `cargo run --release -p airlock-sandbox --example spawn_bench [-- --cold] [--gap-ms=N]`
 
 use airlock_sandbox::*;
 use std::time::{Duration, Instant};
@@ -21,6 +21,13 @@ async fn main() -> Result<()> {
         unreachable!("the helper re-executes before the runtime starts");
     }
     let cold = std::env::args().any(|a| a == "--cold");
+    // `--gap-ms=N`: idle time between sequential runs (a server's requests rarely arrive
+    // back to back; the previous execution's teardown then happens in the gap).
+    let gap = Duration::from_millis(
+        std::env::args()
+            .find_map(|a| a.strip_prefix("--gap-ms=").and_then(|v| v.parse().ok()))
+            .unwrap_or(0),
+    );
     let exe = std::env::current_exe()?;
     let helper = exe.with_file_name("airlock-sandbox-helper");
     let helper = if helper.exists() {
@@ -55,6 +62,9 @@ async fn main() -> Result<()> {
     let n = 200;
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         let t = Instant::now();
         let mut ex = sb.run(job()).await?;
         match ex.next_event().await {
@@ -97,7 +107,8 @@ async fn main() -> Result<()> {
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     let b50 = percentile(&base, 0.5);
     println!(
-        "sandboxed set_result(1), {n} sequential runs: p50 {:.2} ms  p99 {:.2} ms  min {:.2} ms",
+        "sandboxed set_result(1), {n} sequential runs (gap {} ms): p50 {:.2} ms  p99 {:.2} ms  min {:.2} ms",
+        gap.as_millis(),
         ms(p50),
         ms(p99),
         ms(lat[0])

@@ -6,6 +6,11 @@
 //! `llm.complete`), the frame protocol, and kills the whole process tree (SIGKILL to
 //! the PID-namespace init through a pidfd) on timeout, on request, or when the
 //! [`Execution`] handle is dropped. The slot is released only once the tree is gone.
+//!
+//! When the worker has sent its final message (`done`/`error`, after closing its
+//! stdout/stderr) and both pipes are at EOF, the outcome is known: `Finished` goes out
+//! then, and the driver keeps supervising the tree's teardown (namespaces, reaper,
+//! supervisor's exit report) off the caller's critical path before it frees the slot.
 
 use crate::protocol::{self, FrameError, WorkerMessage};
 use crate::sys;
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// What an execution tells its runner.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +35,10 @@ pub enum Event {
         prompt: String,
         model: String,
     },
-    /// Terminal: the process tree is gone.
+    /// Terminal. The process tree is gone, or, when the worker had already sent its
+    /// final message and both output pipes were closed, it is being torn down (it is
+    /// still killed on timeout, [`Execution::kill`] or drop, and its slot is reused only
+    /// once it is gone). [`Outcome::layers`] is only filled in the first case.
     Finished(Outcome),
 }
 
@@ -80,6 +88,25 @@ pub struct Execution {
     pub(crate) pid: Arc<AtomicI32>,
     pub(crate) pending: BTreeSet<String>,
     pub(crate) finished: Option<Outcome>,
+    pub(crate) proxy: Option<PendingProxy>,
+}
+
+/// The egress listener of an execution with [`crate::Job::network`], on its way from the
+/// execution's supervisor (which created it inside the execution's network namespace)
+/// to the server.
+#[derive(Debug)]
+pub struct PendingProxy(pub(crate) oneshot::Receiver<Result<std::net::TcpListener, String>>);
+
+impl PendingProxy {
+    /// The listening socket (127.0.0.1:[`crate::PROXY_PORT`] in the execution's own
+    /// namespace; non-blocking, ready for `tokio::net::TcpListener::from_std`), or why
+    /// there is none. Arrives before the script starts. Whoever holds it serves the
+    /// execution's egress; dropping it closes the port.
+    pub async fn listener(self) -> Result<std::net::TcpListener, String> {
+        self.0.await.unwrap_or_else(|_| {
+            Err("the execution ended before its egress listener was ready".into())
+        })
+    }
 }
 
 impl Execution {
@@ -119,6 +146,12 @@ impl Execution {
     /// Kills the whole process tree; [`Event::Finished`] follows.
     pub fn kill(&self) {
         let _ = self.cmds.send(Cmd::Kill);
+    }
+
+    /// The execution's egress listener, for a job with [`crate::Job::network`]; `None`
+    /// otherwise, or when already taken.
+    pub fn take_proxy(&mut self) -> Option<PendingProxy> {
+        self.proxy.take()
     }
 
     /// Host pid of the execution's PID-namespace init (the reaper), once known.
@@ -186,6 +219,9 @@ pub(crate) struct JobSpec {
     pub output_bytes: usize,
     pub memory_bytes: u64,
     pub cpu_seconds: u64,
+    /// Emit [`Event::Finished`] once the worker's final message and the end of both
+    /// output pipes are in, without waiting for the supervisor's exit report.
+    pub early_finish: bool,
 }
 
 async fn capture(fd: OwnedFd, cap: usize) -> (Vec<u8>, bool) {
@@ -218,6 +254,7 @@ pub(crate) async fn drive<G: Send + 'static>(
     events: mpsc::Sender<Event>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     pid_out: Arc<AtomicI32>,
+    mut proxy: Option<oneshot::Sender<Result<std::net::TcpListener, String>>>,
     release: G,
 ) {
     let started = Instant::now();
@@ -228,8 +265,10 @@ pub(crate) async fn drive<G: Send + 'static>(
         stdout,
         stderr,
     } = io;
-    let out_task = tokio::spawn(capture(stdout, spec.output_bytes));
-    let err_task = tokio::spawn(capture(stderr, spec.output_bytes));
+    let mut out_task = tokio::spawn(capture(stdout, spec.output_bytes));
+    let mut err_task = tokio::spawn(capture(stderr, spec.output_bytes));
+    let mut out_res: Option<(Vec<u8>, bool)> = None;
+    let mut err_res: Option<(Vec<u8>, bool)> = None;
     let (mut proto_r, mut proto_w) = proto.into_split();
     // One writer task serialises frames to the worker.
     let (frame_tx, mut frame_rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -264,12 +303,47 @@ pub(crate) async fn drive<G: Send + 'static>(
     let mut status_eof = false;
     let mut handle_gone = false;
     let mut grace: Option<tokio::time::Instant> = None;
+    // Set once Event::Finished went out ahead of the exit report (`spec.early_finish`).
+    let mut reported = false;
 
     loop {
         if kill_reason.is_some() && !kill_sent {
             if let Some(fd) = &pidfd {
                 let _ = sys::pidfd_send_signal(fd, libc::SIGKILL);
                 kill_sent = true;
+            }
+        }
+        // The worker sent its final message after closing its stdout/stderr, and both
+        // pipes are at EOF (no process of the tree holds them): the outcome is known.
+        // Report it now; the loop goes on until the tree is gone (the timeout and kills
+        // still apply) and only then releases the slot.
+        if spec.early_finish
+            && !reported
+            && exit.is_none()
+            && kill_reason.is_none()
+            && protocol_error.is_none()
+            && final_msg.is_some()
+        {
+            if let (Some(out), Some(err)) = (&out_res, &err_res) {
+                let outcome = finish(
+                    &spec,
+                    oom_before,
+                    started,
+                    Ended {
+                        kill_reason: None,
+                        protocol_error: None,
+                        final_msg: final_msg.clone(),
+                        result: result.clone(),
+                        exit: None,
+                        early: true,
+                    },
+                    out.clone(),
+                    err.clone(),
+                );
+                reported = true;
+                if !handle_gone {
+                    let _ = events.send(Event::Finished(outcome)).await;
+                }
             }
         }
         if (exit.is_some() || status_eof) && proto_eof {
@@ -332,6 +406,19 @@ pub(crate) async fn drive<G: Send + 'static>(
                                     pidfd = Some(fds.remove(0));
                                 }
                             }
+                            Some("proxy") => {
+                                if let Some(tx) = proxy.take() {
+                                    let got = match (fds.pop(), v.get("error").and_then(Value::as_str)) {
+                                        (Some(fd), None) => {
+                                            let l = std::net::TcpListener::from(fd);
+                                            l.set_nonblocking(true).map(|()| l).map_err(|e| e.to_string())
+                                        }
+                                        (_, Some(e)) => Err(e.to_string()),
+                                        (None, None) => Err("no listener received".to_string()),
+                                    };
+                                    let _ = tx.send(got);
+                                }
+                            }
                             Some("exit") => {
                                 exit = Some(v);
                                 status_eof = true;
@@ -371,6 +458,8 @@ pub(crate) async fn drive<G: Send + 'static>(
             _ = async { tokio::time::sleep_until(grace.unwrap()).await }, if grace.is_some() => {
                 break;
             }
+            r = &mut out_task, if out_res.is_none() => out_res = Some(r.unwrap_or_default()),
+            r = &mut err_task, if err_res.is_none() => err_res = Some(r.unwrap_or_default()),
         }
     }
     // Whatever happens, the tree must be dead before the slot is reused.
@@ -383,55 +472,99 @@ pub(crate) async fn drive<G: Send + 'static>(
     drop(frame_tx);
     writer.abort();
     let grace_out = Duration::from_secs(2);
-    let (stdout, stdout_truncated) = tokio::time::timeout(grace_out, out_task)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let (stderr, stderr_truncated) = tokio::time::timeout(grace_out, err_task)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let (stdout, stdout_truncated) = match out_res {
+        Some(r) => r,
+        None => tokio::time::timeout(grace_out, out_task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+    };
+    let (stderr, stderr_truncated) = match err_res {
+        Some(r) => r,
+        None => tokio::time::timeout(grace_out, err_task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+    };
+    // The tree is gone (or was sent SIGKILL through its pidfd) and its pipes are closed.
+    if reported {
+        drop(release);
+        return;
+    }
+    let outcome = finish(
+        &spec,
+        oom_before,
+        started,
+        Ended {
+            kill_reason,
+            protocol_error,
+            final_msg,
+            result,
+            exit,
+            early: false,
+        },
+        (stdout, stdout_truncated),
+        (stderr, stderr_truncated),
+    );
+    drop(release);
+    if !handle_gone {
+        let _ = events.send(Event::Finished(outcome)).await;
+    }
+}
 
-    let script = exit
-        .as_ref()
-        .and_then(|e| e.get("script"))
-        .and_then(parse_wait);
-    let reaper = exit
-        .as_ref()
-        .and_then(|e| e.get("reaper"))
-        .and_then(parse_wait);
+/// What the driver knows when an execution ends.
+struct Ended {
+    kill_reason: Option<KillReason>,
+    protocol_error: Option<String>,
+    final_msg: Option<WorkerMessage>,
+    result: Option<Value>,
+    /// The supervisor's exit report (`None` if it died, or with `early`).
+    exit: Option<Value>,
+    /// Reported on the worker's final message, before the exit report.
+    early: bool,
+}
+
+fn finish(
+    spec: &JobSpec,
+    oom_before: Option<u64>,
+    started: Instant,
+    e: Ended,
+    (stdout, stdout_truncated): (Vec<u8>, bool),
+    (stderr, stderr_truncated): (Vec<u8>, bool),
+) -> Outcome {
+    let exit = e.exit.as_ref();
+    let script = exit.and_then(|e| e.get("script")).and_then(parse_wait);
+    let reaper = exit.and_then(|e| e.get("reaper")).and_then(parse_wait);
     let setup_error = exit
-        .as_ref()
         .and_then(|e| e.get("setup_error"))
         .and_then(Value::as_str)
         .map(str::to_string);
     let layers = exit
-        .as_ref()
         .and_then(|e| e.get("layers"))
         .and_then(|l| serde_json::from_value::<LayerReport>(l.clone()).ok());
-
     let oom_killed = match (&spec.cgroup, oom_before) {
         (Some(c), Some(before)) => c.oom_kills() > before,
         _ => false,
     };
     let (status, error_type, error) = classify(Classify {
         oom_killed,
-        kill_reason,
+        kill_reason: e.kill_reason,
         timeout: spec.timeout,
-        protocol_error,
+        protocol_error: e.protocol_error,
         setup_error,
-        final_msg,
+        final_msg: e.final_msg,
         script,
         reaper,
         exit_known: exit.is_some(),
+        early: e.early,
         memory_bytes: spec.memory_bytes,
         cpu_seconds: spec.cpu_seconds,
     });
-    let outcome = Outcome {
+    Outcome {
         status,
-        result,
+        result: e.result,
         stdout,
         stderr,
         stdout_truncated,
@@ -440,10 +573,6 @@ pub(crate) async fn drive<G: Send + 'static>(
         error,
         duration: started.elapsed(),
         layers,
-    };
-    drop(release);
-    if !handle_gone {
-        let _ = events.send(Event::Finished(outcome)).await;
     }
 }
 
@@ -457,6 +586,8 @@ struct Classify {
     script: Option<Wait>,
     reaper: Option<Wait>,
     exit_known: bool,
+    /// Classified on the worker's final message, before the exit report.
+    early: bool,
     memory_bytes: u64,
     cpu_seconds: u64,
 }
@@ -515,7 +646,7 @@ fn classify(c: Classify) -> (OutcomeStatus, Option<String>, Option<String>) {
     if let Some(e) = &c.setup_error {
         return (Error, None, Some(format!("sandbox setup failed: {e}")));
     }
-    if !c.exit_known {
+    if !c.exit_known && !c.early {
         return (
             Error,
             None,
@@ -539,6 +670,7 @@ fn classify(c: Classify) -> (OutcomeStatus, Option<String>, Option<String>) {
             (Error, Some(error_type.clone()), Some(text))
         }
         (Some(WorkerMessage::Done), Some(Wait::Code(0))) => (Completed, None, None),
+        (Some(WorkerMessage::Done), None) if c.early => (Completed, None, None),
         (_, Some(w)) => (Error, None, Some(describe_wait(w, &c))),
         (_, None) => match c.reaper {
             Some(w) => (
@@ -570,6 +702,7 @@ mod tests {
             script: Some(Wait::Code(0)),
             reaper: Some(Wait::Code(0)),
             exit_known: true,
+            early: false,
             memory_bytes: 256 << 20,
             cpu_seconds: 3,
         }
@@ -628,5 +761,27 @@ mod tests {
             ..base()
         });
         assert_eq!(crashed.0, OutcomeStatus::Error);
+        // Reported on the final message, before the supervisor's exit report.
+        let early = Classify {
+            early: true,
+            exit_known: false,
+            script: None,
+            reaper: None,
+            ..base()
+        };
+        assert_eq!(classify(early), (OutcomeStatus::Completed, None, None));
+        let early_err = classify(Classify {
+            early: true,
+            exit_known: false,
+            script: None,
+            reaper: None,
+            final_msg: Some(WorkerMessage::Error {
+                error_type: "KeyError".into(),
+                message: "'x'".into(),
+                traceback: String::new(),
+            }),
+            ..base()
+        });
+        assert_eq!(early_err.1.as_deref(), Some("KeyError"));
     }
 }

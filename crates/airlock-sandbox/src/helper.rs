@@ -247,7 +247,7 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
                 break;
             }
         }
-        let Some((_, fds)) =
+        let Some((msg, fds)) =
             sys::recv_with_fds(ctrl, 64 * 1024, nix::sys::socket::MsgFlags::empty())
                 .map_err(|e| e.to_string())?
         else {
@@ -257,9 +257,10 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
             continue;
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        if sys::send_with_fds(spare.as_raw_fd(), b"job", &raw).is_err() {
+        // The server's message (`{"type":"run","network":..}`) goes on verbatim.
+        if sys::send_with_fds(spare.as_raw_fd(), &msg, &raw).is_err() {
             spare = make_spare()?;
-            let _ = sys::send_with_fds(spare.as_raw_fd(), b"job", &raw);
+            let _ = sys::send_with_fds(spare.as_raw_fd(), &msg, &raw);
         }
         drop(fds);
         spare = make_spare()?;

@@ -58,12 +58,16 @@ pub(crate) struct IsolateRequest {
     pub zygote_pid: i32,
 }
 
-/// The job's file descriptors as received by the supervisor.
+/// The job's file descriptors as received by the supervisor, and what the job asks of
+/// the execution's namespaces.
 struct JobFds {
     proto: OwnedFd,
     status: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// The job wants egress: bring `lo` up and hand the server a listener on
+    /// 127.0.0.1:[`crate::PROXY_PORT`] (the only way out, through the server's proxy).
+    network: bool,
 }
 
 /// Entry point called (through ctypes, by address) in the process the zygote just forked.
@@ -114,7 +118,13 @@ const NS_FLAGS: [(libc::c_int, Layer); 5] = [
 
 /// Blocks until the zygote hands over a job. `None` if the zygote went away.
 fn wait_for_job(spare: RawFd) -> Option<JobFds> {
-    let (_, fds) = sys::recv_with_fds(spare, 4096, nix::sys::socket::MsgFlags::empty()).ok()??;
+    let (msg, fds) =
+        sys::recv_with_fds(spare, 4096, nix::sys::socket::MsgFlags::empty()).ok()??;
+    // The zygote forwards the server's message verbatim: `{"type":"run","network":..}`.
+    let network = serde_json::from_slice::<serde_json::Value>(&msg)
+        .ok()
+        .and_then(|v| v.get("network").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false);
     let mut it = fds.into_iter();
     let (Some(proto), Some(status), Some(stdout), Some(stderr), None) =
         (it.next(), it.next(), it.next(), it.next(), it.next())
@@ -126,7 +136,41 @@ fn wait_for_job(spare: RawFd) -> Option<JobFds> {
         status,
         stdout,
         stderr,
+        network,
     })
+}
+
+/// Egress for a job that asked for it: `lo` up in the execution's own (empty) network
+/// namespace and a listener on 127.0.0.1:PROXY_PORT, passed to the server with
+/// SCM_RIGHTS before the script starts. The script never holds the listener: S was
+/// forked before it existed. Only with a private network namespace: without one the
+/// port would be on the host's loopback.
+fn setup_egress(status: RawFd, net_ns: bool) {
+    let result = if !net_ns {
+        Err("the execution has no private network namespace".to_string())
+    } else {
+        sys::loopback_up()
+            .map_err(|e| format!("bringing lo up: {e}"))
+            .and_then(|()| {
+                sys::tcp_listen_loopback(crate::PROXY_PORT, 128)
+                    .map_err(|e| format!("listening on 127.0.0.1:{}: {e}", crate::PROXY_PORT))
+            })
+    };
+    match result {
+        Ok(listener) => {
+            status_send(
+                status,
+                &serde_json::json!({"type": "proxy", "port": crate::PROXY_PORT}),
+                &[listener.as_raw_fd()],
+            );
+            // Our copy closes here; the server's is the only one left.
+        }
+        Err(e) => status_send(
+            status,
+            &serde_json::json!({"type": "proxy", "error": e}),
+            &[],
+        ),
+    }
 }
 
 /// Reports a set-up failure once a job (and so a status socket) exists, then exits.
@@ -232,6 +276,9 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     };
     sys::close(spare);
     let status = job.status.as_raw_fd();
+    if job.network {
+        setup_egress(status, layers.net_ns);
+    }
     // Hand S its fds; if S already died in set-up, the report says why.
     let _ = sys::send_with_fds(
         cs_c.as_raw_fd(),
@@ -540,7 +587,10 @@ fn script_process(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, cs
 
     // 5. Landlock.
     layers.landlock_abi = plan.landlock_abi;
-    match crate::landlock_rules::apply(&plan.landlock, plan.landlock_abi) {
+    // The proxy port is the one TCP connect allowed, and only inside a private network
+    // namespace (where 127.0.0.1 is the execution's own loopback, up only with egress).
+    let proxy_port = layers.net_ns.then_some(crate::PROXY_PORT);
+    match crate::landlock_rules::apply(&plan.landlock, plan.landlock_abi, proxy_port) {
         Ok(out) => {
             layers.landlock = out.fs;
             layers.landlock_net = out.net;

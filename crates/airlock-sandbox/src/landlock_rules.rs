@@ -4,13 +4,15 @@
 //! mounted (rules bind to inodes, so a ruleset made earlier could not name them). It is
 //! a second, independent wall behind the mount view: even if the view were wrong, the
 //! script can only read the listed system paths and write its own scratch. On ABI >= 4
-//! it also refuses every TCP bind/connect, and on ABI >= 6 it scopes abstract unix
-//! sockets and signals to the execution's own Landlock domain.
+//! it also refuses every TCP bind and every TCP connect except to the egress proxy's
+//! port (which exists only on the execution's own loopback, and only when the job has
+//! egress), and on ABI >= 6 it scopes abstract unix sockets and signals to the
+//! execution's own Landlock domain.
 
 use crate::plan::LandlockPaths;
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 /// What was enforced.
@@ -38,8 +40,22 @@ pub(crate) fn read_only_access(abi: ABI) -> BitFlags<AccessFs> {
     (AccessFs::ReadFile | AccessFs::ReadDir) & AccessFs::from_all(abi)
 }
 
-/// Creates and enforces the ruleset on the calling thread.
-pub(crate) fn apply(paths: &LandlockPaths, kernel_abi: i32) -> Result<LandlockOutcome, String> {
+/// The network rules: TCP connect to the proxy port only; no TCP bind at all (no rule
+/// grants `BindTcp`).
+pub(crate) fn net_rules(proxy_port: Option<u16>) -> Vec<NetPort> {
+    proxy_port
+        .into_iter()
+        .map(|p| NetPort::new(p, AccessNet::ConnectTcp))
+        .collect()
+}
+
+/// Creates and enforces the ruleset on the calling thread. `proxy_port`: the one port a
+/// TCP connect may go to (the egress proxy's listener on the execution's loopback).
+pub(crate) fn apply(
+    paths: &LandlockPaths,
+    kernel_abi: i32,
+    proxy_port: Option<u16>,
+) -> Result<LandlockOutcome, String> {
     if kernel_abi < 1 {
         return Ok(LandlockOutcome::default());
     }
@@ -74,6 +90,17 @@ pub(crate) fn apply(paths: &LandlockPaths, kernel_abi: i32) -> Result<LandlockOu
             AccessFs::from_all(abi),
         ))
         .map_err(|e| format!("landlock rules: {e}"))?;
+    let created = if want_net {
+        created
+            .add_rules(
+                net_rules(proxy_port)
+                    .into_iter()
+                    .map(Ok::<_, landlock::RulesetError>),
+            )
+            .map_err(|e| format!("landlock net rules: {e}"))?
+    } else {
+        created
+    };
     let status = created
         .restrict_self()
         .map_err(|e| format!("landlock restrict_self: {e}"))?;
@@ -104,6 +131,8 @@ mod tests {
             assert!(!device_access(abi).contains(AccessFs::MakeReg));
         }
         assert_eq!(target_abi(42), ABI::V9);
+        assert_eq!(net_rules(None).len(), 0);
+        assert_eq!(net_rules(Some(3128)).len(), 1);
         assert_eq!(target_abi(7), ABI::V7);
     }
 }

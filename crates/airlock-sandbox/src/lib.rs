@@ -36,9 +36,9 @@ mod seccomp;
 mod sys;
 
 pub use config::{Layer, LayerReport, Limits, SandboxConfig};
-pub use execution::{Event, Execution, Outcome, OutcomeStatus};
+pub use execution::{Event, Execution, Outcome, OutcomeStatus, PendingProxy};
 pub use helper::{helper_main, is_helper_invocation, BASE_ENV, HELPER_ARG};
-pub use sandbox::{Job, Sandbox};
+pub use sandbox::{proxy_env, Job, Sandbox, PROXY_PORT};
 pub use sys::signal_name;
 
 /// Errors of the sandbox API.

@@ -8,7 +8,7 @@
 
 use crate::cgroup::SlotCgroup;
 use crate::config::{Layer, LayerReport, SandboxConfig};
-use crate::execution::{drive, DriverIo, Event, Execution, JobSpec, OutcomeStatus};
+use crate::execution::{drive, DriverIo, Event, Execution, JobSpec, OutcomeStatus, PendingProxy};
 use crate::plan::{self, HelperConfig, PythonInfo};
 use crate::{sys, Error, Result};
 use serde_json::{json, Value};
@@ -30,8 +30,33 @@ pub struct Job {
     pub settings: BTreeMap<String, String>,
     /// Wall-clock budget; paused while waiting for LLM answers.
     pub timeout: Duration,
-    /// Extra environment variables (e.g. HTTP(S)_PROXY), added to the base environment.
+    /// Extra environment variables, added to the base environment.
     pub env: BTreeMap<String, String>,
+    /// Egress through the server's proxy: the execution's loopback comes up with a
+    /// listener on 127.0.0.1:[`PROXY_PORT`] handed to the server
+    /// ([`Execution::take_proxy`]) and the proxy variables ([`proxy_env`]) are set. Without
+    /// it the execution has no network at all (its namespace's `lo` stays down).
+    pub network: bool,
+}
+
+/// The port of the egress proxy on each execution's own loopback (Squid's customary
+/// port). The only TCP port a script may connect to (Landlock).
+pub const PROXY_PORT: u16 = 3128;
+
+/// The variables that point HTTP clients (urllib, requests, httpx, pip, curl) at the
+/// egress proxy; set for jobs with [`Job::network`], overriding the job's own `env`.
+pub fn proxy_env() -> Vec<(&'static str, String)> {
+    let url = format!("http://127.0.0.1:{PROXY_PORT}");
+    let mut out = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        out.push((name, url.clone()));
+    }
+    for name in ["http_proxy", "https_proxy", "all_proxy"] {
+        out.push((name, url.clone()));
+    }
+    out.push(("NO_PROXY", String::new()));
+    out.push(("no_proxy", String::new()));
+    out
 }
 
 /// An async SOCK_SEQPACKET socket (tokio has no native type for it).
@@ -314,12 +339,16 @@ impl Sandbox {
         // Probe: one real execution per slot.
         let mut child_layers: Option<LayerReport> = None;
         for _ in 0..sandbox.inner.slots.len() {
+            // The probe needs the layer report, which only comes with the exit status.
             let mut exec = sandbox
-                .run(Job {
-                    script: PROBE_SCRIPT.into(),
-                    timeout: Duration::from_secs(30),
-                    ..Default::default()
-                })
+                .run_inner(
+                    Job {
+                        script: PROBE_SCRIPT.into(),
+                        timeout: Duration::from_secs(30),
+                        ..Default::default()
+                    },
+                    false,
+                )
                 .await?;
             let outcome = loop {
                 if let Event::Finished(o) = exec.next_event().await {
@@ -400,6 +429,14 @@ impl Sandbox {
 
     /// Runs a job; waits for a free slot first.
     pub async fn run(&self, job: Job) -> Result<Execution> {
+        self.run_inner(job, true).await
+    }
+
+    /// `early_finish`: report the outcome as soon as the worker's final message and the
+    /// end of both output pipes are in (the tree's teardown then finishes off the
+    /// critical path; the slot stays held until it is gone). Without it the outcome
+    /// waits for the supervisor's exit report (and so carries the layer report).
+    async fn run_inner(&self, job: Job, early_finish: bool) -> Result<Execution> {
         let inner = &self.inner;
         if inner.shut.load(Ordering::SeqCst) {
             return Err(Error::ShutDown);
@@ -428,6 +465,8 @@ impl Sandbox {
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
         ];
+        // Forwarded verbatim by the zygote to the execution's supervisor.
+        let control = json!({"type": "run", "network": job.network}).to_string();
         {
             let mut slot = inner.slots[idx].lock().await;
             let mut attempt = 0;
@@ -441,7 +480,7 @@ impl Sandbox {
                     *slot = Some(p);
                 }
                 let p = slot.as_ref().expect("slot present");
-                match p.ctrl.send(br#"{"type":"run"}"#, &fds).await {
+                match p.ctrl.send(control.as_bytes(), &fds).await {
                     Ok(()) => break,
                     Err(e) if attempt == 0 => {
                         attempt += 1;
@@ -457,11 +496,17 @@ impl Sandbox {
         drop((proto_wrk, status_wrk, out_w, err_w));
 
         let limits = &inner.cfg.limits;
+        let mut env = job.env;
+        if job.network {
+            for (k, v) in proxy_env() {
+                env.insert(k.to_string(), v);
+            }
+        }
         let run_frame = json!({
             "type": "run",
             "script": job.script,
             "settings": job.settings,
-            "env": job.env,
+            "env": env,
             "limits": {
                 "memory_bytes": limits.memory_bytes,
                 "cpu_seconds": limits.cpu_seconds,
@@ -486,17 +531,25 @@ impl Sandbox {
             output_bytes: limits.output_bytes,
             memory_bytes: limits.memory_bytes,
             cpu_seconds: limits.cpu_seconds,
+            early_finish,
         };
         let (ev_tx, ev_rx) = mpsc::channel(16);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let pid = Arc::new(AtomicI32::new(0));
-        tokio::spawn(drive(io, spec, ev_tx, cmd_rx, pid.clone(), guard));
+        let (proxy_tx, proxy) = if job.network {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(PendingProxy(rx)))
+        } else {
+            (None, None)
+        };
+        tokio::spawn(drive(io, spec, ev_tx, cmd_rx, pid.clone(), proxy_tx, guard));
         Ok(Execution {
             events: ev_rx,
             cmds: cmd_tx,
             pid,
             pending: BTreeSet::new(),
             finished: None,
+            proxy,
         })
     }
 

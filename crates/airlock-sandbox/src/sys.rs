@@ -545,3 +545,67 @@ pub fn signal_name(sig: i32) -> &'static str {
         _ => "signal",
     }
 }
+
+/// Brings the loopback interface of the calling process's network namespace up
+/// (`SIOCSIFFLAGS` with `IFF_UP`). Needs CAP_NET_ADMIN over that namespace, which the
+/// supervisor has in the user namespace it created.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() with integer arguments; the fd is owned right away.
+    let fd =
+        cvt_i(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by socket() and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the interface name and writes ifr_flags in `req`, a live,
+    // correctly sized ifreq.
+    cvt_i(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) })?;
+    // SAFETY: the kernel filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, a live ifreq naming "lo" with the new flags.
+    cvt_i(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })?;
+    Ok(())
+}
+
+/// A listening TCP socket on 127.0.0.1:`port` in the calling process's network
+/// namespace (close-on-exec, blocking; the receiver sets its own mode).
+pub(crate) fn tcp_listen_loopback(port: u16, backlog: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket() with integer arguments; the fd is owned right away.
+    let fd =
+        cvt_i(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by socket() and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: SO_REUSEADDR takes a c_int; pointer and length describe `one`.
+    cvt_i(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: pointer and length describe a live sockaddr_in.
+    cvt_i(unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })?;
+    // SAFETY: listen() with integer arguments on our own socket.
+    cvt_i(unsafe { libc::listen(sock.as_raw_fd(), backlog) })?;
+    Ok(sock)
+}

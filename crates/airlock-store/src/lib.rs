@@ -52,6 +52,8 @@ pub trait Store: Send + Sync + 'static {
     async fn session_touch(&self, token_hash: &str, at: DateTime<Utc>) -> Result<()>;
     async fn session_delete(&self, token_hash: &str) -> Result<()>;
     async fn session_delete_expired(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Live (unexpired) sessions, newest first.
+    async fn sessions_list(&self, now: DateTime<Utc>) -> Result<Vec<SessionRow>>;
     /// Ends every session except `keep_token_hash` (after a password change).
     async fn session_delete_others(&self, keep_token_hash: &str) -> Result<u64>;
 
@@ -95,4 +97,19 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every non-terminal execution as `error` with `message`; returns how many.
     async fn executions_interrupt(&self, message: &str, at: DateTime<Utc>) -> Result<u64>;
     async fn execution_stats(&self, since: Option<DateTime<Utc>>) -> Result<ExecutionStats>;
+
+    // --- egress log ---
+    async fn egress_insert(&self, row: &EgressRow) -> Result<()>;
+    /// An execution's egress attempts, oldest first.
+    async fn egress_list(&self, execution_id: &str) -> Result<Vec<EgressRow>>;
+    /// Allowed and refused attempts since `since` (all time when `None`).
+    async fn egress_counts(&self, since: Option<DateTime<Utc>>) -> Result<EgressCounts>;
+
+    // --- import (encrypted export files) ---
+    /// Applies a whole import in one transaction: all of it or none of it. Fails
+    /// with [`StoreError::Conflict`] when a row it adds collides with one that
+    /// appeared since the plan was made, and [`StoreError::NotFound`] when a row it
+    /// replaces is gone. Returns how many executions were inserted (the others
+    /// already existed).
+    async fn import_apply(&self, plan: &ImportPlan) -> Result<u64>;
 }

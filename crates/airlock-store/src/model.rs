@@ -143,3 +143,57 @@ pub struct ExecutionStats {
     /// Durations (ms) of finished executions, ascending, most recent 10 000.
     pub durations_ms: Vec<i64>,
 }
+
+/// One connection attempt through the egress proxy. Text fields are already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRow {
+    pub execution_id: String,
+    /// When the attempt started.
+    pub at: DateTime<Utc>,
+    /// The host as the script asked for it (name or IP literal).
+    pub host: String,
+    pub port: u16,
+    /// `CONNECT` for tunnels, else the HTTP method of a plain-HTTP request.
+    pub method: String,
+    /// Path of a plain-HTTP request (no query string); `None` for tunnels.
+    pub path: Option<String>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub allowed: bool,
+    /// The rule that allowed it, or why it was refused.
+    pub reason: String,
+}
+
+/// Egress attempts counted for the stats view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EgressCounts {
+    pub allowed: i64,
+    pub refused: i64,
+}
+
+/// A credential an import writes: a new row, or (when `replace`) new contents for
+/// the existing row with the same id. `row.value` is already sealed for `row.id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportCredential {
+    pub row: CredentialRow,
+    pub replace: bool,
+}
+
+/// A profile an import writes. The rows listed in `replaces` (same id or same key
+/// id) are deleted first; `row.secret` is already sealed for `row.id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportProfile {
+    pub row: ProfileRow,
+    pub replaces: Vec<String>,
+    pub credential_ids: Vec<String>,
+}
+
+/// Everything one import writes, applied in one transaction by
+/// [`crate::Store::import_apply`]: all of it or none of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportPlan {
+    pub credentials: Vec<ImportCredential>,
+    pub profiles: Vec<ImportProfile>,
+    /// Inserted unless an execution with the same id exists.
+    pub executions: Vec<ExecutionRow>,
+}

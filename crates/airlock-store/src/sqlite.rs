@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    status, CredentialRow, ExecutionFilter, ExecutionRow, ExecutionStats, ExecutionSummary,
-    ProfileRow, Result, SessionRow, Store, StoreError,
+    status, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
+    ExecutionSummary, ImportPlan, ProfileRow, Result, SessionRow, Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -216,6 +216,23 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+
+    async fn sessions_list(&self, now: DateTime<Utc>) -> Result<Vec<SessionRow>> {
+        sqlx::query("SELECT * FROM admin_sessions WHERE expires_at > ? ORDER BY last_seen_at DESC")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(SessionRow {
+                    token_hash: r.try_get("token_hash")?,
+                    created_at: r.try_get("created_at")?,
+                    last_seen_at: r.try_get("last_seen_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn session_delete_others(&self, keep_token_hash: &str) -> Result<u64> {
@@ -606,6 +623,184 @@ impl Store for SqliteStore {
             durations_ms,
         })
     }
+
+    async fn egress_insert(&self, e: &EgressRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.execution_id)
+        .bind(e.at)
+        .bind(&e.host)
+        .bind(i64::from(e.port))
+        .bind(&e.method)
+        .bind(&e.path)
+        .bind(e.bytes_up)
+        .bind(e.bytes_down)
+        .bind(e.allowed)
+        .bind(&e.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn egress_list(&self, execution_id: &str) -> Result<Vec<EgressRow>> {
+        sqlx::query("SELECT * FROM egress_log WHERE execution_id = ? ORDER BY id")
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let port: i64 = r.try_get("port")?;
+                Ok(EgressRow {
+                    execution_id: r.try_get("execution_id")?,
+                    at: r.try_get("at")?,
+                    host: r.try_get("host")?,
+                    port: u16::try_from(port)
+                        .map_err(|_| StoreError::Config(format!("corrupt egress port {port}")))?,
+                    method: r.try_get("method")?,
+                    path: r.try_get("path")?,
+                    bytes_up: r.try_get("bytes_up")?,
+                    bytes_down: r.try_get("bytes_down")?,
+                    allowed: r.try_get("allowed")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn egress_counts(&self, since: Option<DateTime<Utc>>) -> Result<EgressCounts> {
+        let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(allowed), 0) AS allowed, COALESCE(SUM(1 - allowed), 0) AS refused \
+             FROM egress_log WHERE at >= ?",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(EgressCounts {
+            allowed: row.try_get("allowed")?,
+            refused: row.try_get("refused")?,
+        })
+    }
+
+    async fn import_apply(&self, plan: &ImportPlan) -> Result<u64> {
+        import_apply(&self.pool, plan).await
+    }
+}
+
+/// [`Store::import_apply`]: one transaction; any error rolls all of it back.
+async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    for c in &plan.credentials {
+        let row = &c.row;
+        if c.replace {
+            let r = sqlx::query(
+                "UPDATE credentials SET description = ?, value = ?, created_at = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(&row.description)
+            .bind(&row.value)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        } else {
+            sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)")
+                .bind(&row.id)
+                .bind(&row.name)
+                .bind(&row.description)
+                .bind(&row.value)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Conflict(format!("credential {} already exists", row.name))
+                    } else {
+                        e.into()
+                    }
+                })?;
+        }
+    }
+    for p in &plan.profiles {
+        for old in &p.replaces {
+            let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        let row = &p.row;
+        sqlx::query(
+            "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, created_at, updated_at, last_used_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.description)
+        .bind(&row.key_id)
+        .bind(&row.secret)
+        .bind(row.locked)
+        .bind(row.revoked)
+        .bind(row.expires_at)
+        .bind(hosts_json(&row.allowed_hosts))
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.last_used_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("profile {} (or its key id) already exists", row.id))
+            } else {
+                e.into()
+            }
+        })?;
+        for cid in &p.credential_ids {
+            sqlx::query("INSERT INTO profile_credentials(profile_id, credential_id) VALUES(?, ?) ON CONFLICT DO NOTHING")
+                .bind(&row.id)
+                .bind(cid)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let mut inserted = 0;
+    for e in &plan.executions {
+        let r = sqlx::query(
+            "INSERT INTO executions(id, profile_id, status, script, script_sha256, timeout_secs, result, stdout, stderr, \
+             error, llm_request, llm_exchanges, redactions, execution_time_ms, llm_wait_ms, created_at, started_at, completed_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.profile_id)
+        .bind(&e.status)
+        .bind(&e.script)
+        .bind(&e.script_sha256)
+        .bind(e.timeout_secs)
+        .bind(&e.result)
+        .bind(&e.stdout)
+        .bind(&e.stderr)
+        .bind(&e.error)
+        .bind(&e.llm_request)
+        .bind(&e.llm_exchanges)
+        .bind(&e.redactions)
+        .bind(e.execution_time_ms)
+        .bind(e.llm_wait_ms)
+        .bind(e.created_at)
+        .bind(e.started_at)
+        .bind(e.completed_at)
+        .execute(&mut *tx)
+        .await?;
+        inserted += r.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 #[cfg(test)]
@@ -738,6 +933,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn egress_log_lists_in_order_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let row = |exec: &str, host: &str, allowed: bool| EgressRow {
+            execution_id: exec.into(),
+            at: now(),
+            host: host.into(),
+            port: 443,
+            method: "CONNECT".into(),
+            path: None,
+            bytes_up: 10,
+            bytes_down: 20,
+            allowed,
+            reason: if allowed {
+                "api.example.com"
+            } else {
+                "not listed"
+            }
+            .into(),
+        };
+        let a = row("e1", "api.example.com", true);
+        let b = EgressRow {
+            method: "GET".into(),
+            path: Some("/x".into()),
+            port: 80,
+            ..row("e1", "evil.example", false)
+        };
+        s.egress_insert(&a).await.unwrap();
+        s.egress_insert(&b).await.unwrap();
+        s.egress_insert(&row("e2", "other", false)).await.unwrap();
+        assert_eq!(s.egress_list("e1").await.unwrap(), vec![a, b]);
+        assert_eq!(s.egress_list("nope").await.unwrap(), vec![]);
+        assert_eq!(
+            s.egress_counts(None).await.unwrap(),
+            EgressCounts {
+                allowed: 1,
+                refused: 2
+            }
+        );
+        let later = now() + chrono::Duration::days(1);
+        assert_eq!(
+            s.egress_counts(Some(later)).await.unwrap(),
+            EgressCounts::default()
+        );
+    }
+
+    #[tokio::test]
     async fn executions_filter_interrupt_and_stats() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
@@ -804,5 +1046,80 @@ mod tests {
         );
         assert_eq!(st.durations_ms, vec![5]);
         assert_eq!(st.by_profile.iter().map(|p| p.1).sum::<i64>(), 4);
+    }
+
+    #[tokio::test]
+    async fn import_apply_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let mut existing = profile("prf_old");
+        existing.key_id = Some("ark_taken".into());
+        s.profile_insert(&existing).await.unwrap();
+        s.credential_insert(&cred("cred_old", "OLD")).await.unwrap();
+
+        let mut clash = profile("prf_new");
+        clash.key_id = Some("ark_taken".into());
+        let bad = ImportPlan {
+            credentials: vec![crate::ImportCredential {
+                row: cred("cred_new", "NEW"),
+                replace: false,
+            }],
+            profiles: vec![crate::ImportProfile {
+                row: clash.clone(),
+                replaces: vec![],
+                credential_ids: vec!["cred_new".into()],
+            }],
+            executions: vec![exec("e1", "prf_new", status::COMPLETED, Some(1))],
+        };
+        let err = s.import_apply(&bad).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(s.credential_get("NEW").await.unwrap().is_none());
+        assert!(s.execution_get("e1").await.unwrap().is_none());
+
+        // Replacing the holder of the key id, and overwriting a credential in place.
+        let mut old = cred("cred_old", "OLD");
+        old.description = "overwritten".into();
+        old.value = Some(vec![4, 5]);
+        let good = ImportPlan {
+            credentials: vec![
+                crate::ImportCredential {
+                    row: cred("cred_new", "NEW"),
+                    replace: false,
+                },
+                crate::ImportCredential {
+                    row: old.clone(),
+                    replace: true,
+                },
+            ],
+            profiles: vec![crate::ImportProfile {
+                row: clash,
+                replaces: vec!["prf_old".into()],
+                credential_ids: vec!["cred_new".into(), "cred_old".into()],
+            }],
+            executions: vec![exec("e1", "prf_new", status::COMPLETED, Some(1))],
+        };
+        assert_eq!(s.import_apply(&good).await.unwrap(), 1);
+        assert!(s.profile_get("prf_old").await.unwrap().is_none());
+        let p = s.profile_get_by_key_id("ark_taken").await.unwrap().unwrap();
+        assert_eq!(p.id, "prf_new");
+        let names: Vec<String> = s
+            .profile_credentials("prf_new")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, vec!["NEW", "OLD"]);
+        let c = s.credential_get("OLD").await.unwrap().unwrap();
+        assert_eq!(
+            (c.description.as_str(), c.value),
+            ("overwritten", Some(vec![4, 5]))
+        );
+        // The same executions again are skipped, not duplicated.
+        let again = ImportPlan {
+            executions: good.executions.clone(),
+            ..Default::default()
+        };
+        assert_eq!(s.import_apply(&again).await.unwrap(), 0);
     }
 }

@@ -50,6 +50,118 @@
     return data;
   }
 
+  // A POST whose answer is a file (the export): returns { blob, filename }.
+  async function download(url, body) {
+    let resp;
+    try {
+      resp = await fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { "Content-Type": "application/json", Accept: "application/octet-stream, application/json" },
+        body: JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError("Cannot reach the Airlock server. Check that it is running and try again.", 0, "network");
+    }
+    if (!resp.ok) {
+      let data = null;
+      try { data = await resp.json(); } catch (e) { data = null; }
+      const code = data && data.code;
+      if (resp.status === 401 && code === "not_authenticated") {
+        location.assign("/ui/login?next=" + encodeURIComponent(location.pathname));
+      }
+      throw new ApiError((data && data.detail) || ("Request failed (" + resp.status + ")"), resp.status, code);
+    }
+    const disposition = resp.headers.get("Content-Disposition") || "";
+    const m = /filename="([^"]+)"/.exec(disposition);
+    return { blob: await resp.blob(), filename: m ? m[1] : "airlock.airlock" };
+  }
+
+  function saveBlob(blob, filename) {
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = filename;
+    a.hidden = true;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  function fileBase64(file) {
+    return new Promise((resolve, reject) => {
+      const r = new FileReader();
+      r.onload = () => {
+        const s = String(r.result);
+        resolve(s.slice(s.indexOf(",") + 1));
+      };
+      r.onerror = () => reject(new ApiError("Cannot read the chosen file."));
+      r.readAsDataURL(file);
+    });
+  }
+
+  // ----- import preview -----
+
+  function importRow(tbody, kind, name, detail, result) {
+    const tr = document.createElement("tr");
+    const cells = [kind, name, result];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      if (i === 1) {
+        const code = document.createElement("span");
+        code.className = "mono";
+        code.textContent = name;
+        td.appendChild(code);
+        if (detail) {
+          const d = document.createElement("span");
+          d.className = "muted small";
+          d.textContent = " " + detail;
+          td.appendChild(d);
+        }
+      } else {
+        td.textContent = text;
+      }
+      tr.appendChild(td);
+    });
+    tbody.appendChild(tr);
+  }
+
+  function showImportPreview(p) {
+    const form = document.querySelector("form[data-form=import-commit]");
+    const upload = document.querySelector("form[data-form=import-preview]");
+    form.elements.token.value = p.token;
+    const tbody = form.querySelector("[data-import-rows]");
+    tbody.replaceChildren();
+    const exists = "exists here: skipped or overwritten, as chosen below";
+    p.credentials.add.forEach((c) => importRow(tbody, "Credential", c.name, c.value_exists ? "" : "(no value)", "added"));
+    p.credentials.conflict.forEach((c) => importRow(tbody, "Credential", c.name, "", exists));
+    p.profiles.add.forEach((x) => importRow(tbody, "Profile", x.id, x.description, "added"));
+    p.profiles.conflict.forEach((x) => importRow(tbody, "Profile", x.id, x.description, exists));
+    if (p.executions > 0) {
+      importRow(tbody, "History", p.executions + " execution" + (p.executions === 1 ? "" : "s"), "", "added (ones already here are skipped)");
+    }
+    form.querySelector("[data-import-choice=credentials]").hidden = p.credentials.conflict.length === 0;
+    form.querySelector("[data-import-choice=profiles]").hidden = p.profiles.conflict.length === 0;
+    form.querySelectorAll("input[type=radio][value=skip]").forEach((r) => { r.checked = true; });
+    const when = new Date(p.exported_at);
+    form.querySelector("[data-import-summary]").textContent =
+      "File exported " + (isNaN(when) ? p.exported_at : when.toLocaleString()) +
+      ". Nothing has been written yet; confirm within " + Math.round(p.expires_in / 60) + " minutes.";
+    formError(form, "");
+    upload.hidden = true;
+    form.hidden = false;
+    form.scrollIntoView({ block: "nearest" });
+  }
+
+  function importCounts(label, c) {
+    const parts = [c.added + " added"];
+    if (c.overwritten) parts.push(c.overwritten + " overwritten");
+    if (c.skipped) parts.push(c.skipped + " skipped");
+    return label + ": " + parts.join(", ");
+  }
+
   const enc = encodeURIComponent;
   const profileId = () => document.body.dataset.profile;
 
@@ -248,6 +360,58 @@
       showFlash("Password changed.", false);
     },
 
+    async export(form) {
+      const min = parseInt(document.getElementById("export-strength").dataset.min, 10);
+      const password = form.elements.password.value;
+      const passphrase = form.elements.passphrase.value;
+      if (!password) throw new ApiError("Enter the admin password.");
+      if (Array.from(passphrase).length < min) throw new ApiError("The passphrase must be at least " + min + " characters.");
+      if (passphrase !== form.elements.confirm.value) throw new ApiError("The two passphrases do not match.");
+      const body = { password, passphrase, include_executions: form.elements.include_executions.checked };
+      if ((form.querySelector("input[name=scope]:checked") || {}).value === "chosen") {
+        body.profiles = Array.from(form.querySelectorAll("input[name=profiles]:checked")).map((c) => c.value);
+        if (body.profiles.length === 0) throw new ApiError("Choose at least one profile, or export everything.");
+      }
+      const { blob, filename } = await download("/api/admin/export", body);
+      form.elements.password.value = "";
+      form.elements.passphrase.value = "";
+      form.elements.confirm.value = "";
+      updateStrength(form.elements.passphrase);
+      saveBlob(blob, filename);
+      showFlash("Export saved as " + filename + ". It holds every secret in it: keep it and its passphrase apart and safe.", false);
+    },
+
+    async "import-preview"(form) {
+      const file = form.elements.file.files[0];
+      if (!file) throw new ApiError("Choose the .airlock file to import.");
+      if (file.size > parseInt(form.dataset.max, 10)) {
+        throw new ApiError("The file is larger than the import limit of " + form.dataset.maxMib + " MiB (AIRLOCK_MAX_IMPORT_BYTES).");
+      }
+      const password = form.elements.password.value;
+      const passphrase = form.elements.passphrase.value;
+      if (!password) throw new ApiError("Enter the admin password.");
+      if (!passphrase) throw new ApiError("Enter the file's passphrase.");
+      const p = await api("POST", "/api/admin/import/preview", { file: await fileBase64(file), password, passphrase });
+      form.elements.password.value = "";
+      form.elements.passphrase.value = "";
+      showImportPreview(p);
+    },
+
+    async "import-commit"(form) {
+      const choice = (n) => (form.querySelector("input[name=" + n + "]:checked") || {}).value || "skip";
+      const r = await api("POST", "/api/admin/import/commit", {
+        token: form.elements.token.value,
+        credentials: choice("credentials"),
+        profiles: choice("profiles"),
+      });
+      form.elements.token.value = "";
+      reloadWith("Import done. " + [
+        importCounts("Credentials", r.credentials),
+        importCounts("profiles", r.profiles),
+        importCounts("history", r.executions),
+      ].join("; ") + ".");
+    },
+
     async "cred-create"(form) {
       const name = form.elements.name.value.trim();
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(name)) {
@@ -362,6 +526,11 @@
       location.assign("/ui/login");
     },
 
+    async "logout-others"() {
+      const r = await api("POST", "/api/admin/sessions/logout-others", {});
+      reloadWith(r.ended === 1 ? "1 other session ended." : `${r.ended} other sessions ended.`);
+    },
+
     fill(btn) { openValueDialog(btn.dataset.name, btn.dataset.desc); },
 
     "cred-edit"(btn) { openDescDialog(btn.dataset.name, btn.dataset.desc); },
@@ -435,6 +604,15 @@
     },
 
     "copy-key"() { return copyKey(); },
+
+    "import-cancel"() {
+      const form = document.querySelector("form[data-form=import-commit]");
+      form.elements.token.value = "";
+      form.hidden = true;
+      const upload = document.querySelector("form[data-form=import-preview]");
+      upload.reset();
+      upload.hidden = false;
+    },
   };
 
   document.addEventListener("click", async (ev) => {
@@ -469,6 +647,9 @@
 
   document.addEventListener("change", (ev) => {
     const t = ev.target;
+    if (t.matches("form[data-form=export] input[name=scope]")) {
+      t.closest("form").querySelector("[data-export-profiles]").hidden = t.value !== "chosen";
+    }
     if (t.matches("form[data-form=profile-hosts] input[name=mode]")) {
       const form = t.closest("form");
       form.querySelector("[data-hosts-list]").hidden = t.value !== "list";

@@ -42,6 +42,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     pub key_origin: KeyOrigin,
     pub runner: Arc<Runner>,
+    /// Decrypted import files waiting for the operator's confirmation.
+    pub imports: Arc<crate::transfer::PendingImports>,
 }
 
 impl AppState {
@@ -134,6 +136,7 @@ impl App {
                 login_limiter: Arc::new(LoginLimiter::default()),
                 key_origin,
                 runner,
+                imports: Arc::default(),
             },
         })
     }

@@ -188,6 +188,32 @@ pub async fn change_password(
     Ok(())
 }
 
+/// Checks a re-entered admin password before a sensitive action (export,
+/// import), throttled per client address like logins.
+pub async fn reauthenticate(state: &AppState, ip: IpAddr, password: &str) -> ApiResult<()> {
+    if let Some(wait) = state.login_limiter.locked_for(ip) {
+        return Err(ApiError::too_many(
+            format!("too many wrong passwords; try again in {wait} s"),
+            wait,
+        ));
+    }
+    let phc = state
+        .store
+        .meta_get(META_PASSWORD)
+        .await?
+        .ok_or_else(|| ApiError::conflict("setup_required", "no admin password is set"))?;
+    let phc = String::from_utf8(phc).map_err(|_| ApiError::internal())?;
+    if !verify_blocking(password.to_string(), phc).await? {
+        state.login_limiter.record_failure(ip);
+        return Err(ApiError::unauthorized(
+            "wrong_password",
+            "the admin password is wrong",
+        ));
+    }
+    state.login_limiter.reset(ip);
+    Ok(())
+}
+
 async fn hash_blocking(password: String) -> ApiResult<String> {
     tokio::task::spawn_blocking(move || vault::hash_password(&password))
         .await
@@ -223,6 +249,44 @@ pub async fn end_session(state: &AppState, token: &str) -> ApiResult<()> {
         .session_delete(&ids::sha256_hex(token.as_bytes()))
         .await?;
     Ok(())
+}
+
+/// A session as the operator sees it: a short fingerprint of its hash, never the token.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub current: bool,
+    pub created_at: chrono::DateTime<Utc>,
+    pub last_seen_at: chrono::DateTime<Utc>,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Live admin sessions, the caller's own marked `current`.
+pub async fn list_sessions(state: &AppState, current_token: &str) -> ApiResult<Vec<SessionView>> {
+    let mine = ids::sha256_hex(current_token.as_bytes());
+    let now = Utc::now();
+    Ok(state
+        .store
+        .sessions_list(now)
+        .await?
+        .into_iter()
+        .filter(|s| s.last_seen_at + SESSION_IDLE > now)
+        .map(|s| SessionView {
+            id: s.token_hash[..12].to_string(),
+            current: s.token_hash == mine,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+        })
+        .collect())
+}
+
+/// Ends every session but the caller's; returns how many ended.
+pub async fn end_other_sessions(state: &AppState, current_token: &str) -> ApiResult<u64> {
+    Ok(state
+        .store
+        .session_delete_others(&ids::sha256_hex(current_token.as_bytes()))
+        .await?)
 }
 
 /// The `Set-Cookie` value for a session token.

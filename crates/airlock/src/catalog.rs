@@ -533,6 +533,44 @@ impl Catalog {
         Ok(ActiveProfile { row, secret })
     }
 
+    // ----- export / import: values in the clear, only inside an encrypted file -----
+
+    /// Opens a credential row's value (for an export file).
+    pub fn open_credential_value(&self, row: &CredentialRow) -> ApiResult<Option<String>> {
+        row.value
+            .as_ref()
+            .map(|sealed| {
+                let v = self.vault.open(&cred_aad(&row.id), sealed)?;
+                String::from_utf8(v).map_err(|_| ApiError::internal())
+            })
+            .transpose()
+    }
+
+    /// Opens a profile row's key secret (for an export file).
+    pub fn open_profile_secret(&self, row: &ProfileRow) -> ApiResult<Option<String>> {
+        row.secret
+            .as_ref()
+            .map(|sealed| {
+                let v = self.vault.open(&profile_aad(&row.id), sealed)?;
+                String::from_utf8(v).map_err(|_| ApiError::internal())
+            })
+            .transpose()
+    }
+
+    /// Seals a value for the credential row `credential_id` under this instance's key.
+    pub fn seal_credential_value(&self, credential_id: &str, value: &str) -> ApiResult<Vec<u8>> {
+        Ok(self
+            .vault
+            .seal(&cred_aad(credential_id), value.as_bytes())?)
+    }
+
+    /// Seals a key secret for the profile row `profile_id` under this instance's key.
+    pub fn seal_profile_secret(&self, profile_id: &str, secret: &str) -> ApiResult<Vec<u8>> {
+        Ok(self
+            .vault
+            .seal(&profile_aad(profile_id), secret.as_bytes())?)
+    }
+
     /// Opens the values of a profile's credentials, for one execution.
     pub async fn open_values(&self, profile_id: &str) -> ApiResult<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();

@@ -77,6 +77,10 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_LLM_TIMEOUT", default_value_t = 600)]
     pub llm_timeout: u64,
 
+    /// Largest accepted export file (`.airlock`) on import, in bytes.
+    #[arg(long, env = "AIRLOCK_MAX_IMPORT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_import_bytes: usize,
+
     /// Program (and arguments) that runs the sandbox helper. Set by the binary
     /// to itself; `None` disables executions (used by API tests).
     #[arg(skip)]
@@ -101,6 +105,7 @@ impl Config {
             max_output_bytes: 1024 * 1024,
             memory_mb: 512,
             llm_timeout: 600,
+            max_import_bytes: 64 * 1024 * 1024,
             sandbox_helper: None,
         }
     }

@@ -10,11 +10,13 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod runner;
 pub mod sandbox;
 pub mod skill;
+pub mod transfer;
 pub mod validate;
 pub mod web;
 

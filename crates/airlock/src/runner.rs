@@ -258,25 +258,42 @@ impl Runner {
         let mut exchanges: Vec<serde_json::Value> = Vec::new();
         let started = Instant::now();
         let mut waited = Duration::ZERO;
-        row.status = status::RUNNING.into();
-        row.started_at = Some(Utc::now());
-        self.save(&row).await;
-
-        let exec = sandbox
-            .run(Job {
-                script: job.script.clone(),
-                settings: job.values.clone(),
-                timeout: job.timeout,
-                env: BTreeMap::new(),
-                ..Job::default()
-            })
-            .await;
+        // Registered before the profile check below, so a revoke that lands
+        // between the check and the start still reaches this execution.
         let cancel = Arc::new(Notify::new());
         self.running
             .lock()
             .expect("running lock")
             .insert(row.id.clone(), (job.profile_id.clone(), cancel.clone()));
         let _unregister = Unregister(self.clone(), row.id.clone());
+
+        // The profile as it is now: it may have been revoked or have expired
+        // while the job waited in the queue, and the admin may have edited
+        // allowed_hosts (the egress policy).
+        let profile = match self.store.profile_get(&job.profile_id).await {
+            Ok(Some(p)) if p.locked && !p.revoked && !p.is_expired(Utc::now()) => p,
+            _ => {
+                row.status = status::ERROR.into();
+                row.error =
+                    Some("the profile was revoked or expired before the script started".into());
+                self.finish(row, started, events).await;
+                return;
+            }
+        };
+        row.status = status::RUNNING.into();
+        row.started_at = Some(Utc::now());
+        self.save(&row).await;
+
+        let policy = crate::egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
+        let exec = sandbox
+            .run(Job {
+                script: job.script.clone(),
+                settings: job.values.clone(),
+                timeout: job.timeout,
+                env: BTreeMap::new(),
+                network: policy.is_some(),
+            })
+            .await;
         let mut exec = match exec {
             Ok(e) => e,
             Err(e) => {
@@ -287,6 +304,12 @@ impl Runner {
                 return;
             }
         };
+        let mut egress = match (policy, exec.take_proxy()) {
+            (Some(policy), Some(pending)) => {
+                Some(self.start_egress(&row.id, policy, pending, &job.values))
+            }
+            _ => None,
+        };
         loop {
             let event = tokio::select! {
                 e = exec.next_event() => e,
@@ -296,6 +319,7 @@ impl Runner {
                     row.llm_request = None;
                     row.status = status::ERROR.into();
                     row.error = Some("the profile was revoked while the script ran".into());
+                    close_egress(egress.take()).await;
                     self.finish(row, started + waited, events).await;
                     return;
                 }
@@ -353,6 +377,7 @@ impl Runner {
                             row.llm_request = None;
                             row.status = st.into();
                             row.error = Some(msg);
+                            close_egress(egress.take()).await;
                             self.finish(row, started + waited, events).await;
                             return;
                         }
@@ -382,6 +407,7 @@ impl Runner {
                         OutcomeStatus::Timeout => status::TIMEOUT,
                     }
                     .into();
+                    close_egress(egress.take()).await;
                     self.finish(row, started + waited, events).await;
                     return;
                 }
@@ -434,6 +460,73 @@ struct Unregister(Arc<Runner>, String);
 impl Drop for Unregister {
     fn drop(&mut self) {
         self.0.running.lock().expect("running lock").remove(&self.1);
+    }
+}
+
+/// One execution's egress proxy and the task writing its log.
+struct EgressSession {
+    stop: watch::Sender<bool>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Runner {
+    /// Serves the execution's egress listener (once the sandbox delivers it) with the
+    /// profile's policy; each attempt is redacted and stored as it ends.
+    fn start_egress(
+        &self,
+        execution_id: &str,
+        policy: crate::egress::Policy,
+        pending: airlock_sandbox::PendingProxy,
+        values: &BTreeMap<String, String>,
+    ) -> EgressSession {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_store::EgressRow>();
+        let cfg = crate::egress::EgressConfig {
+            execution_id: execution_id.to_string(),
+            policy,
+            limits: crate::egress::EgressLimits::default(),
+            hook: Arc::new(crate::egress::NoHook),
+        };
+        let id = execution_id.to_string();
+        tokio::spawn(async move {
+            let listener = tokio::select! {
+                l = pending.listener() => l,
+                _ = stop_rx.wait_for(|s| *s) => return,
+            };
+            match listener {
+                Ok(l) => crate::egress::serve(l, cfg, log_tx, stop_rx).await,
+                Err(e) => tracing::warn!(execution = %id, error = %e, "no egress listener"),
+            }
+        });
+        let store = self.store.clone();
+        let redactor = Redactor::new(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let writer = tokio::spawn(async move {
+            while let Some(mut row) = log_rx.recv().await {
+                // The host and path come from the script: they may carry a secret.
+                row.host = redactor.redact_str(&row.host).0;
+                row.path = row.path.map(|p| redactor.redact_str(&p).0);
+                row.reason = redactor.redact_str(&row.reason).0;
+                if let Err(e) = store.egress_insert(&row).await {
+                    tracing::error!(execution = %row.execution_id, error = %e, "cannot store egress log row");
+                }
+            }
+        });
+        EgressSession { stop, writer }
+    }
+}
+
+/// Stops the execution's proxy (closing its listener and cutting open connections)
+/// and waits until every attempt is stored, so the log is complete when the
+/// execution's final state is visible.
+async fn close_egress(session: Option<EgressSession>) {
+    if let Some(s) = session {
+        let _ = s.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), s.writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("egress log writer did not finish in 10 s");
+        }
     }
 }
 

@@ -85,3 +85,52 @@ async fn credential_of_an_expired_locked_profile_cannot_be_deleted() {
     let del = admin.delete("/api/admin/credentials/DB_URL").await;
     assert_error_code(&del, StatusCode::CONFLICT, "credential_in_use");
 }
+
+#[tokio::test]
+async fn sessions_are_listed_without_tokens_and_others_can_be_ended() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    let (s, h, _) = admin
+        .anonymous()
+        .post("/api/admin/login", json!({ "password": ADMIN_PASSWORD }))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut other = admin.anonymous();
+    other.cookie = Some(session_cookie(&h).unwrap());
+
+    let reply = admin.get("/api/admin/sessions").await;
+    assert_status(&reply, StatusCode::OK);
+    let sessions = reply.2["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let text = reply.2.to_string();
+    for c in [
+        admin.cookie.as_ref().unwrap(),
+        other.cookie.as_ref().unwrap(),
+    ] {
+        let token = c.split_once('=').unwrap().1;
+        assert!(!text.contains(token), "a session token was listed");
+    }
+    assert!(sessions
+        .iter()
+        .all(|s| s["id"].as_str().unwrap().len() == 12));
+
+    let reply = admin
+        .post("/api/admin/sessions/logout-others", json!({}))
+        .await;
+    assert_status(&reply, StatusCode::OK);
+    assert_eq!(reply.2, json!({ "ended": 1 }));
+    assert_error_code(
+        &other.get("/api/admin/credentials").await,
+        StatusCode::UNAUTHORIZED,
+        "not_authenticated",
+    );
+    assert_status(&admin.get("/api/admin/credentials").await, StatusCode::OK);
+    let reply = admin.get("/api/admin/sessions").await;
+    assert_eq!(reply.2["sessions"].as_array().unwrap().len(), 1);
+    assert_error_code(
+        &other.get("/api/admin/sessions").await,
+        StatusCode::UNAUTHORIZED,
+        "not_authenticated",
+    );
+}

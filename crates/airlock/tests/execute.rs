@@ -678,9 +678,11 @@ async fn health_reports_sandbox_layers() {
 }
 
 async fn wait_for_status(env: &Env, key: &str, id: &str, want: &str) -> Value {
+    // Short long-polls: a status that holds (running, awaiting_llm) is seen
+    // even when it was reached before the first poll.
     let mut v = Value::Null;
-    for _ in 0..10 {
-        v = env.poll(key, id, 20).await.1;
+    for _ in 0..120 {
+        v = env.poll(key, id, 1).await.1;
         if v["status"] == want {
             return v;
         }
@@ -837,4 +839,55 @@ async fn revoking_the_profile_kills_a_running_execution() {
         "the profile was revoked while the script ran"
     );
     assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn queued_execution_of_a_revoked_profile_never_runs() {
+    let env = env_with(|c| c.workers = Some(1)).await;
+    let (_, key_busy) = env.locked_profile("OTHER_KEY", "another-value-1234").await;
+    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    // Occupy the only worker with another profile's script.
+    let (_, _, busy) = env
+        .submit(
+            &key_busy,
+            "import time\ntime.sleep(3)\nset_result(1)\n",
+            None,
+        )
+        .await;
+    let busy = busy["execution_id"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        if env.poll(&key_busy, &busy, 0).await.1["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _, v) = env
+        .submit(&key, "print('ran')\nset_result('ran')\n", None)
+        .await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let (s, _) = env
+        .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut detail = Value::Null;
+    for _ in 0..100 {
+        detail = env
+            .admin("GET", &format!("/api/admin/executions/{id}"), None)
+            .await
+            .1;
+        if detail["status"] == "error" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(detail["status"], "error", "{detail}");
+    assert_eq!(
+        detail["error"],
+        "the profile was revoked or expired before the script started"
+    );
+    assert_eq!(detail["stdout"], "");
+    assert_eq!(
+        wait_for_status(&env, &key_busy, &busy, "completed").await["result"],
+        1
+    );
 }

@@ -41,6 +41,7 @@ pub fn job(script: &str) -> Job {
         settings: BTreeMap::new(),
         timeout: Duration::from_secs(20),
         env: BTreeMap::new(),
+        network: false,
     }
 }
 

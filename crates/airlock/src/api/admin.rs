@@ -21,6 +21,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/password", post(change_password))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/logout-others", post(logout_others))
         .route(
             "/credentials",
             get(list_credentials).post(create_credential),
@@ -44,6 +46,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/profiles/{id}/revoke", post(revoke_profile))
         .route("/profiles/{id}/regenerate-key", post(regenerate_key))
         .merge(super::executions::admin_routes())
+        .merge(crate::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(
             state,
             auth::csrf_guard,
@@ -137,6 +140,23 @@ async fn change_password(
     .await?;
     tracing::info!("admin password changed; other sessions ended");
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+    session: AdminSession,
+) -> ApiResult<Response> {
+    let sessions = auth::list_sessions(&state, &session.token).await?;
+    Ok(Json(json!({ "sessions": sessions })).into_response())
+}
+
+async fn logout_others(
+    State(state): State<AppState>,
+    session: AdminSession,
+) -> ApiResult<Response> {
+    let ended = auth::end_other_sessions(&state, &session.token).await?;
+    tracing::info!(ended, "other admin sessions ended");
+    Ok(Json(json!({ "ended": ended })).into_response())
 }
 
 // ----- credentials -----

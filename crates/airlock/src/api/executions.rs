@@ -396,7 +396,23 @@ async fn admin_get(
     v["started_at"] = json!(r.started_at);
     v["redactions"] = serde_json::from_str(&r.redactions).unwrap_or(Value::Array(vec![]));
     v["llm_exchanges"] = serde_json::from_str(&r.llm_exchanges).unwrap_or(Value::Array(vec![]));
+    v["egress"] = state
+        .store
+        .egress_list(&r.id)
+        .await?
+        .iter()
+        .map(egress_view)
+        .collect();
     Ok(Json(v))
+}
+
+/// One egress attempt in the admin execution view (never in agent responses).
+fn egress_view(e: &airlock_store::EgressRow) -> Value {
+    json!({
+        "at": e.at, "host": e.host, "port": e.port, "method": e.method, "path": e.path,
+        "bytes_up": e.bytes_up, "bytes_down": e.bytes_down,
+        "allowed": e.allowed, "reason": e.reason,
+    })
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
@@ -423,6 +439,7 @@ async fn admin_stats(
         Some(_) => return Err(ApiError::invalid("days must be between 1 and 3650")),
     };
     let st = state.store.execution_stats(since).await?;
+    let egress = state.store.egress_counts(since).await?;
     let total: i64 = st.by_status.iter().map(|(_, n)| n).sum();
     let count = |s: &str| {
         st.by_status
@@ -443,5 +460,6 @@ async fn admin_stats(
             "p50": percentile(d, 50.0), "p90": percentile(d, 90.0),
             "p99": percentile(d, 99.0), "max": d.last(),
         },
+        "egress": { "allowed": egress.allowed, "refused": egress.refused },
     })))
 }

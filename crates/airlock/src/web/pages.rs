@@ -751,6 +751,17 @@ pub struct Redaction {
     pub count: i64,
 }
 
+/// One connection attempt through the egress proxy.
+pub struct Egress {
+    pub at: Ts,
+    pub target: String,
+    pub request: String,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub allowed: bool,
+    pub reason: String,
+}
+
 #[derive(Template)]
 #[template(path = "execution.html")]
 struct ExecutionPage {
@@ -768,6 +779,7 @@ struct ExecutionPage {
     llm_request: Option<String>,
     exchanges: Vec<Exchange>,
     redactions: Vec<Redaction>,
+    egress: Vec<Egress>,
     timeout: i64,
     duration: String,
     created: Ts,
@@ -824,6 +836,24 @@ pub async fn execution(
             count: x["count"].as_i64().unwrap_or(0),
         })
         .collect();
+    let egress = state
+        .store
+        .egress_list(&r.id)
+        .await?
+        .into_iter()
+        .map(|e| Egress {
+            at: view::ts(e.at),
+            target: format!("{}:{}", e.host, e.port),
+            request: match &e.path {
+                Some(path) => format!("{} {path}", e.method),
+                None => e.method.clone(),
+            },
+            bytes_up: e.bytes_up,
+            bytes_down: e.bytes_down,
+            allowed: e.allowed,
+            reason: e.reason,
+        })
+        .collect();
     Ok(render(&ExecutionPage {
         nav: "executions",
         id: r.id.clone(),
@@ -839,6 +869,7 @@ pub async fn execution(
         llm_request: r.llm_request.as_deref().map(pretty_json),
         exchanges,
         redactions,
+        egress,
         timeout: r.timeout_secs,
         duration: view::duration(r.execution_time_ms),
         created: view::ts(r.created_at),
@@ -858,11 +889,42 @@ struct SettingsPage {
     sandbox: SandboxView,
     idle_hours: i64,
     absolute_days: i64,
+    /// For the export form's "chosen profiles" scope.
+    profiles: Vec<ProfileRowView>,
+    min_passphrase: usize,
+    max_import_mib: usize,
+    max_import_bytes: usize,
+    sessions: Vec<SessionRowView>,
+}
+
+/// One admin session in the settings table.
+pub struct SessionRowView {
+    pub id: String,
+    pub current: bool,
+    pub created: Ts,
+    pub last_seen: Ts,
 }
 
 pub async fn settings(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     require_session(&state, &headers, &format!("{PREFIX}/settings")).await?;
+    let profiles = state.catalog.list_profiles().await?;
+    let token = auth::cookie_token(&headers).unwrap_or_default();
+    let sessions = auth::list_sessions(&state, &token)
+        .await?
+        .into_iter()
+        .map(|s| SessionRowView {
+            id: s.id,
+            current: s.current,
+            created: view::ts(s.created_at),
+            last_seen: view::ts(s.last_seen_at),
+        })
+        .collect();
     Ok(render(&SettingsPage {
+        sessions,
+        profiles: profiles.iter().map(profile_row).collect(),
+        min_passphrase: crate::transfer::MIN_PASSPHRASE_CHARS,
+        max_import_mib: state.config.max_import_bytes.div_ceil(1024 * 1024),
+        max_import_bytes: state.config.max_import_bytes,
         nav: "settings",
         version: env!("CARGO_PKG_VERSION"),
         min_len: auth::MIN_PASSWORD_CHARS,

@@ -12,7 +12,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -384,6 +384,51 @@ test("a credential used by a locked profile cannot be deleted, with the reason s
   await expectFlash(/used by locked profile/);
   assert.ok(await page.locator("#flash").evaluate((el) => el.classList.contains("notice-error")));
   await page.locator("#cred-GITHUB_TOKEN").waitFor();
+});
+
+test("settings: export downloads an encrypted file, import previews and applies it", async () => {
+  const passphrase = "ui export passphrase 1";
+  await page.goto(base + "/ui/settings");
+  const ex = page.locator("form[data-form=export]");
+  await ex.locator("input[name=password]").fill(PASSWORD);
+  await ex.locator("input[name=passphrase]").fill(passphrase);
+  await ex.locator("input[name=confirm]").fill(passphrase + "x");
+  await ex.locator("button[type=submit]").click();
+  await formError(/do not match/);
+  await ex.locator("input[name=confirm]").fill(passphrase);
+  await ex.locator("input[name=include_executions]").check();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    ex.locator("button[type=submit]").click(),
+  ]);
+  assert.match(download.suggestedFilename(), /^airlock-\d{4}-\d{2}-\d{2}\.airlock$/);
+  const file = join(tmp, "ui-export.airlock");
+  await download.saveAs(file);
+  const bytes = readFileSync(file);
+  assert.equal(bytes.subarray(0, 21).toString(), "age-encryption.org/v1");
+  assert.ok(!bytes.includes(SECRET), "the value is not in the clear");
+  await expectFlash(/Export saved/);
+  await shot("settings-export");
+
+  const up = page.locator("form[data-form=import-preview]");
+  await up.locator("input[name=file]").setInputFiles(file);
+  await up.locator("input[name=password]").fill(PASSWORD);
+  await up.locator("input[name=passphrase]").fill("not the passphrase");
+  await up.locator("button[type=submit]").click();
+  await formError(/passphrase does not open/);
+  await up.locator("input[name=password]").fill(PASSWORD);
+  await up.locator("input[name=passphrase]").fill(passphrase);
+  await up.locator("button[type=submit]").click();
+  const confirm = page.locator("form[data-form=import-commit]");
+  await confirm.waitFor({ state: "visible" });
+  const rows = await confirm.locator("[data-import-rows]").textContent();
+  assert.match(rows, /GITHUB_TOKEN/);
+  assert.match(rows, /exists here/);
+  assert.ok(!rows.includes(SECRET));
+  await confirm.locator("[data-import-choice=credentials]").waitFor({ state: "visible" });
+  await shot("settings-import-preview");
+  await confirm.locator("button[type=submit]").click();
+  await expectFlash(/Import done\. Credentials: .*skipped/);
 });
 
 test("logout, then login returns to the page asked for", async () => {
