@@ -51,6 +51,15 @@ impl SqliteStore {
     }
 }
 
+fn session_from(row: &SqliteRow) -> Result<SessionRow> {
+    Ok(SessionRow {
+        token_hash: row.try_get("token_hash")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
 fn credential_from(row: &SqliteRow) -> Result<CredentialRow> {
     Ok(CredentialRow {
         id: row.try_get("id")?,
@@ -182,15 +191,7 @@ impl Store for SqliteStore {
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(SessionRow {
-                token_hash: r.try_get("token_hash")?,
-                created_at: r.try_get("created_at")?,
-                last_seen_at: r.try_get("last_seen_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(session_from).transpose()
     }
 
     async fn session_touch(&self, token_hash: &str, at: DateTime<Utc>) -> Result<()> {
@@ -224,14 +225,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
-                Ok(SessionRow {
-                    token_hash: r.try_get("token_hash")?,
-                    created_at: r.try_get("created_at")?,
-                    last_seen_at: r.try_get("last_seen_at")?,
-                    expires_at: r.try_get("expires_at")?,
-                })
-            })
+            .map(session_from)
             .collect()
     }
 

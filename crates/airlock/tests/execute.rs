@@ -677,6 +677,22 @@ async fn health_reports_sandbox_layers() {
     assert!(v["sandbox"]["layers"].is_object(), "{v}");
 }
 
+/// Polls the admin detail until the execution has status `want` (10 s at most).
+async fn wait_admin_status(env: &Env, id: &str, want: &str) -> Value {
+    let mut detail = Value::Null;
+    for _ in 0..100 {
+        detail = env
+            .admin("GET", &format!("/api/admin/executions/{id}"), None)
+            .await
+            .1;
+        if detail["status"] == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    detail
+}
+
 async fn wait_for_status(env: &Env, key: &str, id: &str, want: &str) -> Value {
     // Short long-polls: a status that holds (running, awaiting_llm) is seen
     // even when it was reached before the first poll.
@@ -786,17 +802,7 @@ async fn revoking_the_profile_ends_a_paused_execution() {
         .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
         .await;
     assert_eq!(s, StatusCode::OK);
-    let mut detail = Value::Null;
-    for _ in 0..50 {
-        detail = env
-            .admin("GET", &format!("/api/admin/executions/{id}"), None)
-            .await
-            .1;
-        if detail["status"] == "error" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let detail = wait_admin_status(&env, &id, "error").await;
     assert_eq!(detail["status"], "error", "{detail}");
     assert!(
         detail["error"].as_str().unwrap().contains("revoked"),
@@ -822,17 +828,7 @@ async fn revoking_the_profile_kills_a_running_execution() {
         .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
         .await;
     assert_eq!(s, StatusCode::OK);
-    let mut detail = Value::Null;
-    for _ in 0..50 {
-        detail = env
-            .admin("GET", &format!("/api/admin/executions/{id}"), None)
-            .await
-            .1;
-        if detail["status"] == "error" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let detail = wait_admin_status(&env, &id, "error").await;
     assert_eq!(detail["status"], "error", "{detail}");
     assert_eq!(
         detail["error"],
@@ -869,17 +865,7 @@ async fn queued_execution_of_a_revoked_profile_never_runs() {
         .admin("POST", &format!("/api/admin/profiles/{pid}/revoke"), None)
         .await;
     assert_eq!(s, StatusCode::OK);
-    let mut detail = Value::Null;
-    for _ in 0..100 {
-        detail = env
-            .admin("GET", &format!("/api/admin/executions/{id}"), None)
-            .await
-            .1;
-        if detail["status"] == "error" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let detail = wait_admin_status(&env, &id, "error").await;
     assert_eq!(detail["status"], "error", "{detail}");
     assert_eq!(
         detail["error"],
