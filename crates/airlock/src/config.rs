@@ -42,6 +42,17 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_PYTHON", default_value = "/usr/bin/python3")]
     pub python: PathBuf,
 
+    /// Extra directories (colon-separated) holding Python packages, mounted
+    /// read-only in the sandbox and added to `sys.path` (for example a
+    /// `pip install --target` directory). Not under /tmp, which each execution
+    /// gets empty.
+    #[arg(
+        long = "python-path",
+        env = "AIRLOCK_PYTHON_PATHS",
+        value_delimiter = ':'
+    )]
+    pub python_paths: Vec<PathBuf>,
+
     /// Sandbox policy: `strict` refuses executions when any isolation layer is
     /// missing; `permissive` runs with the layers that work (and says so in
     /// /health and the startup banner).
@@ -97,6 +108,7 @@ impl Config {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             python: PathBuf::from("/usr/bin/python3"),
+            python_paths: Vec::new(),
             sandbox: "strict".into(),
             workers: None,
             queue_size: 256,

@@ -29,6 +29,17 @@ pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
     };
     let mut cfg = SandboxConfig::new(helper);
     cfg.python = config.python.clone();
+    if let Some(p) = config
+        .python_paths
+        .iter()
+        .find(|p| !p.is_absolute() || p.starts_with("/tmp"))
+    {
+        return Err(format!(
+            "AIRLOCK_PYTHON_PATHS entry {} must be an absolute path outside /tmp (each execution gets its own empty /tmp)",
+            p.display()
+        ));
+    }
+    cfg.python_paths = config.python_paths.clone();
     cfg.slots = config.worker_count();
     cfg.limits = limits;
     if config.sandbox == "permissive" {

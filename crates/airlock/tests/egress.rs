@@ -83,8 +83,14 @@ fn req(
 /// Starts the app with the real sandbox, or `None` (after a loud SKIPPED line) when
 /// this kernel cannot run it.
 async fn start() -> Option<Env> {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut Config)) -> Option<Env> {
     let dir = tempfile::tempdir().unwrap();
-    let app = App::open(config(dir.path())).await.expect("app starts");
+    let mut cfg = config(dir.path());
+    tweak(&mut cfg);
+    let app = App::open(cfg).await.expect("app starts");
     if let Some(reason) = app.state.runner.unavailable_reason() {
         eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
         return None;
@@ -751,4 +757,84 @@ else:
         assert_eq!(log[0]["path"], json!("/via-curl"));
         assert_eq!(log[0]["allowed"], json!(true));
     }
+}
+
+/// `requests` and `httpx`, installed in a test-only package directory, go
+/// through the proxy unchanged: plain HTTP and HTTPS (CONNECT), and get the
+/// proxy's refusal for a host outside the allowlist.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_and_httpx_work_through_the_proxy_unchanged() {
+    // Not under /tmp: every execution gets its own empty /tmp.
+    let pkgs = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = pkgs.path().to_path_buf();
+    let installed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&target)
+            .args(["requests", "httpx"])
+            .output()
+    })
+    .await
+    .unwrap();
+    match installed {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: cannot install requests/httpx from the package index: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no python3 -m pip to install requests/httpx: {e}");
+            return;
+        }
+    }
+    let dir = pkgs.path().to_path_buf();
+    let Some(env) = start_with(move |c| c.python_paths = vec![dir]).await else {
+        return;
+    };
+    let plain = http_upstream("127.0.0.2").await;
+    let (tls, ca_pem) = tls_upstream("127.0.0.3").await;
+    let hosts = json!([
+        format!("127.0.0.2:{}", plain.port()),
+        format!("127.0.0.3:{}", tls.port())
+    ]);
+    let (_, key) = env.profile(&ca_pem, hosts).await;
+    let s = script(
+        r#"
+import requests, httpx
+open("/tmp/ca.pem", "w").write(settings.get("CA_PEM"))
+ctx = ssl.create_default_context(cafile="/tmp/ca.pem")
+out["requests_http"] = requests.get("http://127.0.0.2:P1/r", timeout=15).text
+out["requests_https"] = requests.get("https://127.0.0.3:P2/r", timeout=15, verify="/tmp/ca.pem").text
+out["httpx_http"] = httpx.get("http://127.0.0.2:P1/h", timeout=15).text
+out["httpx_https"] = httpx.get("https://127.0.0.3:P2/h", timeout=15, verify=ctx).text
+out["requests_refused"] = requests.get("http://127.0.0.4:P1/", timeout=15).status_code
+out["httpx_refused"] = httpx.get("http://127.0.0.4:P1/", timeout=15).status_code
+"#,
+        &[
+            ("P1", plain.port().to_string()),
+            ("P2", tls.port().to_string()),
+        ],
+    );
+    let (_, r) = env.result(&key, &s).await;
+    assert_eq!(
+        r,
+        json!({
+            "requests_http": "plain: GET /r HTTP/1.1",
+            "requests_https": "tls: GET /r HTTP/1.1",
+            "httpx_http": "plain: GET /h HTTP/1.1",
+            "httpx_https": "tls: GET /h HTTP/1.1",
+            "requests_refused": 403,
+            "httpx_refused": 403,
+        })
+    );
 }
