@@ -399,7 +399,7 @@ fn reaper_fail(report_w: RawFd, msg: String) -> ! {
     sys::exit_now(1)
 }
 
-fn reaper(plan: &ChildPlan, layers: LayerReport, report_w: RawFd, alive_r: RawFd, cs: OwnedFd) {
+fn reaper(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, alive_r: RawFd, cs: OwnedFd) {
     let _ = sys::set_pdeathsig(libc::SIGKILL);
     // If C died before PDEATHSIG was armed, its end of the alive pipe is closed.
     let mut pfd = libc::pollfd {
@@ -413,56 +413,71 @@ fn reaper(plan: &ChildPlan, layers: LayerReport, report_w: RawFd, alive_r: RawFd
     }
 
     // 2. Per-execution mounts: fresh /proc for the new PID namespace, capped scratch.
+    // Each is attempted on its own. A failure refuses the execution unless the
+    // operator allowed fs_view to be missing; even then the outer /proc (the
+    // zygote's view of the host) is never left visible: it is covered with an
+    // empty read-only tmpfs, or the execution is refused.
+    let mut fs_view_ok = true;
     if layers.mount_ns {
         let none = libc::MS_NOSUID | libc::MS_NODEV;
-        let res = sys::mount(
+        let mut degrade = |what: String, layers: &mut LayerReport| {
+            if !allowed(plan, Layer::FsView) {
+                reaper_fail(report_w, format!("fs_view: {what}"));
+            }
+            fs_view_ok = false;
+            layers.notes.push(format!("fs_view: {what}"));
+        };
+        if let Err(e) = sys::mount(
             None,
             Path::new("/"),
             None,
             libc::MS_REC | libc::MS_PRIVATE,
             None,
-        )
-        .map_err(|e| format!("make / private: {e}"))
-        .and_then(|_| {
-            if layers.pid_ns {
-                sys::mount(
-                    Some(Path::new("proc")),
-                    Path::new("/proc"),
-                    Some("proc"),
-                    none | libc::MS_NOEXEC,
-                    None,
-                )
-                .map_err(|e| format!("mount /proc: {e}"))
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|_| {
-            let inodes = (plan.limits.scratch_bytes / 4096).clamp(256, 1 << 20);
-            let opts = format!(
-                "size={},nr_inodes={inodes},mode=1777",
-                plan.limits.scratch_bytes
-            );
-            sys::mount(
-                Some(Path::new("tmpfs")),
-                Path::new("/tmp"),
-                Some("tmpfs"),
-                none,
-                Some(&opts),
-            )
-            .map_err(|e| format!("mount /tmp: {e}"))?;
-            sys::mount(
-                Some(Path::new("tmpfs")),
-                Path::new("/dev/shm"),
-                Some("tmpfs"),
+        ) {
+            degrade(format!("make / private: {e}"), &mut layers);
+        }
+        if layers.pid_ns {
+            if let Err(e) = sys::mount(
+                Some(Path::new("proc")),
+                Path::new("/proc"),
+                Some("proc"),
                 none | libc::MS_NOEXEC,
+                None,
+            ) {
+                if let Err(e2) = sys::mount(
+                    Some(Path::new("tmpfs")),
+                    Path::new("/proc"),
+                    Some("tmpfs"),
+                    none | libc::MS_NOEXEC | libc::MS_RDONLY,
+                    Some("size=4k,mode=555"),
+                ) {
+                    reaper_fail(
+                        report_w,
+                        format!(
+                            "fs_view: mount /proc: {e}; hiding the outer /proc failed too: {e2}"
+                        ),
+                    );
+                }
+                degrade(
+                    format!("mount /proc: {e} (an empty /proc is shown instead)"),
+                    &mut layers,
+                );
+            }
+        }
+        let inodes = (plan.limits.scratch_bytes / 4096).clamp(256, 1 << 20);
+        let opts = format!(
+            "size={},nr_inodes={inodes},mode=1777",
+            plan.limits.scratch_bytes
+        );
+        for (dir, extra) in [("/tmp", 0), ("/dev/shm", libc::MS_NOEXEC)] {
+            if let Err(e) = sys::mount(
+                Some(Path::new("tmpfs")),
+                Path::new(dir),
+                Some("tmpfs"),
+                none | extra,
                 Some(&opts),
-            )
-            .map_err(|e| format!("mount /dev/shm: {e}"))
-        });
-        if let Err(e) = res {
-            if !allowed(plan, Layer::FsView) {
-                reaper_fail(report_w, format!("fs_view: {e}"));
+            ) {
+                degrade(format!("mount {dir}: {e}"), &mut layers);
             }
         }
     }
@@ -475,7 +490,7 @@ fn reaper(plan: &ChildPlan, layers: LayerReport, report_w: RawFd, alive_r: RawFd
     if pid == 0 {
         sys::close(alive_r);
         // S: the only process that returns (up to `airlock_isolate`, then into Python).
-        script_process(plan, layers, report_w, cs);
+        script_process(plan, layers, fs_view_ok, report_w, cs);
         return;
     }
     // R: nothing of R is interesting to the script; make /proc/1 unreadable to it.
@@ -500,7 +515,13 @@ fn script_fail(report_w: RawFd, msg: String) -> ! {
 }
 
 /// S: stdio, rlimits, Landlock, no_new_privs, capabilities, seccomp, in that order.
-fn script_process(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, cs: OwnedFd) {
+fn script_process(
+    plan: &ChildPlan,
+    mut layers: LayerReport,
+    fs_view_ok: bool,
+    report_w: RawFd,
+    cs: OwnedFd,
+) {
     let _ = sys::set_pdeathsig(libc::SIGKILL);
     // SAFETY: setsid has no memory effects; a new session detaches from any terminal.
     unsafe { libc::setsid() };
@@ -639,7 +660,7 @@ fn script_process(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, cs
             false
         }
     };
-    layers.fs_view = plan.fs_view;
+    layers.fs_view = plan.fs_view && fs_view_ok;
 
     // Fully isolated: now wait for the job (stdout, stderr, control socket).
     let fds = match sys::recv_with_fds(job_fd, 64, nix::sys::socket::MsgFlags::empty()) {
