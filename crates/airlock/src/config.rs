@@ -53,6 +53,11 @@ pub struct Config {
     )]
     pub python_paths: Vec<PathBuf>,
 
+    /// First host uid/gid of the sandbox slots (slot N runs as base + N). Lower it
+    /// for container engines with a small user-namespace range (e.g. 65536 uids).
+    #[arg(long, env = "AIRLOCK_SANDBOX_UID_BASE", default_value_t = 2_100_000)]
+    pub sandbox_uid_base: u32,
+
     /// Sandbox policy: `strict` refuses executions when any isolation layer is
     /// missing; `permissive` runs with the layers that work (and says so in
     /// /health and the startup banner).
@@ -109,6 +114,7 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             python: PathBuf::from("/usr/bin/python3"),
             python_paths: Vec::new(),
+            sandbox_uid_base: 2_100_000,
             sandbox: "strict".into(),
             workers: None,
             queue_size: 256,

@@ -40,6 +40,13 @@ pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
         ));
     }
     cfg.python_paths = config.python_paths.clone();
+    if config.sandbox_uid_base < 1000 {
+        return Err(format!(
+            "AIRLOCK_SANDBOX_UID_BASE must be at least 1000 (got {}): slots must never run as root or a system account",
+            config.sandbox_uid_base
+        ));
+    }
+    cfg.uid_base = config.sandbox_uid_base;
     cfg.slots = config.worker_count();
     cfg.limits = limits;
     if config.sandbox == "permissive" {

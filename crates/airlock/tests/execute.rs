@@ -877,3 +877,24 @@ async fn queued_execution_of_a_revoked_profile_never_runs() {
         1
     );
 }
+
+#[tokio::test]
+async fn slot_uids_follow_the_configured_base_and_never_root() {
+    let env = env_with(|c| c.sandbox_uid_base = 3_000_000).await;
+    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let v = env.run(&key, "import os\nset_result(os.getuid())\n").await;
+    let uid = v["result"].as_u64().expect("uid");
+    assert!((3_000_000..3_000_002).contains(&uid), "{v}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.sandbox_uid_base = 0;
+    let app = App::open(c).await.unwrap();
+    let reason = app
+        .state
+        .runner
+        .unavailable_reason()
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.contains("AIRLOCK_SANDBOX_UID_BASE"), "{reason}");
+}
