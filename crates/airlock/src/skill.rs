@@ -204,7 +204,11 @@ HASH=$(printf '%s' "$SCRIPT" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.*
 ID=$(curl -sf -X POST "$URL/execute" -H "Authorization: Bearer $KEY_ID" \
   -H 'Content-Type: application/json' \
   -d "$(jq -n --arg s "$SCRIPT" --arg h "$HASH" '{script: $s, hash: $h}')" | jq -r .execution_id)
-curl -sf "$URL/executions/$ID?wait=30" -H "Authorization: Bearer $KEY_ID" | jq -c '{status, result}'
+while :; do  # each long-poll returns when the status changes; stop at a final one
+  EX=$(curl -sf "$URL/executions/$ID?wait=30" -H "Authorization: Bearer $KEY_ID")
+  case "$(printf '%s' "$EX" | jq -r .status)" in completed|error|timeout) break ;; esac
+done
+printf '%s' "$EX" | jq -c '{status, result}'
 ```
 
 The hash is the lowercase hex HMAC-SHA256 of the UTF-8 script bytes, keyed with the
