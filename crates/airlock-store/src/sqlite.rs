@@ -134,6 +134,59 @@ fn push_filter(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, f: &ExecutionFilter) {
     }
 }
 
+/// The credential INSERT shared by `credential_insert` and imports.
+async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
+    exec: E,
+    c: &CredentialRow,
+) -> Result<()> {
+    sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)")
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.description)
+        .bind(&c.value)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(exec)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("credential {} already exists", c.name))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+/// The profile INSERT shared by `profile_insert` and imports.
+async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, created_at, updated_at, last_used_at) \
+         VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&p.id)
+    .bind(&p.description)
+    .bind(&p.key_id)
+    .bind(&p.secret)
+    .bind(p.locked)
+    .bind(p.revoked)
+    .bind(p.expires_at)
+    .bind(hosts_json(&p.allowed_hosts))
+    .bind(p.created_at)
+    .bind(p.updated_at)
+    .bind(p.last_used_at)
+    .execute(exec)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("profile {} (or its key id) already exists", p.id))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
 fn hosts_json(h: &Option<Vec<String>>) -> Option<String> {
     h.as_ref()
         .map(|v| serde_json::to_string(v).expect("a list of strings serializes"))
@@ -257,23 +310,7 @@ impl Store for SqliteStore {
     }
 
     async fn credential_insert(&self, c: &CredentialRow) -> Result<()> {
-        sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)")
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(&c.description)
-            .bind(&c.value)
-            .bind(c.created_at)
-            .bind(c.updated_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict(format!("credential {} already exists", c.name))
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+        insert_credential(&self.pool, c).await
     }
 
     async fn credential_update(&self, c: &CredentialRow) -> Result<()> {
@@ -352,31 +389,7 @@ impl Store for SqliteStore {
     }
 
     async fn profile_insert(&self, p: &ProfileRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, created_at, updated_at, last_used_at) \
-             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&p.id)
-        .bind(&p.description)
-        .bind(&p.key_id)
-        .bind(&p.secret)
-        .bind(p.locked)
-        .bind(p.revoked)
-        .bind(p.expires_at)
-        .bind(hosts_json(&p.allowed_hosts))
-        .bind(p.created_at)
-        .bind(p.updated_at)
-        .bind(p.last_used_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("profile {} already exists", p.id))
-            } else {
-                e.into()
-            }
-        })?;
-        Ok(())
+        insert_profile(&self.pool, p).await
     }
 
     async fn profile_update(&self, p: &ProfileRow) -> Result<()> {
@@ -703,22 +716,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
                 return Err(StoreError::NotFound);
             }
         } else {
-            sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)")
-                .bind(&row.id)
-                .bind(&row.name)
-                .bind(&row.description)
-                .bind(&row.value)
-                .bind(row.created_at)
-                .bind(row.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict(format!("credential {} already exists", row.name))
-                    } else {
-                        e.into()
-                    }
-                })?;
+            insert_credential(&mut *tx, row).await?;
         }
     }
     for p in &plan.profiles {
@@ -731,34 +729,10 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
                 return Err(StoreError::NotFound);
             }
         }
-        let row = &p.row;
-        sqlx::query(
-            "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, created_at, updated_at, last_used_at) \
-             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&row.id)
-        .bind(&row.description)
-        .bind(&row.key_id)
-        .bind(&row.secret)
-        .bind(row.locked)
-        .bind(row.revoked)
-        .bind(row.expires_at)
-        .bind(hosts_json(&row.allowed_hosts))
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.last_used_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("profile {} (or its key id) already exists", row.id))
-            } else {
-                e.into()
-            }
-        })?;
+        insert_profile(&mut *tx, &p.row).await?;
         for cid in &p.credential_ids {
             sqlx::query("INSERT INTO profile_credentials(profile_id, credential_id) VALUES(?, ?) ON CONFLICT DO NOTHING")
-                .bind(&row.id)
+                .bind(&p.row.id)
                 .bind(cid)
                 .execute(&mut *tx)
                 .await?;
