@@ -93,6 +93,9 @@ def run_job(sdk):
     env = msg.get("env") or {}
     for k, v in env.items():
         os.environ[str(k)] = str(v)
+    for p in msg.get("python_paths") or []:
+        if isinstance(p, str) and p not in sys.path:
+            sys.path.append(p)
     sdk._init(3, msg.get("settings") or {})
     script = msg["script"]
 

@@ -213,6 +213,9 @@ pub struct SandboxConfig {
     pub readonly_paths: Vec<PathBuf>,
     /// Paths appended to `sys.path` (they are also made visible read-only).
     pub python_paths: Vec<PathBuf>,
+    /// Existing host directories made visible *writable* at the same path (nosuid,
+    /// nodev). Empty for script sandboxes; the package installer uses one build dir.
+    pub writable_paths: Vec<PathBuf>,
     /// Layers the operator explicitly allows to be missing. Empty = fail closed.
     pub allow_missing: Vec<Layer>,
     /// Force a fresh interpreter per execution even when a warm zygote is possible.
@@ -233,6 +236,7 @@ impl SandboxConfig {
             limits: Limits::default(),
             readonly_paths: Vec::new(),
             python_paths: Vec::new(),
+            writable_paths: Vec::new(),
             allow_missing: Vec::new(),
             force_cold: false,
         }

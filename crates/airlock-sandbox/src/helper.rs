@@ -274,6 +274,7 @@ fn pick_stage(view: &[ViewEntry]) -> Option<PathBuf> {
         .iter()
         .filter_map(|e| match e {
             ViewEntry::Bind { src, .. } => Some(src.as_path()),
+            ViewEntry::BindRw { src } => Some(src.as_path()),
             ViewEntry::Device { src } => Some(src.as_path()),
             _ => None,
         })
@@ -337,6 +338,14 @@ fn build_root(view: &[ViewEntry]) -> Result<(), String> {
                     .map_err(|e| format!("bind {}: {e}", src.display()))?;
                 sys::mount_setattr(&d, ro, true)
                     .map_err(|e| format!("read-only {}: {e}", dst.display()))?;
+            }
+            ViewEntry::BindRw { src } => {
+                let d = inside(&stage, src);
+                std::fs::create_dir_all(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+                sys::mount(Some(src), &d, None, libc::MS_BIND, None)
+                    .map_err(|e| format!("bind {}: {e}", src.display()))?;
+                sys::mount_setattr(&d, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV, false)
+                    .map_err(|e| format!("nosuid {}: {e}", src.display()))?;
             }
             ViewEntry::Device { src } => {
                 let d = inside(&stage, src);

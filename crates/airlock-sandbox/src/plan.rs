@@ -20,6 +20,9 @@ pub(crate) enum ViewEntry {
         dst: PathBuf,
         dir: bool,
     },
+    /// A writable bind mount of a host directory at the same path (nosuid, nodev).
+    /// Only used for an operator-chosen directory such as a package build dir.
+    BindRw { src: PathBuf },
     /// A bind mount of a host character device (writable, nosuid, noexec).
     Device { src: PathBuf },
     /// A symlink copied from the host (merged /usr, /etc/localtime ...).
@@ -252,6 +255,22 @@ pub(crate) fn build_view(
     (view, ll)
 }
 
+/// Adds writable binds of `dirs` (host paths, bound at the same path) to a view.
+pub(crate) fn add_writable(
+    fs: &dyn HostFs,
+    dirs: &[PathBuf],
+    view: &mut Vec<ViewEntry>,
+    ll: &mut LandlockPaths,
+) {
+    for d in dirs {
+        let Some(canon) = fs.canonical(d) else {
+            continue;
+        };
+        view.push(ViewEntry::BindRw { src: canon.clone() });
+        ll.read_write.push(canon);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +386,34 @@ mod tests {
             vec![PathBuf::from("/tmp"), PathBuf::from("/dev/shm")]
         );
         assert!(view.iter().any(|e| matches!(e, ViewEntry::File { dst, contents } if dst == Path::new("/etc/passwd") && contents.starts_with("airlock:x:7:8:"))));
+    }
+
+    #[test]
+    fn writable_dirs_are_bound_rw_and_landlock_writable() {
+        let (mut view, mut ll) = build_view(&fake(), &py(), &[], 7, 8);
+        add_writable(
+            &fake(),
+            &["/opt/venv".into(), "/does/not/exist".into()],
+            &mut view,
+            &mut ll,
+        );
+        let rw: Vec<&ViewEntry> = view
+            .iter()
+            .filter(|e| matches!(e, ViewEntry::BindRw { .. }))
+            .collect();
+        assert_eq!(
+            rw,
+            vec![&ViewEntry::BindRw {
+                src: "/opt/venv".into()
+            }]
+        );
+        assert_eq!(
+            ll.read_write,
+            vec![
+                PathBuf::from("/tmp"),
+                PathBuf::from("/dev/shm"),
+                PathBuf::from("/opt/venv")
+            ]
+        );
     }
 }

@@ -37,6 +37,9 @@ pub struct Job {
     /// ([`Execution::take_proxy`]) and the proxy variables ([`proxy_env`]) are set. Without
     /// it the execution has no network at all (its namespace's `lo` stays down).
     pub network: bool,
+    /// Directories appended to `sys.path` for this job only. They must be visible in
+    /// the sandbox already (under a [`SandboxConfig::readonly_paths`] entry).
+    pub python_paths: Vec<PathBuf>,
 }
 
 /// The port of the egress proxy on each execution's own loopback (Squid's customary
@@ -262,8 +265,9 @@ impl Sandbox {
         let mut extra: Vec<PathBuf> = cfg.readonly_paths.clone();
         extra.extend(cfg.python_paths.iter().cloned());
         let root = sys::geteuid() == 0;
-        let (view, landlock) =
+        let (mut view, mut landlock) =
             plan::build_view(&plan::RealFs, &py, &extra, cfg.uid_base, cfg.uid_base);
+        plan::add_writable(&plan::RealFs, &cfg.writable_paths, &mut view, &mut landlock);
         let template = HelperConfig {
             slot: 0,
             server_pid: std::process::id() as i32,
@@ -507,6 +511,7 @@ impl Sandbox {
             "script": job.script,
             "settings": job.settings,
             "env": env,
+            "python_paths": job.python_paths,
             "limits": {
                 "memory_bytes": limits.memory_bytes,
                 "cpu_seconds": limits.cpu_seconds,

@@ -105,6 +105,19 @@ pub trait Store: Send + Sync + 'static {
     /// Allowed and refused attempts since `since` (all time when `None`).
     async fn egress_counts(&self, since: Option<DateTime<Utc>>) -> Result<EgressCounts>;
 
+    // --- Python packages ---
+    /// Every requested package, by name.
+    async fn packages_list(&self) -> Result<Vec<PackageRow>>;
+    /// Inserts or replaces the row of `row.name`.
+    async fn package_upsert(&self, row: &PackageRow) -> Result<()>;
+    /// Removes a package; `NotFound` when there is none of that name.
+    async fn package_delete(&self, name: &str) -> Result<()>;
+    async fn package_install_insert(&self, row: &PackageInstallRow) -> Result<()>;
+    async fn package_install_update(&self, row: &PackageInstallRow) -> Result<()>;
+    async fn package_install_get(&self, id: &str) -> Result<Option<PackageInstallRow>>;
+    /// Installs left `pending`/`installing` by a restart are marked `failed` with `message`.
+    async fn package_installs_interrupt(&self, message: &str, at: DateTime<Utc>) -> Result<u64>;
+
     // --- import (encrypted export files) ---
     /// Applies a whole import in one transaction: all of it or none of it. Fails
     /// with [`StoreError::Conflict`] when a row it adds collides with one that

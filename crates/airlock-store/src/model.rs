@@ -197,3 +197,32 @@ pub struct ImportPlan {
     /// Inserted unless an execution with the same id exists.
     pub executions: Vec<ExecutionRow>,
 }
+
+/// A Python package an agent asked for (one per normalized project name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRow {
+    /// Normalized (PEP 503) project name.
+    pub name: String,
+    /// The requirement as requested (`pandas>=2`).
+    pub spec: String,
+    /// `pending`, `installing`, `installed` or `failed`.
+    pub status: String,
+    pub installed_version: Option<String>,
+    pub error: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub install_id: String,
+}
+
+/// One run of the package installer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageInstallRow {
+    pub id: String,
+    pub status: String,
+    /// JSON array of the requirement strings of the request.
+    pub specs: String,
+    /// Sanitized tail of the installer's output.
+    pub log: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}

@@ -14,7 +14,8 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     status, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
-    ExecutionSummary, ImportPlan, ProfileRow, Result, SessionRow, Store, StoreError,
+    ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow, ProfileRow, Result, SessionRow,
+    Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -689,6 +690,120 @@ impl Store for SqliteStore {
             allowed: row.try_get("allowed")?,
             refused: row.try_get("refused")?,
         })
+    }
+
+    async fn packages_list(&self) -> Result<Vec<PackageRow>> {
+        sqlx::query("SELECT * FROM packages ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(PackageRow {
+                    name: r.try_get("name")?,
+                    spec: r.try_get("spec")?,
+                    status: r.try_get("status")?,
+                    installed_version: r.try_get("installed_version")?,
+                    error: r.try_get("error")?,
+                    requested_at: r.try_get("requested_at")?,
+                    install_id: r.try_get("install_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn package_upsert(&self, p: &PackageRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO packages(name, spec, status, installed_version, error, requested_at, install_id) \
+             VALUES(?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, status = excluded.status, \
+             installed_version = excluded.installed_version, error = excluded.error, \
+             requested_at = excluded.requested_at, install_id = excluded.install_id",
+        )
+        .bind(&p.name)
+        .bind(&p.spec)
+        .bind(&p.status)
+        .bind(&p.installed_version)
+        .bind(&p.error)
+        .bind(p.requested_at)
+        .bind(&p.install_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn package_delete(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM packages WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn package_install_insert(&self, i: &PackageInstallRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO package_installs(id, status, specs, log, error, created_at, finished_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&i.id)
+        .bind(&i.status)
+        .bind(&i.specs)
+        .bind(&i.log)
+        .bind(&i.error)
+        .bind(i.created_at)
+        .bind(i.finished_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn package_install_update(&self, i: &PackageInstallRow) -> Result<()> {
+        sqlx::query(
+            "UPDATE package_installs SET status = ?, specs = ?, log = ?, error = ?, finished_at = ? \
+             WHERE id = ?",
+        )
+        .bind(&i.status)
+        .bind(&i.specs)
+        .bind(&i.log)
+        .bind(&i.error)
+        .bind(i.finished_at)
+        .bind(&i.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn package_install_get(&self, id: &str) -> Result<Option<PackageInstallRow>> {
+        let Some(r) = sqlx::query("SELECT * FROM package_installs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(PackageInstallRow {
+            id: r.try_get("id")?,
+            status: r.try_get("status")?,
+            specs: r.try_get("specs")?,
+            log: r.try_get("log")?,
+            error: r.try_get("error")?,
+            created_at: r.try_get("created_at")?,
+            finished_at: r.try_get("finished_at")?,
+        }))
+    }
+
+    async fn package_installs_interrupt(&self, message: &str, at: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE package_installs SET status = 'failed', error = ?, finished_at = ? \
+             WHERE status IN ('pending', 'installing')",
+        )
+        .bind(message)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn import_apply(&self, plan: &ImportPlan) -> Result<u64> {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     pub key_origin: KeyOrigin,
     pub runner: Arc<Runner>,
+    /// Python packages agents asked for.
+    pub packages: Arc<crate::packages::Packages>,
     /// Decrypted import files waiting for the operator's confirmation.
     pub imports: Arc<crate::transfer::PendingImports>,
 }
@@ -110,7 +112,16 @@ impl App {
         }
         let store: Arc<dyn Store> = Arc::new(store);
         let catalog = Catalog::new(store.clone(), Arc::new(vault));
-        let sandbox = crate::sandbox::start(&config).await;
+        let packages = crate::packages::Packages::start(
+            store.clone(),
+            crate::packages::PackagesConfig::from_config(&config),
+        )
+        .await;
+        let envs = packages
+            .unavailable_reason()
+            .is_none()
+            .then(|| packages.envs_dir());
+        let sandbox = crate::sandbox::start(&config, envs).await;
         if let Err(reason) = &sandbox {
             tracing::warn!(%reason, "executions are disabled");
         }
@@ -118,6 +129,7 @@ impl App {
             store.clone(),
             catalog.clone(),
             sandbox,
+            packages.clone(),
             RunnerLimits {
                 concurrency: config.worker_count(),
                 queue_size: config.queue_size,
@@ -136,6 +148,7 @@ impl App {
                 login_limiter: Arc::new(LoginLimiter::default()),
                 key_origin,
                 runner,
+                packages,
                 imports: Arc::default(),
             },
         })
@@ -162,9 +175,12 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
+    // Owner-only except "search" (x) for others: the sandbox helpers run under their
+    // own uids and must reach `packages/envs` to bind it, but can neither list the
+    // directory nor open anything in it (every file inside is 0600).
     let meta = std::fs::metadata(dir).map_err(err)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    if meta.permissions().mode() & 0o777 != 0o711 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(err)?;
     }
     Ok(())
 }

@@ -97,6 +97,38 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_MAX_IMPORT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_import_bytes: usize,
 
+    /// Package index for `POST /requirements` installs (`none`: no index, only
+    /// AIRLOCK_PIP_FIND_LINKS). The installer may reach only this index's host (and
+    /// files.pythonhosted.org for pypi.org) through the egress proxy.
+    #[arg(
+        long,
+        env = "AIRLOCK_PIP_INDEX_URL",
+        default_value = "https://pypi.org/simple"
+    )]
+    pub pip_index_url: String,
+
+    /// A local directory of wheels/sdists installs may use (made visible read-only
+    /// to the install sandbox). With AIRLOCK_PIP_INDEX_URL=none installs work offline.
+    #[arg(long, env = "AIRLOCK_PIP_FIND_LINKS")]
+    pub pip_find_links: Option<PathBuf>,
+
+    /// Installer: `auto` uses `uv` when it is on PATH, else `python -m pip`.
+    #[arg(long, env = "AIRLOCK_PIP_INSTALLER", default_value = "auto", value_parser = ["auto", "uv", "pip"])]
+    pub pip_installer: String,
+
+    /// The uv binary (default: `uv` found on PATH). Its directory is made visible
+    /// read-only to the install sandbox.
+    #[arg(long, env = "AIRLOCK_UV")]
+    pub uv: Option<PathBuf>,
+
+    /// Wall-clock limit of one package install, seconds.
+    #[arg(long, env = "AIRLOCK_PIP_TIMEOUT", default_value_t = 600)]
+    pub pip_timeout: u64,
+
+    /// Disk (and scratch) limit of one package environment, MiB.
+    #[arg(long, env = "AIRLOCK_PIP_DISK_MB", default_value_t = 2048)]
+    pub pip_disk_mb: u64,
+
     /// Program (and arguments) that runs the sandbox helper. Set by the binary
     /// to itself; `None` disables executions (used by API tests).
     #[arg(skip)]
@@ -124,6 +156,12 @@ impl Config {
             memory_mb: 512,
             llm_timeout: 600,
             max_import_bytes: 64 * 1024 * 1024,
+            pip_index_url: "https://pypi.org/simple".into(),
+            pip_find_links: None,
+            pip_installer: "auto".into(),
+            uv: None,
+            pip_timeout: 600,
+            pip_disk_mb: 2048,
             sandbox_helper: None,
         }
     }

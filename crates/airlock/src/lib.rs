@@ -13,6 +13,8 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod ids;
+pub mod packages;
+pub mod requirements;
 pub mod runner;
 pub mod sandbox;
 pub mod skill;

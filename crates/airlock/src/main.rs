@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (web UI + agent and admin API on one port). The default.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Run a script on an Airlock server with a profile key, wait, print the outputs.
     ///
     /// Exit code: 0 completed, 1 error, 2 timeout, 3 client or HTTP error.
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     let mut config = match cli.command {
-        Some(Command::Serve(c)) => c,
+        Some(Command::Serve(c)) => *c,
         None => cli.serve,
         Some(Command::Exec(args)) => std::process::exit(airlock::cli::exec(args)),
         Some(Command::Profiles(args)) => std::process::exit(airlock::cli::list(args, "profiles")),

@@ -73,6 +73,7 @@ pub struct Runner {
     catalog: Catalog,
     sandbox: Option<Arc<Sandbox>>,
     unavailable: Option<String>,
+    packages: Arc<crate::packages::Packages>,
     pub limits: RunnerLimits,
     queue: mpsc::Sender<QueuedJob>,
     watchers: Mutex<HashMap<String, watch::Sender<String>>>,
@@ -88,6 +89,7 @@ impl Runner {
         store: Arc<dyn Store>,
         catalog: Catalog,
         sandbox: Result<Arc<Sandbox>, String>,
+        packages: Arc<crate::packages::Packages>,
         limits: RunnerLimits,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::channel(limits.queue_size.max(1));
@@ -100,6 +102,7 @@ impl Runner {
             catalog,
             sandbox,
             unavailable,
+            packages,
             limits,
             queue: tx,
             watchers: Mutex::new(HashMap::new()),
@@ -280,6 +283,9 @@ impl Runner {
                 return;
             }
         };
+        // A start-up rebuild of the package environment: wait rather than run a
+        // script without the packages it asked for.
+        self.packages.wait_ready().await;
         row.status = status::RUNNING.into();
         row.started_at = Some(Utc::now());
         self.save(&row).await;
@@ -292,6 +298,7 @@ impl Runner {
                 timeout: job.timeout,
                 env: BTreeMap::new(),
                 network: policy.is_some(),
+                python_paths: self.packages.env_path().into_iter().collect(),
             })
             .await;
         let mut exec = match exec {

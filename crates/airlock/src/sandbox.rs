@@ -15,7 +15,12 @@ use crate::config::Config;
 pub use airlock_sandbox::HELPER_ARG;
 
 /// Starts the sandbox, or returns why executions are disabled.
-pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
+/// `packages_dir` (the package environments, see [`crate::packages`]) is made
+/// visible read-only.
+pub async fn start(
+    config: &Config,
+    packages_dir: Option<std::path::PathBuf>,
+) -> Result<Arc<Sandbox>, String> {
     let Some(helper) = config.sandbox_helper.clone() else {
         return Err("no sandbox helper is configured for this instance".into());
     };
@@ -40,6 +45,7 @@ pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
         ));
     }
     cfg.python_paths = config.python_paths.clone();
+    cfg.readonly_paths.extend(packages_dir);
     if config.sandbox_uid_base < 1000 {
         return Err(format!(
             "AIRLOCK_SANDBOX_UID_BASE must be at least 1000 (got {}): slots must never run as root or a system account",

@@ -42,6 +42,7 @@ pub fn job(script: &str) -> Job {
         timeout: Duration::from_secs(20),
         env: BTreeMap::new(),
         network: false,
+        python_paths: Vec::new(),
     }
 }
 

@@ -46,6 +46,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/profiles/{id}/revoke", post(revoke_profile))
         .route("/profiles/{id}/regenerate-key", post(regenerate_key))
         .merge(super::executions::admin_routes())
+        .merge(super::packages::admin_routes())
         .merge(crate::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(
             state,

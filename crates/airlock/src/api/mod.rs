@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod agent;
 pub mod executions;
+pub mod packages;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/skill.md", get(skill_md))
         .merge(agent::routes())
+        .merge(packages::agent_routes())
         .merge(executions::agent_routes(state.config.max_script_bytes))
         .nest("/api/admin", admin::routes(state.clone()))
         .merge(crate::web::routes())

@@ -1,0 +1,995 @@
+//! Python packages agents ask for: one Airlock-managed environment under the data dir.
+//!
+//! Why it looks like this:
+//! - Installing runs code from the package index (build backends), so the installer
+//!   (`uv pip install --target`, or `python -m pip install --target` when uv is absent)
+//!   runs inside its own sandbox: a one-slot [`Sandbox`] with its own unprivileged uid,
+//!   the same namespaces, Landlock, seccomp and rlimits as scripts, no credentials, no
+//!   view of the database or master key, and network only through the egress proxy to
+//!   the configured index hosts. The only writable host directory it sees is
+//!   `<data>/packages/build`; each install writes into a fresh `build/<install id>/`.
+//! - Each install rebuilds the whole environment from the stored list into a new
+//!   directory, then moves it to `<data>/packages/envs/<install id>` (a rename on the
+//!   same filesystem) and switches new executions to it. A running execution keeps the
+//!   environment it started with: the previous one is deleted only at the next switch.
+//! - Scripts see `<data>/packages/envs` read-only; each job adds the current
+//!   environment to `sys.path` (the warm zygote needs no restart after a switch).
+//! - The requested list lives in the database. At start-up the environment recorded in
+//!   `<data>/packages/current.json` is reused when it matches the list; otherwise it is
+//!   rebuilt, and executions wait for that rebuild instead of running half-configured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use airlock_sandbox::{Event, Job, Layer, Limits, OutcomeStatus, Sandbox, SandboxConfig};
+use airlock_store::{PackageInstallRow, PackageRow, Store};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, OnceCell};
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::requirements;
+
+pub const PENDING: &str = "pending";
+pub const INSTALLING: &str = "installing";
+pub const INSTALLED: &str = "installed";
+pub const FAILED: &str = "failed";
+
+/// Bytes of installer output kept per install (the tail).
+const LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// The installer command, run inside the install sandbox. It lowers the umask so the
+/// environment is readable by the script slots' uids, and keeps the output's tail.
+const INSTALL_SCRIPT: &str = r#"
+import json, os, subprocess, sys
+os.umask(0o022)
+cfg = json.loads(os.environ.pop("AIRLOCK_INSTALL"))
+try:
+    p = subprocess.run(cfg["argv"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       cwd="/tmp", timeout=cfg["timeout"])
+    out, code = p.stdout.decode("utf-8", "replace"), p.returncode
+except subprocess.TimeoutExpired as e:
+    out, code = (e.output or b"").decode("utf-8", "replace") + "\ninstaller timed out\n", -9
+except OSError as e:
+    out, code = "cannot start the installer: %s\n" % (e,), 127
+sys.stdout.write(out[-cfg["tail"]:])
+set_result({"returncode": code})
+"#;
+
+/// Settings of the package manager, from [`Config`].
+#[derive(Debug, Clone)]
+pub struct PackagesConfig {
+    pub root: PathBuf,
+    pub data_dir: PathBuf,
+    pub python: PathBuf,
+    /// `None`: no index (find-links only).
+    pub index_url: Option<String>,
+    pub find_links: Option<PathBuf>,
+    /// Resolved uv binary, when uv is used.
+    pub uv: Option<PathBuf>,
+    pub timeout: Duration,
+    pub disk_bytes: u64,
+    pub helper: Option<Vec<std::ffi::OsString>>,
+    pub uid_base: u32,
+    pub permissive: bool,
+    /// A configuration error that disables installs.
+    pub problem: Option<String>,
+}
+
+impl PackagesConfig {
+    pub fn from_config(c: &Config) -> PackagesConfig {
+        let index_url = match c.pip_index_url.trim() {
+            "" | "none" => None,
+            u => Some(u.to_string()),
+        };
+        let uv = match c.pip_installer.as_str() {
+            "pip" => None,
+            _ => c.uv.clone().filter(|p| p.is_file()).or_else(find_uv),
+        };
+        let problem = (c.pip_installer == "uv" && uv.is_none()).then(|| {
+            "AIRLOCK_PIP_INSTALLER=uv but no uv binary was found (set AIRLOCK_UV or put uv on PATH)"
+                .to_string()
+        });
+        PackagesConfig {
+            problem,
+            root: c.data_dir.join("packages"),
+            data_dir: c.data_dir.clone(),
+            python: c.python.clone(),
+            index_url,
+            find_links: c.pip_find_links.clone(),
+            uv,
+            timeout: Duration::from_secs(c.pip_timeout.max(10)),
+            disk_bytes: c.pip_disk_mb.max(64) * 1024 * 1024,
+            helper: c.sandbox_helper.clone(),
+            // The slot after the script slots: a uid of its own.
+            uid_base: c.sandbox_uid_base + c.worker_count() as u32,
+            permissive: c.sandbox == "permissive",
+        }
+    }
+
+    pub fn envs_dir(&self) -> PathBuf {
+        self.root.join("envs")
+    }
+    fn build_dir(&self) -> PathBuf {
+        self.root.join("build")
+    }
+    fn current_file(&self) -> PathBuf {
+        self.root.join("current.json")
+    }
+    /// The hosts the installer may reach through the egress proxy.
+    fn index_hosts(&self) -> Vec<String> {
+        match &self.index_url {
+            None => Vec::new(),
+            Some(u) => match host_of(u) {
+                Some(h) if h == "pypi.org" => vec![h, "files.pythonhosted.org".into()],
+                Some(h) => vec![h],
+                None => Vec::new(),
+            },
+        }
+    }
+}
+
+/// The host of an http(s) URL (without userinfo or port).
+fn host_of(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// An index URL without its userinfo (`https://user:token@host/` → `https://***@host/`).
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s && !url[s + 3..at].contains('/') => {
+            format!("{}***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn find_uv() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("uv"))
+        .find(|p| p.is_file())
+}
+
+/// One package as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PackageView {
+    pub spec: String,
+    pub name: String,
+    pub installed_version: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub install_id: String,
+}
+
+impl From<PackageRow> for PackageView {
+    fn from(r: PackageRow) -> Self {
+        PackageView {
+            spec: r.spec,
+            name: r.name,
+            installed_version: r.installed_version,
+            status: r.status,
+            error: r.error,
+            requested_at: r.requested_at,
+            install_id: r.install_id,
+        }
+    }
+}
+
+/// What `GET /requirements` says about the environment itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvironmentView {
+    /// `ready`, `rebuilding` or `unavailable`.
+    pub state: String,
+    /// `uv` or `pip`.
+    pub installer: String,
+    pub python: String,
+    /// The index installs use (credentials hidden), or `null` for find-links only.
+    pub index_url: Option<String>,
+    pub find_links: bool,
+    /// Why installs are unavailable, if they are.
+    pub reason: Option<String>,
+}
+
+/// `GET /requirements`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageList {
+    pub packages: Vec<PackageView>,
+    pub environment: EnvironmentView,
+}
+
+/// `POST /requirements` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequirementsRequest {
+    pub packages: Vec<String>,
+}
+
+/// One install (the answer of `POST /requirements` and `GET /requirements/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallView {
+    pub install_id: String,
+    pub status: String,
+    /// The requirements of this request, as accepted.
+    pub packages: Vec<String>,
+    pub error: Option<String>,
+    /// Sanitized tail of the installer's output.
+    pub log: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<PackageInstallRow> for InstallView {
+    fn from(r: PackageInstallRow) -> Self {
+        InstallView {
+            install_id: r.id,
+            status: r.status,
+            packages: serde_json::from_str(&r.specs).unwrap_or_default(),
+            error: r.error,
+            log: r.log,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// What `current.json` records: which environment matches which list.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct CurrentEnv {
+    env: Option<String>,
+    specs: Vec<String>,
+}
+
+/// The package manager: the API's service and the runner's view of the environment.
+pub struct Packages {
+    store: Arc<dyn Store>,
+    cfg: PackagesConfig,
+    current: RwLock<Option<PathBuf>>,
+    ready: watch::Sender<bool>,
+    queue: mpsc::UnboundedSender<String>,
+    installer: OnceCell<Result<Arc<Sandbox>, String>>,
+    unavailable: Option<String>,
+}
+
+impl Packages {
+    /// Prepares the directories, reuses or schedules the environment, starts the
+    /// install worker. Never fails: problems make installs unavailable (with a reason).
+    pub async fn start(store: Arc<dyn Store>, mut cfg: PackagesConfig) -> Arc<Packages> {
+        let mut unavailable = cfg.problem.clone();
+        if let Err(e) = prepare_dirs(&cfg) {
+            tracing::error!(error = %e, "cannot prepare the package directories");
+            unavailable.get_or_insert(format!("cannot prepare the package directories: {e}"));
+        }
+        // Absolute paths: they appear inside the sandbox at the same place.
+        if let (Ok(root), Ok(data)) = (cfg.root.canonicalize(), cfg.data_dir.canonicalize()) {
+            cfg.root = root;
+            cfg.data_dir = data;
+        }
+        if let Some(dir) = is_root().then(|| untraversable(&cfg.root)).flatten() {
+            unavailable.get_or_insert(format!(
+                "{} is not searchable by other users (chmod o+x), so the sandboxes \
+                 cannot reach the package environment",
+                dir.display()
+            ));
+        }
+        if cfg.helper.is_none() {
+            unavailable.get_or_insert("no sandbox helper is configured for this instance".into());
+        } else if cfg.root.starts_with("/tmp") {
+            unavailable.get_or_insert(
+                "the data directory is under /tmp, which every sandbox replaces with its own; \
+                 move AIRLOCK_DATA_DIR to install packages"
+                    .into(),
+            );
+        }
+        let interrupted = store
+            .package_installs_interrupt("interrupted by a restart", Utc::now())
+            .await
+            .unwrap_or(0);
+        if interrupted > 0 {
+            tracing::warn!(
+                count = interrupted,
+                "package installs interrupted by a restart"
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pk = Arc::new(Packages {
+            store,
+            cfg,
+            current: RwLock::new(None),
+            ready: watch::channel(true).0,
+            queue: tx,
+            installer: OnceCell::new(),
+            unavailable,
+        });
+        pk.startup().await;
+        tokio::spawn(worker(Arc::downgrade(&pk), rx));
+        pk
+    }
+
+    /// Reuses the recorded environment when it matches the stored list, else queues a
+    /// rebuild (executions wait for it).
+    async fn startup(&self) {
+        let rows = match self.store.packages_list().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the requested packages");
+                return;
+            }
+        };
+        let wanted = wanted_specs(&rows);
+        let recorded: Option<CurrentEnv> = std::fs::read(self.cfg.current_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(rec) = &recorded {
+            let env_ok = match &rec.env {
+                Some(e) => self.cfg.envs_dir().join(e).is_dir(),
+                None => true,
+            };
+            if env_ok && rec.specs == wanted {
+                *self.current.write().expect("current lock") =
+                    rec.env.as_ref().map(|e| self.cfg.envs_dir().join(e));
+                // Rows left `installing` by a crash after the switch are done.
+                if let Some(e) = &rec.env {
+                    self.mark_from_env(&rows, &self.cfg.envs_dir().join(e))
+                        .await;
+                }
+                if !wanted.is_empty() {
+                    tracing::info!(packages = wanted.len(), "package environment reused");
+                }
+                return;
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        if self.unavailable.is_some() {
+            return;
+        }
+        tracing::info!(
+            packages = wanted.len(),
+            "package environment missing or out of date: rebuilding it; executions wait until it is ready"
+        );
+        self.ready.send_replace(false);
+        match self.new_install(&wanted).await {
+            Ok(id) => {
+                let _ = self.queue.send(id);
+            }
+            Err(e) => {
+                tracing::error!(detail = %e.detail, "cannot schedule the package rebuild");
+                self.ready.send_replace(true);
+            }
+        }
+    }
+
+    /// Installs refused, and why.
+    pub fn unavailable_reason(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
+    /// The environment new executions should add to `sys.path`.
+    pub fn env_path(&self) -> Option<PathBuf> {
+        self.current.read().expect("current lock").clone()
+    }
+
+    /// The directory scripts see read-only (holds every environment).
+    pub fn envs_dir(&self) -> PathBuf {
+        self.cfg.envs_dir()
+    }
+
+    /// Waits until no start-up rebuild is in progress.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    fn environment(&self) -> EnvironmentView {
+        let state = if self.unavailable.is_some() {
+            "unavailable"
+        } else if self.is_ready() {
+            "ready"
+        } else {
+            "rebuilding"
+        };
+        EnvironmentView {
+            state: state.into(),
+            installer: if self.cfg.uv.is_some() { "uv" } else { "pip" }.into(),
+            python: self.cfg.python.display().to_string(),
+            index_url: self.cfg.index_url.as_deref().map(redact_url),
+            find_links: self.cfg.find_links.is_some(),
+            reason: self.unavailable.clone(),
+        }
+    }
+
+    pub async fn list(&self) -> ApiResult<PackageList> {
+        let rows = self.store.packages_list().await?;
+        Ok(PackageList {
+            packages: rows.into_iter().map(PackageView::from).collect(),
+            environment: self.environment(),
+        })
+    }
+
+    pub async fn install(&self, id: &str) -> ApiResult<InstallView> {
+        self.store
+            .package_install_get(id)
+            .await?
+            .map(InstallView::from)
+            .ok_or_else(|| ApiError::not_found(format!("no install with id {id}")))
+    }
+
+    /// Validates and records a request, then queues its install.
+    pub async fn request(&self, specs: &[String]) -> ApiResult<InstallView> {
+        let reqs = requirements::parse_all(specs).map_err(ApiError::invalid)?;
+        if let Some(reason) = &self.unavailable {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "packages_unavailable",
+                format!("package installs are unavailable: {reason}"),
+            ));
+        }
+        let rendered: Vec<String> = reqs.iter().map(|r| r.to_string()).collect();
+        let id = self.new_install(&rendered).await?;
+        let now = Utc::now();
+        for r in &reqs {
+            self.store
+                .package_upsert(&PackageRow {
+                    name: r.normalized_name(),
+                    spec: r.to_string(),
+                    status: PENDING.into(),
+                    installed_version: None,
+                    error: None,
+                    requested_at: now,
+                    install_id: id.clone(),
+                })
+                .await?;
+        }
+        let _ = self.queue.send(id.clone());
+        self.install(&id).await
+    }
+
+    /// Removes a package and rebuilds the environment without it.
+    pub async fn remove(&self, name: &str) -> ApiResult<InstallView> {
+        let norm = requirements::normalize(name);
+        match self.store.package_delete(&norm).await {
+            Ok(()) => {}
+            Err(airlock_store::StoreError::NotFound) => {
+                return Err(ApiError::not_found(format!("no package named {norm}")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = self.new_install(&[]).await?;
+        let _ = self.queue.send(id.clone());
+        self.install(&id).await
+    }
+
+    async fn new_install(&self, specs: &[String]) -> ApiResult<String> {
+        let id = format!("inst_{}", crate::ids::lower_alnum(16));
+        self.store
+            .package_install_insert(&PackageInstallRow {
+                id: id.clone(),
+                status: PENDING.into(),
+                specs: serde_json::to_string(specs).unwrap_or_else(|_| "[]".into()),
+                log: String::new(),
+                error: None,
+                created_at: Utc::now(),
+                finished_at: None,
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Sets installed versions (and statuses) of `rows` from the environment's metadata.
+    async fn mark_from_env(&self, rows: &[PackageRow], env: &Path) {
+        let versions = installed_versions(env);
+        for r in rows {
+            if r.status == FAILED {
+                continue;
+            }
+            let mut r = r.clone();
+            match versions.get(&r.name) {
+                Some(v) => {
+                    r.status = INSTALLED.into();
+                    r.installed_version = Some(v.clone());
+                    r.error = None;
+                }
+                None => {
+                    r.status = FAILED.into();
+                    r.installed_version = None;
+                    r.error = Some("not present in the environment after the install".into());
+                }
+            }
+            if let Err(e) = self.store.package_upsert(&r).await {
+                tracing::error!(error = %e, "cannot update a package row");
+            }
+        }
+    }
+
+    async fn installer(&self) -> Result<Arc<Sandbox>, String> {
+        self.installer
+            .get_or_init(|| async {
+                let helper = self.cfg.helper.clone().ok_or("no sandbox helper")?;
+                let mut sc = SandboxConfig::new(helper);
+                sc.python = self.cfg.python.clone();
+                sc.slots = 1;
+                sc.uid_base = self.cfg.uid_base;
+                sc.limits = Limits {
+                    memory_bytes: 4096 * 1024 * 1024,
+                    cpu_seconds: self.cfg.timeout.as_secs() + 5,
+                    max_processes: 256,
+                    max_open_files: 1024,
+                    max_file_bytes: self.cfg.disk_bytes,
+                    scratch_bytes: self.cfg.disk_bytes,
+                    output_bytes: 256 * 1024,
+                };
+                if let Some(f) = &self.cfg.find_links {
+                    sc.readonly_paths.push(f.clone());
+                }
+                if let Some(dir) = self.cfg.uv.as_ref().and_then(|u| u.parent()) {
+                    sc.readonly_paths.push(dir.to_path_buf());
+                }
+                sc.writable_paths.push(self.cfg.build_dir());
+                if self.cfg.permissive {
+                    sc.allow_missing = Layer::ALL.to_vec();
+                }
+                Sandbox::start(sc)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| format!("install sandbox unavailable: {e}"))
+            })
+            .await
+            .clone()
+    }
+
+    /// Rebuilds the environment from the stored list for install `id`.
+    async fn run_install(&self, id: &str) {
+        let Ok(Some(mut inst)) = self.store.package_install_get(id).await else {
+            tracing::error!(install = %id, "queued install vanished");
+            return;
+        };
+        inst.status = INSTALLING.into();
+        let _ = self.store.package_install_update(&inst).await;
+        let rows = self.store.packages_list().await.unwrap_or_default();
+        let wanted = wanted_specs(&rows);
+        for r in rows.iter().filter(|r| r.status == PENDING) {
+            let mut r = r.clone();
+            r.status = INSTALLING.into();
+            let _ = self.store.package_upsert(&r).await;
+        }
+        tracing::info!(install = %id, packages = wanted.len(), "building the package environment");
+        let result = if wanted.is_empty() {
+            Ok((None, String::new()))
+        } else {
+            self.build(id, &wanted).await.map(|(p, log)| (Some(p), log))
+        };
+        let rows = self.store.packages_list().await.unwrap_or_default();
+        match result {
+            Ok((env, log)) => {
+                let name = env
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
+                let rec = CurrentEnv {
+                    env: name,
+                    specs: wanted.clone(),
+                };
+                if let Err(e) = write_current(&self.cfg.current_file(), &rec) {
+                    tracing::error!(error = %e, "cannot record the package environment");
+                }
+                let previous = {
+                    let mut cur = self.current.write().expect("current lock");
+                    std::mem::replace(&mut *cur, env.clone())
+                };
+                // Keep the environment running executions may still use; drop older ones.
+                self.prune(&[env.clone(), previous]);
+                if let Some(p) = &env {
+                    let built: Vec<PackageRow> = rows
+                        .into_iter()
+                        .filter(|r| wanted.contains(&r.spec))
+                        .collect();
+                    self.mark_from_env(&built, p).await
+                }
+                inst.status = INSTALLED.into();
+                inst.log = log;
+                tracing::info!(install = %id, "package environment ready");
+            }
+            Err((error, log)) => {
+                for r in rows
+                    .into_iter()
+                    .filter(|r| matches!(r.status.as_str(), PENDING | INSTALLING))
+                {
+                    let mut r = r;
+                    r.status = FAILED.into();
+                    r.error = Some(format!("{error} (see GET /requirements/{id})"));
+                    let _ = self.store.package_upsert(&r).await;
+                }
+                tracing::warn!(install = %id, %error, "package install failed");
+                inst.status = FAILED.into();
+                inst.error = Some(error);
+                inst.log = log;
+            }
+        }
+        inst.finished_at = Some(Utc::now());
+        let _ = self.store.package_install_update(&inst).await;
+        let _ = std::fs::remove_dir_all(self.cfg.build_dir().join(id));
+        self.ready.send_replace(true);
+    }
+
+    /// Removes every environment except `keep`.
+    fn prune(&self, keep: &[Option<PathBuf>]) {
+        let Ok(entries) = std::fs::read_dir(self.cfg.envs_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !keep.iter().flatten().any(|k| *k == p) {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+
+    /// Runs the installer in the install sandbox; on success moves the result into
+    /// `envs/<id>`. Errors carry (message, sanitized log).
+    async fn build(
+        &self,
+        id: &str,
+        specs: &[String],
+    ) -> Result<(PathBuf, String), (String, String)> {
+        let sandbox = self.installer().await.map_err(|e| (e, String::new()))?;
+        let work = self.cfg.build_dir().join(id);
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir(&work).map_err(|e| {
+            (
+                format!("cannot create the build directory: {e}"),
+                String::new(),
+            )
+        })?;
+        if is_root() {
+            let _ =
+                std::os::unix::fs::chown(&work, Some(self.cfg.uid_base), Some(self.cfg.uid_base));
+        }
+        let target = work.join("site");
+        let argv = self.argv(&target, specs);
+        let hosts = self.cfg.index_hosts();
+        let mut env = BTreeMap::new();
+        env.insert(
+            "AIRLOCK_INSTALL".to_string(),
+            serde_json::json!({
+                "argv": argv,
+                "timeout": self.cfg.timeout.as_secs(),
+                "tail": LOG_TAIL_BYTES,
+            })
+            .to_string(),
+        );
+        env.insert("UV_NO_CACHE".into(), "1".into());
+        env.insert("PIP_NO_CACHE_DIR".into(), "1".into());
+        let job = Job {
+            script: INSTALL_SCRIPT.into(),
+            timeout: self.cfg.timeout + Duration::from_secs(30),
+            env,
+            network: !hosts.is_empty(),
+            ..Default::default()
+        };
+        let mut exec = sandbox
+            .run(job)
+            .await
+            .map_err(|e| (format!("install sandbox failure: {e}"), String::new()))?;
+        let proxy = match (hosts.is_empty(), exec.take_proxy()) {
+            (false, Some(pending)) => Some(self.start_egress(id, &hosts, pending)),
+            _ => None,
+        };
+        let outcome = loop {
+            match exec.next_event().await {
+                Event::Finished(o) => break o,
+                Event::LlmRequest { request_id, .. } => {
+                    let _ = exec.respond_llm(&request_id, "").await;
+                }
+            }
+        };
+        if let Some(stop) = proxy {
+            let _ = stop.send(true);
+        }
+        let mut raw = String::from_utf8_lossy(&outcome.stdout).into_owned();
+        raw.push_str(&String::from_utf8_lossy(&outcome.stderr));
+        let log = self.sanitize(&raw, &target);
+        let code = outcome
+            .result
+            .as_ref()
+            .and_then(|r| r.get("returncode"))
+            .and_then(|c| c.as_i64());
+        if outcome.status != OutcomeStatus::Completed || code != Some(0) {
+            let why = match (outcome.status, code) {
+                (OutcomeStatus::Timeout, _) => "the installer timed out".to_string(),
+                (_, Some(c)) => format!("the installer exited with status {c}"),
+                _ => format!(
+                    "the install sandbox failed: {}",
+                    self.sanitize(outcome.error.as_deref().unwrap_or("unknown error"), &target)
+                ),
+            };
+            return Err((why, log));
+        }
+        let size = dir_size(&target);
+        if size > self.cfg.disk_bytes {
+            return Err((
+                format!(
+                    "the environment needs {} MiB, more than AIRLOCK_PIP_DISK_MB allows",
+                    size / (1024 * 1024)
+                ),
+                log,
+            ));
+        }
+        let dest = self.cfg.envs_dir().join(id);
+        std::fs::rename(&target, &dest).map_err(|e| {
+            (
+                format!("cannot move the environment into place: {e}"),
+                log.clone(),
+            )
+        })?;
+        Ok((dest, log))
+    }
+
+    fn argv(&self, target: &Path, specs: &[String]) -> Vec<String> {
+        let t = target.display().to_string();
+        let mut a: Vec<String> = match &self.cfg.uv {
+            Some(uv) => vec![
+                uv.display().to_string(),
+                "pip".into(),
+                "install".into(),
+                "--no-config".into(),
+                "--no-cache".into(),
+                "--link-mode".into(),
+                "copy".into(),
+                "--python".into(),
+                self.cfg.python.display().to_string(),
+                "--target".into(),
+                t,
+            ],
+            None => vec![
+                self.cfg.python.display().to_string(),
+                "-m".into(),
+                "pip".into(),
+                "install".into(),
+                "--isolated".into(),
+                "--no-cache-dir".into(),
+                "--disable-pip-version-check".into(),
+                "--no-input".into(),
+                "--no-warn-script-location".into(),
+                "--target".into(),
+                t,
+            ],
+        };
+        match &self.cfg.index_url {
+            Some(u) => {
+                a.push("--index-url".into());
+                a.push(u.clone());
+            }
+            None => a.push("--no-index".into()),
+        }
+        if let Some(f) = &self.cfg.find_links {
+            a.push("--find-links".into());
+            a.push(f.display().to_string());
+        }
+        a.push("--".into());
+        a.extend(specs.iter().cloned());
+        a
+    }
+
+    /// Keeps installer output free of host paths and index credentials.
+    fn sanitize(&self, text: &str, target: &Path) -> String {
+        let mut s = text.replace(&target.display().to_string(), "<env>");
+        if let Some(u) = &self.cfg.index_url {
+            s = s.replace(u.as_str(), &redact_url(u));
+        }
+        if let Some(f) = &self.cfg.find_links {
+            s = s.replace(&f.display().to_string(), "<find-links>");
+        }
+        s = s.replace(&self.cfg.root.display().to_string(), "<packages>");
+        s = s.replace(&self.cfg.data_dir.display().to_string(), "<data-dir>");
+        if s.len() > LOG_TAIL_BYTES {
+            let mut cut = s.len() - LOG_TAIL_BYTES;
+            while !s.is_char_boundary(cut) {
+                cut += 1;
+            }
+            s = s[cut..].to_string();
+        }
+        s
+    }
+
+    /// The egress proxy for one install: only the index hosts; attempts are logged
+    /// under the install's id.
+    fn start_egress(
+        &self,
+        id: &str,
+        hosts: &[String],
+        pending: airlock_sandbox::PendingProxy,
+    ) -> watch::Sender<bool> {
+        let (stop, stop_rx) = watch::channel(false);
+        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_store::EgressRow>();
+        let policy = crate::egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()));
+        let Some(policy) = policy else {
+            return stop;
+        };
+        let cfg = crate::egress::EgressConfig {
+            execution_id: id.to_string(),
+            policy,
+            limits: crate::egress::EgressLimits::default(),
+            hook: Arc::new(crate::egress::NoHook),
+        };
+        let mut wait_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let listener = tokio::select! {
+                l = pending.listener() => l,
+                _ = wait_rx.wait_for(|s| *s) => return,
+            };
+            if let Ok(l) = listener {
+                crate::egress::serve(l, cfg, log_tx, stop_rx).await;
+            }
+        });
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            while let Some(row) = log_rx.recv().await {
+                let _ = store.egress_insert(&row).await;
+            }
+        });
+        stop
+    }
+}
+
+async fn worker(pk: std::sync::Weak<Packages>, mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(id) = rx.recv().await {
+        let Some(pk) = pk.upgrade() else { return };
+        pk.run_install(&id).await;
+    }
+}
+
+/// The specs the environment should hold: everything not failed, sorted.
+fn wanted_specs(rows: &[PackageRow]) -> Vec<String> {
+    let mut v: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status != FAILED)
+        .map(|r| r.spec.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn prepare_dirs(cfg: &PackagesConfig) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in [cfg.root.clone(), cfg.envs_dir(), cfg.build_dir()] {
+        std::fs::create_dir_all(&d)?;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    // Leftovers of an install interrupted by a crash.
+    for e in std::fs::read_dir(cfg.build_dir())?.flatten() {
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+    Ok(())
+}
+
+fn write_current(path: &Path, rec: &CurrentEnv) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(rec).unwrap_or_default())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The first directory on the way to `p` (inclusive) that others cannot search.
+fn untraversable(p: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    p.ancestors()
+        .find(|a| {
+            std::fs::metadata(a)
+                .map(|m| m.permissions().mode() & 0o001 == 0)
+                .unwrap_or(true)
+        })
+        .map(Path::to_path_buf)
+}
+
+/// Whether the server runs as root (the owner of `/proc/self` is the effective uid;
+/// this crate has no `unsafe` for `geteuid`).
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Normalized project name → version, from `*.dist-info/METADATA` in `env`.
+fn installed_versions(env: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(env) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "dist-info") {
+            continue;
+        }
+        let Ok(meta) = std::fs::read_to_string(p.join("METADATA")) else {
+            continue;
+        };
+        let mut name = None;
+        let mut version = None;
+        for line in meta.lines() {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Name:") {
+                name = Some(requirements::normalize(v.trim()));
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version = Some(v.trim().to_string());
+            }
+        }
+        if let (Some(n), Some(v)) = (name, version) {
+            out.insert(n, v);
+        }
+    }
+    out
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_hosts_and_redaction() {
+        assert_eq!(host_of("https://pypi.org/simple"), Some("pypi.org".into()));
+        assert_eq!(
+            host_of("https://u:p@mirror.example:8443/simple/"),
+            Some("mirror.example".into())
+        );
+        assert_eq!(host_of("file:///x"), None);
+        assert_eq!(
+            redact_url("https://u:tok@mirror.example/simple"),
+            "https://***@mirror.example/simple"
+        );
+        assert_eq!(
+            redact_url("https://pypi.org/simple"),
+            "https://pypi.org/simple"
+        );
+    }
+
+    #[test]
+    fn versions_come_from_dist_info_metadata() {
+        let d = tempfile::tempdir().unwrap();
+        let di = d.path().join("Foo_Bar-1.2.dist-info");
+        std::fs::create_dir(&di).unwrap();
+        std::fs::write(
+            di.join("METADATA"),
+            "Metadata-Version: 2.1\nName: Foo_Bar\nVersion: 1.2\n\nName: not-this\n",
+        )
+        .unwrap();
+        let v = installed_versions(d.path());
+        assert_eq!(
+            v,
+            BTreeMap::from([("foo-bar".to_string(), "1.2".to_string())])
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! Python packages end to end: the real router, the real install sandbox and script
+//! sandbox, packages built on the fly into a local find-links directory (never the
+//! network). Installs use uv when it is on PATH (CI installs it) and pip otherwise;
+//! one test forces the pip fallback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use airlock::app::App;
+use airlock::config::Config;
+
+/// Writes wheels and sdists with Python's zipfile/tarfile (hashes in RECORD are real).
+const MAKE_DISTS: &str = r#"
+import base64, hashlib, io, json, os, sys, tarfile, zipfile
+spec = json.loads(sys.argv[1])
+out = spec["dir"]
+for w in spec.get("wheels", []):
+    name, ver, files = w["name"], w["version"], w["files"]
+    di = "%s-%s.dist-info" % (name, ver)
+    files = dict(files)
+    files[di + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, ver)
+    files[di + "/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, h, len(data)))
+    record.append(di + "/RECORD,,")
+    files[di + "/RECORD"] = "\n".join(record) + "\n"
+    with zipfile.ZipFile(os.path.join(out, "%s-%s-py3-none-any.whl" % (name, ver)), "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+for s in spec.get("sdists", []):
+    name, ver, backend = s["name"], s["version"], s["backend"]
+    root = "%s-%s" % (name, ver)
+    files = {
+        root + "/pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n[project]\nname = "%s"\nversion = "%s"\n' % (name, ver),
+        root + "/PKG-INFO": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, ver),
+        root + "/backend.py": backend,
+    }
+    with tarfile.open(os.path.join(out, root + ".tar.gz"), "w:gz") as t:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+"#;
+
+/// An in-tree PEP 517 backend whose build fails loudly.
+const FAILING_BACKEND: &str = r#"
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    print("BUILD-STARTED in", __file__)
+    raise RuntimeError("deliberate build failure: missing libfoo")
+"#;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    links: PathBuf,
+    config: Config,
+    app: App,
+    cookie: String,
+}
+
+/// Which installer a test asks for.
+fn installer_available(name: &str) -> bool {
+    match name {
+        "uv" => std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join("uv").is_file()))
+            .unwrap_or(false),
+        _ => true,
+    }
+}
+
+fn make_dists(dir: &Path, spec: Value) {
+    let mut spec = spec;
+    spec["dir"] = json!(dir);
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", MAKE_DISTS, &spec.to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "building test dists failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tinypkg() -> Value {
+    json!({"name": "tinypkg", "version": "1.0", "files": {
+        "tinypkg/__init__.py": "VALUE = 42\ndef hello(who):\n    return 'hello ' + who\n"
+    }})
+}
+
+fn config(data_dir: &Path, links: &Path, installer: &str) -> Config {
+    let mut c = Config::for_data_dir(data_dir);
+    c.sandbox_helper = Some(vec![
+        env!("CARGO_BIN_EXE_airlock").into(),
+        airlock::sandbox::HELPER_ARG.into(),
+    ]);
+    c.workers = Some(2);
+    c.pip_index_url = "none".into();
+    c.pip_find_links = Some(links.to_path_buf());
+    c.pip_installer = installer.into();
+    c.pip_timeout = 120;
+    c
+}
+
+async fn send(
+    app: &App,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "airlock.test");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    if let Some(k) = bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let req = match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    };
+    let resp = app.router().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, v)
+}
+
+async fn start(installer: &str, dists: Value) -> Env {
+    assert!(
+        installer_available(installer),
+        "this test needs `{installer}` on PATH (.ci/run installs it)"
+    );
+    // Not under /tmp: every sandbox gets its own empty /tmp.
+    let dir = tempfile::Builder::new()
+        .prefix("pkgs")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let data_dir = dir.path().join("data");
+    let links = dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    make_dists(&links, dists);
+    let config = config(&data_dir, &links, installer);
+    let app = App::open(config.clone()).await.expect("app starts");
+    let (s, v) = send(
+        &app,
+        "POST",
+        "/api/admin/setup",
+        None,
+        None,
+        Some(json!({"password": "correct horse battery staple"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let cookie = login_cookie(&app).await;
+    Env {
+        _dir: dir,
+        data_dir,
+        links,
+        config,
+        app,
+        cookie,
+    }
+}
+
+async fn login_cookie(app: &App) -> String {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/admin/login")
+        .header(header::HOST, "airlock.test")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"password": "correct horse battery staple"}).to_string(),
+        ))
+        .unwrap();
+    let resp = app.router().oneshot(req).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+impl Env {
+    async fn agent(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        send(&self.app, method, uri, None, None, body).await
+    }
+
+    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        send(&self.app, method, uri, Some(&self.cookie), None, body).await
+    }
+
+    /// Posts a request; waits until its install is final; returns the install view.
+    async fn install(&self, packages: &[&str]) -> Value {
+        let (s, v) = self
+            .agent(
+                "POST",
+                "/requirements",
+                Some(json!({ "packages": packages })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert!(
+            matches!(v["status"].as_str(), Some("pending" | "installing")),
+            "{v}"
+        );
+        let id = v["install_id"].as_str().unwrap().to_string();
+        self.wait_install(&id).await
+    }
+
+    async fn wait_install(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let (s, v) = self
+                .agent("GET", &format!("/requirements/{id}"), None)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            if matches!(v["status"].as_str(), Some("installed" | "failed")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "install never finished: {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn profile_key(&self) -> String {
+        let (s, v) = self
+            .admin(
+                "POST",
+                "/api/admin/credentials",
+                Some(json!({"name": "TOKEN", "description": "t", "value": "v"})),
+            )
+            .await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{v}");
+        let (s, p) = self
+            .admin(
+                "POST",
+                "/api/admin/profiles",
+                Some(json!({"description": "t", "credentials": ["TOKEN"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+        let id = p["id"].as_str().unwrap();
+        let (s, l) = self
+            .admin(
+                "POST",
+                &format!("/api/admin/profiles/{id}/lock"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{l}");
+        l["key"].as_str().unwrap().to_string()
+    }
+
+    async fn run(&self, key: &str, script: &str) -> Value {
+        let (key_id, secret) = key.split_once(':').unwrap();
+        let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes())});
+        let (s, v) = send(
+            &self.app,
+            "POST",
+            "/execute",
+            None,
+            Some(key_id),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let id = v["execution_id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let (s, v) = send(
+                &self.app,
+                "GET",
+                &format!("/executions/{id}?wait=20"),
+                None,
+                Some(key_id),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            if matches!(
+                v["status"].as_str(),
+                Some("completed" | "error" | "timeout")
+            ) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "execution never finished: {v}");
+        }
+    }
+}
+
+const USE_SCRIPT: &str = "import tinypkg\nset_result([tinypkg.VALUE, tinypkg.hello('agent')])";
+
+async fn install_use_and_survive_a_restart(installer: &str) {
+    let env = start(installer, json!({"wheels": [tinypkg()]})).await;
+    let inst = env.install(&["tinypkg==1.0"]).await;
+    assert_eq!(inst["status"], "installed", "{inst}");
+    assert_eq!(inst["packages"], json!(["tinypkg==1.0"]));
+    let (s, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let pkgs = list["packages"].as_array().unwrap();
+    assert_eq!(pkgs.len(), 1, "{list}");
+    assert_eq!(pkgs[0]["name"], "tinypkg");
+    assert_eq!(pkgs[0]["spec"], "tinypkg==1.0");
+    assert_eq!(pkgs[0]["status"], "installed");
+    assert_eq!(pkgs[0]["installed_version"], "1.0");
+    assert_eq!(pkgs[0]["error"], Value::Null);
+    assert_eq!(list["environment"]["state"], "ready");
+    assert_eq!(list["environment"]["installer"], installer);
+
+    let key = env.profile_key().await;
+    let out = env.run(&key, USE_SCRIPT).await;
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["result"], json!([42, "hello agent"]));
+
+    // Read-only for scripts; and the rest of the data dir is not there at all.
+    let attack = format!(
+        "import os, tinypkg\nres = {{}}\ntry:\n    open(os.path.join(os.path.dirname(tinypkg.__file__), 'evil.py'), 'w').write('x')\n    res['write'] = 'ok'\nexcept OSError as e:\n    res['write'] = type(e).__name__\nfor p in [{:?}, {:?}]:\n    try:\n        open(p, 'rb').read()\n        res[p] = 'read'\n    except OSError as e:\n        res[p] = 'denied'\nset_result(res)",
+        env.data_dir.join("master.key").display().to_string(),
+        env.data_dir.join("airlock.db").display().to_string()
+    );
+    let out = env.run(&key, &attack).await;
+    assert_eq!(out["status"], "completed", "{out}");
+    let res = &out["result"];
+    assert_ne!(res["write"], "ok", "{res}");
+    for f in ["master.key", "airlock.db"] {
+        assert_eq!(
+            res[env.data_dir.join(f).display().to_string()],
+            "denied",
+            "{res}"
+        );
+    }
+
+    // Restart with the environment gone: it is rebuilt from the stored list, and an
+    // execution submitted during the rebuild waits for it.
+    let Env {
+        _dir,
+        data_dir,
+        links,
+        config,
+        app,
+        ..
+    } = env;
+    drop(app);
+    std::fs::remove_dir_all(data_dir.join("packages/envs")).unwrap();
+    std::fs::remove_file(data_dir.join("packages/current.json")).unwrap();
+    let app = App::open(config.clone()).await.expect("app restarts");
+    let cookie = login_cookie(&app).await;
+    let env = Env {
+        _dir,
+        data_dir,
+        links,
+        config,
+        app,
+        cookie,
+    };
+    let out = env.run(&key, USE_SCRIPT).await;
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["result"], json!([42, "hello agent"]));
+    let (_, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(list["packages"][0]["status"], "installed", "{list}");
+    assert_eq!(list["packages"][0]["installed_version"], "1.0");
+    assert_eq!(list["environment"]["state"], "ready");
+
+    // The operator removes it: the environment is rebuilt without it.
+    let (s, v) = env
+        .admin("DELETE", "/api/admin/packages/TinyPkg", None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let done = env.wait_install(v["install_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "installed", "{done}");
+    let (_, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(list["packages"], json!([]));
+    let out = env.run(&key, "import tinypkg").await;
+    assert_eq!(out["status"], "error", "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("ModuleNotFoundError"),
+        "{out}"
+    );
+    let (s, v) = env
+        .admin("DELETE", "/api/admin/packages/tinypkg", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_use_restart_and_remove_with_the_default_installer() {
+    let installer = if installer_available("uv") {
+        "uv"
+    } else {
+        "pip"
+    };
+    install_use_and_survive_a_restart(installer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_use_restart_and_remove_with_pip() {
+    install_use_and_survive_a_restart("pip").await;
+}
+
+#[tokio::test]
+async fn every_refused_form_is_422_naming_the_item() {
+    let env = start("pip", json!({})).await;
+    let too_long = "a".repeat(101);
+    for bad in [
+        "-e .",
+        "--index-url=https://evil.example/simple",
+        "--extra-index-url https://evil.example/simple",
+        "-r requirements.txt",
+        "https://evil.example/x-1.0.whl",
+        "x @ https://evil.example/x-1.0.whl",
+        "git+https://github.com/evil/x",
+        "../x",
+        "/etc/passwd",
+        "x-1.0-py3-none-any.whl",
+        "x; os_name == \"a\" --index-url=https://evil.example",
+        "x; os_name == '--index-url=https://evil'",
+        too_long.as_str(),
+    ] {
+        let (s, v) = env
+            .agent(
+                "POST",
+                "/requirements",
+                Some(json!({"packages": ["httpx", bad]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {v}");
+        assert_eq!(v["code"], "invalid_input");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.starts_with("packages[1]"), "{bad:?}: {detail}");
+    }
+    let many: Vec<String> = (0..51).map(|i| format!("p{i}")).collect();
+    let (s, v) = env
+        .agent("POST", "/requirements", Some(json!({"packages": many})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["detail"], "at most 50 packages per request (got 51)");
+    // Nothing was recorded.
+    let (_, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(list["packages"], json!([]));
+    let (s, _) = env.agent("GET", "/requirements/inst_nope", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn failing_build_is_failed_with_a_sanitized_log() {
+    let env = start(
+        "pip",
+        json!({"sdists": [{"name": "brokenpkg", "version": "1.0", "backend": FAILING_BACKEND}]}),
+    )
+    .await;
+    let inst = env.install(&["brokenpkg"]).await;
+    assert_eq!(inst["status"], "failed", "{inst}");
+    let log = inst["log"].as_str().unwrap();
+    assert!(
+        log.contains("deliberate build failure: missing libfoo"),
+        "{log}"
+    );
+    let data = env.data_dir.canonicalize().unwrap().display().to_string();
+    assert!(!log.contains(&data), "host data dir path in the log: {log}");
+    let links = env.links.canonicalize().unwrap().display().to_string();
+    assert!(!log.contains(&links), "find-links path in the log: {log}");
+    let (_, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(list["packages"][0]["status"], "failed", "{list}");
+    assert_eq!(list["packages"][0]["installed_version"], Value::Null);
+    assert!(list["packages"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains(inst["install_id"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn build_script_cannot_read_the_data_dir_or_master_key() {
+    // The backend is written once the data dir exists, with its real paths.
+    let env = start("pip", json!({})).await;
+    let data = env.data_dir.canonicalize().unwrap();
+    let backend = format!(
+        r#"
+import os
+def _try(label, path):
+    try:
+        with open(path, "rb") as f:
+            print("PROBE", label, "READ", f.read().hex())
+    except Exception as e:
+        print("PROBE", label, "DENIED", type(e).__name__)
+def _list(label, path):
+    try:
+        print("PROBE", label, "LISTED", sorted(os.listdir(path)))
+    except Exception as e:
+        print("PROBE", label, "DENIED", type(e).__name__)
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _try("master-key", {key:?})
+    _try("database", {db:?})
+    _list("data-dir", {data:?})
+    raise RuntimeError("probe finished")
+"#,
+        key = data.join("master.key").display().to_string(),
+        db = data.join("airlock.db").display().to_string(),
+        data = data.display().to_string(),
+    );
+    make_dists(
+        &env.links,
+        json!({"sdists": [{"name": "snoop", "version": "1.0", "backend": backend}]}),
+    );
+    let inst = env.install(&["snoop"]).await;
+    assert_eq!(inst["status"], "failed", "{inst}");
+    let log = inst["log"].as_str().unwrap();
+    assert!(
+        log.contains("probe finished"),
+        "the probe did not run: {log}"
+    );
+    for label in ["master-key", "database", "data-dir"] {
+        assert!(
+            log.contains(&format!("PROBE {label} DENIED")),
+            "{label} was not denied: {log}"
+        );
+    }
+    let key = std::fs::read(data.join("master.key")).unwrap();
+    assert!(
+        !log.contains(&hex::encode(&key)),
+        "master key leaked: {log}"
+    );
+    assert!(!log.contains("READ"), "a probe read something: {log}");
+    assert!(
+        !log.contains("LISTED"),
+        "a probe listed the data dir: {log}"
+    );
+}
