@@ -27,17 +27,23 @@ FROM ${BASE_IMAGE} AS runtime
 # shared library (warm workers). ca-certificates: scripts' TLS through the egress proxy
 # (the sandbox binds /etc/ssl read-only). curl: HEALTHCHECK. tini: PID 1 that forwards
 # signals and reaps any orphan that escapes the sandbox's own per-execution reapers.
+# python3-pip + uv (pinned, from PyPI): the installers of POST /requirements (uv when
+# present, pip as the fallback); both run inside the install sandbox.
+ARG UV_VERSION=0.13.9
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 libpython3.11 ca-certificates curl tini \
+        python3 python3-pip libpython3.11 ca-certificates curl tini \
+ && python3 -m pip install --no-cache-dir --break-system-packages "uv==${UV_VERSION}" \
+ && uv --version \
  && rm -rf /var/lib/apt/lists/*
 # An unprivileged account for operators who choose `--user airlock` together with
 # AIRLOCK_SANDBOX=permissive (see README "Docker": the uid_drop layer is then missing).
 # /data belongs to it so a fresh named volume is writable either way; root (the
-# default) writes to it through CAP_DAC_OVERRIDE.
+# default) writes to it through CAP_DAC_OVERRIDE. Mode 0711: others may only traverse
+# it (the sandbox slots reach /data/packages/envs, nothing else; files are 0600).
 RUN groupadd --system --gid 10001 airlock \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --shell /usr/sbin/nologin airlock \
- && install -d -m 0700 -o 10001 -g 10001 /data
+ && install -d -m 0711 -o 10001 -g 10001 /data
 COPY --from=builder /out/airlock /usr/local/bin/airlock
 
 ENV AIRLOCK_BIND=0.0.0.0:9090 \

@@ -547,6 +547,18 @@
       reloadWith("Credential " + name + " deleted.");
     },
 
+    async "package-remove"(btn) {
+      const name = btn.dataset.name;
+      const ok = await confirmDialog({
+        title: "Remove " + name + "?",
+        text: "The package environment is rebuilt without it. Scripts that import it will fail.",
+        ok: "Remove",
+      });
+      if (!ok) return;
+      await api("DELETE", "/api/admin/packages/" + enc(name));
+      reloadWith("Package " + name + " removed; the environment is being rebuilt.");
+    },
+
     async "profile-remove-cred"(btn) {
       const name = btn.dataset.name;
       await api("DELETE", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });

@@ -338,6 +338,23 @@ async fn install_use_and_survive_a_restart(installer: &str) {
     assert_eq!(list["environment"]["state"], "ready");
     assert_eq!(list["environment"]["installer"], installer);
 
+    // The admin page lists it with its status and version.
+    let (s, page) = env.admin("GET", "/ui/packages", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    assert!(
+        page.contains(r#"<td class="mono">tinypkg==1.0</td>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<span class="badge badge-ok">installed</span>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"data-action="package-remove" data-name="tinypkg""#),
+        "{page}"
+    );
+
     let key = env.profile_key().await;
     let out = env.run(&key, USE_SCRIPT).await;
     assert_eq!(out["status"], "completed", "{out}");

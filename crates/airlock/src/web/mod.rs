@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/executions", get(pages::executions))
         .route("/ui/executions/{id}", get(pages::execution))
         .route("/ui/settings", get(pages::settings))
+        .route("/ui/packages", get(pages::packages))
         .route("/ui/assets/{*path}", get(assets::serve))
         .layer(axum::middleware::map_response(security_headers))
 }

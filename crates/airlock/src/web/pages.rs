@@ -935,6 +935,74 @@ pub async fn settings(State(state): State<AppState>, headers: HeaderMap) -> Page
     .into_response())
 }
 
+struct PackageRowView {
+    name: String,
+    spec: String,
+    status: String,
+    badge: &'static str,
+    version: String,
+    requested: Ts,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "packages.html")]
+struct PackagesPage {
+    nav: &'static str,
+    rows: Vec<PackageRowView>,
+    env_state: String,
+    env_badge: &'static str,
+    installer: String,
+    python: String,
+    index: String,
+    find_links: bool,
+    reason: String,
+}
+
+fn package_badge(status: &str) -> &'static str {
+    match status {
+        "installed" => "ok",
+        "failed" => "error",
+        _ => "pending",
+    }
+}
+
+pub async fn packages(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    require_session(&state, &headers, &format!("{PREFIX}/packages")).await?;
+    let list = state.packages.list().await?;
+    let env = list.environment;
+    Ok(render(&PackagesPage {
+        nav: "packages",
+        rows: list
+            .packages
+            .into_iter()
+            .map(|p| PackageRowView {
+                badge: package_badge(&p.status),
+                name: p.name,
+                spec: p.spec,
+                status: p.status,
+                version: p.installed_version.unwrap_or_default(),
+                requested: view::ts(p.requested_at),
+                error: p.error.unwrap_or_default(),
+            })
+            .collect(),
+        env_badge: match env.state.as_str() {
+            "ready" => "ok",
+            "rebuilding" => "pending",
+            _ => "error",
+        },
+        env_state: env.state,
+        installer: env.installer,
+        python: env.python,
+        index: env
+            .index_url
+            .unwrap_or_else(|| "none (find-links only)".into()),
+        find_links: env.find_links,
+        reason: env.reason.unwrap_or_default(),
+    })
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
