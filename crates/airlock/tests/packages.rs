@@ -64,6 +64,8 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 "#;
 
 struct Env {
+    /// Key id of a locked profile (the agent routes need it).
+    key_id: String,
     _dir: tempfile::TempDir,
     data_dir: PathBuf,
     links: PathBuf,
@@ -180,14 +182,18 @@ async fn start(installer: &str, dists: Value) -> Env {
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let cookie = login_cookie(&app).await;
-    Env {
+    let mut env = Env {
+        key_id: String::new(),
         _dir: dir,
         data_dir,
         links,
         config,
         app,
         cookie,
-    }
+    };
+    let key = env.profile_key().await;
+    env.key_id = key.split_once(':').unwrap().0.to_string();
+    env
 }
 
 async fn login_cookie(app: &App) -> String {
@@ -213,7 +219,7 @@ async fn login_cookie(app: &App) -> String {
 
 impl Env {
     async fn agent(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        send(&self.app, method, uri, None, None, body).await
+        send(&self.app, method, uri, None, Some(&self.key_id), body).await
     }
 
     async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -394,6 +400,7 @@ async fn install_use_and_survive_a_restart(installer: &str) {
     let app = App::open(config.clone()).await.expect("app restarts");
     let cookie = login_cookie(&app).await;
     let env = Env {
+        key_id: key.split_once(':').unwrap().0.to_string(),
         _dir,
         data_dir,
         links,
@@ -490,6 +497,20 @@ async fn every_refused_form_is_422_naming_the_item() {
     assert_eq!(list["packages"], json!([]));
     let (s, _) = env.agent("GET", "/requirements/inst_nope", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // Without a profile's key id nobody can add (or list) packages.
+    for (method, uri) in [("POST", "/requirements"), ("GET", "/requirements")] {
+        let (s, v) = send(
+            &env.app,
+            method,
+            uri,
+            None,
+            None,
+            Some(json!({"packages": ["httpx"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {uri}: {v}");
+        assert_eq!(v["code"], "missing_key");
+    }
 }
 
 #[tokio::test]

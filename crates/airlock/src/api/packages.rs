@@ -8,13 +8,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
 
+use super::executions::AgentKey;
 use super::Json;
 use crate::app::AppState;
 use crate::auth::AdminSession;
 use crate::error::ApiResult;
 use crate::packages::RequirementsRequest;
 
-/// Agent routes (same rules as `/credentials` and `/profiles`).
+/// Agent routes. Like the execution routes they need `Authorization: Bearer <key id>`
+/// of a usable (locked, unrevoked, unexpired) profile: a package ends up inside every
+/// profile's scripts, so an anonymous caller must not be able to add one.
 pub fn agent_routes() -> Router<AppState> {
     Router::new()
         .route("/requirements", get(list).post(request))
@@ -28,12 +31,13 @@ pub fn admin_routes() -> Router<AppState> {
         .route("/packages/{name}", delete(admin_remove))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Response> {
+async fn list(State(state): State<AppState>, _key: AgentKey) -> ApiResult<Response> {
     Ok(Json(state.packages.list().await?).into_response())
 }
 
 async fn request(
     State(state): State<AppState>,
+    _key: AgentKey,
     Json(body): Json<RequirementsRequest>,
 ) -> ApiResult<Response> {
     let view = state.packages.request(&body.packages).await?;
@@ -42,6 +46,7 @@ async fn request(
 
 async fn install(
     State(state): State<AppState>,
+    _key: AgentKey,
     Path(install_id): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(state.packages.install(&install_id).await?).into_response())
