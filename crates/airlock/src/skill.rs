@@ -231,6 +231,29 @@ The secret never travels.
   Airlock's egress rules for the profile's allowed hosts (none by default); limited memory,
   CPU time, processes and output.
 - An uncaught exception ends as `error` with the traceback of your script's lines.
+- Importable: the standard library plus the packages requested below.
+
+## Python packages
+
+Need a library (`httpx`, `pandas`, `openpyxl`...)? Ask for it once; every later
+script can import it.
+
+1. `POST /requirements {"packages": ["httpx", "pandas>=2", "openpyxl==3.1.5"]}` with
+   `Authorization: Bearer <key id>` → 202 `{"install_id", "status": "pending", ...}`.
+   Only PEP 508 names with optional `[extras]`, version specifiers and plain markers
+   (`tomli; python_version < "3.11"`); at most 50 per request. URLs, paths, VCS links
+   and pip options (`-e`, `-r`, `--index-url`...) are refused with 422 naming the item.
+2. Poll `GET /requirements/{install_id}` every few seconds until `status` is
+   `installed` or `failed` (`log` holds the installer's output tail). Small packages
+   take seconds; big ones (pandas + numpy) as long as their download. If one package
+   of a request fails, none of that request is added: fix the name/version and retry.
+3. `GET /requirements` lists every package (`spec`, `name`, `installed_version`,
+   `status`, `error`, `requested_at`) and the environment (`state`: `ready`,
+   `rebuilding` after a restart, or `unavailable` with a `reason`).
+
+Packages are installed in a sandbox into one shared, read-only environment; the
+operator can remove them. Executions submitted while the environment is rebuilt after
+a restart stay `pending` until it is ready.
 
 ## Agent endpoints
 
@@ -249,6 +272,9 @@ The secret never travels.
 | `GET /executions/{id}?wait=N` | Bearer key id | the execution; `wait` (≤ 60 s) long-polls until the status changes |
 | `GET /executions?status=&limit=&offset=` | Bearer key id | your profile's executions, newest first |
 | `POST /executions/{id}/respond` | Bearer key id | `{"response", "request_id"?}` answers a paused `llm.complete` |
+| `POST /requirements` | Bearer key id | `{"packages": [requirement]}` → 202 Install |
+| `GET /requirements` | Bearer key id | `{"packages": [Package], "environment": {...}}` |
+| `GET /requirements/{install_id}` | Bearer key id | one Install: `{"install_id", "status", "packages", "error", "log", "created_at", "finished_at"}` |
 
 Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
 
@@ -269,5 +295,5 @@ Every error is JSON `{"detail": "...", "code": "..."}`; `detail` says what to fi
 | 413 | `too_large` | script or body over the limit |
 | 422 | `invalid_input` | a field breaks a rule (named in `detail`), e.g. timeout out of range, unknown credential |
 | 429 | `rate_limited` | the queue is full; retry after `Retry-After` seconds |
-| 503 | `sandbox_unavailable` | the sandbox cannot run on this host right now |
+| 503 | `sandbox_unavailable`, `packages_unavailable` | the sandbox (or the package installer) cannot run on this host right now |
 "#;
