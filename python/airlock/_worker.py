@@ -25,12 +25,18 @@ PREIMPORTS = (
 ).split()
 
 
-def _preimport():
+def _preimport(extra=()):
     for name in PREIMPORTS:
         try:
             __import__(name)
         except Exception:  # pragma: no cover - depends on the interpreter build
             pass
+    # Operator-chosen modules (installed packages such as pandas).
+    for name in extra:
+        try:
+            __import__(name)
+        except BaseException as e:  # noqa: BLE001 - a bad module must not stop the zygote
+            os.write(2, ("airlock zygote: pre-import of %s failed: %s: %s\n" % (name, type(e).__name__, e)).encode())
 
 
 SCRIPT = "<script>"
@@ -163,11 +169,11 @@ def run_job(sdk):
     os._exit(0)
 
 
-def zygote(ctrl_fd, isolate_addr, sdk):
+def zygote(ctrl_fd, isolate_addr, sdk, extra=()):
     import ctypes
     import select
 
-    _preimport()
+    _preimport(extra)
     isolate = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)(isolate_addr)
     sock = socket.socket(fileno=ctrl_fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
@@ -239,10 +245,11 @@ def main():
     mode = sys.argv[1]
     if mode == "zygote":
         ctrl_fd, isolate_addr, sdk_src, paths = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+        extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else []
         _set_paths(paths)
         sdk = _load_sdk(sdk_src)
         sys.argv = [SCRIPT]
-        zygote(ctrl_fd, isolate_addr, sdk)
+        zygote(ctrl_fd, isolate_addr, sdk, extra)
     elif mode == "run":
         sdk_src, paths = sys.argv[2], sys.argv[3]
         _set_paths(paths)

@@ -213,6 +213,10 @@ pub struct SandboxConfig {
     pub readonly_paths: Vec<PathBuf>,
     /// Paths appended to `sys.path` (they are also made visible read-only).
     pub python_paths: Vec<PathBuf>,
+    /// Modules every warm zygote imports once at start (e.g. `pandas`), so executions
+    /// forked from it get them for free. Their code runs in the zygote and is inherited
+    /// by every execution: list only trusted modules. Ignored in cold mode.
+    pub preimport: Vec<String>,
     /// Existing host directories made visible *writable* at the same path (nosuid,
     /// nodev). Empty for script sandboxes; the package installer uses one build dir.
     pub writable_paths: Vec<PathBuf>,
@@ -237,6 +241,7 @@ impl SandboxConfig {
             readonly_paths: Vec::new(),
             python_paths: Vec::new(),
             writable_paths: Vec::new(),
+            preimport: Vec::new(),
             allow_missing: Vec::new(),
             force_cold: false,
         }

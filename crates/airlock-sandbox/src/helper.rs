@@ -174,6 +174,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
         .map_err(|e| format!("hello: {e}"))?;
 
     let paths = serde_json::to_string(&cfg.python_paths).unwrap_or_else(|_| "[]".into());
+    let preimport = serde_json::to_string(&cfg.preimport).unwrap_or_else(|_| "[]".into());
     if cfg.cold {
         cold_loop(ctrl, &cfg, &paths)
     } else {
@@ -194,6 +195,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
             &addr,
             SDK_SRC,
             &paths,
+            &preimport,
         ]
         .iter()
         .map(|s| CString::new(*s).map_err(|_| "NUL in argument".to_string()))

@@ -51,6 +51,9 @@ pub(crate) struct HelperConfig {
     pub python: PythonInfo,
     pub cold: bool,
     pub python_paths: Vec<PathBuf>,
+    /// Modules the warm zygote imports at start, after the standard ones.
+    #[serde(default)]
+    pub preimport: Vec<String>,
     pub view: Vec<ViewEntry>,
     pub landlock: LandlockPaths,
     pub limits: Limits,

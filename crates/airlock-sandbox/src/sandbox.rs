@@ -104,12 +104,24 @@ impl SeqPacket {
 struct SlotProc {
     child: tokio::process::Child,
     ctrl: SeqPacket,
+    /// The [`WarmImports::generation`] it was started with.
+    generation: u64,
+}
+
+/// What warm zygotes add to `sys.path` and pre-import on top of the configuration;
+/// changed at run time by [`Sandbox::set_warm_imports`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct WarmImports {
+    generation: u64,
+    python_paths: Vec<PathBuf>,
+    preimport: Vec<String>,
 }
 
 struct Inner {
     cgroups: Vec<Option<Arc<SlotCgroup>>>,
     cfg: SandboxConfig,
     template: HelperConfig,
+    warm: std::sync::Mutex<WarmImports>,
     layers: std::sync::OnceLock<LayerReport>,
     slots: Vec<Mutex<Option<SlotProc>>>,
     free_tx: mpsc::UnboundedSender<usize>,
@@ -277,6 +289,7 @@ impl Sandbox {
             python: py,
             cold,
             python_paths: cfg.python_paths.clone(),
+            preimport: cfg.preimport.clone(),
             view,
             landlock,
             limits: cfg.limits.clone(),
@@ -320,6 +333,7 @@ impl Sandbox {
             slots: (0..cfg.slots).map(|_| Mutex::new(None)).collect(),
             cfg,
             template,
+            warm: std::sync::Mutex::new(WarmImports::default()),
             layers: std::sync::OnceLock::new(),
             free_tx,
             free_rx: Mutex::new(free_rx),
@@ -431,6 +445,23 @@ impl Sandbox {
             .unwrap_or_else(|| EMPTY.get_or_init(LayerReport::default))
     }
 
+    /// Sets what warm zygotes add to `sys.path` (on top of
+    /// [`SandboxConfig::python_paths`]) and pre-import (on top of
+    /// [`SandboxConfig::preimport`]). The paths must already be visible (under a
+    /// [`SandboxConfig::readonly_paths`] entry). Nothing happens when both are unchanged;
+    /// otherwise each slot's zygote is replaced when it next starts a job, so running
+    /// executions are not disturbed and the first job per slot pays the new imports.
+    /// Pre-imported code runs in the zygote, before the per-execution layers, and is
+    /// inherited by every later execution of every profile: only list modules you trust.
+    pub fn set_warm_imports(&self, python_paths: Vec<PathBuf>, preimport: Vec<String>) {
+        let mut w = self.inner.warm.lock().expect("warm lock");
+        if w.python_paths != python_paths || w.preimport != preimport {
+            w.generation += 1;
+            w.python_paths = python_paths;
+            w.preimport = preimport;
+        }
+    }
+
     /// Runs a job; waits for a free slot first.
     pub async fn run(&self, job: Job) -> Result<Execution> {
         self.run_inner(job, true).await
@@ -474,9 +505,12 @@ impl Sandbox {
         {
             let mut slot = inner.slots[idx].lock().await;
             let mut attempt = 0;
+            let generation = inner.warm.lock().expect("warm lock").generation;
             loop {
+                // A zygote started before the last `set_warm_imports` is replaced (the
+                // old one is killed when its `SlotProc` is dropped).
                 let alive = match slot.as_mut() {
-                    Some(p) => matches!(p.child.try_wait(), Ok(None)),
+                    Some(p) => p.generation == generation && matches!(p.child.try_wait(), Ok(None)),
                     None => false,
                 };
                 if !alive {
@@ -611,6 +645,9 @@ async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)
         }
     }
     let mut hc = inner.template.clone();
+    let warm = inner.warm.lock().expect("warm lock").clone();
+    hc.python_paths.extend(warm.python_paths.iter().cloned());
+    hc.preimport.extend(warm.preimport.iter().cloned());
     hc.slot = idx;
     hc.uid = inner.cfg.uid_base + idx as u32;
     hc.gid = hc.uid;
@@ -672,5 +709,12 @@ async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)
         }
     }
     let layers = layers.ok_or_else(|| Error::Startup(format!("slot {idx}: no layer report")))?;
-    Ok((SlotProc { child, ctrl }, layers))
+    Ok((
+        SlotProc {
+            child,
+            ctrl,
+            generation: warm.generation,
+        },
+        layers,
+    ))
 }

@@ -121,6 +121,13 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_UV")]
     pub uv: Option<PathBuf>,
 
+    /// Modules (comma-separated, e.g. `pandas,numpy`) the warm sandbox workers import
+    /// once, from the standard library or the package environment, so scripts that
+    /// import them do not pay for it each run. Their code is inherited by every
+    /// execution of every profile: list only packages you trust.
+    #[arg(long, env = "AIRLOCK_PREIMPORT", value_delimiter = ',')]
+    pub preimport: Vec<String>,
+
     /// Wall-clock limit of one package install, seconds.
     #[arg(long, env = "AIRLOCK_PIP_TIMEOUT", default_value_t = 600)]
     pub pip_timeout: u64,
@@ -160,6 +167,7 @@ impl Config {
             pip_find_links: None,
             pip_installer: "auto".into(),
             uv: None,
+            preimport: Vec::new(),
             pip_timeout: 600,
             pip_disk_mb: 2048,
             sandbox_helper: None,

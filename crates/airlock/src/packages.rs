@@ -78,6 +78,8 @@ pub struct PackagesConfig {
     pub permissive: bool,
     /// A configuration error that disables installs.
     pub problem: Option<String>,
+    /// Modules the warm workers pre-import (`AIRLOCK_PREIMPORT`).
+    pub preimport: Vec<String>,
 }
 
 impl PackagesConfig {
@@ -96,6 +98,12 @@ impl PackagesConfig {
         });
         PackagesConfig {
             problem,
+            preimport: c
+                .preimport
+                .iter()
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect(),
             root: c.data_dir.join("packages"),
             data_dir: c.data_dir.clone(),
             python: c.python.clone(),
@@ -384,6 +392,14 @@ impl Packages {
     /// The environment new executions should add to `sys.path`.
     pub fn env_path(&self) -> Option<PathBuf> {
         self.current.read().expect("current lock").clone()
+    }
+
+    /// What the warm workers should have on `sys.path` and pre-import right now.
+    pub fn warm_imports(&self) -> (Vec<PathBuf>, Vec<String>) {
+        (
+            self.env_path().into_iter().collect(),
+            self.cfg.preimport.clone(),
+        )
     }
 
     /// The directory scripts see read-only (holds every environment).

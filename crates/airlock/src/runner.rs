@@ -286,6 +286,8 @@ impl Runner {
         // A start-up rebuild of the package environment: wait rather than run a
         // script without the packages it asked for.
         self.packages.wait_ready().await;
+        let (paths, preimport) = self.packages.warm_imports();
+        sandbox.set_warm_imports(paths, preimport);
         row.status = status::RUNNING.into();
         row.started_at = Some(Utc::now());
         self.save(&row).await;

@@ -46,6 +46,18 @@ pub async fn start(
     }
     cfg.python_paths = config.python_paths.clone();
     cfg.readonly_paths.extend(packages_dir);
+    if let Some(m) = config.preimport.iter().map(|m| m.trim()).find(|m| {
+        m.is_empty()
+            || !m.split('.').all(|p| {
+                !p.is_empty()
+                    && !p.starts_with(|c: char| c.is_ascii_digit())
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    }) {
+        return Err(format!(
+            "AIRLOCK_PREIMPORT entry {m:?} is not a module name (dotted Python identifiers, comma-separated)"
+        ));
+    }
     if config.sandbox_uid_base < 1000 {
         return Err(format!(
             "AIRLOCK_SANDBOX_UID_BASE must be at least 1000 (got {}): slots must never run as root or a system account",

@@ -156,6 +156,10 @@ async fn send(
 }
 
 async fn start(installer: &str, dists: Value) -> Env {
+    start_with(installer, dists, |_| {}).await
+}
+
+async fn start_with(installer: &str, dists: Value, tweak: impl FnOnce(&mut Config)) -> Env {
     assert!(
         installer_available(installer),
         "this test needs `{installer}` on PATH (.ci/run installs it)"
@@ -169,7 +173,8 @@ async fn start(installer: &str, dists: Value) -> Env {
     let links = dir.path().join("links");
     std::fs::create_dir(&links).unwrap();
     make_dists(&links, dists);
-    let config = config(&data_dir, &links, installer);
+    let mut config = config(&data_dir, &links, installer);
+    tweak(&mut config);
     let app = App::open(config.clone()).await.expect("app starts");
     let (s, v) = send(
         &app,
@@ -325,6 +330,9 @@ impl Env {
     }
 }
 
+/// Whether the module was loaded before the script imported anything.
+const PREIMPORTED: &str = "import sys\nset_result('tinypkg' in sys.modules)";
+
 const USE_SCRIPT: &str = "import tinypkg\nset_result([tinypkg.VALUE, tinypkg.hello('agent')])";
 
 async fn install_use_and_survive_a_restart(installer: &str) {
@@ -365,6 +373,9 @@ async fn install_use_and_survive_a_restart(installer: &str) {
     let out = env.run(&key, USE_SCRIPT).await;
     assert_eq!(out["status"], "completed", "{out}");
     assert_eq!(out["result"], json!([42, "hello agent"]));
+    // Not pre-imported unless the operator asks (see the AIRLOCK_PREIMPORT test).
+    let out = env.run(&key, PREIMPORTED).await;
+    assert_eq!(out["result"], json!(false), "{out}");
 
     // Read-only for scripts; and the rest of the data dir is not there at all.
     let attack = format!(
@@ -453,6 +464,28 @@ async fn install_use_restart_and_remove_with_the_default_installer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_use_restart_and_remove_with_pip() {
     install_use_and_survive_a_restart("pip").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preimported_package_is_loaded_in_the_warm_workers() {
+    let env = start_with("pip", json!({"wheels": [tinypkg()]}), |c| {
+        c.preimport = vec!["tinypkg".into()]
+    })
+    .await;
+    let key = env.profile_key().await;
+    // Before the install the module does not exist; the workers still run.
+    let out = env.run(&key, PREIMPORTED).await;
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["result"], json!(false), "{out}");
+    let inst = env.install(&["tinypkg"]).await;
+    assert_eq!(inst["status"], "installed", "{inst}");
+    for _ in 0..3 {
+        let out = env.run(&key, PREIMPORTED).await;
+        assert_eq!(out["status"], "completed", "{out}");
+        assert_eq!(out["result"], json!(true), "{out}");
+    }
+    let out = env.run(&key, USE_SCRIPT).await;
+    assert_eq!(out["result"], json!([42, "hello agent"]));
 }
 
 #[tokio::test]
