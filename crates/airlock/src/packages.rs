@@ -627,10 +627,10 @@ impl Packages {
                 tracing::info!(install = %id, "package environment ready");
             }
             Err((error, log)) => {
-                for r in rows
-                    .into_iter()
-                    .filter(|r| matches!(r.status.as_str(), PENDING | INSTALLING))
-                {
+                // Only this build's new rows: a request queued meanwhile gets its own try.
+                for r in rows.into_iter().filter(|r| {
+                    matches!(r.status.as_str(), PENDING | INSTALLING) && wanted.contains(&r.spec)
+                }) {
                     let mut r = r;
                     r.status = FAILED.into();
                     r.error = Some(format!("{error} (see GET /requirements/{id})"));
