@@ -39,6 +39,11 @@ pub const INSTALLING: &str = "installing";
 pub const INSTALLED: &str = "installed";
 pub const FAILED: &str = "failed";
 
+/// What agents are told when installs cannot run (the reason may name host paths;
+/// the operator sees it on the Packages page and in the log).
+pub const AGENT_UNAVAILABLE: &str =
+    "package installs are unavailable on this instance; ask the operator (the admin Packages page says why)";
+
 /// Bytes of installer output kept per install (the tail).
 const LOG_TAIL_BYTES: usize = 16 * 1024;
 
@@ -454,11 +459,11 @@ impl Packages {
     /// Validates and records a request, then queues its install.
     pub async fn request(&self, specs: &[String]) -> ApiResult<InstallView> {
         let reqs = requirements::parse_all(specs).map_err(ApiError::invalid)?;
-        if let Some(reason) = &self.unavailable {
+        if self.unavailable.is_some() {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "packages_unavailable",
-                format!("package installs are unavailable: {reason}"),
+                AGENT_UNAVAILABLE,
             ));
         }
         let rendered: Vec<String> = reqs.iter().map(|r| r.to_string()).collect();

@@ -632,3 +632,69 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         "a probe listed the data dir: {log}"
     );
 }
+
+#[tokio::test]
+async fn installs_are_refused_clearly_when_the_data_dir_is_under_tmp() {
+    // Every sandbox mounts its own /tmp, so an environment there would be invisible.
+    let dir = tempfile::Builder::new()
+        .prefix("pkgs-tmp")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let data_dir = dir.path().join("data");
+    let links = dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    let app = App::open(config(&data_dir, &links, "pip"))
+        .await
+        .expect("app starts");
+    let (s, _) = send(
+        &app,
+        "POST",
+        "/api/admin/setup",
+        None,
+        None,
+        Some(json!({"password": "correct horse battery staple"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let cookie = login_cookie(&app).await;
+    let env = Env {
+        key_id: String::new(),
+        _dir: dir,
+        data_dir,
+        links,
+        config: Config::for_data_dir(Path::new("/unused")),
+        app,
+        cookie,
+    };
+    let key = env.profile_key().await;
+    let key_id = key.split_once(':').unwrap().0;
+    let (s, v) = send(
+        &env.app,
+        "POST",
+        "/requirements",
+        None,
+        Some(key_id),
+        Some(json!({"packages": ["httpx"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["code"], "packages_unavailable");
+    assert!(!v["detail"].as_str().unwrap().contains("/tmp"), "{v}");
+    let (_, list) = send(&env.app, "GET", "/requirements", None, Some(key_id), None).await;
+    assert_eq!(list["environment"]["state"], "unavailable", "{list}");
+    assert!(
+        !list["environment"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/tmp"),
+        "{list}"
+    );
+    // The operator sees the cause.
+    let (s, admin) = env.admin("GET", "/api/admin/packages", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let reason = admin["environment"]["reason"].as_str().unwrap();
+    assert!(reason.contains("/tmp"), "{reason}");
+    // Executions still run (without packages).
+    let out = env.run(&key, "set_result(1)").await;
+    assert_eq!(out["result"], 1, "{out}");
+}

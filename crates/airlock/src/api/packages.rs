@@ -32,7 +32,11 @@ pub fn admin_routes() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>, _key: AgentKey) -> ApiResult<Response> {
-    Ok(Json(state.packages.list().await?).into_response())
+    let mut list = state.packages.list().await?;
+    if list.environment.reason.is_some() {
+        list.environment.reason = Some(crate::packages::AGENT_UNAVAILABLE.into());
+    }
+    Ok(Json(list).into_response())
 }
 
 async fn request(

@@ -326,6 +326,10 @@ test("overview and settings render", async () => {
   await shot("settings");
   await page.goto(base + "/ui/profiles");
   await shot("profiles");
+  await page.click("nav.mainnav >> text=Packages");
+  await page.locator("h1", { hasText: "Packages" }).waitFor();
+  await page.locator("p.empty", { hasText: "No package has been requested yet." }).waitFor();
+  await shot("packages");
 });
 
 test("regenerate key: confirm, a new key once, the old one refused", async () => {
