@@ -129,6 +129,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .unwrap_or("unknown reason")
         ),
     }
+    let packages = &app.state.packages;
+    match packages.unavailable_reason() {
+        Some(reason) => println!("  packages:   installs unavailable: {reason}"),
+        None => match packages.list().await {
+            Ok(list) => println!(
+                "  packages:   {} requested, environment {} ({}, index {})",
+                list.packages.len(),
+                list.environment.state,
+                list.environment.installer,
+                list.environment.index_url.as_deref().unwrap_or("none")
+            ),
+            Err(e) => println!("  packages:   cannot read the list: {}", e.detail),
+        },
+    }
     let router = app.router();
     tokio::select! {
         r = airlock::serve(router, listener) => r.context("server error")?,
