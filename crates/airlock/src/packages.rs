@@ -700,6 +700,10 @@ impl Packages {
             .to_string(),
         );
         env.insert("UV_NO_CACHE".into(), "1".into());
+        // The system's CA store (/etc/ssl is in the view), as pip and scripts use:
+        // uv's bundled roots miss operator-added CAs. Both names (old and new uv).
+        env.insert("UV_NATIVE_TLS".into(), "1".into());
+        env.insert("UV_SYSTEM_CERTS".into(), "1".into());
         env.insert("PIP_NO_CACHE_DIR".into(), "1".into());
         let job = Job {
             script: INSTALL_SCRIPT.into(),
