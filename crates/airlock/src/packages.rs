@@ -380,6 +380,16 @@ impl Packages {
         self.ready.send_replace(false);
         match self.new_install(&wanted).await {
             Ok(id) => {
+                // Until the rebuild succeeds nothing is installed.
+                for r in rows.iter().filter(|r| r.status != FAILED) {
+                    let mut r = r.clone();
+                    r.status = PENDING.into();
+                    r.installed_version = None;
+                    r.install_id = id.clone();
+                    if let Err(e) = self.store.package_upsert(&r).await {
+                        tracing::error!(error = %e, "cannot update a package row");
+                    }
+                }
                 let _ = self.queue.send(id);
             }
             Err(e) => {

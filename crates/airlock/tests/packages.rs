@@ -406,6 +406,31 @@ async fn install_use_and_survive_a_restart(installer: &str) {
         ..
     } = env;
     drop(app);
+    let envs = |d: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d.join("packages/envs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = envs(&data_dir);
+    assert_eq!(before.len(), 1, "{before:?}");
+    // A plain restart reuses the environment: ready at once, nothing rebuilt.
+    let app = App::open(config.clone()).await.expect("app restarts");
+    let (_, list) = send(
+        &app,
+        "GET",
+        "/requirements",
+        None,
+        Some(key.split_once(':').unwrap().0),
+        None,
+    )
+    .await;
+    assert_eq!(list["environment"]["state"], "ready", "{list}");
+    assert_eq!(list["packages"][0]["status"], "installed", "{list}");
+    assert_eq!(envs(&data_dir), before);
+    drop(app);
     std::fs::remove_dir_all(data_dir.join("packages/envs")).unwrap();
     std::fs::remove_file(data_dir.join("packages/current.json")).unwrap();
     let app = App::open(config.clone()).await.expect("app restarts");
