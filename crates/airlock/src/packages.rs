@@ -432,16 +432,20 @@ impl Packages {
         *self.ready.borrow()
     }
 
-    fn environment(&self) -> EnvironmentView {
-        let state = if self.unavailable.is_some() {
+    /// `ready`, `rebuilding` or `unavailable`.
+    pub fn state(&self) -> &'static str {
+        if self.unavailable.is_some() {
             "unavailable"
         } else if self.is_ready() {
             "ready"
         } else {
             "rebuilding"
-        };
+        }
+    }
+
+    fn environment(&self) -> EnvironmentView {
         EnvironmentView {
-            state: state.into(),
+            state: self.state().into(),
             installer: if self.cfg.uv.is_some() { "uv" } else { "pip" }.into(),
             python: self.cfg.python.display().to_string(),
             index_url: self.cfg.index_url.as_deref().map(redact_url),

@@ -351,6 +351,8 @@ async fn install_use_and_survive_a_restart(installer: &str) {
     assert_eq!(pkgs[0]["error"], Value::Null);
     assert_eq!(list["environment"]["state"], "ready");
     assert_eq!(list["environment"]["installer"], installer);
+    let (_, health) = send(&env.app, "GET", "/health", None, None, None).await;
+    assert_eq!(health["packages"], json!({"state": "ready"}), "{health}");
 
     // The admin page lists it with its status and version.
     let (s, page) = env.admin("GET", "/ui/packages", None).await;
@@ -707,6 +709,12 @@ async fn installs_are_refused_clearly_when_the_data_dir_is_under_tmp() {
     assert!(!v["detail"].as_str().unwrap().contains("/tmp"), "{v}");
     let (_, list) = send(&env.app, "GET", "/requirements", None, Some(key_id), None).await;
     assert_eq!(list["environment"]["state"], "unavailable", "{list}");
+    let (_, health) = send(&env.app, "GET", "/health", None, None, None).await;
+    assert_eq!(
+        health["packages"],
+        json!({"state": "unavailable"}),
+        "{health}"
+    );
     assert!(
         !list["environment"]["reason"]
             .as_str()

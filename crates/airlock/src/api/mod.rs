@@ -97,6 +97,7 @@ async fn health(
         "version": env!("CARGO_PKG_VERSION"),
         "setup_required": crate::auth::setup_required(&state).await?,
         "sandbox": crate::sandbox::status(&state.runner),
+        "packages": {"state": state.packages.state()},
     })))
 }
 
