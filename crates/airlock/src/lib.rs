@@ -15,6 +15,7 @@ pub mod error;
 pub mod ids;
 pub mod runner;
 pub mod sandbox;
+pub mod sealed;
 pub mod skill;
 pub mod transfer;
 pub mod validate;

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::Json;
 use crate::app::AppState;
 use crate::auth::{self, AdminSession};
-use crate::catalog::{ProfilePatch, ProfileView};
+use crate::catalog::{ProfilePatch, ProfileView, SealingPatch};
 use crate::error::{ApiError, ApiResult};
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -173,6 +173,31 @@ struct CreateCredential {
     #[serde(default)]
     description: String,
     value: Option<String>,
+    /// `plain` or `sealed`; default: `sealed` when `bound_hosts` is given, else `plain`.
+    mode: Option<String>,
+    bound_hosts: Option<Vec<String>>,
+    bound_methods: Option<Vec<String>>,
+    bound_header: Option<String>,
+    substitute_in_body: Option<bool>,
+    revoke_on_violation: Option<bool>,
+}
+
+fn sealing_patch(
+    mode: Option<String>,
+    bound_hosts: Option<Vec<String>>,
+    bound_methods: Option<Vec<String>>,
+    bound_header: Option<String>,
+    substitute_in_body: Option<bool>,
+    revoke_on_violation: Option<bool>,
+) -> SealingPatch {
+    SealingPatch {
+        mode,
+        bound_hosts,
+        bound_methods,
+        bound_header,
+        substitute_in_body,
+        revoke_on_violation,
+    }
 }
 
 async fn create_credential(
@@ -182,7 +207,19 @@ async fn create_credential(
 ) -> ApiResult<Response> {
     let c = state
         .catalog
-        .create_credential(&body.name, &body.description, body.value.as_deref())
+        .create_credential(
+            &body.name,
+            &body.description,
+            body.value.as_deref(),
+            &sealing_patch(
+                body.mode,
+                body.bound_hosts,
+                body.bound_methods,
+                body.bound_header,
+                body.substitute_in_body,
+                body.revoke_on_violation,
+            ),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
@@ -200,6 +237,14 @@ async fn get_credential(
 struct UpdateCredential {
     value: Option<String>,
     description: Option<String>,
+    mode: Option<String>,
+    bound_hosts: Option<Vec<String>>,
+    /// An empty list: any method.
+    bound_methods: Option<Vec<String>>,
+    /// An empty string: any header.
+    bound_header: Option<String>,
+    substitute_in_body: Option<bool>,
+    revoke_on_violation: Option<bool>,
 }
 
 async fn update_credential(
@@ -210,7 +255,19 @@ async fn update_credential(
 ) -> ApiResult<Response> {
     let c = state
         .catalog
-        .update_credential(&name, body.description.as_deref(), body.value.as_deref())
+        .update_credential(
+            &name,
+            body.description.as_deref(),
+            body.value.as_deref(),
+            &sealing_patch(
+                body.mode,
+                body.bound_hosts,
+                body.bound_methods,
+                body.bound_header,
+                body.substitute_in_body,
+                body.revoke_on_violation,
+            ),
+        )
         .await?;
     Ok(Json(c).into_response())
 }
