@@ -227,7 +227,12 @@ impl Env {
             .map(|e| {
                 let mut e = e.clone();
                 assert!(e["at"].is_string(), "{e}");
-                e.as_object_mut().unwrap().remove("at");
+                // Sealed credentials are not used here (tests/sealed.rs covers them).
+                assert_eq!(e["violation"], json!(false), "{e}");
+                assert_eq!(e["substituted"], json!([]), "{e}");
+                for k in ["at", "violation", "substituted"] {
+                    e.as_object_mut().unwrap().remove(k);
+                }
                 e
             })
             .collect()

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Json;
@@ -407,12 +407,38 @@ async fn admin_get(
 }
 
 /// One egress attempt in the admin execution view (never in agent responses).
+#[derive(Debug, Clone, Serialize)]
+pub struct EgressView {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub host: String,
+    pub port: u16,
+    pub method: String,
+    pub path: Option<String>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub allowed: bool,
+    pub reason: String,
+    /// A sealed credential's placeholder was on its way to a host not bound to it.
+    pub violation: bool,
+    /// Sealed credentials whose values the proxy substituted into this request.
+    pub substituted: Vec<String>,
+}
+
 fn egress_view(e: &airlock_store::EgressRow) -> Value {
-    json!({
-        "at": e.at, "host": e.host, "port": e.port, "method": e.method, "path": e.path,
-        "bytes_up": e.bytes_up, "bytes_down": e.bytes_down,
-        "allowed": e.allowed, "reason": e.reason,
+    serde_json::to_value(EgressView {
+        at: e.at,
+        host: e.host.clone(),
+        port: e.port,
+        method: e.method.clone(),
+        path: e.path.clone(),
+        bytes_up: e.bytes_up,
+        bytes_down: e.bytes_down,
+        allowed: e.allowed,
+        reason: e.reason.clone(),
+        violation: e.violation,
+        substituted: e.substituted.clone(),
     })
+    .unwrap_or(Value::Null)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {

@@ -760,6 +760,9 @@ pub struct Egress {
     pub bytes_down: i64,
     pub allowed: bool,
     pub reason: String,
+    pub violation: bool,
+    /// Sealed credentials substituted into the request, comma-separated.
+    pub substituted: String,
 }
 
 #[derive(Template)]
@@ -852,6 +855,8 @@ pub async fn execution(
             bytes_down: e.bytes_down,
             allowed: e.allowed,
             reason: e.reason,
+            violation: e.violation,
+            substituted: e.substituted.join(", "),
         })
         .collect();
     Ok(render(&ExecutionPage {
