@@ -616,6 +616,32 @@ print("placeholder:", ph)
     }
     let (_, _, raw) = send(&env.app, req("GET", "/skill.md", None, None, None)).await;
     assert!(!contains(raw.as_bytes(), &value));
+    assert!(
+        raw.contains(&format!(
+            "`STRIPE_KEY` (value set, sealed to 127.0.0.2:{} 127.0.0.3:{})",
+            plain.port(),
+            tls.port()
+        )),
+        "{raw}"
+    );
+    // The credentials page shows the mode and the bound hosts.
+    let (s, _, page) = env.admin("GET", "/ui/credentials", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains(r#"data-mode="sealed""#), "{page}");
+    assert!(page.contains(&format!(
+        "127.0.0.2:{}, 127.0.0.3:{}",
+        plain.port(),
+        tls.port()
+    )));
+    assert!(!contains(page.as_bytes(), &value));
+    // The execution page shows which credential was substituted, and the violation.
+    let (s, _, page) = env
+        .admin("GET", &format!("/ui/executions/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("substituted: STRIPE_KEY"), "{page}");
+    assert!(page.contains(">violation<"), "{page}");
+    assert!(!contains(page.as_bytes(), &value));
     assert!(!contains(&env.db_bytes(), &value), "the database files");
 }
 

@@ -398,6 +398,18 @@ pub struct CredRow {
     pub value_exists: bool,
     pub updated: Ts,
     pub used_by: Vec<UsedBy>,
+    /// `plain` or `sealed`.
+    pub mode: String,
+    /// Bound host patterns, one per line (for the edit dialog).
+    pub hosts_lines: String,
+    /// Bound host patterns for display.
+    pub hosts_text: String,
+    /// Bound methods, comma-separated; empty for any.
+    pub methods: String,
+    /// Bound header; empty for any.
+    pub header: String,
+    pub substitute_body: bool,
+    pub revoke: bool,
 }
 
 #[derive(Template)]
@@ -447,6 +459,13 @@ pub async fn credentials(
             value_exists: row.value.is_some(),
             updated: view::ts(row.updated_at),
             used_by,
+            mode: row.seal.mode.clone(),
+            hosts_lines: row.seal.hosts.join("\n"),
+            hosts_text: row.seal.hosts.join(", "),
+            methods: row.seal.methods.clone().unwrap_or_default().join(", "),
+            header: row.seal.header.clone().unwrap_or_default(),
+            substitute_body: row.seal.substitute_body,
+            revoke: row.seal.revoke_on_violation,
         });
     }
     let fill = q
