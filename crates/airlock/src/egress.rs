@@ -1171,10 +1171,20 @@ async fn relay(
         }
         drop(attempt);
     });
+    let head = parts.method == Method::HEAD;
     match sender.send_request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();
             strip_hop_by_hop(&mut rparts.headers);
+            let bodiless = head
+                || rparts.status.is_informational()
+                || rparts.status == StatusCode::NO_CONTENT
+                || rparts.status == StatusCode::NOT_MODIFIED;
+            if bodiless && passed.rewrite_response {
+                let mut nothing = Vec::new();
+                hook.on_response(&mut rparts.headers, &mut nothing);
+                return Response::from_parts(rparts, full(Vec::new()));
+            }
             if !passed.rewrite_response {
                 return Response::from_parts(rparts, rbody.boxed());
             }
