@@ -50,6 +50,10 @@ fn public_dir() -> tempfile::TempDir {
 }
 
 async fn start(upstream_ca: Option<&str>) -> Option<Env> {
+    start_with(upstream_ca, Vec::new()).await
+}
+
+async fn start_with(upstream_ca: Option<&str>, python_paths: Vec<PathBuf>) -> Option<Env> {
     let dir = tempfile::tempdir().unwrap();
     let public = public_dir();
     let bundle = upstream_ca.map(|pem| {
@@ -65,6 +69,7 @@ async fn start(upstream_ca: Option<&str>) -> Option<Env> {
     c.workers = Some(2);
     c.egress_ca_bundle = bundle;
     c.egress_ca_dir = Some(public.path().join("ca"));
+    c.python_paths = python_paths;
     let app = App::open(c).await.expect("app starts");
     if let Some(reason) = app.state.runner.unavailable_reason() {
         eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
@@ -835,6 +840,81 @@ out["placeholder_seen_in"] = sorted(set(ph_seen))
         "the search works: {r}"
     );
     assert!(bound.seen()[0].contains(&format!("authorization: {value}\r\n")));
+}
+
+/// `requests` and `httpx`, with no TLS arguments, trust the instance CA through the
+/// variables the runner sets, and the bound HTTPS upstream receives the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_and_httpx_use_sealed_credentials_unchanged() {
+    // Not under /tmp: every execution gets its own empty /tmp.
+    let pkgs = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = pkgs.path().to_path_buf();
+    let installed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&target)
+            .args(["requests", "httpx"])
+            .output()
+    })
+    .await
+    .unwrap();
+    match installed {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: cannot install requests/httpx from the package index: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no python3 -m pip to install requests/httpx: {e}");
+            return;
+        }
+    }
+    let (tls, upstream_ca) = tls_upstream("127.0.0.3").await;
+    let Some(env) = start_with(Some(&upstream_ca), vec![pkgs.path().to_path_buf()]).await else {
+        return;
+    };
+    let value = "sk_test_requests_httpx_42424242";
+    let host = format!("127.0.0.3:{}", tls.port());
+    env.credential(json!({"name": "API_KEY", "value": value, "bound_hosts": [host]}))
+        .await;
+    let (_, key) = env.profile(&["API_KEY"], json!([host])).await;
+    let (_, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+import requests, httpx
+h = {"Authorization": "Bearer " + settings.get("API_KEY")}
+r = requests.get("https://127.0.0.3:P2/requests", headers=h, timeout=15)
+out["requests"] = [r.status_code, "airlock-sealed:API_KEY:" in r.text]
+r = httpx.get("https://127.0.0.3:P2/httpx", headers=h, timeout=15)
+out["httpx"] = [r.status_code, "airlock-sealed:API_KEY:" in r.text]
+"#,
+                &[("P2", tls.port().to_string())],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    assert_eq!(
+        v["result"],
+        json!({"requests": [200, true], "httpx": [200, true]}),
+        "{v}"
+    );
+    let seen = tls.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for s in &seen {
+        assert!(s.contains(&format!("Bearer {value}\r\n")), "{s}");
+    }
 }
 
 /// The bundle the sandbox trusts is world-readable, outside the data directory, and
