@@ -639,6 +639,18 @@ print("placeholder:", ph)
         tls.port()
     )));
     assert!(!contains(page.as_bytes(), &value));
+    let (s, _, page) = env
+        .admin("GET", &format!("/ui/profiles/{profile}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains(&format!(
+            r#"sealed to <span class="mono">127.0.0.2:{}, 127.0.0.3:{}</span>"#,
+            plain.port(),
+            tls.port()
+        )),
+        "{page}"
+    );
     // The execution page shows which credential was substituted, and the violation.
     let (s, _, page) = env
         .admin("GET", &format!("/ui/executions/{id}"), None)

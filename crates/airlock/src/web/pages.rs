@@ -90,6 +90,16 @@ pub struct CredOption {
     pub name: String,
     pub description: String,
     pub value_exists: bool,
+    /// Bound hosts of a sealed credential, comma-separated; empty when plain.
+    pub sealed_to: String,
+}
+
+fn sealed_to(mode: &str, hosts: &[String]) -> String {
+    if mode == airlock_store::mode::SEALED {
+        hosts.join(", ")
+    } else {
+        String::new()
+    }
 }
 
 pub struct LayerView {
@@ -505,6 +515,7 @@ pub async fn profiles(State(state): State<AppState>, headers: HeaderMap) -> Page
         .await?
         .into_iter()
         .map(|c| CredOption {
+            sealed_to: sealed_to(&c.sealing.mode, &c.sealing.bound_hosts),
             name: c.name,
             description: c.description,
             value_exists: c.value_exists,
@@ -558,6 +569,7 @@ pub async fn profile(
         .into_iter()
         .filter(|c| !attached.contains(&c.name.as_str()))
         .map(|c| CredOption {
+            sealed_to: sealed_to(&c.sealing.mode, &c.sealing.bound_hosts),
             name: c.name,
             description: c.description,
             value_exists: c.value_exists,
@@ -588,6 +600,7 @@ pub async fn profile(
                 name: c.name.clone(),
                 description: c.description.clone(),
                 value_exists: c.value_exists,
+                sealed_to: sealed_to(&c.mode, &c.bound_hosts),
             })
             .collect(),
         missing,
