@@ -163,7 +163,11 @@ impl Sealer {
             let (from, to) = (c.placeholder.as_bytes(), c.value.as_bytes());
             let mut hit = false;
             for (name, value) in headers.iter_mut() {
-                if c.header.as_deref().is_some_and(|h| h != name.as_str()) {
+                // Never in `Host` (the proxy sets it to the real target) or a header
+                // the operator did not name.
+                if name == hyper::header::HOST
+                    || c.header.as_deref().is_some_and(|h| h != name.as_str())
+                {
                     continue;
                 }
                 if let Some(v) = replace_bytes(value.as_bytes(), from, to) {
@@ -697,6 +701,19 @@ mod tests {
             "{}",
             err.reason
         );
+        // Never in Host.
+        let mut h = headers(&[("host", ph.clone())]);
+        let mut st2 = st.clone();
+        st2.header = None;
+        st2.methods = None;
+        let c2 = SealedValue::new("KEY2", "s3cr3t/w", &st2);
+        let ph2 = c2.placeholder.clone();
+        let (s2, _) = sealer(vec![c2]);
+        h.insert("host", HeaderValue::from_str(&ph2).unwrap());
+        let err = s2
+            .process(&target, "GET", &mut h, &mut "/".into(), &mut None)
+            .unwrap_err();
+        assert!(!err.violation, "{}", err.reason);
         // Wrong header name.
         let mut h = headers(&[("authorization", ph.clone())]);
         assert!(s
