@@ -37,6 +37,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
+/// Requests of one execution whose bodies are buffered for the hook at once; the
+/// others wait.
+const MAX_INSPECTING: usize = 4;
+
 /// Ports a host pattern without `:port` allows.
 pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 
@@ -478,6 +482,9 @@ pub struct EgressConfig {
 
 struct Shared {
     cfg: EgressConfig,
+    /// Requests whose bodies may be buffered for the hook at once (bounds the memory
+    /// one execution can make the server hold).
+    inspecting: Arc<Semaphore>,
     total: AtomicU64,
     logged: AtomicU64,
     log: mpsc::UnboundedSender<EgressRow>,
@@ -509,6 +516,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
     let shared = Arc::new(Shared {
         cfg,
+        inspecting: Arc::new(Semaphore::new(MAX_INSPECTING)),
         total: AtomicU64::new(0),
         logged: AtomicU64::new(0),
         log,
@@ -1034,6 +1042,12 @@ async fn relay(
         parts.headers.insert(header::HOST, h);
     }
     let hook = shared.cfg.hook.clone();
+    // Held until the answer is built: bounds what this execution has buffered.
+    let _inspecting = if hook.inspects_bodies() {
+        shared.inspecting.clone().acquire_owned().await.ok()
+    } else {
+        None
+    };
     let (mut buffered, body) = if hook.inspects_bodies() {
         match buffer_body(body, crate::sealed::MAX_INSPECTED_BODY).await {
             Ok(Some(b)) => (Some(b), None),
