@@ -283,7 +283,7 @@ Every error is JSON `{"detail": "...", "code": "..."}`; `detail` says what to fi
 | 401 | `missing_key`, `malformed_key`, `unknown_key`, `profile_unlocked`, `profile_revoked`, `profile_expired` | the key is absent, not `Bearer ark_<24 chars>`, unknown, or its profile cannot run code |
 | 403 | `hash_mismatch` | the hash is not the HMAC of this exact script with this key's secret |
 | 404 | `not_found` | no such profile/execution for this key |
-| 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm` | the state does not allow it (e.g. changing a locked profile, answering twice) |
+| 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm`, `llm_request_mismatch` | the state does not allow it (e.g. changing a locked profile, answering twice or a stale `request_id`) |
 | 413 | `too_large` | script or body over the limit |
 | 422 | `invalid_input` | a field breaks a rule (named in `detail`), e.g. timeout out of range, unknown credential |
 | 429 | `rate_limited` | the queue is full; retry after `Retry-After` seconds |

@@ -354,8 +354,12 @@ async fn respond(
         Ok(()) => Ok(Json(
             json!({ "execution_id": id, "status": status::RUNNING }),
         )),
-        Err(RespondError::WrongRequest) => Err(ApiError::invalid(
-            "request_id does not match the pending LLM request",
+        // A stale id (its request was answered and the script already asked the next
+        // one) is a state conflict like answering twice, not a malformed body.
+        Err(RespondError::WrongRequest) => Err(ApiError::conflict(
+            "llm_request_mismatch",
+            "request_id is not the pending LLM request (already answered, or never issued); \
+             read llm_request.request_id from GET /executions/{id}",
         )),
         Err(RespondError::NotAwaiting) => Err(ApiError::conflict(
             "not_awaiting_llm",
