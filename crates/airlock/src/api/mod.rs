@@ -135,17 +135,22 @@ async fn method_not_allowed(req: Request, next: axum::middleware::Next) -> Respo
 /// Builds the whole router.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let finish = |r: Router<AppState>| {
+        r.fallback(not_found)
+            .layer(axum::middleware::from_fn(method_not_allowed))
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(state.clone())
+    };
+    let base = Router::new()
         .route("/health", get(health))
         .route("/skill.md", get(skill_md))
         .merge(agent::routes())
         .merge(executions::agent_routes(state.config.max_script_bytes))
         .nest("/api/admin", admin::routes(state.clone()))
-        .merge(crate::web::routes())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(method_not_allowed))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .merge(crate::web::routes());
+    // MCP tools call the agent API in-process through the same routes.
+    let inner = finish(base.clone());
+    finish(base.merge(crate::mcp::http_service(&state, inner)))
 }
 
 #[cfg(test)]
