@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::{ids, validate};
 
 /// A credential as the admin sees it (never its value).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CredentialView {
     pub name: String,
     pub description: String,
@@ -26,7 +26,7 @@ pub struct CredentialView {
 }
 
 /// A credential as agents see it, and as listed inside a profile.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CredentialSummary {
     pub name: String,
     pub description: String,
@@ -34,7 +34,7 @@ pub struct CredentialSummary {
 }
 
 /// The profile JSON used by every endpoint.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProfileView {
     pub id: String,
     pub description: String,
@@ -51,7 +51,7 @@ pub struct ProfileView {
 }
 
 /// A profile plus its freshly issued key (`ark_ID:SECRET`), shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileWithKey {
     #[serde(flatten)]
     pub profile: ProfileView,
