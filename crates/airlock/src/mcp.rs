@@ -229,6 +229,8 @@ pub struct AirlockMcp {
     key: Option<ProfileKey>,
     /// Base URL of the web UI the instructions point to.
     ui_base: String,
+    /// `/mcp` without a public URL: take the base from each request's `Host`.
+    ui_from_host: bool,
     tool_router: ToolRouter<AirlockMcp>,
 }
 
@@ -263,8 +265,21 @@ impl AirlockMcp {
             api,
             key,
             ui_base: ui_base.trim_end_matches('/').to_string(),
+            ui_from_host: false,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// The web UI's base URL as the caller reaches it.
+    fn ui_base(&self, ctx: &RequestContext<RoleServer>) -> String {
+        if self.ui_from_host {
+            if let Some(host) = Self::host(ctx).as_ref().and_then(|h| h.to_str().ok()) {
+                if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()) {
+                    return format!("http://{host}");
+                }
+            }
+        }
+        self.ui_base.clone()
     }
 
     /// The key for this call: the stdio key, or the one `/mcp` verified.
@@ -322,12 +337,13 @@ impl AirlockMcp {
     }
 
     fn need_key(&self, ctx: &RequestContext<RoleServer>) -> Result<ProfileKey, CallToolResult> {
+        let ui_base = self.ui_base(ctx);
         self.key(ctx).ok_or_else(|| {
             tool_error(format!(
                 "no profile key is configured for this MCP server. Ask the user to lock the \
                  profile in the web UI ({}/ui/profiles) and to configure the key \
                  (AIRLOCK_KEY or --key-file for `airlock mcp`); never ask for it in the chat.",
-                self.ui_base
+                ui_base
             ))
         })
     }
@@ -424,6 +440,7 @@ impl AirlockMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<CreateProfileArgs>,
     ) -> Result<CallToolResult, ErrorData> {
+        let ui_base = self.ui_base(&ctx);
         let r = self
             .call(
                 &ctx,
@@ -434,7 +451,7 @@ impl AirlockMcp {
             .await
             .map(|mut p| {
                 if let Some(id) = p["id"].as_str() {
-                    p["ui_url"] = json!(format!("{}/ui/profiles/{id}", self.ui_base));
+                    p["ui_url"] = json!(format!("{ui_base}/ui/profiles/{id}"));
                     p["next_step"] = json!(
                         "Ask the user to open ui_url, set the credential values there and lock \
                          the profile. Never ask for the values in the chat."
@@ -646,23 +663,27 @@ pub fn http_service(state: &AppState, api: axum::Router) -> axum::Router<AppStat
         StreamableHttpServerConfig, StreamableHttpService,
     };
     let (hosts, origins) = allowed_hosts(state);
-    let ui_base = state
-        .config
-        .public_base()
-        .map(str::to_string)
+    let public = state.config.public_base().map(str::to_string);
+    let ui_base = public
+        .clone()
         .unwrap_or_else(|| format!("http://{}", state.config.bind));
+    // Room for a script as large as `POST /execute` accepts, JSON-escaped.
+    let max_body = (state.config.max_script_bytes.saturating_mul(6) + 64 * 1024).max(4 << 20);
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins);
+        .with_allowed_origins(origins)
+        .with_max_request_body_bytes(max_body);
     let service = StreamableHttpService::new(
         move || {
-            Ok(AirlockMcp::new(
+            let mut server = AirlockMcp::new(
                 AgentApi::InProcess {
                     router: api.clone(),
                 },
                 None,
                 &ui_base,
-            ))
+            );
+            server.ui_from_host = public.is_none();
+            Ok(server)
         },
         Arc::new(LocalSessionManager::default()),
         config,

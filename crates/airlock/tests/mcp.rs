@@ -125,11 +125,9 @@ async fn scenario(live: &live::Live, client: &Client, key: &str) {
     .await;
     assert!(!err, "{t}");
     let pid = p["id"].as_str().unwrap();
-    assert!(
-        p["ui_url"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("/ui/profiles/{pid}")),
+    assert_eq!(
+        p["ui_url"],
+        format!("{}/ui/profiles/{pid}", live.base),
         "{t}"
     );
     let (err, t, v) = call(
