@@ -468,17 +468,13 @@ impl AirlockMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<ProfileCredentialsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let id = match path_id(&args.profile_id) {
-            Ok(id) => id,
-            Err(e) => return Ok(e),
-        };
         done(
-            self.call(
-                &ctx,
-                Method::POST,
-                &format!("/profiles/{id}/credentials"),
-                Some(json!({ "credentials": args.credentials })),
-            )
+            async {
+                let id = path_id(&args.profile_id)?;
+                let body = json!({ "credentials": args.credentials });
+                let path = format!("/profiles/{id}/credentials");
+                self.call(&ctx, Method::POST, &path, Some(body)).await
+            }
             .await,
         )
     }
@@ -489,17 +485,13 @@ impl AirlockMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<ProfileCredentialsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let id = match path_id(&args.profile_id) {
-            Ok(id) => id,
-            Err(e) => return Ok(e),
-        };
         done(
-            self.call(
-                &ctx,
-                Method::DELETE,
-                &format!("/profiles/{id}/credentials"),
-                Some(json!({ "credentials": args.credentials })),
-            )
+            async {
+                let id = path_id(&args.profile_id)?;
+                let body = json!({ "credentials": args.credentials });
+                let path = format!("/profiles/{id}/credentials");
+                self.call(&ctx, Method::DELETE, &path, Some(body)).await
+            }
             .await,
         )
     }
@@ -512,26 +504,27 @@ impl AirlockMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<ExecuteArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let key = match self.need_key(&ctx) {
-            Ok(k) => k,
-            Err(e) => return Ok(e),
-        };
-        let hash = crate::ids::hmac_hex(key.secret.as_bytes(), args.script.as_bytes());
-        let mut body = json!({ "script": args.script, "hash": hash });
-        if let Some(t) = args.timeout {
-            body["timeout"] = json!(t);
-        }
-        if let Some(t) = args.llm_timeout {
-            body["llm_timeout"] = json!(t);
-        }
-        let submitted = match self.call(&ctx, Method::POST, "/execute", Some(body)).await {
-            Ok(v) => v,
-            Err(e) => return Ok(e),
-        };
-        let Some(id) = submitted["execution_id"].as_str() else {
-            return Ok(tool_error(format!("unexpected answer: {submitted}")));
-        };
-        done(self.follow(&ctx, id).await)
+        done(
+            async {
+                let key = self.need_key(&ctx)?;
+                let hash = crate::ids::hmac_hex(key.secret.as_bytes(), args.script.as_bytes());
+                let mut body = json!({ "script": args.script, "hash": hash });
+                if let Some(t) = args.timeout {
+                    body["timeout"] = json!(t);
+                }
+                if let Some(t) = args.llm_timeout {
+                    body["llm_timeout"] = json!(t);
+                }
+                let submitted = self
+                    .call(&ctx, Method::POST, "/execute", Some(body))
+                    .await?;
+                let id = submitted["execution_id"]
+                    .as_str()
+                    .ok_or_else(|| tool_error(format!("unexpected answer: {submitted}")))?;
+                self.follow(&ctx, id).await
+            }
+            .await,
+        )
     }
 
     #[tool(
@@ -542,29 +535,20 @@ impl AirlockMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<RespondArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        if let Err(e) = self.need_key(&ctx) {
-            return Ok(e);
-        }
-        let id = match path_id(&args.execution_id) {
-            Ok(id) => id,
-            Err(e) => return Ok(e),
-        };
-        let mut body = json!({ "response": args.response });
-        if let Some(r) = args.request_id {
-            body["request_id"] = json!(r);
-        }
-        if let Err(e) = self
-            .call(
-                &ctx,
-                Method::POST,
-                &format!("/executions/{id}/respond"),
-                Some(body),
-            )
-            .await
-        {
-            return Ok(e);
-        }
-        done(self.follow(&ctx, id).await)
+        done(
+            async {
+                self.need_key(&ctx)?;
+                let id = path_id(&args.execution_id)?;
+                let mut body = json!({ "response": args.response });
+                if let Some(r) = args.request_id {
+                    body["request_id"] = json!(r);
+                }
+                let path = format!("/executions/{id}/respond");
+                self.call(&ctx, Method::POST, &path, Some(body)).await?;
+                self.follow(&ctx, id).await
+            }
+            .await,
+        )
     }
 
     #[tool(
@@ -575,21 +559,14 @@ impl AirlockMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<GetExecutionArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        if let Err(e) = self.need_key(&ctx) {
-            return Ok(e);
-        }
-        let id = match path_id(&args.execution_id) {
-            Ok(id) => id,
-            Err(e) => return Ok(e),
-        };
-        let wait = args.wait.unwrap_or(0);
         done(
-            self.call(
-                &ctx,
-                Method::GET,
-                &format!("/executions/{id}?wait={wait}"),
-                None,
-            )
+            async {
+                self.need_key(&ctx)?;
+                let id = path_id(&args.execution_id)?;
+                let wait = args.wait.unwrap_or(0);
+                let path = format!("/executions/{id}?wait={wait}");
+                self.call(&ctx, Method::GET, &path, None).await
+            }
             .await,
         )
     }

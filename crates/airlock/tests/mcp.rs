@@ -57,12 +57,32 @@ fn http_client(base: &str, key: &str) -> StreamableHttpClientTransport<reqwest::
     )
 }
 
-fn stdio_client(base: &str, key: &str) -> TokioChildProcess {
+/// `airlock mcp` with the key in AIRLOCK_KEY; its stderr is captured.
+fn stdio_client(base: &str, key: &str) -> (TokioChildProcess, tokio::process::ChildStderr) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
     cmd.args(["mcp", "--url", base])
         .env("AIRLOCK_KEY", key)
+        .env("AIRLOCK_LOG", "debug")
         .env_remove("AIRLOCK_URL");
-    TokioChildProcess::new(cmd).expect("airlock mcp starts")
+    let (child, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("airlock mcp starts");
+    (child, stderr.expect("piped stderr"))
+}
+
+/// Everything `airlock mcp` logged, once it has exited.
+async fn stderr_text(mut stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut s = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stderr.read_to_string(&mut s),
+    )
+    .await
+    .expect("airlock mcp exits when the client leaves")
+    .unwrap();
+    s
 }
 
 /// The whole agent workflow through MCP tools.
@@ -262,9 +282,16 @@ async fn scenario(live: &live::Live, client: &Client, key: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_transport_runs_the_whole_workflow() {
     let (live, key) = live_with_key().await;
-    let client = ().serve(stdio_client(&live.base, &key)).await.unwrap();
+    let (transport, stderr) = stdio_client(&live.base, &key);
+    let client = ().serve(transport).await.unwrap();
     scenario(&live, &client, &key).await;
     client.cancel().await.unwrap();
+    let log = stderr_text(stderr).await;
+    let secret = key.split_once(':').unwrap().1;
+    assert!(
+        !log.contains(secret),
+        "airlock mcp logged the secret: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +306,8 @@ async fn streamable_http_transport_runs_the_whole_workflow() {
 async fn stdio_with_a_wrong_secret_cannot_execute() {
     let (live, key) = live_with_key().await;
     let bad = format!("{}:wrongsecret", key.split_once(':').unwrap().0);
-    let client = ().serve(stdio_client(&live.base, &bad)).await.unwrap();
+    let (transport, _stderr) = stdio_client(&live.base, &bad);
+    let client = ().serve(transport).await.unwrap();
     let (err, t, _) = call(
         &client,
         "wrongsecret-never-echoed",
