@@ -610,15 +610,15 @@ impl ServerHandler for AirlockMcp {
 
 // ----- /mcp: streamable HTTP inside the server -----
 
-/// Hosts `/mcp` answers: loopback, plus the public URL's host when configured.
-fn allowed_hosts(state: &AppState) -> (Vec<String>, Vec<String>) {
+/// Hosts and browser origins `/mcp` accepts: loopback, plus the public URL's.
+fn allowed_hosts(public_url: Option<&str>) -> (Vec<String>, Vec<String>) {
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     let mut origins = vec![
         "http://localhost:*".to_string(),
         "http://127.0.0.1:*".into(),
         "http://[::1]:*".into(),
     ];
-    if let Some(public) = state.config.public_base() {
+    if let Some(public) = public_url {
         if let Ok(uri) = public.parse::<http::Uri>() {
             if let Some(auth) = uri.authority() {
                 hosts.push(auth.host().trim_matches(['[', ']']).to_string());
@@ -639,7 +639,7 @@ pub fn http_service(state: &AppState, api: axum::Router) -> axum::Router<AppStat
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
-    let (hosts, origins) = allowed_hosts(state);
+    let (hosts, origins) = allowed_hosts(state.config.public_base());
     let public = state.config.public_base().map(str::to_string);
     let ui_base = public
         .clone()
@@ -747,4 +747,40 @@ pub async fn run_stdio(args: McpArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("MCP start-up failed: {e}"))?;
     running.waiting().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_adds_its_host_and_origin() {
+        let (hosts, origins) = allowed_hosts(None);
+        assert_eq!(hosts, ["localhost", "127.0.0.1", "::1"]);
+        assert_eq!(origins.len(), 3);
+        let (hosts, origins) = allowed_hosts(Some("https://airlock.example.com"));
+        assert_eq!(hosts.last().unwrap(), "airlock.example.com");
+        assert_eq!(origins.last().unwrap(), "https://airlock.example.com:443");
+        let (hosts, origins) = allowed_hosts(Some("http://10.0.0.5:9090"));
+        assert_eq!(hosts.last().unwrap(), "10.0.0.5");
+        assert_eq!(origins.last().unwrap(), "http://10.0.0.5:9090");
+    }
+
+    #[test]
+    fn keys_parse_and_never_debug_print_the_secret() {
+        let k = ProfileKey::parse(" ark_abcdefghijklmnopqrstuvwx:s3cr3t \n").unwrap();
+        assert_eq!(k.id, "ark_abcdefghijklmnopqrstuvwx");
+        assert_eq!(k.secret, "s3cr3t");
+        assert!(!format!("{k:?}").contains("s3cr3t"));
+        assert!(ProfileKey::parse("ark_abcdefghijklmnopqrstuvwx").is_none());
+        assert!(ProfileKey::parse("ark_short:x").is_none());
+    }
+
+    #[test]
+    fn path_ids_are_plain() {
+        assert!(path_id("exec_abc-1").is_ok());
+        for bad in ["", "../x", "a/b", "a?b", "a b"] {
+            assert!(path_id(bad).is_err(), "{bad}");
+        }
+    }
 }
