@@ -31,6 +31,8 @@ pub enum StartupError {
     MasterKey(String),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Egress(String),
 }
 
 /// Everything handlers share.
@@ -108,9 +110,16 @@ impl App {
                 "executions interrupted by a restart marked as error"
             );
         }
+        let sealed = prepare_sealed_tls(&config, &store, &vault).await?;
         let store: Arc<dyn Store> = Arc::new(store);
         let catalog = Catalog::new(store.clone(), Arc::new(vault));
-        let sandbox = crate::sandbox::start(&config).await;
+        let bundle_dir: Vec<std::path::PathBuf> = sealed
+            .ca_bundle
+            .as_ref()
+            .and_then(|b| b.parent())
+            .map(|d| vec![d.to_path_buf()])
+            .unwrap_or_default();
+        let sandbox = crate::sandbox::start(&config, &bundle_dir).await;
         if let Err(reason) = &sandbox {
             tracing::warn!(%reason, "executions are disabled");
         }
@@ -127,6 +136,7 @@ impl App {
                 output_cap_bytes: config.max_output_bytes,
                 llm_wait: std::time::Duration::from_secs(config.llm_timeout),
             },
+            sealed,
         );
         Ok(App {
             state: AppState {
@@ -145,6 +155,42 @@ impl App {
     pub fn router(&self) -> axum::Router {
         crate::api::router(self.state.clone())
     }
+}
+
+/// Loads (or creates) the instance's egress CA and writes the public bundle the
+/// sandbox trusts. A missing bundle directory only disables HTTPS interception (the
+/// scripts' TLS to bound hosts then fails verification, closed); an unreadable
+/// operator bundle stops the start, since it was asked for explicitly.
+async fn prepare_sealed_tls(
+    config: &Config,
+    store: &SqliteStore,
+    vault: &Vault,
+) -> Result<crate::runner::SealedTls, StartupError> {
+    let tls =
+        crate::sealed::EgressTls::load_or_create(store, vault, config.egress_ca_bundle.as_deref())
+            .await
+            .map_err(|e| StartupError::Egress(e.to_string()))?;
+    let dir = config.egress_ca_dir();
+    let abs = std::path::absolute(&dir).unwrap_or(dir.clone());
+    let data = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
+    let ca_bundle = if abs.starts_with("/tmp") || abs.starts_with(&data) {
+        tracing::warn!(dir = %abs.display(), "AIRLOCK_EGRESS_CA_DIR must be outside /tmp and the data directory: \
+            scripts will not trust the egress CA, so HTTPS to hosts bound to sealed credentials fails");
+        None
+    } else {
+        match crate::sealed::write_bundle(&abs, tls.ca_pem()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(dir = %abs.display(), error = %e, "cannot write the egress CA bundle: \
+                    HTTPS to hosts bound to sealed credentials fails");
+                None
+            }
+        }
+    };
+    Ok(crate::runner::SealedTls {
+        tls: Some(Arc::new(tls)),
+        ca_bundle,
+    })
 }
 
 /// The database and its WAL files hold sealed values: owner-only, like the key.

@@ -346,12 +346,21 @@ pub fn list(args: ListArgs, what: &str) -> i32 {
                     );
                 } else {
                     println!(
-                        "{:32} {:9} {}",
+                        "{:32} {:9} {:40} {}",
                         item["name"].as_str().unwrap_or(""),
                         if item["value_exists"] == true {
                             "set"
                         } else {
                             "missing"
+                        },
+                        if item["mode"] == "sealed" {
+                            let hosts: Vec<&str> = item["bound_hosts"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(|h| h.as_str()).collect())
+                                .unwrap_or_default();
+                            format!("sealed to {}", hosts.join(","))
+                        } else {
+                            "plain".to_string()
                         },
                         item["description"].as_str().unwrap_or("")
                     );

@@ -97,6 +97,18 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_MAX_IMPORT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_import_bytes: usize,
 
+    /// Extra CA certificates (PEM file) the egress proxy trusts, besides the public
+    /// roots, when it connects to hosts bound to sealed credentials (a private API's CA).
+    #[arg(long, env = "AIRLOCK_EGRESS_CA_BUNDLE")]
+    pub egress_ca_bundle: Option<PathBuf>,
+
+    /// Directory for the public CA bundle scripts trust (system roots + this
+    /// instance's egress CA), made visible read-only in the sandbox. Must be outside
+    /// /tmp and the data directory. Default: `<data dir>-public` next to the data
+    /// directory.
+    #[arg(long, env = "AIRLOCK_EGRESS_CA_DIR")]
+    pub egress_ca_dir: Option<PathBuf>,
+
     /// Program (and arguments) that runs the sandbox helper. Set by the binary
     /// to itself; `None` disables executions (used by API tests).
     #[arg(skip)]
@@ -124,6 +136,8 @@ impl Config {
             memory_mb: 512,
             llm_timeout: 600,
             max_import_bytes: 64 * 1024 * 1024,
+            egress_ca_bundle: None,
+            egress_ca_dir: None,
             sandbox_helper: None,
         }
     }
@@ -133,6 +147,19 @@ impl Config {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// Where the public CA bundle for the sandbox is written.
+    pub fn egress_ca_dir(&self) -> PathBuf {
+        self.egress_ca_dir.clone().unwrap_or_else(|| {
+            let mut name = self
+                .data_dir
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "airlock-data".into());
+            name.push("-public");
+            self.data_dir.with_file_name(name)
+        })
     }
 
     /// Path of the SQLite database.

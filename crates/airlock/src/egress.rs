@@ -37,6 +37,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
+/// Requests of one execution whose bodies are buffered for the hook at once; the
+/// others wait.
+const MAX_INSPECTING: usize = 4;
+
 /// Ports a host pattern without `:port` allows.
 pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 
@@ -100,6 +104,11 @@ impl HostRule {
             (host, port)
         };
         Some(HostRule { host, port, text })
+    }
+
+    /// Whether this rule covers `target` (host and port).
+    pub fn matches(&self, target: &Target) -> bool {
+        self.host_matches(target) && self.port_ok(target.port)
     }
 
     fn port_ok(&self, port: u16) -> bool {
@@ -353,26 +362,64 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
 // The seam for sealed credentials
 // ---------------------------------------------------------------------------
 
+/// A request the hook let through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Passed {
+    /// Credential names substituted into the request (logged, never values).
+    pub substituted: Vec<String>,
+    /// The response must be buffered and given to [`RequestHook::on_response`].
+    pub rewrite_response: bool,
+}
+
+/// Why the hook refused a request (answered with 403 and this reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    /// The request tried to take a sealed credential where it does not belong.
+    pub violation: bool,
+}
+
+/// What to do with an allowed CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelMode {
+    /// Relay bytes untouched.
+    Tunnel,
+    /// Terminate TLS with the instance CA and handle each request inside like a
+    /// plain-HTTP one (needs [`EgressConfig::tls`]; tunnelled untouched without it).
+    Intercept,
+}
+
 /// Called on the request path after the policy allowed a request and before anything
-/// leaves the server. The sealed-credentials feature will implement it: the script
-/// holds a placeholder, and the hook substitutes the real value in requests to the
-/// hosts bound to that credential. HTTPS bodies and headers are only visible to a hook
-/// if the proxy terminates TLS, which it does not do today: `on_tunnel` is where that
-/// decision would be made.
+/// leaves the server. Sealed credentials ([`crate::sealed::Sealer`]) implement it: the
+/// script holds a placeholder, and the hook substitutes the real value in requests to
+/// the hosts bound to that credential, refuses it everywhere else, and rewrites the
+/// bound hosts' responses.
 pub trait RequestHook: Send + Sync + 'static {
-    /// May rewrite a plain-HTTP request (`parts.uri` is already origin-form, hop-by-hop
-    /// and `Proxy-*` headers are gone, `Host` is set). An `Err` refuses the request with
-    /// 403 and that message.
+    /// Whether request bodies are buffered (up to [`crate::sealed::MAX_INSPECTED_BODY`])
+    /// and handed to [`on_request`](Self::on_request).
+    fn inspects_bodies(&self) -> bool {
+        false
+    }
+
+    /// May rewrite a request (`parts.uri` is already origin-form, hop-by-hop and
+    /// `Proxy-*` headers are gone, `Host` is set) and its buffered body. An `Err`
+    /// refuses the request with 403 and that message.
     fn on_request(
         &self,
         target: &Target,
         parts: &mut hyper::http::request::Parts,
-    ) -> Result<(), String>;
+        body: &mut Option<Vec<u8>>,
+    ) -> Result<Passed, Refusal>;
 
-    /// Before a CONNECT tunnel is opened. An `Err` refuses it with 403 and that message.
-    fn on_tunnel(&self, target: &Target) -> Result<(), String> {
+    /// Before a CONNECT tunnel is opened: tunnel, intercept, or refuse.
+    fn on_tunnel(&self, target: &Target) -> Result<TunnelMode, Refusal> {
         let _ = target;
-        Ok(())
+        Ok(TunnelMode::Tunnel)
+    }
+
+    /// A buffered response of a request whose [`Passed::rewrite_response`] was set.
+    fn on_response(&self, headers: &mut HeaderMap, body: &mut Vec<u8>) {
+        let _ = (headers, body);
     }
 }
 
@@ -385,8 +432,9 @@ impl RequestHook for NoHook {
         &self,
         _target: &Target,
         _parts: &mut hyper::http::request::Parts,
-    ) -> Result<(), String> {
-        Ok(())
+        _body: &mut Option<Vec<u8>>,
+    ) -> Result<Passed, Refusal> {
+        Ok(Passed::default())
     }
 }
 
@@ -428,10 +476,15 @@ pub struct EgressConfig {
     pub policy: Policy,
     pub limits: EgressLimits,
     pub hook: Arc<dyn RequestHook>,
+    /// The instance CA, for [`TunnelMode::Intercept`].
+    pub tls: Option<Arc<crate::sealed::EgressTls>>,
 }
 
 struct Shared {
     cfg: EgressConfig,
+    /// Requests whose bodies may be buffered for the hook at once (bounds the memory
+    /// one execution can make the server hold).
+    inspecting: Arc<Semaphore>,
     total: AtomicU64,
     logged: AtomicU64,
     log: mpsc::UnboundedSender<EgressRow>,
@@ -463,6 +516,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
     let shared = Arc::new(Shared {
         cfg,
+        inspecting: Arc::new(Semaphore::new(MAX_INSPECTING)),
         total: AtomicU64::new(0),
         logged: AtomicU64::new(0),
         log,
@@ -566,6 +620,8 @@ impl Attempt {
                 bytes_down: 0,
                 allowed: false,
                 reason: String::new(),
+                violation: false,
+                substituted: Vec::new(),
             }),
             meter: Arc::new(Meter::new(shared.clone())),
         }
@@ -575,6 +631,13 @@ impl Attempt {
         if let Some(r) = self.row.as_mut() {
             r.allowed = allowed;
             r.reason = reason.into();
+        }
+    }
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        self.set(false, refusal.reason.clone());
+        if let Some(r) = self.row.as_mut() {
+            r.violation = refusal.violation;
         }
     }
 }
@@ -713,9 +776,18 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
         }
     };
-    if let Err(reason) = shared.cfg.hook.on_tunnel(&target) {
-        attempt.set(false, reason.clone());
-        return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
+    let mode = match shared.cfg.hook.on_tunnel(&target) {
+        Ok(m) => m,
+        Err(r) => {
+            attempt.refuse(&r);
+            return text(
+                StatusCode::FORBIDDEN,
+                refusal(&target.to_string(), &r.reason),
+            );
+        }
+    };
+    if let (TunnelMode::Intercept, Some(tls)) = (mode, shared.cfg.tls.clone()) {
+        return intercept(shared, attempt, req, target, rule, explicit, tls);
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -742,6 +814,90 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
         }
         drop(attempt);
+    });
+    Response::new(
+        Full::new(Bytes::new())
+            .map_err(|n: Infallible| match n {})
+            .boxed(),
+    )
+}
+
+/// Terminates the script's TLS for a host bound to a sealed credential, with a leaf
+/// certificate from the instance CA, and serves the requests inside one by one as
+/// HTTPS requests to `target` (each a logged attempt of its own).
+fn intercept(
+    shared: Arc<Shared>,
+    mut attempt: Attempt,
+    req: Request<Incoming>,
+    target: Target,
+    rule: String,
+    explicit: bool,
+    tls: Arc<crate::sealed::EgressTls>,
+) -> Response<ProxyBody> {
+    let host = match &target.host {
+        TargetHost::Name(n) => n.clone(),
+        TargetHost::Ip(ip) => ip.to_string(),
+    };
+    let server = match tls.server_config(&host) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot mint a leaf certificate");
+            attempt.set(false, "cannot terminate TLS for this host");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                refusal(&target.to_string(), "cannot terminate TLS for this host"),
+            );
+        }
+    };
+    attempt.set(
+        true,
+        format!("allowed by {rule}; TLS terminated by Airlock for sealed credentials"),
+    );
+    let mut stop = shared.stop.clone();
+    tokio::spawn(async move {
+        let upgraded = tokio::select! {
+            u = hyper::upgrade::on(req) => u,
+            _ = wait_stop(&mut stop) => return,
+        };
+        let Ok(upgraded) = upgraded else { return };
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let tls_stream = tokio::select! {
+            s = tokio::time::timeout(shared.cfg.limits.idle_timeout, acceptor.accept(TokioIo::new(upgraded))) => s,
+            _ = wait_stop(&mut stop) => return,
+        };
+        let Ok(Ok(tls_stream)) = tls_stream else {
+            attempt.set(true, format!("allowed by {rule}; the client's TLS handshake with Airlock failed (does it trust the Airlock CA bundle?)"));
+            return;
+        };
+        drop(attempt);
+        let svc_shared = shared.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (shared, target, rule) = (svc_shared.clone(), target.clone(), rule.clone());
+            async move {
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let attempt = Attempt::new(
+                    &shared,
+                    target.host.to_string(),
+                    target.port,
+                    &method,
+                    Some(path),
+                );
+                let (parts, body) = req.into_parts();
+                Ok::<_, Infallible>(
+                    relay(shared, attempt, target, rule, explicit, true, parts, body).await,
+                )
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(shared.cfg.limits.idle_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(tls_stream), service);
+        tokio::select! {
+            _ = conn => {}
+            _ = wait_stop(&mut stop) => {}
+        }
     });
     Response::new(
         Full::new(Bytes::new())
@@ -788,7 +944,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let method = parts.method.to_string();
     let path = parts.uri.path().to_string();
     let (Some(scheme), Some(authority)) = (parts.uri.scheme_str(), parts.uri.authority().cloned())
@@ -819,6 +975,46 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
         }
     };
+    relay(shared, attempt, target, rule, explicit, false, parts, body).await
+}
+
+/// An upstream byte stream: TCP, or TLS over TCP.
+trait UpstreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpstreamIo for T {}
+
+/// Reads a whole body, up to `max` bytes; `None` when it is larger.
+async fn buffer_body<B>(body: B, max: usize) -> Result<Option<Vec<u8>>, String>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = http_body_util::Limited::new(body, max);
+    match limited.collect().await {
+        Ok(c) => Ok(Some(c.to_bytes().to_vec())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn full(bytes: Vec<u8>) -> ProxyBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Sends an allowed request to `target` (over TLS when `tls`) through the hook, and
+/// relays the answer.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    shared: Arc<Shared>,
+    mut attempt: Attempt,
+    target: Target,
+    rule: String,
+    explicit: bool,
+    tls: bool,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+) -> Response<ProxyBody> {
     // Origin-form URI, one-hop headers gone, Host from the request target.
     strip_hop_by_hop(&mut parts.headers);
     let pq = parts
@@ -836,12 +1032,79 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             );
         }
     };
-    if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
+    let default_port = if tls { 443 } else { 80 };
+    let host_header = if target.port == default_port {
+        target.host.to_string()
+    } else {
+        target.to_string()
+    };
+    if let Ok(h) = HeaderValue::from_str(&host_header) {
         parts.headers.insert(header::HOST, h);
     }
-    if let Err(reason) = shared.cfg.hook.on_request(&target, &mut parts) {
-        attempt.set(false, reason.clone());
-        return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
+    let hook = shared.cfg.hook.clone();
+    // Held until the answer is built: bounds what this execution has buffered.
+    let _inspecting = if hook.inspects_bodies() {
+        shared.inspecting.clone().acquire_owned().await.ok()
+    } else {
+        None
+    };
+    let (mut buffered, body) = if hook.inspects_bodies() {
+        match buffer_body(body, crate::sealed::MAX_INSPECTED_BODY).await {
+            Ok(Some(b)) => (Some(b), None),
+            Ok(None) => {
+                let msg = format!(
+                    "the request body exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                    crate::sealed::MAX_INSPECTED_BODY
+                );
+                attempt.set(false, msg.clone());
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    refusal(&target.to_string(), &msg),
+                );
+            }
+            Err(e) => {
+                attempt.set(false, format!("reading the request body failed: {e}"));
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}"),
+                );
+            }
+        }
+    } else {
+        (None, Some(body))
+    };
+    let passed = match hook.on_request(&target, &mut parts, &mut buffered) {
+        Ok(p) => p,
+        Err(r) => {
+            attempt.refuse(&r);
+            return text(
+                StatusCode::FORBIDDEN,
+                refusal(&target.to_string(), &r.reason),
+            );
+        }
+    };
+    if let Some(row) = attempt.row.as_mut() {
+        row.substituted = passed.substituted.clone();
+    }
+    let body: ProxyBody = match (buffered, body) {
+        (Some(b), _) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            if !b.is_empty() || parts.method != Method::GET {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            }
+            full(b)
+        }
+        (None, Some(b)) => b.boxed(),
+        (None, None) => full(Vec::new()),
+    };
+    if passed.rewrite_response {
+        // Compressed answers could not be inspected.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -850,19 +1113,66 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             return text(status, refusal(&target.to_string(), &reason));
         }
     };
-    attempt.set(true, format!("allowed by {rule} ({addr})"));
+    let what = if passed.substituted.is_empty() {
+        String::new()
+    } else {
+        format!("; substituted {}", passed.substituted.join(", "))
+    };
+    attempt.set(true, format!("allowed by {rule} ({addr}){what}"));
     let meter = attempt.meter.clone();
-    let io = TokioIo::new(Metered::new(upstream, meter.clone()));
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Incoming>(io).await {
-        Ok(x) => x,
-        Err(e) => {
-            attempt.set(true, format!("allowed by {rule}; upstream failed: {e}"));
+    let metered = Metered::new(upstream, meter.clone());
+    let io: Box<dyn UpstreamIo> = if tls {
+        let Some(cfg) = shared.cfg.tls.as_ref() else {
+            attempt.set(false, "TLS interception is not configured");
             return text(
                 StatusCode::BAD_GATEWAY,
-                format!("upstream {target} failed: {e}"),
+                refusal(&target.to_string(), "TLS interception is not configured"),
             );
+        };
+        let name = match &target.host {
+            TargetHost::Name(n) => rustls_pki_types::ServerName::try_from(n.clone()),
+            TargetHost::Ip(ip) => Ok(rustls_pki_types::ServerName::IpAddress((*ip).into())),
+        };
+        let Ok(name) = name else {
+            attempt.set(false, "invalid TLS server name");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                refusal(&target.to_string(), "invalid TLS server name"),
+            );
+        };
+        let connector = tokio_rustls::TlsConnector::from(cfg.upstream());
+        match tokio::time::timeout(
+            shared.cfg.limits.connect_timeout,
+            connector.connect(name, metered),
+        )
+        .await
+        {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => {
+                let msg = format!("TLS with upstream {target} failed: {e}");
+                attempt.set(true, format!("allowed by {rule}; {msg}"));
+                return text(StatusCode::BAD_GATEWAY, msg);
+            }
+            Err(_) => {
+                let msg = format!("TLS with upstream {target} timed out");
+                attempt.set(true, format!("allowed by {rule}; {msg}"));
+                return text(StatusCode::GATEWAY_TIMEOUT, msg);
+            }
         }
+    } else {
+        Box::new(metered)
     };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake::<_, ProxyBody>(TokioIo::new(io)).await {
+            Ok(x) => x,
+            Err(e) => {
+                attempt.set(true, format!("allowed by {rule}; upstream failed: {e}"));
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} failed: {e}"),
+                );
+            }
+        };
     // The upstream connection lives until the response body is through (or idle, or the
     // execution ends); the attempt is logged when it ends.
     let idle = shared.cfg.limits.idle_timeout;
@@ -875,11 +1185,58 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
         }
         drop(attempt);
     });
+    let head = parts.method == Method::HEAD;
     match sender.send_request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();
             strip_hop_by_hop(&mut rparts.headers);
-            Response::from_parts(rparts, rbody.boxed())
+            let bodiless = head
+                || rparts.status.is_informational()
+                || rparts.status == StatusCode::NO_CONTENT
+                || rparts.status == StatusCode::NOT_MODIFIED;
+            if bodiless && passed.rewrite_response {
+                let mut nothing = Vec::new();
+                hook.on_response(&mut rparts.headers, &mut nothing);
+                return Response::from_parts(rparts, full(Vec::new()));
+            }
+            if !passed.rewrite_response {
+                return Response::from_parts(rparts, rbody.boxed());
+            }
+            let encoded = rparts
+                .headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+            if encoded {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} sent a compressed response, which Airlock cannot inspect for sealed credentials"),
+                );
+            }
+            let mut bytes = match buffer_body(rbody, crate::sealed::MAX_INSPECTED_BODY).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "the response from {target} exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                            crate::sealed::MAX_INSPECTED_BODY
+                        ),
+                    )
+                }
+                Err(e) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream {target} failed: {e}"),
+                    )
+                }
+            };
+            hook.on_response(&mut rparts.headers, &mut bytes);
+            rparts.headers.remove(header::CONTENT_LENGTH);
+            rparts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            Response::from_parts(rparts, full(bytes))
         }
         Err(e) => text(
             StatusCode::BAD_GATEWAY,

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod mcp;
 pub mod runner;
 pub mod sandbox;
+pub mod sealed;
 pub mod skill;
 pub mod transfer;
 pub mod validate;

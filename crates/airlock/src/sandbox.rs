@@ -15,7 +15,11 @@ use crate::config::Config;
 pub use airlock_sandbox::HELPER_ARG;
 
 /// Starts the sandbox, or returns why executions are disabled.
-pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
+/// `readonly` are extra host paths made visible read-only (the egress CA bundle).
+pub async fn start(
+    config: &Config,
+    readonly: &[std::path::PathBuf],
+) -> Result<Arc<Sandbox>, String> {
     let Some(helper) = config.sandbox_helper.clone() else {
         return Err("no sandbox helper is configured for this instance".into());
     };
@@ -40,6 +44,7 @@ pub async fn start(config: &Config) -> Result<Arc<Sandbox>, String> {
         ));
     }
     cfg.python_paths = config.python_paths.clone();
+    cfg.readonly_paths.extend(readonly.iter().cloned());
     if config.sandbox_uid_base < 1000 {
         return Err(format!(
             "AIRLOCK_SANDBOX_UID_BASE must be at least 1000 (got {}): slots must never run as root or a system account",

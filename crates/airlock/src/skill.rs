@@ -96,8 +96,13 @@ fn profile_line(p: &ProfileView, base: &str) -> String {
         p.credentials
             .iter()
             .map(|c| {
+                let sealed = if c.mode == airlock_store::mode::SEALED {
+                    format!(", sealed to {}", c.bound_hosts.join(" "))
+                } else {
+                    String::new()
+                };
                 format!(
-                    "`{}` ({})",
+                    "`{}` ({}{sealed})",
                     c.name,
                     if c.value_exists {
                         "value set"
@@ -221,6 +226,19 @@ The secret never travels.
   profile's credential names. Use values directly in API calls; never print them
   (output is scrubbed anyway: every value of 4+ characters, raw or base64/hex/URL-encoded/reversed,
   becomes `[REDACTED:NAME]`).
+- **Sealed credentials** (`"mode": "sealed"` in `/credentials` and `/profiles`, with
+  `bound_hosts`): the value never enters the sandbox. `settings.get("NAME")` returns a
+  placeholder (`airlock-sealed:NAME:<random>`, new for every execution), and Airlock's
+  egress proxy replaces it with the real value in request headers (and, if the operator
+  allowed it, the URL query and body) of requests to the bound hosts only. Write code
+  exactly as usual, e.g.
+  `requests.get(url, headers={"Authorization": f"Bearer {settings.get('STRIPE_KEY')}"})`.
+  Any HTTP client that honours `HTTP(S)_PROXY` and the CA bundle in `SSL_CERT_FILE` /
+  `REQUESTS_CA_BUNDLE` works (urllib, requests, httpx; all set for you). Sending the
+  placeholder anywhere else is refused with 403 and recorded as a violation (the operator
+  may have set it to revoke the profile at once); do not transform it (hash, sign, slice):
+  only the literal placeholder is replaced. Responses from bound hosts that echo the value
+  come back with the placeholder instead.
 - `set_result(obj)` → the JSON-serializable result you get back (last call wins).
 - `llm.complete(prompt, model="default")` → pauses the script (`awaiting_llm`) until you
   answer with `POST /executions/{id}/respond`; returns your answer as a string. Use it
@@ -238,7 +256,7 @@ The secret never travels.
 |---|---|---|
 | `GET /skill.md` | none | this page |
 | `GET /health` | none | status, version, sandbox layers |
-| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists"}]}` |
+| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}]}` |
 | `POST /credentials` | none | declare slots: `{"credentials": [{"name", "description"}]}` |
 | `GET /profiles` | none | `{"profiles": [Profile]}` |
 | `GET /profiles/{id}` | none | one profile (by id or key id) |
@@ -252,7 +270,7 @@ The secret never travels.
 | `GET /openapi.json` | none | the OpenAPI 3.1 description of every endpoint (schemas, error responses) |
 | `/mcp` | Bearer full key | the same tools over MCP (streamable HTTP); see below |
 
-Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
+Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
 
 Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
 Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.

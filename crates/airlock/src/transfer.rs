@@ -87,6 +87,10 @@ pub struct ExportCredential {
     pub description: String,
     #[serde(deserialize_with = "nullable")]
     pub value: Option<String>,
+    /// Mode and bound hosts; absent in files from versions without sealed
+    /// credentials (then `plain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing: Option<crate::catalog::Sealing>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -375,6 +379,7 @@ pub async fn build_document(state: &AppState, req: &ExportRequest) -> ApiResult<
         }
         credentials.push(ExportCredential {
             value: state.catalog.open_credential_value(&c)?,
+            sealing: Some(crate::catalog::Sealing::from(&c.seal)),
             name: c.name,
             description: c.description,
             created_at: c.created_at,
@@ -548,6 +553,10 @@ fn check_document(doc: &ExportDocument) -> ApiResult<()> {
             .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
         if let Some(v) = &c.value {
             validate::value(v)
+                .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
+        }
+        if let Some(s) = &c.sealing {
+            crate::catalog::check_sealing(s)
                 .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
         }
         if !names.insert(c.name.as_str()) {
@@ -915,6 +924,7 @@ async fn plan_for(
                 name: c.name.clone(),
                 description: c.description.clone(),
                 value,
+                seal: c.sealing.clone().map(Into::into).unwrap_or_default(),
                 created_at: c.created_at,
                 updated_at: c.updated_at,
             },

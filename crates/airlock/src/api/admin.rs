@@ -13,7 +13,7 @@ use super::docs::{self, ErrorBody};
 use super::Json;
 use crate::app::AppState;
 use crate::auth::{self, AdminSession};
-use crate::catalog::{ProfilePatch, ProfileView};
+use crate::catalog::{ProfilePatch, ProfileView, SealingPatch};
 use crate::error::{ApiError, ApiResult};
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
@@ -252,9 +252,44 @@ struct CreateCredential {
     #[serde(default)]
     description: String,
     value: Option<String>,
+    /// `plain` or `sealed`; default: `sealed` when `bound_hosts` is given, else `plain`.
+    #[schema(value_type = Option<docs::CredentialMode>)]
+    mode: Option<String>,
+    /// Host patterns (the `allowed_hosts` syntax) a sealed value may be sent to;
+    /// required (non-empty) for `sealed`.
+    bound_hosts: Option<Vec<String>>,
+    /// HTTP methods the value is substituted for; absent, null or empty: any method.
+    bound_methods: Option<Vec<String>>,
+    /// The only request header the value is substituted in (e.g. `authorization`);
+    /// absent, null or empty: any header.
+    bound_header: Option<String>,
+    /// Also substitute in the URL query and the request body (default false).
+    substitute_in_body: Option<bool>,
+    /// Revoke the profile at once when a script sends the placeholder to any other
+    /// host (default false).
+    revoke_on_violation: Option<bool>,
 }
 
-/// Creates a credential, optionally with its value.
+fn sealing_patch(
+    mode: Option<String>,
+    bound_hosts: Option<Vec<String>>,
+    bound_methods: Option<Vec<String>>,
+    bound_header: Option<String>,
+    substitute_in_body: Option<bool>,
+    revoke_on_violation: Option<bool>,
+) -> SealingPatch {
+    SealingPatch {
+        mode,
+        bound_hosts,
+        bound_methods,
+        bound_header,
+        substitute_in_body,
+        revoke_on_violation,
+    }
+}
+
+/// Creates a credential, optionally with its value and sealing settings (mode, bound
+/// hosts, methods, header, options).
 #[utoipa::path(
     post,
     path = "/credentials",
@@ -273,7 +308,19 @@ async fn create_credential(
 ) -> ApiResult<Response> {
     let c = state
         .catalog
-        .create_credential(&body.name, &body.description, body.value.as_deref())
+        .create_credential(
+            &body.name,
+            &body.description,
+            body.value.as_deref(),
+            &sealing_patch(
+                body.mode,
+                body.bound_hosts,
+                body.bound_methods,
+                body.bound_header,
+                body.substitute_in_body,
+                body.revoke_on_violation,
+            ),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
@@ -303,9 +350,24 @@ async fn get_credential(
 struct UpdateCredential {
     value: Option<String>,
     description: Option<String>,
+    /// `plain` or `sealed`. Unchanged when absent: binding hosts to a plain credential
+    /// does not seal it. A sealed credential needs at least one bound host.
+    #[schema(value_type = Option<docs::CredentialMode>)]
+    mode: Option<String>,
+    /// Replaces the bound host patterns (the `allowed_hosts` syntax).
+    bound_hosts: Option<Vec<String>>,
+    /// Replaces the bound methods; an empty list: any method.
+    bound_methods: Option<Vec<String>>,
+    /// The only request header the value is substituted in; an empty string: any header.
+    bound_header: Option<String>,
+    /// Also substitute in the URL query and the request body.
+    substitute_in_body: Option<bool>,
+    /// Revoke the profile at once when a script sends the placeholder to any other host.
+    revoke_on_violation: Option<bool>,
 }
 
-/// Sets the value and/or description.
+/// Sets the value, description and/or sealing settings; omitted fields are unchanged.
+/// Sealing changes apply to executions that start afterwards.
 #[utoipa::path(
     put,
     path = "/credentials/{name}",
@@ -326,7 +388,19 @@ async fn update_credential(
 ) -> ApiResult<Response> {
     let c = state
         .catalog
-        .update_credential(&name, body.description.as_deref(), body.value.as_deref())
+        .update_credential(
+            &name,
+            body.description.as_deref(),
+            body.value.as_deref(),
+            &sealing_patch(
+                body.mode,
+                body.bound_hosts,
+                body.bound_methods,
+                body.bound_header,
+                body.substitute_in_body,
+                body.revoke_on_violation,
+            ),
+        )
         .await?;
     Ok(Json(c).into_response())
 }

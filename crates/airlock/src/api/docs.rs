@@ -39,6 +39,17 @@ pub struct Health {
     pub sandbox: Value,
 }
 
+/// A credential's mode. `plain`: the script's `settings.get` returns the value
+/// (output redaction protects it). `sealed`: it returns a per-execution placeholder
+/// that the egress proxy replaces with the value only in requests to the credential's
+/// `bound_hosts`; sending it anywhere else is refused and logged as a violation.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum CredentialMode {
+    Plain,
+    Sealed,
+}
+
 #[derive(ToSchema)]
 pub struct CredentialSummaries {
     pub credentials: Vec<crate::catalog::CredentialSummary>,
@@ -127,20 +138,6 @@ pub struct Responded {
     pub status: String,
 }
 
-/// One egress connection attempt of an execution.
-#[derive(ToSchema)]
-pub struct EgressAttempt {
-    pub at: DateTime<Utc>,
-    pub host: String,
-    pub port: i64,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub bytes_up: i64,
-    pub bytes_down: i64,
-    pub allowed: bool,
-    pub reason: Option<String>,
-}
-
 /// An execution with everything the operator may see (script, redaction
 /// events, LLM exchanges, egress log).
 #[derive(ToSchema)]
@@ -156,7 +153,9 @@ pub struct AdminExecution {
     pub redactions: Vec<Value>,
     #[schema(value_type = Vec<Object>)]
     pub llm_exchanges: Vec<Value>,
-    pub egress: Vec<EgressAttempt>,
+    /// Every egress attempt, oldest first, with the sealed credentials substituted
+    /// into it and whether it was a violation.
+    pub egress: Vec<crate::api::executions::EgressView>,
 }
 
 #[derive(ToSchema)]

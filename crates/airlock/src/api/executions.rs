@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -496,12 +496,44 @@ async fn admin_get(
 }
 
 /// One egress attempt in the admin execution view (never in agent responses).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EgressView {
+    /// When the attempt started.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The host as the script asked for it (name or IP literal).
+    pub host: String,
+    pub port: u16,
+    /// `CONNECT` for tunnels, else the HTTP method of a plain-HTTP request (or of a
+    /// request to a sealed credential's bound host, which the proxy terminates).
+    pub method: String,
+    /// Path of an inspected request (no query string); null for tunnels.
+    pub path: Option<String>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub allowed: bool,
+    /// The rule that allowed it, or why it was refused.
+    pub reason: String,
+    /// A sealed credential's placeholder was on its way to a host not bound to it.
+    pub violation: bool,
+    /// Sealed credentials whose values the proxy substituted into this request.
+    pub substituted: Vec<String>,
+}
+
 fn egress_view(e: &airlock_store::EgressRow) -> Value {
-    json!({
-        "at": e.at, "host": e.host, "port": e.port, "method": e.method, "path": e.path,
-        "bytes_up": e.bytes_up, "bytes_down": e.bytes_down,
-        "allowed": e.allowed, "reason": e.reason,
+    serde_json::to_value(EgressView {
+        at: e.at,
+        host: e.host.clone(),
+        port: e.port,
+        method: e.method.clone(),
+        path: e.path.clone(),
+        bytes_up: e.bytes_up,
+        bytes_down: e.bytes_down,
+        allowed: e.allowed,
+        reason: e.reason.clone(),
+        violation: e.violation,
+        substituted: e.substituted.clone(),
     })
+    .unwrap_or(Value::Null)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {

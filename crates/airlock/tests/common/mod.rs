@@ -389,10 +389,21 @@ pub fn credential_view(v: &Value) -> Value {
             "name",
             "description",
             "value_exists",
+            "mode",
+            "bound_hosts",
+            "bound_methods",
+            "bound_header",
+            "substitute_in_body",
+            "revoke_on_violation",
             "created_at",
             "updated_at",
         ],
     );
+    assert!(
+        v["mode"] == "plain" || v["mode"] == "sealed",
+        "mode is plain or sealed: {v}"
+    );
+    assert!(v["bound_hosts"].is_array(), "{v}");
     let created = timestamp(&v["created_at"]);
     let updated = timestamp(&v["updated_at"]);
     assert!(updated >= created, "updated_at before created_at: {v}");
@@ -403,11 +414,19 @@ pub fn credential_view(v: &Value) -> Value {
     })
 }
 
-/// The credential entry of a profile or agent listing: exactly three keys.
+/// The credential entry of a profile or agent listing: exactly these keys; returned
+/// without the sealing ones (`mode`, `bound_hosts`) when the credential is plain.
 #[track_caller]
 pub fn short_credential(v: &Value) -> Value {
-    assert_keys(v, &["name", "description", "value_exists"]);
-    v.clone()
+    assert_keys(
+        v,
+        &["name", "description", "value_exists", "mode", "bound_hosts"],
+    );
+    if v["mode"] == "plain" && v["bound_hosts"] == json!([]) {
+        json!({ "name": v["name"], "description": v["description"], "value_exists": v["value_exists"] })
+    } else {
+        v.clone()
+    }
 }
 
 /// Validates a Profile object (exact keys, types, timestamps) and returns it
