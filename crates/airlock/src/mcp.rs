@@ -143,7 +143,9 @@ declare the slots you need (names and descriptions only, never values); create_p
 with those credential names; then ask the user to open the profile page in Airlock's web \
 UI ({ui_base}/ui/profiles/<profile id>), type the values there, lock the profile and give \
 this MCP server the key. Then execute_script: inside the script, settings.get(\"NAME\") \
-returns a value, set_result(obj) sets the JSON result, llm.complete(prompt) pauses the \
+returns a value (for a sealed credential, a placeholder that Airlock's egress proxy \
+replaces with the value only in requests to its bound hosts: use it exactly like the value, \
+never transform it), set_result(obj) sets the JSON result, llm.complete(prompt) pauses the \
 script and hands you the prompt: answer it with respond_llm. Secret values are redacted \
 from every output.\n\
 NEVER ask the user to type, paste or tell you a secret value, password or key in the \
@@ -389,7 +391,7 @@ fn done(r: Result<Value, CallToolResult>) -> Result<CallToolResult, ErrorData> {
 #[tool_router]
 impl AirlockMcp {
     #[tool(
-        description = "List the credential slots (names, descriptions, whether a value is set; never values)."
+        description = "List the credential slots (names, descriptions, whether a value is set, mode plain or sealed and the hosts a sealed one is bound to; never values)."
     )]
     async fn list_credentials(
         &self,
@@ -399,7 +401,7 @@ impl AirlockMcp {
     }
 
     #[tool(
-        description = "List the profiles: id, description, locked/revoked/expired, credentials and whether each has a value, allowed hosts."
+        description = "List the profiles: id, description, locked/revoked/expired, credentials with whether each has a value and its mode (plain or sealed, with bound hosts), allowed hosts."
     )]
     async fn list_profiles(
         &self,

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 mod live;
 
@@ -263,4 +263,178 @@ async fn an_unregistered_route_is_caught_by_the_source_scan() {
         annotated_operations("src/api/admin.rs", text),
         [("post".to_string(), "/api/admin/lock".to_string())]
     );
+}
+
+/// The schema `v` points at (following one `$ref`).
+fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v["$ref"].as_str() {
+        Some(r) => resolve(doc, r).unwrap_or_else(|| panic!("unresolved {r}")),
+        None => v,
+    }
+}
+
+/// Property names of an object schema, through `$ref`, `allOf` (flattened
+/// structs) and nullable `oneOf` wrappers.
+fn properties(doc: &Value, schema: &Value) -> BTreeSet<String> {
+    let s = deref(doc, schema);
+    let mut out: BTreeSet<String> = s["properties"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for part in s[key].as_array().into_iter().flatten() {
+            out.extend(properties(doc, part));
+        }
+    }
+    out
+}
+
+/// The schema of one property of an object schema (through `allOf`).
+fn property<'a>(doc: &'a Value, schema: &'a Value, name: &str) -> Option<&'a Value> {
+    let s = deref(doc, schema);
+    if let Some(p) = s["properties"].get(name) {
+        return Some(p);
+    }
+    s["allOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|part| property(doc, part, name))
+}
+
+fn json_schema<'a>(op: &'a Value, status: &str) -> &'a Value {
+    &op["responses"][status]["content"]["application/json"]["schema"]
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Sealed credentials: what the server accepts and returns for them is what the
+/// document describes (fields taken from live answers, not from a list here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_credential_fields_are_in_the_document() {
+    let live = live::start().await;
+    let doc: Value = live
+        .http
+        .get(format!("{}/openapi.json", live.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+
+    // Creating a sealed credential with every sealing option.
+    let create = json!({
+        "name": "STRIPE_KEY", "description": "live key", "value": "sk_live_openapi_test",
+        "mode": "sealed", "bound_hosts": ["api.stripe.com"], "bound_methods": ["GET", "POST"],
+        "bound_header": "authorization", "substitute_in_body": true, "revoke_on_violation": true,
+    });
+    let (s, created) = live
+        .admin(
+            reqwest::Method::POST,
+            "/api/admin/credentials",
+            create.clone(),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["mode"], "sealed");
+    let op = &paths["/api/admin/credentials"]["post"];
+    let body_schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    let accepted = properties(&doc, body_schema);
+    let missing: Vec<_> = keys(&create).difference(&accepted).cloned().collect();
+    assert!(missing.is_empty(), "create body lacks {missing:?}");
+    let view = json_schema(op, "201");
+    let documented = properties(&doc, view);
+    let missing: Vec<_> = keys(&created).difference(&documented).cloned().collect();
+    assert!(missing.is_empty(), "credential view lacks {missing:?}");
+
+    // Updating the sealing settings (empty list / string: any method / header).
+    let update = json!({
+        "description": "still live", "mode": "sealed", "bound_hosts": ["*.stripe.com"],
+        "bound_methods": [], "bound_header": "", "substitute_in_body": false,
+        "revoke_on_violation": false, "value": "sk_live_openapi_test2",
+    });
+    let (s, updated) = live
+        .admin(
+            reqwest::Method::PUT,
+            "/api/admin/credentials/STRIPE_KEY",
+            update.clone(),
+        )
+        .await;
+    assert_eq!(s, 200, "{updated}");
+    assert_eq!(updated["bound_methods"], Value::Null);
+    let op = &paths["/api/admin/credentials/{name}"]["put"];
+    let accepted = properties(
+        &doc,
+        &op["requestBody"]["content"]["application/json"]["schema"],
+    );
+    let missing: Vec<_> = keys(&update).difference(&accepted).cloned().collect();
+    assert!(missing.is_empty(), "update body lacks {missing:?}");
+    let documented = properties(&doc, json_schema(op, "200"));
+    let missing: Vec<_> = keys(&updated).difference(&documented).cloned().collect();
+    assert!(missing.is_empty(), "updated view lacks {missing:?}");
+
+    // The mode is an enum of exactly the store's modes.
+    let mode = deref(&doc, property(&doc, view, "mode").expect("mode documented"));
+    let mut modes: Vec<&str> = mode["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("mode is not an enum: {mode}"))
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    modes.sort();
+    assert_eq!(
+        modes,
+        [airlock_store::mode::PLAIN, airlock_store::mode::SEALED]
+    );
+
+    // Agents' listing shows mode and bound hosts; each field is documented.
+    let r = live
+        .http
+        .get(format!("{}/credentials", live.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listing: Value = r.json().await.unwrap();
+    let entry = &listing["credentials"][0];
+    assert_eq!(entry["mode"], "sealed", "{listing}");
+    let list_schema = json_schema(&paths["/credentials"]["get"], "200");
+    let items = &property(&doc, list_schema, "credentials").unwrap()["items"];
+    let documented = properties(&doc, items);
+    let missing: Vec<_> = keys(entry).difference(&documented).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "agent credential summary lacks {missing:?}"
+    );
+
+    // Egress log entries in the admin execution view: every serialized field,
+    // including the substituted credentials and the violation flag.
+    let entry = serde_json::to_value(airlock::api::executions::EgressView {
+        at: chrono::Utc::now(),
+        host: "api.stripe.com".into(),
+        port: 443,
+        method: "POST".into(),
+        path: Some("/v1/charges".into()),
+        bytes_up: 1,
+        bytes_down: 2,
+        allowed: true,
+        reason: "bound host".into(),
+        violation: false,
+        substituted: vec!["STRIPE_KEY".into()],
+    })
+    .unwrap();
+    let exec = json_schema(&paths["/api/admin/executions/{id}"]["get"], "200");
+    let egress = property(&doc, exec, "egress").expect("egress documented");
+    let documented = properties(&doc, &egress["items"]);
+    let missing: Vec<_> = keys(&entry).difference(&documented).cloned().collect();
+    assert!(missing.is_empty(), "egress entry lacks {missing:?}");
+    assert!(documented.contains("substituted") && documented.contains("violation"));
 }
