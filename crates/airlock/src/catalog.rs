@@ -16,10 +16,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::{ids, validate};
 
 /// A credential's mode and where a sealed value may go, as the admin sees and sets it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Sealing {
     /// `plain` (the script gets the value) or `sealed` (the script gets a placeholder
     /// the egress proxy swaps for the value in requests to `bound_hosts`).
+    #[schema(value_type = crate::api::docs::CredentialMode)]
     pub mode: String,
     /// Host patterns (the `allowed_hosts` syntax) the value may be sent to.
     pub bound_hosts: Vec<String>,
@@ -169,7 +170,7 @@ pub fn check_sealing(s: &Sealing) -> ApiResult<()> {
 }
 
 /// A credential as the admin sees it (never its value).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CredentialView {
     pub name: String,
     pub description: String,
@@ -183,12 +184,15 @@ pub struct CredentialView {
 /// A credential as agents see it, and as listed inside a profile: with a `sealed`
 /// credential, `settings.get` returns a placeholder that works only in requests to
 /// `bound_hosts`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CredentialSummary {
     pub name: String,
     pub description: String,
     pub value_exists: bool,
+    /// `plain`: `settings.get` returns the value; `sealed`: it returns a placeholder.
+    #[schema(value_type = crate::api::docs::CredentialMode)]
     pub mode: String,
+    /// Host patterns a sealed value is substituted for (empty for `plain`).
     pub bound_hosts: Vec<String>,
 }
 
@@ -200,7 +204,7 @@ pub struct OpenedCredential {
 }
 
 /// The profile JSON used by every endpoint.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProfileView {
     pub id: String,
     pub description: String,
@@ -217,7 +221,7 @@ pub struct ProfileView {
 }
 
 /// A profile plus its freshly issued key (`ark_ID:SECRET`), shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileWithKey {
     #[serde(flatten)]
     pub profile: ProfileView,

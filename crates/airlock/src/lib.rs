@@ -13,6 +13,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod ids;
+pub mod mcp;
 pub mod runner;
 pub mod sandbox;
 pub mod sealed;

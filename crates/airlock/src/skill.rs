@@ -267,11 +267,36 @@ The secret never travels.
 | `GET /executions/{id}?wait=N` | Bearer key id | the execution; `wait` (≤ 60 s) long-polls until the status changes |
 | `GET /executions?status=&limit=&offset=` | Bearer key id | your profile's executions, newest first |
 | `POST /executions/{id}/respond` | Bearer key id | `{"response", "request_id"?}` answers a paused `llm.complete` |
+| `GET /openapi.json` | none | the OpenAPI 3.1 description of every endpoint (schemas, error responses) |
+| `/mcp` | Bearer full key | the same tools over MCP (streamable HTTP); see below |
 
 Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
 
 Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
 Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.
+
+## Using Airlock as MCP tools
+
+If your client speaks the Model Context Protocol, Airlock's agent API is also a set of
+MCP tools: `list_credentials`, `list_profiles`, `create_credentials`, `create_profile`,
+`attach_credentials`, `detach_credentials`, `execute_script` (signs the script for you,
+waits, and returns the result, or the pending `llm.complete` prompt), `respond_llm`
+(answers the prompt and waits again), `get_execution`, `request_packages` and
+`list_package_requests`. Two ways to connect:
+
+- **stdio**: the client runs `airlock mcp --url {base}` with the key in the `AIRLOCK_KEY`
+  environment variable (or `--key-file`). Without a key, only the catalog tools work.
+- **streamable HTTP**: `{base}/mcp` with the header `Authorization: Bearer ark_<id>:<secret>`
+  (the full key: the server computes the HMAC for you, so it needs the secret; a wrong or
+  unusable key gets `401`). Only the hosts of the instance's public URL and loopback are
+  accepted.
+
+```json
+{"mcpServers": {"airlock": {"command": "airlock", "args": ["mcp", "--url", "{base}"],
+  "env": {"AIRLOCK_KEY": "ark_<id>:<secret>"}}}}
+```
+
+The key goes into the client's configuration by the operator, never through the chat.
 
 ## Errors
 
