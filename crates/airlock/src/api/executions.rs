@@ -390,8 +390,7 @@ struct RespondBody {
     responses(
         (status = 200, description = "Delivered; the script continues", body = docs::Responded),
         (status = 404, description = "No such execution for this key (`not_found`)", body = ErrorBody),
-        (status = 409, description = "Not awaiting an answer (`not_awaiting_llm`)", body = ErrorBody),
-        (status = 422, description = "`request_id` does not match the pending request (`invalid_input`)", body = ErrorBody),
+        (status = 409, description = "Not awaiting an answer (`not_awaiting_llm`), or `request_id` is not the pending request (`llm_request_mismatch`)", body = ErrorBody),
     )
 )]
 async fn respond(
