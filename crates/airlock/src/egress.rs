@@ -129,6 +129,11 @@ impl HostRule {
         }
     }
 
+    /// Whether this rule pins the target: an explicit `:port` or an IP address.
+    pub fn is_pinned(&self) -> bool {
+        self.port.is_some() || matches!(self.host, HostMatch::Ip(_))
+    }
+
     /// Whether this rule names `ip` itself (an explicit listing, which may unlock a
     /// non-public address).
     fn names_ip(&self, ip: IpAddr, port: u16) -> bool {
@@ -402,11 +407,13 @@ pub trait RequestHook: Send + Sync + 'static {
     }
 
     /// May rewrite a request (`parts.uri` is already origin-form, hop-by-hop and
-    /// `Proxy-*` headers are gone, `Host` is set) and its buffered body. An `Err`
+    /// `Proxy-*` headers are gone, `Host` is set) and its buffered body. `tls` tells
+    /// whether it goes out over TLS (an intercepted CONNECT) or in clear. An `Err`
     /// refuses the request with 403 and that message.
     fn on_request(
         &self,
         target: &Target,
+        tls: bool,
         parts: &mut hyper::http::request::Parts,
         body: &mut Option<Vec<u8>>,
     ) -> Result<Passed, Refusal>;
@@ -431,6 +438,7 @@ impl RequestHook for NoHook {
     fn on_request(
         &self,
         _target: &Target,
+        _tls: bool,
         _parts: &mut hyper::http::request::Parts,
         _body: &mut Option<Vec<u8>>,
     ) -> Result<Passed, Refusal> {
@@ -1073,7 +1081,7 @@ async fn relay(
     } else {
         (None, Some(body))
     };
-    let passed = match hook.on_request(&target, &mut parts, &mut buffered) {
+    let passed = match hook.on_request(&target, tls, &mut parts, &mut buffered) {
         Ok(p) => p,
         Err(r) => {
             attempt.refuse(&r);

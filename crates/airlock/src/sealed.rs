@@ -78,6 +78,16 @@ impl SealedValue {
         self.hosts.iter().any(|r| r.matches(target))
     }
 
+    /// Whether the value may go to `target` over plain HTTP: only when a bound entry
+    /// matching it names an explicit port or an IP address (an internal service the
+    /// operator pinned), never for a name on the default ports, where plain HTTP
+    /// would put the value on the wire in clear to whatever DNS answered.
+    fn plain_http_ok(&self, target: &Target) -> bool {
+        self.hosts
+            .iter()
+            .any(|r| r.matches(target) && r.is_pinned())
+    }
+
     fn method_ok(&self, method: &str) -> bool {
         self.methods
             .as_ref()
@@ -152,6 +162,7 @@ impl Sealer {
     pub fn process(
         &self,
         target: &Target,
+        tls: bool,
         method: &str,
         headers: &mut HeaderMap,
         path_and_query: &mut String,
@@ -193,6 +204,16 @@ impl Sealer {
                 }
             }
             if hit {
+                if !tls && !c.plain_http_ok(target) {
+                    return Err(Refusal {
+                        reason: format!(
+                            "sealed credential {} would be sent in clear over plain HTTP to {target}: use https:// \
+                             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)",
+                            c.name
+                        ),
+                        violation: false,
+                    });
+                }
                 substituted.push(c.name.clone());
             }
         }
@@ -318,6 +339,7 @@ impl RequestHook for Sealer {
     fn on_request(
         &self,
         target: &Target,
+        tls: bool,
         parts: &mut hyper::http::request::Parts,
         body: &mut Option<Vec<u8>>,
     ) -> Result<Passed, Refusal> {
@@ -327,7 +349,7 @@ impl RequestHook for Sealer {
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
         let method = parts.method.to_string();
-        let passed = self.process(target, &method, &mut parts.headers, &mut pq, body)?;
+        let passed = self.process(target, tls, &method, &mut parts.headers, &mut pq, body)?;
         if let Ok(u) = pq.parse() {
             parts.uri = u;
         }
@@ -615,6 +637,7 @@ mod tests {
         let passed = s
             .process(
                 &t("api.example.com", 443),
+                true,
                 "GET",
                 &mut h,
                 &mut pq,
@@ -630,6 +653,7 @@ mod tests {
         let err = s
             .process(
                 &t("evil.example.com", 443),
+                true,
                 "GET",
                 &mut h,
                 &mut pq,
@@ -646,6 +670,53 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_substitutes_only_for_pinned_bindings() {
+        let c = SealedValue::new(
+            "KEY",
+            "sk_live_123456",
+            &settings(&["api.example.com", "10.0.0.5", "svc.internal:8080"]),
+        );
+        let ph = c.placeholder.clone();
+        let (s, _) = sealer(vec![c]);
+        let run = |target: Target, tls: bool| {
+            let mut h = headers(&[("authorization", format!("Bearer {ph}"))]);
+            let r = s.process(&target, tls, "GET", &mut h, &mut "/".into(), &mut None);
+            (r, h)
+        };
+        // A name on the default port over plain HTTP: refused, nothing substituted out.
+        let (r, _) = run(t("api.example.com", 80), false);
+        let err = r.unwrap_err();
+        assert!(!err.violation);
+        assert_eq!(
+            err.reason,
+            "sealed credential KEY would be sent in clear over plain HTTP to api.example.com:80: use https:// \
+             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)"
+        );
+        // The same host over TLS: substituted.
+        let (r, h) = run(t("api.example.com", 443), true);
+        assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
+        assert_eq!(h["authorization"], "Bearer sk_live_123456");
+        // Pinned entries (IP literal, explicit port) accept plain HTTP.
+        for target in [t("10.0.0.5", 80), t("svc.internal", 8080)] {
+            let (r, h) = run(target, false);
+            assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
+            assert_eq!(h["authorization"], "Bearer sk_live_123456");
+        }
+        // Plain HTTP without the placeholder is not affected.
+        let mut h = HeaderMap::new();
+        assert!(s
+            .process(
+                &t("api.example.com", 80),
+                false,
+                "GET",
+                &mut h,
+                &mut "/".into(),
+                &mut None
+            )
+            .is_ok());
+    }
+
+    #[test]
     fn scans_url_and_body_including_percent_encoding_and_revokes_when_asked() {
         let mut st = settings(&["api.example.com"]);
         st.revoke_on_violation = true;
@@ -655,7 +726,14 @@ mod tests {
         let target = t("other.example.com", 80);
         let mut pq = format!("/leak?k={}", ph.replace(':', "%3A"));
         let err = s
-            .process(&target, "GET", &mut HeaderMap::new(), &mut pq, &mut None)
+            .process(
+                &target,
+                true,
+                "GET",
+                &mut HeaderMap::new(),
+                &mut pq,
+                &mut None,
+            )
             .unwrap_err();
         assert!(err.violation);
         assert!(err.reason.contains("appears in the URL"), "{}", err.reason);
@@ -666,6 +744,7 @@ mod tests {
         let err = s
             .process(
                 &target,
+                true,
                 "POST",
                 &mut HeaderMap::new(),
                 &mut "/".into(),
@@ -689,6 +768,7 @@ mod tests {
         let err = s
             .process(
                 &target,
+                true,
                 "POST",
                 &mut HeaderMap::new(),
                 &mut "/".into(),
@@ -711,23 +791,23 @@ mod tests {
         let (s2, _) = sealer(vec![c2]);
         h.insert("host", HeaderValue::from_str(&ph2).unwrap());
         let err = s2
-            .process(&target, "GET", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "GET", &mut h, &mut "/".into(), &mut None)
             .unwrap_err();
         assert!(!err.violation, "{}", err.reason);
         // Wrong header name.
         let mut h = headers(&[("authorization", ph.clone())]);
         assert!(s
-            .process(&target, "POST", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "POST", &mut h, &mut "/".into(), &mut None)
             .is_err());
         // Wrong method.
         let mut h = headers(&[("x-api-key", ph.clone())]);
         assert!(s
-            .process(&target, "GET", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "GET", &mut h, &mut "/".into(), &mut None)
             .is_err());
         // Right header and method.
         let mut h = headers(&[("x-api-key", ph.clone())]);
         let p = s
-            .process(&target, "POST", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "POST", &mut h, &mut "/".into(), &mut None)
             .unwrap();
         assert_eq!(h["x-api-key"], "s3cr3t/v");
         assert_eq!(p.substituted, vec!["KEY".to_string()]);
@@ -736,6 +816,7 @@ mod tests {
         assert!(
             s.process(
                 &t("api.example.com", 443),
+                true,
                 "POST",
                 &mut h,
                 &mut "/".into(),
@@ -755,7 +836,14 @@ mod tests {
         let mut pq = format!("/x?key={ph}&a=1");
         let mut body = Some(format!("{{\"k\":\"{ph}\"}}").into_bytes());
         let p = s
-            .process(&target, "POST", &mut HeaderMap::new(), &mut pq, &mut body)
+            .process(
+                &target,
+                true,
+                "POST",
+                &mut HeaderMap::new(),
+                &mut pq,
+                &mut body,
+            )
             .unwrap();
         assert_eq!(pq, "/x?key=s3cr3t%2Fv&a=1");
         assert_eq!(body.unwrap(), b"{\"k\":\"s3cr3t/v\"}".to_vec());

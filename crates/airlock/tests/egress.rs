@@ -450,7 +450,9 @@ out["proxy_env"] = os.environ.get("HTTPS_PROXY")
         // Whether the upstream connection closed before the execution ended (and its
         // teardown cut it) is a race on a loaded machine; the note is informative only.
         if let Some(r) = o.get("reason").and_then(Value::as_str) {
-            let r = r.trim_end_matches("; cut when the execution ended").to_string();
+            let r = r
+                .trim_end_matches("; cut when the execution ended")
+                .to_string();
             o.insert("reason".into(), Value::String(r));
         }
         e

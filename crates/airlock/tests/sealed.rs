@@ -981,3 +981,68 @@ async fn an_unreadable_upstream_bundle_stops_the_start() {
     let err = App::open(c).await.err().expect("refused");
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
+
+/// A bound name without `:port` gets the value over TLS only: the placeholder sent
+/// over plain HTTP is refused (the proxy would otherwise write the value in clear to
+/// whatever DNS answered) and the upstream never sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_http_to_a_bound_name_is_refused() {
+    // `localhost` on port 80: the upstream a proxy without the check would reach.
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 80)).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("note: cannot listen on 127.0.0.1:80 ({e}); checking the refusal only");
+            None
+        }
+    };
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    if let Some(l) = listener {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move { echo(s, &seen).await });
+            }
+        });
+    }
+    let Some(env) = start(None).await else {
+        return;
+    };
+    env.credential(
+        json!({"name": "API_TOKEN", "value": "tok_plainhttp_0123456789",
+                          "mode": "sealed", "bound_hosts": ["localhost"]}),
+    )
+    .await;
+    let (_, key) = env.profile(&["API_TOKEN"], json!(["localhost"])).await;
+    let (id, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+out["plain"] = call("http://localhost/v1/x", {"Authorization": "Bearer " + settings.get("API_TOKEN")})
+"#,
+                &[],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let why = "sealed credential API_TOKEN would be sent in clear over plain HTTP to localhost:80: use https:// \
+               (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)";
+    assert_eq!(
+        v["result"]["plain"],
+        json!({"status": 403, "body": format!("Airlock egress proxy refused localhost:80: {why}\n")}),
+        "{v}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let (_, exec, _) = env
+        .admin("GET", &format!("/api/admin/executions/{id}"), None)
+        .await;
+    let row = &exec["egress"][0];
+    assert_eq!(row["allowed"], json!(false), "{exec}");
+    assert_eq!(row["reason"], json!(why), "{exec}");
+    assert_eq!(row["substituted"], json!([]), "{exec}");
+}
