@@ -35,7 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// Requests of one execution whose bodies are buffered for the hook at once; the
 /// others wait.
@@ -550,30 +550,186 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
-            serve_client(shared, sock).await;
-            drop(permit);
-        });
+        // The permit travels with the connection: into the tunnel or interception task
+        // when it is upgraded, so a CONNECT counts until its tunnel is gone.
+        tokio::spawn(serve_client(shared, sock, Arc::new(permit)));
     }
     // The listener closes here: the port is gone for the rest of the execution.
 }
 
-async fn serve_client(shared: Arc<Shared>, sock: TcpStream) {
+/// One client connection's share of [`EgressLimits::max_connections`], held by every
+/// task serving it (the HTTP connection, its tunnel or interception).
+type ConnPermit = Arc<OwnedSemaphorePermit>;
+
+async fn serve_client(shared: Arc<Shared>, sock: TcpStream, permit: ConnPermit) {
     let mut stop = shared.stop.clone();
     let svc_shared = shared.clone();
+    let activity = Activity::new();
+    let svc_activity = activity.clone();
     let service = hyper::service::service_fn(move |req| {
-        let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+        let (shared, permit) = (svc_shared.clone(), permit.clone());
+        let busy = svc_activity.busy();
+        async move {
+            let resp = handle(shared, permit, req).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
+    let idle = shared.cfg.limits.idle_timeout;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.cfg.limits.idle_timeout)
+        .header_read_timeout(idle)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(sock), service)
+        .serve_connection(TokioIo::new(Watched::new(sock, activity.clone())), service)
         .with_upgrades();
     tokio::select! {
         _ = conn => {}
+        _ = activity.idle(idle) => {}
         _ = wait_stop(&mut stop) => {}
+    }
+}
+
+/// When a client connection last moved a byte, and how many of its requests are
+/// waiting for an answer (a connection waiting for its upstream is not idle).
+#[derive(Clone)]
+struct Activity {
+    started: Instant,
+    last: Arc<AtomicU64>,
+    busy: Arc<AtomicU64>,
+}
+
+/// Marks a request in flight until dropped.
+struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            busy: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn busy(&self) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request was in flight and no byte moved either way for
+    /// `idle` (a client that stops reading a response is cut, and what was buffered
+    /// for it freed).
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let quiet = self.started.elapsed().saturating_sub(last);
+            if self.busy.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet + Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The client side of a connection, with its progress recorded in an [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S, activity: Activity) -> Self {
+        activity.touch();
+        Watched { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A buffered (rewritten) response body that holds the execution's buffering permit
+/// until the last byte was handed to the connection (or the body is dropped), and
+/// hands it over in small pieces so the connection takes more only as the client
+/// reads: what one execution has buffered stays bounded while the script reads slowly.
+struct PermitBody {
+    data: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+const PERMIT_BODY_CHUNK: usize = 64 * 1024;
+
+impl hyper::body::Body for PermitBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        if self.data.is_empty() {
+            self.permit = None;
+            return Poll::Ready(None);
+        }
+        let n = self.data.len().min(PERMIT_BODY_CHUNK);
+        let chunk = self.data.split_to(n);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.data.len() as u64)
     }
 }
 
@@ -667,9 +823,13 @@ impl Drop for Attempt {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    shared: Arc<Shared>,
+    permit: ConnPermit,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect(shared, req).await;
+        return connect(shared, permit, req).await;
     }
     forward(shared, req).await
 }
@@ -759,7 +919,11 @@ fn refusal(target: &str, reason: &str) -> String {
     format!("Airlock egress proxy refused {target}: {reason}")
 }
 
-async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn connect(
+    shared: Arc<Shared>,
+    permit: ConnPermit,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let authority = req.uri().authority().cloned();
     let (host_text, port) = match &authority {
         Some(a) => (a.host().to_string(), a.port_u16()),
@@ -795,7 +959,7 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
         }
     };
     if let (TunnelMode::Intercept, Some(tls)) = (mode, shared.cfg.tls.clone()) {
-        return intercept(shared, attempt, req, target, rule, explicit, tls);
+        return intercept(shared, permit, attempt, req, target, rule, explicit, tls);
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -822,6 +986,7 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
         }
         drop(attempt);
+        drop(permit);
     });
     Response::new(
         Full::new(Bytes::new())
@@ -833,8 +998,10 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
 /// Terminates the script's TLS for a host bound to a sealed credential, with a leaf
 /// certificate from the instance CA, and serves the requests inside one by one as
 /// HTTPS requests to `target` (each a logged attempt of its own).
+#[allow(clippy::too_many_arguments)]
 fn intercept(
     shared: Arc<Shared>,
+    permit: ConnPermit,
     mut attempt: Attempt,
     req: Request<Incoming>,
     target: Target,
@@ -868,9 +1035,13 @@ fn intercept(
             _ = wait_stop(&mut stop) => return,
         };
         let Ok(upgraded) = upgraded else { return };
+        let _permit = permit;
+        let idle = shared.cfg.limits.idle_timeout;
+        let activity = Activity::new();
+        let client = Watched::new(TokioIo::new(upgraded), activity.clone());
         let acceptor = tokio_rustls::TlsAcceptor::from(server);
         let tls_stream = tokio::select! {
-            s = tokio::time::timeout(shared.cfg.limits.idle_timeout, acceptor.accept(TokioIo::new(upgraded))) => s,
+            s = tokio::time::timeout(idle, acceptor.accept(client)) => s,
             _ = wait_stop(&mut stop) => return,
         };
         let Ok(Ok(tls_stream)) = tls_stream else {
@@ -879,8 +1050,10 @@ fn intercept(
         };
         drop(attempt);
         let svc_shared = shared.clone();
+        let svc_activity = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let (shared, target, rule) = (svc_shared.clone(), target.clone(), rule.clone());
+            let busy = svc_activity.busy();
             async move {
                 let method = req.method().to_string();
                 let path = req.uri().path().to_string();
@@ -892,18 +1065,21 @@ fn intercept(
                     Some(path),
                 );
                 let (parts, body) = req.into_parts();
-                Ok::<_, Infallible>(
-                    relay(shared, attempt, target, rule, explicit, true, parts, body).await,
-                )
+                let resp = relay(shared, attempt, target, rule, explicit, true, parts, body).await;
+                drop(busy);
+                Ok::<_, Infallible>(resp)
             }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(shared.cfg.limits.idle_timeout)
+            .header_read_timeout(idle)
             .keep_alive(true)
             .serve_connection(TokioIo::new(tls_stream), service);
+        // Closed when the client neither sends nor reads for `idle` with no request
+        // waiting upstream (a response it stops reading is dropped, its memory freed).
         tokio::select! {
             _ = conn => {}
+            _ = activity.idle(idle) => {}
             _ = wait_stop(&mut stop) => {}
         }
     });
@@ -1050,8 +1226,9 @@ async fn relay(
         parts.headers.insert(header::HOST, h);
     }
     let hook = shared.cfg.hook.clone();
-    // Held until the answer is built: bounds what this execution has buffered.
-    let _inspecting = if hook.inspects_bodies() {
+    // Held until the request is through and, for a rewritten response, until its body
+    // was handed to the client: bounds what this execution has buffered.
+    let inspecting = if hook.inspects_bodies() {
         shared.inspecting.clone().acquire_owned().await.ok()
     } else {
         None
@@ -1244,7 +1421,11 @@ async fn relay(
             rparts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            Response::from_parts(rparts, full(bytes))
+            let body = PermitBody {
+                data: Bytes::from(bytes),
+                permit: inspecting,
+            };
+            Response::from_parts(rparts, body.boxed())
         }
         Err(e) => text(
             StatusCode::BAD_GATEWAY,
@@ -1593,6 +1774,101 @@ mod tests {
         for (ip, want) in cases {
             assert_eq!(non_public(ip.parse().unwrap()), *want, "{ip}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_body_holds_its_buffering_permit_until_read_or_dropped() {
+        let sem = Arc::new(Semaphore::new(1));
+        let mut body = PermitBody {
+            data: Bytes::from(vec![7u8; 200_000]),
+            permit: Some(sem.clone().acquire_owned().await.unwrap()),
+        };
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first.len(), PERMIT_BODY_CHUNK);
+        assert_eq!(sem.available_permits(), 0, "held while unread");
+        let mut total = first.len();
+        while let Some(f) = body.frame().await {
+            total += f.unwrap().into_data().unwrap().len();
+        }
+        assert_eq!(total, 200_000);
+        assert_eq!(sem.available_permits(), 1, "released at the end");
+        let body = PermitBody {
+            data: Bytes::from_static(b"unread"),
+            permit: Some(sem.clone().acquire_owned().await.unwrap()),
+        };
+        assert_eq!(sem.available_permits(), 0);
+        drop(body);
+        assert_eq!(sem.available_permits(), 1, "released when dropped");
+    }
+
+    async fn read_head(s: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let mut b = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).await.unwrap(), 1, "{buf:?}");
+            buf.push(b[0]);
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connect_tunnel_keeps_its_connection_slot_until_it_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = up.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = up.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (log, _rows) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let cfg = EgressConfig {
+            execution_id: "e".into(),
+            policy: policy(&[&format!("127.0.0.1:{port}")]),
+            limits: EgressLimits {
+                max_connections: 1,
+                ..EgressLimits::default()
+            },
+            hook: Arc::new(NoHook),
+            tls: None,
+        };
+        tokio::spawn(serve(listener, cfg, log, stop));
+        let connect =
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        let mut a = TcpStream::connect(proxy).await.unwrap();
+        a.write_all(connect.as_bytes()).await.unwrap();
+        assert!(read_head(&mut a).await.starts_with("HTTP/1.1 200"));
+        a.write_all(b"ping").await.unwrap();
+        let mut b4 = [0u8; 4];
+        a.read_exact(&mut b4).await.unwrap();
+        assert_eq!(&b4, b"ping");
+        // The only slot is the open tunnel's: a second client waits.
+        let mut b = TcpStream::connect(proxy).await.unwrap();
+        b.write_all(connect.as_bytes()).await.unwrap();
+        let mut one = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), b.peek(&mut one))
+                .await
+                .is_err(),
+            "a second connection was served while the tunnel held the only slot"
+        );
+        drop(a);
+        let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut b))
+            .await
+            .expect("served once the tunnel closed");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stop_tx.send(true).unwrap();
     }
 
     #[test]
