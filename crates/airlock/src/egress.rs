@@ -1162,6 +1162,19 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
     relay(shared, attempt, target, rule, explicit, false, parts, body).await
 }
 
+/// Whether every value of every `name` header is `allowed` (comma-separated lists
+/// included; no header at all passes).
+fn only_tokens(headers: &HeaderMap, name: HeaderName, allowed: &str) -> bool {
+    headers.get_all(name).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .all(|t| t.eq_ignore_ascii_case(allowed))
+        })
+    })
+}
+
 /// An upstream byte stream: TCP, or TLS over TCP.
 trait UpstreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpstreamIo for T {}
@@ -1290,6 +1303,10 @@ async fn relay(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
+        // A response read back piece by piece (byte ranges) would defeat the rewrite:
+        // a value split across two ranges matches in neither.
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -1374,7 +1391,22 @@ async fn relay(
     match sender.send_request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();
+            // Only `chunked` (which hyper decodes) may frame a response that is
+            // rewritten; any other transfer coding would hide the value.
+            let framed_unknown = passed.rewrite_response
+                && !only_tokens(&rparts.headers, header::TRANSFER_ENCODING, "chunked");
             strip_hop_by_hop(&mut rparts.headers);
+            if passed.rewrite_response {
+                // The status line is rebuilt from the code: an upstream cannot echo the
+                // value in its reason phrase.
+                rparts.extensions.remove::<hyper::ext::ReasonPhrase>();
+            }
+            if framed_unknown {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} sent a transfer coding other than chunked, which Airlock cannot inspect for sealed credentials"),
+                );
+            }
             let bodiless = head
                 || rparts.status.is_informational()
                 || rparts.status == StatusCode::NO_CONTENT
@@ -1387,12 +1419,7 @@ async fn relay(
             if !passed.rewrite_response {
                 return Response::from_parts(rparts, rbody.boxed());
             }
-            let encoded = rparts
-                .headers
-                .get(header::CONTENT_ENCODING)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
-            if encoded {
+            if !only_tokens(&rparts.headers, header::CONTENT_ENCODING, "identity") {
                 return text(
                     StatusCode::BAD_GATEWAY,
                     format!("upstream {target} sent a compressed response, which Airlock cannot inspect for sealed credentials"),
@@ -1869,6 +1896,25 @@ mod tests {
             .expect("served once the tunnel closed");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         stop_tx.send(true).unwrap();
+    }
+
+    #[test]
+    fn every_coding_value_is_checked() {
+        let h = |vals: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(header::CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let ok =
+            |vals: &[&'static str]| only_tokens(&h(vals), header::CONTENT_ENCODING, "identity");
+        assert!(ok(&[]));
+        assert!(ok(&["identity"]));
+        assert!(ok(&["Identity, identity"]));
+        assert!(!ok(&["identity", "gzip"]));
+        assert!(!ok(&["identity, br"]));
+        assert!(!ok(&["gzip"]));
     }
 
     #[test]

@@ -941,8 +941,9 @@ async fn the_ca_bundle_is_public_and_the_ca_persists() {
         c.egress_ca_dir = Some(ca_dir);
         App::open(c)
     };
-    let ca_dir = public.path().join("ca");
-    let app = open(ca_dir.clone()).await.expect("starts");
+    let top = public.path().join("ca");
+    let ca_dir = top.join("airlock-egress-ca");
+    let app = open(top.clone()).await.expect("starts");
     let ca1 = std::fs::read_to_string(ca_dir.join("airlock-ca.pem")).unwrap();
     let bundle = std::fs::read_to_string(ca_dir.join("ca-bundle.pem")).unwrap();
     assert!(
@@ -958,7 +959,7 @@ async fn the_ca_bundle_is_public_and_the_ca_persists() {
     assert_eq!(mode & 0o777, 0o644);
     drop(app);
     std::fs::remove_dir_all(&ca_dir).unwrap();
-    let _app = open(ca_dir.clone()).await.expect("restarts");
+    let _app = open(top.clone()).await.expect("restarts");
     assert_eq!(
         std::fs::read_to_string(ca_dir.join("airlock-ca.pem")).unwrap(),
         ca1
@@ -1045,4 +1046,125 @@ out["plain"] = call("http://localhost/v1/x", {"Authorization": "Bearer " + setti
     assert_eq!(row["allowed"], json!(false), "{exec}");
     assert_eq!(row["reason"], json!(why), "{exec}");
     assert_eq!(row["substituted"], json!([]), "{exec}");
+}
+
+/// A bound upstream that answers by path, trying to hand the value back in ways the
+/// body rewrite alone would miss; records every request head it receives.
+async fn hostile_upstream(ip: &str) -> Upstream {
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let up = Upstream {
+        addr: l.local_addr().unwrap(),
+        seen: Arc::default(),
+    };
+    let seen = up.seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                seen.lock().unwrap().push(head.clone());
+                let auth = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: Bearer "))
+                    .unwrap_or("")
+                    .to_string();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let resp = match path.as_str() {
+                    "/reason" => format!(
+                        "HTTP/1.1 200 {auth}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    ),
+                    "/encodings" => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{auth}",
+                        auth.len()
+                    ),
+                    "/transfer" => format!(
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n{:x}\r\n{auth}\r\n0\r\n\r\n",
+                        auth.len()
+                    ),
+                    // `/range`: the value, whole (a range-honouring server would send a slice).
+                    _ => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{auth}",
+                        auth.len()
+                    ),
+                };
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    up
+}
+
+/// Responses of bound hosts cannot carry the value back in the status line or under
+/// a coding the rewrite cannot read, and ranges are not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bound_upstream_cannot_smuggle_the_value_back() {
+    let up = hostile_upstream("127.0.0.5").await;
+    let Some(env) = start(None).await else {
+        return;
+    };
+    let value = "tok_smuggle_0123456789abcdef";
+    let bound = format!("127.0.0.5:{}", up.port());
+    env.credential(
+        json!({"name": "API_TOKEN", "value": value, "mode": "sealed",
+                          "bound_hosts": [bound.clone()]}),
+    )
+    .await;
+    let (_, key) = env.profile(&["API_TOKEN"], json!([bound])).await;
+    let (_, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+ph = settings.get("API_TOKEN")
+auth = {"Authorization": "Bearer " + ph}
+base = "http://127.0.0.5:PORT"
+r = urllib.request.urlopen(urllib.request.Request(base + "/reason", headers=auth), timeout=15)
+out["reason"] = r.reason
+out["encodings"] = call(base + "/encodings", auth)
+out["transfer"] = call(base + "/transfer", auth)
+out["range"] = call(base + "/range", dict(auth, Range="bytes=0-3", **{"If-Range": "x"}))
+out["ph"] = ph
+"#,
+                &[("PORT", up.port().to_string())],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let r = &v["result"];
+    let ph = r["ph"].as_str().unwrap();
+    assert_eq!(r["reason"], json!("OK"), "{r}");
+    for k in ["encodings", "transfer"] {
+        assert_eq!(r[k]["status"], json!(502), "{k}: {r}");
+    }
+    assert!(r["encodings"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("compressed response"));
+    assert!(r["transfer"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("transfer coding other than chunked"));
+    assert_eq!(r["range"]["status"], json!(200), "{r}");
+    assert_eq!(r["range"]["body"], json!(ph), "{r}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    for head in &seen {
+        assert!(
+            head.contains(&format!("authorization: Bearer {value}\r\n")),
+            "{head}"
+        );
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains("\r\nrange:"), "{head}");
+        assert!(!lower.contains("\r\nif-range:"), "{head}");
+    }
+    assert!(!v.to_string().contains(value), "{v}");
 }
