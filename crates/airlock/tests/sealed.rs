@@ -324,6 +324,11 @@ async fn http_upstream(ip: &str) -> Upstream {
 /// A TLS echo server on `ip` with a certificate for that IP from a fresh test CA;
 /// returns the server and the CA's PEM.
 async fn tls_upstream(ip: &str) -> (Upstream, String) {
+    tls_upstream_named(ip, ip).await
+}
+
+/// [`tls_upstream`] with a certificate for `name` instead of the address it listens on.
+async fn tls_upstream_named(ip: &str, name: &str) -> (Upstream, String) {
     use tokio_rustls::rustls;
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -337,10 +342,10 @@ async fn tls_upstream(ip: &str) -> (Upstream, String) {
     ];
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf_params = rcgen::CertificateParams::new(vec![ip.to_string()]).unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
     leaf_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, ip);
+        .push(rcgen::DnType::CommonName, name);
     let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
@@ -1167,4 +1172,72 @@ out["ph"] = ph
         assert!(!lower.contains("\r\nif-range:"), "{head}");
     }
     assert!(!v.to_string().contains(value), "{v}");
+}
+
+/// The proxy verifies bound HTTPS upstreams: a certificate from a CA it does not trust,
+/// or for another name, ends the request with 502 before the value is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unverified_upstream_gets_502_and_never_the_value() {
+    let (untrusted, _) = tls_upstream("127.0.0.6").await;
+    let (wrong_name, trusted_ca) = tls_upstream_named("127.0.0.7", "127.0.0.8").await;
+    let Some(env) = start(Some(&trusted_ca)).await else {
+        return;
+    };
+    let value = "tok_verify_0123456789abcdef";
+    let bound = json!([
+        format!("127.0.0.6:{}", untrusted.port()),
+        format!("127.0.0.7:{}", wrong_name.port())
+    ]);
+    env.credential(
+        json!({"name": "API_TOKEN", "value": value, "mode": "sealed", "bound_hosts": bound}),
+    )
+    .await;
+    let (id, key) = env.profile(&["API_TOKEN"], bound).await;
+    let _ = id;
+    let (exec_id, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+auth = {"Authorization": "Bearer " + settings.get("API_TOKEN")}
+out["untrusted"] = call("https://127.0.0.6:P1/x", auth)
+out["wrong_name"] = call("https://127.0.0.7:P2/x", auth)
+"#,
+                &[
+                    ("P1", untrusted.port().to_string()),
+                    ("P2", wrong_name.port().to_string()),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let r = &v["result"];
+    for (k, port, why) in [
+        ("untrusted", untrusted.port(), "invalid peer certificate"),
+        ("wrong_name", wrong_name.port(), "invalid peer certificate"),
+    ] {
+        assert_eq!(r[k]["status"], json!(502), "{k}: {r}");
+        let body = r[k]["body"].as_str().unwrap();
+        assert!(
+            body.starts_with(&format!(
+                "TLS with upstream 127.0.0.{}:{port} failed",
+                if k == "untrusted" { 6 } else { 7 }
+            )),
+            "{k}: {body}"
+        );
+        assert!(body.contains(why), "{k}: {body}");
+    }
+    assert!(untrusted.seen().is_empty(), "{:?}", untrusted.seen());
+    assert!(wrong_name.seen().is_empty(), "{:?}", wrong_name.seen());
+    let (_, exec, _) = env
+        .admin("GET", &format!("/api/admin/executions/{exec_id}"), None)
+        .await;
+    let failed = exec["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "GET")
+        .filter(|e| e["reason"].as_str().unwrap().contains("TLS with upstream"))
+        .count();
+    assert_eq!(failed, 2, "{exec}");
 }
