@@ -81,8 +81,12 @@ impl SealedValue {
     /// Whether the value may go to `target` over plain HTTP: only when a bound entry
     /// matching it names an explicit port or an IP address (an internal service the
     /// operator pinned), never for a name on the default ports, where plain HTTP
-    /// would put the value on the wire in clear to whatever DNS answered.
+    /// would put the value on the wire in clear to whatever DNS answered (nor for a
+    /// name on port 443, which is HTTPS however it is written).
     fn plain_http_ok(&self, target: &Target) -> bool {
+        if target.port == 443 && matches!(target.host, crate::egress::TargetHost::Name(_)) {
+            return false;
+        }
         self.hosts
             .iter()
             .any(|r| r.matches(target) && r.is_pinned())
@@ -781,7 +785,12 @@ mod tests {
         let c = SealedValue::new(
             "KEY",
             "sk_live_123456",
-            &settings(&["api.example.com", "10.0.0.5", "svc.internal:8080"]),
+            &settings(&[
+                "api.example.com",
+                "10.0.0.5",
+                "svc.internal:8080",
+                "tls.internal:443",
+            ]),
         );
         let ph = c.placeholder.clone();
         let (s, _) = sealer(vec![c]);
@@ -799,6 +808,9 @@ mod tests {
             "sealed credential KEY would be sent in clear over plain HTTP to api.example.com:80: use https:// \
              (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)"
         );
+        // A name on 443 is HTTPS even when its port is written out.
+        assert!(run(t("tls.internal", 443), false).0.is_err());
+        assert!(run(t("tls.internal", 443), true).0.is_ok());
         // The same host over TLS: substituted.
         let (r, h) = run(t("api.example.com", 443), true);
         assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
