@@ -1898,6 +1898,102 @@ mod tests {
         stop_tx.send(true).unwrap();
     }
 
+    /// Buffers every body and asks for every response to be rewritten.
+    struct BufferAll;
+
+    impl RequestHook for BufferAll {
+        fn inspects_bodies(&self) -> bool {
+            true
+        }
+
+        fn on_request(
+            &self,
+            _target: &Target,
+            _tls: bool,
+            _parts: &mut hyper::http::request::Parts,
+            _body: &mut Option<Vec<u8>>,
+        ) -> Result<Passed, Refusal> {
+            Ok(Passed {
+                substituted: Vec::new(),
+                rewrite_response: true,
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unread_rewritten_responses_keep_their_buffering_slots() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // An upstream answering every request with a body just under the inspection
+        // limit, far more than the socket buffers between the proxy and a client hold.
+        let size = crate::sealed::MAX_INSPECTED_BODY - 1024;
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = up.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = up.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.write_all(&vec![b'a'; size]).await;
+                });
+            }
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (log, _rows) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let cfg = EgressConfig {
+            execution_id: "e".into(),
+            policy: policy(&[&format!("127.0.0.1:{port}")]),
+            limits: EgressLimits::default(),
+            hook: Arc::new(BufferAll),
+            tls: None,
+        };
+        tokio::spawn(serve(listener, cfg, log, stop));
+        let ask = || async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            let mut s = sock.connect(proxy).await.unwrap();
+            let rq =
+                format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            s.write_all(rq.as_bytes()).await.unwrap();
+            s
+        };
+        // Four clients get their answers' heads and then read nothing more.
+        let mut held = Vec::new();
+        for _ in 0..MAX_INSPECTING {
+            let mut s = ask().await;
+            let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut s))
+                .await
+                .expect("answered");
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            held.push(s);
+        }
+        // Their bodies are still held by the proxy: a fifth request waits.
+        let mut fifth = ask().await;
+        let mut one = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), fifth.peek(&mut one))
+                .await
+                .is_err(),
+            "a fifth response was buffered while four unread ones were held"
+        );
+        // One client goes away: its body is dropped and the fifth goes through.
+        drop(held.remove(0));
+        let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut fifth))
+            .await
+            .expect("answered once a slot was freed");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stop_tx.send(true).unwrap();
+    }
+
     #[test]
     fn every_coding_value_is_checked() {
         let h = |vals: &[&'static str]| {
