@@ -1920,8 +1920,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unread_rewritten_responses_keep_their_buffering_slots() {
+    /// A large-answering upstream and a proxy with [`BufferAll`] in front of it;
+    /// returns the proxy's address, the upstream port and the stop switch.
+    async fn big_answers(limits: EgressLimits) -> (SocketAddr, u16, watch::Sender<bool>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         // An upstream answering every request with a body just under the inspection
         // limit, far more than the socket buffers between the proxy and a client hold.
@@ -1952,20 +1953,29 @@ mod tests {
         let cfg = EgressConfig {
             execution_id: "e".into(),
             policy: policy(&[&format!("127.0.0.1:{port}")]),
-            limits: EgressLimits::default(),
+            limits,
             hook: Arc::new(BufferAll),
             tls: None,
         };
         tokio::spawn(serve(listener, cfg, log, stop));
-        let ask = || async move {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.set_recv_buffer_size(4096).unwrap();
-            let mut s = sock.connect(proxy).await.unwrap();
-            let rq =
-                format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-            s.write_all(rq.as_bytes()).await.unwrap();
-            s
-        };
+        (proxy, port, stop_tx)
+    }
+
+    /// A client with a tiny receive buffer asking the proxy for a big answer.
+    async fn ask_big(proxy: SocketAddr, port: u16) -> TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut s = sock.connect(proxy).await.unwrap();
+        let rq = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        s.write_all(rq.as_bytes()).await.unwrap();
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unread_rewritten_responses_keep_their_buffering_slots() {
+        let (proxy, port, stop_tx) = big_answers(EgressLimits::default()).await;
+        let ask = || ask_big(proxy, port);
         // Four clients get their answers' heads and then read nothing more.
         let mut held = Vec::new();
         for _ in 0..MAX_INSPECTING {
@@ -1991,6 +2001,39 @@ mod tests {
             .await
             .expect("answered once a slot was freed");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stop_tx.send(true).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout() {
+        use tokio::io::AsyncReadExt;
+        let idle = Duration::from_secs(1);
+        let (proxy, port, stop_tx) = big_answers(EgressLimits {
+            idle_timeout: idle,
+            ..EgressLimits::default()
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_INSPECTING {
+            let mut s = ask_big(proxy, port).await;
+            let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut s))
+                .await
+                .expect("answered");
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            held.push(s);
+        }
+        // Nobody reads: the idle cut frees the slots, and a fifth request is answered.
+        let mut fifth = ask_big(proxy, port).await;
+        let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut fifth))
+            .await
+            .expect("answered once idle clients were cut");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        // What a cut client can still read ends early: its connection was closed.
+        let mut rest = Vec::new();
+        let got = tokio::time::timeout(Duration::from_secs(20), held[0].read_to_end(&mut rest))
+            .await
+            .expect("the cut connection ends");
+        assert!(got.is_err() || rest.len() < crate::sealed::MAX_INSPECTED_BODY - 1024);
         stop_tx.send(true).unwrap();
     }
 
