@@ -172,10 +172,11 @@ async fn prepare_sealed_tls(
             .map_err(|e| StartupError::Egress(e.to_string()))?;
     let dir = config.egress_ca_dir();
     let abs = std::path::absolute(&dir).unwrap_or(dir.clone());
-    let data = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
-    let ca_bundle = if abs.starts_with("/tmp") || abs.starts_with(&data) {
-        tracing::warn!(dir = %abs.display(), "AIRLOCK_EGRESS_CA_DIR must be outside /tmp and the data directory: \
-            scripts will not trust the egress CA, so HTTPS to hosts bound to sealed credentials fails");
+    let problem = crate::sealed::ca_dir_problem(&abs, &config.data_dir, &config.master_key_path());
+    let ca_bundle = if let Some(why) = problem {
+        tracing::warn!(dir = %abs.display(), %why, "AIRLOCK_EGRESS_CA_DIR must be outside /tmp, the data directory \
+            and the master key's directory: scripts will not trust the egress CA, so HTTPS to hosts bound to sealed \
+            credentials fails");
         None
     } else {
         match crate::sealed::write_bundle(&abs, tls.ca_pem()) {

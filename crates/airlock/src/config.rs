@@ -103,9 +103,10 @@ pub struct Config {
     pub egress_ca_bundle: Option<PathBuf>,
 
     /// Directory for the public CA bundle scripts trust (system roots + this
-    /// instance's egress CA), made visible read-only in the sandbox. Must be outside
-    /// /tmp and the data directory. Default: `<data dir>-public` next to the data
-    /// directory.
+    /// instance's egress CA), written to its `airlock-egress-ca/` subdirectory, which
+    /// alone is made visible read-only in the sandbox. Must be outside /tmp, the data
+    /// directory and the master key's directory. Default: `<data dir>-public` next to
+    /// the data directory.
     #[arg(long, env = "AIRLOCK_EGRESS_CA_DIR")]
     pub egress_ca_dir: Option<PathBuf>,
 

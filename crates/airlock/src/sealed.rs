@@ -78,6 +78,20 @@ impl SealedValue {
         self.hosts.iter().any(|r| r.matches(target))
     }
 
+    /// Whether the value may go to `target` over plain HTTP: only when a bound entry
+    /// matching it names an explicit port or an IP address (an internal service the
+    /// operator pinned), never for a name on the default ports, where plain HTTP
+    /// would put the value on the wire in clear to whatever DNS answered (nor for a
+    /// name on port 443, which is HTTPS however it is written).
+    fn plain_http_ok(&self, target: &Target) -> bool {
+        if target.port == 443 && matches!(target.host, crate::egress::TargetHost::Name(_)) {
+            return false;
+        }
+        self.hosts
+            .iter()
+            .any(|r| r.matches(target) && r.is_pinned())
+    }
+
     fn method_ok(&self, method: &str) -> bool {
         self.methods
             .as_ref()
@@ -152,6 +166,7 @@ impl Sealer {
     pub fn process(
         &self,
         target: &Target,
+        tls: bool,
         method: &str,
         headers: &mut HeaderMap,
         path_and_query: &mut String,
@@ -193,6 +208,16 @@ impl Sealer {
                 }
             }
             if hit {
+                if !tls && !c.plain_http_ok(target) {
+                    return Err(Refusal {
+                        reason: format!(
+                            "sealed credential {} would be sent in clear over plain HTTP to {target}: use https:// \
+                             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)",
+                            c.name
+                        ),
+                        violation: false,
+                    });
+                }
                 substituted.push(c.name.clone());
             }
         }
@@ -318,6 +343,7 @@ impl RequestHook for Sealer {
     fn on_request(
         &self,
         target: &Target,
+        tls: bool,
         parts: &mut hyper::http::request::Parts,
         body: &mut Option<Vec<u8>>,
     ) -> Result<Passed, Refusal> {
@@ -327,7 +353,7 @@ impl RequestHook for Sealer {
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
         let method = parts.method.to_string();
-        let passed = self.process(target, &method, &mut parts.headers, &mut pq, body)?;
+        let passed = self.process(target, tls, &method, &mut parts.headers, &mut pq, body)?;
         if let Ok(u) = pq.parse() {
             parts.uri = u;
         }
@@ -364,11 +390,18 @@ pub enum TlsError {
     Bundle { path: String, why: String },
 }
 
+/// Leaves are valid 30 days; one is reused for a week at most, so a long-running
+/// server never presents an expired one.
+const LEAF_REUSE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Leaves kept in memory at most (the oldest goes first).
+const MAX_LEAVES: usize = 1024;
+
 /// The per-instance CA and the TLS configurations built from it.
 pub struct EgressTls {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     ca_pem: String,
-    leaves: Mutex<HashMap<String, Arc<rustls::ServerConfig>>>,
+    /// Minted leaves by host, with when they were minted.
+    leaves: Mutex<HashMap<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
     upstream: Arc<rustls::ClientConfig>,
 }
 
@@ -457,8 +490,20 @@ impl EgressTls {
     /// A server configuration presenting a leaf certificate for `host` (a name or an
     /// IP literal without brackets), minted on first use and cached.
     pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        if let Some(c) = self.leaves.lock().expect("leaf cache").get(host) {
-            return Ok(c.clone());
+        self.server_config_at(host, std::time::Instant::now())
+    }
+
+    fn server_config_at(
+        &self,
+        host: &str,
+        at: std::time::Instant,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let fresh =
+            |minted: &std::time::Instant| at.saturating_duration_since(*minted) < LEAF_REUSE;
+        if let Some((minted, c)) = self.leaves.lock().expect("leaf cache").get(host) {
+            if fresh(minted) {
+                return Ok(c.clone());
+            }
         }
         let err = |e: &dyn std::fmt::Display| TlsError::Ca(format!("leaf for {host}: {e}"));
         let key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
@@ -484,10 +529,17 @@ impl EgressTls {
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         let cfg = Arc::new(cfg);
         let mut cache = self.leaves.lock().expect("leaf cache");
-        if cache.len() > 1024 {
-            cache.clear();
+        cache.retain(|_, (minted, _)| fresh(minted));
+        if cache.len() >= MAX_LEAVES {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (minted, _))| *minted)
+                .map(|(h, _)| h.clone())
+            {
+                cache.remove(&oldest);
+            }
         }
-        cache.insert(host.to_string(), cfg.clone());
+        cache.insert(host.to_string(), (at, cfg.clone()));
         Ok(cfg)
     }
 
@@ -532,12 +584,47 @@ const SYSTEM_BUNDLES: [&str; 3] = [
     "/etc/ssl/cert.pem",
 ];
 
-/// Writes `<dir>/ca-bundle.pem` (system roots + the Airlock CA) and `<dir>/airlock-ca.pem`,
-/// world-readable, in a directory that holds nothing else; returns the bundle's path.
+/// The subdirectory of `AIRLOCK_EGRESS_CA_DIR` that holds the PEM files and nothing
+/// else; only it is made visible in the sandbox.
+pub const BUNDLE_SUBDIR: &str = "airlock-egress-ca";
+
+const BUNDLE_FILES: [&str; 2] = ["airlock-ca.pem", "ca-bundle.pem"];
+
+/// Writes `<dir>/airlock-egress-ca/ca-bundle.pem` (system roots + the Airlock CA) and
+/// `.../airlock-ca.pem`, world-readable, in a subdirectory of its own that holds
+/// nothing else; returns the bundle's path. `dir` itself is only created when
+/// missing, never re-permissioned.
 pub fn write_bundle(dir: &Path, ca_pem: &str) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let sub = dir.join(BUNDLE_SUBDIR);
+    match std::fs::symlink_metadata(&sub) {
+        Ok(m) if !m.is_dir() => {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a directory",
+                sub.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir(&sub)?,
+    }
+    for entry in std::fs::read_dir(&sub)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        let ours = BUNDLE_FILES
+            .iter()
+            .any(|f| name == *f || name == format!(".{f}.tmp"));
+        if !ours {
+            return Err(std::io::Error::other(format!(
+                "{} holds {name}: it must hold only Airlock's PEM files (it is visible to every script)",
+                sub.display()
+            )));
+        }
+    }
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755))?;
     let mut bundle = SYSTEM_BUNDLES
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
@@ -548,15 +635,61 @@ pub fn write_bundle(dir: &Path, ca_pem: &str) -> std::io::Result<PathBuf> {
     bundle.push_str("# Airlock egress CA (this instance)\n");
     bundle.push_str(ca_pem);
     let write = |name: &str, text: &str| -> std::io::Result<PathBuf> {
-        let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = sub.join(name);
+        let tmp = sub.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, text)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
         std::fs::rename(&tmp, &path)?;
         Ok(path)
     };
-    write("airlock-ca.pem", ca_pem)?;
-    write("ca-bundle.pem", &bundle)
+    write(BUNDLE_FILES[0], ca_pem)?;
+    write(BUNDLE_FILES[1], &bundle)
+}
+
+/// Why `dir` must not hold the public CA bundle, if it must not: it is visible to
+/// every script, so it may not be (or contain, or lie inside) the data directory or
+/// the master key, nor lie under /tmp. Paths are compared canonicalised (symlinks
+/// resolved); `dir` need not exist yet.
+pub fn ca_dir_problem(dir: &Path, data_dir: &Path, key_file: &Path) -> Option<String> {
+    let canon = |p: &Path| -> PathBuf {
+        // The deepest existing ancestor, resolved, plus the rest as written.
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut base = abs.clone();
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(c) = base.canonicalize() {
+                return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
+            }
+            match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
+                (Some(n), Some(parent)) => {
+                    rest.push(n);
+                    base = parent.to_path_buf();
+                }
+                _ => return abs,
+            }
+        }
+    };
+    let (dir, data, key) = (canon(dir), canon(data_dir), canon(key_file));
+    if dir.starts_with(&data) {
+        return Some(format!(
+            "{} is the data directory or inside it",
+            dir.display()
+        ));
+    }
+    if data.starts_with(&dir) {
+        return Some(format!("{} contains the data directory", dir.display()));
+    }
+    if key.starts_with(&dir) {
+        return Some(format!("{} contains the master key file", dir.display()));
+    }
+    let tmp = canon(Path::new("/tmp"));
+    if dir.starts_with(&tmp) || dir.starts_with("/tmp") {
+        return Some(format!(
+            "{} is under /tmp (each execution gets its own empty /tmp)",
+            dir.display()
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -615,6 +748,7 @@ mod tests {
         let passed = s
             .process(
                 &t("api.example.com", 443),
+                true,
                 "GET",
                 &mut h,
                 &mut pq,
@@ -630,6 +764,7 @@ mod tests {
         let err = s
             .process(
                 &t("evil.example.com", 443),
+                true,
                 "GET",
                 &mut h,
                 &mut pq,
@@ -646,6 +781,61 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_substitutes_only_for_pinned_bindings() {
+        let c = SealedValue::new(
+            "KEY",
+            "sk_live_123456",
+            &settings(&[
+                "api.example.com",
+                "10.0.0.5",
+                "svc.internal:8080",
+                "tls.internal:443",
+            ]),
+        );
+        let ph = c.placeholder.clone();
+        let (s, _) = sealer(vec![c]);
+        let run = |target: Target, tls: bool| {
+            let mut h = headers(&[("authorization", format!("Bearer {ph}"))]);
+            let r = s.process(&target, tls, "GET", &mut h, &mut "/".into(), &mut None);
+            (r, h)
+        };
+        // A name on the default port over plain HTTP: refused, nothing substituted out.
+        let (r, _) = run(t("api.example.com", 80), false);
+        let err = r.unwrap_err();
+        assert!(!err.violation);
+        assert_eq!(
+            err.reason,
+            "sealed credential KEY would be sent in clear over plain HTTP to api.example.com:80: use https:// \
+             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)"
+        );
+        // A name on 443 is HTTPS even when its port is written out.
+        assert!(run(t("tls.internal", 443), false).0.is_err());
+        assert!(run(t("tls.internal", 443), true).0.is_ok());
+        // The same host over TLS: substituted.
+        let (r, h) = run(t("api.example.com", 443), true);
+        assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
+        assert_eq!(h["authorization"], "Bearer sk_live_123456");
+        // Pinned entries (IP literal, explicit port) accept plain HTTP.
+        for target in [t("10.0.0.5", 80), t("svc.internal", 8080)] {
+            let (r, h) = run(target, false);
+            assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
+            assert_eq!(h["authorization"], "Bearer sk_live_123456");
+        }
+        // Plain HTTP without the placeholder is not affected.
+        let mut h = HeaderMap::new();
+        assert!(s
+            .process(
+                &t("api.example.com", 80),
+                false,
+                "GET",
+                &mut h,
+                &mut "/".into(),
+                &mut None
+            )
+            .is_ok());
+    }
+
+    #[test]
     fn scans_url_and_body_including_percent_encoding_and_revokes_when_asked() {
         let mut st = settings(&["api.example.com"]);
         st.revoke_on_violation = true;
@@ -655,7 +845,14 @@ mod tests {
         let target = t("other.example.com", 80);
         let mut pq = format!("/leak?k={}", ph.replace(':', "%3A"));
         let err = s
-            .process(&target, "GET", &mut HeaderMap::new(), &mut pq, &mut None)
+            .process(
+                &target,
+                true,
+                "GET",
+                &mut HeaderMap::new(),
+                &mut pq,
+                &mut None,
+            )
             .unwrap_err();
         assert!(err.violation);
         assert!(err.reason.contains("appears in the URL"), "{}", err.reason);
@@ -666,6 +863,7 @@ mod tests {
         let err = s
             .process(
                 &target,
+                true,
                 "POST",
                 &mut HeaderMap::new(),
                 &mut "/".into(),
@@ -689,6 +887,7 @@ mod tests {
         let err = s
             .process(
                 &target,
+                true,
                 "POST",
                 &mut HeaderMap::new(),
                 &mut "/".into(),
@@ -711,23 +910,23 @@ mod tests {
         let (s2, _) = sealer(vec![c2]);
         h.insert("host", HeaderValue::from_str(&ph2).unwrap());
         let err = s2
-            .process(&target, "GET", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "GET", &mut h, &mut "/".into(), &mut None)
             .unwrap_err();
         assert!(!err.violation, "{}", err.reason);
         // Wrong header name.
         let mut h = headers(&[("authorization", ph.clone())]);
         assert!(s
-            .process(&target, "POST", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "POST", &mut h, &mut "/".into(), &mut None)
             .is_err());
         // Wrong method.
         let mut h = headers(&[("x-api-key", ph.clone())]);
         assert!(s
-            .process(&target, "GET", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "GET", &mut h, &mut "/".into(), &mut None)
             .is_err());
         // Right header and method.
         let mut h = headers(&[("x-api-key", ph.clone())]);
         let p = s
-            .process(&target, "POST", &mut h, &mut "/".into(), &mut None)
+            .process(&target, true, "POST", &mut h, &mut "/".into(), &mut None)
             .unwrap();
         assert_eq!(h["x-api-key"], "s3cr3t/v");
         assert_eq!(p.substituted, vec!["KEY".to_string()]);
@@ -736,6 +935,7 @@ mod tests {
         assert!(
             s.process(
                 &t("api.example.com", 443),
+                true,
                 "POST",
                 &mut h,
                 &mut "/".into(),
@@ -755,7 +955,14 @@ mod tests {
         let mut pq = format!("/x?key={ph}&a=1");
         let mut body = Some(format!("{{\"k\":\"{ph}\"}}").into_bytes());
         let p = s
-            .process(&target, "POST", &mut HeaderMap::new(), &mut pq, &mut body)
+            .process(
+                &target,
+                true,
+                "POST",
+                &mut HeaderMap::new(),
+                &mut pq,
+                &mut body,
+            )
             .unwrap();
         assert_eq!(pq, "/x?key=s3cr3t%2Fv&a=1");
         assert_eq!(body.unwrap(), b"{\"k\":\"s3cr3t/v\"}".to_vec());
@@ -799,6 +1006,59 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_ca_dir_stays_away_from_the_data_dir_and_the_key() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let data = r.join("srv/data");
+        std::fs::create_dir_all(&data).unwrap();
+        let key = r.join("keys/master.key");
+        std::fs::create_dir_all(r.join("keys")).unwrap();
+        std::fs::write(&key, "k").unwrap();
+        let bad = |d: PathBuf| ca_dir_problem(&d, &data, &key);
+        // The test root itself lives under /tmp: check the relations, not /tmp, with
+        // a copy of the layout outside it where possible.
+        let inside = "is the data directory or inside it";
+        assert!(bad(data.clone()).unwrap().ends_with(inside));
+        assert!(bad(data.join("pub")).unwrap().ends_with(inside));
+        assert!(bad(r.join("srv"))
+            .unwrap()
+            .ends_with("contains the data directory"));
+        assert!(bad(PathBuf::from("/"))
+            .unwrap()
+            .ends_with("contains the data directory"));
+        assert!(bad(r.join("keys"))
+            .unwrap()
+            .ends_with("contains the master key file"));
+        assert!(bad(r.join("elsewhere")).unwrap().contains("under /tmp"));
+        // Through a symlink to the data directory.
+        std::os::unix::fs::symlink(&data, r.join("link")).unwrap();
+        let why = bad(r.join("link/sub")).unwrap();
+        assert!(why.ends_with(inside), "{why}");
+        let outside = PathBuf::from("/nonexistent-airlock-test/public");
+        assert_eq!(ca_dir_problem(&outside, &data, &key), None);
+        assert!(ca_dir_problem(&outside, &outside.join("data"), &key).is_some());
+    }
+
+    #[test]
+    fn the_bundle_goes_to_its_own_subdirectory_holding_only_pem_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let b = write_bundle(d.path(), "PEM\n").unwrap();
+        assert_eq!(b, d.path().join(BUNDLE_SUBDIR).join("ca-bundle.pem"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(d.path()),
+            0o700,
+            "the operator's directory is left alone"
+        );
+        assert_eq!(mode(&d.path().join(BUNDLE_SUBDIR)), 0o755);
+        assert_eq!(write_bundle(d.path(), "PEM\n").unwrap(), b, "idempotent");
+        std::fs::write(d.path().join(BUNDLE_SUBDIR).join("secret"), "x").unwrap();
+        assert!(write_bundle(d.path(), "PEM\n").is_err());
+    }
+
     #[tokio::test]
     async fn the_ca_persists_sealed_and_mints_leaves() {
         let dir = tempfile::tempdir().unwrap();
@@ -819,6 +1079,21 @@ mod tests {
         let c2 = a.server_config("api.example.com").unwrap();
         assert!(Arc::ptr_eq(&c1, &c2));
         a.server_config("127.0.0.1").unwrap();
+        // Re-minted once a week old (leaves are valid 30 days), reused before.
+        let now = std::time::Instant::now();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let c3 = a.server_config_at("api.example.com", now + day).unwrap();
+        assert!(Arc::ptr_eq(&c1, &c3));
+        let c4 = a
+            .server_config_at("api.example.com", now + 8 * day)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&c1, &c4));
+        assert!(Arc::ptr_eq(
+            &c4,
+            &a.server_config_at("api.example.com", now + 9 * day)
+                .unwrap()
+        ));
+        assert_eq!(a.leaves.lock().unwrap().len(), 1, "stale leaves evicted");
         let wrong = Vault::from_key(&[8u8; 32]);
         assert!(EgressTls::load_or_create(&store, &wrong, None)
             .await

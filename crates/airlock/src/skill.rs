@@ -237,7 +237,9 @@ The secret never travels.
   `REQUESTS_CA_BUNDLE` works (urllib, requests, httpx; all set for you). Sending the
   placeholder anywhere else is refused with 403 and recorded as a violation (the operator
   may have set it to revoke the profile at once); do not transform it (hash, sign, slice):
-  only the literal placeholder is replaced. Responses from bound hosts that echo the value
+  only the literal placeholder is replaced. Use `https://` URLs for bound hosts: over
+  plain `http://` the placeholder is usually refused (403) so the value never travels in
+  clear. Responses from bound hosts that echo the value
   come back with the placeholder instead.
 - `set_result(obj)` → the JSON-serializable result you get back (last call wins).
 - `llm.complete(prompt, model="default")` → pauses the script (`awaiting_llm`) until you

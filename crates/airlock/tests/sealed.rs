@@ -324,6 +324,11 @@ async fn http_upstream(ip: &str) -> Upstream {
 /// A TLS echo server on `ip` with a certificate for that IP from a fresh test CA;
 /// returns the server and the CA's PEM.
 async fn tls_upstream(ip: &str) -> (Upstream, String) {
+    tls_upstream_named(ip, ip).await
+}
+
+/// [`tls_upstream`] with a certificate for `name` instead of the address it listens on.
+async fn tls_upstream_named(ip: &str, name: &str) -> (Upstream, String) {
     use tokio_rustls::rustls;
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -337,10 +342,10 @@ async fn tls_upstream(ip: &str) -> (Upstream, String) {
     ];
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf_params = rcgen::CertificateParams::new(vec![ip.to_string()]).unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
     leaf_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, ip);
+        .push(rcgen::DnType::CommonName, name);
     let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
@@ -941,8 +946,9 @@ async fn the_ca_bundle_is_public_and_the_ca_persists() {
         c.egress_ca_dir = Some(ca_dir);
         App::open(c)
     };
-    let ca_dir = public.path().join("ca");
-    let app = open(ca_dir.clone()).await.expect("starts");
+    let top = public.path().join("ca");
+    let ca_dir = top.join("airlock-egress-ca");
+    let app = open(top.clone()).await.expect("starts");
     let ca1 = std::fs::read_to_string(ca_dir.join("airlock-ca.pem")).unwrap();
     let bundle = std::fs::read_to_string(ca_dir.join("ca-bundle.pem")).unwrap();
     assert!(
@@ -958,7 +964,7 @@ async fn the_ca_bundle_is_public_and_the_ca_persists() {
     assert_eq!(mode & 0o777, 0o644);
     drop(app);
     std::fs::remove_dir_all(&ca_dir).unwrap();
-    let _app = open(ca_dir.clone()).await.expect("restarts");
+    let _app = open(top.clone()).await.expect("restarts");
     assert_eq!(
         std::fs::read_to_string(ca_dir.join("airlock-ca.pem")).unwrap(),
         ca1
@@ -980,4 +986,258 @@ async fn an_unreadable_upstream_bundle_stops_the_start() {
     c.egress_ca_bundle = Some(dir.path().join("missing.pem"));
     let err = App::open(c).await.err().expect("refused");
     assert!(err.to_string().contains("missing.pem"), "{err}");
+}
+
+/// A bound name without `:port` gets the value over TLS only: the placeholder sent
+/// over plain HTTP is refused (the proxy would otherwise write the value in clear to
+/// whatever DNS answered) and the upstream never sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_http_to_a_bound_name_is_refused() {
+    // `localhost` on port 80: the upstream a proxy without the check would reach.
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 80)).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("note: cannot listen on 127.0.0.1:80 ({e}); checking the refusal only");
+            None
+        }
+    };
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    if let Some(l) = listener {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move { echo(s, &seen).await });
+            }
+        });
+    }
+    let Some(env) = start(None).await else {
+        return;
+    };
+    env.credential(
+        json!({"name": "API_TOKEN", "value": "tok_plainhttp_0123456789",
+                          "mode": "sealed", "bound_hosts": ["localhost"]}),
+    )
+    .await;
+    let (_, key) = env.profile(&["API_TOKEN"], json!(["localhost"])).await;
+    let (id, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+out["plain"] = call("http://localhost/v1/x", {"Authorization": "Bearer " + settings.get("API_TOKEN")})
+"#,
+                &[],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let why = "sealed credential API_TOKEN would be sent in clear over plain HTTP to localhost:80: use https:// \
+               (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)";
+    assert_eq!(
+        v["result"]["plain"],
+        json!({"status": 403, "body": format!("Airlock egress proxy refused localhost:80: {why}\n")}),
+        "{v}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let (_, exec, _) = env
+        .admin("GET", &format!("/api/admin/executions/{id}"), None)
+        .await;
+    let row = &exec["egress"][0];
+    assert_eq!(row["allowed"], json!(false), "{exec}");
+    assert_eq!(row["reason"], json!(why), "{exec}");
+    assert_eq!(row["substituted"], json!([]), "{exec}");
+}
+
+/// A bound upstream that answers by path, trying to hand the value back in ways the
+/// body rewrite alone would miss; records every request head it receives.
+async fn hostile_upstream(ip: &str) -> Upstream {
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let up = Upstream {
+        addr: l.local_addr().unwrap(),
+        seen: Arc::default(),
+    };
+    let seen = up.seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                seen.lock().unwrap().push(head.clone());
+                let auth = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: Bearer "))
+                    .unwrap_or("")
+                    .to_string();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let resp = match path.as_str() {
+                    "/reason" => format!(
+                        "HTTP/1.1 200 {auth}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    ),
+                    "/encodings" => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{auth}",
+                        auth.len()
+                    ),
+                    "/transfer" => format!(
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n{:x}\r\n{auth}\r\n0\r\n\r\n",
+                        auth.len()
+                    ),
+                    // `/range`: the value, whole (a range-honouring server would send a slice).
+                    _ => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{auth}",
+                        auth.len()
+                    ),
+                };
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    up
+}
+
+/// Responses of bound hosts cannot carry the value back in the status line or under
+/// a coding the rewrite cannot read, and ranges are not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bound_upstream_cannot_smuggle_the_value_back() {
+    let up = hostile_upstream("127.0.0.5").await;
+    let Some(env) = start(None).await else {
+        return;
+    };
+    let value = "tok_smuggle_0123456789abcdef";
+    let bound = format!("127.0.0.5:{}", up.port());
+    env.credential(
+        json!({"name": "API_TOKEN", "value": value, "mode": "sealed",
+                          "bound_hosts": [bound.clone()]}),
+    )
+    .await;
+    let (_, key) = env.profile(&["API_TOKEN"], json!([bound])).await;
+    let (_, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+ph = settings.get("API_TOKEN")
+auth = {"Authorization": "Bearer " + ph}
+base = "http://127.0.0.5:PORT"
+r = urllib.request.urlopen(urllib.request.Request(base + "/reason", headers=auth), timeout=15)
+out["reason"] = r.reason
+out["encodings"] = call(base + "/encodings", auth)
+out["transfer"] = call(base + "/transfer", auth)
+out["range"] = call(base + "/range", dict(auth, Range="bytes=0-3", **{"If-Range": "x"}))
+out["ph"] = ph
+"#,
+                &[("PORT", up.port().to_string())],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let r = &v["result"];
+    let ph = r["ph"].as_str().unwrap();
+    assert_eq!(r["reason"], json!("OK"), "{r}");
+    for k in ["encodings", "transfer"] {
+        assert_eq!(r[k]["status"], json!(502), "{k}: {r}");
+    }
+    assert!(r["encodings"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("compressed response"));
+    assert!(r["transfer"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("transfer coding other than chunked"));
+    assert_eq!(r["range"]["status"], json!(200), "{r}");
+    assert_eq!(r["range"]["body"], json!(ph), "{r}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    for head in &seen {
+        assert!(
+            head.contains(&format!("authorization: Bearer {value}\r\n")),
+            "{head}"
+        );
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains("\r\nrange:"), "{head}");
+        assert!(!lower.contains("\r\nif-range:"), "{head}");
+    }
+    assert!(!v.to_string().contains(value), "{v}");
+}
+
+/// The proxy verifies bound HTTPS upstreams: a certificate from a CA it does not trust,
+/// or for another name, ends the request with 502 before the value is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unverified_upstream_gets_502_and_never_the_value() {
+    let (untrusted, _) = tls_upstream("127.0.0.6").await;
+    let (wrong_name, trusted_ca) = tls_upstream_named("127.0.0.7", "127.0.0.8").await;
+    let Some(env) = start(Some(&trusted_ca)).await else {
+        return;
+    };
+    let value = "tok_verify_0123456789abcdef";
+    let bound = json!([
+        format!("127.0.0.6:{}", untrusted.port()),
+        format!("127.0.0.7:{}", wrong_name.port())
+    ]);
+    env.credential(
+        json!({"name": "API_TOKEN", "value": value, "mode": "sealed", "bound_hosts": bound}),
+    )
+    .await;
+    let (id, key) = env.profile(&["API_TOKEN"], bound).await;
+    let _ = id;
+    let (exec_id, v) = env
+        .run(
+            &key,
+            &script(
+                r#"
+auth = {"Authorization": "Bearer " + settings.get("API_TOKEN")}
+out["untrusted"] = call("https://127.0.0.6:P1/x", auth)
+out["wrong_name"] = call("https://127.0.0.7:P2/x", auth)
+"#,
+                &[
+                    ("P1", untrusted.port().to_string()),
+                    ("P2", wrong_name.port().to_string()),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let r = &v["result"];
+    for (k, port, why) in [
+        ("untrusted", untrusted.port(), "invalid peer certificate"),
+        ("wrong_name", wrong_name.port(), "invalid peer certificate"),
+    ] {
+        assert_eq!(r[k]["status"], json!(502), "{k}: {r}");
+        let body = r[k]["body"].as_str().unwrap();
+        assert!(
+            body.starts_with(&format!(
+                "TLS with upstream 127.0.0.{}:{port} failed",
+                if k == "untrusted" { 6 } else { 7 }
+            )),
+            "{k}: {body}"
+        );
+        assert!(body.contains(why), "{k}: {body}");
+    }
+    assert!(untrusted.seen().is_empty(), "{:?}", untrusted.seen());
+    assert!(wrong_name.seen().is_empty(), "{:?}", wrong_name.seen());
+    let (_, exec, _) = env
+        .admin("GET", &format!("/api/admin/executions/{exec_id}"), None)
+        .await;
+    let failed = exec["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["method"] == "GET")
+        .filter(|e| e["reason"].as_str().unwrap().contains("TLS with upstream"))
+        .count();
+    assert_eq!(failed, 2, "{exec}");
 }
