@@ -19,8 +19,55 @@ pub struct CredentialRow {
     pub name: String,
     pub description: String,
     pub value: Option<Vec<u8>>,
+    /// How the value reaches a script (plain or sealed) and where it may go.
+    pub seal: SealSettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Credential modes.
+pub mod mode {
+    /// `settings.get` returns the value; output redaction protects it.
+    pub const PLAIN: &str = "plain";
+    /// `settings.get` returns a placeholder; the egress proxy substitutes the value
+    /// only in requests to the bound hosts.
+    pub const SEALED: &str = "sealed";
+}
+
+/// A credential's mode and, for `sealed`, where its value may be substituted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealSettings {
+    /// [`mode::PLAIN`] or [`mode::SEALED`].
+    pub mode: String,
+    /// Host patterns (the `allowed_hosts` syntax) the value may be sent to.
+    pub hosts: Vec<String>,
+    /// Upper-case HTTP methods; `None` means any method.
+    pub methods: Option<Vec<String>>,
+    /// Lower-case header name the value may be substituted in; `None` means any header.
+    pub header: Option<String>,
+    /// Also substitute in the URL query and the request body.
+    pub substitute_body: bool,
+    /// Revoke the profile when the placeholder is sent anywhere else.
+    pub revoke_on_violation: bool,
+}
+
+impl Default for SealSettings {
+    fn default() -> Self {
+        SealSettings {
+            mode: mode::PLAIN.into(),
+            hosts: Vec::new(),
+            methods: None,
+            header: None,
+            substitute_body: false,
+            revoke_on_violation: false,
+        }
+    }
+}
+
+impl SealSettings {
+    pub fn is_sealed(&self) -> bool {
+        self.mode == mode::SEALED
+    }
 }
 
 impl std::fmt::Debug for CredentialRow {
@@ -162,6 +209,10 @@ pub struct EgressRow {
     pub allowed: bool,
     /// The rule that allowed it, or why it was refused.
     pub reason: String,
+    /// The request carried a sealed credential's placeholder to a host not bound to it.
+    pub violation: bool,
+    /// Names of the sealed credentials whose values were substituted into the request.
+    pub substituted: Vec<String>,
 }
 
 /// Egress attempts counted for the stats view.

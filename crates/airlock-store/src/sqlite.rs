@@ -14,8 +14,8 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     status, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
-    ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow, ProfileRow, Result, SessionRow,
-    Store, StoreError,
+    ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow, ProfileRow, Result, SealSettings,
+    SessionRow, Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -67,9 +67,33 @@ fn credential_from(row: &SqliteRow) -> Result<CredentialRow> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         value: row.try_get("value")?,
+        seal: seal_from(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+fn seal_from(row: &SqliteRow) -> Result<SealSettings> {
+    let corrupt = |e: serde_json::Error| {
+        StoreError::Config(format!("corrupt sealing settings in credential row: {e}"))
+    };
+    let hosts: String = row.try_get("bound_hosts")?;
+    let methods: Option<String> = row.try_get("bound_methods")?;
+    Ok(SealSettings {
+        mode: row.try_get("mode")?,
+        hosts: serde_json::from_str(&hosts).map_err(corrupt)?,
+        methods: match methods {
+            Some(m) => Some(serde_json::from_str(&m).map_err(corrupt)?),
+            None => None,
+        },
+        header: row.try_get("bound_header")?,
+        substitute_body: row.try_get("substitute_body")?,
+        revoke_on_violation: row.try_get("revoke_on_violation")?,
+    })
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
 fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
@@ -140,13 +164,21 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
     exec: E,
     c: &CredentialRow,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at, \
+                 mode, bound_hosts, bound_methods, bound_header, substitute_body, revoke_on_violation) \
+                 VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&c.id)
         .bind(&c.name)
         .bind(&c.description)
         .bind(&c.value)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(&c.seal.mode)
+        .bind(json_list(&c.seal.hosts))
+        .bind(c.seal.methods.as_deref().map(json_list))
+        .bind(&c.seal.header)
+        .bind(c.seal.substitute_body)
+        .bind(c.seal.revoke_on_violation)
         .execute(exec)
         .await
         .map_err(|e| {
@@ -316,11 +348,18 @@ impl Store for SqliteStore {
 
     async fn credential_update(&self, c: &CredentialRow) -> Result<()> {
         let r = sqlx::query(
-            "UPDATE credentials SET description = ?, value = ?, updated_at = ? WHERE id = ?",
+            "UPDATE credentials SET description = ?, value = ?, updated_at = ?, mode = ?, bound_hosts = ?, \
+             bound_methods = ?, bound_header = ?, substitute_body = ?, revoke_on_violation = ? WHERE id = ?",
         )
         .bind(&c.description)
         .bind(&c.value)
         .bind(c.updated_at)
+        .bind(&c.seal.mode)
+        .bind(json_list(&c.seal.hosts))
+        .bind(c.seal.methods.as_deref().map(json_list))
+        .bind(&c.seal.header)
+        .bind(c.seal.substitute_body)
+        .bind(c.seal.revoke_on_violation)
         .bind(&c.id)
         .execute(&self.pool)
         .await?;
@@ -634,8 +673,8 @@ impl Store for SqliteStore {
 
     async fn egress_insert(&self, e: &EgressRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason) \
-             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason, \
+             violation, substituted) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.execution_id)
         .bind(e.at)
@@ -647,6 +686,8 @@ impl Store for SqliteStore {
         .bind(e.bytes_down)
         .bind(e.allowed)
         .bind(&e.reason)
+        .bind(e.violation)
+        .bind(json_list(&e.substituted))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -672,6 +713,11 @@ impl Store for SqliteStore {
                     bytes_down: r.try_get("bytes_down")?,
                     allowed: r.try_get("allowed")?,
                     reason: r.try_get("reason")?,
+                    violation: r.try_get("violation")?,
+                    substituted: serde_json::from_str(&r.try_get::<String, _>("substituted")?)
+                        .map_err(|e| {
+                            StoreError::Config(format!("corrupt egress substituted list: {e}"))
+                        })?,
                 })
             })
             .collect()
@@ -818,12 +864,20 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
         let row = &c.row;
         if c.replace {
             let r = sqlx::query(
-                "UPDATE credentials SET description = ?, value = ?, created_at = ?, updated_at = ? WHERE id = ?",
+                "UPDATE credentials SET description = ?, value = ?, created_at = ?, updated_at = ?, mode = ?, \
+                 bound_hosts = ?, bound_methods = ?, bound_header = ?, substitute_body = ?, \
+                 revoke_on_violation = ? WHERE id = ?",
             )
             .bind(&row.description)
             .bind(&row.value)
             .bind(row.created_at)
             .bind(row.updated_at)
+            .bind(&row.seal.mode)
+            .bind(json_list(&row.seal.hosts))
+            .bind(row.seal.methods.as_deref().map(json_list))
+            .bind(&row.seal.header)
+            .bind(row.seal.substitute_body)
+            .bind(row.seal.revoke_on_violation)
             .bind(&row.id)
             .execute(&mut *tx)
             .await?;
@@ -900,6 +954,7 @@ mod tests {
             name: name.into(),
             description: format!("{name} desc"),
             value: None,
+            seal: SealSettings::default(),
             created_at: now(),
             updated_at: now(),
         }
@@ -1035,6 +1090,8 @@ mod tests {
                 "not listed"
             }
             .into(),
+            violation: !allowed,
+            substituted: if allowed { vec!["KEY".into()] } else { vec![] },
         };
         let a = row("e1", "api.example.com", true);
         let b = EgressRow {

@@ -234,13 +234,21 @@
     form.elements.value.focus();
   }
 
-  function openDescDialog(name, desc) {
+  function openDescDialog(name, desc, seal) {
     const dlg = document.getElementById("desc-dialog");
     if (!dlg) return;
     const form = dlg.querySelector("form");
     formError(form, "");
     form.elements.name.value = name;
     form.elements.description.value = desc || "";
+    if (seal && form.elements.mode) {
+      form.elements.mode.value = seal.mode || "plain";
+      form.elements.bound_hosts.value = seal.hosts || "";
+      form.elements.bound_methods.value = seal.methods || "";
+      form.elements.bound_header.value = seal.header || "";
+      form.elements.substitute_in_body.checked = seal.body === "true";
+      form.elements.revoke_on_violation.checked = seal.revoke === "true";
+    }
     dlg.querySelector("[data-desc-name]").textContent = name;
     dlg.showModal();
     form.elements.description.focus();
@@ -420,6 +428,8 @@
       const body = { name, description: form.elements.description.value.trim() };
       const value = form.elements.value.value;
       if (value) body.value = value;
+      const hosts = hostsFromText(form.elements.bound_hosts ? form.elements.bound_hosts.value : "");
+      if (hosts.length) body.bound_hosts = hosts;
       form.elements.value.value = "";
       await api("POST", "/api/admin/credentials", body);
       reloadWith("Credential " + name + " added" + (value ? " with its value." : "; fill in its value when ready."));
@@ -439,11 +449,18 @@
 
     async "cred-edit"(form) {
       const name = form.elements.name.value;
-      await api("PUT", "/api/admin/credentials/" + enc(name), {
-        description: form.elements.description.value.trim(),
-      });
+      const body = { description: form.elements.description.value.trim() };
+      if (form.elements.mode) {
+        body.mode = form.elements.mode.value;
+        body.bound_hosts = hostsFromText(form.elements.bound_hosts.value);
+        body.bound_methods = form.elements.bound_methods.value.split(",").map((m) => m.trim()).filter(Boolean);
+        body.bound_header = form.elements.bound_header.value.trim();
+        body.substitute_in_body = form.elements.substitute_in_body.checked;
+        body.revoke_on_violation = form.elements.revoke_on_violation.checked;
+      }
+      await api("PUT", "/api/admin/credentials/" + enc(name), body);
       form.closest("dialog").close();
-      reloadWith("Description of " + name + " saved.");
+      reloadWith("Settings of " + name + " saved.");
     },
 
     async "profile-create"(form) {
@@ -533,7 +550,7 @@
 
     fill(btn) { openValueDialog(btn.dataset.name, btn.dataset.desc); },
 
-    "cred-edit"(btn) { openDescDialog(btn.dataset.name, btn.dataset.desc); },
+    "cred-edit"(btn) { openDescDialog(btn.dataset.name, btn.dataset.desc, btn.dataset); },
 
     async "cred-delete"(btn) {
       const name = btn.dataset.name;

@@ -197,10 +197,17 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        // Not under /tmp: every sandbox gets its own empty /tmp.
+        // Not under /tmp (even when the checkout is): every sandbox gets its own
+        // empty /tmp.
+        let target_tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let base = if target_tmp.starts_with("/tmp") {
+            std::path::PathBuf::from("/var/tmp")
+        } else {
+            target_tmp
+        };
         let dir = tempfile::Builder::new()
             .prefix("bench-pkgs")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(base)
             .unwrap();
 
         let plain = Bench::start(&dir.path().join("plain"), &module, false).await;

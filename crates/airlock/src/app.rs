@@ -31,6 +31,8 @@ pub enum StartupError {
     MasterKey(String),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Egress(String),
 }
 
 /// Everything handlers share.
@@ -110,6 +112,7 @@ impl App {
                 "executions interrupted by a restart marked as error"
             );
         }
+        let sealed = prepare_sealed_tls(&config, &store, &vault).await?;
         let store: Arc<dyn Store> = Arc::new(store);
         let catalog = Catalog::new(store.clone(), Arc::new(vault));
         let packages = crate::packages::Packages::start(
@@ -117,11 +120,16 @@ impl App {
             crate::packages::PackagesConfig::from_config(&config),
         )
         .await;
-        let envs = packages
-            .unavailable_reason()
-            .is_none()
-            .then(|| packages.envs_dir());
-        let sandbox = crate::sandbox::start(&config, envs).await;
+        let mut readonly: Vec<std::path::PathBuf> = sealed
+            .ca_bundle
+            .as_ref()
+            .and_then(|b| b.parent())
+            .map(|d| vec![d.to_path_buf()])
+            .unwrap_or_default();
+        if packages.unavailable_reason().is_none() {
+            readonly.push(packages.envs_dir());
+        }
+        let sandbox = crate::sandbox::start(&config, &readonly).await;
         if let Err(reason) = &sandbox {
             tracing::warn!(%reason, "executions are disabled");
         }
@@ -139,6 +147,7 @@ impl App {
                 output_cap_bytes: config.max_output_bytes,
                 llm_wait: std::time::Duration::from_secs(config.llm_timeout),
             },
+            sealed,
         );
         Ok(App {
             state: AppState {
@@ -158,6 +167,43 @@ impl App {
     pub fn router(&self) -> axum::Router {
         crate::api::router(self.state.clone())
     }
+}
+
+/// Loads (or creates) the instance's egress CA and writes the public bundle the
+/// sandbox trusts. A missing bundle directory only disables HTTPS interception (the
+/// scripts' TLS to bound hosts then fails verification, closed); an unreadable
+/// operator bundle stops the start, since it was asked for explicitly.
+async fn prepare_sealed_tls(
+    config: &Config,
+    store: &SqliteStore,
+    vault: &Vault,
+) -> Result<crate::runner::SealedTls, StartupError> {
+    let tls =
+        crate::sealed::EgressTls::load_or_create(store, vault, config.egress_ca_bundle.as_deref())
+            .await
+            .map_err(|e| StartupError::Egress(e.to_string()))?;
+    let dir = config.egress_ca_dir();
+    let abs = std::path::absolute(&dir).unwrap_or(dir.clone());
+    let problem = crate::sealed::ca_dir_problem(&abs, &config.data_dir, &config.master_key_path());
+    let ca_bundle = if let Some(why) = problem {
+        tracing::warn!(dir = %abs.display(), %why, "AIRLOCK_EGRESS_CA_DIR must be outside /tmp, the data directory \
+            and the master key's directory: scripts will not trust the egress CA, so HTTPS to hosts bound to sealed \
+            credentials fails");
+        None
+    } else {
+        match crate::sealed::write_bundle(&abs, tls.ca_pem()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(dir = %abs.display(), error = %e, "cannot write the egress CA bundle: \
+                    HTTPS to hosts bound to sealed credentials fails");
+                None
+            }
+        }
+    };
+    Ok(crate::runner::SealedTls {
+        tls: Some(Arc::new(tls)),
+        ca_bundle,
+    })
 }
 
 /// The database and its WAL files hold sealed values: owner-only, like the key.

@@ -252,7 +252,7 @@ pub async fn end_session(state: &AppState, token: &str) -> ApiResult<()> {
 }
 
 /// A session as the operator sees it: a short fingerprint of its hash, never the token.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub current: bool,

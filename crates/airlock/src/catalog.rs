@@ -8,33 +8,203 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use airlock_store::{CredentialRow, ProfileRow, Store, Vault};
+use airlock_store::{mode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 use crate::{ids, validate};
 
+/// A credential's mode and where a sealed value may go, as the admin sees and sets it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Sealing {
+    /// `plain` (the script gets the value) or `sealed` (the script gets a placeholder
+    /// the egress proxy swaps for the value in requests to `bound_hosts`).
+    #[schema(value_type = crate::api::docs::CredentialMode)]
+    pub mode: String,
+    /// Host patterns (the `allowed_hosts` syntax) the value may be sent to.
+    pub bound_hosts: Vec<String>,
+    /// HTTP methods the value is substituted for; `null`: any method.
+    pub bound_methods: Option<Vec<String>>,
+    /// The only request header the value is substituted in; `null`: any header.
+    pub bound_header: Option<String>,
+    /// Also substitute in the URL query and the request body.
+    pub substitute_in_body: bool,
+    /// Revoke the profile at once when the placeholder is sent anywhere else.
+    pub revoke_on_violation: bool,
+}
+
+impl From<&SealSettings> for Sealing {
+    fn from(s: &SealSettings) -> Sealing {
+        Sealing {
+            mode: s.mode.clone(),
+            bound_hosts: s.hosts.clone(),
+            bound_methods: s.methods.clone(),
+            bound_header: s.header.clone(),
+            substitute_in_body: s.substitute_body,
+            revoke_on_violation: s.revoke_on_violation,
+        }
+    }
+}
+
+impl From<Sealing> for SealSettings {
+    fn from(s: Sealing) -> SealSettings {
+        SealSettings {
+            mode: s.mode,
+            hosts: s.bound_hosts,
+            methods: s.bound_methods,
+            header: s.bound_header,
+            substitute_body: s.substitute_in_body,
+            revoke_on_violation: s.revoke_on_violation,
+        }
+    }
+}
+
+/// Changes to a credential's sealing; `None` leaves a field alone. In
+/// `bound_methods` an empty list means any method; in `bound_header` an empty string
+/// means any header.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct SealingPatch {
+    pub mode: Option<String>,
+    pub bound_hosts: Option<Vec<String>>,
+    pub bound_methods: Option<Vec<String>>,
+    pub bound_header: Option<String>,
+    pub substitute_in_body: Option<bool>,
+    pub revoke_on_violation: Option<bool>,
+}
+
+impl SealingPatch {
+    fn is_empty(&self) -> bool {
+        *self == SealingPatch::default()
+    }
+
+    /// Applies the patch to `s` and checks the result. `new`: a new credential, whose
+    /// mode defaults to `sealed` when hosts are bound.
+    fn apply(&self, s: &mut SealSettings, new: bool) -> ApiResult<()> {
+        if let Some(h) = &self.bound_hosts {
+            s.hosts = validate::host_patterns(h)
+                .map_err(|e| ApiError::invalid(e.detail.replace("allowed_hosts", "bound_hosts")))?;
+        }
+        if let Some(m) = &self.bound_methods {
+            let mut out = Vec::new();
+            for x in m {
+                let up = x.trim().to_ascii_uppercase();
+                if up.is_empty() || up.len() > 16 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(ApiError::invalid(format!(
+                        "bound_methods entry {:?} is not an HTTP method (GET, POST, ...)",
+                        validate::truncate_for_message(x)
+                    )));
+                }
+                if !out.contains(&up) {
+                    out.push(up);
+                }
+            }
+            s.methods = (!out.is_empty()).then_some(out);
+        }
+        if let Some(h) = &self.bound_header {
+            let h = h.trim().to_ascii_lowercase();
+            if h.is_empty() {
+                s.header = None;
+            } else {
+                let ok = h.len() <= 64
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    && !matches!(
+                        h.as_str(),
+                        "host" | "content-length" | "connection" | "transfer-encoding"
+                    )
+                    && !h.starts_with("proxy-");
+                if !ok {
+                    return Err(ApiError::invalid(format!(
+                        "bound_header {:?} is not a usable request header name (e.g. authorization, x-api-key)",
+                        validate::truncate_for_message(&h)
+                    )));
+                }
+                s.header = Some(h);
+            }
+        }
+        if let Some(b) = self.substitute_in_body {
+            s.substitute_body = b;
+        }
+        if let Some(r) = self.revoke_on_violation {
+            s.revoke_on_violation = r;
+        }
+        match self.mode.as_deref() {
+            Some(m @ (mode::PLAIN | mode::SEALED)) => s.mode = m.to_string(),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "mode {:?} is unknown: use \"plain\" or \"sealed\"",
+                    validate::truncate_for_message(other)
+                )))
+            }
+            None if new => {
+                s.mode = if s.hosts.is_empty() {
+                    mode::PLAIN
+                } else {
+                    mode::SEALED
+                }
+                .to_string()
+            }
+            None => {}
+        }
+        if s.is_sealed() && s.hosts.is_empty() {
+            return Err(ApiError::invalid(
+                "a sealed credential needs at least one bound host (bound_hosts): its value is sent nowhere else",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks imported sealing settings with the rules the admin API applies.
+pub fn check_sealing(s: &Sealing) -> ApiResult<()> {
+    let patch = SealingPatch {
+        mode: Some(s.mode.clone()),
+        bound_hosts: Some(s.bound_hosts.clone()),
+        bound_methods: s.bound_methods.clone(),
+        bound_header: s.bound_header.clone(),
+        substitute_in_body: Some(s.substitute_in_body),
+        revoke_on_violation: Some(s.revoke_on_violation),
+    };
+    patch.apply(&mut SealSettings::default(), false)
+}
+
 /// A credential as the admin sees it (never its value).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CredentialView {
     pub name: String,
     pub description: String,
     pub value_exists: bool,
+    #[serde(flatten)]
+    pub sealing: Sealing,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// A credential as agents see it, and as listed inside a profile.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A credential as agents see it, and as listed inside a profile: with a `sealed`
+/// credential, `settings.get` returns a placeholder that works only in requests to
+/// `bound_hosts`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CredentialSummary {
     pub name: String,
     pub description: String,
     pub value_exists: bool,
+    /// `plain`: `settings.get` returns the value; `sealed`: it returns a placeholder.
+    #[schema(value_type = crate::api::docs::CredentialMode)]
+    pub mode: String,
+    /// Host patterns a sealed value is substituted for (empty for `plain`).
+    pub bound_hosts: Vec<String>,
+}
+
+/// An opened credential for one execution.
+pub struct OpenedCredential {
+    pub name: String,
+    pub value: String,
+    pub seal: SealSettings,
 }
 
 /// The profile JSON used by every endpoint.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProfileView {
     pub id: String,
     pub description: String,
@@ -51,7 +221,7 @@ pub struct ProfileView {
 }
 
 /// A profile plus its freshly issued key (`ark_ID:SECRET`), shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileWithKey {
     #[serde(flatten)]
     pub profile: ProfileView,
@@ -92,6 +262,8 @@ fn summary(c: &CredentialRow) -> CredentialSummary {
         name: c.name.clone(),
         description: c.description.clone(),
         value_exists: c.value.is_some(),
+        mode: c.seal.mode.clone(),
+        bound_hosts: c.seal.hosts.clone(),
     }
 }
 
@@ -112,13 +284,7 @@ impl Catalog {
             .credentials_list()
             .await?
             .iter()
-            .map(|c| CredentialView {
-                name: c.name.clone(),
-                description: c.description.clone(),
-                value_exists: c.value.is_some(),
-                created_at: c.created_at,
-                updated_at: c.updated_at,
-            })
+            .map(view)
             .collect())
     }
 
@@ -152,12 +318,15 @@ impl Catalog {
         name: &str,
         description: &str,
         value: Option<&str>,
+        sealing: &SealingPatch,
     ) -> ApiResult<CredentialView> {
         validate::credential_name(name)?;
         validate::description(description)?;
         if let Some(v) = value {
             validate::value(v)?;
         }
+        let mut seal = SealSettings::default();
+        sealing.apply(&mut seal, true)?;
         let now = Utc::now();
         let id = ids::credential_id();
         let sealed = match value {
@@ -169,6 +338,7 @@ impl Catalog {
             name: name.to_string(),
             description: description.to_string(),
             value: sealed,
+            seal,
             created_at: now,
             updated_at: now,
         };
@@ -199,7 +369,10 @@ impl Catalog {
             if created.contains(name) || skipped.contains(name) {
                 continue;
             }
-            match self.create_credential(name, desc, None).await {
+            match self
+                .create_credential(name, desc, None, &SealingPatch::default())
+                .await
+            {
                 Ok(_) => created.push(name.clone()),
                 Err(e) if e.code == "credential_exists" => skipped.push(name.clone()),
                 Err(e) => return Err(e),
@@ -213,6 +386,7 @@ impl Catalog {
         name: &str,
         description: Option<&str>,
         value: Option<&str>,
+        sealing: &SealingPatch,
     ) -> ApiResult<CredentialView> {
         if let Some(d) = description {
             validate::description(d)?;
@@ -221,6 +395,9 @@ impl Catalog {
             validate::value(v)?;
         }
         let mut row = self.credential(name).await?;
+        if !sealing.is_empty() {
+            sealing.apply(&mut row.seal, false)?;
+        }
         if let Some(d) = description {
             row.description = d.to_string();
         }
@@ -573,14 +750,25 @@ impl Catalog {
 
     /// Opens the values of a profile's credentials, for one execution.
     pub async fn open_values(&self, profile_id: &str) -> ApiResult<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
+        Ok(self
+            .open_credentials(profile_id)
+            .await?
+            .into_iter()
+            .map(|c| (c.name, c.value))
+            .collect())
+    }
+
+    /// The profile's filled credentials, opened, with their sealing settings.
+    pub async fn open_credentials(&self, profile_id: &str) -> ApiResult<Vec<OpenedCredential>> {
+        let mut out = Vec::new();
         for c in self.store.profile_credentials(profile_id).await? {
             if let Some(sealed) = &c.value {
                 let v = self.vault.open(&cred_aad(&c.id), sealed)?;
-                out.insert(
-                    c.name.clone(),
-                    String::from_utf8(v).map_err(|_| ApiError::internal())?,
-                );
+                out.push(OpenedCredential {
+                    name: c.name.clone(),
+                    value: String::from_utf8(v).map_err(|_| ApiError::internal())?,
+                    seal: c.seal.clone(),
+                });
             }
         }
         Ok(out)
@@ -592,6 +780,7 @@ fn view(c: &CredentialRow) -> CredentialView {
         name: c.name.clone(),
         description: c.description.clone(),
         value_exists: c.value.is_some(),
+        sealing: Sealing::from(&c.seal),
         created_at: c.created_at,
         updated_at: c.updated_at,
     }

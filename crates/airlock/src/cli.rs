@@ -8,13 +8,15 @@
 //! part travels.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
+
+use crate::mcp::ProfileKey;
 
 /// Exit codes of `airlock exec`.
 pub mod exit {
@@ -68,32 +70,20 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-struct Key {
-    id: String,
-    secret: String,
+fn load_key(args: &ExecArgs) -> anyhow::Result<ProfileKey> {
+    read_key(args.key.as_deref(), args.key_file.as_deref())
 }
 
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Key({}:***)", self.id)
-    }
-}
-
-fn load_key(args: &ExecArgs) -> anyhow::Result<Key> {
-    let raw = match (&args.key, &args.key_file) {
+/// The profile key from `--key`/`AIRLOCK_KEY` or a key file (the file wins).
+pub fn read_key(key: Option<&str>, file: Option<&Path>) -> anyhow::Result<ProfileKey> {
+    let raw = match (key, file) {
         (_, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the key file {}", path.display()))?,
-        (Some(k), None) => k.clone(),
+        (Some(k), None) => k.to_string(),
         (None, None) => bail!("no key: set AIRLOCK_KEY, or pass --key-file (or --key)"),
     };
-    let raw = raw.trim();
-    let (id, secret) = raw
-        .split_once(':')
-        .filter(|(id, s)| crate::ids::is_key_id(id) && !s.is_empty())
-        .ok_or_else(|| anyhow!("the key must look like ark_<24 characters>:<secret> (the full key the operator copied)"))?;
-    Ok(Key {
-        id: id.to_string(),
-        secret: secret.to_string(),
+    ProfileKey::parse(&raw).ok_or_else(|| {
+        anyhow!("the key must look like ark_<24 characters>:<secret> (the full key the operator copied)")
     })
 }
 
@@ -356,12 +346,21 @@ pub fn list(args: ListArgs, what: &str) -> i32 {
                     );
                 } else {
                     println!(
-                        "{:32} {:9} {}",
+                        "{:32} {:9} {:40} {}",
                         item["name"].as_str().unwrap_or(""),
                         if item["value_exists"] == true {
                             "set"
                         } else {
                             "missing"
+                        },
+                        if item["mode"] == "sealed" {
+                            let hosts: Vec<&str> = item["bound_hosts"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(|h| h.as_str()).collect())
+                                .unwrap_or_default();
+                            format!("sealed to {}", hosts.join(","))
+                        } else {
+                            "plain".to_string()
                         },
                         item["description"].as_str().unwrap_or("")
                     );

@@ -135,6 +135,18 @@ pub struct Config {
     /// Disk (and scratch) limit of one package environment, MiB.
     #[arg(long, env = "AIRLOCK_PIP_DISK_MB", default_value_t = 2048)]
     pub pip_disk_mb: u64,
+    /// Extra CA certificates (PEM file) the egress proxy trusts, besides the public
+    /// roots, when it connects to hosts bound to sealed credentials (a private API's CA).
+    #[arg(long, env = "AIRLOCK_EGRESS_CA_BUNDLE")]
+    pub egress_ca_bundle: Option<PathBuf>,
+
+    /// Directory for the public CA bundle scripts trust (system roots + this
+    /// instance's egress CA), written to its `airlock-egress-ca/` subdirectory, which
+    /// alone is made visible read-only in the sandbox. Must be outside /tmp, the data
+    /// directory and the master key's directory. Default: `<data dir>-public` next to
+    /// the data directory.
+    #[arg(long, env = "AIRLOCK_EGRESS_CA_DIR")]
+    pub egress_ca_dir: Option<PathBuf>,
 
     /// Program (and arguments) that runs the sandbox helper. Set by the binary
     /// to itself; `None` disables executions (used by API tests).
@@ -170,6 +182,8 @@ impl Config {
             preimport: Vec::new(),
             pip_timeout: 600,
             pip_disk_mb: 2048,
+            egress_ca_bundle: None,
+            egress_ca_dir: None,
             sandbox_helper: None,
         }
     }
@@ -179,6 +193,19 @@ impl Config {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// Where the public CA bundle for the sandbox is written.
+    pub fn egress_ca_dir(&self) -> PathBuf {
+        self.egress_ca_dir.clone().unwrap_or_else(|| {
+            let mut name = self
+                .data_dir
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "airlock-data".into());
+            name.push("-public");
+            self.data_dir.with_file_name(name)
+        })
     }
 
     /// Path of the SQLite database.

@@ -35,7 +35,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// Requests of one execution whose bodies are buffered for the hook at once; the
+/// others wait.
+const MAX_INSPECTING: usize = 4;
 
 /// Ports a host pattern without `:port` allows.
 pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
@@ -102,6 +106,11 @@ impl HostRule {
         Some(HostRule { host, port, text })
     }
 
+    /// Whether this rule covers `target` (host and port).
+    pub fn matches(&self, target: &Target) -> bool {
+        self.host_matches(target) && self.port_ok(target.port)
+    }
+
     fn port_ok(&self, port: u16) -> bool {
         match self.port {
             Some(p) => p == port,
@@ -118,6 +127,11 @@ impl HostRule {
             (HostMatch::Ip(a), TargetHost::Ip(b)) => canonical(*a) == canonical(*b),
             _ => false,
         }
+    }
+
+    /// Whether this rule pins the target: an explicit `:port` or an IP address.
+    pub fn is_pinned(&self) -> bool {
+        self.port.is_some() || matches!(self.host, HostMatch::Ip(_))
     }
 
     /// Whether this rule names `ip` itself (an explicit listing, which may unlock a
@@ -353,26 +367,66 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
 // The seam for sealed credentials
 // ---------------------------------------------------------------------------
 
+/// A request the hook let through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Passed {
+    /// Credential names substituted into the request (logged, never values).
+    pub substituted: Vec<String>,
+    /// The response must be buffered and given to [`RequestHook::on_response`].
+    pub rewrite_response: bool,
+}
+
+/// Why the hook refused a request (answered with 403 and this reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    /// The request tried to take a sealed credential where it does not belong.
+    pub violation: bool,
+}
+
+/// What to do with an allowed CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelMode {
+    /// Relay bytes untouched.
+    Tunnel,
+    /// Terminate TLS with the instance CA and handle each request inside like a
+    /// plain-HTTP one (needs [`EgressConfig::tls`]; tunnelled untouched without it).
+    Intercept,
+}
+
 /// Called on the request path after the policy allowed a request and before anything
-/// leaves the server. The sealed-credentials feature will implement it: the script
-/// holds a placeholder, and the hook substitutes the real value in requests to the
-/// hosts bound to that credential. HTTPS bodies and headers are only visible to a hook
-/// if the proxy terminates TLS, which it does not do today: `on_tunnel` is where that
-/// decision would be made.
+/// leaves the server. Sealed credentials ([`crate::sealed::Sealer`]) implement it: the
+/// script holds a placeholder, and the hook substitutes the real value in requests to
+/// the hosts bound to that credential, refuses it everywhere else, and rewrites the
+/// bound hosts' responses.
 pub trait RequestHook: Send + Sync + 'static {
-    /// May rewrite a plain-HTTP request (`parts.uri` is already origin-form, hop-by-hop
-    /// and `Proxy-*` headers are gone, `Host` is set). An `Err` refuses the request with
-    /// 403 and that message.
+    /// Whether request bodies are buffered (up to [`crate::sealed::MAX_INSPECTED_BODY`])
+    /// and handed to [`on_request`](Self::on_request).
+    fn inspects_bodies(&self) -> bool {
+        false
+    }
+
+    /// May rewrite a request (`parts.uri` is already origin-form, hop-by-hop and
+    /// `Proxy-*` headers are gone, `Host` is set) and its buffered body. `tls` tells
+    /// whether it goes out over TLS (an intercepted CONNECT) or in clear. An `Err`
+    /// refuses the request with 403 and that message.
     fn on_request(
         &self,
         target: &Target,
+        tls: bool,
         parts: &mut hyper::http::request::Parts,
-    ) -> Result<(), String>;
+        body: &mut Option<Vec<u8>>,
+    ) -> Result<Passed, Refusal>;
 
-    /// Before a CONNECT tunnel is opened. An `Err` refuses it with 403 and that message.
-    fn on_tunnel(&self, target: &Target) -> Result<(), String> {
+    /// Before a CONNECT tunnel is opened: tunnel, intercept, or refuse.
+    fn on_tunnel(&self, target: &Target) -> Result<TunnelMode, Refusal> {
         let _ = target;
-        Ok(())
+        Ok(TunnelMode::Tunnel)
+    }
+
+    /// A buffered response of a request whose [`Passed::rewrite_response`] was set.
+    fn on_response(&self, headers: &mut HeaderMap, body: &mut Vec<u8>) {
+        let _ = (headers, body);
     }
 }
 
@@ -384,9 +438,11 @@ impl RequestHook for NoHook {
     fn on_request(
         &self,
         _target: &Target,
+        _tls: bool,
         _parts: &mut hyper::http::request::Parts,
-    ) -> Result<(), String> {
-        Ok(())
+        _body: &mut Option<Vec<u8>>,
+    ) -> Result<Passed, Refusal> {
+        Ok(Passed::default())
     }
 }
 
@@ -428,10 +484,15 @@ pub struct EgressConfig {
     pub policy: Policy,
     pub limits: EgressLimits,
     pub hook: Arc<dyn RequestHook>,
+    /// The instance CA, for [`TunnelMode::Intercept`].
+    pub tls: Option<Arc<crate::sealed::EgressTls>>,
 }
 
 struct Shared {
     cfg: EgressConfig,
+    /// Requests whose bodies may be buffered for the hook at once (bounds the memory
+    /// one execution can make the server hold).
+    inspecting: Arc<Semaphore>,
     total: AtomicU64,
     logged: AtomicU64,
     log: mpsc::UnboundedSender<EgressRow>,
@@ -463,6 +524,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
     let shared = Arc::new(Shared {
         cfg,
+        inspecting: Arc::new(Semaphore::new(MAX_INSPECTING)),
         total: AtomicU64::new(0),
         logged: AtomicU64::new(0),
         log,
@@ -488,30 +550,186 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
-            serve_client(shared, sock).await;
-            drop(permit);
-        });
+        // The permit travels with the connection: into the tunnel or interception task
+        // when it is upgraded, so a CONNECT counts until its tunnel is gone.
+        tokio::spawn(serve_client(shared, sock, Arc::new(permit)));
     }
     // The listener closes here: the port is gone for the rest of the execution.
 }
 
-async fn serve_client(shared: Arc<Shared>, sock: TcpStream) {
+/// One client connection's share of [`EgressLimits::max_connections`], held by every
+/// task serving it (the HTTP connection, its tunnel or interception).
+type ConnPermit = Arc<OwnedSemaphorePermit>;
+
+async fn serve_client(shared: Arc<Shared>, sock: TcpStream, permit: ConnPermit) {
     let mut stop = shared.stop.clone();
     let svc_shared = shared.clone();
+    let activity = Activity::new();
+    let svc_activity = activity.clone();
     let service = hyper::service::service_fn(move |req| {
-        let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+        let (shared, permit) = (svc_shared.clone(), permit.clone());
+        let busy = svc_activity.busy();
+        async move {
+            let resp = handle(shared, permit, req).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
+    let idle = shared.cfg.limits.idle_timeout;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.cfg.limits.idle_timeout)
+        .header_read_timeout(idle)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(sock), service)
+        .serve_connection(TokioIo::new(Watched::new(sock, activity.clone())), service)
         .with_upgrades();
     tokio::select! {
         _ = conn => {}
+        _ = activity.idle(idle) => {}
         _ = wait_stop(&mut stop) => {}
+    }
+}
+
+/// When a client connection last moved a byte, and how many of its requests are
+/// waiting for an answer (a connection waiting for its upstream is not idle).
+#[derive(Clone)]
+struct Activity {
+    started: Instant,
+    last: Arc<AtomicU64>,
+    busy: Arc<AtomicU64>,
+}
+
+/// Marks a request in flight until dropped.
+struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            busy: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn busy(&self) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request was in flight and no byte moved either way for
+    /// `idle` (a client that stops reading a response is cut, and what was buffered
+    /// for it freed).
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let quiet = self.started.elapsed().saturating_sub(last);
+            if self.busy.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet + Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The client side of a connection, with its progress recorded in an [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S, activity: Activity) -> Self {
+        activity.touch();
+        Watched { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A buffered (rewritten) response body that holds the execution's buffering permit
+/// until the last byte was handed to the connection (or the body is dropped), and
+/// hands it over in small pieces so the connection takes more only as the client
+/// reads: what one execution has buffered stays bounded while the script reads slowly.
+struct PermitBody {
+    data: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+const PERMIT_BODY_CHUNK: usize = 64 * 1024;
+
+impl hyper::body::Body for PermitBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        if self.data.is_empty() {
+            self.permit = None;
+            return Poll::Ready(None);
+        }
+        let n = self.data.len().min(PERMIT_BODY_CHUNK);
+        let chunk = self.data.split_to(n);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.data.len() as u64)
     }
 }
 
@@ -566,6 +784,8 @@ impl Attempt {
                 bytes_down: 0,
                 allowed: false,
                 reason: String::new(),
+                violation: false,
+                substituted: Vec::new(),
             }),
             meter: Arc::new(Meter::new(shared.clone())),
         }
@@ -575,6 +795,13 @@ impl Attempt {
         if let Some(r) = self.row.as_mut() {
             r.allowed = allowed;
             r.reason = reason.into();
+        }
+    }
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        self.set(false, refusal.reason.clone());
+        if let Some(r) = self.row.as_mut() {
+            r.violation = refusal.violation;
         }
     }
 }
@@ -596,9 +823,13 @@ impl Drop for Attempt {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    shared: Arc<Shared>,
+    permit: ConnPermit,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect(shared, req).await;
+        return connect(shared, permit, req).await;
     }
     forward(shared, req).await
 }
@@ -688,7 +919,11 @@ fn refusal(target: &str, reason: &str) -> String {
     format!("Airlock egress proxy refused {target}: {reason}")
 }
 
-async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn connect(
+    shared: Arc<Shared>,
+    permit: ConnPermit,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let authority = req.uri().authority().cloned();
     let (host_text, port) = match &authority {
         Some(a) => (a.host().to_string(), a.port_u16()),
@@ -713,9 +948,18 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
         }
     };
-    if let Err(reason) = shared.cfg.hook.on_tunnel(&target) {
-        attempt.set(false, reason.clone());
-        return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
+    let mode = match shared.cfg.hook.on_tunnel(&target) {
+        Ok(m) => m,
+        Err(r) => {
+            attempt.refuse(&r);
+            return text(
+                StatusCode::FORBIDDEN,
+                refusal(&target.to_string(), &r.reason),
+            );
+        }
+    };
+    if let (TunnelMode::Intercept, Some(tls)) = (mode, shared.cfg.tls.clone()) {
+        return intercept(shared, permit, attempt, req, target, rule, explicit, tls);
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -742,6 +986,102 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
         }
         drop(attempt);
+        drop(permit);
+    });
+    Response::new(
+        Full::new(Bytes::new())
+            .map_err(|n: Infallible| match n {})
+            .boxed(),
+    )
+}
+
+/// Terminates the script's TLS for a host bound to a sealed credential, with a leaf
+/// certificate from the instance CA, and serves the requests inside one by one as
+/// HTTPS requests to `target` (each a logged attempt of its own).
+#[allow(clippy::too_many_arguments)]
+fn intercept(
+    shared: Arc<Shared>,
+    permit: ConnPermit,
+    mut attempt: Attempt,
+    req: Request<Incoming>,
+    target: Target,
+    rule: String,
+    explicit: bool,
+    tls: Arc<crate::sealed::EgressTls>,
+) -> Response<ProxyBody> {
+    let host = match &target.host {
+        TargetHost::Name(n) => n.clone(),
+        TargetHost::Ip(ip) => ip.to_string(),
+    };
+    let server = match tls.server_config(&host) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot mint a leaf certificate");
+            attempt.set(false, "cannot terminate TLS for this host");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                refusal(&target.to_string(), "cannot terminate TLS for this host"),
+            );
+        }
+    };
+    attempt.set(
+        true,
+        format!("allowed by {rule}; TLS terminated by Airlock for sealed credentials"),
+    );
+    let mut stop = shared.stop.clone();
+    tokio::spawn(async move {
+        let upgraded = tokio::select! {
+            u = hyper::upgrade::on(req) => u,
+            _ = wait_stop(&mut stop) => return,
+        };
+        let Ok(upgraded) = upgraded else { return };
+        let _permit = permit;
+        let idle = shared.cfg.limits.idle_timeout;
+        let activity = Activity::new();
+        let client = Watched::new(TokioIo::new(upgraded), activity.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let tls_stream = tokio::select! {
+            s = tokio::time::timeout(idle, acceptor.accept(client)) => s,
+            _ = wait_stop(&mut stop) => return,
+        };
+        let Ok(Ok(tls_stream)) = tls_stream else {
+            attempt.set(true, format!("allowed by {rule}; the client's TLS handshake with Airlock failed (does it trust the Airlock CA bundle?)"));
+            return;
+        };
+        drop(attempt);
+        let svc_shared = shared.clone();
+        let svc_activity = activity.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (shared, target, rule) = (svc_shared.clone(), target.clone(), rule.clone());
+            let busy = svc_activity.busy();
+            async move {
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let attempt = Attempt::new(
+                    &shared,
+                    target.host.to_string(),
+                    target.port,
+                    &method,
+                    Some(path),
+                );
+                let (parts, body) = req.into_parts();
+                let resp = relay(shared, attempt, target, rule, explicit, true, parts, body).await;
+                drop(busy);
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(tls_stream), service);
+        // Closed when the client neither sends nor reads for `idle` with no request
+        // waiting upstream (a response it stops reading is dropped, its memory freed).
+        tokio::select! {
+            _ = conn => {}
+            _ = activity.idle(idle) => {}
+            _ = wait_stop(&mut stop) => {}
+        }
     });
     Response::new(
         Full::new(Bytes::new())
@@ -788,7 +1128,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let method = parts.method.to_string();
     let path = parts.uri.path().to_string();
     let (Some(scheme), Some(authority)) = (parts.uri.scheme_str(), parts.uri.authority().cloned())
@@ -819,6 +1159,59 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
         }
     };
+    relay(shared, attempt, target, rule, explicit, false, parts, body).await
+}
+
+/// Whether every value of every `name` header is `allowed` (comma-separated lists
+/// included; no header at all passes).
+fn only_tokens(headers: &HeaderMap, name: HeaderName, allowed: &str) -> bool {
+    headers.get_all(name).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .all(|t| t.eq_ignore_ascii_case(allowed))
+        })
+    })
+}
+
+/// An upstream byte stream: TCP, or TLS over TCP.
+trait UpstreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpstreamIo for T {}
+
+/// Reads a whole body, up to `max` bytes; `None` when it is larger.
+async fn buffer_body<B>(body: B, max: usize) -> Result<Option<Vec<u8>>, String>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = http_body_util::Limited::new(body, max);
+    match limited.collect().await {
+        Ok(c) => Ok(Some(c.to_bytes().to_vec())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn full(bytes: Vec<u8>) -> ProxyBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Sends an allowed request to `target` (over TLS when `tls`) through the hook, and
+/// relays the answer.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    shared: Arc<Shared>,
+    mut attempt: Attempt,
+    target: Target,
+    rule: String,
+    explicit: bool,
+    tls: bool,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+) -> Response<ProxyBody> {
     // Origin-form URI, one-hop headers gone, Host from the request target.
     strip_hop_by_hop(&mut parts.headers);
     let pq = parts
@@ -836,12 +1229,84 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             );
         }
     };
-    if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
+    let default_port = if tls { 443 } else { 80 };
+    let host_header = if target.port == default_port {
+        target.host.to_string()
+    } else {
+        target.to_string()
+    };
+    if let Ok(h) = HeaderValue::from_str(&host_header) {
         parts.headers.insert(header::HOST, h);
     }
-    if let Err(reason) = shared.cfg.hook.on_request(&target, &mut parts) {
-        attempt.set(false, reason.clone());
-        return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
+    let hook = shared.cfg.hook.clone();
+    // Held until the request is through and, for a rewritten response, until its body
+    // was handed to the client: bounds what this execution has buffered.
+    let inspecting = if hook.inspects_bodies() {
+        shared.inspecting.clone().acquire_owned().await.ok()
+    } else {
+        None
+    };
+    let (mut buffered, body) = if hook.inspects_bodies() {
+        match buffer_body(body, crate::sealed::MAX_INSPECTED_BODY).await {
+            Ok(Some(b)) => (Some(b), None),
+            Ok(None) => {
+                let msg = format!(
+                    "the request body exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                    crate::sealed::MAX_INSPECTED_BODY
+                );
+                attempt.set(false, msg.clone());
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    refusal(&target.to_string(), &msg),
+                );
+            }
+            Err(e) => {
+                attempt.set(false, format!("reading the request body failed: {e}"));
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}"),
+                );
+            }
+        }
+    } else {
+        (None, Some(body))
+    };
+    let passed = match hook.on_request(&target, tls, &mut parts, &mut buffered) {
+        Ok(p) => p,
+        Err(r) => {
+            attempt.refuse(&r);
+            return text(
+                StatusCode::FORBIDDEN,
+                refusal(&target.to_string(), &r.reason),
+            );
+        }
+    };
+    if let Some(row) = attempt.row.as_mut() {
+        row.substituted = passed.substituted.clone();
+    }
+    let body: ProxyBody = match (buffered, body) {
+        (Some(b), _) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            if !b.is_empty() || parts.method != Method::GET {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            }
+            full(b)
+        }
+        (None, Some(b)) => b.boxed(),
+        (None, None) => full(Vec::new()),
+    };
+    if passed.rewrite_response {
+        // Compressed answers could not be inspected.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        // A response read back piece by piece (byte ranges) would defeat the rewrite:
+        // a value split across two ranges matches in neither.
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -850,19 +1315,66 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
             return text(status, refusal(&target.to_string(), &reason));
         }
     };
-    attempt.set(true, format!("allowed by {rule} ({addr})"));
+    let what = if passed.substituted.is_empty() {
+        String::new()
+    } else {
+        format!("; substituted {}", passed.substituted.join(", "))
+    };
+    attempt.set(true, format!("allowed by {rule} ({addr}){what}"));
     let meter = attempt.meter.clone();
-    let io = TokioIo::new(Metered::new(upstream, meter.clone()));
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Incoming>(io).await {
-        Ok(x) => x,
-        Err(e) => {
-            attempt.set(true, format!("allowed by {rule}; upstream failed: {e}"));
+    let metered = Metered::new(upstream, meter.clone());
+    let io: Box<dyn UpstreamIo> = if tls {
+        let Some(cfg) = shared.cfg.tls.as_ref() else {
+            attempt.set(false, "TLS interception is not configured");
             return text(
                 StatusCode::BAD_GATEWAY,
-                format!("upstream {target} failed: {e}"),
+                refusal(&target.to_string(), "TLS interception is not configured"),
             );
+        };
+        let name = match &target.host {
+            TargetHost::Name(n) => rustls_pki_types::ServerName::try_from(n.clone()),
+            TargetHost::Ip(ip) => Ok(rustls_pki_types::ServerName::IpAddress((*ip).into())),
+        };
+        let Ok(name) = name else {
+            attempt.set(false, "invalid TLS server name");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                refusal(&target.to_string(), "invalid TLS server name"),
+            );
+        };
+        let connector = tokio_rustls::TlsConnector::from(cfg.upstream());
+        match tokio::time::timeout(
+            shared.cfg.limits.connect_timeout,
+            connector.connect(name, metered),
+        )
+        .await
+        {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => {
+                let msg = format!("TLS with upstream {target} failed: {e}");
+                attempt.set(true, format!("allowed by {rule}; {msg}"));
+                return text(StatusCode::BAD_GATEWAY, msg);
+            }
+            Err(_) => {
+                let msg = format!("TLS with upstream {target} timed out");
+                attempt.set(true, format!("allowed by {rule}; {msg}"));
+                return text(StatusCode::GATEWAY_TIMEOUT, msg);
+            }
         }
+    } else {
+        Box::new(metered)
     };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake::<_, ProxyBody>(TokioIo::new(io)).await {
+            Ok(x) => x,
+            Err(e) => {
+                attempt.set(true, format!("allowed by {rule}; upstream failed: {e}"));
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} failed: {e}"),
+                );
+            }
+        };
     // The upstream connection lives until the response body is through (or idle, or the
     // execution ends); the attempt is logged when it ends.
     let idle = shared.cfg.limits.idle_timeout;
@@ -875,11 +1387,72 @@ async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyB
         }
         drop(attempt);
     });
+    let head = parts.method == Method::HEAD;
     match sender.send_request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();
+            // Only `chunked` (which hyper decodes) may frame a response that is
+            // rewritten; any other transfer coding would hide the value.
+            let framed_unknown = passed.rewrite_response
+                && !only_tokens(&rparts.headers, header::TRANSFER_ENCODING, "chunked");
             strip_hop_by_hop(&mut rparts.headers);
-            Response::from_parts(rparts, rbody.boxed())
+            if passed.rewrite_response {
+                // The status line is rebuilt from the code: an upstream cannot echo the
+                // value in its reason phrase.
+                rparts.extensions.remove::<hyper::ext::ReasonPhrase>();
+            }
+            if framed_unknown {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} sent a transfer coding other than chunked, which Airlock cannot inspect for sealed credentials"),
+                );
+            }
+            let bodiless = head
+                || rparts.status.is_informational()
+                || rparts.status == StatusCode::NO_CONTENT
+                || rparts.status == StatusCode::NOT_MODIFIED;
+            if bodiless && passed.rewrite_response {
+                let mut nothing = Vec::new();
+                hook.on_response(&mut rparts.headers, &mut nothing);
+                return Response::from_parts(rparts, full(Vec::new()));
+            }
+            if !passed.rewrite_response {
+                return Response::from_parts(rparts, rbody.boxed());
+            }
+            if !only_tokens(&rparts.headers, header::CONTENT_ENCODING, "identity") {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} sent a compressed response, which Airlock cannot inspect for sealed credentials"),
+                );
+            }
+            let mut bytes = match buffer_body(rbody, crate::sealed::MAX_INSPECTED_BODY).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "the response from {target} exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                            crate::sealed::MAX_INSPECTED_BODY
+                        ),
+                    )
+                }
+                Err(e) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream {target} failed: {e}"),
+                    )
+                }
+            };
+            hook.on_response(&mut rparts.headers, &mut bytes);
+            rparts.headers.remove(header::CONTENT_LENGTH);
+            rparts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let body = PermitBody {
+                data: Bytes::from(bytes),
+                permit: inspecting,
+            };
+            Response::from_parts(rparts, body.boxed())
         }
         Err(e) => text(
             StatusCode::BAD_GATEWAY,
@@ -1228,6 +1801,259 @@ mod tests {
         for (ip, want) in cases {
             assert_eq!(non_public(ip.parse().unwrap()), *want, "{ip}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_body_holds_its_buffering_permit_until_read_or_dropped() {
+        let sem = Arc::new(Semaphore::new(1));
+        let mut body = PermitBody {
+            data: Bytes::from(vec![7u8; 200_000]),
+            permit: Some(sem.clone().acquire_owned().await.unwrap()),
+        };
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first.len(), PERMIT_BODY_CHUNK);
+        assert_eq!(sem.available_permits(), 0, "held while unread");
+        let mut total = first.len();
+        while let Some(f) = body.frame().await {
+            total += f.unwrap().into_data().unwrap().len();
+        }
+        assert_eq!(total, 200_000);
+        assert_eq!(sem.available_permits(), 1, "released at the end");
+        let body = PermitBody {
+            data: Bytes::from_static(b"unread"),
+            permit: Some(sem.clone().acquire_owned().await.unwrap()),
+        };
+        assert_eq!(sem.available_permits(), 0);
+        drop(body);
+        assert_eq!(sem.available_permits(), 1, "released when dropped");
+    }
+
+    async fn read_head(s: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let mut b = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).await.unwrap(), 1, "{buf:?}");
+            buf.push(b[0]);
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connect_tunnel_keeps_its_connection_slot_until_it_closes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = up.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = up.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (log, _rows) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let cfg = EgressConfig {
+            execution_id: "e".into(),
+            policy: policy(&[&format!("127.0.0.1:{port}")]),
+            limits: EgressLimits {
+                max_connections: 1,
+                ..EgressLimits::default()
+            },
+            hook: Arc::new(NoHook),
+            tls: None,
+        };
+        tokio::spawn(serve(listener, cfg, log, stop));
+        let connect =
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        let mut a = TcpStream::connect(proxy).await.unwrap();
+        a.write_all(connect.as_bytes()).await.unwrap();
+        assert!(read_head(&mut a).await.starts_with("HTTP/1.1 200"));
+        a.write_all(b"ping").await.unwrap();
+        let mut b4 = [0u8; 4];
+        a.read_exact(&mut b4).await.unwrap();
+        assert_eq!(&b4, b"ping");
+        // The only slot is the open tunnel's: a second client waits.
+        let mut b = TcpStream::connect(proxy).await.unwrap();
+        b.write_all(connect.as_bytes()).await.unwrap();
+        let mut one = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), b.peek(&mut one))
+                .await
+                .is_err(),
+            "a second connection was served while the tunnel held the only slot"
+        );
+        drop(a);
+        let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut b))
+            .await
+            .expect("served once the tunnel closed");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stop_tx.send(true).unwrap();
+    }
+
+    /// Buffers every body and asks for every response to be rewritten.
+    struct BufferAll;
+
+    impl RequestHook for BufferAll {
+        fn inspects_bodies(&self) -> bool {
+            true
+        }
+
+        fn on_request(
+            &self,
+            _target: &Target,
+            _tls: bool,
+            _parts: &mut hyper::http::request::Parts,
+            _body: &mut Option<Vec<u8>>,
+        ) -> Result<Passed, Refusal> {
+            Ok(Passed {
+                substituted: Vec::new(),
+                rewrite_response: true,
+            })
+        }
+    }
+
+    /// A large-answering upstream and a proxy with [`BufferAll`] in front of it;
+    /// returns the proxy's address, the upstream port and the stop switch.
+    async fn big_answers(limits: EgressLimits) -> (SocketAddr, u16, watch::Sender<bool>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // An upstream answering every request with a body just under the inspection
+        // limit, far more than the socket buffers between the proxy and a client hold.
+        let size = crate::sealed::MAX_INSPECTED_BODY - 1024;
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = up.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = up.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.write_all(&vec![b'a'; size]).await;
+                });
+            }
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = listener.local_addr().unwrap();
+        let (log, _rows) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let cfg = EgressConfig {
+            execution_id: "e".into(),
+            policy: policy(&[&format!("127.0.0.1:{port}")]),
+            limits,
+            hook: Arc::new(BufferAll),
+            tls: None,
+        };
+        tokio::spawn(serve(listener, cfg, log, stop));
+        (proxy, port, stop_tx)
+    }
+
+    /// A client with a tiny receive buffer asking the proxy for a big answer.
+    async fn ask_big(proxy: SocketAddr, port: u16) -> TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut s = sock.connect(proxy).await.unwrap();
+        let rq = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        s.write_all(rq.as_bytes()).await.unwrap();
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unread_rewritten_responses_keep_their_buffering_slots() {
+        let (proxy, port, stop_tx) = big_answers(EgressLimits::default()).await;
+        let ask = || ask_big(proxy, port);
+        // Four clients get their answers' heads and then read nothing more.
+        let mut held = Vec::new();
+        for _ in 0..MAX_INSPECTING {
+            let mut s = ask().await;
+            let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut s))
+                .await
+                .expect("answered");
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            held.push(s);
+        }
+        // Their bodies are still held by the proxy: a fifth request waits.
+        let mut fifth = ask().await;
+        let mut one = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), fifth.peek(&mut one))
+                .await
+                .is_err(),
+            "a fifth response was buffered while four unread ones were held"
+        );
+        // One client goes away: its body is dropped and the fifth goes through.
+        drop(held.remove(0));
+        let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut fifth))
+            .await
+            .expect("answered once a slot was freed");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stop_tx.send(true).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout() {
+        use tokio::io::AsyncReadExt;
+        let idle = Duration::from_secs(1);
+        let (proxy, port, stop_tx) = big_answers(EgressLimits {
+            idle_timeout: idle,
+            ..EgressLimits::default()
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_INSPECTING {
+            let mut s = ask_big(proxy, port).await;
+            let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut s))
+                .await
+                .expect("answered");
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            held.push(s);
+        }
+        // Nobody reads: the idle cut frees the slots, and a fifth request is answered.
+        let mut fifth = ask_big(proxy, port).await;
+        let head = tokio::time::timeout(Duration::from_secs(20), read_head(&mut fifth))
+            .await
+            .expect("answered once idle clients were cut");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        // What a cut client can still read ends early: its connection was closed.
+        let mut rest = Vec::new();
+        let got = tokio::time::timeout(Duration::from_secs(20), held[0].read_to_end(&mut rest))
+            .await
+            .expect("the cut connection ends");
+        assert!(got.is_err() || rest.len() < crate::sealed::MAX_INSPECTED_BODY - 1024);
+        stop_tx.send(true).unwrap();
+    }
+
+    #[test]
+    fn every_coding_value_is_checked() {
+        let h = |vals: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(header::CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let ok =
+            |vals: &[&'static str]| only_tokens(&h(vals), header::CONTENT_ENCODING, "identity");
+        assert!(ok(&[]));
+        assert!(ok(&["identity"]));
+        assert!(ok(&["Identity, identity"]));
+        assert!(!ok(&["identity", "gzip"]));
+        assert!(!ok(&["identity, br"]));
+        assert!(!ok(&["gzip"]));
     }
 
     #[test]

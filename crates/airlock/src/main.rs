@@ -30,6 +30,8 @@ enum Command {
     Profiles(airlock::cli::ListArgs),
     /// List the server's credential slots (names and whether a value is set).
     Credentials(airlock::cli::ListArgs),
+    /// Serve Airlock's agent tools over MCP on stdin/stdout (for MCP clients).
+    Mcp(airlock::mcp::McpArgs),
     /// Print the static agent guide (the repository's SKILL.md).
     Skill,
 }
@@ -49,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         None => cli.serve,
         Some(Command::Exec(args)) => std::process::exit(airlock::cli::exec(args)),
         Some(Command::Profiles(args)) => std::process::exit(airlock::cli::list(args, "profiles")),
+        Some(Command::Mcp(args)) => return run_mcp(args),
         Some(Command::Skill) => {
             print!("{}", airlock::skill::static_markdown());
             return Ok(());
@@ -71,6 +74,22 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(serve(config))
+}
+
+/// `airlock mcp`: stdout carries the protocol, so logs go to stderr.
+fn run_mcp(args: airlock::mcp::McpArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(airlock::mcp::run_stdio(args))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -179,7 +179,7 @@ fn find_uv() -> Option<PathBuf> {
 }
 
 /// One package as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PackageView {
     pub spec: String,
     pub name: String,
@@ -205,7 +205,7 @@ impl From<PackageRow> for PackageView {
 }
 
 /// What `GET /requirements` says about the environment itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EnvironmentView {
     /// `ready`, `rebuilding` or `unavailable`.
     pub state: String,
@@ -220,21 +220,22 @@ pub struct EnvironmentView {
 }
 
 /// `GET /requirements`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PackageList {
     pub packages: Vec<PackageView>,
     pub environment: EnvironmentView,
 }
 
 /// `POST /requirements` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementsRequest {
+    /// 1–50 requirement strings, e.g. `pandas>=2`, `requests[socks]`.
     pub packages: Vec<String>,
 }
 
 /// One install (the answer of `POST /requirements` and `GET /requirements/{id}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstallView {
     pub install_id: String,
     pub status: String,
@@ -870,6 +871,7 @@ impl Packages {
             policy,
             limits: crate::egress::EgressLimits::default(),
             hook: Arc::new(crate::egress::NoHook),
+            tls: None,
         };
         let mut wait_rx = stop_rx.clone();
         tokio::spawn(async move {

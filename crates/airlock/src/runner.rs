@@ -20,8 +20,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, OpenedCredential};
 use crate::error::{ApiError, ApiResult};
+use crate::sealed::{EgressTls, SealedValue};
 
 pub const INTERRUPTED: &str = "interrupted by server restart";
 
@@ -49,7 +50,7 @@ struct QueuedJob {
     execution_id: String,
     profile_id: String,
     script: String,
-    values: BTreeMap<String, String>,
+    creds: Vec<OpenedCredential>,
     timeout: Duration,
     llm_wait: Duration,
 }
@@ -80,6 +81,18 @@ pub struct Runner {
     llm: Mutex<HashMap<String, PendingLlm>>,
     /// Running executions: id → (profile id, cancel signal).
     running: Mutex<HashMap<String, (String, Arc<Notify>)>>,
+    /// TLS interception for sealed credentials, when the instance CA is available.
+    egress_tls: Option<Arc<EgressTls>>,
+    /// The CA bundle (system roots + the instance CA) as the sandbox sees it.
+    ca_bundle: Option<std::path::PathBuf>,
+}
+
+/// How sealed credentials reach HTTPS hosts: the instance CA and the bundle path the
+/// sandbox trusts.
+#[derive(Default)]
+pub struct SealedTls {
+    pub tls: Option<Arc<EgressTls>>,
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl Runner {
@@ -91,6 +104,7 @@ impl Runner {
         sandbox: Result<Arc<Sandbox>, String>,
         packages: Arc<crate::packages::Packages>,
         limits: RunnerLimits,
+        sealed: SealedTls,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::channel(limits.queue_size.max(1));
         let (sandbox, unavailable) = match sandbox {
@@ -108,6 +122,8 @@ impl Runner {
             watchers: Mutex::new(HashMap::new()),
             llm: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            egress_tls: sealed.tls,
+            ca_bundle: sealed.ca_bundle,
         });
         tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
         runner
@@ -143,7 +159,7 @@ impl Runner {
             .queue
             .try_reserve()
             .map_err(|_| ApiError::too_many("the execution queue is full; retry shortly", 1))?;
-        let values = self.catalog.open_values(profile_id).await?;
+        let creds = self.catalog.open_credentials(profile_id).await?;
         let id = crate::ids::execution_id();
         let now = Utc::now();
         let row = ExecutionRow {
@@ -176,7 +192,7 @@ impl Runner {
             execution_id: id.clone(),
             profile_id: profile_id.to_string(),
             script,
-            values,
+            creds,
             timeout,
             llm_wait,
         });
@@ -256,7 +272,24 @@ impl Runner {
                 return;
             }
         };
-        let redactor = Redactor::new(job.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Every value is redacted from output, sealed ones too (defence in depth).
+        let redactor = Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone())));
+        // Sealed credentials get a fresh placeholder; only plain values enter the sandbox.
+        let sealed: Vec<SealedValue> = job
+            .creds
+            .iter()
+            .filter(|c| c.seal.is_sealed())
+            .map(|c| SealedValue::new(&c.name, &c.value, &c.seal))
+            .collect();
+        let mut settings: BTreeMap<String, String> = job
+            .creds
+            .iter()
+            .filter(|c| !c.seal.is_sealed())
+            .map(|c| (c.name.clone(), c.value.clone()))
+            .collect();
+        for s in &sealed {
+            settings.insert(s.name.clone(), s.placeholder.clone());
+        }
         let mut events: Vec<RedactionEvent> = Vec::new();
         let mut exchanges: Vec<serde_json::Value> = Vec::new();
         let started = Instant::now();
@@ -293,12 +326,19 @@ impl Runner {
         self.save(&row).await;
 
         let policy = crate::egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
+        let mut env = BTreeMap::new();
+        if let (Some(bundle), true) = (&self.ca_bundle, policy.is_some()) {
+            let b = bundle.display().to_string();
+            for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+                env.insert(k.to_string(), b.clone());
+            }
+        }
         let exec = sandbox
             .run(Job {
                 script: job.script.clone(),
-                settings: job.values.clone(),
+                settings,
                 timeout: job.timeout,
-                env: BTreeMap::new(),
+                env,
                 network: policy.is_some(),
                 python_paths: self.packages.env_path().into_iter().collect(),
             })
@@ -314,9 +354,14 @@ impl Runner {
             }
         };
         let mut egress = match (policy, exec.take_proxy()) {
-            (Some(policy), Some(pending)) => {
-                Some(self.start_egress(&row.id, policy, pending, &job.values))
-            }
+            (Some(policy), Some(pending)) => Some(self.clone().start_egress(
+                &row.id,
+                &job.profile_id,
+                policy,
+                pending,
+                sealed,
+                &job.creds,
+            )),
             _ => None,
         };
         loop {
@@ -482,19 +527,43 @@ impl Runner {
     /// Serves the execution's egress listener (once the sandbox delivers it) with the
     /// profile's policy; each attempt is redacted and stored as it ends.
     fn start_egress(
-        &self,
+        self: Arc<Self>,
         execution_id: &str,
+        profile_id: &str,
         policy: crate::egress::Policy,
         pending: airlock_sandbox::PendingProxy,
-        values: &BTreeMap<String, String>,
+        sealed: Vec<SealedValue>,
+        creds: &[OpenedCredential],
     ) -> EgressSession {
         let (stop, mut stop_rx) = watch::channel(false);
         let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_store::EgressRow>();
+        let hook: Arc<dyn crate::egress::RequestHook> = if sealed.is_empty() {
+            Arc::new(crate::egress::NoHook)
+        } else {
+            let runner = Arc::downgrade(&self);
+            let (profile, exec) = (profile_id.to_string(), execution_id.to_string());
+            let on_violation: crate::sealed::ViolationHandler = Arc::new(move |names| {
+                let Some(runner) = runner.upgrade() else {
+                    return;
+                };
+                let (profile, exec) = (profile.clone(), exec.clone());
+                tracing::warn!(execution = %exec, profile = %profile, credentials = ?names,
+                    "sealed credential sent to a host it is not bound to: revoking the profile");
+                tokio::spawn(async move {
+                    if let Err(e) = runner.catalog.revoke_profile(&profile).await {
+                        tracing::warn!(profile = %profile, error = %e.detail, "revocation after a violation failed");
+                    }
+                    runner.cancel_profile(&profile);
+                });
+            });
+            Arc::new(crate::sealed::Sealer::new(sealed, on_violation))
+        };
         let cfg = crate::egress::EgressConfig {
             execution_id: execution_id.to_string(),
             policy,
             limits: crate::egress::EgressLimits::default(),
-            hook: Arc::new(crate::egress::NoHook),
+            hook,
+            tls: self.egress_tls.clone(),
         };
         let id = execution_id.to_string();
         tokio::spawn(async move {
@@ -508,7 +577,7 @@ impl Runner {
             }
         });
         let store = self.store.clone();
-        let redactor = Redactor::new(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
         let writer = tokio::spawn(async move {
             while let Some(mut row) = log_rx.recv().await {
                 // The host and path come from the script: they may carry a secret.

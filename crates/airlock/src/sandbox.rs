@@ -15,11 +15,11 @@ use crate::config::Config;
 pub use airlock_sandbox::HELPER_ARG;
 
 /// Starts the sandbox, or returns why executions are disabled.
-/// `packages_dir` (the package environments, see [`crate::packages`]) is made
-/// visible read-only.
+/// `readonly` are extra host paths made visible read-only (the egress CA bundle,
+/// the package environments, see [`crate::packages`]).
 pub async fn start(
     config: &Config,
-    packages_dir: Option<std::path::PathBuf>,
+    readonly: &[std::path::PathBuf],
 ) -> Result<Arc<Sandbox>, String> {
     let Some(helper) = config.sandbox_helper.clone() else {
         return Err("no sandbox helper is configured for this instance".into());
@@ -45,7 +45,7 @@ pub async fn start(
         ));
     }
     cfg.python_paths = config.python_paths.clone();
-    cfg.readonly_paths.extend(packages_dir);
+    cfg.readonly_paths.extend(readonly.iter().cloned());
     if let Some(m) = config.preimport.iter().map(|m| m.trim()).find(|m| {
         m.is_empty()
             || !m.split('.').all(|p| {

@@ -96,8 +96,13 @@ fn profile_line(p: &ProfileView, base: &str) -> String {
         p.credentials
             .iter()
             .map(|c| {
+                let sealed = if c.mode == airlock_store::mode::SEALED {
+                    format!(", sealed to {}", c.bound_hosts.join(" "))
+                } else {
+                    String::new()
+                };
                 format!(
-                    "`{}` ({})",
+                    "`{}` ({}{sealed})",
                     c.name,
                     if c.value_exists {
                         "value set"
@@ -221,6 +226,21 @@ The secret never travels.
   profile's credential names. Use values directly in API calls; never print them
   (output is scrubbed anyway: every value of 4+ characters, raw or base64/hex/URL-encoded/reversed,
   becomes `[REDACTED:NAME]`).
+- **Sealed credentials** (`"mode": "sealed"` in `/credentials` and `/profiles`, with
+  `bound_hosts`): the value never enters the sandbox. `settings.get("NAME")` returns a
+  placeholder (`airlock-sealed:NAME:<random>`, new for every execution), and Airlock's
+  egress proxy replaces it with the real value in request headers (and, if the operator
+  allowed it, the URL query and body) of requests to the bound hosts only. Write code
+  exactly as usual, e.g.
+  `requests.get(url, headers={"Authorization": f"Bearer {settings.get('STRIPE_KEY')}"})`.
+  Any HTTP client that honours `HTTP(S)_PROXY` and the CA bundle in `SSL_CERT_FILE` /
+  `REQUESTS_CA_BUNDLE` works (urllib, requests, httpx; all set for you). Sending the
+  placeholder anywhere else is refused with 403 and recorded as a violation (the operator
+  may have set it to revoke the profile at once); do not transform it (hash, sign, slice):
+  only the literal placeholder is replaced. Use `https://` URLs for bound hosts: over
+  plain `http://` the placeholder is usually refused (403) so the value never travels in
+  clear. Responses from bound hosts that echo the value
+  come back with the placeholder instead.
 - `set_result(obj)` → the JSON-serializable result you get back (last call wins).
 - `llm.complete(prompt, model="default")` → pauses the script (`awaiting_llm`) until you
   answer with `POST /executions/{id}/respond`; returns your answer as a string. Use it
@@ -261,7 +281,7 @@ a restart stay `pending` until it is ready.
 |---|---|---|
 | `GET /skill.md` | none | this page |
 | `GET /health` | none | status, version, sandbox layers |
-| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists"}]}` |
+| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}]}` |
 | `POST /credentials` | none | declare slots: `{"credentials": [{"name", "description"}]}` |
 | `GET /profiles` | none | `{"profiles": [Profile]}` |
 | `GET /profiles/{id}` | none | one profile (by id or key id) |
@@ -275,11 +295,36 @@ a restart stay `pending` until it is ready.
 | `POST /requirements` | Bearer key id | `{"packages": [requirement]}` → 202 Install |
 | `GET /requirements` | Bearer key id | `{"packages": [Package], "environment": {...}}` |
 | `GET /requirements/{install_id}` | Bearer key id | one Install: `{"install_id", "status", "packages", "error", "log", "created_at", "finished_at"}` |
+| `GET /openapi.json` | none | the OpenAPI 3.1 description of every endpoint (schemas, error responses) |
+| `/mcp` | Bearer full key | the same tools over MCP (streamable HTTP); see below |
 
-Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
+Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
 
 Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
 Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.
+
+## Using Airlock as MCP tools
+
+If your client speaks the Model Context Protocol, Airlock's agent API is also a set of
+MCP tools: `list_credentials`, `list_profiles`, `create_credentials`, `create_profile`,
+`attach_credentials`, `detach_credentials`, `execute_script` (signs the script for you,
+waits, and returns the result, or the pending `llm.complete` prompt), `respond_llm`
+(answers the prompt and waits again), `get_execution`, `request_packages` and
+`list_package_requests`. Two ways to connect:
+
+- **stdio**: the client runs `airlock mcp --url {base}` with the key in the `AIRLOCK_KEY`
+  environment variable (or `--key-file`). Without a key, only the catalog tools work.
+- **streamable HTTP**: `{base}/mcp` with the header `Authorization: Bearer ark_<id>:<secret>`
+  (the full key: the server computes the HMAC for you, so it needs the secret; a wrong or
+  unusable key gets `401`). Only the hosts of the instance's public URL and loopback are
+  accepted.
+
+```json
+{"mcpServers": {"airlock": {"command": "airlock", "args": ["mcp", "--url", "{base}"],
+  "env": {"AIRLOCK_KEY": "ark_<id>:<secret>"}}}}
+```
+
+The key goes into the client's configuration by the operator, never through the chat.
 
 ## Errors
 
@@ -291,7 +336,7 @@ Every error is JSON `{"detail": "...", "code": "..."}`; `detail` says what to fi
 | 401 | `missing_key`, `malformed_key`, `unknown_key`, `profile_unlocked`, `profile_revoked`, `profile_expired` | the key is absent, not `Bearer ark_<24 chars>`, unknown, or its profile cannot run code |
 | 403 | `hash_mismatch` | the hash is not the HMAC of this exact script with this key's secret |
 | 404 | `not_found` | no such profile/execution for this key |
-| 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm` | the state does not allow it (e.g. changing a locked profile, answering twice) |
+| 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm`, `llm_request_mismatch` | the state does not allow it (e.g. changing a locked profile, answering twice or a stale `request_id`) |
 | 413 | `too_large` | script or body over the limit |
 | 422 | `invalid_input` | a field breaks a rule (named in `detail`), e.g. timeout out of range, unknown credential |
 | 429 | `rate_limited` | the queue is full; retry after `Retry-After` seconds |

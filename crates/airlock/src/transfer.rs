@@ -22,15 +22,15 @@ use airlock_store::{
     status, CredentialRow, ExecutionFilter, ExecutionRow, ImportCredential, ImportPlan,
     ImportProfile, ProfileRow, StoreError,
 };
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::Json;
 use crate::app::AppState;
@@ -87,6 +87,10 @@ pub struct ExportCredential {
     pub description: String,
     #[serde(deserialize_with = "nullable")]
     pub value: Option<String>,
+    /// Mode and bound hosts; absent in files from versions without sealed
+    /// credentials (then `plain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing: Option<crate::catalog::Sealing>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -375,6 +379,7 @@ pub async fn build_document(state: &AppState, req: &ExportRequest) -> ApiResult<
         }
         credentials.push(ExportCredential {
             value: state.catalog.open_credential_value(&c)?,
+            sealing: Some(crate::catalog::Sealing::from(&c.seal)),
             name: c.name,
             description: c.description,
             created_at: c.created_at,
@@ -422,7 +427,7 @@ pub async fn build_document(state: &AppState, req: &ExportRequest) -> ApiResult<
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExportBody {
     password: String,
@@ -433,6 +438,22 @@ struct ExportBody {
     include_executions: bool,
 }
 
+/// Writes an encrypted export file (age, passphrase) of credentials, profiles
+/// and optionally executions. Needs the admin password again.
+#[utoipa::path(
+    post,
+    path = "/export",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = ExportBody,
+    responses(
+        (status = 200, description = "The `.airlock` file (attachment)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "Wrong admin password (`wrong_password`) or no session (`not_authenticated`)", body = crate::api::docs::ErrorBody),
+        (status = 404, description = "A selected profile does not exist (`not_found`)", body = crate::api::docs::ErrorBody),
+        (status = 422, description = "Weak passphrase or invalid selection (`invalid_input`)", body = crate::api::docs::ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = crate::api::docs::ErrorBody),
+    )
+)]
 async fn export(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -534,6 +555,10 @@ fn check_document(doc: &ExportDocument) -> ApiResult<()> {
             validate::value(v)
                 .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
         }
+        if let Some(s) = &c.sealing {
+            crate::catalog::check_sealing(s)
+                .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
+        }
         if !names.insert(c.name.as_str()) {
             return Err(corrupt(format!("credential {} appears twice", c.name)));
         }
@@ -599,14 +624,14 @@ fn check_document(doc: &ExportDocument) -> ApiResult<()> {
 
 // ----- import: preview -----
 
-#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug, utoipa::ToSchema)]
 pub struct CredentialEntry {
     pub name: String,
     pub description: String,
     pub value_exists: bool,
 }
 
-#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug, utoipa::ToSchema)]
 pub struct ProfileEntry {
     pub id: String,
     pub description: String,
@@ -619,7 +644,7 @@ pub struct ProfileEntry {
     pub conflicts_with: Vec<String>,
 }
 
-#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug, utoipa::ToSchema)]
 pub struct Split<T> {
     pub add: Vec<T>,
     pub conflict: Vec<T>,
@@ -635,7 +660,7 @@ impl<T> Default for Split<T> {
 }
 
 /// What an import would do, shown before it is confirmed.
-#[derive(Serialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Clone, PartialEq, Eq, Debug, utoipa::ToSchema)]
 pub struct Preview {
     pub token: String,
     pub expires_in: u64,
@@ -757,7 +782,7 @@ impl PendingImports {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
     /// The `.airlock` file, base64 (standard alphabet).
@@ -766,6 +791,23 @@ struct PreviewBody {
     passphrase: String,
 }
 
+/// Decrypts an uploaded export file and shows what importing it would add or
+/// collide with; returns a token for `/import/commit`.
+#[utoipa::path(
+    post,
+    path = "/import/preview",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "What the file holds and what collides", body = Preview),
+        (status = 400, description = "`file` is not base64 (`bad_request`)", body = crate::api::docs::ErrorBody),
+        (status = 401, description = "Wrong admin password (`wrong_password`) or no session", body = crate::api::docs::ErrorBody),
+        (status = 413, description = "File over AIRLOCK_MAX_IMPORT_BYTES (`too_large`)", body = crate::api::docs::ErrorBody),
+        (status = 422, description = "Wrong passphrase or damaged file (`wrong_passphrase`, `corrupt_file`, `invalid_input`)", body = crate::api::docs::ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = crate::api::docs::ErrorBody),
+    )
+)]
 async fn preview(
     State(state): State<AppState>,
     session: AdminSession,
@@ -817,14 +859,14 @@ async fn preview(
 // ----- import: commit -----
 
 /// What to do with an entry that already exists here.
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     Skip,
     Overwrite,
 }
 
-#[derive(Serialize, Default, Debug, PartialEq, Eq)]
+#[derive(Serialize, Default, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Counts {
     pub added: usize,
     pub overwritten: usize,
@@ -832,7 +874,7 @@ pub struct Counts {
 }
 
 /// The outcome of a committed import.
-#[derive(Serialize, Debug, PartialEq, Eq)]
+#[derive(Serialize, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Outcome {
     pub credentials: Counts,
     pub profiles: Counts,
@@ -882,6 +924,7 @@ async fn plan_for(
                 name: c.name.clone(),
                 description: c.description.clone(),
                 value,
+                seal: c.sealing.clone().map(Into::into).unwrap_or_default(),
                 created_at: c.created_at,
                 updated_at: c.updated_at,
             },
@@ -939,14 +982,28 @@ async fn plan_for(
     Ok((plan, outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CommitBody {
+    /// The `token` of the preview.
     token: String,
     credentials: Strategy,
     profiles: Strategy,
 }
 
+/// Imports a previewed file with a strategy for collisions.
+#[utoipa::path(
+    post,
+    path = "/import/commit",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = CommitBody,
+    responses(
+        (status = 200, description = "Counts of added, overwritten and skipped items", body = Outcome),
+        (status = 409, description = "The data changed since the preview (`conflict`)", body = crate::api::docs::ErrorBody),
+        (status = 410, description = "Preview expired or already used (`import_expired`)", body = crate::api::docs::ErrorBody),
+    )
+)]
 async fn commit(
     State(state): State<AppState>,
     session: AdminSession,
@@ -991,18 +1048,15 @@ async fn commit(
 }
 
 /// The admin routes (merged under `/api/admin`, behind the session and CSRF guard).
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // The upload travels as base64 inside JSON: 4/3 of the file, plus the rest.
     let upload_limit = (state.config.max_import_bytes / 3 + 1)
         .saturating_mul(4)
         .saturating_add(64 * 1024);
-    Router::new()
-        .route("/export", post(export))
-        .route(
-            "/import/preview",
-            post(preview).layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route("/import/commit", post(commit))
+    OpenApiRouter::new()
+        .routes(routes!(export))
+        .routes(crate::api::with_body_limit(routes!(preview), upload_limit))
+        .routes(routes!(commit))
 }
 
 /// A JSON summary of a document, for logs and tests: counts only.

@@ -135,7 +135,7 @@ pub fn shown(id: &str) -> String {
     }
 }
 
-fn truncate_for_message(s: &str) -> String {
+pub fn truncate_for_message(s: &str) -> String {
     s.chars().take(80).collect()
 }
 

@@ -18,7 +18,7 @@ async fn agent_credentials(agent: &Client) -> Value {
 }
 
 #[tokio::test]
-async fn list_credentials_shows_exactly_three_fields() {
+async fn list_credentials_shows_exactly_five_fields() {
     let app = TestApp::start().await;
     let admin = app.admin().await;
     let agent = app.client();
@@ -33,8 +33,8 @@ async fn list_credentials_shows_exactly_three_fields() {
     assert_eq!(
         body,
         json!({ "credentials": [
-            { "name": "AWS_KEY", "description": "AWS", "value_exists": false },
-            { "name": "STRIPE_KEY", "description": "Stripe", "value_exists": true },
+            { "name": "AWS_KEY", "description": "AWS", "value_exists": false, "mode": "plain", "bound_hosts": [] },
+            { "name": "STRIPE_KEY", "description": "Stripe", "value_exists": true, "mode": "plain", "bound_hosts": [] },
         ] })
     );
     assert!(!body.to_string().contains("sk_live_abc"));
@@ -67,9 +67,9 @@ async fn agents_declare_credentials_without_values() {
     assert_eq!(
         agent_credentials(&agent).await,
         json!({ "credentials": [
-            { "name": "EXISTING", "description": "set by admin", "value_exists": true },
-            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false },
-            { "name": "NEW_TWO", "description": "", "value_exists": false },
+            { "name": "EXISTING", "description": "set by admin", "value_exists": true, "mode": "plain", "bound_hosts": [] },
+            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false, "mode": "plain", "bound_hosts": [] },
+            { "name": "NEW_TWO", "description": "", "value_exists": false, "mode": "plain", "bound_hosts": [] },
         ] })
     );
 
@@ -132,9 +132,9 @@ async fn agents_declare_credentials_without_values() {
     assert_eq!(
         agent_credentials(&agent).await,
         json!({ "credentials": [
-            { "name": "EXISTING", "description": "set by admin", "value_exists": true },
-            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false },
-            { "name": "NEW_TWO", "description": "", "value_exists": false },
+            { "name": "EXISTING", "description": "set by admin", "value_exists": true, "mode": "plain", "bound_hosts": [] },
+            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false, "mode": "plain", "bound_hosts": [] },
+            { "name": "NEW_TWO", "description": "", "value_exists": false, "mode": "plain", "bound_hosts": [] },
         ] })
     );
 }
@@ -411,7 +411,7 @@ async fn agents_cannot_lock_revoke_or_reach_admin() {
     let reply = agent.get("/credentials").await;
     assert_eq!(
         reply.2,
-        json!({ "credentials": [{ "name": "A_KEY", "description": "a", "value_exists": true }] })
+        json!({ "credentials": [{ "name": "A_KEY", "description": "a", "value_exists": true, "mode": "plain", "bound_hosts": [] }] })
     );
 }
 

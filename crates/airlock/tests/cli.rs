@@ -151,7 +151,8 @@ async fn exec_prints_outputs_and_exit_code_reflects_status() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["credentials"],
-        json!([{"name": "TOKEN", "description": "t", "value_exists": true}])
+        json!([{"name": "TOKEN", "description": "t", "value_exists": true,
+                "mode": "plain", "bound_hosts": []}])
     );
 }
 

@@ -579,7 +579,7 @@ async fn llm_complete_pauses_and_resumes() {
         respond(json!({"response": "x", "request_id": "nope"})),
     )
     .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s, StatusCode::CONFLICT);
     let (s, _, r) = send(
         &env.app,
         respond(json!({"response": "first answer", "request_id": rid})),

@@ -16,6 +16,8 @@ use tower::ServiceExt;
 use airlock::app::App;
 use airlock::config::Config;
 
+mod common;
+
 /// Writes wheels and sdists with Python's zipfile/tarfile (hashes in RECORD are real).
 const MAKE_DISTS: &str = r#"
 import base64, hashlib, io, json, os, sys, tarfile, zipfile
@@ -164,11 +166,8 @@ async fn start_with(installer: &str, dists: Value, tweak: impl FnOnce(&mut Confi
         installer_available(installer),
         "this test needs `{installer}` on PATH (.ci/run installs it)"
     );
-    // Not under /tmp: every sandbox gets its own empty /tmp.
-    let dir = tempfile::Builder::new()
-        .prefix("pkgs")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    // Not under /tmp (even when the checkout is): every sandbox gets its own empty /tmp.
+    let dir = common::sandbox_visible_tempdir("pkgs");
     let data_dir = dir.path().join("data");
     let links = dir.path().join("links");
     std::fs::create_dir(&links).unwrap();

@@ -932,3 +932,79 @@ async fn the_age_cli_opens_an_export_and_its_files_import() {
     let (_, _, cred) = admin_b.get(&format!("/api/admin/credentials/{name}")).await;
     assert_eq!(cred["description"], "edited with the age CLI");
 }
+
+/// A credential's mode and bound hosts travel with it; a file from a version without
+/// them imports as `plain`.
+#[tokio::test]
+async fn sealing_settings_travel_with_the_export() {
+    let a = TestApp::start().await;
+    let admin_a = a.admin().await;
+    let (s, _, v) = admin_a
+        .post(
+            "/api/admin/credentials",
+            json!({"name": "SEALED_KEY", "description": "d", "value": API_VALUE,
+                   "bound_hosts": ["api.example.com", "*.example.org:8443"],
+                   "bound_methods": ["get", "POST"], "bound_header": "Authorization",
+                   "substitute_in_body": true, "revoke_on_violation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let sealing = json!({"mode": "sealed", "bound_hosts": ["api.example.com", "*.example.org:8443"],
+        "bound_methods": ["GET", "POST"], "bound_header": "authorization",
+        "substitute_in_body": true, "revoke_on_violation": true});
+    for k in sealing.as_object().unwrap().keys() {
+        assert_eq!(v[k], sealing[k], "{k}: {v}");
+    }
+    create_credential(&admin_a, "PLAIN_KEY", "p", Some(DB_VALUE)).await;
+    let file = export_file(&admin_a, &a, json!({})).await;
+    let doc = document(&file);
+    let creds = doc["credentials"].as_array().unwrap();
+    let sealed = creds.iter().find(|c| c["name"] == "SEALED_KEY").unwrap();
+    assert_eq!(sealed["sealing"], sealing);
+
+    let b = TestApp::start().await;
+    let admin_b = b.admin().await;
+    let p = preview(&admin_b, &file, PASSPHRASE).await;
+    assert_status(&p, StatusCode::OK);
+    let token = p.2["token"].as_str().unwrap().to_string();
+    assert_status(
+        &commit(&admin_b, &token, "skip", "skip").await,
+        StatusCode::OK,
+    );
+    let (s, _, got) = admin_b.get("/api/admin/credentials/SEALED_KEY").await;
+    assert_eq!(s, StatusCode::OK);
+    for k in sealing.as_object().unwrap().keys() {
+        assert_eq!(got[k], sealing[k], "{k}: {got}");
+    }
+    let (_, _, plain) = admin_b.get("/api/admin/credentials/PLAIN_KEY").await;
+    assert_eq!(plain["mode"], "plain");
+
+    // An older file without `sealing` imports as plain; invalid settings are refused.
+    let mut old: Value = doc.clone();
+    for c in old["credentials"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("sealing");
+        c["name"] = json!(format!("OLD_{}", c["name"].as_str().unwrap()));
+    }
+    old["profiles"] = json!([]);
+    let c = TestApp::start().await;
+    let admin_c = c.admin().await;
+    let file = airlock::transfer::encrypt(old.to_string().as_bytes(), PASSPHRASE).unwrap();
+    let p = preview(&admin_c, &file, PASSPHRASE).await;
+    assert_status(&p, StatusCode::OK);
+    let token = p.2["token"].as_str().unwrap().to_string();
+    assert_status(
+        &commit(&admin_c, &token, "skip", "skip").await,
+        StatusCode::OK,
+    );
+    let (_, _, got) = admin_c.get("/api/admin/credentials/OLD_SEALED_KEY").await;
+    assert_eq!(got["mode"], "plain", "{got}");
+    assert_eq!(got["bound_hosts"], json!([]));
+
+    let mut bad = doc.clone();
+    bad["profiles"] = json!([]);
+    bad["credentials"][0]["sealing"]["bound_hosts"] = json!([]);
+    bad["credentials"][0]["sealing"]["mode"] = json!("sealed");
+    let file = airlock::transfer::encrypt(bad.to_string().as_bytes(), PASSPHRASE).unwrap();
+    let p = preview(&admin_c, &file, PASSPHRASE).await;
+    assert_status(&p, StatusCode::UNPROCESSABLE_ENTITY);
+}

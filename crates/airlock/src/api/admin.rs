@@ -3,48 +3,40 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::docs::{self, ErrorBody};
 use super::Json;
 use crate::app::AppState;
 use crate::auth::{self, AdminSession};
-use crate::catalog::{ProfilePatch, ProfileView};
+use crate::catalog::{ProfilePatch, ProfileView, SealingPatch};
 use crate::error::{ApiError, ApiResult};
 
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/status", get(status))
-        .route("/setup", post(setup))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .route("/password", post(change_password))
-        .route("/sessions", get(list_sessions))
-        .route("/sessions/logout-others", post(logout_others))
-        .route(
-            "/credentials",
-            get(list_credentials).post(create_credential),
-        )
-        .route(
-            "/credentials/{name}",
-            get(get_credential)
-                .put(update_credential)
-                .delete(delete_credential),
-        )
-        .route("/profiles", get(list_profiles).post(create_profile))
-        .route(
-            "/profiles/{id}",
-            get(get_profile).put(update_profile).delete(delete_profile),
-        )
-        .route(
-            "/profiles/{id}/credentials",
-            post(add_profile_credentials).delete(remove_profile_credentials),
-        )
-        .route("/profiles/{id}/lock", post(lock_profile))
-        .route("/profiles/{id}/revoke", post(revoke_profile))
-        .route("/profiles/{id}/regenerate-key", post(regenerate_key))
+pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(setup))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
+        .routes(routes!(list_sessions))
+        .routes(routes!(logout_others))
+        .routes(routes!(list_credentials, create_credential))
+        .routes(routes!(
+            get_credential,
+            update_credential,
+            delete_credential
+        ))
+        .routes(routes!(list_profiles, create_profile))
+        .routes(routes!(get_profile, update_profile, delete_profile))
+        .routes(routes!(add_profile_credentials, remove_profile_credentials))
+        .routes(routes!(lock_profile))
+        .routes(routes!(revoke_profile))
+        .routes(routes!(regenerate_key))
         .merge(super::executions::admin_routes())
         .merge(super::packages::admin_routes())
         .merge(crate::transfer::routes(&state))
@@ -54,12 +46,21 @@ pub fn routes(state: AppState) -> Router<AppState> {
         ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordBody {
     password: String,
 }
 
+/// Whether setup is needed and whether the caller is logged in.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Setup and session state", body = docs::AdminStatus),
+    )
+)]
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let setup_required = auth::setup_required(&state).await?;
     let authenticated = !setup_required && auth::session_valid(&state, &headers).await?;
@@ -77,6 +78,18 @@ fn with_cookie(state: &AppState, token: &str, body: serde_json::Value) -> Respon
         .into_response()
 }
 
+/// Sets the first admin password and logs in (sets the session cookie).
+#[utoipa::path(
+    post,
+    path = "/setup",
+    tag = "admin",
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "Password set; logged in", body = docs::AdminStatus),
+        (status = 409, description = "Already set up (`already_setup`)", body = ErrorBody),
+        (status = 422, description = "Password too short or too long (`invalid_input`)", body = ErrorBody),
+    )
+)]
 async fn setup(
     State(state): State<AppState>,
     Json(body): Json<PasswordBody>,
@@ -90,6 +103,19 @@ async fn setup(
     ))
 }
 
+/// Logs in with the admin password (sets the session cookie).
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "admin",
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "Logged in", body = docs::AdminStatus),
+        (status = 401, description = "Wrong password (`wrong_password`)", body = ErrorBody),
+        (status = 409, description = "Setup not done yet (`setup_required`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`rate_limited`, with Retry-After)", body = ErrorBody),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     req_ext: axum::http::Extensions,
@@ -108,6 +134,16 @@ async fn login(
     ))
 }
 
+/// Ends this session.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "admin",
+    security(("admin_session" = [])),
+    responses(
+        (status = 204, description = "Logged out; cookie cleared"),
+    )
+)]
 async fn logout(State(state): State<AppState>, session: AdminSession) -> ApiResult<Response> {
     auth::end_session(&state, &session.token).await?;
     Ok((
@@ -117,13 +153,26 @@ async fn logout(State(state): State<AppState>, session: AdminSession) -> ApiResu
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePasswordBody {
     current_password: String,
     new_password: String,
 }
 
+/// Changes the admin password; ends the other sessions.
+#[utoipa::path(
+    post,
+    path = "/password",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = ChangePasswordBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "Wrong current password (`wrong_password`)", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = ErrorBody),
+    )
+)]
 async fn change_password(
     State(state): State<AppState>,
     session: AdminSession,
@@ -143,6 +192,16 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Live admin sessions (fingerprints, never tokens).
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "admin",
+    security(("admin_session" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = docs::Sessions),
+    )
+)]
 async fn list_sessions(
     State(state): State<AppState>,
     session: AdminSession,
@@ -151,6 +210,16 @@ async fn list_sessions(
     Ok(Json(json!({ "sessions": sessions })).into_response())
 }
 
+/// Ends every other admin session.
+#[utoipa::path(
+    post,
+    path = "/sessions/logout-others",
+    tag = "admin",
+    security(("admin_session" = [])),
+    responses(
+        (status = 200, description = "Sessions ended", body = docs::Ended),
+    )
+)]
 async fn logout_others(
     State(state): State<AppState>,
     session: AdminSession,
@@ -162,20 +231,77 @@ async fn logout_others(
 
 // ----- credentials -----
 
+/// Credentials (whether a value is set; never the value).
+#[utoipa::path(
+    get,
+    path = "/credentials",
+    tag = "admin",
+    security(("admin_session" = [])),
+    responses(
+        (status = 200, description = "Credentials", body = docs::Credentials),
+    )
+)]
 async fn list_credentials(State(state): State<AppState>, _s: AdminSession) -> ApiResult<Response> {
     let creds = state.catalog.list_credentials().await?;
     Ok(Json(json!({ "credentials": creds })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCredential {
     name: String,
     #[serde(default)]
     description: String,
     value: Option<String>,
+    /// `plain` or `sealed`; default: `sealed` when `bound_hosts` is given, else `plain`.
+    #[schema(value_type = Option<docs::CredentialMode>)]
+    mode: Option<String>,
+    /// Host patterns (the `allowed_hosts` syntax) a sealed value may be sent to;
+    /// required (non-empty) for `sealed`.
+    bound_hosts: Option<Vec<String>>,
+    /// HTTP methods the value is substituted for; absent, null or empty: any method.
+    bound_methods: Option<Vec<String>>,
+    /// The only request header the value is substituted in (e.g. `authorization`);
+    /// absent, null or empty: any header.
+    bound_header: Option<String>,
+    /// Also substitute in the URL query and the request body (default false).
+    substitute_in_body: Option<bool>,
+    /// Revoke the profile at once when a script sends the placeholder to any other
+    /// host (default false).
+    revoke_on_violation: Option<bool>,
 }
 
+fn sealing_patch(
+    mode: Option<String>,
+    bound_hosts: Option<Vec<String>>,
+    bound_methods: Option<Vec<String>>,
+    bound_header: Option<String>,
+    substitute_in_body: Option<bool>,
+    revoke_on_violation: Option<bool>,
+) -> SealingPatch {
+    SealingPatch {
+        mode,
+        bound_hosts,
+        bound_methods,
+        bound_header,
+        substitute_in_body,
+        revoke_on_violation,
+    }
+}
+
+/// Creates a credential, optionally with its value and sealing settings (mode, bound
+/// hosts, methods, header, options).
+#[utoipa::path(
+    post,
+    path = "/credentials",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = CreateCredential,
+    responses(
+        (status = 201, description = "Created", body = crate::catalog::CredentialView),
+        (status = 409, description = "Name already exists (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn create_credential(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -183,11 +309,35 @@ async fn create_credential(
 ) -> ApiResult<Response> {
     let c = state
         .catalog
-        .create_credential(&body.name, &body.description, body.value.as_deref())
+        .create_credential(
+            &body.name,
+            &body.description,
+            body.value.as_deref(),
+            &sealing_patch(
+                body.mode,
+                body.bound_hosts,
+                body.bound_methods,
+                body.bound_header,
+                body.substitute_in_body,
+                body.revoke_on_violation,
+            ),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
 
+/// One credential (never its value).
+#[utoipa::path(
+    get,
+    path = "/credentials/{name}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("name" = String, Path, description = "Credential name")),
+    responses(
+        (status = 200, description = "The credential", body = crate::catalog::CredentialView),
+        (status = 404, description = "No such credential (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_credential(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -196,13 +346,41 @@ async fn get_credential(
     Ok(Json(state.catalog.get_credential(&name).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateCredential {
     value: Option<String>,
     description: Option<String>,
+    /// `plain` or `sealed`. Unchanged when absent: binding hosts to a plain credential
+    /// does not seal it. A sealed credential needs at least one bound host.
+    #[schema(value_type = Option<docs::CredentialMode>)]
+    mode: Option<String>,
+    /// Replaces the bound host patterns (the `allowed_hosts` syntax).
+    bound_hosts: Option<Vec<String>>,
+    /// Replaces the bound methods; an empty list: any method.
+    bound_methods: Option<Vec<String>>,
+    /// The only request header the value is substituted in; an empty string: any header.
+    bound_header: Option<String>,
+    /// Also substitute in the URL query and the request body.
+    substitute_in_body: Option<bool>,
+    /// Revoke the profile at once when a script sends the placeholder to any other host.
+    revoke_on_violation: Option<bool>,
 }
 
+/// Sets the value, description and/or sealing settings; omitted fields are unchanged.
+/// Sealing changes apply to executions that start afterwards.
+#[utoipa::path(
+    put,
+    path = "/credentials/{name}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("name" = String, Path, description = "Credential name")),
+    request_body = UpdateCredential,
+    responses(
+        (status = 200, description = "Updated", body = crate::catalog::CredentialView),
+        (status = 404, description = "No such credential (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn update_credential(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -211,11 +389,36 @@ async fn update_credential(
 ) -> ApiResult<Response> {
     let c = state
         .catalog
-        .update_credential(&name, body.description.as_deref(), body.value.as_deref())
+        .update_credential(
+            &name,
+            body.description.as_deref(),
+            body.value.as_deref(),
+            &sealing_patch(
+                body.mode,
+                body.bound_hosts,
+                body.bound_methods,
+                body.bound_header,
+                body.substitute_in_body,
+                body.revoke_on_violation,
+            ),
+        )
         .await?;
     Ok(Json(c).into_response())
 }
 
+/// Deletes a credential that no profile uses.
+#[utoipa::path(
+    delete,
+    path = "/credentials/{name}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("name" = String, Path, description = "Credential name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such credential (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Used by a locked profile; revoke it first (`credential_in_use`)", body = ErrorBody),
+    )
+)]
 async fn delete_credential(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -227,12 +430,22 @@ async fn delete_credential(
 
 // ----- profiles -----
 
+/// All profiles.
+#[utoipa::path(
+    get,
+    path = "/profiles",
+    tag = "admin",
+    security(("admin_session" = [])),
+    responses(
+        (status = 200, description = "Profiles", body = docs::Profiles),
+    )
+)]
 async fn list_profiles(State(state): State<AppState>, _s: AdminSession) -> ApiResult<Response> {
     let profiles = state.catalog.list_profiles().await?;
     Ok(Json(json!({ "profiles": profiles })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProfile {
     #[serde(default)]
@@ -241,6 +454,18 @@ pub(crate) struct CreateProfile {
     pub credentials: Vec<String>,
 }
 
+/// Creates an unlocked profile.
+#[utoipa::path(
+    post,
+    path = "/profiles",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = CreateProfile,
+    responses(
+        (status = 201, description = "Created", body = crate::catalog::ProfileView),
+        (status = 404, description = "A named credential does not exist (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn create_profile(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -253,6 +478,18 @@ async fn create_profile(
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 
+/// One profile.
+#[utoipa::path(
+    get,
+    path = "/profiles/{id}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    responses(
+        (status = 200, description = "The profile", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_profile(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -270,16 +507,35 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateProfile {
     description: Option<String>,
+    /// RFC 3339 timestamp, or null for no expiry; absent leaves it unchanged.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
     expires_at: Option<Option<String>>,
+    /// Hosts scripts may reach (`api.example.com`, `*.example.com`, `host:port`), or
+    /// null for the default policy; absent leaves it unchanged.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
     allowed_hosts: Option<Option<Vec<String>>>,
 }
 
+/// Changes description, expiry and allowed hosts.
+#[utoipa::path(
+    put,
+    path = "/profiles/{id}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    request_body = UpdateProfile,
+    responses(
+        (status = 200, description = "Updated", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Profile is revoked (`profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn update_profile(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -307,6 +563,19 @@ async fn update_profile(
     Ok(Json(state.catalog.update_profile(&id, patch).await?))
 }
 
+/// Deletes a profile.
+#[utoipa::path(
+    delete,
+    path = "/profiles/{id}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Locked: revoke it first (`profile_locked`)", body = ErrorBody),
+    )
+)]
 async fn delete_profile(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -316,12 +585,26 @@ async fn delete_profile(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CredentialNames {
     pub credentials: Vec<String>,
 }
 
+/// Adds credentials to an unlocked profile.
+#[utoipa::path(
+    post,
+    path = "/profiles/{id}/credentials",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    request_body = CredentialNames,
+    responses(
+        (status = 200, description = "Updated", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile or credential (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Profile is locked or revoked (`profile_locked`, `profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn add_profile_credentials(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -336,6 +619,20 @@ async fn add_profile_credentials(
     ))
 }
 
+/// Removes credentials from an unlocked profile.
+#[utoipa::path(
+    delete,
+    path = "/profiles/{id}/credentials",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    request_body = CredentialNames,
+    responses(
+        (status = 200, description = "Updated", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile or credential (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Profile is locked or revoked (`profile_locked`, `profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn remove_profile_credentials(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -350,6 +647,19 @@ async fn remove_profile_credentials(
     ))
 }
 
+/// Locks a profile whose credentials all have values and issues its key (shown once).
+#[utoipa::path(
+    post,
+    path = "/profiles/{id}/lock",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id")),
+    responses(
+        (status = 200, description = "Locked; `key` is shown only now", body = crate::catalog::ProfileWithKey),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Already locked, revoked, or a credential has no value (`profile_locked`, `profile_revoked`, `values_missing`)", body = ErrorBody),
+    )
+)]
 async fn lock_profile(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -360,6 +670,19 @@ async fn lock_profile(
     Ok(no_store(Json(p).into_response()))
 }
 
+/// Revokes a profile; its running executions stop.
+#[utoipa::path(
+    post,
+    path = "/profiles/{id}/revoke",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    responses(
+        (status = 200, description = "Revoked", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Already revoked (`profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn revoke_profile(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -371,6 +694,19 @@ async fn revoke_profile(
     Ok(Json(p))
 }
 
+/// Issues a new key for a locked profile (the old one stops working).
+#[utoipa::path(
+    post,
+    path = "/profiles/{id}/regenerate-key",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Profile id or key id")),
+    responses(
+        (status = 200, description = "New key, shown only now", body = crate::catalog::ProfileWithKey),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not locked, or revoked (`profile_unlocked`, `profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn regenerate_key(
     State(state): State<AppState>,
     _s: AdminSession,

@@ -4,48 +4,63 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::admin::{CreateProfile, CredentialNames};
+use super::docs::{self, ErrorBody};
 use super::Json;
 use crate::app::AppState;
 use crate::catalog::ProfileView;
 use crate::error::ApiResult;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/credentials", get(list_credentials).post(create_slots))
-        .route("/profiles", get(list_profiles).post(create_profile))
-        .route("/profiles/{id}", get(get_profile))
-        .route(
-            "/profiles/{id}/credentials",
-            post(add_credentials).delete(remove_credentials),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_credentials, create_slots))
+        .routes(routes!(list_profiles, create_profile))
+        .routes(routes!(get_profile))
+        .routes(routes!(add_credentials, remove_credentials))
 }
 
+/// Credential slots: names, descriptions, whether a value is set. Never values.
+#[utoipa::path(
+    get,
+    path = "/credentials",
+    tag = "agent",
+    responses((status = 200, description = "All slots", body = docs::CredentialSummaries))
+)]
 async fn list_credentials(State(state): State<AppState>) -> ApiResult<Response> {
     let creds = state.catalog.list_credential_summaries().await?;
     Ok(Json(json!({ "credentials": creds })).into_response())
 }
 
 /// A slot request. `deny_unknown_fields` makes a `value` from an agent a 422.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Slot {
+    /// Letters, digits and underscores, starting with a letter (e.g. `STRIPE_API_KEY`).
     name: String,
     #[serde(default)]
     description: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateSlots {
     credentials: Vec<Slot>,
 }
 
+/// Declares credential slots (no values: the operator fills them in the UI).
+#[utoipa::path(
+    post,
+    path = "/credentials",
+    tag = "agent",
+    request_body = CreateSlots,
+    responses((status = 201, description = "Created; existing names are skipped", body = docs::SlotsCreated))
+)]
 async fn create_slots(
     State(state): State<AppState>,
     Json(body): Json<CreateSlots>,
@@ -83,6 +98,15 @@ fn hide_key_id(mut p: ProfileView, known: Option<&str>) -> ProfileView {
     p
 }
 
+/// Profiles with their state and credentials. `key_id` is shown only for the
+/// caller's own profile (optional bearer key id).
+#[utoipa::path(
+    get,
+    path = "/profiles",
+    tag = "agent",
+    security((), ("agent_key" = [])),
+    responses((status = 200, description = "All profiles", body = docs::Profiles))
+)]
 async fn list_profiles(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let known = bearer_key_id(&headers);
     let profiles: Vec<ProfileView> = state
@@ -95,6 +119,18 @@ async fn list_profiles(State(state): State<AppState>, headers: HeaderMap) -> Api
     Ok(Json(json!({ "profiles": profiles })).into_response())
 }
 
+/// One profile, by profile id or key id.
+#[utoipa::path(
+    get,
+    path = "/profiles/{id}",
+    tag = "agent",
+    security((), ("agent_key" = [])),
+    params(("id" = String, Path, description = "Profile id (`prof_…`) or key id (`ark_…`)")),
+    responses(
+        (status = 200, description = "The profile", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_profile(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -109,6 +145,17 @@ async fn get_profile(
     Ok(Json(hide_key_id(p, known)))
 }
 
+/// Creates an unlocked profile over existing slots.
+#[utoipa::path(
+    post,
+    path = "/profiles",
+    tag = "agent",
+    request_body = super::admin::CreateProfile,
+    responses(
+        (status = 201, description = "Created (unlocked, no key yet)", body = crate::catalog::ProfileView),
+        (status = 404, description = "A named credential does not exist (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn create_profile(
     State(state): State<AppState>,
     Json(body): Json<CreateProfile>,
@@ -120,6 +167,19 @@ async fn create_profile(
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 
+/// Adds slots to an unlocked profile.
+#[utoipa::path(
+    post,
+    path = "/profiles/{id}/credentials",
+    tag = "agent",
+    params(("id" = String, Path, description = "Profile id or key id")),
+    request_body = super::admin::CredentialNames,
+    responses(
+        (status = 200, description = "The updated profile", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile or credential (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Profile is locked or revoked (`profile_locked`, `profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn add_credentials(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -133,6 +193,19 @@ async fn add_credentials(
     ))
 }
 
+/// Removes slots from an unlocked profile.
+#[utoipa::path(
+    delete,
+    path = "/profiles/{id}/credentials",
+    tag = "agent",
+    params(("id" = String, Path, description = "Profile id or key id")),
+    request_body = super::admin::CredentialNames,
+    responses(
+        (status = 200, description = "The updated profile", body = crate::catalog::ProfileView),
+        (status = 404, description = "No such profile or credential (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Profile is locked or revoked (`profile_locked`, `profile_revoked`)", body = ErrorBody),
+    )
+)]
 async fn remove_credentials(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -3,17 +3,19 @@
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::Json;
+use super::docs::{self, ErrorBody};
+use super::{with_body_limit, Json};
 use crate::app::AppState;
 use crate::auth::AdminSession;
 use crate::catalog::ActiveProfile;
@@ -25,29 +27,25 @@ use airlock_store::{status, ExecutionFilter, ExecutionRow, ExecutionSummary};
 const MAX_WAIT_SECS: u64 = 60;
 const MAX_LLM_RESPONSE_BYTES: usize = 1024 * 1024;
 
-pub fn agent_routes(max_script_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/execute",
-            post(execute).layer(DefaultBodyLimit::max(
-                max_script_bytes.saturating_mul(6) + 64 * 1024,
-            )),
-        )
-        .route("/executions", get(list_own))
-        .route("/executions/{id}", get(get_own))
-        .route(
-            "/executions/{id}/respond",
-            post(respond).layer(DefaultBodyLimit::max(
-                MAX_LLM_RESPONSE_BYTES * 6 + 64 * 1024,
-            )),
-        )
+pub fn agent_routes(max_script_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(with_body_limit(
+            routes!(execute),
+            max_script_bytes.saturating_mul(6) + 64 * 1024,
+        ))
+        .routes(routes!(list_own))
+        .routes(routes!(get_own))
+        .routes(with_body_limit(
+            routes!(respond),
+            MAX_LLM_RESPONSE_BYTES * 6 + 64 * 1024,
+        ))
 }
 
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/executions", get(admin_list))
-        .route("/executions/{id}", get(admin_get))
-        .route("/stats", get(admin_stats))
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_list))
+        .routes(routes!(admin_get))
+        .routes(routes!(admin_stats))
 }
 
 /// Extractor: `Authorization: Bearer ark_<id>` resolved to a usable profile.
@@ -82,11 +80,14 @@ impl FromRequestParts<AppState> for AgentKey {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExecuteBody {
+    /// The Python script.
     script: String,
+    /// Lowercase hex HMAC-SHA256 of the exact script bytes, keyed with the key's secret.
     hash: String,
+    /// Wall-clock limit in seconds (default 60 or the server's maximum when lower).
     timeout: Option<u64>,
     /// Seconds each `llm.complete` may wait for the answer (default and maximum:
     /// the server's `AIRLOCK_LLM_TIMEOUT`).
@@ -107,6 +108,20 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// Submits a script to run under the key's profile.
+#[utoipa::path(
+    post,
+    path = "/execute",
+    tag = "executions",
+    security(("agent_key" = [])),
+    request_body = ExecuteBody,
+    responses(
+        (status = 202, description = "Queued; poll `poll_url`", body = docs::Submitted),
+        (status = 403, description = "`hash` is not the HMAC of the script (`hash_mismatch`)", body = ErrorBody),
+        (status = 429, description = "The queue is full (`rate_limited`, with Retry-After)", body = ErrorBody),
+        (status = 503, description = "The sandbox is unavailable (`sandbox_unavailable`)", body = ErrorBody),
+    )
+)]
 async fn execute(
     State(state): State<AppState>,
     AgentKey(profile): AgentKey,
@@ -206,8 +221,10 @@ fn summary_view(s: &ExecutionSummary, with_profile: bool) -> Value {
     v
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
+    /// Long-poll: seconds (0 to 60) to wait for the status to change.
     wait: Option<u64>,
 }
 
@@ -220,6 +237,19 @@ async fn load_own(state: &AppState, profile_id: &str, id: &str) -> ApiResult<Exe
     }
 }
 
+/// One of the key's executions: status and (redacted) outputs.
+#[utoipa::path(
+    get,
+    path = "/executions/{id}",
+    tag = "executions",
+    security(("agent_key" = [])),
+    params(("id" = String, Path, description = "Execution id (`exec_…`)"), WaitQuery),
+    responses(
+        (status = 200, description = "The execution", body = docs::Execution),
+        (status = 404, description = "No such execution for this key (`not_found`)", body = ErrorBody),
+        (status = 422, description = "`wait` over 60 (`invalid_input`)", body = ErrorBody),
+    )
+)]
 async fn get_own(
     State(state): State<AppState>,
     AgentKey(profile): AgentKey,
@@ -253,13 +283,19 @@ async fn get_own(
     Ok(Json(agent_view(&row)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this status.
     status: Option<String>,
+    /// 1 to 500 (default 50).
     limit: Option<i64>,
     offset: Option<i64>,
+    /// Only this profile id (admin listing).
     profile: Option<String>,
+    /// Created at or after: a date (2026-01-31) or an RFC 3339 timestamp.
     from: Option<String>,
+    /// Created before: a date or an RFC 3339 timestamp.
     to: Option<String>,
 }
 
@@ -307,6 +343,18 @@ fn filter_from(q: &ListQuery) -> ApiResult<ExecutionFilter> {
     })
 }
 
+/// The key's executions, newest first.
+#[utoipa::path(
+    get,
+    path = "/executions",
+    tag = "executions",
+    security(("agent_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions", body = docs::ExecutionPage),
+        (status = 422, description = "Invalid filter (`invalid_input`)", body = ErrorBody),
+    )
+)]
 async fn list_own(
     State(state): State<AppState>,
     AgentKey(profile): AgentKey,
@@ -322,13 +370,29 @@ async fn list_own(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RespondBody {
+    /// The answer `llm.complete` returns to the script.
     response: String,
+    /// `llm_request.request_id` of the pause being answered.
     request_id: Option<String>,
 }
 
+/// Answers a script paused in `llm.complete`.
+#[utoipa::path(
+    post,
+    path = "/executions/{id}/respond",
+    tag = "executions",
+    security(("agent_key" = [])),
+    params(("id" = String, Path, description = "Execution id")),
+    request_body = RespondBody,
+    responses(
+        (status = 200, description = "Delivered; the script continues", body = docs::Responded),
+        (status = 404, description = "No such execution for this key (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not awaiting an answer (`not_awaiting_llm`), or `request_id` is not the pending request (`llm_request_mismatch`)", body = ErrorBody),
+    )
+)]
 async fn respond(
     State(state): State<AppState>,
     AgentKey(profile): AgentKey,
@@ -354,8 +418,12 @@ async fn respond(
         Ok(()) => Ok(Json(
             json!({ "execution_id": id, "status": status::RUNNING }),
         )),
-        Err(RespondError::WrongRequest) => Err(ApiError::invalid(
-            "request_id does not match the pending LLM request",
+        // A stale id (its request was answered and the script already asked the next
+        // one) is a state conflict like answering twice, not a malformed body.
+        Err(RespondError::WrongRequest) => Err(ApiError::conflict(
+            "llm_request_mismatch",
+            "request_id is not the pending LLM request (already answered, or never issued); \
+             read llm_request.request_id from GET /executions/{id}",
         )),
         Err(RespondError::NotAwaiting) => Err(ApiError::conflict(
             "not_awaiting_llm",
@@ -364,6 +432,18 @@ async fn respond(
     }
 }
 
+/// All executions, filtered.
+#[utoipa::path(
+    get,
+    path = "/executions",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions", body = docs::ExecutionPage),
+        (status = 422, description = "Invalid filter (`invalid_input`)", body = ErrorBody),
+    )
+)]
 async fn admin_list(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -378,6 +458,18 @@ async fn admin_list(
     })))
 }
 
+/// One execution with script, redaction events, LLM exchanges and egress log.
+#[utoipa::path(
+    get,
+    path = "/executions/{id}",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "The execution", body = docs::AdminExecution),
+        (status = 404, description = "No such execution (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn admin_get(
     State(state): State<AppState>,
     _s: AdminSession,
@@ -407,12 +499,44 @@ async fn admin_get(
 }
 
 /// One egress attempt in the admin execution view (never in agent responses).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EgressView {
+    /// When the attempt started.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The host as the script asked for it (name or IP literal).
+    pub host: String,
+    pub port: u16,
+    /// `CONNECT` for tunnels, else the HTTP method of a plain-HTTP request (or of a
+    /// request to a sealed credential's bound host, which the proxy terminates).
+    pub method: String,
+    /// Path of an inspected request (no query string); null for tunnels.
+    pub path: Option<String>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub allowed: bool,
+    /// The rule that allowed it, or why it was refused.
+    pub reason: String,
+    /// A sealed credential's placeholder was on its way to a host not bound to it.
+    pub violation: bool,
+    /// Sealed credentials whose values the proxy substituted into this request.
+    pub substituted: Vec<String>,
+}
+
 fn egress_view(e: &airlock_store::EgressRow) -> Value {
-    json!({
-        "at": e.at, "host": e.host, "port": e.port, "method": e.method, "path": e.path,
-        "bytes_up": e.bytes_up, "bytes_down": e.bytes_down,
-        "allowed": e.allowed, "reason": e.reason,
+    serde_json::to_value(EgressView {
+        at: e.at,
+        host: e.host.clone(),
+        port: e.port,
+        method: e.method.clone(),
+        path: e.path.clone(),
+        bytes_up: e.bytes_up,
+        bytes_down: e.bytes_down,
+        allowed: e.allowed,
+        reason: e.reason.clone(),
+        violation: e.violation,
+        substituted: e.substituted.clone(),
     })
+    .unwrap_or(Value::Null)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
@@ -423,11 +547,25 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     Some(sorted[rank.min(sorted.len() - 1)])
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatsQuery {
+    /// Only the last N days (1 to 3650); all time when absent.
     days: Option<i64>,
 }
 
+/// Execution statistics.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "Counts, error rate, durations, egress", body = docs::Stats),
+        (status = 422, description = "`days` out of range (`invalid_input`)", body = ErrorBody),
+    )
+)]
 async fn admin_stats(
     State(state): State<AppState>,
     _s: AdminSession,

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod docs;
 pub mod executions;
 pub mod packages;
 
@@ -14,10 +15,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -89,6 +91,13 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// `GET /health`: liveness, version, setup and sandbox state.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "meta",
+    responses((status = 200, description = "The server answers", body = docs::Health))
+)]
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -101,6 +110,13 @@ async fn health(
     })))
 }
 
+/// `GET /skill.md`: the guide for agents, for this instance.
+#[utoipa::path(
+    get,
+    path = "/skill.md",
+    tag = "meta",
+    responses((status = 200, description = "Markdown: onboarding, endpoints, HMAC, SDK, profiles, limits, error codes", content_type = "text/markdown", body = String))
+)]
 async fn skill_md(
     axum::extract::State(state): axum::extract::State<AppState>,
     headers: axum::http::HeaderMap,
@@ -134,21 +150,47 @@ async fn method_not_allowed(req: Request, next: axum::middleware::Next) -> Respo
     resp
 }
 
-/// Builds the whole router.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/health", get(health))
-        .route("/skill.md", get(skill_md))
+/// Puts a body limit on the routes of one `routes!` registration.
+pub(crate) fn with_body_limit(
+    (schemas, paths, method_router): UtoipaMethodRouter<AppState>,
+    bytes: usize,
+) -> UtoipaMethodRouter<AppState> {
+    (
+        schemas,
+        paths,
+        method_router.layer(DefaultBodyLimit::max(bytes)),
+    )
+}
+
+/// Every JSON route, registered with its OpenAPI operation.
+pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(skill_md))
+        .routes(routes!(docs::openapi_json))
         .merge(agent::routes())
         .merge(packages::agent_routes())
         .merge(executions::agent_routes(state.config.max_script_bytes))
         .nest("/api/admin", admin::routes(state.clone()))
-        .merge(crate::web::routes())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(method_not_allowed))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+}
+
+/// Builds the whole router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let (api, openapi) = api_routes(&state).split_for_parts();
+    let openapi = std::sync::Arc::new(docs::finish(openapi));
+    let finish = |r: Router<AppState>| {
+        r.fallback(not_found)
+            .layer(axum::middleware::from_fn(method_not_allowed))
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(axum::Extension(openapi.clone()))
+            .with_state(state.clone())
+    };
+    let base = api.merge(crate::web::routes());
+    // MCP tools call the agent API in-process through the same routes.
+    let inner = finish(base.clone());
+    finish(base.merge(crate::mcp::http_service(&state, inner)))
 }
 
 #[cfg(test)]

@@ -90,6 +90,16 @@ pub struct CredOption {
     pub name: String,
     pub description: String,
     pub value_exists: bool,
+    /// Bound hosts of a sealed credential, comma-separated; empty when plain.
+    pub sealed_to: String,
+}
+
+fn sealed_to(mode: &str, hosts: &[String]) -> String {
+    if mode == airlock_store::mode::SEALED {
+        hosts.join(", ")
+    } else {
+        String::new()
+    }
 }
 
 pub struct LayerView {
@@ -398,6 +408,18 @@ pub struct CredRow {
     pub value_exists: bool,
     pub updated: Ts,
     pub used_by: Vec<UsedBy>,
+    /// `plain` or `sealed`.
+    pub mode: String,
+    /// Bound host patterns, one per line (for the edit dialog).
+    pub hosts_lines: String,
+    /// Bound host patterns for display.
+    pub hosts_text: String,
+    /// Bound methods, comma-separated; empty for any.
+    pub methods: String,
+    /// Bound header; empty for any.
+    pub header: String,
+    pub substitute_body: bool,
+    pub revoke: bool,
 }
 
 #[derive(Template)]
@@ -447,6 +469,13 @@ pub async fn credentials(
             value_exists: row.value.is_some(),
             updated: view::ts(row.updated_at),
             used_by,
+            mode: row.seal.mode.clone(),
+            hosts_lines: row.seal.hosts.join("\n"),
+            hosts_text: row.seal.hosts.join(", "),
+            methods: row.seal.methods.clone().unwrap_or_default().join(", "),
+            header: row.seal.header.clone().unwrap_or_default(),
+            substitute_body: row.seal.substitute_body,
+            revoke: row.seal.revoke_on_violation,
         });
     }
     let fill = q
@@ -486,6 +515,7 @@ pub async fn profiles(State(state): State<AppState>, headers: HeaderMap) -> Page
         .await?
         .into_iter()
         .map(|c| CredOption {
+            sealed_to: sealed_to(&c.sealing.mode, &c.sealing.bound_hosts),
             name: c.name,
             description: c.description,
             value_exists: c.value_exists,
@@ -539,6 +569,7 @@ pub async fn profile(
         .into_iter()
         .filter(|c| !attached.contains(&c.name.as_str()))
         .map(|c| CredOption {
+            sealed_to: sealed_to(&c.sealing.mode, &c.sealing.bound_hosts),
             name: c.name,
             description: c.description,
             value_exists: c.value_exists,
@@ -569,6 +600,7 @@ pub async fn profile(
                 name: c.name.clone(),
                 description: c.description.clone(),
                 value_exists: c.value_exists,
+                sealed_to: sealed_to(&c.mode, &c.bound_hosts),
             })
             .collect(),
         missing,
@@ -760,6 +792,9 @@ pub struct Egress {
     pub bytes_down: i64,
     pub allowed: bool,
     pub reason: String,
+    pub violation: bool,
+    /// Sealed credentials substituted into the request, comma-separated.
+    pub substituted: String,
 }
 
 #[derive(Template)]
@@ -852,6 +887,8 @@ pub async fn execution(
             bytes_down: e.bytes_down,
             allowed: e.allowed,
             reason: e.reason,
+            violation: e.violation,
+            substituted: e.substituted.join(", "),
         })
         .collect();
     Ok(render(&ExecutionPage {

@@ -389,10 +389,21 @@ pub fn credential_view(v: &Value) -> Value {
             "name",
             "description",
             "value_exists",
+            "mode",
+            "bound_hosts",
+            "bound_methods",
+            "bound_header",
+            "substitute_in_body",
+            "revoke_on_violation",
             "created_at",
             "updated_at",
         ],
     );
+    assert!(
+        v["mode"] == "plain" || v["mode"] == "sealed",
+        "mode is plain or sealed: {v}"
+    );
+    assert!(v["bound_hosts"].is_array(), "{v}");
     let created = timestamp(&v["created_at"]);
     let updated = timestamp(&v["updated_at"]);
     assert!(updated >= created, "updated_at before created_at: {v}");
@@ -403,11 +414,19 @@ pub fn credential_view(v: &Value) -> Value {
     })
 }
 
-/// The credential entry of a profile or agent listing: exactly three keys.
+/// The credential entry of a profile or agent listing: exactly these keys; returned
+/// without the sealing ones (`mode`, `bound_hosts`) when the credential is plain.
 #[track_caller]
 pub fn short_credential(v: &Value) -> Value {
-    assert_keys(v, &["name", "description", "value_exists"]);
-    v.clone()
+    assert_keys(
+        v,
+        &["name", "description", "value_exists", "mode", "bound_hosts"],
+    );
+    if v["mode"] == "plain" && v["bound_hosts"] == json!([]) {
+        json!({ "name": v["name"], "description": v["description"], "value_exists": v["value_exists"] })
+    } else {
+        v.clone()
+    }
 }
 
 /// Validates a Profile object (exact keys, types, timestamps) and returns it
@@ -580,4 +599,26 @@ pub fn distinctive(prefix: &str) -> String {
     sha2::Digest::update(&mut hasher, std::process::id().to_le_bytes());
     let digest = sha2::Digest::finalize(hasher);
     format!("{prefix}{}", &hex::encode(digest)[..32])
+}
+
+/// A temporary directory the sandbox can see: every sandbox mounts its own empty
+/// `/tmp`, and package environments and the egress CA directory refuse to live
+/// under it. Uses the build's scratch dir (`CARGO_TARGET_TMPDIR`) unless the
+/// checkout itself is under `/tmp` (a CI clone), else `/var/tmp`. Mode 0755, so
+/// sandbox accounts can traverse it.
+pub fn sandbox_visible_tempdir(prefix: &str) -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let target_tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let resolved = std::fs::canonicalize(&target_tmp).unwrap_or_else(|_| target_tmp.clone());
+    let base = if target_tmp.starts_with("/tmp") || resolved.starts_with("/tmp") {
+        PathBuf::from("/var/tmp")
+    } else {
+        target_tmp
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&base)
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory in {base:?}: {e}"));
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }

@@ -201,6 +201,37 @@ test("credentials: add one with a value and one slot, descriptions render as tex
   await shot("credentials");
 });
 
+test("credentials: seal one to its host in the edit dialog", async () => {
+  await page.goto(base + "/ui/credentials");
+  const row = page.locator("#cred-DB_PASSWORD");
+  assert.equal((await row.locator(".mode-cell").textContent()).trim(), "plain");
+  await row.locator("[data-action=cred-edit]").click();
+  const dlg = page.locator("#desc-dialog");
+  await dlg.waitFor({ state: "visible" });
+  await dlg.locator("select[name=mode]").selectOption("sealed");
+  await dlg.locator("textarea[name=bound_hosts]").fill("db-api.example.com\n*.example.org:8443");
+  await dlg.locator("input[name=bound_methods]").fill("get, post");
+  await dlg.locator("input[name=revoke_on_violation]").check();
+  await dlg.locator("button[type=submit]").click();
+  await expectFlash(/Settings of DB_PASSWORD saved/);
+  const cell = page.locator("#cred-DB_PASSWORD .mode-cell");
+  assert.match((await cell.textContent()).replace(/\s+/g, " ").trim(), /^sealed db-api\.example\.com, \*\.example\.org:8443$/);
+  const r = await fetch(base + "/credentials");
+  const slot = (await r.json()).credentials.find((c) => c.name === "DB_PASSWORD");
+  assert.deepEqual(slot, { name: "DB_PASSWORD", description: "staging database, read-only user", value_exists: false,
+    mode: "sealed", bound_hosts: ["db-api.example.com", "*.example.org:8443"] });
+  // The dialog shows the saved settings; back to plain keeps the hosts.
+  await page.locator("#cred-DB_PASSWORD [data-action=cred-edit]").click();
+  await dlg.waitFor({ state: "visible" });
+  assert.equal(await dlg.locator("select[name=mode]").inputValue(), "sealed");
+  assert.equal(await dlg.locator("input[name=bound_methods]").inputValue(), "GET, POST");
+  assert.equal(await dlg.locator("input[name=revoke_on_violation]").isChecked(), true);
+  await dlg.locator("select[name=mode]").selectOption("plain");
+  await dlg.locator("button[type=submit]").click();
+  await expectFlash(/Settings of DB_PASSWORD saved/);
+  assert.equal((await page.locator("#cred-DB_PASSWORD .mode-cell").textContent()).trim(), "plain");
+});
+
 test("profiles: create, fill the missing value, restrict the network, lock and read the key", async () => {
   await page.click("nav.mainnav >> text=Profiles");
   await page.waitForURL(base + "/ui/profiles");

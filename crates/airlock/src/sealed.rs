@@ -1,0 +1,1102 @@
+//! Sealed credentials: the secret never enters the sandbox.
+//!
+//! Redaction is the last line of defence; a script that holds a secret can always
+//! find a way to leak it (encrypt it, send one bit per request to an allowed host).
+//! A `sealed` credential is never given to the script: `settings.get` returns a
+//! placeholder (`airlock-sealed:NAME:<random per execution>`) and the egress proxy
+//! swaps the placeholder for the real value only in requests to the hosts bound to
+//! the credential (request headers always; URL query and body when the operator
+//! allowed it). A placeholder on its way anywhere else is refused and recorded as a
+//! violation (optionally revoking the profile). Responses from bound hosts are
+//! rewritten so an echoing upstream cannot hand the value back to the script.
+//!
+//! HTTPS to a bound host is terminated by the proxy with a per-instance CA
+//! ([`EgressTls`]): its key is sealed with the vault in the store, its certificate is
+//! added to the trust bundle the sandbox sees, and the upstream side is verified
+//! against the public roots (plus an operator-supplied bundle). Other hosts stay
+//! tunnelled untouched.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use airlock_redact::Redactor;
+use airlock_store::{SealSettings, Store, Vault};
+use hyper::header::{HeaderMap, HeaderValue};
+use rand::RngCore;
+use rustls_pki_types::pem::PemObject;
+use tokio_rustls::rustls;
+
+use crate::egress::{HostRule, Passed, Refusal, RequestHook, Target, TunnelMode};
+
+/// The prefix every placeholder starts with.
+pub const PLACEHOLDER_PREFIX: &str = "airlock-sealed:";
+
+/// Largest request or response body the proxy buffers to substitute or scan.
+pub const MAX_INSPECTED_BODY: usize = 8 * 1024 * 1024;
+
+/// A fresh placeholder for one credential in one execution.
+pub fn placeholder(name: &str) -> String {
+    let mut r = [0u8; 16];
+    rand::rng().fill_bytes(&mut r);
+    format!("{PLACEHOLDER_PREFIX}{name}:{}", hex::encode(r))
+}
+
+/// One sealed credential as an execution's proxy knows it.
+pub struct SealedValue {
+    pub name: String,
+    pub value: String,
+    pub placeholder: String,
+    hosts: Vec<HostRule>,
+    hosts_text: Vec<String>,
+    methods: Option<Vec<String>>,
+    header: Option<String>,
+    substitute_body: bool,
+    pub revoke_on_violation: bool,
+}
+
+impl SealedValue {
+    pub fn new(name: &str, value: &str, settings: &SealSettings) -> SealedValue {
+        SealedValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            placeholder: placeholder(name),
+            hosts: settings
+                .hosts
+                .iter()
+                .filter_map(|h| HostRule::parse(h))
+                .collect(),
+            hosts_text: settings.hosts.clone(),
+            methods: settings.methods.clone(),
+            header: settings.header.clone(),
+            substitute_body: settings.substitute_body,
+            revoke_on_violation: settings.revoke_on_violation,
+        }
+    }
+
+    fn bound_to(&self, target: &Target) -> bool {
+        self.hosts.iter().any(|r| r.matches(target))
+    }
+
+    /// Whether the value may go to `target` over plain HTTP: only when a bound entry
+    /// matching it names an explicit port or an IP address (an internal service the
+    /// operator pinned), never for a name on the default ports, where plain HTTP
+    /// would put the value on the wire in clear to whatever DNS answered (nor for a
+    /// name on port 443, which is HTTPS however it is written).
+    fn plain_http_ok(&self, target: &Target) -> bool {
+        if target.port == 443 && matches!(target.host, crate::egress::TargetHost::Name(_)) {
+            return false;
+        }
+        self.hosts
+            .iter()
+            .any(|r| r.matches(target) && r.is_pinned())
+    }
+
+    fn method_ok(&self, method: &str) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x.eq_ignore_ascii_case(method)))
+    }
+
+    /// The placeholder as it appears raw or percent-encoded (`:` as `%3A`/`%3a`).
+    fn forms(&self) -> [String; 3] {
+        [
+            self.placeholder.clone(),
+            self.placeholder.replace(':', "%3A"),
+            self.placeholder.replace(':', "%3a"),
+        ]
+    }
+}
+
+impl std::fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedValue")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts_text)
+            .finish_non_exhaustive()
+    }
+}
+
+fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    if from.is_empty() || hay.len() < from.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    let mut hit = false;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+            hit = true;
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    hit.then_some(out)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Called with the names of the credentials whose placeholders went astray and
+/// whose operator asked for the profile to be revoked then.
+pub type ViolationHandler = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// The [`RequestHook`] of an execution with sealed credentials.
+pub struct Sealer {
+    creds: Vec<SealedValue>,
+    redactor: Redactor,
+    on_violation: ViolationHandler,
+}
+
+impl Sealer {
+    pub fn new(creds: Vec<SealedValue>, on_violation: ViolationHandler) -> Sealer {
+        let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
+        Sealer {
+            creds,
+            redactor,
+            on_violation,
+        }
+    }
+
+    /// Substitutes and scans one request. Pure apart from the violation handler.
+    pub fn process(
+        &self,
+        target: &Target,
+        tls: bool,
+        method: &str,
+        headers: &mut HeaderMap,
+        path_and_query: &mut String,
+        body: &mut Option<Vec<u8>>,
+    ) -> Result<Passed, Refusal> {
+        let mut substituted = Vec::new();
+        let bound: Vec<&SealedValue> = self.creds.iter().filter(|c| c.bound_to(target)).collect();
+        for c in bound.iter().filter(|c| c.method_ok(method)) {
+            let (from, to) = (c.placeholder.as_bytes(), c.value.as_bytes());
+            let mut hit = false;
+            for (name, value) in headers.iter_mut() {
+                // Never in `Host` (the proxy sets it to the real target) or a header
+                // the operator did not name.
+                if name == hyper::header::HOST
+                    || c.header.as_deref().is_some_and(|h| h != name.as_str())
+                {
+                    continue;
+                }
+                if let Some(v) = replace_bytes(value.as_bytes(), from, to) {
+                    if let Ok(v) = HeaderValue::from_bytes(&v) {
+                        *value = v;
+                        hit = true;
+                    }
+                }
+            }
+            if c.substitute_body {
+                if let Some((path, query)) = path_and_query.split_once('?') {
+                    let enc = percent_encode(&c.value);
+                    if query.contains(&c.placeholder) {
+                        *path_and_query = format!("{path}?{}", query.replace(&c.placeholder, &enc));
+                        hit = true;
+                    }
+                }
+                if let Some(b) = body.as_mut() {
+                    if let Some(v) = replace_bytes(b, from, to) {
+                        *b = v;
+                        hit = true;
+                    }
+                }
+            }
+            if hit {
+                if !tls && !c.plain_http_ok(target) {
+                    return Err(Refusal {
+                        reason: format!(
+                            "sealed credential {} would be sent in clear over plain HTTP to {target}: use https:// \
+                             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)",
+                            c.name
+                        ),
+                        violation: false,
+                    });
+                }
+                substituted.push(c.name.clone());
+            }
+        }
+        // Whatever is left must not leave: scan every header, the URL and the body.
+        let mut astray: Vec<(&SealedValue, &'static str)> = Vec::new();
+        for c in &self.creds {
+            let forms = c.forms();
+            let found = |hay: &[u8]| forms.iter().any(|f| contains(hay, f.as_bytes()));
+            let place = if headers
+                .iter()
+                .any(|(n, v)| found(n.as_str().as_bytes()) || found(v.as_bytes()))
+            {
+                Some("a request header")
+            } else if found(path_and_query.as_bytes()) {
+                Some("the URL")
+            } else if body.as_deref().is_some_and(found) {
+                Some("the request body")
+            } else {
+                None
+            };
+            if let Some(p) = place {
+                astray.push((c, p));
+            }
+        }
+        if astray.is_empty() {
+            return Ok(Passed {
+                substituted,
+                rewrite_response: !bound.is_empty(),
+            });
+        }
+        let violators: Vec<&(&SealedValue, &str)> =
+            astray.iter().filter(|(c, _)| !c.bound_to(target)).collect();
+        if !violators.is_empty() {
+            let revoke: Vec<String> = violators
+                .iter()
+                .filter(|(c, _)| c.revoke_on_violation)
+                .map(|(c, _)| c.name.clone())
+                .collect();
+            let reason = violators
+                .iter()
+                .map(|(c, place)| {
+                    format!(
+                        "sealed credential {} appears in {place}, but its value may only be sent to {}",
+                        c.name,
+                        if c.hosts_text.is_empty() { "no host".to_string() } else { c.hosts_text.join(", ") }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let reason = if revoke.is_empty() {
+                reason
+            } else {
+                format!("{reason}; the profile is revoked")
+            };
+            if !revoke.is_empty() {
+                (self.on_violation)(revoke);
+            }
+            return Err(Refusal {
+                reason,
+                violation: true,
+            });
+        }
+        let (c, place) = astray[0];
+        Err(Refusal {
+            reason: format!(
+                "sealed credential {} appears in {place}, where it is not substituted for this request \
+                 (it is substituted in {}{} for {}{})",
+                c.name,
+                c.header.as_deref().map(|h| format!("the {h} header")).unwrap_or_else(|| "request headers".into()),
+                if c.substitute_body { ", the URL query and the body" } else { "" },
+                c.methods.as_ref().map(|m| m.join("/")).unwrap_or_else(|| "any method".into()),
+                if c.substitute_body { "" } else { "; the operator can allow the URL query and body" },
+            ),
+            violation: false,
+        })
+    }
+
+    /// Rewrites a bound host's response so it cannot hand a value back: the raw
+    /// value becomes its placeholder, encoded forms become `[REDACTED:NAME]`.
+    pub fn rewrite(&self, headers: &mut HeaderMap, body: &mut Vec<u8>) {
+        for c in &self.creds {
+            if let Some(v) = replace_bytes(body, c.value.as_bytes(), c.placeholder.as_bytes()) {
+                *body = v;
+            }
+        }
+        if !self.redactor.is_empty() {
+            *body = self.redactor.redact(body).bytes;
+        }
+        for value in headers.values_mut() {
+            let mut bytes = value.as_bytes().to_vec();
+            for c in &self.creds {
+                if let Some(v) = replace_bytes(&bytes, c.value.as_bytes(), c.placeholder.as_bytes())
+                {
+                    bytes = v;
+                }
+            }
+            let bytes = self.redactor.redact(&bytes).bytes;
+            if bytes != value.as_bytes() {
+                *value = HeaderValue::from_bytes(&bytes)
+                    .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]"));
+            }
+        }
+    }
+}
+
+fn percent_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl RequestHook for Sealer {
+    fn inspects_bodies(&self) -> bool {
+        true
+    }
+
+    fn on_request(
+        &self,
+        target: &Target,
+        tls: bool,
+        parts: &mut hyper::http::request::Parts,
+        body: &mut Option<Vec<u8>>,
+    ) -> Result<Passed, Refusal> {
+        let mut pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let method = parts.method.to_string();
+        let passed = self.process(target, tls, &method, &mut parts.headers, &mut pq, body)?;
+        if let Ok(u) = pq.parse() {
+            parts.uri = u;
+        }
+        Ok(passed)
+    }
+
+    fn on_tunnel(&self, target: &Target) -> Result<TunnelMode, Refusal> {
+        Ok(if self.creds.iter().any(|c| c.bound_to(target)) {
+            TunnelMode::Intercept
+        } else {
+            TunnelMode::Tunnel
+        })
+    }
+
+    fn on_response(&self, headers: &mut HeaderMap, body: &mut Vec<u8>) {
+        self.rewrite(headers, body);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS: the per-instance CA, leaf certificates, the upstream verifier
+// ---------------------------------------------------------------------------
+
+const META_CA_CERT: &str = "egress_ca_cert";
+const META_CA_KEY: &str = "egress_ca_key";
+const CA_KEY_AAD: &str = "meta:egress_ca_key";
+
+/// Errors preparing TLS interception. Never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("egress CA: {0}")]
+    Ca(String),
+    #[error("egress CA bundle {path}: {why}")]
+    Bundle { path: String, why: String },
+}
+
+/// Leaves are valid 30 days; one is reused for a week at most, so a long-running
+/// server never presents an expired one.
+const LEAF_REUSE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Leaves kept in memory at most (the oldest goes first).
+const MAX_LEAVES: usize = 1024;
+
+/// The per-instance CA and the TLS configurations built from it.
+pub struct EgressTls {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+    /// Minted leaves by host, with when they were minted.
+    leaves: Mutex<HashMap<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
+    upstream: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for EgressTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressTls").finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl EgressTls {
+    /// Loads the instance CA from the store (its key sealed by the vault), creating
+    /// it on first start. `extra_roots` is an optional PEM bundle trusted upstream in
+    /// addition to the public roots.
+    pub async fn load_or_create(
+        store: &dyn Store,
+        vault: &Vault,
+        extra_roots: Option<&Path>,
+    ) -> Result<EgressTls, TlsError> {
+        let ca_err = |e: &dyn std::fmt::Display| TlsError::Ca(e.to_string());
+        let existing = match (
+            store.meta_get(META_CA_CERT).await.map_err(|e| ca_err(&e))?,
+            store.meta_get(META_CA_KEY).await.map_err(|e| ca_err(&e))?,
+        ) {
+            (Some(cert), Some(key)) => {
+                let key = vault.open(CA_KEY_AAD, &key).map_err(|e| ca_err(&e))?;
+                let key = String::from_utf8(key).map_err(|e| ca_err(&e))?;
+                Some((String::from_utf8(cert).map_err(|e| ca_err(&e))?, key))
+            }
+            _ => None,
+        };
+        let (ca_pem, key_pem) = match existing {
+            Some(x) => x,
+            None => {
+                let key = rcgen::KeyPair::generate().map_err(|e| ca_err(&e))?;
+                let mut params =
+                    rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| ca_err(&e))?;
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::CommonName, "Airlock egress CA");
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::OrganizationName, "Airlock instance");
+                params.key_usages = vec![
+                    rcgen::KeyUsagePurpose::KeyCertSign,
+                    rcgen::KeyUsagePurpose::CrlSign,
+                ];
+                let now = time::OffsetDateTime::now_utc();
+                params.not_before = now - time::Duration::days(1);
+                params.not_after = now + time::Duration::days(3650);
+                let cert = params.self_signed(&key).map_err(|e| ca_err(&e))?;
+                let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+                let sealed = vault
+                    .seal(CA_KEY_AAD, key_pem.as_bytes())
+                    .map_err(|e| ca_err(&e))?;
+                store
+                    .meta_set(META_CA_KEY, &sealed)
+                    .await
+                    .map_err(|e| ca_err(&e))?;
+                store
+                    .meta_set(META_CA_CERT, cert_pem.as_bytes())
+                    .await
+                    .map_err(|e| ca_err(&e))?;
+                (cert_pem, key_pem)
+            }
+        };
+        let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| ca_err(&e))?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| ca_err(&e))?;
+        Ok(EgressTls {
+            issuer,
+            ca_pem,
+            leaves: Mutex::new(HashMap::new()),
+            upstream: Arc::new(upstream_config(extra_roots)?),
+        })
+    }
+
+    /// The CA certificate (PEM) the sandbox trusts.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A server configuration presenting a leaf certificate for `host` (a name or an
+    /// IP literal without brackets), minted on first use and cached.
+    pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        self.server_config_at(host, std::time::Instant::now())
+    }
+
+    fn server_config_at(
+        &self,
+        host: &str,
+        at: std::time::Instant,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let fresh =
+            |minted: &std::time::Instant| at.saturating_duration_since(*minted) < LEAF_REUSE;
+        if let Some((minted, c)) = self.leaves.lock().expect("leaf cache").get(host) {
+            if fresh(minted) {
+                return Ok(c.clone());
+            }
+        }
+        let err = |e: &dyn std::fmt::Display| TlsError::Ca(format!("leaf for {host}: {e}"));
+        let key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![host.to_string()]).map_err(|e| err(&e))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, host);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(30);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = params.signed_by(&key, &self.issuer).map_err(|e| err(&e))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(&e))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .map_err(|e| err(&e))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = Arc::new(cfg);
+        let mut cache = self.leaves.lock().expect("leaf cache");
+        cache.retain(|_, (minted, _)| fresh(minted));
+        if cache.len() >= MAX_LEAVES {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (minted, _))| *minted)
+                .map(|(h, _)| h.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(host.to_string(), (at, cfg.clone()));
+        Ok(cfg)
+    }
+
+    /// The client configuration for upstream connections (full verification).
+    pub fn upstream(&self) -> Arc<rustls::ClientConfig> {
+        self.upstream.clone()
+    }
+}
+
+fn upstream_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra {
+        let bundle_err = |why: String| TlsError::Bundle {
+            path: path.display().to_string(),
+            why,
+        };
+        let pem = std::fs::read(path).map_err(|e| bundle_err(e.to_string()))?;
+        let mut n = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| bundle_err(e.to_string()))?;
+            roots.add(cert).map_err(|e| bundle_err(e.to_string()))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(bundle_err("no PEM certificate in the file".into()));
+        }
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Ca(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Where the system's CA bundle usually is; the sandbox bundle starts with it.
+const SYSTEM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The subdirectory of `AIRLOCK_EGRESS_CA_DIR` that holds the PEM files and nothing
+/// else; only it is made visible in the sandbox.
+pub const BUNDLE_SUBDIR: &str = "airlock-egress-ca";
+
+const BUNDLE_FILES: [&str; 2] = ["airlock-ca.pem", "ca-bundle.pem"];
+
+/// Writes `<dir>/airlock-egress-ca/ca-bundle.pem` (system roots + the Airlock CA) and
+/// `.../airlock-ca.pem`, world-readable, in a subdirectory of its own that holds
+/// nothing else; returns the bundle's path. `dir` itself is only created when
+/// missing, never re-permissioned.
+pub fn write_bundle(dir: &Path, ca_pem: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let sub = dir.join(BUNDLE_SUBDIR);
+    match std::fs::symlink_metadata(&sub) {
+        Ok(m) if !m.is_dir() => {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a directory",
+                sub.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir(&sub)?,
+    }
+    for entry in std::fs::read_dir(&sub)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        let ours = BUNDLE_FILES
+            .iter()
+            .any(|f| name == *f || name == format!(".{f}.tmp"));
+        if !ours {
+            return Err(std::io::Error::other(format!(
+                "{} holds {name}: it must hold only Airlock's PEM files (it is visible to every script)",
+                sub.display()
+            )));
+        }
+    }
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755))?;
+    let mut bundle = SYSTEM_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str("# Airlock egress CA (this instance)\n");
+    bundle.push_str(ca_pem);
+    let write = |name: &str, text: &str| -> std::io::Result<PathBuf> {
+        let path = sub.join(name);
+        let tmp = sub.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    };
+    write(BUNDLE_FILES[0], ca_pem)?;
+    write(BUNDLE_FILES[1], &bundle)
+}
+
+/// Why `dir` must not hold the public CA bundle, if it must not: it is visible to
+/// every script, so it may not be (or contain, or lie inside) the data directory or
+/// the master key, nor lie under /tmp. Paths are compared canonicalised (symlinks
+/// resolved); `dir` need not exist yet.
+pub fn ca_dir_problem(dir: &Path, data_dir: &Path, key_file: &Path) -> Option<String> {
+    let canon = |p: &Path| -> PathBuf {
+        // The deepest existing ancestor, resolved, plus the rest as written.
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut base = abs.clone();
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(c) = base.canonicalize() {
+                return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
+            }
+            match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
+                (Some(n), Some(parent)) => {
+                    rest.push(n);
+                    base = parent.to_path_buf();
+                }
+                _ => return abs,
+            }
+        }
+    };
+    let (dir, data, key) = (canon(dir), canon(data_dir), canon(key_file));
+    if dir.starts_with(&data) {
+        return Some(format!(
+            "{} is the data directory or inside it",
+            dir.display()
+        ));
+    }
+    if data.starts_with(&dir) {
+        return Some(format!("{} contains the data directory", dir.display()));
+    }
+    if key.starts_with(&dir) {
+        return Some(format!("{} contains the master key file", dir.display()));
+    }
+    let tmp = canon(Path::new("/tmp"));
+    if dir.starts_with(&tmp) || dir.starts_with("/tmp") {
+        return Some(format!(
+            "{} is under /tmp (each execution gets its own empty /tmp)",
+            dir.display()
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(hosts: &[&str]) -> SealSettings {
+        SealSettings {
+            mode: airlock_store::mode::SEALED.into(),
+            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            ..SealSettings::default()
+        }
+    }
+
+    fn sealer(creds: Vec<SealedValue>) -> (Sealer, Arc<Mutex<Vec<String>>>) {
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let r = revoked.clone();
+        (
+            Sealer::new(
+                creds,
+                Arc::new(move |names| r.lock().unwrap().extend(names)),
+            ),
+            revoked,
+        )
+    }
+
+    fn t(host: &str, port: u16) -> Target {
+        Target::new(host, port).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn placeholders_are_fresh_and_named() {
+        let a = placeholder("KEY");
+        let b = placeholder("KEY");
+        assert_ne!(a, b);
+        assert!(a.starts_with("airlock-sealed:KEY:"));
+        assert_eq!(a.len(), "airlock-sealed:KEY:".len() + 32);
+    }
+
+    #[test]
+    fn substitutes_headers_for_bound_hosts_only() {
+        let c = SealedValue::new("KEY", "sk_live_123456", &settings(&["api.example.com"]));
+        let ph = c.placeholder.clone();
+        let (s, revoked) = sealer(vec![c]);
+        let mut h = headers(&[("authorization", format!("Bearer {ph}"))]);
+        let mut pq = "/v1/x".to_string();
+        let mut body = Some(b"{}".to_vec());
+        let passed = s
+            .process(
+                &t("api.example.com", 443),
+                true,
+                "GET",
+                &mut h,
+                &mut pq,
+                &mut body,
+            )
+            .unwrap();
+        assert_eq!(passed.substituted, vec!["KEY".to_string()]);
+        assert!(passed.rewrite_response);
+        assert_eq!(h["authorization"], "Bearer sk_live_123456");
+
+        // Another host: refused as a violation, nothing substituted.
+        let mut h = headers(&[("x-anything", ph.clone())]);
+        let err = s
+            .process(
+                &t("evil.example.com", 443),
+                true,
+                "GET",
+                &mut h,
+                &mut pq,
+                &mut body,
+            )
+            .unwrap_err();
+        assert!(err.violation);
+        assert_eq!(
+            err.reason,
+            "sealed credential KEY appears in a request header, but its value may only be sent to api.example.com"
+        );
+        assert_eq!(h["x-anything"], ph.as_str());
+        assert!(revoked.lock().unwrap().is_empty(), "revocation is opt-in");
+    }
+
+    #[test]
+    fn plain_http_substitutes_only_for_pinned_bindings() {
+        let c = SealedValue::new(
+            "KEY",
+            "sk_live_123456",
+            &settings(&[
+                "api.example.com",
+                "10.0.0.5",
+                "svc.internal:8080",
+                "tls.internal:443",
+            ]),
+        );
+        let ph = c.placeholder.clone();
+        let (s, _) = sealer(vec![c]);
+        let run = |target: Target, tls: bool| {
+            let mut h = headers(&[("authorization", format!("Bearer {ph}"))]);
+            let r = s.process(&target, tls, "GET", &mut h, &mut "/".into(), &mut None);
+            (r, h)
+        };
+        // A name on the default port over plain HTTP: refused, nothing substituted out.
+        let (r, _) = run(t("api.example.com", 80), false);
+        let err = r.unwrap_err();
+        assert!(!err.violation);
+        assert_eq!(
+            err.reason,
+            "sealed credential KEY would be sent in clear over plain HTTP to api.example.com:80: use https:// \
+             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)"
+        );
+        // A name on 443 is HTTPS even when its port is written out.
+        assert!(run(t("tls.internal", 443), false).0.is_err());
+        assert!(run(t("tls.internal", 443), true).0.is_ok());
+        // The same host over TLS: substituted.
+        let (r, h) = run(t("api.example.com", 443), true);
+        assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
+        assert_eq!(h["authorization"], "Bearer sk_live_123456");
+        // Pinned entries (IP literal, explicit port) accept plain HTTP.
+        for target in [t("10.0.0.5", 80), t("svc.internal", 8080)] {
+            let (r, h) = run(target, false);
+            assert_eq!(r.unwrap().substituted, vec!["KEY".to_string()]);
+            assert_eq!(h["authorization"], "Bearer sk_live_123456");
+        }
+        // Plain HTTP without the placeholder is not affected.
+        let mut h = HeaderMap::new();
+        assert!(s
+            .process(
+                &t("api.example.com", 80),
+                false,
+                "GET",
+                &mut h,
+                &mut "/".into(),
+                &mut None
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn scans_url_and_body_including_percent_encoding_and_revokes_when_asked() {
+        let mut st = settings(&["api.example.com"]);
+        st.revoke_on_violation = true;
+        let c = SealedValue::new("KEY", "sk_live_123456", &st);
+        let ph = c.placeholder.clone();
+        let (s, revoked) = sealer(vec![c]);
+        let target = t("other.example.com", 80);
+        let mut pq = format!("/leak?k={}", ph.replace(':', "%3A"));
+        let err = s
+            .process(
+                &target,
+                true,
+                "GET",
+                &mut HeaderMap::new(),
+                &mut pq,
+                &mut None,
+            )
+            .unwrap_err();
+        assert!(err.violation);
+        assert!(err.reason.contains("appears in the URL"), "{}", err.reason);
+        assert!(err.reason.ends_with("the profile is revoked"));
+        assert_eq!(*revoked.lock().unwrap(), vec!["KEY".to_string()]);
+
+        let mut body = Some(format!("data={ph}").into_bytes());
+        let err = s
+            .process(
+                &target,
+                true,
+                "POST",
+                &mut HeaderMap::new(),
+                &mut "/".into(),
+                &mut body,
+            )
+            .unwrap_err();
+        assert!(err.reason.contains("the request body"), "{}", err.reason);
+    }
+
+    #[test]
+    fn query_and_body_only_when_enabled_methods_and_header_respected() {
+        let mut st = settings(&["api.example.com:8080"]);
+        st.methods = Some(vec!["POST".into()]);
+        st.header = Some("x-api-key".into());
+        let c = SealedValue::new("KEY", "s3cr3t/v", &st);
+        let ph = c.placeholder.clone();
+        let (s, revoked) = sealer(vec![c]);
+        let target = t("api.example.com", 8080);
+        // Bound host, but the body is not substituted: refused, not a violation.
+        let mut body = Some(ph.clone().into_bytes());
+        let err = s
+            .process(
+                &target,
+                true,
+                "POST",
+                &mut HeaderMap::new(),
+                &mut "/".into(),
+                &mut body,
+            )
+            .unwrap_err();
+        assert!(!err.violation);
+        assert!(
+            err.reason.contains("the operator can allow"),
+            "{}",
+            err.reason
+        );
+        // Never in Host.
+        let mut h = headers(&[("host", ph.clone())]);
+        let mut st2 = st.clone();
+        st2.header = None;
+        st2.methods = None;
+        let c2 = SealedValue::new("KEY2", "s3cr3t/w", &st2);
+        let ph2 = c2.placeholder.clone();
+        let (s2, _) = sealer(vec![c2]);
+        h.insert("host", HeaderValue::from_str(&ph2).unwrap());
+        let err = s2
+            .process(&target, true, "GET", &mut h, &mut "/".into(), &mut None)
+            .unwrap_err();
+        assert!(!err.violation, "{}", err.reason);
+        // Wrong header name.
+        let mut h = headers(&[("authorization", ph.clone())]);
+        assert!(s
+            .process(&target, true, "POST", &mut h, &mut "/".into(), &mut None)
+            .is_err());
+        // Wrong method.
+        let mut h = headers(&[("x-api-key", ph.clone())]);
+        assert!(s
+            .process(&target, true, "GET", &mut h, &mut "/".into(), &mut None)
+            .is_err());
+        // Right header and method.
+        let mut h = headers(&[("x-api-key", ph.clone())]);
+        let p = s
+            .process(&target, true, "POST", &mut h, &mut "/".into(), &mut None)
+            .unwrap();
+        assert_eq!(h["x-api-key"], "s3cr3t/v");
+        assert_eq!(p.substituted, vec!["KEY".to_string()]);
+        // Port not bound (443 is not 8080): a violation.
+        let mut h = headers(&[("x-api-key", ph.clone())]);
+        assert!(
+            s.process(
+                &t("api.example.com", 443),
+                true,
+                "POST",
+                &mut h,
+                &mut "/".into(),
+                &mut None
+            )
+            .unwrap_err()
+            .violation
+        );
+        assert!(revoked.lock().unwrap().is_empty());
+
+        // With query/body substitution enabled.
+        st.substitute_body = true;
+        st.header = None;
+        let c = SealedValue::new("KEY", "s3cr3t/v", &st);
+        let ph = c.placeholder.clone();
+        let (s, _) = sealer(vec![c]);
+        let mut pq = format!("/x?key={ph}&a=1");
+        let mut body = Some(format!("{{\"k\":\"{ph}\"}}").into_bytes());
+        let p = s
+            .process(
+                &target,
+                true,
+                "POST",
+                &mut HeaderMap::new(),
+                &mut pq,
+                &mut body,
+            )
+            .unwrap();
+        assert_eq!(pq, "/x?key=s3cr3t%2Fv&a=1");
+        assert_eq!(body.unwrap(), b"{\"k\":\"s3cr3t/v\"}".to_vec());
+        assert_eq!(p.substituted, vec!["KEY".to_string()]);
+    }
+
+    #[test]
+    fn responses_are_rewritten_to_the_placeholder_and_encodings_redacted() {
+        let c = SealedValue::new("KEY", "sk_live_ABCDEF123", &settings(&["api.example.com"]));
+        let ph = c.placeholder.clone();
+        let (s, _) = sealer(vec![c]);
+        let mut body = b"echo: sk_live_ABCDEF123 / c2tfbGl2ZV9BQkNERUYxMjM= / 736b5f6c6976655f414243444546313233".to_vec();
+        let mut h = headers(&[("x-echo", "sk_live_ABCDEF123".into())]);
+        s.rewrite(&mut h, &mut body);
+        let text = String::from_utf8(body).unwrap();
+        assert!(!text.contains("sk_live_ABCDEF123"), "{text}");
+        assert!(text.starts_with(&format!("echo: {ph} / ")), "{text}");
+        assert!(!text.contains("c2tfbGl2ZV9BQkNERUYxMjM"), "{text}");
+        assert!(
+            !text.contains("736b5f6c6976655f414243444546313233"),
+            "{text}"
+        );
+        assert_eq!(h["x-echo"], ph.as_str());
+    }
+
+    #[test]
+    fn tunnels_are_intercepted_only_for_bound_hosts() {
+        let c = SealedValue::new("KEY", "sk_live_123456", &settings(&["*.stripe.com"]));
+        let (s, _) = sealer(vec![c]);
+        assert_eq!(
+            s.on_tunnel(&t("api.stripe.com", 443)).unwrap(),
+            TunnelMode::Intercept
+        );
+        assert_eq!(
+            s.on_tunnel(&t("example.com", 443)).unwrap(),
+            TunnelMode::Tunnel
+        );
+        assert_eq!(
+            s.on_tunnel(&t("api.stripe.com", 8443)).unwrap(),
+            TunnelMode::Tunnel
+        );
+    }
+
+    #[test]
+    fn the_ca_dir_stays_away_from_the_data_dir_and_the_key() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let data = r.join("srv/data");
+        std::fs::create_dir_all(&data).unwrap();
+        let key = r.join("keys/master.key");
+        std::fs::create_dir_all(r.join("keys")).unwrap();
+        std::fs::write(&key, "k").unwrap();
+        let bad = |d: PathBuf| ca_dir_problem(&d, &data, &key);
+        // The test root itself lives under /tmp: check the relations, not /tmp, with
+        // a copy of the layout outside it where possible.
+        let inside = "is the data directory or inside it";
+        assert!(bad(data.clone()).unwrap().ends_with(inside));
+        assert!(bad(data.join("pub")).unwrap().ends_with(inside));
+        assert!(bad(r.join("srv"))
+            .unwrap()
+            .ends_with("contains the data directory"));
+        assert!(bad(PathBuf::from("/"))
+            .unwrap()
+            .ends_with("contains the data directory"));
+        assert!(bad(r.join("keys"))
+            .unwrap()
+            .ends_with("contains the master key file"));
+        assert!(bad(r.join("elsewhere")).unwrap().contains("under /tmp"));
+        // Through a symlink to the data directory.
+        std::os::unix::fs::symlink(&data, r.join("link")).unwrap();
+        let why = bad(r.join("link/sub")).unwrap();
+        assert!(why.ends_with(inside), "{why}");
+        let outside = PathBuf::from("/nonexistent-airlock-test/public");
+        assert_eq!(ca_dir_problem(&outside, &data, &key), None);
+        assert!(ca_dir_problem(&outside, &outside.join("data"), &key).is_some());
+    }
+
+    #[test]
+    fn the_bundle_goes_to_its_own_subdirectory_holding_only_pem_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let b = write_bundle(d.path(), "PEM\n").unwrap();
+        assert_eq!(b, d.path().join(BUNDLE_SUBDIR).join("ca-bundle.pem"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(d.path()),
+            0o700,
+            "the operator's directory is left alone"
+        );
+        assert_eq!(mode(&d.path().join(BUNDLE_SUBDIR)), 0o755);
+        assert_eq!(write_bundle(d.path(), "PEM\n").unwrap(), b, "idempotent");
+        std::fs::write(d.path().join(BUNDLE_SUBDIR).join("secret"), "x").unwrap();
+        assert!(write_bundle(d.path(), "PEM\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_ca_persists_sealed_and_mints_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = airlock_store::SqliteStore::open(&dir.path().join("a.db"))
+            .await
+            .unwrap();
+        let vault = Vault::from_key(&[7u8; 32]);
+        let a = EgressTls::load_or_create(&store, &vault, None)
+            .await
+            .unwrap();
+        let b = EgressTls::load_or_create(&store, &vault, None)
+            .await
+            .unwrap();
+        assert_eq!(a.ca_pem(), b.ca_pem());
+        let key = store.meta_get(META_CA_KEY).await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
+        let c1 = a.server_config("api.example.com").unwrap();
+        let c2 = a.server_config("api.example.com").unwrap();
+        assert!(Arc::ptr_eq(&c1, &c2));
+        a.server_config("127.0.0.1").unwrap();
+        // Re-minted once a week old (leaves are valid 30 days), reused before.
+        let now = std::time::Instant::now();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let c3 = a.server_config_at("api.example.com", now + day).unwrap();
+        assert!(Arc::ptr_eq(&c1, &c3));
+        let c4 = a
+            .server_config_at("api.example.com", now + 8 * day)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&c1, &c4));
+        assert!(Arc::ptr_eq(
+            &c4,
+            &a.server_config_at("api.example.com", now + 9 * day)
+                .unwrap()
+        ));
+        assert_eq!(a.leaves.lock().unwrap().len(), 1, "stale leaves evicted");
+        let wrong = Vault::from_key(&[8u8; 32]);
+        assert!(EgressTls::load_or_create(&store, &wrong, None)
+            .await
+            .is_err());
+    }
+}
