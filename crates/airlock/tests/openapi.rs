@@ -23,6 +23,7 @@ const NOT_IN_SPEC: &[&str] = &[
     "/ui/",
     "/ui/setup",
     "/ui/login",
+    "/ui/packages",
     "/ui/credentials",
     "/ui/profiles",
     "/ui/profiles/{id}",
@@ -80,12 +81,14 @@ fn annotated_operations(file: &str, text: &str) -> Vec<(String, String)> {
             .unwrap()
             .to_string();
         let path = literals_after(block, "path =")[0];
-        let prefixed =
-            if admin || (file.ends_with("executions.rs") && block.contains("\"admin_session\"")) {
-                format!("/api/admin{path}")
-            } else {
-                path.to_string()
-            };
+        let prefixed = if admin
+            || ((file.ends_with("executions.rs") || file.ends_with("api/packages.rs"))
+                && block.contains("\"admin_session\""))
+        {
+            format!("/api/admin{path}")
+        } else {
+            path.to_string()
+        };
         out.push((method, prefixed));
     }
     out
