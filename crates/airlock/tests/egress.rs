@@ -7,7 +7,7 @@
 //! when installed) exercise the proxy variables the same way.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -778,7 +778,14 @@ else:
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_and_httpx_work_through_the_proxy_unchanged() {
     // Not under /tmp: every execution gets its own empty /tmp.
-    let pkgs = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // (The build's scratch dir, unless the checkout itself lives under /tmp.)
+    let target_tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let base = if target_tmp.starts_with("/tmp") {
+        PathBuf::from("/var/tmp")
+    } else {
+        target_tmp
+    };
+    let pkgs = tempfile::tempdir_in(base).unwrap();
     let target = pkgs.path().to_path_buf();
     let installed = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")

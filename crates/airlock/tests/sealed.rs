@@ -39,11 +39,21 @@ struct Env {
 
 /// A fresh directory outside /tmp (each execution gets its own empty /tmp, so the
 /// CA bundle directory must live elsewhere) that the sandbox's uid can traverse.
+fn outside_tmp() -> PathBuf {
+    // The build's scratch dir, unless the checkout itself lives under /tmp.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if target.starts_with("/tmp") {
+        PathBuf::from("/var/tmp")
+    } else {
+        target
+    }
+}
+
 fn public_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::Builder::new()
         .prefix("sealed-ca")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(outside_tmp())
         .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
@@ -864,7 +874,7 @@ out["placeholder_seen_in"] = sorted(set(ph_seen))
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_and_httpx_use_sealed_credentials_unchanged() {
     // Not under /tmp: every execution gets its own empty /tmp.
-    let pkgs = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let pkgs = tempfile::tempdir_in(outside_tmp()).unwrap();
     let target = pkgs.path().to_path_buf();
     let installed = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
