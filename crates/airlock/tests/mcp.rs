@@ -58,7 +58,10 @@ fn http_client(base: &str, key: &str) -> StreamableHttpClientTransport<reqwest::
 }
 
 /// `airlock mcp` with the key in AIRLOCK_KEY; its stderr is captured.
-fn stdio_client(base: &str, key: &str) -> (TokioChildProcess, tokio::process::ChildStderr) {
+/// `airlock mcp` over stdio, with debug logging on. Its stderr is drained from the
+/// start (a full pipe would block the server's logging and stall the session).
+fn stdio_client(base: &str, key: &str) -> (TokioChildProcess, tokio::task::JoinHandle<String>) {
+    use tokio::io::AsyncReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
     cmd.args(["mcp", "--url", base])
         .env("AIRLOCK_KEY", key)
@@ -68,21 +71,21 @@ fn stdio_client(base: &str, key: &str) -> (TokioChildProcess, tokio::process::Ch
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("airlock mcp starts");
-    (child, stderr.expect("piped stderr"))
+    let mut stderr = stderr.expect("piped stderr");
+    let log = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s).await;
+        s
+    });
+    (child, log)
 }
 
 /// Everything `airlock mcp` logged, once it has exited.
-async fn stderr_text(mut stderr: tokio::process::ChildStderr) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut s = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stderr.read_to_string(&mut s),
-    )
-    .await
-    .expect("airlock mcp exits when the client leaves")
-    .unwrap();
-    s
+async fn stderr_text(log: tokio::task::JoinHandle<String>) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(10), log)
+        .await
+        .expect("airlock mcp exits when the client leaves")
+        .unwrap()
 }
 
 /// The whole agent workflow through MCP tools.
