@@ -86,7 +86,7 @@ pub use stream::StreamRedactor;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
 use forms::is_b64_char;
@@ -574,6 +574,11 @@ fn build_matcher(patterns: &[Pattern], ci: bool) -> Result<Option<Matcher>, Reda
     }
     let ac = AhoCorasick::builder()
         .match_kind(MatchKind::Standard)
+        // A redactor is built per execution and scans at most a few MiB: the
+        // contiguous NFA builds in a fifth of the DFA's time (~40 µs instead of
+        // ~200 µs for one credential) and scans as fast here, since the
+        // prefilter does most of the work.
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
         .ascii_case_insensitive(ci)
         .build(pats)
         .map_err(|e| RedactError {
