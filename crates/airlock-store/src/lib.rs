@@ -68,6 +68,11 @@ pub trait Store: Send + Sync + 'static {
     async fn credential_profiles(&self, credential_id: &str) -> Result<Vec<ProfileRow>>;
 
     // --- profiles ---
+    /// A counter that changes whenever a profile is inserted, updated, deleted or
+    /// imported (it moves before and after each such write). A profile row read
+    /// after loading the counter is still current while the counter has not
+    /// moved, which spares a queued execution a second read at start.
+    fn profiles_epoch(&self) -> u64;
     async fn profiles_list(&self) -> Result<Vec<ProfileRow>>;
     async fn profile_get(&self, id: &str) -> Result<Option<ProfileRow>>;
     async fn profile_get_by_key_id(&self, key_id: &str) -> Result<Option<ProfileRow>>;

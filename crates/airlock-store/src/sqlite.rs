@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +24,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// See [`Store::profiles_epoch`].
+    profiles_epoch: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -39,7 +43,17 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            profiles_epoch: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Moves the profiles epoch now and again when the returned guard drops (after
+    /// the write, whether it succeeded, failed or was cancelled).
+    fn profile_write(&self) -> EpochGuard {
+        self.profiles_epoch.fetch_add(1, Ordering::SeqCst);
+        EpochGuard(self.profiles_epoch.clone())
     }
 
     /// The underlying pool, for backends layered on the same database.
@@ -49,6 +63,14 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+struct EpochGuard(Arc<AtomicU64>);
+
+impl Drop for EpochGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -428,11 +450,17 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    fn profiles_epoch(&self) -> u64 {
+        self.profiles_epoch.load(Ordering::SeqCst)
+    }
+
     async fn profile_insert(&self, p: &ProfileRow) -> Result<()> {
+        let _moved = self.profile_write();
         insert_profile(&self.pool, p).await
     }
 
     async fn profile_update(&self, p: &ProfileRow) -> Result<()> {
+        let _moved = self.profile_write();
         let r = sqlx::query(
             "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
              expires_at = ?, allowed_hosts = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
@@ -456,6 +484,7 @@ impl Store for SqliteStore {
     }
 
     async fn profile_delete(&self, id: &str) -> Result<()> {
+        let _moved = self.profile_write();
         let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
@@ -853,6 +882,7 @@ impl Store for SqliteStore {
     }
 
     async fn import_apply(&self, plan: &ImportPlan) -> Result<u64> {
+        let _moved = self.profile_write();
         import_apply(&self.pool, plan).await
     }
 }
@@ -1186,6 +1216,32 @@ mod tests {
         );
         assert_eq!(st.durations_ms, vec![5]);
         assert_eq!(st.by_profile.iter().map(|p| p.1).sum::<i64>(), 4);
+    }
+
+    #[tokio::test]
+    async fn profiles_epoch_moves_with_every_profile_write_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let mut p = profile("prf_epoch");
+        let e0 = s.profiles_epoch();
+        s.profile_insert(&p).await.unwrap();
+        let e1 = s.profiles_epoch();
+        assert!(e1 > e0, "insert moves the epoch");
+        s.profile_get(&p.id).await.unwrap();
+        s.profile_touch_used(&p.id, now()).await.unwrap();
+        assert_eq!(s.profiles_epoch(), e1, "reads and last-used stamps do not");
+        p.revoked = true;
+        s.profile_update(&p).await.unwrap();
+        let e2 = s.profiles_epoch();
+        assert!(e2 > e1, "update moves the epoch");
+        // A failed write moves it too: the caller cannot know what it changed.
+        let mut ghost = profile("prf_ghost");
+        ghost.description = "x".into();
+        assert!(s.profile_update(&ghost).await.is_err());
+        let e3 = s.profiles_epoch();
+        assert!(e3 > e2);
+        s.profile_delete(&p.id).await.unwrap();
+        assert!(s.profiles_epoch() > e3, "delete moves the epoch");
     }
 
     #[tokio::test]

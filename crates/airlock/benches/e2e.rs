@@ -77,6 +77,7 @@ fn main() {
     let runs = env_usize("BENCH_RUNS", 200);
     let total = env_usize("BENCH_TOTAL", 1000);
     let clients = env_usize("BENCH_CLIENTS", 8);
+    let gap = Duration::from_millis(env_usize("BENCH_GAP_MS", 0) as u64);
     let python = std::env::var("AIRLOCK_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
 
     // Baseline: a bare interpreter start, measured here, now.
@@ -144,6 +145,9 @@ fn main() {
         }
         let mut lat = Vec::with_capacity(runs);
         for _ in 0..runs {
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
             let t = Instant::now();
             let v = client.run("set_result(1)").await;
             lat.push(t.elapsed());

@@ -240,6 +240,8 @@ pub struct ProfilePatch {
 pub struct ActiveProfile {
     pub row: ProfileRow,
     pub secret: Vec<u8>,
+    /// [`Store::profiles_epoch`] loaded before `row` was read.
+    pub epoch: u64,
 }
 
 /// The credentials/profiles service.
@@ -682,6 +684,7 @@ impl Catalog {
 
     /// Resolves a bearer key id to a profile that may run code now.
     pub async fn active_profile(&self, key_id: &str) -> ApiResult<ActiveProfile> {
+        let epoch = self.store.profiles_epoch();
         let row = self
             .store
             .profile_get_by_key_id(key_id)
@@ -707,7 +710,7 @@ impl Catalog {
         }
         let sealed = row.secret.as_ref().ok_or_else(ApiError::internal)?;
         let secret = self.vault.open(&profile_aad(&row.id), sealed)?;
-        Ok(ActiveProfile { row, secret })
+        Ok(ActiveProfile { row, secret, epoch })
     }
 
     // ----- export / import: values in the clear, only inside an encrypted file -----

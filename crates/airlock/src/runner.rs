@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use airlock_redact::{RedactionCount, Redactor};
 use airlock_sandbox::{Event, Job, OutcomeStatus, Sandbox};
-use airlock_store::{status, ExecutionRow, Store};
+use airlock_store::{status, ExecutionRow, ProfileRow, Store};
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
@@ -47,8 +47,12 @@ pub struct RedactionEvent {
 }
 
 struct QueuedJob {
-    execution_id: String,
-    profile_id: String,
+    /// The row as inserted (`pending`).
+    row: ExecutionRow,
+    /// The profile as read when the script was accepted, and the store's profiles
+    /// epoch before that read: while the epoch has not moved, the row is current.
+    profile: ProfileRow,
+    profile_epoch: u64,
     script: String,
     creds: Vec<OpenedCredential>,
     timeout: Duration,
@@ -77,7 +81,8 @@ pub struct Runner {
     packages: Arc<crate::packages::Packages>,
     pub limits: RunnerLimits,
     queue: mpsc::Sender<QueuedJob>,
-    watchers: Mutex<HashMap<String, watch::Sender<String>>>,
+    /// Live executions: the latest state of each row, for long-polls.
+    watchers: Mutex<HashMap<String, watch::Sender<Arc<ExecutionRow>>>>,
     llm: Mutex<HashMap<String, PendingLlm>>,
     /// Running executions: id → (profile id, cancel signal).
     running: Mutex<HashMap<String, (String, Arc<Notify>)>>,
@@ -138,12 +143,13 @@ impl Runner {
         self.unavailable.as_deref()
     }
 
-    /// Queues a script; returns the new execution id.
-    /// Queues a script; returns the new execution id. `llm_wait` bounds each
-    /// pause in `llm.complete`.
+    /// Queues a script; returns the new execution id. `profile` is the caller's
+    /// profile as read with `profile_epoch` ([`crate::catalog::ActiveProfile`]);
+    /// `llm_wait` bounds each pause in `llm.complete`.
     pub async fn submit(
         &self,
-        profile_id: &str,
+        profile: &ProfileRow,
+        profile_epoch: u64,
         script: String,
         timeout: Duration,
         llm_wait: Duration,
@@ -159,6 +165,7 @@ impl Runner {
             .queue
             .try_reserve()
             .map_err(|_| ApiError::too_many("the execution queue is full; retry shortly", 1))?;
+        let profile_id = profile.id.as_str();
         let creds = self.catalog.open_credentials(profile_id).await?;
         let id = crate::ids::execution_id();
         let now = Utc::now();
@@ -183,14 +190,22 @@ impl Runner {
             completed_at: None,
         };
         self.store.execution_insert(&row).await?;
-        let _ = self.store.profile_touch_used(profile_id, now).await;
+        // "Last used" is shown to the second: a profile used within the last
+        // second is not written again (one write less per execution under load).
+        if profile
+            .last_used_at
+            .is_none_or(|t| now - t >= chrono::TimeDelta::seconds(1))
+        {
+            let _ = self.store.profile_touch_used(profile_id, now).await;
+        }
         self.watchers
             .lock()
             .expect("watchers lock")
-            .insert(id.clone(), watch::channel(status::PENDING.to_string()).0);
+            .insert(id.clone(), watch::channel(Arc::new(row.clone())).0);
         permit.send(QueuedJob {
-            execution_id: id.clone(),
-            profile_id: profile_id.to_string(),
+            row,
+            profile: profile.clone(),
+            profile_epoch,
             script,
             creds,
             timeout,
@@ -199,9 +214,10 @@ impl Runner {
         Ok(id)
     }
 
-    /// A receiver that changes whenever the execution's status changes, or
-    /// `None` when it is no longer running.
-    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<String>> {
+    /// A receiver holding the execution's latest state, which changes with every
+    /// status change, or `None` when the execution is no longer live (its final
+    /// state is then in the store).
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<Arc<ExecutionRow>>> {
         self.watchers
             .lock()
             .expect("watchers lock")
@@ -209,13 +225,15 @@ impl Runner {
             .map(|w| w.subscribe())
     }
 
-    fn notify(&self, id: &str, st: &str) {
+    /// Hands the row's new state to long-polls; a final state also ends the
+    /// execution's watch.
+    fn publish(&self, row: &ExecutionRow) {
         let mut map = self.watchers.lock().expect("watchers lock");
-        if let Some(w) = map.get(id) {
-            w.send_replace(st.to_string());
+        if let Some(w) = map.get(&row.id) {
+            w.send_replace(Arc::new(row.clone()));
         }
-        if status::is_terminal(st) {
-            map.remove(id);
+        if status::is_terminal(&row.status) {
+            map.remove(&row.id);
         }
     }
 
@@ -253,25 +271,25 @@ impl Runner {
             .map_err(|_| RespondError::NotAwaiting)
     }
 
+    /// Stores the row, then publishes it: a long-poll never announces a state
+    /// the store does not have.
     async fn save(&self, row: &ExecutionRow) {
+        self.persist(row).await;
+        self.publish(row);
+    }
+
+    async fn persist(&self, row: &ExecutionRow) {
         if let Err(e) = self.store.execution_update(row).await {
             tracing::error!(execution = %row.id, error = %e, "cannot persist execution state");
         }
-        self.notify(&row.id, &row.status);
     }
 
     async fn run_job(self: Arc<Self>, job: QueuedJob) {
         let Some(sandbox) = self.sandbox.clone() else {
             return;
         };
-        let mut row = match self.store.execution_get(&job.execution_id).await {
-            Ok(Some(r)) => r,
-            other => {
-                tracing::error!(execution = %job.execution_id, ?other, "queued execution vanished");
-                self.notify(&job.execution_id, status::ERROR);
-                return;
-            }
-        };
+        let mut row = job.row;
+        let profile_id = row.profile_id.clone();
         // Every value is redacted from output, sealed ones too (defence in depth).
         let redactor = Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone())));
         // Sealed credentials get a fresh placeholder; only plain values enter the sandbox.
@@ -300,13 +318,19 @@ impl Runner {
         self.running
             .lock()
             .expect("running lock")
-            .insert(row.id.clone(), (job.profile_id.clone(), cancel.clone()));
+            .insert(row.id.clone(), (profile_id.clone(), cancel.clone()));
         let _unregister = Unregister(self.clone(), row.id.clone());
 
         // The profile as it is now: it may have been revoked or have expired
         // while the job waited in the queue, and the admin may have edited
-        // allowed_hosts (the egress policy).
-        let profile = match self.store.profile_get(&job.profile_id).await {
+        // allowed_hosts (the egress policy). The row read at submission is
+        // current while no profile was written since.
+        let current = if self.store.profiles_epoch() == job.profile_epoch {
+            Ok(Some(job.profile))
+        } else {
+            self.store.profile_get(&profile_id).await
+        };
+        let profile = match current {
             Ok(Some(p)) if p.locked && !p.revoked && !p.is_expired(Utc::now()) => p,
             _ => {
                 row.status = status::ERROR.into();
@@ -323,7 +347,11 @@ impl Runner {
         sandbox.set_warm_imports(paths, preimport);
         row.status = status::RUNNING.into();
         row.started_at = Some(Utc::now());
-        self.save(&row).await;
+        // Announced at once; stored while the sandbox starts the script (a crash
+        // before the write leaves `pending`, which a restart turns into an error
+        // like `running`).
+        self.publish(&row);
+        let running_row = row.clone();
 
         let policy = crate::egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
         let mut env = BTreeMap::new();
@@ -333,16 +361,18 @@ impl Runner {
                 env.insert(k.to_string(), b.clone());
             }
         }
-        let exec = sandbox
-            .run(Job {
+        let (exec, ()) = tokio::join!(
+            sandbox.run(Job {
                 script: job.script.clone(),
                 settings,
                 timeout: job.timeout,
                 env,
                 network: policy.is_some(),
                 python_paths: self.packages.env_path().into_iter().collect(),
-            })
-            .await;
+            }),
+            self.persist(&running_row)
+        );
+        drop(running_row);
         let mut exec = match exec {
             Ok(e) => e,
             Err(e) => {
@@ -356,7 +386,7 @@ impl Runner {
         let mut egress = match (policy, exec.take_proxy()) {
             (Some(policy), Some(pending)) => Some(self.clone().start_egress(
                 &row.id,
-                &job.profile_id,
+                &profile_id,
                 policy,
                 pending,
                 sealed,
@@ -405,7 +435,7 @@ impl Runner {
                     let asked_at = Utc::now();
                     let paused = Instant::now();
                     self.save(&row).await;
-                    let answer = self.wait_llm(&job.profile_id, rx, job.llm_wait).await;
+                    let answer = self.wait_llm(&profile_id, rx, job.llm_wait).await;
                     waited += paused.elapsed();
                     row.llm_wait_ms = waited.as_millis() as i64;
                     match answer {

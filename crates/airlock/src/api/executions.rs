@@ -1,6 +1,7 @@
 //! Execution endpoints: agents submit and poll scripts with their profile key;
 //! the admin lists everything, with scripts, outputs and redaction events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -163,7 +164,8 @@ async fn execute(
     }
     let id = runner
         .submit(
-            &profile.row.id,
+            &profile.row,
+            profile.epoch,
             body.script,
             Duration::from_secs(timeout),
             Duration::from_secs(llm_timeout),
@@ -231,10 +233,12 @@ struct WaitQuery {
 async fn load_own(state: &AppState, profile_id: &str, id: &str) -> ApiResult<ExecutionRow> {
     match state.store.execution_get(id).await? {
         Some(r) if r.profile_id == profile_id => Ok(r),
-        _ => Err(ApiError::not_found(format!(
-            "execution {id:?} not found for this key"
-        ))),
+        _ => Err(not_found(id)),
     }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("execution {id:?} not found for this key"))
 }
 
 /// One of the key's executions: status and (redacted) outputs.
@@ -262,24 +266,40 @@ async fn get_own(
             "wait must be at most {MAX_WAIT_SECS} seconds"
         )));
     }
-    let row = load_own(&state, &profile.row.id, &id).await?;
+    // A live execution's latest state is in memory; a finished one is in the store.
+    let live = state.runner.subscribe(&id);
+    let row = match &live {
+        Some(rx) => {
+            let row = rx.borrow().clone();
+            if row.profile_id != profile.row.id {
+                return Err(not_found(&id));
+            }
+            row
+        }
+        None => Arc::new(load_own(&state, &profile.row.id, &id).await?),
+    };
     if wait == 0 || status::is_terminal(&row.status) {
         return Ok(Json(agent_view(&row)));
     }
+    let Some(mut rx) = live else {
+        // Finished between the two looks: the store has the final state.
+        let row = load_own(&state, &profile.row.id, &id).await?;
+        return Ok(Json(agent_view(&row)));
+    };
     let seen = row.status.clone();
-    if let Some(mut rx) = state.runner.subscribe(&id) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-        loop {
-            if *rx.borrow_and_update() != seen {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => break,
-            }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        if rx.borrow_and_update().status != seen {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            // Timed out, or the watch ended (it always publishes the final
+            // state first, so the latest value below is current).
+            _ => break,
         }
     }
-    let row = load_own(&state, &profile.row.id, &id).await?;
+    let row = rx.borrow().clone();
     Ok(Json(agent_view(&row)))
 }
 
