@@ -1,10 +1,12 @@
 """Airlock's sandbox worker: the warm zygote loop and the per-job runner.
 
 Run by the sandbox helper as ``python -s -S -c <this file> MODE ...`` (never imported by
-scripts). In ``zygote`` mode it pre-imports common modules once, then for each job the
-server sends (four file descriptors, never the job itself) it forks; the child calls the
-helper's Rust isolation routine through ctypes, which returns only in the fully isolated
-script process. In ``run`` mode (cold start) isolation already happened before exec.
+scripts). In ``zygote`` mode it pre-imports common modules once, then forks a spare
+ahead of each job; the child calls the helper's Rust isolation routine through ctypes,
+which returns only in the fully isolated script process, rehearses a job on /dev/null
+(so its copy-on-write faults happen before anyone waits), and then calls the helper
+again to wait for the job's file descriptors (the server sends four fds, never the job
+itself). In ``run`` mode (cold start) isolation and the fds are in place before exec.
 Either way ``run_job`` reads the job from fd 3 and runs the script.
 """
 
@@ -80,31 +82,15 @@ def _flush():
             pass
 
 
-def run_job(sdk):
-    """Runs one job in the (already isolated) script process. Never returns."""
-    try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    except Exception:
-        pass
-    try:
-        channel = sdk._Channel(3)
-        msg = channel.recv()
-    except Exception as e:
-        os.write(2, ("airlock worker: cannot read the job: %r\n" % (e,)).encode())
-        os._exit(3)
-    if not msg or msg.get("type") != "run" or not isinstance(msg.get("script"), str):
-        os.write(2, b"airlock worker: no run frame\n")
-        os._exit(3)
-    limits = msg.get("limits") or {}
-    env = msg.get("env") or {}
-    for k, v in env.items():
+def _start(sdk, msg):
+    """Sets the process up for the job in ``msg``; returns the script's globals."""
+    for k, v in (msg.get("env") or {}).items():
         os.environ[str(k)] = str(v)
     for p in msg.get("python_paths") or []:
         if isinstance(p, str) and p not in sys.path:
             sys.path.append(p)
     sdk._init(3, msg.get("settings") or {})
     script = msg["script"]
-
     main = types.ModuleType("__main__")
     g = main.__dict__
     g.update(
@@ -118,7 +104,11 @@ def run_job(sdk):
     sys.argv = [SCRIPT]
     linecache.cache[SCRIPT] = (len(script), None, script.splitlines(True), SCRIPT)
     random.seed(0)
+    return g
 
+
+def _execute(g, script, limits):
+    """Runs the script; returns the final message for the runner."""
     final = {"type": "done"}
     try:
         code = compile(script, SCRIPT, "exec", dont_inherit=True)
@@ -150,6 +140,65 @@ def run_job(sdk):
             }
         except BaseException:
             final = {"type": "error", "error_type": type(e).__name__, "message": "", "traceback": ""}
+    return final
+
+
+REHEARSAL = """\
+value = settings.get("AIRLOCK_REHEARSAL")
+set_result({"value": value, "items": [1, 2.5, None, True], "keys": settings.keys()})
+print(value)
+"""
+
+
+def _rehearse(sdk):
+    """Runs a made-up job in the isolated spare before the real one exists.
+
+    fd 3 is /dev/null until the job arrives, so nothing leaves the process. The pages a
+    job writes (reference counts of shared objects, allocator arenas, the compiler and
+    JSON machinery) are copied now, while the slot is idle, instead of on the caller's
+    clock. The real job replaces every piece of state this touches.
+    """
+    saved_main = sys.modules.get("__main__")
+    try:
+        msg = json.loads(json.dumps({
+            "type": "run", "script": REHEARSAL, "settings": {"AIRLOCK_REHEARSAL": "x" * 16},
+            "env": {}, "python_paths": [], "limits": {},
+        }))
+        g = _start(sdk, msg)
+        null = open(os.devnull, "w")
+        real_stdout, sys.stdout = sys.stdout, null
+        try:
+            sdk._channel.send(_execute(g, msg["script"], {}))
+        finally:
+            sys.stdout = real_stdout
+            null.close()
+    except BaseException:  # noqa: BLE001 - a failed rehearsal only costs speed
+        pass
+    finally:
+        sdk._init(3, {})
+        linecache.cache.pop(SCRIPT, None)
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+
+
+def run_job(sdk):
+    """Runs one job in the (already isolated) script process. Never returns."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except Exception:
+        pass
+    try:
+        channel = sdk._Channel(3)
+        msg = channel.recv()
+    except Exception as e:
+        os.write(2, ("airlock worker: cannot read the job: %r\n" % (e,)).encode())
+        os._exit(3)
+    if not msg or msg.get("type") != "run" or not isinstance(msg.get("script"), str):
+        os.write(2, b"airlock worker: no run frame\n")
+        os._exit(3)
+    limits = msg.get("limits") or {}
+    g = _start(sdk, msg)
+    final = _execute(g, msg["script"], limits)
     _flush()
     # Close stdout/stderr before the final message: once the runner has both pipes at
     # EOF and this message, the outcome is known and the tree's teardown can finish off
@@ -160,21 +209,22 @@ def run_job(sdk):
         except OSError:
             pass
     try:
-        channel.send(final)
+        sdk._channel.send(final)
     except BaseException:
         try:
-            channel.send({"type": "error", "error_type": "InternalError", "message": "could not report", "traceback": ""})
+            sdk._channel.send({"type": "error", "error_type": "InternalError", "message": "could not report", "traceback": ""})
         except BaseException:
             pass
     os._exit(0)
 
 
-def zygote(ctrl_fd, isolate_addr, sdk, extra=()):
+def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
     import ctypes
     import select
 
     _preimport(extra)
     isolate = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)(isolate_addr)
+    await_job = ctypes.PYFUNCTYPE(ctypes.c_int)(await_addr)
     sock = socket.socket(fileno=ctrl_fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
 
@@ -189,6 +239,8 @@ def zygote(ctrl_fd, isolate_addr, sdk, extra=()):
             ours.detach()
             theirs.detach()
             isolate(req, len(req))  # returns only in the isolated script process
+            _rehearse(sdk)
+            await_job()  # the job's fds are in place when it returns
             run_job(sdk)
             os._exit(0)
         theirs.close()
@@ -244,12 +296,13 @@ def zygote(ctrl_fd, isolate_addr, sdk, extra=()):
 def main():
     mode = sys.argv[1]
     if mode == "zygote":
-        ctrl_fd, isolate_addr, sdk_src, paths = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-        extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else []
+        ctrl_fd, isolate_addr, await_addr = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        sdk_src, paths = sys.argv[5], sys.argv[6]
+        extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else []
         _set_paths(paths)
         sdk = _load_sdk(sdk_src)
         sys.argv = [SCRIPT]
-        zygote(ctrl_fd, isolate_addr, sdk, extra)
+        zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra)
     elif mode == "run":
         sdk_src, paths = sys.argv[2], sys.argv[3]
         _set_paths(paths)

@@ -184,6 +184,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
             .clone()
             .ok_or("warm mode needs libpython")?;
         let addr = (crate::isolate::airlock_isolate as *const () as usize).to_string();
+        let await_addr = (crate::isolate::airlock_await_job as *const () as usize).to_string();
         let argv = [
             cfg.python.executable.to_string_lossy().as_ref(),
             "-s",
@@ -193,6 +194,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
             "zygote",
             &ctrl.to_string(),
             &addr,
+            &await_addr,
             SDK_SRC,
             &paths,
             &preimport,
@@ -230,7 +232,9 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
         let pid = unsafe { sys::fork() }.map_err(|e| format!("fork: {e}"))?;
         if pid == 0 {
             crate::isolate::isolate(req.as_bytes());
-            // Script process: every layer is on; become the interpreter.
+            crate::isolate::await_job();
+            // Script process: every layer is on and the job's fds are in place;
+            // become the interpreter.
             let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
             ptrs.push(std::ptr::null());
             // SAFETY: NULL-terminated argv of NUL-terminated strings; environ is ours.

@@ -17,8 +17,12 @@
 //!   Landlock, no_new_privs, all capabilities dropped, seccomp — and only then returns
 //!   to Python (warm mode) or execs the interpreter (cold mode).
 //!
-//! Only S ever returns from this function. Failures fail closed: a layer that cannot be
-//! applied and is not in `allow_missing` ends the execution with a setup error.
+//! Only S ever returns from this function, fully isolated but before any job exists; it
+//! then calls [`airlock_await_job`], which blocks until the job's file descriptors
+//! arrive. In between, warm mode rehearses a job on /dev/null (see `_worker.py`) so the
+//! copy-on-write faults of a job's code path are paid while the slot is idle.
+//! Failures fail closed: a layer that cannot be applied and is not in `allow_missing`
+//! ends the execution with a setup error.
 
 use crate::config::{Layer, LayerReport, Limits};
 use crate::plan::LandlockPaths;
@@ -48,6 +52,13 @@ pub(crate) static PLAN: OnceLock<ChildPlan> = OnceLock::new();
 
 /// Fixed fd numbers in the script process.
 pub(crate) const PROTO_FD: RawFd = 3;
+/// The pipe S reports its layers and set-up errors on (to R, then C).
+const REPORT_FD: RawFd = 4;
+/// The socket S receives the job's fds on (from C).
+const JOB_FD: RawFd = 5;
+
+/// Set by S when every layer is on, taken by [`await_job`]: the layers to report.
+static ISOLATED: std::sync::Mutex<Option<LayerReport>> = std::sync::Mutex::new(None);
 
 /// The request the zygote passes when it forks a spare: the spare's end of a
 /// SOCK_SEQPACKET pair on which the job's four fds (control socket, status socket,
@@ -72,7 +83,8 @@ struct JobFds {
 
 /// Entry point called (through ctypes, by address) in the process the zygote just forked.
 ///
-/// Returns 0 in the fully isolated script process; the supervisor and reaper never return.
+/// Returns 0 in the fully isolated script process, before its job exists; the supervisor
+/// and reaper never return.
 ///
 /// # Safety
 /// `req` must point to `len` readable bytes. Must be called in a single-threaded process.
@@ -82,6 +94,20 @@ pub unsafe extern "C" fn airlock_isolate(req: *const u8, len: usize) -> libc::c_
     let bytes = unsafe { std::slice::from_raw_parts(req, len) }.to_vec();
     // A panic must never unwind into Python's C frames.
     match std::panic::catch_unwind(move || isolate(&bytes)) {
+        Ok(()) => 0,
+        Err(_) => sys::exit_now(121),
+    }
+}
+
+/// Second entry point, called by the script process once [`airlock_isolate`] returned:
+/// blocks until the job's fds arrive and puts them in place. Returns 0; exits if the
+/// spare is never used.
+///
+/// # Safety
+/// Must be called once, in the process where [`airlock_isolate`] returned.
+#[no_mangle]
+pub unsafe extern "C" fn airlock_await_job() -> libc::c_int {
+    match std::panic::catch_unwind(await_job) {
         Ok(()) => 0,
         Err(_) => sys::exit_now(121),
     }
@@ -533,8 +559,7 @@ fn script_process(
     if null < 0 {
         script_fail(report_w, "open /dev/null failed".into());
     }
-    let report_fd: RawFd = 4;
-    let job_fd: RawFd = 5;
+    let (report_fd, job_fd) = (REPORT_FD, JOB_FD);
     // Move every kept fd above the fixed range first so dup2 never clobbers one.
     let hi = |fd: RawFd| -> RawFd {
         // SAFETY: F_DUPFD_CLOEXEC returns a new fd >= 100 or -1.
@@ -662,22 +687,32 @@ fn script_process(
     };
     layers.fs_view = plan.fs_view && fs_view_ok;
 
-    // Fully isolated: now wait for the job (stdout, stderr, control socket).
-    let fds = match sys::recv_with_fds(job_fd, 64, nix::sys::socket::MsgFlags::empty()) {
+    // Fully isolated; the job comes later, in `await_job`.
+    *ISOLATED.lock().unwrap_or_else(|e| e.into_inner()) = Some(layers);
+}
+
+/// S, once isolated: waits for the job (control socket, stdout, stderr), puts its fds
+/// in place and reports the layers.
+pub(crate) fn await_job() {
+    let Some(layers) = ISOLATED.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        // Not an isolated script process (or called twice): never run a job here.
+        sys::exit_now(118);
+    };
+    let fds = match sys::recv_with_fds(JOB_FD, 64, nix::sys::socket::MsgFlags::empty()) {
         Ok(Some((_, fds))) if fds.len() == 3 => fds,
         _ => sys::exit_now(0),
     };
-    sys::close(job_fd);
+    sys::close(JOB_FD);
     for (fd, to) in fds.iter().zip([PROTO_FD, 1, 2]) {
         if sys::dup2(fd.as_raw_fd(), to).is_err() {
-            script_fail(report_w, "dup2 of job fds failed".into());
+            script_fail(REPORT_FD, "dup2 of job fds failed".into());
         }
     }
     drop(fds);
     report_line(
-        report_w,
+        REPORT_FD,
         b'L',
         &serde_json::to_string(&layers).unwrap_or_default(),
     );
-    sys::close(report_w);
+    sys::close(REPORT_FD);
 }

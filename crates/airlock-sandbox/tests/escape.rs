@@ -567,6 +567,38 @@ async fn settings_are_only_the_jobs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_spares_rehearsal_leaves_nothing_for_the_job() {
+    // Warm spares run a made-up job on /dev/null before the real one arrives: none of
+    // its settings, output, globals or random state may reach the real job.
+    let Some(sb) = sandbox(1).await else { return };
+    for _ in 0..2 {
+        let mut j = job(r#"
+import sys, random
+print("job output")
+set_result({"keys": settings.keys(), "rehearsal": settings.get("AIRLOCK_REHEARSAL"),
+            "main": sorted(k for k in globals() if not k.startswith("__")),
+            "is_main": sys.modules["__main__"].__dict__ is globals(),
+            "random": random.random()})
+"#);
+        j.settings.insert("API_KEY".into(), "k-123".into());
+        let o = run_job(&sb, j).await;
+        assert_eq!(o.status, OutcomeStatus::Completed, "{o:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "job output\n");
+        assert_eq!(o.stderr, b"");
+        let r = o.result.unwrap();
+        assert_eq!(r["keys"], json!(["API_KEY"]));
+        assert_eq!(r["rehearsal"], json!(null));
+        assert_eq!(
+            r["main"],
+            json!(["airlock", "llm", "random", "set_result", "settings", "sys"])
+        );
+        assert_eq!(r["is_main"], json!(true));
+        // random.seed(0), as documented, whatever the rehearsal drew.
+        assert_eq!(r["random"], json!(0.8444218515250481));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn set_result_rejects_non_json() {
     let Some(sb) = sandbox(1).await else { return };
     let o = run(&sb, "set_result(float('nan'))").await;
