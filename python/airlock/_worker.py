@@ -6,7 +6,9 @@ ahead of each job; the child calls the helper's Rust isolation routine through c
 which returns only in the fully isolated script process, rehearses a job on /dev/null
 (so its copy-on-write faults happen before anyone waits), and then calls the helper
 again to wait for the job's file descriptors (the server sends four fds, never the job
-itself). In ``run`` mode (cold start) isolation and the fds are in place before exec.
+itself, to the spare's supervisor). In ``run`` mode (cold start) isolation and the fds are in place before exec.
+The zygote hands each spare's socket to the server, which sends the job's fds straight to
+the spare's supervisor; the zygote forks the next spare once that supervisor exits.
 Either way ``run_job`` reads the job from fd 3 and runs the script.
 """
 
@@ -246,51 +248,38 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
         theirs.close()
         return ours
 
+    def announce(spare):
+        """Hands the server the spare's socket: the job's fds go there, not through us."""
+        socket.send_fds(sock, [b'{"type":"spare"}'], [spare.fileno()])
+
     # Everything allocated so far is shared copy-on-write with every execution: keep the
     # collector from touching (and so copying) it in the children.
     gc.collect()
     gc.freeze()
     spare = make_spare()
-    running = None  # our end of the spare that is running the current job
     sock.send(b'{"type":"ready"}')
+    announce(spare)
     while True:
-        waiting = [sock] if running is None else [sock, running]
         try:
-            readable, _, _ = select.select(waiting, [], [])
+            readable, _, _ = select.select([sock, spare], [], [])
         except InterruptedError:
             continue
-        if running is not None and running in readable:
-            # The execution's supervisor exited: the slot is idle, prepare the next one
-            # now, so the preparation does not compete with a running script for CPU.
-            running.close()
-            running = None
-            if spare is None:
-                spare = make_spare()
-        if sock not in readable:
-            continue
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 8)
-        except InterruptedError:
-            continue
-        if not msg and not fds:
-            os._exit(0)
-        if len(fds) == 4:
-            for _attempt in range(2):
-                if spare is None:
-                    spare = make_spare()
-                try:
-                    # The server's message (it says whether the job has egress)
-                    # goes on verbatim to the execution's supervisor.
-                    socket.send_fds(spare, [msg or b"job"], fds)
-                    break
-                except OSError:
-                    spare.close()
-                    spare = None
-            if running is not None:
-                running.close()
-            running, spare = spare, None
-        for fd in fds:
-            os.close(fd)
+        if spare in readable:
+            # The spare's supervisor exited (its execution is over, or it died): the
+            # slot is idle, so prepare the next one now; its preparation never
+            # competes with a running script for CPU.
+            spare.close()
+            spare = make_spare()
+            announce(spare)
+        if sock in readable:
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 8)
+            except InterruptedError:
+                continue
+            if not msg and not fds:
+                os._exit(0)
+            for fd in fds:  # the server sends nothing else; never keep a stray fd
+                os.close(fd)
 
 
 def main():

@@ -75,6 +75,40 @@ async fn main() -> Result<()> {
     }
     lat.sort();
 
+    // Where a run's time goes: from `run()` to the script's first statement (slot,
+    // hand-off to the spare, job frame), and from its last statement to the outcome
+    // (final frame, end of both pipes). Wall clock on both sides of the boundary.
+    let wall_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as f64)
+            .unwrap_or(0.0)
+    };
+    let (mut start, mut end) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
+        let t0 = wall_ns();
+        let mut ex = sb
+            .run(Job {
+                script: "import time\nset_result([time.time_ns(), time.time_ns()])".into(),
+                timeout: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await?;
+        let Event::Finished(o) = ex.next_event().await else {
+            panic!("no outcome")
+        };
+        let t1 = wall_ns();
+        let r: Vec<f64> = serde_json::from_value(o.result.expect("result")).expect("times");
+        start.push((r[0] - t0) / 1e6);
+        end.push((t1 - r[1]) / 1e6);
+    }
+    for v in [&mut start, &mut end] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+
     let mut base = Vec::with_capacity(50);
     for _ in 0..50 {
         let t = Instant::now();
@@ -122,6 +156,14 @@ async fn main() -> Result<()> {
     println!(
         "ratio sandboxed p50 / bare p50: {:.2}",
         p50.as_secs_f64() / b50.as_secs_f64()
+    );
+    println!(
+        "  run() to the script's first statement:   p50 {:.2} ms  p90 {:.2} ms",
+        start[50], start[90]
+    );
+    println!(
+        "  script's last statement to the outcome:  p50 {:.2} ms  p90 {:.2} ms",
+        end[50], end[90]
     );
     println!("concurrent throughput ({m} jobs): {throughput:.0} executions/s");
     sb.shutdown().await;

@@ -244,32 +244,50 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
         }
         Ok(ours)
     };
+    // Hands the server the spare's socket: the job's fds go there, not through us.
+    let announce = |spare: &OwnedFd| -> Result<(), String> {
+        sys::send_with_fds(ctrl, br#"{"type":"spare"}"#, &[spare.as_raw_fd()])
+            .map_err(|e| format!("announcing a spare: {e}"))
+    };
     let mut spare = make_spare()?;
     let ready = serde_json::json!({"type": "ready"});
     sys::send_with_fds(ctrl, ready.to_string().as_bytes(), &[]).map_err(|e| e.to_string())?;
+    announce(&spare)?;
     loop {
         while let Ok((p, _)) = sys::waitpid(-1, libc::WNOHANG) {
             if p <= 0 {
                 break;
             }
         }
-        let Some((msg, fds)) =
-            sys::recv_with_fds(ctrl, 64 * 1024, nix::sys::socket::MsgFlags::empty())
-                .map_err(|e| e.to_string())?
-        else {
-            return Ok(0);
-        };
-        if fds.len() != 4 {
+        let mut fds = [
+            libc::pollfd {
+                fd: ctrl,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: spare.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds is a valid array of two pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
             continue;
         }
-        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        // The server's message (`{"type":"run","network":..}`) goes on verbatim.
-        if sys::send_with_fds(spare.as_raw_fd(), &msg, &raw).is_err() {
+        if fds[1].revents != 0 {
+            // The spare's supervisor exited (its execution is over, or it died).
             spare = make_spare()?;
-            let _ = sys::send_with_fds(spare.as_raw_fd(), &msg, &raw);
+            announce(&spare)?;
         }
-        drop(fds);
-        spare = make_spare()?;
+        if fds[0].revents != 0 {
+            match sys::recv_with_fds(ctrl, 64 * 1024, nix::sys::socket::MsgFlags::empty()) {
+                // The server sends nothing else; received fds close on drop.
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 }
 

@@ -142,11 +142,12 @@ const NS_FLAGS: [(libc::c_int, Layer); 5] = [
     (libc::CLONE_NEWUTS, Layer::UtsNs),
 ];
 
-/// Blocks until the zygote hands over a job. `None` if the zygote went away.
+/// Blocks until the server hands over a job (on the socket the zygote announced for this
+/// spare). `None` if the zygote and the server both let go of the spare.
 fn wait_for_job(spare: RawFd) -> Option<JobFds> {
     let (msg, fds) =
         sys::recv_with_fds(spare, 4096, nix::sys::socket::MsgFlags::empty()).ok()??;
-    // The zygote forwards the server's message verbatim: `{"type":"run","network":..}`.
+    // The server's message: `{"type":"run","network":..}`.
     let network = serde_json::from_slice::<serde_json::Value>(&msg)
         .ok()
         .and_then(|v| v.get("network").and_then(serde_json::Value::as_bool))

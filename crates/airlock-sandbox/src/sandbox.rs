@@ -500,12 +500,12 @@ impl Sandbox {
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
         ];
-        // Forwarded verbatim by the zygote to the execution's supervisor.
+        // For the execution's supervisor.
         let control = json!({"type": "run", "network": job.network}).to_string();
         {
             let mut slot = inner.slots[idx].lock().await;
-            let mut attempt = 0;
             let generation = inner.warm.lock().expect("warm lock").generation;
+            let mut attempt = 0;
             loop {
                 // A zygote started before the last `set_warm_imports` is replaced (the
                 // old one is killed when its `SlotProc` is dropped).
@@ -517,17 +517,29 @@ impl Sandbox {
                     let (p, _) = spawn_slot(inner, idx).await?;
                     *slot = Some(p);
                 }
-                let p = slot.as_ref().expect("slot present");
-                match p.ctrl.send(control.as_bytes(), &fds).await {
-                    Ok(()) => break,
-                    Err(e) if attempt == 0 => {
-                        attempt += 1;
+                let p = slot.as_mut().expect("slot present");
+                // The job goes straight to the spare's supervisor, on the socket the
+                // zygote announced when it forked the spare (the zygote is not on the
+                // job's path).
+                let sent = match next_spare(&mut p.ctrl).await {
+                    Ok(spare) => sys::set_nonblocking(spare.as_raw_fd(), true)
+                        .and_then(|()| {
+                            sys::send_with_fds(spare.as_raw_fd(), control.as_bytes(), &fds)
+                        })
+                        .map_err(Error::Io),
+                    Err(e) => {
+                        // The zygote is gone or stuck: replace it.
                         if let Some(mut p) = slot.take() {
                             let _ = p.child.start_kill();
                         }
-                        let _ = e;
+                        Err(e)
                     }
-                    Err(e) => return Err(Error::Io(e)),
+                };
+                match sent {
+                    Ok(()) => break,
+                    // A spare that died before its job: its zygote announces the next.
+                    Err(_) if attempt < 2 => attempt += 1,
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -619,6 +631,38 @@ impl Sandbox {
         for cg in self.inner.cgroups.iter().flatten() {
             cg.remove();
         }
+    }
+}
+
+/// Waits for the zygote to announce its next spare: `{"type":"spare"}` with the socket
+/// of the spare's supervisor, on which the job's fds go.
+async fn next_spare(ctrl: &mut SeqPacket) -> Result<OwnedFd> {
+    let wait = async {
+        loop {
+            match ctrl.recv().await {
+                Ok(Some((data, mut fds))) => {
+                    let v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                    match v["type"].as_str() {
+                        Some("spare") if fds.len() == 1 => return Ok(fds.remove(0)),
+                        Some("fatal") => {
+                            return Err(Error::Startup(format!(
+                                "zygote: {}",
+                                v["error"].as_str().unwrap_or("?")
+                            )))
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(None) => return Err(Error::Startup("the slot's zygote exited".into())),
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Startup(
+            "the slot's zygote announced no spare in 30 s".into(),
+        )),
     }
 }
 
