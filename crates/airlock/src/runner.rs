@@ -166,7 +166,6 @@ impl Runner {
             .try_reserve()
             .map_err(|_| ApiError::too_many("the execution queue is full; retry shortly", 1))?;
         let profile_id = profile.id.as_str();
-        let creds = self.catalog.open_credentials(profile_id).await?;
         let id = crate::ids::execution_id();
         let now = Utc::now();
         let row = ExecutionRow {
@@ -189,7 +188,25 @@ impl Runner {
             started_at: None,
             completed_at: None,
         };
-        self.store.execution_insert(&row).await?;
+        // The row is stored while the credentials are read and opened (two queries
+        // on two connections at once).
+        let (creds, inserted) = tokio::join!(
+            self.catalog.open_credentials(profile_id),
+            self.store.execution_insert(&row)
+        );
+        inserted?;
+        let creds = match creds {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing ran: the stored row says why, and the caller gets the error.
+                let mut row = row;
+                row.status = status::ERROR.into();
+                row.error = Some("the profile's credentials could not be opened".into());
+                row.completed_at = Some(Utc::now());
+                self.persist(&row).await;
+                return Err(e);
+            }
+        };
         // "Last used" is shown to the second: a profile used within the last
         // second is not written again (one write less per execution under load).
         if profile
