@@ -231,34 +231,42 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
 
     def make_spare():
-        """Forks the next execution ahead of time: it isolates itself, then waits."""
+        """Forks the next execution ahead of time: it isolates itself, then waits.
+
+        Returns our end of the supervisor's socket (at EOF when the supervisor exits) and
+        the server's end of the script process's job socket."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        req = json.dumps({"spare": theirs.fileno(), "zygote_pid": os.getpid()}).encode()
+        job_srv, job_s = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        req = json.dumps({
+            "spare": theirs.fileno(), "zygote_pid": os.getpid(),
+            "job_srv": job_srv.fileno(), "job_s": job_s.fileno(),
+        }).encode()
         _flush()
         if os.fork() == 0:
             # Python objects must not close fd numbers the isolation code reuses.
-            sock.detach()
-            ours.detach()
-            theirs.detach()
+            for s in (sock, ours, theirs, job_srv, job_s):
+                s.detach()
             isolate(req, len(req))  # returns only in the isolated script process
             _rehearse(sdk)
             await_job()  # the job's fds are in place when it returns
             run_job(sdk)
             os._exit(0)
         theirs.close()
-        return ours
+        job_s.close()
+        return ours, job_srv
 
-    def announce(spare):
-        """Hands the server the spare's socket: the job's fds go there, not through us."""
-        socket.send_fds(sock, [b'{"type":"spare"}'], [spare.fileno()])
+    def announce(spare, job_srv):
+        """Hands the server the spare's sockets: the job goes there, not through us."""
+        socket.send_fds(sock, [b'{"type":"spare"}'], [spare.fileno(), job_srv.fileno()])
+        job_srv.close()
 
     # Everything allocated so far is shared copy-on-write with every execution: keep the
     # collector from touching (and so copying) it in the children.
     gc.collect()
     gc.freeze()
-    spare = make_spare()
+    spare, job_srv = make_spare()
     sock.send(b'{"type":"ready"}')
-    announce(spare)
+    announce(spare, job_srv)
     while True:
         try:
             readable, _, _ = select.select([sock, spare], [], [])
@@ -269,8 +277,8 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
             # slot is idle, so prepare the next one now; its preparation never
             # competes with a running script for CPU.
             spare.close()
-            spare = make_spare()
-            announce(spare)
+            spare, job_srv = make_spare()
+            announce(spare, job_srv)
         if sock in readable:
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 8)

@@ -224,10 +224,16 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
     .collect::<Result<_, _>>()?;
     // Forks the next execution ahead of time; it isolates itself, waits for its job,
     // then execs the interpreter.
-    let make_spare = || -> Result<OwnedFd, String> {
+    // Returns our end of the supervisor's socket (at EOF when it exits) and the server's
+    // end of the script process's job socket.
+    let make_spare = || -> Result<(OwnedFd, OwnedFd), String> {
         let (ours, theirs) = sys::socketpair(true).map_err(|e| e.to_string())?;
-        let req = serde_json::json!({"spare": theirs.as_raw_fd(), "zygote_pid": sys::getpid()})
-            .to_string();
+        let (job_srv, job_s) = sys::socketpair(true).map_err(|e| e.to_string())?;
+        let req = serde_json::json!({
+            "spare": theirs.as_raw_fd(), "zygote_pid": sys::getpid(),
+            "job_srv": job_srv.as_raw_fd(), "job_s": job_s.as_raw_fd(),
+        })
+        .to_string();
         // SAFETY: the helper is single-threaded.
         let pid = unsafe { sys::fork() }.map_err(|e| format!("fork: {e}"))?;
         if pid == 0 {
@@ -242,17 +248,22 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
             let _ = sys::write_all(2, b"airlock: exec of the interpreter failed\n");
             sys::exit_now(127);
         }
-        Ok(ours)
+        Ok((ours, job_srv))
     };
     // Hands the server the spare's socket: the job's fds go there, not through us.
-    let announce = |spare: &OwnedFd| -> Result<(), String> {
-        sys::send_with_fds(ctrl, br#"{"type":"spare"}"#, &[spare.as_raw_fd()])
-            .map_err(|e| format!("announcing a spare: {e}"))
+    let announce = |(spare, job_srv): (OwnedFd, OwnedFd)| -> Result<OwnedFd, String> {
+        sys::send_with_fds(
+            ctrl,
+            br#"{"type":"spare"}"#,
+            &[spare.as_raw_fd(), job_srv.as_raw_fd()],
+        )
+        .map_err(|e| format!("announcing a spare: {e}"))?;
+        Ok(spare)
     };
-    let mut spare = make_spare()?;
+    let first = make_spare()?;
     let ready = serde_json::json!({"type": "ready"});
     sys::send_with_fds(ctrl, ready.to_string().as_bytes(), &[]).map_err(|e| e.to_string())?;
-    announce(&spare)?;
+    let mut spare = announce(first)?;
     loop {
         while let Ok((p, _)) = sys::waitpid(-1, libc::WNOHANG) {
             if p <= 0 {
@@ -277,8 +288,7 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
         }
         if fds[1].revents != 0 {
             // The spare's supervisor exited (its execution is over, or it died).
-            spare = make_spare()?;
-            announce(&spare)?;
+            spare = announce(make_spare()?)?;
         }
         if fds[0].revents != 0 {
             match sys::recv_with_fds(ctrl, 64 * 1024, nix::sys::socket::MsgFlags::empty()) {

@@ -61,21 +61,24 @@ const JOB_FD: RawFd = 5;
 static ISOLATED: std::sync::Mutex<Option<LayerReport>> = std::sync::Mutex::new(None);
 
 /// The request the zygote passes when it forks a spare: the spare's end of a
-/// SOCK_SEQPACKET pair on which the job's four fds (control socket, status socket,
-/// stdout, stderr) will arrive later.
+/// SOCK_SEQPACKET pair on which the server hands over the job, and both ends of the
+/// pair that carries the job's control socket and output pipes to S (`job_s` is S's;
+/// the server holds `job_srv` too, the zygote announced it).
 #[derive(Debug, Deserialize)]
 pub(crate) struct IsolateRequest {
     pub spare: RawFd,
     pub zygote_pid: i32,
+    pub job_srv: RawFd,
+    pub job_s: RawFd,
 }
 
 /// The job's file descriptors as received by the supervisor, and what the job asks of
-/// the execution's namespaces.
+/// the execution's namespaces. Without egress the server sends S its fds itself and C
+/// gets only the status socket (`for_s` is `None`).
 struct JobFds {
-    proto: OwnedFd,
     status: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    /// Control socket, stdout, stderr: for C to hand to S once egress is set up.
+    for_s: Option<[OwnedFd; 3]>,
     /// The job wants egress: bring `lo` up and hand the server a listener on
     /// 127.0.0.1:[`crate::PROXY_PORT`] (the only way out, through the server's proxy).
     network: bool,
@@ -153,18 +156,19 @@ fn wait_for_job(spare: RawFd) -> Option<JobFds> {
         .and_then(|v| v.get("network").and_then(serde_json::Value::as_bool))
         .unwrap_or(false);
     let mut it = fds.into_iter();
-    let (Some(proto), Some(status), Some(stdout), Some(stderr), None) =
-        (it.next(), it.next(), it.next(), it.next(), it.next())
-    else {
-        return None;
-    };
-    Some(JobFds {
-        proto,
-        status,
-        stdout,
-        stderr,
-        network,
-    })
+    match (it.next(), it.next(), it.next(), it.next(), it.next()) {
+        (Some(status), None, None, None, None) => Some(JobFds {
+            status,
+            for_s: None,
+            network,
+        }),
+        (Some(proto), Some(status), Some(stdout), Some(stderr), None) => Some(JobFds {
+            status,
+            for_s: Some([proto, stdout, stderr]),
+            network,
+        }),
+        _ => None,
+    }
 }
 
 /// Egress for a job that asked for it: `lo` up in the execution's own (empty) network
@@ -220,7 +224,9 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != req.zygote_pid {
         sys::exit_now(1);
     }
-    sys::close_all_except(&[spare]);
+    sys::close_all_except(&[spare, req.job_srv, req.job_s]);
+    // SAFETY: both fds were inherited from the zygote for this process alone.
+    let (cs_c, cs_s) = unsafe { (sys::own_fd(req.job_srv), sys::own_fd(req.job_s)) };
 
     let mut layers = LayerReport::default();
     // 1. Namespaces: a fresh user namespace owns all the others.
@@ -271,11 +277,8 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
         Ok(p) => p,
         Err(e) => setup_fail_after_job(spare, format!("pipe: {e}")),
     };
-    // C -> S: the job's control socket and output pipes, once the job arrives.
-    let (cs_c, cs_s) = match sys::socketpair(true) {
-        Ok(p) => p,
-        Err(e) => setup_fail_after_job(spare, format!("socketpair: {e}")),
-    };
+    // The job's control socket and output pipes reach S on `cs_s`: from the server
+    // directly, or from C (`cs_c`) once egress is set up.
 
     // SAFETY: this process is single-threaded (forked from a single-threaded zygote).
     let pid = match unsafe { sys::fork() } {
@@ -306,20 +309,13 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     if job.network {
         setup_egress(status, layers.net_ns);
     }
-    // Hand S its fds; if S already died in set-up, the report says why.
-    let _ = sys::send_with_fds(
-        cs_c.as_raw_fd(),
-        b"job",
-        &[
-            job.proto.as_raw_fd(),
-            job.stdout.as_raw_fd(),
-            job.stderr.as_raw_fd(),
-        ],
-    );
+    // Hand S its fds unless the server did; if S already died in set-up, the report
+    // says why.
+    if let Some(for_s) = job.for_s {
+        let raw = for_s.each_ref().map(|f| f.as_raw_fd());
+        let _ = sys::send_with_fds(cs_c.as_raw_fd(), b"job", &raw);
+    }
     drop(cs_c);
-    drop(job.proto);
-    drop(job.stdout);
-    drop(job.stderr);
 
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,

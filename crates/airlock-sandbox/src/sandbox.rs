@@ -522,11 +522,7 @@ impl Sandbox {
                 // zygote announced when it forked the spare (the zygote is not on the
                 // job's path).
                 let sent = match next_spare(&mut p.ctrl).await {
-                    Ok(spare) => sys::set_nonblocking(spare.as_raw_fd(), true)
-                        .and_then(|()| {
-                            sys::send_with_fds(spare.as_raw_fd(), control.as_bytes(), &fds)
-                        })
-                        .map_err(Error::Io),
+                    Ok(spare) => hand_over(&spare, &control, &fds, job.network).map_err(Error::Io),
                     Err(e) => {
                         // The zygote is gone or stuck: replace it.
                         if let Some(mut p) = slot.take() {
@@ -634,16 +630,49 @@ impl Sandbox {
     }
 }
 
-/// Waits for the zygote to announce its next spare: `{"type":"spare"}` with the socket
-/// of the spare's supervisor, on which the job's fds go.
-async fn next_spare(ctrl: &mut SeqPacket) -> Result<OwnedFd> {
+/// Hands a job to a spare. The supervisor first (a dead spare fails here, before its
+/// script process could see the job): with egress it gets all four fds and passes the
+/// script's on once the proxy listener exists; without, it gets the status socket and
+/// the script process gets its three fds straight from here, one hop less.
+fn hand_over(spare: &Spare, control: &str, fds: &[i32; 4], network: bool) -> std::io::Result<()> {
+    let [proto, status, out, err] = *fds;
+    for s in [&spare.supervisor, &spare.script] {
+        sys::set_nonblocking(s.as_raw_fd(), true)?;
+    }
+    if network {
+        return sys::send_with_fds(spare.supervisor.as_raw_fd(), control.as_bytes(), fds);
+    }
+    sys::send_with_fds(spare.supervisor.as_raw_fd(), control.as_bytes(), &[status])?;
+    // If the script process died in set-up, the supervisor reports why on the status
+    // socket; nothing to do here.
+    let _ = sys::send_with_fds(spare.script.as_raw_fd(), b"job", &[proto, out, err]);
+    Ok(())
+}
+
+/// The sockets of a spare the zygote announced.
+struct Spare {
+    /// To the spare's supervisor: the job message, with the status socket (and, for a
+    /// job with egress, the script's fds too: the supervisor hands them over once the
+    /// proxy listener exists).
+    supervisor: OwnedFd,
+    /// To the spare's script process: its control socket, stdout and stderr.
+    script: OwnedFd,
+}
+
+/// Waits for the zygote to announce its next spare: `{"type":"spare"}` with the sockets
+/// of the spare's supervisor and script process.
+async fn next_spare(ctrl: &mut SeqPacket) -> Result<Spare> {
     let wait = async {
         loop {
             match ctrl.recv().await {
                 Ok(Some((data, mut fds))) => {
                     let v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
                     match v["type"].as_str() {
-                        Some("spare") if fds.len() == 1 => return Ok(fds.remove(0)),
+                        Some("spare") if fds.len() == 2 => {
+                            let script = fds.remove(1);
+                            let supervisor = fds.remove(0);
+                            return Ok(Spare { supervisor, script });
+                        }
                         Some("fatal") => {
                             return Err(Error::Startup(format!(
                                 "zygote: {}",

@@ -360,6 +360,15 @@ pub(crate) fn setrlimit(
     cvt_i(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
+/// Takes ownership of an fd number handed over by the parent process.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else in this process.
+pub(crate) unsafe fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: guaranteed by the caller.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 pub(crate) fn set_signal_default(sig: libc::c_int) {
     // SAFETY: installing SIG_DFL has no memory-safety implications.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
