@@ -6,8 +6,10 @@
 //! Python's `requests`/`httpx` are not installed system-wide here; `urllib` (and `curl`
 //! when installed) exercise the proxy variables the same way.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -778,45 +780,9 @@ else:
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_and_httpx_work_through_the_proxy_unchanged() {
     // Not under /tmp: every execution gets its own empty /tmp.
-    // (The build's scratch dir, unless the checkout itself lives under /tmp.)
-    let target_tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let base = if target_tmp.starts_with("/tmp") {
-        PathBuf::from("/var/tmp")
-    } else {
-        target_tmp
+    let Some(pkgs) = common::pip_requests_httpx().await else {
+        return;
     };
-    let pkgs = tempfile::tempdir_in(base).unwrap();
-    let target = pkgs.path().to_path_buf();
-    let installed = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&target)
-            .args(["requests", "httpx"])
-            .output()
-    })
-    .await
-    .unwrap();
-    match installed {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "SKIPPED: cannot install requests/httpx from the package index: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no python3 -m pip to install requests/httpx: {e}");
-            return;
-        }
-    }
     let dir = pkgs.path().to_path_buf();
     let Some(env) = start_with(move |c| c.python_paths = vec![dir]).await else {
         return;

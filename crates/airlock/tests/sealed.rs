@@ -11,6 +11,8 @@
 //! back; a script searching its environment, its memory and every file it can reach
 //! finds only the placeholder.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,24 +41,8 @@ struct Env {
 
 /// A fresh directory outside /tmp (each execution gets its own empty /tmp, so the
 /// CA bundle directory must live elsewhere) that the sandbox's uid can traverse.
-fn outside_tmp() -> PathBuf {
-    // The build's scratch dir, unless the checkout itself lives under /tmp.
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    if target.starts_with("/tmp") {
-        PathBuf::from("/var/tmp")
-    } else {
-        target
-    }
-}
-
 fn public_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new()
-        .prefix("sealed-ca")
-        .tempdir_in(outside_tmp())
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
+    common::sandbox_visible_tempdir("sealed-ca")
 }
 
 async fn start(upstream_ca: Option<&str>) -> Option<Env> {
@@ -885,38 +871,9 @@ out["placeholder_seen_in"] = sorted(set(ph_seen))
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_and_httpx_use_sealed_credentials_unchanged() {
     // Not under /tmp: every execution gets its own empty /tmp.
-    let pkgs = tempfile::tempdir_in(outside_tmp()).unwrap();
-    let target = pkgs.path().to_path_buf();
-    let installed = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&target)
-            .args(["requests", "httpx"])
-            .output()
-    })
-    .await
-    .unwrap();
-    match installed {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "SKIPPED: cannot install requests/httpx from the package index: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no python3 -m pip to install requests/httpx: {e}");
-            return;
-        }
-    }
+    let Some(pkgs) = common::pip_requests_httpx().await else {
+        return;
+    };
     let (tls, upstream_ca) = tls_upstream("127.0.0.3").await;
     let Some(env) = start_with(Some(&upstream_ca), vec![pkgs.path().to_path_buf()]).await else {
         return;

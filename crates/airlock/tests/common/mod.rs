@@ -622,3 +622,41 @@ pub fn sandbox_visible_tempdir(prefix: &str) -> TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
+
+/// `requests` and `httpx`, installed with pip into a directory the sandbox can see
+/// (for `python_paths`), or `None` after a loud `SKIPPED:` line when there is no pip or
+/// no package index.
+pub async fn pip_requests_httpx() -> Option<TempDir> {
+    let pkgs = sandbox_visible_tempdir("pkgs");
+    let target = pkgs.path().to_path_buf();
+    let installed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&target)
+            .args(["requests", "httpx"])
+            .output()
+    })
+    .await
+    .unwrap();
+    match installed {
+        Ok(out) if out.status.success() => Some(pkgs),
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: cannot install requests/httpx from the package index: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no python3 -m pip to install requests/httpx: {e}");
+            None
+        }
+    }
+}
