@@ -54,7 +54,7 @@ pub(crate) static PLAN: OnceLock<ChildPlan> = OnceLock::new();
 pub(crate) const PROTO_FD: RawFd = 3;
 /// The pipe S reports its layers and set-up errors on (to R, then C).
 const REPORT_FD: RawFd = 4;
-/// The socket S receives the job's fds on (from C).
+/// The socket S receives the job's fds on (from the server, or from C with egress).
 const JOB_FD: RawFd = 5;
 
 /// Set by S when every layer is on, taken by [`await_job`]: the layers to report.

@@ -4,7 +4,8 @@
 //! launches every slot and runs a probe execution through each, so the layer report
 //! comes from real executions, and refuses to start (fail closed) when a layer is
 //! missing that the operator did not allow. `run` waits for a free slot, replaces its
-//! zygote if it died, hands it the job's file descriptors and spawns the driver.
+//! zygote if it died, hands the job's file descriptors to the spare the zygote announced
+//! and spawns the driver.
 
 use crate::cgroup::SlotCgroup;
 use crate::config::{Layer, LayerReport, SandboxConfig};
@@ -518,9 +519,8 @@ impl Sandbox {
                     *slot = Some(p);
                 }
                 let p = slot.as_mut().expect("slot present");
-                // The job goes straight to the spare's supervisor, on the socket the
-                // zygote announced when it forked the spare (the zygote is not on the
-                // job's path).
+                // The job goes straight to the spare, on the sockets the zygote
+                // announced when it forked it (the zygote is not on the job's path).
                 let sent = match next_spare(&mut p.ctrl).await {
                     Ok(spare) => hand_over(&spare, &control, &fds, job.network).map_err(Error::Io),
                     Err(e) => {
