@@ -214,7 +214,9 @@ pub(crate) struct DriverIo {
 
 pub(crate) struct JobSpec {
     pub cgroup: Option<Arc<crate::cgroup::SlotCgroup>>,
-    pub run_frame: Value,
+    /// What is left to write of the job frame (the start was written before the hand-over);
+    /// `None` when the job does not fit in a frame (nothing runs; the worker exits on EOF).
+    pub run_frame_rest: Option<Vec<u8>>,
     pub timeout: Duration,
     pub output_bytes: usize,
     pub memory_bytes: u64,
@@ -279,14 +281,8 @@ pub(crate) async fn drive<G: Send + 'static>(
             }
         }
     });
-    match protocol::encode_frame(&spec.run_frame) {
-        Ok(f) => {
-            let _ = frame_tx.send(f);
-        }
-        Err(_) => {
-            // Script larger than a frame: nothing will run; the worker exits on EOF.
-            drop(frame_tx.clone());
-        }
+    if let Some(rest) = spec.run_frame_rest.as_ref().filter(|r| !r.is_empty()) {
+        let _ = frame_tx.send(rest.clone());
     }
 
     let mut result: Option<Value> = None;

@@ -490,6 +490,37 @@ impl Sandbox {
         }
 
         let (proto_srv, proto_wrk) = sys::socketpair(false)?;
+        let limits = &inner.cfg.limits;
+        let mut env = job.env;
+        if job.network {
+            for (k, v) in proxy_env() {
+                env.insert(k.to_string(), v);
+            }
+        }
+        let run_frame = json!({
+            "type": "run",
+            "script": job.script,
+            "settings": job.settings,
+            "env": env,
+            "python_paths": job.python_paths,
+            "limits": {
+                "memory_bytes": limits.memory_bytes,
+                "cpu_seconds": limits.cpu_seconds,
+                "max_processes": limits.max_processes,
+                "max_open_files": limits.max_open_files,
+                "max_file_bytes": limits.max_file_bytes,
+                "scratch_bytes": limits.scratch_bytes,
+            },
+        });
+        // The job frame goes into the socket now, so it is waiting when the script
+        // process wakes up with its fds (the driver writes whatever did not fit).
+        let std_proto = std::os::unix::net::UnixStream::from(proto_srv);
+        std_proto.set_nonblocking(true)?;
+        let run_frame_rest = crate::protocol::encode_frame(&run_frame).ok().map(|f| {
+            use std::io::Write;
+            let n = (&std_proto).write(&f).unwrap_or(0);
+            f[n..].to_vec()
+        });
         let (status_srv, status_wrk) = sys::socketpair(true)?;
         let (out_r, out_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
@@ -541,30 +572,6 @@ impl Sandbox {
         }
         drop((proto_wrk, status_wrk, out_w, err_w));
 
-        let limits = &inner.cfg.limits;
-        let mut env = job.env;
-        if job.network {
-            for (k, v) in proxy_env() {
-                env.insert(k.to_string(), v);
-            }
-        }
-        let run_frame = json!({
-            "type": "run",
-            "script": job.script,
-            "settings": job.settings,
-            "env": env,
-            "python_paths": job.python_paths,
-            "limits": {
-                "memory_bytes": limits.memory_bytes,
-                "cpu_seconds": limits.cpu_seconds,
-                "max_processes": limits.max_processes,
-                "max_open_files": limits.max_open_files,
-                "max_file_bytes": limits.max_file_bytes,
-                "scratch_bytes": limits.scratch_bytes,
-            },
-        });
-        let std_proto = std::os::unix::net::UnixStream::from(proto_srv);
-        std_proto.set_nonblocking(true)?;
         let io = DriverIo {
             proto: tokio::net::UnixStream::from_std(std_proto)?,
             status: SeqPacket::new(status_srv)?,
@@ -573,7 +580,7 @@ impl Sandbox {
         };
         let spec = JobSpec {
             cgroup: inner.cgroups[idx].clone(),
-            run_frame,
+            run_frame_rest,
             timeout: job.timeout,
             output_bytes: limits.output_bytes,
             memory_bytes: limits.memory_bytes,

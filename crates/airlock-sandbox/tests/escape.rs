@@ -599,6 +599,18 @@ set_result({"keys": settings.keys(), "rehearsal": settings.get("AIRLOCK_REHEARSA
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_script_larger_than_the_socket_buffer_arrives_whole() {
+    // The start of the job frame is written before the hand-over; the driver writes the
+    // rest. 900 KB of padding between two statements: both must run.
+    let Some(sb) = sandbox(1).await else { return };
+    let pad = format!("# {}\n", "p".repeat(1000)).repeat(900);
+    let script =
+        format!("a = 1\n{pad}set_result([a, len(open('/proc/self/cmdline').read()) >= 0])\n");
+    assert!(script.len() > 900_000);
+    assert_eq!(result(&sb, &script).await, json!([1, true]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn set_result_rejects_non_json() {
     let Some(sb) = sandbox(1).await else { return };
     let o = run(&sb, "set_result(float('nan'))").await;
