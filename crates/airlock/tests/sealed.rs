@@ -336,35 +336,7 @@ async fn tls_upstream(ip: &str) -> (Upstream, String) {
 
 /// [`tls_upstream`] with a certificate for `name` instead of the address it listens on.
 async fn tls_upstream_named(ip: &str, name: &str) -> (Upstream, String) {
-    use tokio_rustls::rustls;
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Sealed test upstream CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf_params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-    leaf_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let (acceptor, ca_pem) = common::test_tls_acceptor(name, "Sealed test upstream CA");
     let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let up = Upstream {
         addr: l.local_addr().unwrap(),
@@ -381,7 +353,7 @@ async fn tls_upstream_named(ip: &str, name: &str) -> (Upstream, String) {
             });
         }
     });
-    (up, ca.pem())
+    (up, ca_pem)
 }
 
 const PRELUDE: &str = r#"
