@@ -278,12 +278,9 @@ async fn get_own(
         }
         None => Arc::new(load_own(&state, &profile.row.id, &id).await?),
     };
-    if wait == 0 || status::is_terminal(&row.status) {
-        return Ok(Json(agent_view(&row)));
-    }
-    let Some(mut rx) = live else {
-        // Finished between the two looks: the store has the final state.
-        let row = load_own(&state, &profile.row.id, &id).await?;
+    // Nothing to wait for: no wait asked, a final state, or no longer live (the
+    // store's row is then the latest there is).
+    let Some(mut rx) = live.filter(|_| wait > 0 && !status::is_terminal(&row.status)) else {
         return Ok(Json(agent_view(&row)));
     };
     let seen = row.status.clone();
