@@ -53,7 +53,6 @@ struct QueuedJob {
     /// epoch before that read: while the epoch has not moved, the row is current.
     profile: ProfileRow,
     profile_epoch: u64,
-    script: String,
     creds: Vec<OpenedCredential>,
     timeout: Duration,
     llm_wait: Duration,
@@ -173,7 +172,7 @@ impl Runner {
             profile_id: profile_id.to_string(),
             status: status::PENDING.into(),
             script_sha256: crate::ids::sha256_hex(script.as_bytes()),
-            script: script.clone(),
+            script,
             timeout_secs: timeout.as_secs() as i64,
             result: None,
             stdout: String::new(),
@@ -223,7 +222,6 @@ impl Runner {
             row,
             profile: profile.clone(),
             profile_epoch,
-            script,
             creds,
             timeout,
             llm_wait,
@@ -380,7 +378,7 @@ impl Runner {
         }
         let (exec, ()) = tokio::join!(
             sandbox.run(Job {
-                script: job.script.clone(),
+                script: row.script.clone(),
                 settings,
                 timeout: job.timeout,
                 env,
