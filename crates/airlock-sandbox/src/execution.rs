@@ -252,7 +252,7 @@ async fn capture(fd: OwnedFd, cap: usize) -> (Vec<u8>, bool) {
 /// Runs one execution to its end. `release` is dropped (freeing the slot) at the end.
 pub(crate) async fn drive<G: Send + 'static>(
     io: DriverIo,
-    spec: JobSpec,
+    mut spec: JobSpec,
     events: mpsc::Sender<Event>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     pid_out: Arc<AtomicI32>,
@@ -281,8 +281,8 @@ pub(crate) async fn drive<G: Send + 'static>(
             }
         }
     });
-    if let Some(rest) = spec.run_frame_rest.as_ref().filter(|r| !r.is_empty()) {
-        let _ = frame_tx.send(rest.clone());
+    if let Some(rest) = spec.run_frame_rest.take().filter(|r| !r.is_empty()) {
+        let _ = frame_tx.send(rest);
     }
 
     let mut result: Option<Value> = None;
