@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::req;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -54,32 +56,6 @@ async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     (status, v)
-}
-
-fn req(
-    method: &str,
-    uri: &str,
-    cookie: Option<&str>,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> Request<Body> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "airlock.test");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    if let Some(k) = bearer {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
-    }
-    match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    }
 }
 
 /// Starts the app with the real sandbox, or `None` (after a loud SKIPPED line) when

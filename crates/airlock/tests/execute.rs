@@ -2,6 +2,10 @@
 //! binary as helper), real Python. Each attacks or checks one promise of the
 //! execution contract.
 
+mod common;
+
+use common::req;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -44,32 +48,6 @@ async fn send(app: &App, req: Request<Body>) -> (StatusCode, axum::http::HeaderM
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     (status, headers, v)
-}
-
-fn req(
-    method: &str,
-    uri: &str,
-    cookie: Option<&str>,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> Request<Body> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "airlock.test");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    if let Some(k) = bearer {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
-    }
-    match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    }
 }
 
 async fn env_with(cfg: impl FnOnce(&mut Config)) -> Env {

@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::req;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -96,32 +98,6 @@ async fn start_with(upstream_ca: Option<&str>, python_paths: Vec<PathBuf>) -> Op
         app,
         cookie,
     })
-}
-
-fn req(
-    method: &str,
-    uri: &str,
-    cookie: Option<&str>,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> Request<Body> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "airlock.test");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    if let Some(k) = bearer {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
-    }
-    match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    }
 }
 
 /// (status, JSON or text body, raw body text).

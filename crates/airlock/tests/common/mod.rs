@@ -694,3 +694,31 @@ pub fn test_tls_acceptor(name: &str, ca_name: &str) -> (tokio_rustls::TlsAccepto
         .unwrap();
     (tokio_rustls::TlsAcceptor::from(Arc::new(server)), ca.pem())
 }
+
+/// A request for the router as the `oneshot` tests send it: `Host: airlock.test`,
+/// optional session cookie, agent key id (`Bearer`) and JSON body.
+pub fn req(
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "airlock.test");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    if let Some(k) = bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
