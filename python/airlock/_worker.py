@@ -8,7 +8,8 @@ which returns only in the fully isolated script process, rehearses a job on /dev
 again to wait for the job's file descriptors (the server sends four fds, never the job
 itself, to the spare's supervisor). In ``run`` mode (cold start) isolation and the fds are in place before exec.
 The zygote hands each spare's socket to the server, which sends the job's fds straight to
-the spare's supervisor; the zygote forks the next spare once that supervisor exits.
+the spare's supervisor; the zygote forks the next spare once the server asks for it and
+that supervisor has exited.
 Either way ``run_job`` reads the job from fd 3 and runs the script.
 """
 
@@ -267,18 +268,19 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
     spare, job_srv = make_spare()
     sock.send(b'{"type":"ready"}')
     announce(spare, job_srv)
+    # Spares the server asked for (`prepare`) and not yet forked: the next one is forked
+    # once it is asked for and the previous supervisor has exited, so its preparation
+    # competes neither with a running script nor with the server storing the last result.
+    asked = 0
     while True:
         try:
-            readable, _, _ = select.select([sock, spare], [], [])
+            readable, _, _ = select.select([sock] if spare is None else [sock, spare], [], [])
         except InterruptedError:
             continue
-        if spare in readable:
-            # The spare's supervisor exited (its execution is over, or it died): the
-            # slot is idle, so prepare the next one now; its preparation never
-            # competes with a running script for CPU.
+        if spare is not None and spare in readable:
+            # The spare's supervisor exited (its execution is over, or it died).
             spare.close()
-            spare, job_srv = make_spare()
-            announce(spare, job_srv)
+            spare = None
         if sock in readable:
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 8)
@@ -286,8 +288,14 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
                 continue
             if not msg and not fds:
                 os._exit(0)
-            for fd in fds:  # the server sends nothing else; never keep a stray fd
+            for fd in fds:  # the server sends no fds; never keep a stray one
                 os.close(fd)
+            if msg == b'{"type":"prepare"}':
+                asked += 1
+        if spare is None and asked:
+            asked -= 1
+            spare, job_srv = make_spare()
+            announce(spare, job_srv)
 
 
 def main():

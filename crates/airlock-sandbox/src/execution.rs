@@ -89,6 +89,17 @@ pub struct Execution {
     pub(crate) pending: BTreeSet<String>,
     pub(crate) finished: Option<Outcome>,
     pub(crate) proxy: Option<PendingProxy>,
+    /// The slot's spare gate and the number of the spare this execution took: once it
+    /// is dropped, the slot's zygote may prepare the next.
+    pub(crate) spare_taken: Option<(Arc<crate::sandbox::SpareGate>, u64)>,
+}
+
+impl Drop for Execution {
+    fn drop(&mut self) {
+        if let Some((gate, seq)) = self.spare_taken.take() {
+            gate.release(seq);
+        }
+    }
 }
 
 /// The egress listener of an execution with [`crate::Job::network`], on its way from the

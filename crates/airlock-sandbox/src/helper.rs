@@ -263,7 +263,9 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
     let first = make_spare()?;
     let ready = serde_json::json!({"type": "ready"});
     sys::send_with_fds(ctrl, ready.to_string().as_bytes(), &[]).map_err(|e| e.to_string())?;
-    let mut spare = announce(first)?;
+    let mut spare = Some(announce(first)?);
+    // Spares the server asked for and not yet forked (see `SpareGate`).
+    let mut asked = 0u32;
     loop {
         while let Ok((p, _)) = sys::waitpid(-1, libc::WNOHANG) {
             if p <= 0 {
@@ -277,26 +279,34 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
                 revents: 0,
             },
             libc::pollfd {
-                fd: spare.as_raw_fd(),
+                fd: spare.as_ref().map_or(-1, |s| s.as_raw_fd()),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // SAFETY: fds is a valid array of two pollfd.
+        // SAFETY: fds is a valid array of two pollfd (a negative fd is ignored).
         if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
             continue;
         }
         if fds[1].revents != 0 {
             // The spare's supervisor exited (its execution is over, or it died).
-            spare = announce(make_spare()?)?;
+            spare = None;
         }
         if fds[0].revents != 0 {
             match sys::recv_with_fds(ctrl, 64 * 1024, nix::sys::socket::MsgFlags::empty()) {
-                // The server sends nothing else; received fds close on drop.
-                Ok(Some(_)) => {}
+                // Received fds (the server sends none) close on drop.
+                Ok(Some((msg, _))) => {
+                    if msg == br#"{"type":"prepare"}"# {
+                        asked += 1;
+                    }
+                }
                 Ok(None) => return Ok(0),
                 Err(e) => return Err(e.to_string()),
             }
+        }
+        if spare.is_none() && asked > 0 {
+            asked -= 1;
+            spare = Some(announce(make_spare()?)?);
         }
     }
 }

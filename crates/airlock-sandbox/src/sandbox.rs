@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -105,8 +105,78 @@ impl SeqPacket {
 struct SlotProc {
     child: tokio::process::Child,
     ctrl: SeqPacket,
+    gate: Arc<SpareGate>,
     /// The [`WarmImports::generation`] it was started with.
     generation: u64,
+}
+
+/// When a slot's zygote may prepare its next spare.
+///
+/// A zygote forks its first spare at once and every later one only when the server
+/// asks (`{"type":"prepare"}`) and the previous spare's supervisor has exited. The
+/// server asks [`PREPARE_AFTER`] after the execution that took the previous spare is
+/// dropped (its outcome stored and published), or as soon as a job needs the slot,
+/// whichever comes first. A spare's preparation (three forks, two sets of namespaces,
+/// mounts, an interpreter's rehearsal) takes a core for a few milliseconds; on two
+/// cores, started while the outcome is still being stored and sent to the agent, it
+/// delayed that answer by about a millisecond.
+#[derive(Debug)]
+pub(crate) struct SpareGate {
+    /// A spare is announced, or asked for, and no job has taken it yet.
+    outstanding: AtomicBool,
+    /// How many spares jobs have taken from this zygote.
+    taken: AtomicU64,
+    /// The zygote's control socket (a second descriptor of it).
+    ctrl: OwnedFd,
+}
+
+/// How long an idle slot waits, after its execution is over, before preparing the
+/// next spare: time for the outcome to reach the agent first.
+const PREPARE_AFTER: Duration = Duration::from_millis(2);
+
+impl SpareGate {
+    fn new(ctrl: OwnedFd) -> Self {
+        SpareGate {
+            outstanding: AtomicBool::new(true),
+            taken: AtomicU64::new(0),
+            ctrl,
+        }
+    }
+
+    /// Asks the zygote for the next spare, unless one is already on its way.
+    fn ask(&self) {
+        if !self.outstanding.swap(true, Ordering::SeqCst)
+            && sys::send_with_fds(self.ctrl.as_raw_fd(), br#"{"type":"prepare"}"#, &[]).is_err()
+        {
+            // A zygote that cannot take the message is replaced by the next job.
+            self.outstanding.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A job took the announced spare; returns the spare's sequence number.
+    fn take(&self) -> u64 {
+        self.outstanding.store(false, Ordering::SeqCst);
+        self.taken.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The execution that took spare `seq` is over: ask for the next spare in
+    /// [`PREPARE_AFTER`], unless a job has taken one since.
+    pub(crate) fn release(self: Arc<Self>, seq: u64) {
+        let ask = move || {
+            if self.taken.load(Ordering::SeqCst) == seq {
+                self.ask();
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(PREPARE_AFTER).await;
+                    ask();
+                });
+            }
+            Err(_) => ask(),
+        }
+    }
 }
 
 /// What warm zygotes add to `sys.path` and pre-import on top of the configuration;
@@ -534,6 +604,7 @@ impl Sandbox {
         ];
         // For the execution's supervisor.
         let control = json!({"type": "run", "network": job.network}).to_string();
+        let mut spare_taken = None;
         {
             let mut slot = inner.slots[idx].lock().await;
             let generation = inner.warm.lock().expect("warm lock").generation;
@@ -550,10 +621,14 @@ impl Sandbox {
                     *slot = Some(p);
                 }
                 let p = slot.as_mut().expect("slot present");
+                p.gate.ask();
                 // The job goes straight to the spare, on the sockets the zygote
                 // announced when it forked it (the zygote is not on the job's path).
                 let sent = match next_spare(&mut p.ctrl).await {
-                    Ok(spare) => hand_over(&spare, &control, &fds, job.network).map_err(Error::Io),
+                    Ok(spare) => {
+                        spare_taken = Some((p.gate.clone(), p.gate.take()));
+                        hand_over(&spare, &control, &fds, job.network).map_err(Error::Io)
+                    }
                     Err(e) => {
                         // The zygote is gone or stuck: replace it.
                         if let Some(mut p) = slot.take() {
@@ -604,6 +679,7 @@ impl Sandbox {
             pending: BTreeSet::new(),
             finished: None,
             proxy,
+            spare_taken,
         })
     }
 
@@ -744,6 +820,7 @@ async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)
             }
         }
     }
+    let gate = Arc::new(SpareGate::new(srv.try_clone()?));
     let mut ctrl = SeqPacket::new(srv)?;
     let cfg_json = serde_json::to_vec(&hc).map_err(|e| Error::Startup(e.to_string()))?;
     ctrl.send(&cfg_json, &[]).await?;
@@ -793,6 +870,7 @@ async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)
         SlotProc {
             child,
             ctrl,
+            gate,
             generation: warm.generation,
         },
         layers,

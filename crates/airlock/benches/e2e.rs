@@ -12,7 +12,9 @@
 //!
 //! Run: `cargo bench -p airlock --bench e2e` (options through env: `BENCH_RUNS`
 //! (default 200), `BENCH_GAP_MS` (default 10), `BENCH_TOTAL` (default 1000),
-//! `BENCH_CLIENTS` (default 8)).
+//! `BENCH_CLIENTS` (default 8), `BENCH_HELPER` (the `airlock` binary whose sandbox
+//! helper runs the scripts; default: this build's), so two builds can be compared in
+//! alternating runs).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -115,7 +117,8 @@ fn main() {
         let mut cfg = airlock::config::Config::for_data_dir(dir.path());
         cfg.python = python.clone().into();
         cfg.queue_size = 4096;
-        cfg.sandbox_helper = Some(vec![env!("CARGO_BIN_EXE_airlock").into(), airlock::sandbox::HELPER_ARG.into()]);
+        let helper = std::env::var("BENCH_HELPER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_airlock").into());
+        cfg.sandbox_helper = Some(vec![helper.into(), airlock::sandbox::HELPER_ARG.into()]);
         let app = airlock::app::App::open(cfg).await.expect("airlock starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
