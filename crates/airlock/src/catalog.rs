@@ -5,8 +5,8 @@
 //! here, once. Values and profile secrets are sealed with the vault before they
 //! reach the store and opened only for execution.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use airlock_store::{mode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
 use chrono::{DateTime, Utc};
@@ -249,6 +249,21 @@ pub struct ActiveProfile {
 pub struct Catalog {
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
+    keys: Arc<Mutex<KeyCache>>,
+}
+
+/// Profile rows found by key id, as read at one [`Store::profiles_epoch`].
+///
+/// Every profile write (lock, revoke, key regeneration, edit, delete, import) moves
+/// the epoch before and after it, and an entry is used only while the epoch has not
+/// moved since it was read, so the next request after a write reads the store again.
+/// The rows keep their key secret sealed (it is opened per request); expiry is checked
+/// per request against the clock; unknown key ids are never kept. At most one entry
+/// per profile that authenticated since the last profile write.
+#[derive(Default)]
+struct KeyCache {
+    epoch: u64,
+    rows: HashMap<String, ProfileRow>,
 }
 
 fn cred_aad(id: &str) -> String {
@@ -271,7 +286,11 @@ fn summary(c: &CredentialRow) -> CredentialSummary {
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, vault: Arc<Vault>) -> Catalog {
-        Catalog { store, vault }
+        Catalog {
+            store,
+            vault,
+            keys: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -685,11 +704,18 @@ impl Catalog {
     /// Resolves a bearer key id to a profile that may run code now.
     pub async fn active_profile(&self, key_id: &str) -> ApiResult<ActiveProfile> {
         let epoch = self.store.profiles_epoch();
-        let row = self
-            .store
-            .profile_get_by_key_id(key_id)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown_key", "unknown profile key"))?;
+        let row = match self.cached_key(key_id, epoch) {
+            Some(row) => row,
+            None => {
+                let row = self
+                    .store
+                    .profile_get_by_key_id(key_id)
+                    .await?
+                    .ok_or_else(|| ApiError::unauthorized("unknown_key", "unknown profile key"))?;
+                self.cache_key(key_id, epoch, &row);
+                row
+            }
+        };
         if row.revoked {
             return Err(ApiError::unauthorized(
                 "profile_revoked",
@@ -711,6 +737,28 @@ impl Catalog {
         let sealed = row.secret.as_ref().ok_or_else(ApiError::internal)?;
         let secret = self.vault.open(&profile_aad(&row.id), sealed)?;
         Ok(ActiveProfile { row, secret, epoch })
+    }
+
+    /// The row `key_id` resolved to while the profiles epoch was still `epoch`.
+    fn cached_key(&self, key_id: &str, epoch: u64) -> Option<ProfileRow> {
+        let keys = self.keys.lock().expect("key cache lock");
+        (keys.epoch == epoch)
+            .then(|| keys.rows.get(key_id).cloned())
+            .flatten()
+    }
+
+    /// Keeps `row`, read after the profiles epoch was `epoch`, unless a profile write
+    /// has started since (the row may then predate it).
+    fn cache_key(&self, key_id: &str, epoch: u64, row: &ProfileRow) {
+        let mut keys = self.keys.lock().expect("key cache lock");
+        if self.store.profiles_epoch() != epoch {
+            return;
+        }
+        if keys.epoch != epoch {
+            keys.rows.clear();
+            keys.epoch = epoch;
+        }
+        keys.rows.insert(key_id.to_string(), row.clone());
     }
 
     // ----- export / import: values in the clear, only inside an encrypted file -----

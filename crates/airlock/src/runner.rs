@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use airlock_redact::{RedactionCount, Redactor};
 use airlock_sandbox::{Event, Job, OutcomeStatus, Sandbox};
 use airlock_store::{status, ExecutionRow, ProfileRow, Store};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
@@ -89,6 +89,9 @@ pub struct Runner {
     egress_tls: Option<Arc<EgressTls>>,
     /// The CA bundle (system roots + the instance CA) as the sandbox sees it.
     ca_bundle: Option<std::path::PathBuf>,
+    /// When this process last stamped each profile's "last used" (the profile row an
+    /// agent request carries may be older than the last stamp).
+    last_used: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// How sealed credentials reach HTTPS hosts: the instance CA and the bundle path the
@@ -128,6 +131,7 @@ impl Runner {
             running: Mutex::new(HashMap::new()),
             egress_tls: sealed.tls,
             ca_bundle: sealed.ca_bundle,
+            last_used: Mutex::new(HashMap::new()),
         });
         tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
         runner
@@ -208,10 +212,16 @@ impl Runner {
         };
         // "Last used" is shown to the second: a profile used within the last
         // second is not written again (one write less per execution under load).
-        if profile
-            .last_used_at
-            .is_none_or(|t| now - t >= chrono::TimeDelta::seconds(1))
-        {
+        let stamp = {
+            let mut last = self.last_used.lock().expect("last-used lock");
+            let prev = last.get(profile_id).copied().max(profile.last_used_at);
+            let due = prev.is_none_or(|t| now - t >= chrono::TimeDelta::seconds(1));
+            if due {
+                last.insert(profile_id.to_string(), now);
+            }
+            due
+        };
+        if stamp {
             let _ = self.store.profile_touch_used(profile_id, now).await;
         }
         self.watchers

@@ -315,6 +315,88 @@ async fn infinite_loop_times_out_and_server_keeps_working() {
     assert_eq!(v["result"], "still alive");
 }
 
+/// Agent requests resolve their key from memory while no profile was written since;
+/// every kind of change must still reach the very next request.
+#[tokio::test]
+async fn a_key_follows_every_change_of_its_profile_at_once() {
+    let env = env_with(|_| {}).await;
+    let list = |key_id: String| {
+        let app = env.app.clone();
+        async move {
+            let (s, _, v) = send(&app, req("GET", "/executions", None, Some(&key_id), None)).await;
+            (s, v["code"].as_str().unwrap_or_default().to_string())
+        }
+    };
+    let ok = (StatusCode::OK, String::new());
+    let refused = |code: &str| (StatusCode::UNAUTHORIZED, code.to_string());
+    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let key_id = key.split_once(':').unwrap().0.to_string();
+    assert_eq!(list(key_id.clone()).await, ok);
+    assert_eq!(list(key_id.clone()).await, ok);
+
+    // A new key: the old one is unknown at once, the new one works.
+    let (s, v) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/profiles/{pid}/regenerate-key"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new_id = v["key"]
+        .as_str()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .0
+        .to_string();
+    assert_eq!(list(key_id.clone()).await, refused("unknown_key"));
+    assert_eq!(list(new_id.clone()).await, ok);
+
+    // Expiry is the clock's, not a write's: a key that worked a moment ago stops.
+    let soon = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let (s, _) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{pid}"),
+            Some(json!({"expires_at": soon})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list(new_id.clone()).await, ok);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(list(new_id.clone()).await, refused("profile_expired"));
+
+    // Revoked, then deleted.
+    let (pid2, key2) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let key2_id = key2.split_once(':').unwrap().0.to_string();
+    assert_eq!(list(key2_id.clone()).await, ok);
+    let (s, _) = env
+        .admin("POST", &format!("/api/admin/profiles/{pid2}/revoke"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list(key2_id.clone()).await, refused("profile_revoked"));
+    let (s, _) = env
+        .admin("DELETE", &format!("/api/admin/profiles/{pid2}"), None)
+        .await;
+    assert!(s.is_success(), "{s}");
+    assert_eq!(list(key2_id).await, refused("unknown_key"));
+
+    // "Last used" is still stamped (at most once a second).
+    let (_, key3) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let v = env.run(&key3, "set_result(1)").await;
+    assert_eq!(v["result"], 1, "{v}");
+    let (s, profiles) = env.admin("GET", "/api/admin/profiles", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let used: Vec<&Value> = profiles["profiles"]
+        .as_array()
+        .unwrap_or_else(|| profiles.as_array().expect("a list of profiles"))
+        .iter()
+        .filter(|p| !p["last_used_at"].is_null())
+        .collect();
+    assert_eq!(used.len(), 1, "{profiles}");
+}
+
 #[tokio::test]
 async fn refusals_have_the_right_status() {
     let env = env_with(|c| c.max_script_bytes = 1024).await;
