@@ -53,11 +53,25 @@ impl SqliteStore {
         })
     }
 
-    /// Moves the profiles epoch now and again when the returned guard drops (after
-    /// the write, whether it succeeded, failed or was cancelled).
-    fn profile_write(&self) -> EpochGuard {
+    /// Runs a profile write on its own task, moving the profiles epoch before it and
+    /// again once it has finished (succeeded or failed). On its own task, the write
+    /// runs to its end even when the caller stops waiting (an abandoned request): a
+    /// dropped future would move the epoch while the statement, already handed to the
+    /// connection's thread, could still commit afterwards, and a profile row read in
+    /// between would pass for current.
+    async fn profile_write<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
         self.profiles_epoch.fetch_add(1, Ordering::SeqCst);
-        EpochGuard(self.profiles_epoch.clone())
+        let moved = EpochGuard(self.profiles_epoch.clone());
+        tokio::spawn(async move {
+            let r = write.await;
+            drop(moved);
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Config(format!("profile write task: {e}")))?
     }
 
     /// The underlying pool, for backends layered on the same database.
@@ -214,6 +228,42 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
                 e.into()
             }
         })?;
+    Ok(())
+}
+
+/// [`Store::profile_update`]'s statement.
+async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
+    let r = sqlx::query(
+        "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
+         expires_at = ?, allowed_hosts = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
+    )
+    .bind(&p.description)
+    .bind(&p.key_id)
+    .bind(&p.secret)
+    .bind(p.locked)
+    .bind(p.revoked)
+    .bind(p.expires_at)
+    .bind(hosts_json(&p.allowed_hosts))
+    .bind(p.updated_at)
+    .bind(p.last_used_at)
+    .bind(&p.id)
+    .execute(pool)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// [`Store::profile_delete`]'s statement.
+async fn delete_profile(pool: &SqlitePool, id: &str) -> Result<()> {
+    let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
     Ok(())
 }
 
@@ -459,44 +509,21 @@ impl Store for SqliteStore {
     }
 
     async fn profile_insert(&self, p: &ProfileRow) -> Result<()> {
-        let _moved = self.profile_write();
-        insert_profile(&self.pool, p).await
+        let (pool, p) = (self.pool.clone(), p.clone());
+        self.profile_write(async move { insert_profile(&pool, &p).await })
+            .await
     }
 
     async fn profile_update(&self, p: &ProfileRow) -> Result<()> {
-        let _moved = self.profile_write();
-        let r = sqlx::query(
-            "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
-             expires_at = ?, allowed_hosts = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
-        )
-        .bind(&p.description)
-        .bind(&p.key_id)
-        .bind(&p.secret)
-        .bind(p.locked)
-        .bind(p.revoked)
-        .bind(p.expires_at)
-        .bind(hosts_json(&p.allowed_hosts))
-        .bind(p.updated_at)
-        .bind(p.last_used_at)
-        .bind(&p.id)
-        .execute(&self.pool)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let (pool, p) = (self.pool.clone(), p.clone());
+        self.profile_write(async move { update_profile(&pool, &p).await })
+            .await
     }
 
     async fn profile_delete(&self, id: &str) -> Result<()> {
-        let _moved = self.profile_write();
-        let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let (pool, id) = (self.pool.clone(), id.to_string());
+        self.profile_write(async move { delete_profile(&pool, &id).await })
+            .await
     }
 
     async fn profile_touch_used(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
@@ -886,8 +913,9 @@ impl Store for SqliteStore {
     }
 
     async fn import_apply(&self, plan: &ImportPlan) -> Result<u64> {
-        let _moved = self.profile_write();
-        import_apply(&self.pool, plan).await
+        let (pool, plan) = (self.pool.clone(), plan.clone());
+        self.profile_write(async move { import_apply(&pool, &plan).await })
+            .await
     }
 }
 
@@ -1246,6 +1274,51 @@ mod tests {
         assert!(e3 > e2);
         s.profile_delete(&p.id).await.unwrap();
         assert!(s.profiles_epoch() > e3, "delete moves the epoch");
+    }
+
+    /// A write whose caller stops waiting (an abandoned request) still moves the epoch
+    /// a second time only once it has reached the database, so no profile row read in
+    /// between passes for current.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_abandoned_profile_write_moves_the_epoch_after_it_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let mut p = profile("prf_abandoned");
+        s.profile_insert(&p).await.unwrap();
+        // Another connection holds the write lock, so the update waits for it.
+        let mut blocker = s.pool().acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+        p.revoked = true;
+        let write = s.profile_update(&p);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), write)
+                .await
+                .is_err(),
+            "the update should wait for the lock"
+        );
+        // The caller gave up; the write has not landed.
+        let during = s.profiles_epoch();
+        sqlx::query("COMMIT").execute(&mut *blocker).await.unwrap();
+        drop(blocker);
+        let mut landed = false;
+        for _ in 0..200 {
+            if s.profile_get(&p.id).await.unwrap().unwrap().revoked {
+                landed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(landed, "the abandoned update still runs to its end");
+        for _ in 0..50 {
+            if s.profiles_epoch() != during {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the epoch did not move after the abandoned write landed");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use airlock_store::{mode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
 use chrono::{DateTime, Utc};
@@ -259,12 +260,17 @@ pub struct Catalog {
 /// moved since it was read, so the next request after a write reads the store again.
 /// The rows keep their key secret sealed (it is opened per request); expiry is checked
 /// per request against the clock; unknown key ids are never kept. At most one entry
-/// per profile that authenticated since the last profile write.
+/// per profile that authenticated since the last profile write, each used for at most
+/// [`KEY_CACHE_TTL`]: a write whose request was abandoned mid-way can still reach the
+/// database after its epoch moves, and must not leave a stale row in use for long.
 #[derive(Default)]
 struct KeyCache {
     epoch: u64,
-    rows: HashMap<String, ProfileRow>,
+    rows: HashMap<String, (Instant, ProfileRow)>,
 }
+
+/// How long a kept key row is used before the store is read again.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 fn cred_aad(id: &str) -> String {
     format!("credential:{id}")
@@ -742,9 +748,12 @@ impl Catalog {
     /// The row `key_id` resolved to while the profiles epoch was still `epoch`.
     fn cached_key(&self, key_id: &str, epoch: u64) -> Option<ProfileRow> {
         let keys = self.keys.lock().expect("key cache lock");
-        (keys.epoch == epoch)
-            .then(|| keys.rows.get(key_id).cloned())
-            .flatten()
+        match keys.rows.get(key_id) {
+            Some((at, row)) if keys.epoch == epoch && at.elapsed() < KEY_CACHE_TTL => {
+                Some(row.clone())
+            }
+            _ => None,
+        }
     }
 
     /// Keeps `row`, read after the profiles epoch was `epoch`, unless a profile write
@@ -758,7 +767,8 @@ impl Catalog {
             keys.rows.clear();
             keys.epoch = epoch;
         }
-        keys.rows.insert(key_id.to_string(), row.clone());
+        keys.rows
+            .insert(key_id.to_string(), (Instant::now(), row.clone()));
     }
 
     // ----- export / import: values in the clear, only inside an encrypted file -----

@@ -397,6 +397,47 @@ async fn a_key_follows_every_change_of_its_profile_at_once() {
     assert_eq!(used.len(), 1, "{profiles}");
 }
 
+/// A profile write that reaches the database without moving this server's profiles
+/// epoch (as an abandoned request's write can, after its epoch moved) is seen within
+/// the key cache's lifetime (1 s), not only at the next profile write.
+#[tokio::test]
+async fn a_key_sees_a_write_the_epoch_missed_within_a_second() {
+    use airlock_store::Store;
+    let env = env_with(|_| {}).await;
+    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let key_id = key.split_once(':').unwrap().0.to_string();
+    let list = || {
+        send(
+            &env.app,
+            req("GET", "/executions", None, Some(&key_id), None),
+        )
+    };
+    assert_eq!(list().await.0, StatusCode::OK);
+
+    // A second store on the same file: its writes do not move the app's epoch.
+    let other = airlock_store::SqliteStore::open(&env._dir.path().join("airlock.db"))
+        .await
+        .unwrap();
+    let mut row = other.profile_get(&pid).await.unwrap().unwrap();
+    row.revoked = true;
+    other.profile_update(&row).await.unwrap();
+
+    let mut refused = None;
+    for _ in 0..30 {
+        let (s, _, v) = list().await;
+        if s == StatusCode::UNAUTHORIZED {
+            refused = Some(v["code"].as_str().unwrap_or_default().to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        refused.as_deref(),
+        Some("profile_revoked"),
+        "still accepted after 3 s"
+    );
+}
+
 #[tokio::test]
 async fn refusals_have_the_right_status() {
     let env = env_with(|c| c.max_script_bytes = 1024).await;
