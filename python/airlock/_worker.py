@@ -9,7 +9,7 @@ again to wait for the job's file descriptors (the server sends four fds, never t
 itself, to the spare's supervisor). In ``run`` mode (cold start) isolation and the fds are in place before exec.
 The zygote hands each spare's socket to the server, which sends the job's fds straight to
 the spare's supervisor; the zygote forks the next spare once the server asks for it and
-that supervisor has exited.
+the previous spare has taken its job (or died).
 Either way ``run_job`` reads the job from fd 3 and runs the script.
 """
 
@@ -234,7 +234,8 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
     def make_spare():
         """Forks the next execution ahead of time: it isolates itself, then waits.
 
-        Returns our end of the supervisor's socket (at EOF when the supervisor exits) and
+        Returns our end of the supervisor's socket (at EOF once the supervisor has its
+        job, or has died) and
         the server's end of the script process's job socket."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         job_srv, job_s = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -269,8 +270,8 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
     sock.send(b'{"type":"ready"}')
     announce(spare, job_srv)
     # Spares the server asked for (`prepare`) and not yet forked: the next one is forked
-    # once it is asked for and the previous supervisor has exited, so its preparation
-    # competes neither with a running script nor with the server storing the last result.
+    # once it is asked for and the previous spare has taken its job (or died); the
+    # server asks once the last execution is over and delivered, or for a waiting job.
     asked = 0
     while True:
         try:
@@ -278,7 +279,7 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
         except InterruptedError:
             continue
         if spare is not None and spare in readable:
-            # The spare's supervisor exited (its execution is over, or it died).
+            # The spare's supervisor has its job (it closed the socket), or it died.
             spare.close()
             spare = None
         if sock in readable:

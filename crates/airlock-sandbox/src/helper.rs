@@ -224,7 +224,7 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
     .collect::<Result<_, _>>()?;
     // Forks the next execution ahead of time; it isolates itself, waits for its job,
     // then execs the interpreter.
-    // Returns our end of the supervisor's socket (at EOF when it exits) and the server's
+    // Returns our end of the supervisor's socket (at EOF once it has its job, or died) and the server's
     // end of the script process's job socket.
     let make_spare = || -> Result<(OwnedFd, OwnedFd), String> {
         let (ours, theirs) = sys::socketpair(true).map_err(|e| e.to_string())?;
@@ -289,7 +289,7 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
             continue;
         }
         if fds[1].revents != 0 {
-            // The spare's supervisor exited (its execution is over, or it died).
+            // The spare's supervisor has its job (it closed the socket), or it died.
             spare = None;
         }
         if fds[0].revents != 0 {

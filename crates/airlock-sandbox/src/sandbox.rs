@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -113,7 +113,7 @@ struct SlotProc {
 /// When a slot's zygote may prepare its next spare.
 ///
 /// A zygote forks its first spare at once and every later one only when the server
-/// asks (`{"type":"prepare"}`) and the previous spare's supervisor has exited. The
+/// asks (`{"type":"prepare"}`) and the previous spare has taken its job (or died). The
 /// server asks [`PREPARE_AFTER`] after the execution that took the previous spare is
 /// dropped (its outcome stored and published), or as soon as a job needs the slot,
 /// whichever comes first. A spare's preparation (three forks, two sets of namespaces,
@@ -122,12 +122,17 @@ struct SlotProc {
 /// delayed that answer by about a millisecond.
 #[derive(Debug)]
 pub(crate) struct SpareGate {
-    /// A spare is announced, or asked for, and no job has taken it yet.
-    outstanding: AtomicBool,
-    /// How many spares jobs have taken from this zygote.
-    taken: AtomicU64,
+    state: std::sync::Mutex<GateState>,
     /// The zygote's control socket (a second descriptor of it).
     ctrl: OwnedFd,
+}
+
+#[derive(Debug)]
+struct GateState {
+    /// A spare is announced, or asked for, and no job has taken it yet.
+    outstanding: bool,
+    /// How many spares jobs have taken from this zygote.
+    taken: u64,
 }
 
 /// How long an idle slot waits, after its execution is over, before preparing the
@@ -137,34 +142,48 @@ const PREPARE_AFTER: Duration = Duration::from_millis(2);
 impl SpareGate {
     fn new(ctrl: OwnedFd) -> Self {
         SpareGate {
-            outstanding: AtomicBool::new(true),
-            taken: AtomicU64::new(0),
+            state: std::sync::Mutex::new(GateState {
+                outstanding: true,
+                taken: 0,
+            }),
             ctrl,
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Asks the zygote for the next spare, unless one is already on its way.
     fn ask(&self) {
-        if !self.outstanding.swap(true, Ordering::SeqCst)
-            && sys::send_with_fds(self.ctrl.as_raw_fd(), br#"{"type":"prepare"}"#, &[]).is_err()
-        {
-            // A zygote that cannot take the message is replaced by the next job.
-            self.outstanding.store(false, Ordering::SeqCst);
+        self.ask_locked(&mut self.state());
+    }
+
+    fn ask_locked(&self, st: &mut GateState) {
+        if st.outstanding {
+            return;
         }
+        // A zygote that cannot take the message is replaced by the next job.
+        st.outstanding =
+            sys::send_with_fds(self.ctrl.as_raw_fd(), br#"{"type":"prepare"}"#, &[]).is_ok();
     }
 
     /// A job took the announced spare; returns the spare's sequence number.
     fn take(&self) -> u64 {
-        self.outstanding.store(false, Ordering::SeqCst);
-        self.taken.fetch_add(1, Ordering::SeqCst) + 1
+        let mut st = self.state();
+        st.outstanding = false;
+        st.taken += 1;
+        st.taken
     }
 
     /// The execution that took spare `seq` is over: ask for the next spare in
-    /// [`PREPARE_AFTER`], unless a job has taken one since.
+    /// [`PREPARE_AFTER`], unless a job has taken one since (checked and asked under
+    /// one lock, so a job taking a spare in between is never followed by a second ask).
     pub(crate) fn release(self: Arc<Self>, seq: u64) {
         let ask = move || {
-            if self.taken.load(Ordering::SeqCst) == seq {
-                self.ask();
+            let mut st = self.state();
+            if st.taken == seq {
+                self.ask_locked(&mut st);
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -624,22 +643,32 @@ impl Sandbox {
                 p.gate.ask();
                 // The job goes straight to the spare, on the sockets the zygote
                 // announced when it forked it (the zygote is not on the job's path).
+                // A spare that died before its job refuses the hand-over (its zygote
+                // announces the next). Any other failure (the zygote gone or stuck, a
+                // hand-over refused for another reason, so the spare may never hang
+                // up): replace the zygote.
+                let mut spare_died = false;
                 let sent = match next_spare(&mut p.ctrl).await {
                     Ok(spare) => {
                         spare_taken = Some((p.gate.clone(), p.gate.take()));
-                        hand_over(&spare, &control, &fds, job.network).map_err(Error::Io)
+                        let sent = hand_over(&spare, &control, &fds, job.network);
+                        spare_died = matches!(&sent, Err(e) if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::BrokenPipe
+                                | std::io::ErrorKind::ConnectionRefused
+                                | std::io::ErrorKind::ConnectionReset
+                        ));
+                        sent.map_err(Error::Io)
                     }
-                    Err(e) => {
-                        // The zygote is gone or stuck: replace it.
-                        if let Some(mut p) = slot.take() {
-                            let _ = p.child.start_kill();
-                        }
-                        Err(e)
-                    }
+                    Err(e) => Err(e),
                 };
+                if sent.is_err() && !spare_died {
+                    if let Some(mut p) = slot.take() {
+                        let _ = p.child.start_kill();
+                    }
+                }
                 match sent {
                     Ok(()) => break,
-                    // A spare that died before its job: its zygote announces the next.
                     Err(_) if attempt < 2 => attempt += 1,
                     Err(e) => return Err(e),
                 }
