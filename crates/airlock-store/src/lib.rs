@@ -129,5 +129,5 @@ pub trait Store: Send + Sync + 'static {
     /// appeared since the plan was made, and [`StoreError::NotFound`] when a row it
     /// replaces is gone. Returns how many executions were inserted (the others
     /// already existed).
-    async fn import_apply(&self, plan: &ImportPlan) -> Result<u64>;
+    async fn import_apply(&self, plan: ImportPlan) -> Result<u64>;
 }

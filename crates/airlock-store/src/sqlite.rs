@@ -255,11 +255,11 @@ async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     Ok(())
 }
 
-/// [`Store::profile_delete`]'s statement.
-async fn delete_profile(pool: &SqlitePool, id: &str) -> Result<()> {
+/// The profile DELETE shared by `profile_delete` and imports (a profile replaced).
+async fn delete_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, id: &str) -> Result<()> {
     let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
         .bind(id)
-        .execute(pool)
+        .execute(exec)
         .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::NotFound);
@@ -912,8 +912,8 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn import_apply(&self, plan: &ImportPlan) -> Result<u64> {
-        let (pool, plan) = (self.pool.clone(), plan.clone());
+    async fn import_apply(&self, plan: ImportPlan) -> Result<u64> {
+        let pool = self.pool.clone();
         self.profile_write(async move { import_apply(&pool, &plan).await })
             .await
     }
@@ -952,13 +952,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
     }
     for p in &plan.profiles {
         for old in &p.replaces {
-            let r = sqlx::query("DELETE FROM profiles WHERE id = ?")
-                .bind(old)
-                .execute(&mut *tx)
-                .await?;
-            if r.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
+            delete_profile(&mut *tx, old).await?;
         }
         insert_profile(&mut *tx, &p.row).await?;
         for cid in &p.credential_ids {
@@ -1344,7 +1338,7 @@ mod tests {
             }],
             executions: vec![exec("e1", "prf_new", status::COMPLETED, Some(1))],
         };
-        let err = s.import_apply(&bad).await.unwrap_err();
+        let err = s.import_apply(bad).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
         assert!(s.credential_get("NEW").await.unwrap().is_none());
         assert!(s.execution_get("e1").await.unwrap().is_none());
@@ -1371,7 +1365,8 @@ mod tests {
             }],
             executions: vec![exec("e1", "prf_new", status::COMPLETED, Some(1))],
         };
-        assert_eq!(s.import_apply(&good).await.unwrap(), 1);
+        let executions = good.executions.clone();
+        assert_eq!(s.import_apply(good).await.unwrap(), 1);
         assert!(s.profile_get("prf_old").await.unwrap().is_none());
         let p = s.profile_get_by_key_id("ark_taken").await.unwrap().unwrap();
         assert_eq!(p.id, "prf_new");
@@ -1390,9 +1385,9 @@ mod tests {
         );
         // The same executions again are skipped, not duplicated.
         let again = ImportPlan {
-            executions: good.executions.clone(),
+            executions,
             ..Default::default()
         };
-        assert_eq!(s.import_apply(&again).await.unwrap(), 0);
+        assert_eq!(s.import_apply(again).await.unwrap(), 0);
     }
 }

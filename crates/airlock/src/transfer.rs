@@ -1022,7 +1022,7 @@ async fn commit(
     let (plan, mut outcome) = plan_for(&state, &doc, body.credentials, body.profiles).await?;
     drop(doc);
     let total = plan.executions.len();
-    let inserted = state.store.import_apply(&plan).await.map_err(|e| match e {
+    let inserted = state.store.import_apply(plan).await.map_err(|e| match e {
         StoreError::Conflict(_) | StoreError::NotFound => ApiError::conflict(
             "import_conflict",
             "this instance changed while the import was being confirmed; nothing was imported. Upload the file again to see a fresh preview",
