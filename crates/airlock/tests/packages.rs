@@ -128,23 +128,7 @@ async fn send(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "airlock.test");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    if let Some(k) = bearer {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
-    }
-    let req = match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    };
+    let req = common::req(method, uri, cookie, bearer, body);
     let resp = app.router().oneshot(req).await.expect("router answers");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
