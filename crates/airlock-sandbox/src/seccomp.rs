@@ -63,6 +63,9 @@ pub(crate) const DENIED: &[(&str, i64)] = &[
     ("adjtimex", libc::SYS_adjtimex),
     ("iopl", libc::SYS_iopl),
     ("ioperm", libc::SYS_ioperm),
+    // x86 local descriptor tables: a classic kernel attack surface no script needs.
+    #[cfg(target_arch = "x86_64")]
+    ("modify_ldt", libc::SYS_modify_ldt),
     ("uselib", libc::SYS_uselib),
     ("ustat", libc::SYS_ustat),
     ("sysfs", libc::SYS_sysfs),
