@@ -3,7 +3,8 @@
 //! A driver task owns everything an execution needs (the control socket, the status
 //! socket from the supervisor, the output pipes, the slot) and turns it into a stream of
 //! [`Event`]s. It enforces the wall-clock timeout (paused while the script waits in
-//! `llm.complete`), the frame protocol, and kills the whole process tree (SIGKILL to
+//! `llm.complete`, with every process of the execution stopped meanwhile, so the pause
+//! gives no thread extra time), the frame protocol, and kills the whole process tree (SIGKILL to
 //! the PID-namespace init through a pidfd) on timeout, on request, or when the
 //! [`Execution`] handle is dropped. The slot is released only once the tree is gone.
 //!
@@ -28,9 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 /// What an execution tells its runner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The script called `llm.complete`; the wall-clock timeout is paused until
-    /// [`Execution::respond_llm`] answers it.
+    /// The script called `llm.complete`; the wall-clock timeout is paused, and every
+    /// process of the execution stopped, until [`Execution::respond_llm`] answers it.
     LlmRequest {
+        /// The server's number for this request (`"1"`, `"2"`, ...); the id the worker
+        /// put in its frame is only ever echoed back to the worker.
         request_id: String,
         prompt: String,
         model: String,
@@ -299,7 +302,10 @@ pub(crate) async fn drive<G: Send + 'static>(
     let mut result: Option<Value> = None;
     let mut final_msg: Option<WorkerMessage> = None;
     let mut protocol_error: Option<String> = None;
-    let mut pending: Option<String> = None;
+    // The request being answered: the id the server gave it (the only one ever shown
+    // outside the sandbox) and the id the worker chose (only echoed back to it).
+    let mut pending: Option<(String, String)> = None;
+    let mut requests: u64 = 0;
     let mut budget = spec.timeout;
     let mut running_since = Instant::now();
     let mut kill_reason: Option<KillReason> = None;
@@ -388,9 +394,16 @@ pub(crate) async fn drive<G: Send + 'static>(
                             } else {
                                 // Pause the wall clock while the runner asks the LLM.
                                 budget = budget.saturating_sub(running_since.elapsed());
-                                pending = Some(request_id.clone());
+                                // And stop the whole tree, so no other thread of the
+                                // script runs while the clock does not.
+                                if let Some(fd) = &pidfd {
+                                    let _ = sys::pidfd_send_signal(fd, sys::FREEZE_SIGNAL);
+                                }
+                                requests += 1;
+                                let ours = requests.to_string();
+                                pending = Some((ours.clone(), request_id));
                                 if !handle_gone {
-                                    let _ = events.send(Event::LlmRequest { request_id, prompt, model }).await;
+                                    let _ = events.send(Event::LlmRequest { request_id: ours, prompt, model }).await;
                                 }
                             }
                         }
@@ -439,8 +452,10 @@ pub(crate) async fn drive<G: Send + 'static>(
             cmd = cmds.recv(), if !handle_gone => {
                 match cmd {
                     Some(Cmd::Llm { request_id, response }) => {
-                        if pending.as_deref() == Some(request_id.as_str()) {
-                            pending = None;
+                        if let Some((_, request_id)) = pending.take_if(|(ours, _)| *ours == request_id) {
+                            if let Some(fd) = &pidfd {
+                                let _ = sys::pidfd_send_signal(fd, sys::THAW_SIGNAL);
+                            }
                             running_since = Instant::now();
                             let frame = json!({"type": "llm_response", "request_id": request_id, "response": response});
                             match protocol::encode_frame(&frame) {

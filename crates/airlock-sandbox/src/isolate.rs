@@ -505,17 +505,33 @@ fn reaper(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, alive_r: R
         }
     }
 
+    // Freeze requests that arrive before R's handlers exist wait for them.
+    sys::block_freeze_signals(true);
     // SAFETY: single-threaded process.
     let pid = match unsafe { sys::fork() } {
         Ok(p) => p,
         Err(e) => reaper_fail(report_w, format!("fork: {e}")),
     };
     if pid == 0 {
+        sys::block_freeze_signals(false);
         sys::close(alive_r);
         // S: the only process that returns (up to `airlock_isolate`, then into Python).
         script_process(plan, layers, fs_view_ok, report_w, cs);
         return;
     }
+    // R: while the script waits in `llm.complete`, the server asks R to stop every
+    // process of the execution (and to let them go on once the answer is there), so no
+    // thread runs while the wall clock is paused. With a PID namespace that is all of
+    // it but R; without one, S's process group (S is a session leader).
+    let target = if layers.pid_ns { -1 } else { -pid };
+    if let Err(e) = sys::install_freeze_handlers(target) {
+        // Without the handlers a pause would let the script run unbounded: end it.
+        report_line(report_w, b'E', &format!("freeze handlers: {e}"));
+        // SAFETY: pid is our child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        sys::exit_now(125);
+    }
+    sys::block_freeze_signals(false);
     // R: nothing of R is interesting to the script; make /proc/1 unreadable to it.
     drop(cs);
     let _ = sys::set_dumpable(false);

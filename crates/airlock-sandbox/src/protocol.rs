@@ -12,6 +12,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Largest frame accepted or sent, either way.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 
+/// Largest `llm.complete` prompt, in UTF-8 bytes (the SDK checks the same limit, but a
+/// script can write its own frames, so the server enforces it).
+pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
+
+/// Longest `llm.complete` model name, in characters (at least one).
+pub const MAX_MODEL_CHARS: usize = 200;
+
+/// Longest request id a worker may choose. The id is only echoed back to the worker:
+/// the server names each request itself, so nothing the script chose here is shown.
+pub const MAX_REQUEST_ID_BYTES: usize = 64;
+
 /// A message from the worker (the sandboxed script's process).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerMessage {
@@ -96,11 +107,23 @@ pub fn parse_worker_frame(body: &[u8]) -> Result<WorkerMessage, FrameError> {
                 field: "value",
             }),
         },
-        "llm_request" => Ok(WorkerMessage::LlmRequest {
-            request_id: str_field(&obj, &kind, "request_id", 200)?,
-            prompt: str_field(&obj, &kind, "prompt", MAX_FRAME)?,
-            model: str_field(&obj, &kind, "model", 200)?,
-        }),
+        "llm_request" => {
+            let request_id = str_field(&obj, &kind, "request_id", MAX_REQUEST_ID_BYTES)?;
+            let prompt = str_field(&obj, &kind, "prompt", MAX_PROMPT_BYTES)?;
+            let model = str_field(&obj, &kind, "model", MAX_MODEL_CHARS * 4)?;
+            let chars = model.chars().count();
+            if chars == 0 || chars > MAX_MODEL_CHARS {
+                return Err(FrameError::BadField {
+                    kind,
+                    field: "model",
+                });
+            }
+            Ok(WorkerMessage::LlmRequest {
+                request_id,
+                prompt,
+                model,
+            })
+        }
         "done" => Ok(WorkerMessage::Done),
         "error" => Ok(WorkerMessage::Error {
             error_type: str_field(&obj, &kind, "error_type", 1000)?,
@@ -224,6 +247,39 @@ mod tests {
             "m".repeat(201)
         );
         assert!(parse_worker_frame(long_model.as_bytes()).is_err());
+        // 200 characters are accepted even where they take more than 200 bytes.
+        let wide_model = format!(
+            r#"{{"type":"llm_request","request_id":"1","prompt":"p","model":"{}"}}"#,
+            "é".repeat(200)
+        );
+        assert!(parse_worker_frame(wide_model.as_bytes()).is_ok());
+        let empty_model = br#"{"type":"llm_request","request_id":"1","prompt":"p","model":""}"#;
+        assert!(parse_worker_frame(empty_model).is_err());
+    }
+
+    #[test]
+    fn enforces_the_prompt_and_request_id_limits_itself() {
+        let frame = |prompt: &str, id: &str| {
+            serde_json::to_vec(
+                &json!({"type":"llm_request","request_id":id,"prompt":prompt,"model":"m"}),
+            )
+            .unwrap()
+        };
+        assert!(parse_worker_frame(&frame(&"p".repeat(MAX_PROMPT_BYTES), "1")).is_ok());
+        assert_eq!(
+            parse_worker_frame(&frame(&"p".repeat(MAX_PROMPT_BYTES + 1), "1")),
+            Err(FrameError::BadField {
+                kind: "llm_request".into(),
+                field: "prompt"
+            })
+        );
+        assert_eq!(
+            parse_worker_frame(&frame("p", &"1".repeat(MAX_REQUEST_ID_BYTES + 1))),
+            Err(FrameError::BadField {
+                kind: "llm_request".into(),
+                field: "request_id"
+            })
+        );
     }
 
     #[tokio::test]

@@ -618,3 +618,70 @@ pub(crate) fn tcp_listen_loopback(port: u16, backlog: i32) -> io::Result<OwnedFd
     cvt_i(unsafe { libc::listen(sock.as_raw_fd(), backlog) })?;
     Ok(sock)
 }
+
+/// The signal the server sends the reaper to stop every process of the execution while
+/// the script waits in `llm.complete`.
+pub(crate) const FREEZE_SIGNAL: libc::c_int = libc::SIGUSR1;
+/// The signal that lets them run again.
+pub(crate) const THAW_SIGNAL: libc::c_int = libc::SIGUSR2;
+
+/// Whom the reaper's freeze handler signals: `-1` (every process of its PID namespace
+/// but itself) or `-pgid` (the script's process group, without a PID namespace).
+static FREEZE_TARGET: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_freeze_signal(sig: libc::c_int) {
+    let target = FREEZE_TARGET.load(std::sync::atomic::Ordering::Relaxed);
+    if target == 0 {
+        return;
+    }
+    let action = if sig == FREEZE_SIGNAL {
+        libc::SIGSTOP
+    } else {
+        libc::SIGCONT
+    };
+    // SAFETY: kill(2) is async-signal-safe; errno is saved and restored around it.
+    unsafe {
+        let errno = *libc::__errno_location();
+        libc::kill(target, action);
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Blocks (or unblocks) the freeze and thaw signals in this thread, so that one sent
+/// between a fork and [`install_freeze_handlers`] waits instead of being lost.
+pub(crate) fn block_freeze_signals(block: bool) {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; pointers are valid.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, FREEZE_SIGNAL);
+        libc::sigaddset(&mut set, THAW_SIGNAL);
+        let how = if block {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::sigprocmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Makes this process (the reaper) stop `target` on [`FREEZE_SIGNAL`] and continue it
+/// on [`THAW_SIGNAL`] (`target` as for kill(2): `-1` or `-pgid`). `SA_RESTART`, so the
+/// reaper's `waitpid` is not disturbed.
+pub(crate) fn install_freeze_handlers(target: i32) -> io::Result<()> {
+    FREEZE_TARGET.store(target, std::sync::atomic::Ordering::Relaxed);
+    for sig in [FREEZE_SIGNAL, THAW_SIGNAL] {
+        // SAFETY: a zeroed sigaction with a valid handler address and an empty mask.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_freeze_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

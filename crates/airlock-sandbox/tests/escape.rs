@@ -297,6 +297,8 @@ out["bpf"] = err(libc.syscall(321, 0, 0, 0))
 out["io_uring"] = err(libc.syscall(425, 1, 0))
 out["userfaultfd"] = err(libc.syscall(323, 0))
 out["perf"] = err(libc.syscall(298, 0, 0, 0, 0, 0))
+buf = ctypes.create_string_buffer(64)
+out["modify_ldt"] = err(libc.syscall(154, 0, buf, 64))
 out["personality"] = err(libc.personality(0x0040000))
 out["clone_newuser"] = err(libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0))
 out["x32_getpid"] = err(libc.syscall(0x40000000 + 39))
@@ -318,6 +320,7 @@ set_result(out)
         "io_uring",
         "userfaultfd",
         "perf",
+        "modify_ldt",
         "personality",
         "clone_newuser",
     ] {
@@ -693,6 +696,101 @@ async fn llm_round_trip_pauses_the_timeout() {
     assert_eq!(o.error_type.as_deref(), Some("ValueError"));
     let o = run(&sb, "llm.complete('x', model='m' * 201)").await;
     assert_eq!(o.error_type.as_deref(), Some("ValueError"));
+}
+
+/// Answers every LLM request after `delay` with `answer`, returning the ids seen.
+async fn answer_all(ex: &mut Execution, delay: Duration, answer: &str) -> (Vec<String>, Outcome) {
+    let mut ids = Vec::new();
+    loop {
+        match ex.next_event().await {
+            Event::LlmRequest { request_id, .. } => {
+                tokio::time::sleep(delay).await;
+                ids.push(request_id.clone());
+                ex.respond_llm(&request_id, answer).await.unwrap();
+            }
+            Event::Finished(o) => return (ids, o),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_for_the_llm_gives_no_thread_or_process_extra_time() {
+    let Some(sb) = sandbox(1).await else { return };
+    // A thread and a child process tick every 10 ms while the main thread waits for
+    // the LLM; the answer comes 1.5 s later. Were they running, ~150 ticks each.
+    let mut j = job(r#"
+import os, subprocess, threading, time
+ticks = [0]
+def tick():
+    while True:
+        ticks[0] += 1
+        time.sleep(0.01)
+threading.Thread(target=tick, daemon=True).start()
+child = subprocess.Popen(["/bin/sh", "-c", "while :; do echo x >> /tmp/ticks; sleep 0.01; done"])
+time.sleep(0.3)
+def child_ticks():
+    try:
+        with open("/tmp/ticks") as f:
+            return len(f.read().splitlines())
+    except FileNotFoundError:
+        return 0
+before = (ticks[0], child_ticks())
+llm.complete("pause")
+after = (ticks[0], child_ticks())
+time.sleep(0.3)
+again = (ticks[0], child_ticks())
+child.kill()
+set_result({"thread": [before[0], after[0], again[0]], "child": [before[1], after[1], again[1]]})
+"#);
+    j.timeout = Duration::from_secs(10);
+    let mut ex = sb.run(j).await.unwrap();
+    let (ids, o) = answer_all(&mut ex, Duration::from_millis(1500), "ok").await;
+    assert_eq!(ids, vec!["1".to_string()]);
+    assert_eq!(o.status, OutcomeStatus::Completed, "{:?}", o.error);
+    let r = o.result.unwrap();
+    for who in ["thread", "child"] {
+        let t: Vec<i64> = serde_json::from_value(r[who].clone()).unwrap();
+        // Ticking before and after the pause (so the measurement is real) ...
+        assert!(t[0] > 5 && t[2] - t[1] > 5, "{who}: {r}");
+        // ... but not during it (a few ticks of slack for the moment the signal takes).
+        assert!(t[1] - t[0] < 20, "{who} ran during the pause: {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_chosen_request_id_never_leaves_the_sandbox() {
+    let Some(sb) = sandbox(1).await else { return };
+    let j = job(r#"
+import airlock
+airlock._channel.send({"type": "llm_request", "request_id": "hunter2-secret", "prompt": "hi", "model": "default"})
+msg = airlock._channel.recv()
+set_result(msg)
+"#);
+    let mut ex = sb.run(j).await.unwrap();
+    let (ids, o) = answer_all(&mut ex, Duration::ZERO, "answer").await;
+    // The server names the request itself; the worker gets its own id back.
+    assert_eq!(ids, vec!["1".to_string()]);
+    assert_eq!(o.status, OutcomeStatus::Completed, "{:?}", o.error);
+    assert_eq!(
+        o.result,
+        Some(json!({"type": "llm_response", "request_id": "hunter2-secret", "response": "answer"}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_enforces_the_prompt_limit_on_raw_frames() {
+    let Some(sb) = sandbox(1).await else { return };
+    let j = job(r#"
+import airlock
+airlock._channel.send({"type": "llm_request", "request_id": "1", "prompt": "x" * (4 * 1024 * 1024), "model": "default"})
+airlock._channel.recv()
+"#);
+    let mut ex = sb.run(j).await.unwrap();
+    let (ids, o) = answer_all(&mut ex, Duration::ZERO, "answer").await;
+    assert!(ids.is_empty(), "a 4 MiB prompt reached the runner");
+    assert_eq!(o.status, OutcomeStatus::Error);
+    let err = o.error.unwrap_or_default();
+    assert!(err.contains("prompt"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
