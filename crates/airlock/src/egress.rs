@@ -249,6 +249,17 @@ pub enum Verdict {
     Refused(String),
 }
 
+/// What the egress log records as a request's method (after redaction): a request line
+/// is written by the script, so anything but a short upper-case token (`GET`,
+/// `PROPFIND`, ...) is recorded as a placeholder rather than verbatim.
+pub fn logged_method(method: &str) -> String {
+    if (1..=16).contains(&method.len()) && method.bytes().all(|b| b.is_ascii_uppercase()) {
+        method.to_string()
+    } else {
+        "[non-standard method]".to_string()
+    }
+}
+
 /// Checks `target` against the policy (names and ports only; addresses come later).
 pub fn check(policy: &Policy, target: &Target) -> Verdict {
     match policy {
@@ -1594,6 +1605,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn logs_only_plain_method_tokens() {
+        assert_eq!(super::logged_method("GET"), "GET");
+        assert_eq!(super::logged_method("PROPFIND"), "PROPFIND");
+        for hostile in [
+            "[REDACTED:API_TOKEN]",
+            "sk-live-123",
+            "get",
+            "",
+            "ABCDEFGHIJKLMNOPQ",
+        ] {
+            assert_eq!(
+                super::logged_method(hostile),
+                "[non-standard method]",
+                "{hostile}"
+            );
+        }
+    }
+
     use super::*;
 
     fn policy(list: &[&str]) -> Policy {

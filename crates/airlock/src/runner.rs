@@ -635,7 +635,8 @@ impl Runner {
         let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
         let writer = tokio::spawn(async move {
             while let Some(mut row) = log_rx.recv().await {
-                // The host and path come from the script: they may carry a secret.
+                // Every text field comes from the script: each may carry a secret.
+                row.method = crate::egress::logged_method(&redactor.redact_str(&row.method).0);
                 row.host = redactor.redact_str(&row.host).0;
                 row.path = row.path.map(|p| redactor.redact_str(&p).0);
                 row.reason = redactor.redact_str(&row.reason).0;

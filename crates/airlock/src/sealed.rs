@@ -306,6 +306,16 @@ impl Sealer {
         if !self.redactor.is_empty() {
             *body = self.redactor.redact(body).bytes;
         }
+        // A header *name* cannot be rewritten to the placeholder: a name that carries a
+        // value (in any case: names arrive lower-cased) or an encoded form is dropped.
+        let leaking: Vec<hyper::header::HeaderName> = headers
+            .keys()
+            .filter(|name| self.name_leaks(name.as_str()))
+            .cloned()
+            .collect();
+        for name in leaking {
+            headers.remove(&name);
+        }
         for value in headers.values_mut() {
             let mut bytes = value.as_bytes().to_vec();
             for c in &self.creds {
@@ -320,6 +330,17 @@ impl Sealer {
                     .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]"));
             }
         }
+    }
+}
+
+impl Sealer {
+    /// Whether a (lower-case) response header name carries a value or an encoded form.
+    fn name_leaks(&self, name: &str) -> bool {
+        self.creds.iter().any(|c| {
+            let v = c.value.to_ascii_lowercase();
+            !v.is_empty() && name.contains(&v)
+        }) || (!self.redactor.is_empty()
+            && self.redactor.redact(name.as_bytes()).bytes != name.as_bytes())
     }
 }
 
@@ -986,6 +1007,22 @@ mod tests {
             "{text}"
         );
         assert_eq!(h["x-echo"], ph.as_str());
+    }
+
+    #[test]
+    fn response_header_names_carrying_a_value_are_dropped_whatever_the_case() {
+        let c = SealedValue::new("KEY", "Sk_Live_AbCdEf123", &settings(&["api.example.com"]));
+        let (s, _) = sealer(vec![c]);
+        let mut h = HeaderMap::new();
+        for name in ["x-sk_live_abcdef123", "sk_live_abcdef123-tail", "x-ok"] {
+            h.insert(
+                hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        s.rewrite(&mut h, &mut Vec::new());
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, vec!["x-ok"]);
     }
 
     #[test]

@@ -772,3 +772,59 @@ out["httpx_refused"] = httpx.get("http://127.0.0.4:P1/", timeout=15).status_code
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_sent_as_the_request_method_is_never_logged() {
+    let Some(env) = start().await else { return };
+    let plain = http_upstream("127.0.0.2").await;
+    let secret = "sEcReT-method-token-93817";
+    let (s, v) = env
+        .admin(
+            "POST",
+            "/api/admin/credentials",
+            Some(json!({"name": "API_TOKEN", "description": "t", "value": secret})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, p) = env
+        .admin(
+            "POST",
+            "/api/admin/profiles",
+            Some(json!({"description": "m", "credentials": ["API_TOKEN"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    let (s, locked) = env
+        .admin("POST", &format!("/api/admin/profiles/{id}/lock"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{locked}");
+    env.set_hosts(&id, json!([format!("127.0.0.2:{}", plain.port())]))
+        .await;
+    let key = locked["key"].as_str().unwrap();
+    // A raw request line whose method is the credential's value.
+    let s = script(
+        r#"
+c = socket.create_connection(("127.0.0.1", 3128), timeout=15)
+c.sendall((settings.get("API_TOKEN") + " http://127.0.0.2:P1/x HTTP/1.1\r\nHost: 127.0.0.2:P1\r\nConnection: close\r\n\r\n").encode())
+data = b""
+while True:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+out["status"] = data.split(b"\r\n", 1)[0].decode()
+"#,
+        &[("P1", plain.port().to_string())],
+    );
+    let (exec_id, r) = env.result(key, &s).await;
+    assert_eq!(r["status"], json!("HTTP/1.1 200 OK"), "{r}");
+    let (s, view) = env
+        .admin("GET", &format!("/api/admin/executions/{exec_id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!view.to_string().contains(secret), "{view}");
+    let log = env.egress_log(&exec_id).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["method"], json!("[non-standard method]"), "{log:?}");
+}

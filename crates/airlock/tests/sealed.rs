@@ -1016,6 +1016,11 @@ async fn hostile_upstream(ip: &str) -> Upstream {
                         "HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{auth}",
                         auth.len()
                     ),
+                    // The value as a header *name* (names arrive lower-cased).
+                    "/header-name" => format!(
+                        "HTTP/1.1 200 OK\r\nX-{}: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        auth.to_ascii_uppercase()
+                    ),
                     "/transfer" => format!(
                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n{:x}\r\n{auth}\r\n0\r\n\r\n",
                         auth.len()
@@ -1062,6 +1067,8 @@ r = urllib.request.urlopen(urllib.request.Request(base + "/reason", headers=auth
 out["reason"] = r.reason
 out["encodings"] = call(base + "/encodings", auth)
 out["transfer"] = call(base + "/transfer", auth)
+r = urllib.request.urlopen(urllib.request.Request(base + "/header-name", headers=auth), timeout=15)
+out["header_names"] = sorted(k.lower() for k in r.headers.keys())
 out["range"] = call(base + "/range", dict(auth, Range="bytes=0-3", **{"If-Range": "x"}))
 out["ph"] = ph
 "#,
@@ -1086,8 +1093,14 @@ out["ph"] = ph
         .contains("transfer coding other than chunked"));
     assert_eq!(r["range"]["status"], json!(200), "{r}");
     assert_eq!(r["range"]["body"], json!(ph), "{r}");
+    // The header whose name carried the value was dropped; the others arrived.
+    assert_eq!(
+        r["header_names"],
+        json!(["connection", "content-length", "date"]),
+        "{r}"
+    );
     let seen = up.seen();
-    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
     for head in &seen {
         assert!(
             head.contains(&format!("authorization: Bearer {value}\r\n")),
