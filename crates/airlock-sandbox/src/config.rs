@@ -209,8 +209,13 @@ pub struct SandboxConfig {
     /// Host uid/gid of slot `i` is `uid_base + i` (only used when running as root).
     pub uid_base: u32,
     pub limits: Limits,
-    /// Extra paths made visible read-only (and readable under Landlock), e.g. a venv.
+    /// Extra paths made visible read-only (and readable under Landlock), e.g. a venv,
+    /// at the same path as on the host.
     pub readonly_paths: Vec<PathBuf>,
+    /// Host directories made visible read-only at a neutral path of their own under
+    /// `/airlock/`, so a script learns nothing of the host's layout (for example the
+    /// data directory's path) from `/proc/self/mountinfo`.
+    pub mounts: Vec<ReadonlyMount>,
     /// Paths appended to `sys.path` (they are also made visible read-only).
     pub python_paths: Vec<PathBuf>,
     /// Modules every warm zygote imports once at start (e.g. `pandas`), so executions
@@ -226,6 +231,15 @@ pub struct SandboxConfig {
     pub force_cold: bool,
 }
 
+/// A host directory seen read-only inside the sandbox at `inside`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadonlyMount {
+    /// An existing host directory.
+    pub host: PathBuf,
+    /// Where scripts see it: an absolute path under `/airlock/`.
+    pub inside: PathBuf,
+}
+
 impl SandboxConfig {
     /// A configuration with defaults: `slots` = number of cores, `/usr/bin/python3`,
     /// uid base 2_100_000, default limits, nothing allowed missing.
@@ -239,6 +253,7 @@ impl SandboxConfig {
             uid_base: 2_100_000,
             limits: Limits::default(),
             readonly_paths: Vec::new(),
+            mounts: Vec::new(),
             python_paths: Vec::new(),
             writable_paths: Vec::new(),
             preimport: Vec::new(),

@@ -319,6 +319,7 @@ fn pick_stage(view: &[ViewEntry]) -> Option<PathBuf> {
         .filter_map(|e| match e {
             ViewEntry::Bind { src, .. } => Some(src.as_path()),
             ViewEntry::BindRw { src } => Some(src.as_path()),
+            ViewEntry::Hidden { src, .. } => Some(src.as_path()),
             ViewEntry::Device { src } => Some(src.as_path()),
             _ => None,
         })
@@ -362,6 +363,7 @@ fn build_root(view: &[ViewEntry]) -> Result<(), String> {
     )
     .map_err(|e| format!("mount staging tmpfs: {e}"))?;
     let ro = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    let mut hidden = 0;
     for entry in view {
         match entry {
             ViewEntry::Dir { path } => {
@@ -382,6 +384,34 @@ fn build_root(view: &[ViewEntry]) -> Result<(), String> {
                     .map_err(|e| format!("bind {}: {e}", src.display()))?;
                 sys::mount_setattr(&d, ro, true)
                     .map_err(|e| format!("read-only {}: {e}", dst.display()))?;
+            }
+            ViewEntry::Hidden { src, dst } => {
+                // Bind the host directory at a staging path, lay a read-only overlay
+                // (that directory over an empty one) at `dst`, then detach the bind:
+                // the overlay keeps its own reference, and mountinfo names only the
+                // staging path in the overlay's options.
+                hidden += 1;
+                let d = inside(&stage, dst);
+                std::fs::create_dir_all(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+                let lower = stage.join(format!(".lower{hidden}"));
+                let empty = stage.join(".empty");
+                for dir in [&lower, &empty] {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+                }
+                sys::mount(Some(src), &lower, None, libc::MS_BIND | libc::MS_REC, None)
+                    .map_err(|e| format!("bind {}: {e}", dst.display()))?;
+                let opts = format!("lowerdir={}:{}", lower.display(), empty.display());
+                sys::mount(
+                    Some(Path::new("overlay")),
+                    &d,
+                    Some("overlay"),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(&opts),
+                )
+                .map_err(|e| format!("overlay {}: {e}", dst.display()))?;
+                sys::umount2(&lower, libc::MNT_DETACH)
+                    .map_err(|e| format!("detach the staging bind of {}: {e}", dst.display()))?;
             }
             ViewEntry::BindRw { src } => {
                 let d = inside(&stage, src);

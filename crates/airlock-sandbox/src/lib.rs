@@ -35,7 +35,7 @@ mod sandbox;
 mod seccomp;
 mod sys;
 
-pub use config::{Layer, LayerReport, Limits, SandboxConfig};
+pub use config::{Layer, LayerReport, Limits, ReadonlyMount, SandboxConfig};
 pub use execution::{Event, Execution, Outcome, OutcomeStatus, PendingProxy};
 pub use helper::{helper_main, is_helper_invocation, BASE_ENV, HELPER_ARG};
 pub use sandbox::{proxy_env, Job, Sandbox, PROXY_PORT};

@@ -20,6 +20,10 @@ pub(crate) enum ViewEntry {
         dst: PathBuf,
         dir: bool,
     },
+    /// A host directory seen read-only at `dst` through an overlay whose only trace in
+    /// `/proc/self/mountinfo` is a staging path: a bind mount would show the host path
+    /// as its root there.
+    Hidden { src: PathBuf, dst: PathBuf },
     /// A writable bind mount of a host directory at the same path (nosuid, nodev).
     /// Only used for an operator-chosen directory such as a package build dir.
     BindRw { src: PathBuf },
@@ -130,11 +134,13 @@ impl HostFs for RealFs {
     }
 }
 
-/// Builds the view and Landlock lists. `extra_ro` are operator paths (venvs, ...).
+/// Builds the view and Landlock lists. `extra_ro` are operator paths (venvs, ...),
+/// bound at their own path; `mounts` are (host directory, neutral inside path) pairs.
 pub(crate) fn build_view(
     fs: &dyn HostFs,
     python: &PythonInfo,
     extra_ro: &[PathBuf],
+    mounts: &[(PathBuf, PathBuf)],
     uid: u32,
     gid: u32,
 ) -> (Vec<ViewEntry>, LandlockPaths) {
@@ -255,6 +261,16 @@ pub(crate) fn build_view(
         ll.read_exec.push(canon.clone());
         covered.push(canon);
     }
+    for (host, inside) in mounts {
+        let Some(canon) = fs.canonical(host) else {
+            continue;
+        };
+        view.push(ViewEntry::Hidden {
+            src: canon,
+            dst: inside.clone(),
+        });
+        ll.read_exec.push(inside.clone());
+    }
     (view, ll)
 }
 
@@ -350,9 +366,16 @@ mod tests {
             &fake(),
             &py(),
             &["/opt/venv".into(), "/lib/python3.11".into()],
+            &[("/opt/venv".into(), "/airlock/packages".into())],
             7,
             8,
         );
+        // A mount is bound at its inside path and readable there under Landlock.
+        assert!(view.contains(&ViewEntry::Hidden {
+            src: "/opt/venv".into(),
+            dst: "/airlock/packages".into(),
+        }));
+        assert!(ll.read_exec.contains(&PathBuf::from("/airlock/packages")));
         assert!(view.contains(&ViewEntry::Bind {
             src: "/usr".into(),
             dst: "/usr".into(),
@@ -393,7 +416,7 @@ mod tests {
 
     #[test]
     fn writable_dirs_are_bound_rw_and_landlock_writable() {
-        let (mut view, mut ll) = build_view(&fake(), &py(), &[], 7, 8);
+        let (mut view, mut ll) = build_view(&fake(), &py(), &[], &[], 7, 8);
         add_writable(
             &fake(),
             &["/opt/venv".into(), "/does/not/exist".into()],

@@ -38,8 +38,9 @@ pub struct Job {
     /// ([`Execution::take_proxy`]) and the proxy variables ([`proxy_env`]) are set. Without
     /// it the execution has no network at all (its namespace's `lo` stays down).
     pub network: bool,
-    /// Directories appended to `sys.path` for this job only. They must be visible in
-    /// the sandbox already (under a [`SandboxConfig::readonly_paths`] entry).
+    /// Directories appended to `sys.path` for this job only, as the sandbox sees them.
+    /// They must be visible in the sandbox already (under a
+    /// [`SandboxConfig::readonly_paths`] or [`SandboxConfig::mounts`] entry).
     pub python_paths: Vec<PathBuf>,
 }
 
@@ -355,6 +356,26 @@ impl Sandbox {
         if cfg.limits.max_processes < 8 {
             return Err(Error::Config("max_processes must be at least 8".into()));
         }
+        for m in &cfg.mounts {
+            let inside = m.inside.to_string_lossy();
+            let neutral = inside.starts_with("/airlock/")
+                && m.inside.components().count() >= 3
+                && !m
+                    .inside
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir));
+            if !neutral {
+                return Err(Error::Config(format!(
+                    "mount point {inside} must be an absolute path below /airlock/"
+                )));
+            }
+            if !m.host.is_dir() {
+                return Err(Error::Config(format!(
+                    "mount source {} is not a directory",
+                    m.host.display()
+                )));
+            }
+        }
         let py = python_info(&cfg.python).await?;
         let mut notes = Vec::new();
         let cold = cfg.force_cold || py.libpython.is_none();
@@ -367,8 +388,19 @@ impl Sandbox {
         let mut extra: Vec<PathBuf> = cfg.readonly_paths.clone();
         extra.extend(cfg.python_paths.iter().cloned());
         let root = sys::geteuid() == 0;
-        let (mut view, mut landlock) =
-            plan::build_view(&plan::RealFs, &py, &extra, cfg.uid_base, cfg.uid_base);
+        let mounts: Vec<(PathBuf, PathBuf)> = cfg
+            .mounts
+            .iter()
+            .map(|m| (m.host.clone(), m.inside.clone()))
+            .collect();
+        let (mut view, mut landlock) = plan::build_view(
+            &plan::RealFs,
+            &py,
+            &extra,
+            &mounts,
+            cfg.uid_base,
+            cfg.uid_base,
+        );
         plan::add_writable(&plan::RealFs, &cfg.writable_paths, &mut view, &mut landlock);
         let template = HelperConfig {
             slot: 0,
@@ -538,7 +570,7 @@ impl Sandbox {
     /// Sets what warm zygotes add to `sys.path` (on top of
     /// [`SandboxConfig::python_paths`]) and pre-import (on top of
     /// [`SandboxConfig::preimport`]). The paths must already be visible (under a
-    /// [`SandboxConfig::readonly_paths`] entry). Nothing happens when both are unchanged;
+    /// [`SandboxConfig::readonly_paths`] or [`SandboxConfig::mounts`] entry). Nothing happens when both are unchanged;
     /// otherwise each slot's zygote is replaced when it next starts a job, so running
     /// executions are not disturbed and the first job per slot pays the new imports.
     /// Pre-imported code runs in the zygote, before the per-execution layers, and is
@@ -811,7 +843,10 @@ async fn next_spare(ctrl: &mut SeqPacket) -> Result<Spare> {
 async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)> {
     let (srv, helper_end) = sys::socketpair(true)?;
     let mut cmd = tokio::process::Command::new(&inner.cfg.helper[0]);
-    cmd.args(&inner.cfg.helper[1..])
+    // A neutral argv[0]: every process of an execution shows the helper's command
+    // line in /proc/<pid>/cmdline, which would otherwise name the server binary's path.
+    cmd.arg0("airlock-sandbox")
+        .args(&inner.cfg.helper[1..])
         .env_clear()
         .stdin(Stdio::from(helper_end))
         .stdout(Stdio::null())

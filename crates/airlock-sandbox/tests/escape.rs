@@ -698,6 +698,63 @@ async fn llm_round_trip_pauses_the_timeout() {
     assert_eq!(o.error_type.as_deref(), Some("ValueError"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn mounts_and_the_command_line_show_no_host_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(host.path().join("data.txt"), "visible").unwrap();
+    std::fs::set_permissions(
+        host.path().join("data.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut cfg = config(1);
+    cfg.mounts.push(ReadonlyMount {
+        host: host.path().to_path_buf(),
+        inside: "/airlock/test".into(),
+    });
+    let Some(sb) = start(cfg).await else { return };
+    let r = result(
+        &sb,
+        r#"
+out = {"data": open("/airlock/test/data.txt").read()}
+try:
+    open("/airlock/test/new.txt", "w")
+    out["write"] = "OK"
+except OSError as e:
+    out["write"] = type(e).__name__
+out["mountinfo"] = open("/proc/self/mountinfo").read()
+out["cmdline"] = [open("/proc/%s/cmdline" % p, "rb").read().decode("latin-1") for p in ("1", "self")]
+set_result(out)
+"#,
+    )
+    .await;
+    assert_eq!(r["data"], json!("visible"), "{r}");
+    assert!(r["write"] != json!("OK"), "{r}");
+    let text = r.to_string();
+    let host_path = host.path().to_string_lossy().to_string();
+    assert!(!text.contains(&host_path), "{host_path} visible: {text}");
+    let helper = helper()[0].to_string_lossy().to_string();
+    assert!(!text.contains(&helper), "{helper} visible: {text}");
+    assert!(
+        r["mountinfo"].as_str().unwrap().contains(" /airlock/test "),
+        "{text}"
+    );
+    assert_eq!(
+        r["cmdline"][0],
+        json!(format!("airlock-sandbox\0{HELPER_ARG}\0")),
+        "{text}"
+    );
+    // A mount point outside /airlock/ is refused.
+    let mut bad = config(1);
+    bad.mounts.push(ReadonlyMount {
+        host: host.path().to_path_buf(),
+        inside: "/usr/lib/x".into(),
+    });
+    assert!(matches!(Sandbox::start(bad).await, Err(Error::Config(_))));
+}
+
 /// Answers every LLM request after `delay` with `answer`, returning the ids seen.
 async fn answer_all(ex: &mut Execution, delay: Duration, answer: &str) -> (Vec<String>, Outcome) {
     let mut ids = Vec::new();

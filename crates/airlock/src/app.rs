@@ -120,16 +120,30 @@ impl App {
             crate::packages::PackagesConfig::from_config(&config),
         )
         .await;
-        let mut readonly: Vec<std::path::PathBuf> = sealed
-            .ca_bundle
-            .as_ref()
-            .and_then(|b| b.parent())
-            .map(|d| vec![d.to_path_buf()])
-            .unwrap_or_default();
-        if packages.unavailable_reason().is_none() {
-            readonly.push(packages.envs_dir());
+        // Scripts see the CA bundle and the package environments at neutral paths,
+        // never the host's (which would name the data directory).
+        let mut mounts = Vec::new();
+        let mut sealed = sealed;
+        if let Some(bundle) = sealed.ca_bundle.take() {
+            if let (Some(dir), Some(name)) = (bundle.parent(), bundle.file_name()) {
+                mounts.push(airlock_sandbox::ReadonlyMount {
+                    host: dir.to_path_buf(),
+                    inside: crate::sandbox::CA_DIR_INSIDE.into(),
+                });
+                sealed.ca_bundle =
+                    Some(std::path::Path::new(crate::sandbox::CA_DIR_INSIDE).join(name));
+            }
         }
-        let sandbox = crate::sandbox::start(&config, &readonly).await;
+        if packages.unavailable_reason().is_none() {
+            let envs = packages.envs_dir();
+            if std::fs::create_dir_all(&envs).is_ok() {
+                mounts.push(airlock_sandbox::ReadonlyMount {
+                    host: envs,
+                    inside: crate::sandbox::PACKAGES_DIR_INSIDE.into(),
+                });
+            }
+        }
+        let sandbox = crate::sandbox::start(&config, &mounts).await;
         if let Err(reason) = &sandbox {
             tracing::warn!(%reason, "executions are disabled");
         }

@@ -410,10 +410,19 @@ impl Packages {
         self.current.read().expect("current lock").clone()
     }
 
-    /// What the warm workers should have on `sys.path` and pre-import right now.
+    /// The current environment as scripts see it (below
+    /// [`crate::sandbox::PACKAGES_DIR_INSIDE`]).
+    pub fn sandbox_env_path(&self) -> Option<PathBuf> {
+        let host = self.env_path()?;
+        let rel = host.strip_prefix(self.envs_dir()).ok()?;
+        Some(Path::new(crate::sandbox::PACKAGES_DIR_INSIDE).join(rel))
+    }
+
+    /// What the warm workers should have on `sys.path` (as scripts see it) and
+    /// pre-import right now.
     pub fn warm_imports(&self) -> (Vec<PathBuf>, Vec<String>) {
         (
-            self.env_path().into_iter().collect(),
+            self.sandbox_env_path().into_iter().collect(),
             self.cfg.preimport.clone(),
         )
     }

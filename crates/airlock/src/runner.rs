@@ -393,7 +393,7 @@ impl Runner {
                 timeout: job.timeout,
                 env,
                 network: policy.is_some(),
-                python_paths: self.packages.env_path().into_iter().collect(),
+                python_paths: self.packages.sandbox_env_path().into_iter().collect(),
             }),
             self.persist(&running_row)
         );

@@ -14,12 +14,18 @@ use crate::config::Config;
 /// The argument that makes the `airlock` binary act as the sandbox helper.
 pub use airlock_sandbox::HELPER_ARG;
 
+/// Where scripts see the egress CA bundle's directory.
+pub const CA_DIR_INSIDE: &str = "/airlock/ca";
+/// Where scripts see the package environments' directory.
+pub const PACKAGES_DIR_INSIDE: &str = "/airlock/packages";
+
 /// Starts the sandbox, or returns why executions are disabled.
-/// `readonly` are extra host paths made visible read-only (the egress CA bundle,
-/// the package environments, see [`crate::packages`]).
+/// `mounts` are extra host directories made visible read-only at neutral paths (the
+/// egress CA bundle at [`CA_DIR_INSIDE`], the package environments at
+/// [`PACKAGES_DIR_INSIDE`], see [`crate::packages`]).
 pub async fn start(
     config: &Config,
-    readonly: &[std::path::PathBuf],
+    mounts: &[airlock_sandbox::ReadonlyMount],
 ) -> Result<Arc<Sandbox>, String> {
     let Some(helper) = config.sandbox_helper.clone() else {
         return Err("no sandbox helper is configured for this instance".into());
@@ -45,7 +51,7 @@ pub async fn start(
         ));
     }
     cfg.python_paths = config.python_paths.clone();
-    cfg.readonly_paths.extend(readonly.iter().cloned());
+    cfg.mounts.extend(mounts.iter().cloned());
     if let Some(m) = config.preimport.iter().map(|m| m.trim()).find(|m| {
         m.is_empty()
             || !m.split('.').all(|p| {

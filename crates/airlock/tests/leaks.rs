@@ -44,6 +44,8 @@ async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
 
 struct Env {
     dir: tempfile::TempDir,
+    /// The egress CA bundle's directory (outside /tmp, as the server requires).
+    public: tempfile::TempDir,
     app: App,
     cookie: String,
     key_id: String,
@@ -124,6 +126,8 @@ async fn start(upstream_port: u16) -> Option<Env> {
         airlock::sandbox::HELPER_ARG.into(),
     ]);
     c.workers = Some(2);
+    let public = common::sandbox_visible_tempdir("airlock-leaks-ca");
+    c.egress_ca_dir = Some(public.path().join("ca"));
     let app = App::open(c).await.expect("app starts");
     if let Some(reason) = app.state.runner.unavailable_reason() {
         eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
@@ -150,6 +154,7 @@ async fn start(upstream_port: u16) -> Option<Env> {
         .to_string();
     let mut env = Env {
         dir,
+        public,
         app,
         cookie,
         key_id: String::new(),
@@ -352,4 +357,39 @@ async fn hostile_scripts_leave_no_plain_value_in_any_view_or_file() {
     let mut found = Vec::new();
     scan_dir(&dir, &mut found);
     assert!(found.is_empty(), "{found:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_learns_no_host_path_from_proc() {
+    let port = upstream().await;
+    let Some(env) = start(port).await else { return };
+    let script = r#"
+import os
+out = {"mountinfo": open("/proc/self/mountinfo").read()}
+out["cmdline"] = [open("/proc/%s/cmdline" % p, "rb").read().decode("latin-1") for p in ("1", "self")]
+out["env"] = {k: v for k, v in os.environ.items() if "CERT" in k or "CA_BUNDLE" in k}
+out["bundle_readable"] = os.path.exists(out["env"].get("SSL_CERT_FILE", "/nonexistent"))
+set_result(out)
+"#;
+    let id = env.submit(script).await;
+    let v = env.finish(&id, "").await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    let r = &v["result"];
+    let text = r.to_string();
+    let data_dir = std::fs::canonicalize(env.dir.path()).unwrap();
+    for host in [
+        data_dir.to_string_lossy().to_string(),
+        env.dir.path().to_string_lossy().to_string(),
+        env.public.path().to_string_lossy().to_string(),
+        env!("CARGO_BIN_EXE_airlock").to_string(),
+    ] {
+        assert!(!text.contains(&host), "{host} is visible: {text}");
+    }
+    // The CA bundle is still there for HTTPS clients, at its neutral path.
+    assert_eq!(
+        r["env"]["SSL_CERT_FILE"],
+        json!("/airlock/ca/ca-bundle.pem"),
+        "{text}"
+    );
+    assert_eq!(r["bundle_readable"], json!(true), "{text}");
 }
