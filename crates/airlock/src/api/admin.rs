@@ -249,9 +249,14 @@ async fn list_credentials(State(state): State<AppState>, _s: AdminSession) -> Ap
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCredential {
+    /// Letters, digits and underscores, not starting with a digit.
+    #[schema(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: String,
+    /// At most 64 KiB of UTF-8.
+    #[schema(min_length = 1, max_length = 65536)]
     value: Option<String>,
     /// `plain` or `sealed`; default: `sealed` when `bound_hosts` is given, else `plain`.
     #[schema(value_type = Option<docs::CredentialMode>)]
@@ -349,7 +354,10 @@ async fn get_credential(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateCredential {
+    /// At most 64 KiB of UTF-8.
+    #[schema(min_length = 1, max_length = 65536)]
     value: Option<String>,
+    #[schema(max_length = 1000)]
     description: Option<String>,
     /// `plain` or `sealed`. Unchanged when absent: binding hosts to a plain credential
     /// does not seal it. A sealed credential needs at least one bound host.
@@ -449,8 +457,11 @@ async fn list_profiles(State(state): State<AppState>, _s: AdminSession) -> ApiRe
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProfile {
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: String,
+    /// Names of existing credentials.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<docs::CredentialName>)]
     pub credentials: Vec<String>,
 }
 
@@ -510,6 +521,7 @@ where
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateProfile {
+    #[schema(max_length = 1000)]
     description: Option<String>,
     /// RFC 3339 timestamp, or null for no expiry; absent leaves it unchanged.
     #[serde(default, deserialize_with = "double_option")]
@@ -588,6 +600,8 @@ async fn delete_profile(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CredentialNames {
+    /// Names of existing credentials.
+    #[schema(value_type = Vec<docs::CredentialName>)]
     pub credentials: Vec<String>,
 }
 

@@ -41,9 +41,11 @@ async fn list_credentials(State(state): State<AppState>) -> ApiResult<Response> 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Slot {
-    /// Letters, digits and underscores, starting with a letter (e.g. `STRIPE_API_KEY`).
+    /// Letters, digits and underscores, not starting with a digit (e.g. `STRIPE_API_KEY`).
+    #[schema(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: String,
 }
 

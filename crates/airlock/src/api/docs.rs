@@ -50,6 +50,43 @@ pub enum CredentialMode {
     Sealed,
 }
 
+/// A credential name: letters, digits and underscores, not starting with a digit.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+pub struct CredentialName(String);
+
+/// An execution's status: `pending` (queued), `running`, `awaiting_llm` (paused in
+/// `llm.complete`), then one of the final `completed`, `error`, `timeout`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Pending,
+    Running,
+    AwaitingLlm,
+    Completed,
+    Error,
+    Timeout,
+}
+
+/// Schema of a query filter that is a date (`2026-01-31`, midnight UTC) or an
+/// RFC 3339 timestamp.
+pub fn date_or_timestamp() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{
+        KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+    };
+    let string = |f: KnownFormat| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(f)))
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(string(KnownFormat::Date))
+            .item(string(KnownFormat::DateTime))
+            .build(),
+    )
+}
+
 #[derive(ToSchema)]
 pub struct CredentialSummaries {
     pub credentials: Vec<crate::catalog::CredentialSummary>,
@@ -308,12 +345,14 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
             }
             if schemes.iter().any(|s| s == "admin_session") {
                 add("401", "no valid admin session (`not_authenticated`)");
-                if method != "get" {
-                    add(
-                        "403",
-                        "cross-origin or non-JSON state-changing request (`csrf_rejected`)",
-                    );
-                }
+            }
+            // The CSRF guard covers every admin route, with a session or not
+            // (`/setup`, `/login`).
+            if path.starts_with("/api/admin/") && method != "get" {
+                add(
+                    "403",
+                    "cross-origin or non-JSON state-changing request (`csrf_rejected`)",
+                );
             }
             if schemes.iter().any(|s| s == "agent_key") && !optional {
                 add(
@@ -327,9 +366,29 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
                 "500",
                 "internal error (`internal`); details are in the server log",
             );
+            // Every route refuses query parameters it does not declare.
+            const QUERY_422: &str =
+                "an undeclared query parameter, or a query value of the wrong type (`invalid_input`)";
+            match responses.get_mut("422") {
+                Some(r) => {
+                    if let Some(d) = r["description"].as_str() {
+                        r["description"] = json!(format!("{d}; or {QUERY_422}"));
+                    }
+                }
+                None => {
+                    responses.insert("422".into(), error_response(&capitalized(QUERY_422)));
+                }
+            }
         }
     }
     v
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// `GET /openapi.json`: this document.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::docs::{self, ErrorBody};
-use super::{with_body_limit, Json};
+use super::{with_body_limit, Json, Query};
 use crate::app::AppState;
 use crate::auth::AdminSession;
 use crate::catalog::ActiveProfile;
@@ -87,11 +87,14 @@ struct ExecuteBody {
     /// The Python script.
     script: String,
     /// Lowercase hex HMAC-SHA256 of the exact script bytes, keyed with the key's secret.
+    #[schema(pattern = r"^[0-9a-f]{64}$")]
     hash: String,
     /// Wall-clock limit in seconds (default 60 or the server's maximum when lower).
+    #[schema(minimum = 1)]
     timeout: Option<u64>,
     /// Seconds each `llm.complete` may wait for the answer (default and maximum:
     /// the server's `AIRLOCK_LLM_TIMEOUT`).
+    #[schema(minimum = 1)]
     llm_timeout: Option<u64>,
 }
 
@@ -224,9 +227,11 @@ fn summary_view(s: &ExecutionSummary, with_profile: bool) -> Value {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct WaitQuery {
     /// Long-poll: seconds (0 to 60) to wait for the status to change.
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<u64>,
 }
 
@@ -301,18 +306,25 @@ async fn get_own(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Only this status.
+    #[param(inline, value_type = Option<docs::ExecutionStatus>)]
     status: Option<String>,
     /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Executions to skip (default 0).
+    #[param(minimum = 0)]
     offset: Option<i64>,
     /// Only this profile id (admin listing).
     profile: Option<String>,
     /// Created at or after: a date (2026-01-31) or an RFC 3339 timestamp.
+    #[param(schema_with = docs::date_or_timestamp)]
     from: Option<String>,
     /// Created before: a date or an RFC 3339 timestamp.
+    #[param(schema_with = docs::date_or_timestamp)]
     to: Option<String>,
 }
 
@@ -565,9 +577,11 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct StatsQuery {
     /// Only the last N days (1 to 3650); all time when absent.
+    #[param(minimum = 1, maximum = 3650)]
     days: Option<i64>,
 }
 

@@ -3,7 +3,9 @@
 //! Agent routes live at the root (`/credentials`, `/profiles`, later
 //! `/execute`); admin routes under `/api/admin` behind a session and the CSRF
 //! guard. Every rejection, including axum's own (bad JSON, body too large,
-//! unknown route), is turned into the JSON error shape here.
+//! unknown route, a query string that does not parse), is turned into the JSON
+//! error shape here. Query parameters the OpenAPI document does not declare for
+//! a route are refused like unknown body fields (422), by [`query_guard`].
 
 pub mod admin;
 pub mod agent;
@@ -11,9 +13,13 @@ pub mod docs;
 pub mod executions;
 pub mod packages;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
-use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::de::DeserializeOwned;
@@ -57,6 +63,125 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_request(format!("cannot read request body: {}", other.body_text())),
     }
+}
+
+/// A query string whose rejections use Airlock's error shape: 422
+/// `invalid_input` naming the parameter (axum's own answer is a plain-text 400).
+/// Query structs also `deny_unknown_fields`, a backstop behind [`query_guard`].
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rej) => Err(query_rejection(rej)),
+        }
+    }
+}
+
+fn query_rejection(rej: QueryRejection) -> ApiError {
+    let text = rej.body_text();
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let accepted = rest
+            .split_once("expected ")
+            .map(|(_, e)| e.trim_start_matches("one of "))
+            .unwrap_or("none");
+        return ApiError::invalid(format!(
+            "unknown query parameter {:?}; this route accepts {accepted}: remove it or fix its spelling",
+            shorten(name)
+        ));
+    }
+    ApiError::invalid(format!("invalid query string: {}", without_input(text)))
+}
+
+/// A caller-supplied name, cut to a length that is safe to echo in a message.
+fn shorten(name: &str) -> String {
+    const MAX: usize = 64;
+    match name.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &name[..i]),
+        None => name.to_string(),
+    }
+}
+
+/// Query parameter names each operation of the OpenAPI document declares:
+/// path template → method → names.
+type DeclaredQueries = HashMap<String, HashMap<Method, Vec<String>>>;
+
+fn declared_queries(doc: &serde_json::Value) -> DeclaredQueries {
+    let mut out = DeclaredQueries::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let names = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect();
+            out.entry(path.clone()).or_default().insert(method, names);
+        }
+    }
+    out
+}
+
+/// Middleware on the JSON routes: a query parameter the route's operation in
+/// the OpenAPI document does not declare gets 422 `invalid_input` naming it,
+/// instead of being ignored (`?profile_id=x` would otherwise list everything).
+/// Runs before authentication; it reveals nothing the public document does not.
+async fn query_guard(
+    declared: Arc<DeclaredQueries>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let query = req.uri().query().unwrap_or_default();
+    if query.is_empty() {
+        return next.run(req).await;
+    }
+    let Some(path) = req.extensions().get::<MatchedPath>() else {
+        return next.run(req).await;
+    };
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    // A method the route does not have: its 405 says more than a query check.
+    let Some(names) = declared.get(path.as_str()).and_then(|m| m.get(&method)) else {
+        return next.run(req).await;
+    };
+    let unknown = match axum::extract::Query::<Vec<(String, String)>>::try_from_uri(req.uri()) {
+        Ok(axum::extract::Query(pairs)) => pairs
+            .into_iter()
+            .map(|(name, _)| name)
+            .find(|name| !names.contains(name)),
+        Err(rej) => return query_rejection(rej).into_response(),
+    };
+    let Some(name) = unknown else {
+        return next.run(req).await;
+    };
+    let accepted = if names.is_empty() {
+        "no query parameters".to_string()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    ApiError::invalid(format!(
+        "unknown query parameter {:?}; this route accepts {accepted}: remove it or fix its spelling",
+        shorten(&name)
+    ))
+    .into_response()
 }
 
 /// Removes the fragment of the caller's own input that serde quotes in
@@ -179,7 +304,13 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let (api, openapi) = api_routes(&state).split_for_parts();
-    let openapi = std::sync::Arc::new(docs::finish(openapi));
+    let mut openapi = docs::finish(openapi);
+    // Limits this instance was configured with.
+    if let Some(props) = openapi.pointer_mut("/components/schemas/ExecuteBody/properties") {
+        props["timeout"]["maximum"] = state.config.max_timeout.into();
+        props["llm_timeout"]["maximum"] = state.config.llm_timeout.into();
+    }
+    let openapi = std::sync::Arc::new(openapi);
     let finish = |r: Router<AppState>| {
         r.fallback(not_found)
             .layer(axum::middleware::from_fn(method_not_allowed))
@@ -187,6 +318,10 @@ pub fn router(state: AppState) -> Router {
             .layer(axum::Extension(openapi.clone()))
             .with_state(state.clone())
     };
+    let declared = Arc::new(declared_queries(&openapi));
+    let api = api.layer(axum::middleware::from_fn(move |req, next| {
+        query_guard(declared.clone(), req, next)
+    }));
     let base = api.merge(crate::web::routes());
     // MCP tools call the agent API in-process through the same routes.
     let inner = finish(base.clone());
