@@ -71,7 +71,8 @@ pub struct ExportDocument {
     pub scope: String,
     pub credentials: Vec<ExportCredential>,
     pub profiles: Vec<ExportProfile>,
-    /// Package requirements; Airlock has none yet, so always empty.
+    /// Package requirements: not exported yet (always empty; agents request their
+    /// packages again after an import), and ignored on import.
     #[serde(default)]
     pub requirements: Vec<serde_json::Value>,
     /// Execution history, only when the export asked for it.

@@ -12,18 +12,29 @@ pub struct Live {
     pub cookie: String,
 }
 
-/// Starts the server and sets the admin password.
-pub async fn start() -> Live {
+/// Starts a fresh server (admin password not set yet) on a free loopback port,
+/// after letting `tweak` adjust its configuration; returns its data directory's
+/// parent (keep it alive) and base URL.
+pub async fn serve_fresh(
+    tweak: impl FnOnce(&mut airlock::config::Config),
+) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = airlock::config::Config::for_data_dir(dir.path());
     cfg.sandbox_helper = Some(vec![
         env!("CARGO_BIN_EXE_airlock").into(),
         airlock::sandbox::HELPER_ARG.into(),
     ]);
+    tweak(&mut cfg);
     let app = airlock::app::App::open(cfg).await.expect("airlock starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(airlock::serve(app.router(), listener));
+    (dir, base)
+}
+
+/// Starts the server and sets the admin password.
+pub async fn start() -> Live {
+    let (dir, base) = serve_fresh(|_| {}).await;
     let http = reqwest::Client::new();
     let setup = http
         .post(format!("{base}/api/admin/setup"))
