@@ -230,7 +230,9 @@ pub struct PackageList {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementsRequest {
-    /// 1–50 requirement strings, e.g. `pandas>=2`, `requests[socks]`.
+    /// 1–50 requirement strings, e.g. `pandas>=2`, `requests[socks]` (the document's
+    /// pattern states only bare names; extras, specifiers and markers are accepted too).
+    #[schema(min_items = 1, max_items = 50, value_type = Vec<crate::api::docs::PackageName>)]
     pub packages: Vec<String>,
 }
 
@@ -414,7 +416,10 @@ impl Packages {
     /// [`crate::sandbox::PACKAGES_DIR_INSIDE`]).
     pub fn sandbox_env_path(&self) -> Option<PathBuf> {
         let host = self.env_path()?;
-        let rel = host.strip_prefix(self.envs_dir()).ok()?;
+        let Ok(rel) = host.strip_prefix(self.envs_dir()) else {
+            tracing::warn!(env = %host.display(), "the package environment is outside the environments directory: scripts run without it");
+            return None;
+        };
         Some(Path::new(crate::sandbox::PACKAGES_DIR_INSIDE).join(rel))
     }
 
@@ -894,7 +899,10 @@ impl Packages {
         });
         let store = self.store.clone();
         tokio::spawn(async move {
-            while let Some(row) = log_rx.recv().await {
+            while let Some(mut row) = log_rx.recv().await {
+                // The installer holds no credential, but its request lines come from
+                // build code: record the method only as a plain token.
+                row.method = crate::egress::logged_method(&row.method);
                 let _ = store.egress_insert(&row).await;
             }
         });

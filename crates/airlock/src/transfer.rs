@@ -432,6 +432,8 @@ pub async fn build_document(state: &AppState, req: &ExportRequest) -> ApiResult<
 #[serde(deny_unknown_fields)]
 struct ExportBody {
     password: String,
+    /// At least 12 characters, at most 1024 bytes.
+    #[schema(min_length = 12, max_length = 1024)]
     passphrase: String,
     #[serde(default)]
     profiles: Option<Vec<String>>,
@@ -787,8 +789,10 @@ impl PendingImports {
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
     /// The `.airlock` file, base64 (standard alphabet).
+    #[schema(min_length = 1)]
     file: String,
     password: String,
+    #[schema(min_length = 1)]
     passphrase: String,
 }
 

@@ -52,6 +52,14 @@ struct PasswordBody {
     password: String,
 }
 
+/// A new admin password: at least 12 characters, at most 1024 bytes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewPasswordBody {
+    #[schema(min_length = 12, max_length = 1024)]
+    password: String,
+}
+
 /// Whether setup is needed and whether the caller is logged in.
 #[utoipa::path(
     get,
@@ -83,7 +91,7 @@ fn with_cookie(state: &AppState, token: &str, body: serde_json::Value) -> Respon
     post,
     path = "/setup",
     tag = "admin",
-    request_body = PasswordBody,
+    request_body = NewPasswordBody,
     responses(
         (status = 200, description = "Password set; logged in", body = docs::AdminStatus),
         (status = 409, description = "Already set up (`already_setup`)", body = ErrorBody),
@@ -92,7 +100,7 @@ fn with_cookie(state: &AppState, token: &str, body: serde_json::Value) -> Respon
 )]
 async fn setup(
     State(state): State<AppState>,
-    Json(body): Json<PasswordBody>,
+    Json(body): Json<NewPasswordBody>,
 ) -> ApiResult<Response> {
     let token = auth::setup(&state, &body.password).await?;
     tracing::info!("admin password set");
@@ -267,7 +275,9 @@ struct CreateCredential {
     /// HTTP methods the value is substituted for; absent, null or empty: any method.
     bound_methods: Option<Vec<String>>,
     /// The only request header the value is substituted in (e.g. `authorization`);
-    /// absent, null or empty: any header.
+    /// absent, null or empty: any header. Not `host`, `content-length`, `connection`,
+    /// `transfer-encoding` or `proxy-*`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{0,64}$")]
     bound_header: Option<String>,
     /// Also substitute in the URL query and the request body (default false).
     substitute_in_body: Option<bool>,
@@ -368,6 +378,8 @@ struct UpdateCredential {
     /// Replaces the bound methods; an empty list: any method.
     bound_methods: Option<Vec<String>>,
     /// The only request header the value is substituted in; an empty string: any header.
+    /// Not `host`, `content-length`, `connection`, `transfer-encoding` or `proxy-*`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{0,64}$")]
     bound_header: Option<String>,
     /// Also substitute in the URL query and the request body.
     substitute_in_body: Option<bool>,
@@ -474,7 +486,7 @@ pub(crate) struct CreateProfile {
     request_body = CreateProfile,
     responses(
         (status = 201, description = "Created", body = crate::catalog::ProfileView),
-        (status = 404, description = "A named credential does not exist (`not_found`)", body = ErrorBody),
+        (status = 422, description = "A named credential does not exist (`invalid_input`)", body = ErrorBody),
     )
 )]
 async fn create_profile(

@@ -155,7 +155,7 @@ async fn get_profile(
     request_body = super::admin::CreateProfile,
     responses(
         (status = 201, description = "Created (unlocked, no key yet)", body = crate::catalog::ProfileView),
-        (status = 404, description = "A named credential does not exist (`not_found`)", body = ErrorBody),
+        (status = 422, description = "A named credential does not exist (`invalid_input`)", body = ErrorBody),
     )
 )]
 async fn create_profile(

@@ -55,6 +55,11 @@ pub enum CredentialMode {
 #[schema(value_type = String, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 pub struct CredentialName(String);
 
+/// A package name (PEP 508), at most 100 characters.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
+pub struct PackageName(String);
+
 /// An execution's status: `pending` (queued), `running`, `awaiting_llm` (paused in
 /// `llm.complete`), then one of the final `completed`, `error`, `timeout`.
 #[derive(ToSchema)]
