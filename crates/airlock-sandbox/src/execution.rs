@@ -396,8 +396,9 @@ pub(crate) async fn drive<G: Send + 'static>(
                                 budget = budget.saturating_sub(running_since.elapsed());
                                 // And stop the whole tree, so no other thread of the
                                 // script runs while the clock does not.
+                                // (Or as soon as the pidfd arrives, below.)
                                 if let Some(fd) = &pidfd {
-                                    let _ = sys::pidfd_send_signal(fd, sys::FREEZE_SIGNAL);
+                                    let _ = sys::send_freeze(fd, true);
                                 }
                                 requests += 1;
                                 let ours = requests.to_string();
@@ -423,7 +424,12 @@ pub(crate) async fn drive<G: Send + 'static>(
                                     pid_out.store(p as i32, Ordering::SeqCst);
                                 }
                                 if !fds.is_empty() {
-                                    pidfd = Some(fds.remove(0));
+                                    let fd = fds.remove(0);
+                                    // A request that came in before the pidfd: stop now.
+                                    if pending.is_some() {
+                                        let _ = sys::send_freeze(&fd, true);
+                                    }
+                                    pidfd = Some(fd);
                                 }
                             }
                             Some("proxy") => {
@@ -454,7 +460,7 @@ pub(crate) async fn drive<G: Send + 'static>(
                     Some(Cmd::Llm { request_id, response }) => {
                         if let Some((_, request_id)) = pending.take_if(|(ours, _)| *ours == request_id) {
                             if let Some(fd) = &pidfd {
-                                let _ = sys::pidfd_send_signal(fd, sys::THAW_SIGNAL);
+                                let _ = sys::send_freeze(fd, false);
                             }
                             running_since = Instant::now();
                             let frame = json!({"type": "llm_response", "request_id": request_id, "response": response});

@@ -402,14 +402,26 @@ fn build_root(view: &[ViewEntry]) -> Result<(), String> {
                 sys::mount(Some(src), &lower, None, libc::MS_BIND | libc::MS_REC, None)
                     .map_err(|e| format!("bind {}: {e}", dst.display()))?;
                 let opts = format!("lowerdir={}:{}", lower.display(), empty.display());
-                sys::mount(
+                let overlay = sys::mount(
                     Some(Path::new("overlay")),
                     &d,
                     Some("overlay"),
                     libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
                     Some(&opts),
-                )
-                .map_err(|e| format!("overlay {}: {e}", dst.display()))?;
+                );
+                if let Err(e) = overlay {
+                    // No unprivileged overlayfs here (kernel < 5.11, or refused): a
+                    // plain read-only bind, whose mountinfo root names the host path,
+                    // is still far better than no filesystem view.
+                    eprintln!(
+                        "airlock-sandbox-helper: overlay for {} failed ({e}); binding it instead",
+                        dst.display()
+                    );
+                    sys::mount(Some(src), &d, None, libc::MS_BIND | libc::MS_REC, None)
+                        .map_err(|e| format!("bind {}: {e}", src.display()))?;
+                    sys::mount_setattr(&d, ro, true)
+                        .map_err(|e| format!("read-only {}: {e}", dst.display()))?;
+                }
                 sys::umount2(&lower, libc::MNT_DETACH)
                     .map_err(|e| format!("detach the staging bind of {}: {e}", dst.display()))?;
             }

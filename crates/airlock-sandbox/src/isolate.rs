@@ -521,10 +521,10 @@ fn reaper(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, alive_r: R
     }
     // R: while the script waits in `llm.complete`, the server asks R to stop every
     // process of the execution (and to let them go on once the answer is there), so no
-    // thread runs while the wall clock is paused. With a PID namespace that is all of
+    // thread runs while the wall clock is paused (see `sys::FREEZE_SIGNAL`). With a PID namespace that is all of
     // it but R; without one, S's process group (S is a session leader).
     let target = if layers.pid_ns { -1 } else { -pid };
-    if let Err(e) = sys::install_freeze_handlers(target) {
+    if let Err(e) = sys::install_freeze_handler(target) {
         // Without the handlers a pause would let the script run unbounded: end it.
         report_line(report_w, b'E', &format!("freeze handlers: {e}"));
         // SAFETY: pid is our child.

@@ -159,6 +159,31 @@ pub(crate) fn deny_filter() -> BpfProgram {
             rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCLINUX)]),
         ],
     );
+    // While the script waits in llm.complete its whole execution is stopped; no process
+    // of it may undo that: SIGCONT is refused in every call that sends a signal, and so
+    // are the calls that send a signal with a siginfo of the caller's choosing (which
+    // is how the server tells the execution's PID 1 to stop or continue it).
+    let sigcont = libc::SIGCONT as u64;
+    for (nr, sig_arg) in [
+        (libc::SYS_kill, 1u8),
+        (libc::SYS_tkill, 1),
+        (libc::SYS_tgkill, 2),
+        (libc::SYS_pidfd_send_signal, 1),
+    ] {
+        let mut r = vec![rule(vec![cond(sig_arg, SeccompCmpOp::Eq, sigcont)])];
+        if nr == libc::SYS_pidfd_send_signal {
+            r.push(rule(vec![SeccompCondition::new(
+                2,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::Ne,
+                0,
+            )
+            .expect("valid seccomp condition")]));
+        }
+        rules.insert(nr, r);
+    }
+    rules.insert(libc::SYS_rt_sigqueueinfo, vec![]);
+    rules.insert(libc::SYS_rt_tgsigqueueinfo, vec![]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

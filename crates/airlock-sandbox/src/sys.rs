@@ -619,22 +619,79 @@ pub(crate) fn tcp_listen_loopback(port: u16, backlog: i32) -> io::Result<OwnedFd
     Ok(sock)
 }
 
-/// The signal the server sends the reaper to stop every process of the execution while
-/// the script waits in `llm.complete`.
-pub(crate) const FREEZE_SIGNAL: libc::c_int = libc::SIGUSR1;
-/// The signal that lets them run again.
-pub(crate) const THAW_SIGNAL: libc::c_int = libc::SIGUSR2;
+/// The real-time signal by which the server tells an execution's reaper to stop every
+/// process of the execution (while the script waits in `llm.complete`) or to let them
+/// go on. Sent with a siginfo of code `SI_QUEUE` whose value is 1 (stop) or 0
+/// (continue); real-time signals queue in order, so the last one sent wins. A script
+/// cannot send such a siginfo (seccomp refuses `rt_sigqueueinfo`, `rt_tgsigqueueinfo`
+/// and `pidfd_send_signal` with a siginfo), and plain `kill` arrives as `SI_USER`,
+/// which the reaper ignores.
+pub(crate) const FREEZE_SIGNAL: libc::c_int = 40;
+
+/// `si_code` of a signal sent with `sigqueue(3)`-style information (Linux value).
+const SI_QUEUE: libc::c_int = -1;
+
+/// The part of a `SI_QUEUE` siginfo the freeze signal uses, laid out as the kernel's
+/// 128-byte `siginfo_t` on 64-bit Linux.
+#[repr(C)]
+struct QueuedInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    _pad: libc::c_int,
+    pid: libc::pid_t,
+    uid: libc::uid_t,
+    value: usize,
+    _rest: [u8; 96],
+}
+
+const _: () = assert!(std::mem::size_of::<QueuedInfo>() == 128);
+
+/// Tells the reaper behind `pidfd` to stop (`true`) or continue (`false`) its execution.
+pub(crate) fn send_freeze(pidfd: &impl AsRawFd, frozen: bool) -> io::Result<()> {
+    let info = QueuedInfo {
+        signo: FREEZE_SIGNAL,
+        errno: 0,
+        code: SI_QUEUE,
+        _pad: 0,
+        pid: 0,
+        uid: 0,
+        value: usize::from(frozen),
+        _rest: [0; 96],
+    };
+    // SAFETY: `info` is a valid, fully initialised 128-byte siginfo that outlives the
+    // call; the other arguments are integers.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            FREEZE_SIGNAL,
+            &info as *const QueuedInfo,
+            0,
+        )
+    })
+    .map(drop)
+}
 
 /// Whom the reaper's freeze handler signals: `-1` (every process of its PID namespace
 /// but itself) or `-pgid` (the script's process group, without a PID namespace).
 static FREEZE_TARGET: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-extern "C" fn on_freeze_signal(sig: libc::c_int) {
+extern "C" fn on_freeze_signal(
+    _sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
     let target = FREEZE_TARGET.load(std::sync::atomic::Ordering::Relaxed);
-    if target == 0 {
+    if target == 0 || info.is_null() {
         return;
     }
-    let action = if sig == FREEZE_SIGNAL {
+    // SAFETY: the kernel passes a valid 128-byte siginfo to an SA_SIGINFO handler.
+    let info = unsafe { &*(info as *const QueuedInfo) };
+    if info.code != SI_QUEUE {
+        return;
+    }
+    let action = if info.value == 1 {
         libc::SIGSTOP
     } else {
         libc::SIGCONT
@@ -647,15 +704,14 @@ extern "C" fn on_freeze_signal(sig: libc::c_int) {
     }
 }
 
-/// Blocks (or unblocks) the freeze and thaw signals in this thread, so that one sent
-/// between a fork and [`install_freeze_handlers`] waits instead of being lost.
+/// Blocks (or unblocks) the freeze signal in this thread, so that one sent between a
+/// fork and [`install_freeze_handler`] waits instead of being lost.
 pub(crate) fn block_freeze_signals(block: bool) {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; pointers are valid.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, FREEZE_SIGNAL);
-        libc::sigaddset(&mut set, THAW_SIGNAL);
         let how = if block {
             libc::SIG_BLOCK
         } else {
@@ -665,23 +721,23 @@ pub(crate) fn block_freeze_signals(block: bool) {
     }
 }
 
-/// Makes this process (the reaper) stop `target` on [`FREEZE_SIGNAL`] and continue it
-/// on [`THAW_SIGNAL`] (`target` as for kill(2): `-1` or `-pgid`). `SA_RESTART`, so the
-/// reaper's `waitpid` is not disturbed.
-pub(crate) fn install_freeze_handlers(target: i32) -> io::Result<()> {
+/// Makes this process (the reaper) stop or continue `target` (as for kill(2): `-1` or
+/// `-pgid`) on each [`FREEZE_SIGNAL`] from the server. `SA_RESTART`, so the reaper's
+/// `waitpid` is not disturbed.
+pub(crate) fn install_freeze_handler(target: i32) -> io::Result<()> {
     FREEZE_TARGET.store(target, std::sync::atomic::Ordering::Relaxed);
-    for sig in [FREEZE_SIGNAL, THAW_SIGNAL] {
-        // SAFETY: a zeroed sigaction with a valid handler address and an empty mask.
-        let r = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_freeze_signal as extern "C" fn(libc::c_int) as usize;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if r == -1 {
-            return Err(io::Error::last_os_error());
-        }
+    // SAFETY: a zeroed sigaction with a valid handler address and an empty mask.
+    let r = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_freeze_signal
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as usize;
+        sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(FREEZE_SIGNAL, &sa, std::ptr::null_mut())
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

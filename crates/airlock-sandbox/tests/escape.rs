@@ -815,6 +815,89 @@ set_result({"thread": [before[0], after[0], again[0]], "child": [before[1], afte
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_script_cannot_resume_itself_during_the_pause() {
+    let Some(sb) = sandbox(1).await else { return };
+    // Three processes try, without pause, to continue each other and to make PID 1
+    // continue them (plain signals, and a queued signal with a forged siginfo), while
+    // each counts how often it got to run.
+    let mut j = job(r#"
+import ctypes, os, signal, subprocess, sys, time
+child = r"""
+import ctypes, os, signal, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+refused = {}
+info = (ctypes.c_int * 32)(40, 0, -1, 0, 0, 0, 0, 0)
+while True:
+    for name, call in (("cont_all", lambda: os.kill(-1, signal.SIGCONT)),
+                       ("cont_init", lambda: os.kill(1, signal.SIGCONT)),
+                       ("plain_40", lambda: os.kill(1, 40))):
+        try:
+            call()
+        except OSError as e:
+            refused[name] = e.errno
+    if libc.syscall(129, 1, 40, info) == -1:
+        refused["queued_40"] = ctypes.get_errno()
+    n += 1
+    with open("/tmp/ticks-%s" % sys.argv[1], "w") as f:
+        f.write("%d %s" % (n, ",".join("%s:%s" % kv for kv in sorted(refused.items()))))
+    time.sleep(0.005)
+"""
+kids = [subprocess.Popen([sys.executable, "-c", child, str(i)]) for i in range(3)]
+time.sleep(0.5)
+def ticks():
+    out = []
+    for i in range(3):
+        try:
+            out.append(open("/tmp/ticks-%d" % i).read())
+        except OSError:
+            out.append("0 ")
+    return out
+before = ticks()
+llm.complete("pause")
+after = ticks()
+for k in kids:
+    k.kill()
+set_result({"before": before, "after": after})
+"#);
+    j.timeout = Duration::from_secs(20);
+    let mut ex = sb.run(j).await.unwrap();
+    let (_, o) = answer_all(&mut ex, Duration::from_millis(1500), "ok").await;
+    assert_eq!(
+        o.status,
+        OutcomeStatus::Completed,
+        "{:?} {}",
+        o.error,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = o.result.unwrap();
+    for i in 0..3 {
+        let parse = |v: &serde_json::Value| -> i64 {
+            v.as_str()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (b, a) = (parse(&r["before"][i]), parse(&r["after"][i]));
+        assert!(b > 5, "child {i} never ran: {r}");
+        // ~300 runs in 1.5 s were it not stopped; a few for the moment the stop takes.
+        assert!(a - b < 30, "child {i} ran during the pause: {r}");
+        // Every attempt was refused (EPERM): SIGCONT by seccomp, anything sent to PID 1
+        // by Landlock's signal scoping, the forged queued signal by seccomp.
+        assert!(
+            r["after"][i]
+                .as_str()
+                .unwrap()
+                .ends_with(" cont_all:1,cont_init:1,plain_40:1,queued_40:1"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_script_chosen_request_id_never_leaves_the_sandbox() {
     let Some(sb) = sandbox(1).await else { return };
     let j = job(r#"

@@ -136,11 +136,13 @@ impl App {
         }
         if packages.unavailable_reason().is_none() {
             let envs = packages.envs_dir();
-            if std::fs::create_dir_all(&envs).is_ok() {
-                mounts.push(airlock_sandbox::ReadonlyMount {
+            match std::fs::create_dir_all(&envs) {
+                Ok(()) => mounts.push(airlock_sandbox::ReadonlyMount {
                     host: envs,
                     inside: crate::sandbox::PACKAGES_DIR_INSIDE.into(),
-                });
+                }),
+                Err(e) => tracing::warn!(dir = %envs.display(), error = %e,
+                    "cannot create the package environments directory: scripts run without packages"),
             }
         }
         let sandbox = crate::sandbox::start(&config, &mounts).await;
