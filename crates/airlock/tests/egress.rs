@@ -70,7 +70,7 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Option<Env> {
     tweak(&mut cfg);
     let app = App::open(cfg).await.expect("app starts");
     if let Some(reason) = app.state.runner.unavailable_reason() {
-        eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
+        common::sandbox_unavailable(reason);
         return None;
     }
     let resp = app

@@ -130,7 +130,7 @@ async fn start(upstream_port: u16) -> Option<Env> {
     c.egress_ca_dir = Some(public.path().join("ca"));
     let app = App::open(c).await.expect("app starts");
     if let Some(reason) = app.state.runner.unavailable_reason() {
-        eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
+        common::sandbox_unavailable(reason);
         return None;
     }
     let resp = app

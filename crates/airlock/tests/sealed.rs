@@ -70,7 +70,7 @@ async fn start_with(upstream_ca: Option<&str>, python_paths: Vec<PathBuf>) -> Op
     c.python_paths = python_paths;
     let app = App::open(c).await.expect("app starts");
     if let Some(reason) = app.state.runner.unavailable_reason() {
-        eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
+        common::sandbox_unavailable(reason);
         return None;
     }
     let resp = app

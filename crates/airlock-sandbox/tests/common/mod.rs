@@ -1,5 +1,6 @@
 //! Shared helpers for the tests that attack the real sandbox (real helper binary, real
-//! Python). A test whose kernel lacks a feature prints `SKIPPED: ...` and returns.
+//! Python). A test whose kernel lacks a feature prints `SKIPPED: ...` and returns, or
+//! fails when `AIRLOCK_TEST_REQUIRE_SANDBOX=1` (set by `.ci/run`).
 #![allow(dead_code)]
 
 use airlock_sandbox::*;
@@ -24,6 +25,9 @@ pub async fn start(cfg: SandboxConfig) -> Option<Sandbox> {
     match Sandbox::start(cfg).await {
         Ok(sb) => Some(sb),
         Err(Error::LayerMissing { layer, detail }) => {
+            if std::env::var_os("AIRLOCK_TEST_REQUIRE_SANDBOX").is_some_and(|v| v == "1") {
+                panic!("sandbox layer {layer} unavailable, and AIRLOCK_TEST_REQUIRE_SANDBOX=1: {detail}");
+            }
             eprintln!("SKIPPED: sandbox layer {layer} unavailable on this kernel: {detail}");
             None
         }

@@ -24,6 +24,16 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+/// Reports that the real sandbox cannot run here: a loud `SKIPPED` line, or a failure
+/// when the run requires the sandbox (`AIRLOCK_TEST_REQUIRE_SANDBOX=1`, as `.ci/run`
+/// sets), so CI can never pass without attacking it.
+pub fn sandbox_unavailable(reason: &str) {
+    if std::env::var_os("AIRLOCK_TEST_REQUIRE_SANDBOX").is_some_and(|v| v == "1") {
+        panic!("the sandbox is unavailable, and AIRLOCK_TEST_REQUIRE_SANDBOX=1: {reason}");
+    }
+    eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
+}
+
 /// The admin password every helper uses.
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 /// The `Host` header clients send unless told otherwise.
