@@ -386,7 +386,64 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
             }
         }
     }
+    refine_schemas(&mut v);
     v
+}
+
+/// A host pattern as `validate::host_patterns` accepts it (case-insensitive,
+/// surrounding whitespace trimmed): a host name, or `*.` and a domain, or a
+/// bracketed IPv6 literal, optionally with `:port` (1-65535). (A wildcard in
+/// front of an IPv4 literal, `*.10.0.0.1`, is also refused.)
+pub const HOST_PATTERN: &str = concat!(
+    r"^[ \t\r\n]*(?:(?:\*\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*",
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+    r"|\[(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:",
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}",
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}",
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}",
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}",
+    r"|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}",
+    r"|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))\])",
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"[ \t\r\n]*$",
+);
+
+/// Rules utoipa's attributes cannot state: host patterns, unique package
+/// names, and a sealed credential's bound hosts.
+fn refine_schemas(v: &mut Value) {
+    let Some(schemas) = v.pointer_mut("/components/schemas") else {
+        return;
+    };
+    for (schema, prop) in [
+        ("UpdateProfile", "allowed_hosts"),
+        ("CreateCredential", "bound_hosts"),
+        ("UpdateCredential", "bound_hosts"),
+    ] {
+        if let Some(items) = schemas.pointer_mut(&format!("/{schema}/properties/{prop}/items")) {
+            items["pattern"] = json!(HOST_PATTERN);
+        }
+    }
+    if let Some(p) = schemas.pointer_mut("/RequirementsRequest/properties/packages") {
+        p["uniqueItems"] = json!(true);
+    }
+    // `mode: "sealed"` needs bound hosts: on create, a non-empty list; on update, a
+    // given list must not be empty (an update that seals a credential without
+    // hosts bound before is refused too, 422 `invalid_input`; the document cannot
+    // see the stored settings).
+    let sealed = json!({"properties": {"mode": {"const": "sealed"}}, "required": ["mode"]});
+    if let Some(s) = schemas.get_mut("CreateCredential") {
+        s["if"] = sealed.clone();
+        s["then"] = json!({
+            "required": ["bound_hosts"],
+            "properties": {"bound_hosts": {"type": "array", "minItems": 1}},
+        });
+    }
+    if let Some(s) = schemas.get_mut("UpdateCredential") {
+        s["if"] = sealed;
+        s["then"] = json!({"properties": {"bound_hosts": {"minItems": 1}}});
+    }
 }
 
 fn capitalized(s: &str) -> String {

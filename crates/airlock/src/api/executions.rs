@@ -90,12 +90,37 @@ struct ExecuteBody {
     #[schema(pattern = r"^[0-9a-f]{64}$")]
     hash: String,
     /// Wall-clock limit in seconds (default 60 or the server's maximum when lower).
+    #[serde(default, deserialize_with = "whole_seconds")]
     #[schema(minimum = 1)]
     timeout: Option<u64>,
     /// Seconds each `llm.complete` may wait for the answer (default and maximum:
     /// the server's `AIRLOCK_LLM_TIMEOUT`).
+    #[serde(default, deserialize_with = "whole_seconds")]
     #[schema(minimum = 1)]
     llm_timeout: Option<u64>,
+}
+
+/// A number of seconds: a non-negative integer, also written as a whole-number
+/// float (`51.0` is the JSON Schema integer 51); `51.5` is refused.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return Ok(Some(v));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        Some(f) if f.fract() == 0.0 => Err(D::Error::custom(
+            "expected a non-negative whole number of seconds",
+        )),
+        Some(f) => Err(D::Error::invalid_value(
+            Unexpected::Float(f),
+            &"a whole number of seconds",
+        )),
+        None => Err(D::Error::custom("expected a whole number of seconds")),
+    }
 }
 
 /// The instance's base URL: the configured public URL, else from `Host`.

@@ -37,11 +37,55 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(unsupported_media_type());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(e.into()))?;
+        // Every request body is a JSON object; serde would otherwise also read a
+        // struct from an array of its fields in order (`[null, null]`).
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+        {
+            return Err(ApiError::invalid(
+                "invalid request body: expected a JSON object",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rej) => Err(json_rejection(rej)),
         }
     }
+}
+
+/// `application/json` or `application/*+json`, as axum's own extractor accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with Content-Type: application/json",
+    )
 }
 
 fn json_rejection(rej: JsonRejection) -> ApiError {
@@ -53,11 +97,7 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
         JsonRejection::JsonSyntaxError(e) => {
             ApiError::bad_request(format!("malformed JSON: {}", without_input(&e.body_text())))
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::too_large("request body is too large")
         }
@@ -142,11 +182,10 @@ async fn query_guard(
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let query = req.uri().query().unwrap_or_default();
-    if query.is_empty() {
-        return next.run(req).await;
-    }
     let Some(path) = req.extensions().get::<MatchedPath>() else {
+        return next.run(req).await;
+    };
+    let Some(methods) = declared.get(path.as_str()) else {
         return next.run(req).await;
     };
     let method = if req.method() == Method::HEAD {
@@ -154,10 +193,15 @@ async fn query_guard(
     } else {
         req.method().clone()
     };
-    // A method the route does not have: its 405 says more than a query check.
-    let Some(names) = declared.get(path.as_str()).and_then(|m| m.get(&method)) else {
-        return next.run(req).await;
+    // A method the route does not have: 405 here, before the admin routes' CSRF
+    // guard (which would answer 403 to a bodiless PUT), and before a query check.
+    let Some(names) = methods.get(&method) else {
+        return method_not_allowed_response(methods.keys());
     };
+    let query = req.uri().query().unwrap_or_default();
+    if query.is_empty() {
+        return next.run(req).await;
+    }
     let unknown = match axum::extract::Query::<Vec<(String, String)>>::try_from_uri(req.uri()) {
         Ok(axum::extract::Query(pairs)) => pairs
             .into_iter()
@@ -265,14 +309,36 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed(req: Request, next: axum::middleware::Next) -> Response {
     let resp = next.run(req).await;
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-        )
-        .into_response();
+        let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
+        let mut out = method_not_allowed_error().into_response();
+        if let Some(allow) = allow {
+            out.headers_mut().insert(axum::http::header::ALLOW, allow);
+        }
+        return out;
     }
     resp
+}
+
+fn method_not_allowed_error() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// 405 with an `Allow` header listing the methods the document declares.
+fn method_not_allowed_response<'a>(methods: impl Iterator<Item = &'a Method>) -> Response {
+    let mut allow: Vec<&str> = methods.map(Method::as_str).collect();
+    if allow.contains(&"GET") {
+        allow.push("HEAD");
+    }
+    allow.sort_unstable();
+    let mut out = method_not_allowed_error().into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&allow.join(",")) {
+        out.headers_mut().insert(axum::http::header::ALLOW, v);
+    }
+    out
 }
 
 /// Puts a body limit on the routes of one `routes!` registration.
