@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Schemathesis against a live server: every operation of /openapi.json is sent
 # schema-valid and schema-invalid requests, and the answers must conform to the
-# document (`--checks all`: no 5xx, only documented status codes, content types,
+# document (every check, schemathesis's default; not `--checks all`, which would
+# override the per-operation switches in .ci/schemathesis.toml: no 5xx, only documented status codes, content types,
 # headers and bodies; valid data accepted, invalid data refused). Fails on any
-# failure. Run by .ci/run after the test suite; takes a few minutes.
+# failure. Not yet run by .ci/run: schema-valid requests still get 422 (see the
+# report in the commit log); takes about a minute.
 #
 # What is covered: every operation in the document. Admin routes run with the
 # admin session cookie (and an Origin header for the CSRF check); agent routes
@@ -19,6 +21,9 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
+# Extra CLI arguments, e.g. SCHEMATHESIS_ARGS='--include-path /api/admin/status'.
+# shellcheck disable=SC2206
+SCHEMATHESIS_EXTRA=(${SCHEMATHESIS_ARGS:-})
 VENV=target/schemathesis-venv
 
 if [ "$("$VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
@@ -71,7 +76,7 @@ AIRLOCK_ST_KEY_ID=${KEY%%:*}
 export AIRLOCK_ST_SESSION AIRLOCK_ST_KEY_ID
 
 "$VENV/bin/schemathesis" --config-file .ci/schemathesis.toml run "$B/openapi.json" \
-  --checks all \
+  "${SCHEMATHESIS_EXTRA[@]}" \
   --max-examples "$MAX_EXAMPLES" \
   --seed "${SCHEMATHESIS_SEED:-1}" \
   --workers 2 \
