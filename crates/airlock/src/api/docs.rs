@@ -411,7 +411,7 @@ pub const HOST_PATTERN: &str = concat!(
 );
 
 /// Rules utoipa's attributes cannot state: host patterns, unique package
-/// names, and a sealed credential's bound hosts.
+/// names, method tokens, the expiry's format, and a sealed credential's bound hosts.
 fn refine_schemas(v: &mut Value) {
     let Some(schemas) = v.pointer_mut("/components/schemas") else {
         return;
@@ -427,6 +427,17 @@ fn refine_schemas(v: &mut Value) {
     }
     if let Some(p) = schemas.pointer_mut("/RequirementsRequest/properties/packages") {
         p["uniqueItems"] = json!(true);
+    }
+    // An HTTP method token, any case (stored upper-cased).
+    for schema in ["CreateCredential", "UpdateCredential"] {
+        if let Some(items) =
+            schemas.pointer_mut(&format!("/{schema}/properties/bound_methods/items"))
+        {
+            items["pattern"] = json!(r"^[ \t]*[A-Za-z]{1,16}[ \t]*$");
+        }
+    }
+    if let Some(p) = schemas.pointer_mut("/UpdateProfile/properties/expires_at") {
+        p["format"] = json!("date-time");
     }
     // `mode: "sealed"` needs bound hosts: on create, a non-empty list; on update, a
     // given list must not be empty (an update that seals a credential without
