@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -36,13 +36,7 @@ struct Env {
 }
 
 fn config(dir: &Path) -> Config {
-    let mut c = Config::for_data_dir(dir);
-    c.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    c.workers = Some(2);
-    c
+    common::sandboxed_config(dir)
 }
 
 async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
@@ -68,30 +62,7 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Option<Env> {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     tweak(&mut cfg);
-    let app = App::open(cfg).await.expect("app starts");
-    if let Some(reason) = app.state.runner.unavailable_reason() {
-        common::sandbox_unavailable(reason);
-        return None;
-    }
-    let resp = app
-        .router()
-        .oneshot(req(
-            "POST",
-            "/api/admin/setup",
-            None,
-            None,
-            Some(json!({"password": "correct horse battery staple"})),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (app, cookie) = common::open_sandboxed(cfg).await?;
     Some(Env {
         _dir: dir,
         app,

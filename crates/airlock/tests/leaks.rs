@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -25,7 +25,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use airlock::app::App;
-use airlock::config::Config;
 
 const VALUE: &str = "plainLeakProbe7Q2w9Zx4Vb";
 
@@ -120,38 +119,10 @@ impl Env {
 
 async fn start(upstream_port: u16) -> Option<Env> {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::for_data_dir(dir.path());
-    c.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    c.workers = Some(2);
+    let mut c = common::sandboxed_config(dir.path());
     let public = common::sandbox_visible_tempdir("airlock-leaks-ca");
     c.egress_ca_dir = Some(public.path().join("ca"));
-    let app = App::open(c).await.expect("app starts");
-    if let Some(reason) = app.state.runner.unavailable_reason() {
-        common::sandbox_unavailable(reason);
-        return None;
-    }
-    let resp = app
-        .router()
-        .oneshot(req(
-            "POST",
-            "/api/admin/setup",
-            None,
-            None,
-            Some(json!({"password": common::ADMIN_PASSWORD})),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (app, cookie) = common::open_sandboxed(c).await?;
     let mut env = Env {
         dir,
         public,

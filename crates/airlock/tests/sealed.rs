@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -59,39 +59,11 @@ async fn start_with(upstream_ca: Option<&str>, python_paths: Vec<PathBuf>) -> Op
         std::fs::write(&p, pem).unwrap();
         p
     });
-    let mut c = Config::for_data_dir(&dir.path().join("data"));
-    c.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    c.workers = Some(2);
+    let mut c = common::sandboxed_config(&dir.path().join("data"));
     c.egress_ca_bundle = bundle;
     c.egress_ca_dir = Some(public.path().join("ca"));
     c.python_paths = python_paths;
-    let app = App::open(c).await.expect("app starts");
-    if let Some(reason) = app.state.runner.unavailable_reason() {
-        common::sandbox_unavailable(reason);
-        return None;
-    }
-    let resp = app
-        .router()
-        .oneshot(req(
-            "POST",
-            "/api/admin/setup",
-            None,
-            None,
-            Some(json!({"password": "correct horse battery staple"})),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (app, cookie) = common::open_sandboxed(c).await?;
     Some(Env {
         dir,
         _public: public,

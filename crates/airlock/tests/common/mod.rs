@@ -34,6 +34,49 @@ pub fn sandbox_unavailable(reason: &str) {
     eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
 }
 
+/// The default test configuration with the real sandbox (the `airlock` binary as
+/// helper) and two slots.
+pub fn sandboxed_config(data_dir: &Path) -> Config {
+    let mut c = Config::for_data_dir(data_dir);
+    c.sandbox_helper = Some(vec![
+        env!("CARGO_BIN_EXE_airlock").into(),
+        airlock::sandbox::HELPER_ARG.into(),
+    ]);
+    c.workers = Some(2);
+    c
+}
+
+/// Opens the app, which must have the real sandbox, and sets the admin password;
+/// returns it with the admin session cookie (`name=value`), or `None` after
+/// [`sandbox_unavailable`].
+pub async fn open_sandboxed(config: Config) -> Option<(App, String)> {
+    let app = open_app(config).await;
+    if let Some(reason) = app.state.runner.unavailable_reason() {
+        sandbox_unavailable(reason);
+        return None;
+    }
+    let resp = app
+        .router()
+        .oneshot(req(
+            "POST",
+            "/api/admin/setup",
+            None,
+            None,
+            Some(json!({"password": ADMIN_PASSWORD})),
+        ))
+        .await
+        .expect("router answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ASCII cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Some((app, cookie))
+}
+
 /// The admin password every helper uses.
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 /// The `Host` header clients send unless told otherwise.
