@@ -40,16 +40,7 @@ fn config(dir: &Path) -> Config {
 }
 
 async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app.router().oneshot(req).await.expect("router answers");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, v)
+    common::send_json(app, req).await
 }
 
 /// Starts the app with the real sandbox, or `None` (after a loud SKIPPED line) when

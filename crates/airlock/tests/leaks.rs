@@ -29,16 +29,7 @@ use airlock::app::App;
 const VALUE: &str = "plainLeakProbe7Q2w9Zx4Vb";
 
 async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app.router().oneshot(req).await.expect("router answers");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, v)
+    common::send_json(app, req).await
 }
 
 struct Env {

@@ -128,17 +128,7 @@ async fn send(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let req = common::req(method, uri, cookie, bearer, body);
-    let resp = app.router().oneshot(req).await.expect("router answers");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, v)
+    common::send_json(app, common::req(method, uri, cookie, bearer, body)).await
 }
 
 async fn start(installer: &str, dists: Value) -> Env {

@@ -34,6 +34,21 @@ pub fn sandbox_unavailable(reason: &str) {
     eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
 }
 
+/// Sends one request through the app's router; returns the status and the JSON body
+/// (`Value::Null` when empty, the text as a JSON string when not JSON).
+pub async fn send_json(app: &App, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.router().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, v)
+}
+
 /// The default test configuration with the real sandbox (the `airlock` binary as
 /// helper) and two slots.
 pub fn sandboxed_config(data_dir: &Path) -> Config {
