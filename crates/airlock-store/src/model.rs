@@ -113,6 +113,34 @@ impl ProfileRow {
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|e| e <= now)
     }
+
+    /// Whether the profile's key may run code at `now`: locked, not revoked, not
+    /// expired. The one statement of that rule; [`ProfileRow::refusal`] says which
+    /// part failed.
+    pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
+        self.refusal(now).is_none()
+    }
+
+    /// Which part of the usable rule `now` fails, if any.
+    pub fn refusal(&self, now: DateTime<Utc>) -> Option<Unusable> {
+        if self.revoked {
+            Some(Unusable::Revoked)
+        } else if !self.locked {
+            Some(Unusable::Unlocked)
+        } else if self.is_expired(now) {
+            Some(Unusable::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a profile's key may not run code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    Revoked,
+    Unlocked,
+    Expired,
 }
 
 /// Lifecycle states of an execution.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use airlock_store::{KeyOrigin, SqliteStore, Store, StoreError, Vault};
 
-use crate::auth::LoginLimiter;
+use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::runner::{Runner, RunnerLimits, INTERRUPTED};
@@ -41,7 +41,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub catalog: Catalog,
-    pub login_limiter: Arc<LoginLimiter>,
+    /// The admin password, sessions and the failed-password limiter.
+    pub auth: Arc<Auth>,
     pub key_origin: KeyOrigin,
     pub runner: Arc<Runner>,
     /// Python packages agents asked for.
@@ -165,12 +166,13 @@ impl App {
             },
             sealed,
         );
+        let auth = Arc::new(Auth::new(Arc::clone(&store)));
         Ok(App {
             state: AppState {
                 config: Arc::new(config),
                 store,
                 catalog,
-                login_limiter: Arc::new(LoginLimiter::default()),
+                auth,
                 key_origin,
                 runner,
                 packages,

@@ -13,8 +13,84 @@ use airlock_store::{mode, CredentialRow, ProfileRow, SealSettings, Store, Vault}
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ApiResult};
-use crate::{ids, validate};
+use crate::ids;
+use crate::validate::{self, Invalid};
+
+/// Why a catalog operation was refused. The HTTP status of each is chosen in
+/// `crate::error`; the message (`Display`) says what to fix and never carries a
+/// value or a key secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("credential {} does not exist", validate::shown(.0))]
+    NoCredential(String),
+    #[error("profile {} does not exist", validate::shown(.0))]
+    NoProfile(String),
+    #[error("credential {0:?} already exists")]
+    CredentialExists(String),
+    #[error("credential {name:?} is used by locked profile(s) {}; revoke them first", .profiles.join(", "))]
+    CredentialInUse { name: String, profiles: Vec<String> },
+    /// The profile is revoked; the message depends on what was attempted.
+    #[error("{0}")]
+    Revoked(&'static str),
+    /// The profile is locked and the operation needs it unlocked.
+    #[error("{0}")]
+    Locked(&'static str),
+    /// The profile is unlocked and the operation needs a key.
+    #[error("{0}")]
+    Unlocked(&'static str),
+    #[error("fill in the value of {} before locking", .0.join(", "))]
+    ValuesMissing(Vec<String>),
+    /// An agent key that may not run code (now).
+    #[error(transparent)]
+    Key(#[from] KeyRefusal),
+    /// A stored value or secret that does not open as text.
+    #[error("a stored value cannot be read")]
+    Unreadable,
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+}
+
+pub type CatalogResult<T> = Result<T, CatalogError>;
+
+/// Why an agent key may not run code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("unknown profile key")]
+    Unknown,
+    #[error("profile is revoked")]
+    Revoked,
+    #[error("profile is not locked")]
+    Unlocked,
+    #[error("profile has expired")]
+    Expired,
+}
+
+impl From<airlock_store::Unusable> for KeyRefusal {
+    fn from(u: airlock_store::Unusable) -> KeyRefusal {
+        match u {
+            airlock_store::Unusable::Revoked => KeyRefusal::Revoked,
+            airlock_store::Unusable::Unlocked => KeyRefusal::Unlocked,
+            airlock_store::Unusable::Expired => KeyRefusal::Expired,
+        }
+    }
+}
+
+/// Whether a profile changes by gaining or by losing credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialChange {
+    Add,
+    Remove,
+}
+
+/// How a profile is named in a request: by its id only (admin routes), or also by
+/// its key id (agent routes, which know the key id and not always the profile id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileLookup {
+    Id,
+    IdOrKeyId,
+}
 
 /// A credential's mode and where a sealed value may go, as the admin sees and sets it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -81,17 +157,17 @@ impl SealingPatch {
 
     /// Applies the patch to `s` and checks the result. `new`: a new credential, whose
     /// mode defaults to `sealed` when hosts are bound.
-    fn apply(&self, s: &mut SealSettings, new: bool) -> ApiResult<()> {
+    fn apply(&self, s: &mut SealSettings, new: bool) -> Result<(), Invalid> {
         if let Some(h) = &self.bound_hosts {
             s.hosts = validate::host_patterns(h)
-                .map_err(|e| ApiError::invalid(e.detail.replace("allowed_hosts", "bound_hosts")))?;
+                .map_err(|e| Invalid(e.0.replace("allowed_hosts", "bound_hosts")))?;
         }
         if let Some(m) = &self.bound_methods {
             let mut out = Vec::new();
             for x in m {
                 let up = x.trim().to_ascii_uppercase();
                 if up.is_empty() || up.len() > 16 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(ApiError::invalid(format!(
+                    return Err(Invalid::new(format!(
                         "bound_methods entry {:?} is not an HTTP method (GET, POST, ...)",
                         validate::truncate_for_message(x)
                     )));
@@ -116,7 +192,7 @@ impl SealingPatch {
                     )
                     && !h.starts_with("proxy-");
                 if !ok {
-                    return Err(ApiError::invalid(format!(
+                    return Err(Invalid::new(format!(
                         "bound_header {:?} is not a usable request header name (e.g. authorization, x-api-key)",
                         validate::truncate_for_message(&h)
                     )));
@@ -133,7 +209,7 @@ impl SealingPatch {
         match self.mode.as_deref() {
             Some(m @ (mode::PLAIN | mode::SEALED)) => s.mode = m.to_string(),
             Some(other) => {
-                return Err(ApiError::invalid(format!(
+                return Err(Invalid::new(format!(
                     "mode {:?} is unknown: use \"plain\" or \"sealed\"",
                     validate::truncate_for_message(other)
                 )))
@@ -149,7 +225,7 @@ impl SealingPatch {
             None => {}
         }
         if s.is_sealed() && s.hosts.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(Invalid::new(
                 "a sealed credential needs at least one bound host (bound_hosts): its value is sent nowhere else",
             ));
         }
@@ -158,7 +234,7 @@ impl SealingPatch {
 }
 
 /// Checks imported sealing settings with the rules the admin API applies.
-pub fn check_sealing(s: &Sealing) -> ApiResult<()> {
+pub fn check_sealing(s: &Sealing) -> Result<(), Invalid> {
     let patch = SealingPatch {
         mode: Some(s.mode.clone()),
         bound_hosts: Some(s.bound_hosts.clone()),
@@ -305,7 +381,7 @@ impl Catalog {
 
     // ----- credentials -----
 
-    pub async fn list_credentials(&self) -> ApiResult<Vec<CredentialView>> {
+    pub async fn list_credentials(&self) -> CatalogResult<Vec<CredentialView>> {
         Ok(self
             .store
             .credentials_list()
@@ -315,7 +391,7 @@ impl Catalog {
             .collect())
     }
 
-    pub async fn list_credential_summaries(&self) -> ApiResult<Vec<CredentialSummary>> {
+    pub async fn list_credential_summaries(&self) -> CatalogResult<Vec<CredentialSummary>> {
         Ok(self
             .store
             .credentials_list()
@@ -325,16 +401,14 @@ impl Catalog {
             .collect())
     }
 
-    async fn credential(&self, name: &str) -> ApiResult<CredentialRow> {
-        self.store.credential_get(name).await?.ok_or_else(|| {
-            ApiError::not_found(format!(
-                "credential {} does not exist",
-                crate::validate::shown(name)
-            ))
-        })
+    async fn credential(&self, name: &str) -> CatalogResult<CredentialRow> {
+        self.store
+            .credential_get(name)
+            .await?
+            .ok_or_else(|| CatalogError::NoCredential(name.to_string()))
     }
 
-    pub async fn get_credential(&self, name: &str) -> ApiResult<CredentialView> {
+    pub async fn get_credential(&self, name: &str) -> CatalogResult<CredentialView> {
         let c = self.credential(name).await?;
         Ok(view(&c))
     }
@@ -346,7 +420,7 @@ impl Catalog {
         description: &str,
         value: Option<&str>,
         sealing: &SealingPatch,
-    ) -> ApiResult<CredentialView> {
+    ) -> CatalogResult<CredentialView> {
         validate::credential_name(name)?;
         validate::description(description)?;
         if let Some(v) = value {
@@ -373,10 +447,9 @@ impl Catalog {
             .credential_insert(&row)
             .await
             .map_err(|e| match e {
-                airlock_store::StoreError::Conflict(_) => ApiError::conflict(
-                    "credential_exists",
-                    format!("credential {name:?} already exists"),
-                ),
+                airlock_store::StoreError::Conflict(_) => {
+                    CatalogError::CredentialExists(name.to_string())
+                }
                 other => other.into(),
             })?;
         Ok(view(&row))
@@ -386,7 +459,7 @@ impl Catalog {
     pub async fn create_slots(
         &self,
         items: &[(String, String)],
-    ) -> ApiResult<(Vec<String>, Vec<String>)> {
+    ) -> CatalogResult<(Vec<String>, Vec<String>)> {
         for (name, desc) in items {
             validate::credential_name(name)?;
             validate::description(desc)?;
@@ -401,7 +474,7 @@ impl Catalog {
                 .await
             {
                 Ok(_) => created.push(name.clone()),
-                Err(e) if e.code == "credential_exists" => skipped.push(name.clone()),
+                Err(CatalogError::CredentialExists(_)) => skipped.push(name.clone()),
                 Err(e) => return Err(e),
             }
         }
@@ -414,7 +487,7 @@ impl Catalog {
         description: Option<&str>,
         value: Option<&str>,
         sealing: &SealingPatch,
-    ) -> ApiResult<CredentialView> {
+    ) -> CatalogResult<CredentialView> {
         if let Some(d) = description {
             validate::description(d)?;
         }
@@ -436,7 +509,7 @@ impl Catalog {
         Ok(view(&row))
     }
 
-    pub async fn delete_credential(&self, name: &str) -> ApiResult<()> {
+    pub async fn delete_credential(&self, name: &str) -> CatalogResult<()> {
         let row = self.credential(name).await?;
         let blocking: Vec<String> = self
             .store
@@ -447,13 +520,10 @@ impl Catalog {
             .map(|p| p.id)
             .collect();
         if !blocking.is_empty() {
-            return Err(ApiError::conflict(
-                "credential_in_use",
-                format!(
-                    "credential {name:?} is used by locked profile(s) {}; revoke them first",
-                    blocking.join(", ")
-                ),
-            ));
+            return Err(CatalogError::CredentialInUse {
+                name: name.to_string(),
+                profiles: blocking,
+            });
         }
         self.store.credential_delete(&row.id).await?;
         Ok(())
@@ -461,7 +531,7 @@ impl Catalog {
 
     // ----- profiles -----
 
-    async fn profile_view(&self, row: &ProfileRow) -> ApiResult<ProfileView> {
+    async fn profile_view(&self, row: &ProfileRow) -> CatalogResult<ProfileView> {
         let creds = self.store.profile_credentials(&row.id).await?;
         Ok(ProfileView {
             id: row.id.clone(),
@@ -479,23 +549,20 @@ impl Catalog {
         })
     }
 
-    /// Finds a profile by id, or also by key id when `allow_key_id`.
-    async fn profile_row(&self, id: &str, allow_key_id: bool) -> ApiResult<ProfileRow> {
+    /// Finds a profile by id, or also by key id (see [`ProfileLookup`]).
+    async fn profile_row(&self, id: &str, lookup: ProfileLookup) -> CatalogResult<ProfileRow> {
         if let Some(p) = self.store.profile_get(id).await? {
             return Ok(p);
         }
-        if allow_key_id && id.starts_with("ark_") {
+        if lookup == ProfileLookup::IdOrKeyId && id.starts_with("ark_") {
             if let Some(p) = self.store.profile_get_by_key_id(id).await? {
                 return Ok(p);
             }
         }
-        Err(ApiError::not_found(format!(
-            "profile {} does not exist",
-            crate::validate::shown(id)
-        )))
+        Err(CatalogError::NoProfile(id.to_string()))
     }
 
-    pub async fn list_profiles(&self) -> ApiResult<Vec<ProfileView>> {
+    pub async fn list_profiles(&self) -> CatalogResult<Vec<ProfileView>> {
         let rows = self.store.profiles_list().await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -504,12 +571,12 @@ impl Catalog {
         Ok(out)
     }
 
-    pub async fn get_profile(&self, id: &str, allow_key_id: bool) -> ApiResult<ProfileView> {
-        let row = self.profile_row(id, allow_key_id).await?;
+    pub async fn get_profile(&self, id: &str, lookup: ProfileLookup) -> CatalogResult<ProfileView> {
+        let row = self.profile_row(id, lookup).await?;
         self.profile_view(&row).await
     }
 
-    async fn resolve_names(&self, names: &[String]) -> ApiResult<Vec<String>> {
+    async fn resolve_names(&self, names: &[String]) -> CatalogResult<Vec<String>> {
         let mut ids = Vec::with_capacity(names.len());
         let mut unknown = Vec::new();
         for n in names {
@@ -519,10 +586,11 @@ impl Catalog {
             }
         }
         if !unknown.is_empty() {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid(format!(
                 "unknown credentials: {} (create the slots first with POST /credentials)",
                 unknown.join(", ")
-            )));
+            ))
+            .into());
         }
         Ok(ids)
     }
@@ -531,7 +599,7 @@ impl Catalog {
         &self,
         description: &str,
         credentials: &[String],
-    ) -> ApiResult<ProfileView> {
+    ) -> CatalogResult<ProfileView> {
         validate::description(description)?;
         let cred_ids = self.resolve_names(credentials).await?;
         let now = Utc::now();
@@ -557,11 +625,14 @@ impl Catalog {
         self.profile_view(&row).await
     }
 
-    pub async fn update_profile(&self, id: &str, patch: ProfilePatch) -> ApiResult<ProfileView> {
-        let mut row = self.profile_row(id, false).await?;
+    pub async fn update_profile(
+        &self,
+        id: &str,
+        patch: ProfilePatch,
+    ) -> CatalogResult<ProfileView> {
+        let mut row = self.profile_row(id, ProfileLookup::Id).await?;
         if row.revoked {
-            return Err(ApiError::conflict(
-                "profile_revoked",
+            return Err(CatalogError::Revoked(
                 "profile is revoked and can no longer be changed",
             ));
         }
@@ -588,16 +659,15 @@ impl Catalog {
         &self,
         id: &str,
         names: &[String],
-        add: bool,
-        allow_key_id: bool,
-    ) -> ApiResult<ProfileView> {
-        let mut row = self.profile_row(id, allow_key_id).await?;
+        change: CredentialChange,
+        lookup: ProfileLookup,
+    ) -> CatalogResult<ProfileView> {
+        let mut row = self.profile_row(id, lookup).await?;
         if row.revoked {
-            return Err(ApiError::conflict("profile_revoked", "profile is revoked"));
+            return Err(CatalogError::Revoked("profile is revoked"));
         }
         if row.locked {
-            return Err(ApiError::conflict(
-                "profile_locked",
+            return Err(CatalogError::Locked(
                 "profile is locked; its credentials can no longer change (create a new profile)",
             ));
         }
@@ -605,7 +675,7 @@ impl Catalog {
             validate::credential_name(n)?;
         }
         let cred_ids = self.resolve_names(names).await?;
-        if add {
+        if change == CredentialChange::Add {
             self.store
                 .profile_add_credentials(&row.id, &cred_ids)
                 .await?;
@@ -619,7 +689,7 @@ impl Catalog {
         self.profile_view(&row).await
     }
 
-    async fn issue_key(&self, row: &mut ProfileRow) -> ApiResult<String> {
+    async fn issue_key(&self, row: &mut ProfileRow) -> CatalogResult<String> {
         let (key_id, secret) = ids::profile_key();
         row.secret = Some(self.vault.seal(&profile_aad(&row.id), secret.as_bytes())?);
         row.key_id = Some(key_id.clone());
@@ -627,14 +697,13 @@ impl Catalog {
         Ok(format!("{key_id}:{secret}"))
     }
 
-    pub async fn lock_profile(&self, id: &str) -> ApiResult<ProfileWithKey> {
-        let mut row = self.profile_row(id, false).await?;
+    pub async fn lock_profile(&self, id: &str) -> CatalogResult<ProfileWithKey> {
+        let mut row = self.profile_row(id, ProfileLookup::Id).await?;
         if row.revoked {
-            return Err(ApiError::conflict("profile_revoked", "profile is revoked"));
+            return Err(CatalogError::Revoked("profile is revoked"));
         }
         if row.locked {
-            return Err(ApiError::conflict(
-                "profile_locked",
+            return Err(CatalogError::Locked(
                 "profile is already locked; use regenerate-key for a new key",
             ));
         }
@@ -647,10 +716,7 @@ impl Catalog {
             .map(|c| c.name)
             .collect();
         if !missing.is_empty() {
-            return Err(ApiError::conflict(
-                "values_missing",
-                format!("fill in the value of {} before locking", missing.join(", ")),
-            ));
+            return Err(CatalogError::ValuesMissing(missing));
         }
         let key = self.issue_key(&mut row).await?;
         row.locked = true;
@@ -661,14 +727,13 @@ impl Catalog {
         })
     }
 
-    pub async fn regenerate_key(&self, id: &str) -> ApiResult<ProfileWithKey> {
-        let mut row = self.profile_row(id, false).await?;
+    pub async fn regenerate_key(&self, id: &str) -> CatalogResult<ProfileWithKey> {
+        let mut row = self.profile_row(id, ProfileLookup::Id).await?;
         if row.revoked {
-            return Err(ApiError::conflict("profile_revoked", "profile is revoked"));
+            return Err(CatalogError::Revoked("profile is revoked"));
         }
         if !row.locked {
-            return Err(ApiError::conflict(
-                "profile_unlocked",
+            return Err(CatalogError::Unlocked(
                 "profile is not locked; lock it to get a key",
             ));
         }
@@ -680,13 +745,10 @@ impl Catalog {
         })
     }
 
-    pub async fn revoke_profile(&self, id: &str) -> ApiResult<ProfileView> {
-        let mut row = self.profile_row(id, false).await?;
+    pub async fn revoke_profile(&self, id: &str) -> CatalogResult<ProfileView> {
+        let mut row = self.profile_row(id, ProfileLookup::Id).await?;
         if row.revoked {
-            return Err(ApiError::conflict(
-                "profile_revoked",
-                "profile is already revoked",
-            ));
+            return Err(CatalogError::Revoked("profile is already revoked"));
         }
         row.revoked = true;
         row.secret = None;
@@ -695,11 +757,10 @@ impl Catalog {
         self.profile_view(&row).await
     }
 
-    pub async fn delete_profile(&self, id: &str) -> ApiResult<()> {
-        let row = self.profile_row(id, false).await?;
+    pub async fn delete_profile(&self, id: &str) -> CatalogResult<()> {
+        let row = self.profile_row(id, ProfileLookup::Id).await?;
         if row.locked && !row.revoked {
-            return Err(ApiError::conflict(
-                "profile_locked",
+            return Err(CatalogError::Locked(
                 "profile is locked; revoke it first, then delete it",
             ));
         }
@@ -708,7 +769,7 @@ impl Catalog {
     }
 
     /// Resolves a bearer key id to a profile that may run code now.
-    pub async fn active_profile(&self, key_id: &str) -> ApiResult<ActiveProfile> {
+    pub async fn active_profile(&self, key_id: &str) -> CatalogResult<ActiveProfile> {
         let epoch = self.store.profiles_epoch();
         let row = match self.cached_key(key_id, epoch) {
             Some(row) => row,
@@ -717,30 +778,15 @@ impl Catalog {
                     .store
                     .profile_get_by_key_id(key_id)
                     .await?
-                    .ok_or_else(|| ApiError::unauthorized("unknown_key", "unknown profile key"))?;
+                    .ok_or(KeyRefusal::Unknown)?;
                 self.cache_key(key_id, epoch, &row);
                 row
             }
         };
-        if row.revoked {
-            return Err(ApiError::unauthorized(
-                "profile_revoked",
-                "profile is revoked",
-            ));
+        if let Some(refusal) = row.refusal(Utc::now()) {
+            return Err(KeyRefusal::from(refusal).into());
         }
-        if !row.locked {
-            return Err(ApiError::unauthorized(
-                "profile_unlocked",
-                "profile is not locked",
-            ));
-        }
-        if row.is_expired(Utc::now()) {
-            return Err(ApiError::unauthorized(
-                "profile_expired",
-                "profile has expired",
-            ));
-        }
-        let sealed = row.secret.as_ref().ok_or_else(ApiError::internal)?;
+        let sealed = row.secret.as_ref().ok_or(CatalogError::Unreadable)?;
         let secret = self.vault.open(&profile_aad(&row.id), sealed)?;
         Ok(ActiveProfile { row, secret, epoch })
     }
@@ -774,43 +820,47 @@ impl Catalog {
     // ----- export / import: values in the clear, only inside an encrypted file -----
 
     /// Opens a credential row's value (for an export file).
-    pub fn open_credential_value(&self, row: &CredentialRow) -> ApiResult<Option<String>> {
+    pub fn open_credential_value(&self, row: &CredentialRow) -> CatalogResult<Option<String>> {
         row.value
             .as_ref()
             .map(|sealed| {
                 let v = self.vault.open(&cred_aad(&row.id), sealed)?;
-                String::from_utf8(v).map_err(|_| ApiError::internal())
+                String::from_utf8(v).map_err(|_| CatalogError::Unreadable)
             })
             .transpose()
     }
 
     /// Opens a profile row's key secret (for an export file).
-    pub fn open_profile_secret(&self, row: &ProfileRow) -> ApiResult<Option<String>> {
+    pub fn open_profile_secret(&self, row: &ProfileRow) -> CatalogResult<Option<String>> {
         row.secret
             .as_ref()
             .map(|sealed| {
                 let v = self.vault.open(&profile_aad(&row.id), sealed)?;
-                String::from_utf8(v).map_err(|_| ApiError::internal())
+                String::from_utf8(v).map_err(|_| CatalogError::Unreadable)
             })
             .transpose()
     }
 
     /// Seals a value for the credential row `credential_id` under this instance's key.
-    pub fn seal_credential_value(&self, credential_id: &str, value: &str) -> ApiResult<Vec<u8>> {
+    pub fn seal_credential_value(
+        &self,
+        credential_id: &str,
+        value: &str,
+    ) -> CatalogResult<Vec<u8>> {
         Ok(self
             .vault
             .seal(&cred_aad(credential_id), value.as_bytes())?)
     }
 
     /// Seals a key secret for the profile row `profile_id` under this instance's key.
-    pub fn seal_profile_secret(&self, profile_id: &str, secret: &str) -> ApiResult<Vec<u8>> {
+    pub fn seal_profile_secret(&self, profile_id: &str, secret: &str) -> CatalogResult<Vec<u8>> {
         Ok(self
             .vault
             .seal(&profile_aad(profile_id), secret.as_bytes())?)
     }
 
     /// Opens the values of a profile's credentials, for one execution.
-    pub async fn open_values(&self, profile_id: &str) -> ApiResult<BTreeMap<String, String>> {
+    pub async fn open_values(&self, profile_id: &str) -> CatalogResult<BTreeMap<String, String>> {
         Ok(self
             .open_credentials(profile_id)
             .await?
@@ -820,14 +870,14 @@ impl Catalog {
     }
 
     /// The profile's filled credentials, opened, with their sealing settings.
-    pub async fn open_credentials(&self, profile_id: &str) -> ApiResult<Vec<OpenedCredential>> {
+    pub async fn open_credentials(&self, profile_id: &str) -> CatalogResult<Vec<OpenedCredential>> {
         let mut out = Vec::new();
         for c in self.store.profile_credentials(profile_id).await? {
             if let Some(sealed) = &c.value {
                 let v = self.vault.open(&cred_aad(&c.id), sealed)?;
                 out.push(OpenedCredential {
                     name: c.name.clone(),
-                    value: String::from_utf8(v).map_err(|_| ApiError::internal())?,
+                    value: String::from_utf8(v).map_err(|_| CatalogError::Unreadable)?,
                     seal: c.seal.clone(),
                 });
             }

@@ -6,6 +6,12 @@
 //! profile secrets or the master key.
 
 use airlock_store::StoreError;
+
+use crate::auth::AuthError;
+use crate::catalog::{CatalogError, KeyRefusal};
+use crate::packages::PackagesError;
+use crate::runner::RunnerError;
+use crate::validate::Invalid;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -72,6 +78,100 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> ApiError {
+        ApiError::invalid(e.0)
+    }
+}
+
+impl From<KeyRefusal> for ApiError {
+    fn from(e: KeyRefusal) -> ApiError {
+        let code = match e {
+            KeyRefusal::Unknown => "unknown_key",
+            KeyRefusal::Revoked => "profile_revoked",
+            KeyRefusal::Unlocked => "profile_unlocked",
+            KeyRefusal::Expired => "profile_expired",
+        };
+        ApiError::unauthorized(code, e.to_string())
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            CatalogError::Invalid(e) => e.into(),
+            CatalogError::NoCredential(_) | CatalogError::NoProfile(_) => {
+                ApiError::not_found(detail)
+            }
+            CatalogError::CredentialExists(_) => ApiError::conflict("credential_exists", detail),
+            CatalogError::CredentialInUse { .. } => ApiError::conflict("credential_in_use", detail),
+            CatalogError::Revoked(_) => ApiError::conflict("profile_revoked", detail),
+            CatalogError::Locked(_) => ApiError::conflict("profile_locked", detail),
+            CatalogError::Unlocked(_) => ApiError::conflict("profile_unlocked", detail),
+            CatalogError::ValuesMissing(_) => ApiError::conflict("values_missing", detail),
+            CatalogError::Key(k) => k.into(),
+            CatalogError::Unreadable => {
+                tracing::error!("a stored value or key secret is not UTF-8");
+                ApiError::internal()
+            }
+            CatalogError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            AuthError::Invalid(e) => e.into(),
+            AuthError::AlreadySetUp => ApiError::conflict("already_setup", detail),
+            AuthError::SetupRequired(_) => ApiError::conflict("setup_required", detail),
+            AuthError::WrongPassword(_) => ApiError::unauthorized("wrong_password", detail),
+            AuthError::Throttled { wait_secs, .. } => ApiError::too_many(detail, wait_secs),
+            AuthError::Internal => {
+                tracing::error!("password hashing or a stored hash failed");
+                ApiError::internal()
+            }
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RunnerError> for ApiError {
+    fn from(e: RunnerError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            RunnerError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sandbox_unavailable",
+                detail,
+            ),
+            RunnerError::QueueFull => ApiError::too_many(detail, 1),
+            RunnerError::Catalog(e) => e.into(),
+            RunnerError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PackagesError> for ApiError {
+    fn from(e: PackagesError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            PackagesError::Invalid(_) => ApiError::invalid(detail),
+            PackagesError::NoInstall(_) | PackagesError::NoPackage(_) => {
+                ApiError::not_found(detail)
+            }
+            PackagesError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "packages_unavailable",
+                detail,
+            ),
+            PackagesError::Store(e) => e.into(),
         }
     }
 }

@@ -101,9 +101,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind} (set AIRLOCK_BIND or --bind)"))?;
     let local = listener.local_addr()?;
-    let setup_required = airlock::auth::setup_required(&app.state)
+    let setup_required = app
+        .state
+        .auth
+        .setup_required()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let url = config
         .public_base()
         .map(str::to_string)
@@ -159,7 +162,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 list.environment.installer,
                 list.environment.index_url.as_deref().unwrap_or("none")
             ),
-            Err(e) => println!("  packages:   cannot read the list: {}", e.detail),
+            Err(e) => println!("  packages:   cannot read the list: {e}"),
         },
     }
     let router = app.router();

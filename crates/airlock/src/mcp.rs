@@ -705,7 +705,7 @@ async fn mcp_auth(State(state): State<AppState>, mut req: Request, next: Next) -
     };
     let profile = match state.catalog.active_profile(&key.id).await {
         Ok(p) => p,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(e.into()),
     };
     if !crate::ids::ct_eq(&profile.secret, key.secret.as_bytes()) {
         tracing::warn!(key_id = %key.id, "/mcp refused a wrong key secret");

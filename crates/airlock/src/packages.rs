@@ -25,13 +25,30 @@ use std::time::Duration;
 
 use airlock_sandbox::{Event, Job, Layer, Limits, OutcomeStatus, Sandbox, SandboxConfig};
 use airlock_store::{PackageInstallRow, PackageRow, Store};
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, OnceCell};
 
 use crate::config::Config;
-use crate::error::{ApiError, ApiResult};
+
+/// Why a package request was refused. The HTTP status of each is chosen in
+/// `crate::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum PackagesError {
+    /// A requirement that does not parse; the message says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no install with id {0}")]
+    NoInstall(String),
+    #[error("no package named {0}")]
+    NoPackage(String),
+    #[error("{AGENT_UNAVAILABLE}")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+}
+
+pub type PackagesResult<T> = Result<T, PackagesError>;
 use crate::requirements;
 
 pub const PENDING: &str = "pending";
@@ -396,7 +413,7 @@ impl Packages {
                 let _ = self.queue.send(id);
             }
             Err(e) => {
-                tracing::error!(detail = %e.detail, "cannot schedule the package rebuild");
+                tracing::error!(error = %e, "cannot schedule the package rebuild");
                 self.ready.send_replace(true);
             }
         }
@@ -469,7 +486,7 @@ impl Packages {
         }
     }
 
-    pub async fn list(&self) -> ApiResult<PackageList> {
+    pub async fn list(&self) -> PackagesResult<PackageList> {
         let rows = self.store.packages_list().await?;
         Ok(PackageList {
             packages: rows.into_iter().map(PackageView::from).collect(),
@@ -477,23 +494,19 @@ impl Packages {
         })
     }
 
-    pub async fn install(&self, id: &str) -> ApiResult<InstallView> {
+    pub async fn install(&self, id: &str) -> PackagesResult<InstallView> {
         self.store
             .package_install_get(id)
             .await?
             .map(InstallView::from)
-            .ok_or_else(|| ApiError::not_found(format!("no install with id {id}")))
+            .ok_or_else(|| PackagesError::NoInstall(id.to_string()))
     }
 
     /// Validates and records a request, then queues its install.
-    pub async fn request(&self, specs: &[String]) -> ApiResult<InstallView> {
-        let reqs = requirements::parse_all(specs).map_err(ApiError::invalid)?;
+    pub async fn request(&self, specs: &[String]) -> PackagesResult<InstallView> {
+        let reqs = requirements::parse_all(specs).map_err(PackagesError::Invalid)?;
         if self.unavailable.is_some() {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "packages_unavailable",
-                AGENT_UNAVAILABLE,
-            ));
+            return Err(PackagesError::Unavailable);
         }
         let rendered: Vec<String> = reqs.iter().map(|r| r.to_string()).collect();
         let id = self.new_install(&rendered).await?;
@@ -516,13 +529,11 @@ impl Packages {
     }
 
     /// Removes a package and rebuilds the environment without it.
-    pub async fn remove(&self, name: &str) -> ApiResult<InstallView> {
+    pub async fn remove(&self, name: &str) -> PackagesResult<InstallView> {
         let norm = requirements::normalize(name);
         match self.store.package_delete(&norm).await {
             Ok(()) => {}
-            Err(airlock_store::StoreError::NotFound) => {
-                return Err(ApiError::not_found(format!("no package named {norm}")))
-            }
+            Err(airlock_store::StoreError::NotFound) => return Err(PackagesError::NoPackage(norm)),
             Err(e) => return Err(e.into()),
         }
         let id = self.new_install(&[]).await?;
@@ -530,7 +541,7 @@ impl Packages {
         self.install(&id).await
     }
 
-    async fn new_install(&self, specs: &[String]) -> ApiResult<String> {
+    async fn new_install(&self, specs: &[String]) -> PackagesResult<String> {
         let id = format!("inst_{}", crate::ids::lower_alnum(16));
         self.store
             .package_install_insert(&PackageInstallRow {

@@ -21,7 +21,21 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::catalog::{Catalog, OpenedCredential};
-use crate::error::{ApiError, ApiResult};
+
+/// Why an execution was not accepted. The HTTP status of each is chosen in
+/// `crate::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The sandbox could not start at boot; the reason is the server's.
+    #[error("executions are disabled: {0}")]
+    Unavailable(String),
+    #[error("the execution queue is full; retry shortly")]
+    QueueFull,
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+}
 use crate::sealed::{EgressTls, SealedValue};
 
 pub const INTERRUPTED: &str = "interrupted by server restart";
@@ -156,18 +170,14 @@ impl Runner {
         script: String,
         timeout: Duration,
         llm_wait: Duration,
-    ) -> ApiResult<String> {
+    ) -> Result<String, RunnerError> {
         if let Some(reason) = &self.unavailable {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "sandbox_unavailable",
-                format!("executions are disabled: {reason}"),
-            ));
+            return Err(RunnerError::Unavailable(reason.clone()));
         }
         let permit = self
             .queue
             .try_reserve()
-            .map_err(|_| ApiError::too_many("the execution queue is full; retry shortly", 1))?;
+            .map_err(|_| RunnerError::QueueFull)?;
         let profile_id = profile.id.as_str();
         let id = crate::ids::execution_id();
         let now = Utc::now();
@@ -207,7 +217,7 @@ impl Runner {
                 row.error = Some("the profile's credentials could not be opened".into());
                 row.completed_at = Some(Utc::now());
                 self.persist(&row).await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         // "Last used" is shown to the second: a profile used within the last
@@ -356,7 +366,7 @@ impl Runner {
             self.store.profile_get(&profile_id).await
         };
         let profile = match current {
-            Ok(Some(p)) if p.locked && !p.revoked && !p.is_expired(Utc::now()) => p,
+            Ok(Some(p)) if p.is_usable(Utc::now()) => p,
             _ => {
                 row.status = status::ERROR.into();
                 row.error =
@@ -544,7 +554,7 @@ impl Runner {
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     match self.store.profile_get(profile_id).await {
-                        Ok(Some(p)) if !p.revoked && p.locked && !p.is_expired(Utc::now()) => {}
+                        Ok(Some(p)) if p.is_usable(Utc::now()) => {}
                         Ok(_) => return Err((status::ERROR, "the profile was revoked or expired while the script waited for the LLM".to_string())),
                         Err(e) => tracing::warn!(error = %e, "cannot check profile state"),
                     }
@@ -606,7 +616,7 @@ impl Runner {
                     "sealed credential sent to a host it is not bound to: revoking the profile");
                 tokio::spawn(async move {
                     if let Err(e) = runner.catalog.revoke_profile(&profile).await {
-                        tracing::warn!(profile = %profile, error = %e.detail, "revocation after a violation failed");
+                        tracing::warn!(profile = %profile, error = %e, "revocation after a violation failed");
                     }
                     runner.cancel_profile(&profile);
                 });

@@ -32,9 +32,9 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::session::{self, AdminSession};
 use crate::api::Json;
 use crate::app::AppState;
-use crate::auth::{self, AdminSession};
 use crate::error::{ApiError, ApiResult};
 use crate::{ids, validate};
 
@@ -464,7 +464,10 @@ async fn export(
     Json(body): Json<ExportBody>,
 ) -> ApiResult<Response> {
     check_passphrase(&body.passphrase)?;
-    auth::reauthenticate(&state, auth::client_ip(&req_ext), &body.password).await?;
+    state
+        .auth
+        .reauthenticate(session::client_ip(&req_ext), &body.password)
+        .await?;
     let doc = build_document(
         &state,
         &ExportRequest {
@@ -551,16 +554,15 @@ fn looks_like_id(s: &str) -> bool {
 fn check_document(doc: &ExportDocument) -> ApiResult<()> {
     let mut names = BTreeSet::new();
     for c in &doc.credentials {
-        validate::credential_name(&c.name).map_err(|e| corrupt(e.detail))?;
+        validate::credential_name(&c.name).map_err(|e| corrupt(e.0))?;
         validate::description(&c.description)
-            .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
+            .map_err(|e| corrupt(format!("credential {}: {}", c.name, e)))?;
         if let Some(v) = &c.value {
-            validate::value(v)
-                .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
+            validate::value(v).map_err(|e| corrupt(format!("credential {}: {}", c.name, e)))?;
         }
         if let Some(s) = &c.sealing {
             crate::catalog::check_sealing(s)
-                .map_err(|e| corrupt(format!("credential {}: {}", c.name, e.detail)))?;
+                .map_err(|e| corrupt(format!("credential {}: {}", c.name, e)))?;
         }
         if !names.insert(c.name.as_str()) {
             return Err(corrupt(format!("credential {} appears twice", c.name)));
@@ -576,7 +578,7 @@ fn check_document(doc: &ExportDocument) -> ApiResult<()> {
             return Err(corrupt(format!("profile {} appears twice", p.id)));
         }
         validate::description(&p.description)
-            .map_err(|e| corrupt(format!("profile {}: {}", p.id, e.detail)))?;
+            .map_err(|e| corrupt(format!("profile {}: {}", p.id, e)))?;
         if let Some(k) = &p.key_id {
             if !ids::is_key_id(k) {
                 return Err(corrupt(format!(
@@ -604,7 +606,7 @@ fn check_document(doc: &ExportDocument) -> ApiResult<()> {
         }
         if let Some(hosts) = &p.allowed_hosts {
             validate::host_patterns(hosts)
-                .map_err(|e| corrupt(format!("profile {}: {}", p.id, e.detail)))?;
+                .map_err(|e| corrupt(format!("profile {}: {}", p.id, e)))?;
         }
         for n in &p.credentials {
             if !names.contains(n.as_str()) {
@@ -837,7 +839,10 @@ async fn preview(
     if body.passphrase.is_empty() {
         return Err(ApiError::invalid("enter the file's passphrase"));
     }
-    auth::reauthenticate(&state, auth::client_ip(&req_ext), &body.password).await?;
+    state
+        .auth
+        .reauthenticate(session::client_ip(&req_ext), &body.password)
+        .await?;
     let passphrase = body.passphrase;
     let doc = blocking(move || {
         let plaintext = decrypt(&file, &passphrase)?;
@@ -954,7 +959,7 @@ async fn plan_for(
             .transpose()?;
         let allowed_hosts = match &p.allowed_hosts {
             None => None,
-            Some(h) => Some(validate::host_patterns(h).map_err(|e| corrupt(e.detail))?),
+            Some(h) => Some(validate::host_patterns(h).map_err(|e| corrupt(e.0))?),
         };
         let credential_ids =
             p.credentials

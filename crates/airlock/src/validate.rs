@@ -1,14 +1,24 @@
 //! Input rules shared by the admin and agent APIs. Every failure names the field
 //! and the rule so the caller knows what to fix.
 
-use crate::error::ApiError;
+/// Input that breaks a rule. The message names the field and the rule, so the
+/// caller knows what to fix; it never carries a value longer than a short excerpt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Invalid {
+        Invalid(message.into())
+    }
+}
 
 pub const MAX_DESCRIPTION: usize = 1000;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 pub const MAX_HOST_PATTERNS: usize = 200;
 
 /// Credential names: `[A-Za-z_][A-Za-z0-9_]{0,63}`.
-pub fn credential_name(name: &str) -> Result<(), ApiError> {
+pub fn credential_name(name: &str) -> Result<(), Invalid> {
     let mut bytes = name.bytes();
     let ok = match bytes.next() {
         Some(b) if b.is_ascii_alphabetic() || b == b'_' => {
@@ -19,28 +29,28 @@ pub fn credential_name(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!(
+        Err(Invalid::new(format!(
             "name {:?} is invalid: use 1-64 characters [A-Za-z0-9_], not starting with a digit",
             truncate_for_message(name)
         )))
     }
 }
 
-pub fn description(d: &str) -> Result<(), ApiError> {
+pub fn description(d: &str) -> Result<(), Invalid> {
     if d.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::invalid(format!(
+        return Err(Invalid::new(format!(
             "description is too long: at most {MAX_DESCRIPTION} characters"
         )));
     }
     Ok(())
 }
 
-pub fn value(v: &str) -> Result<(), ApiError> {
+pub fn value(v: &str) -> Result<(), Invalid> {
     if v.is_empty() {
-        return Err(ApiError::invalid("value must not be empty"));
+        return Err(Invalid::new("value must not be empty"));
     }
     if v.len() > MAX_VALUE_BYTES {
-        return Err(ApiError::invalid(format!(
+        return Err(Invalid::new(format!(
             "value is too large: at most {MAX_VALUE_BYTES} bytes"
         )));
     }
@@ -49,9 +59,9 @@ pub fn value(v: &str) -> Result<(), ApiError> {
 
 /// Host patterns: `host`, `*.domain`, optional `:port`; IPv4 literals and
 /// bracketed IPv6 literals allowed. Returns the normalised (lowercase) list.
-pub fn host_patterns(list: &[String]) -> Result<Vec<String>, ApiError> {
+pub fn host_patterns(list: &[String]) -> Result<Vec<String>, Invalid> {
     if list.len() > MAX_HOST_PATTERNS {
-        return Err(ApiError::invalid(format!(
+        return Err(Invalid::new(format!(
             "allowed_hosts has too many entries: at most {MAX_HOST_PATTERNS}"
         )));
     }
@@ -59,7 +69,7 @@ pub fn host_patterns(list: &[String]) -> Result<Vec<String>, ApiError> {
     for raw in list {
         let p = raw.trim().to_ascii_lowercase();
         if !host_pattern_ok(&p) {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "allowed_hosts entry {:?} is invalid: use a host name (api.example.com), a wildcard subdomain (*.example.com) or an IP, optionally with :port",
                 truncate_for_message(raw)
             )));

@@ -11,9 +11,9 @@ use utoipa_axum::routes;
 
 use super::docs::{self, ErrorBody};
 use super::Json;
+use crate::api::session::{self, AdminSession};
 use crate::app::AppState;
-use crate::auth::{self, AdminSession};
-use crate::catalog::{ProfilePatch, ProfileView, SealingPatch};
+use crate::catalog::{CredentialChange, ProfileLookup, ProfilePatch, ProfileView, SealingPatch};
 use crate::error::{ApiError, ApiResult};
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
@@ -42,7 +42,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(crate::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(
             state,
-            auth::csrf_guard,
+            session::csrf_guard,
         ))
 }
 
@@ -70,8 +70,9 @@ struct NewPasswordBody {
     )
 )]
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let setup_required = auth::setup_required(&state).await?;
-    let authenticated = !setup_required && auth::session_valid(&state, &headers).await?;
+    let setup_required = state.auth.setup_required().await?;
+    let authenticated =
+        !setup_required && crate::api::session::session_valid(&state, &headers).await?;
     Ok(
         Json(json!({ "setup_required": setup_required, "authenticated": authenticated }))
             .into_response(),
@@ -80,7 +81,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
 
 fn with_cookie(state: &AppState, token: &str, body: serde_json::Value) -> Response {
     (
-        [(header::SET_COOKIE, auth::session_cookie(state, token))],
+        [(header::SET_COOKIE, session::session_cookie(state, token))],
         Json(body),
     )
         .into_response()
@@ -102,7 +103,7 @@ async fn setup(
     State(state): State<AppState>,
     Json(body): Json<NewPasswordBody>,
 ) -> ApiResult<Response> {
-    let token = auth::setup(&state, &body.password).await?;
+    let token = state.auth.setup(&body.password).await?;
     tracing::info!("admin password set");
     Ok(with_cookie(
         &state,
@@ -129,11 +130,13 @@ async fn login(
     req_ext: axum::http::Extensions,
     Json(body): Json<PasswordBody>,
 ) -> ApiResult<Response> {
-    let ip = auth::client_ip(&req_ext);
-    let token = auth::login(&state, ip, &body.password)
+    let ip = session::client_ip(&req_ext);
+    let token = state
+        .auth
+        .login(ip, &body.password)
         .await
         .inspect_err(|e| {
-            tracing::warn!(client = %ip, code = e.code, "admin login refused");
+            tracing::warn!(client = %ip, error = %e, "admin login refused");
         })?;
     Ok(with_cookie(
         &state,
@@ -153,10 +156,10 @@ async fn login(
     )
 )]
 async fn logout(State(state): State<AppState>, session: AdminSession) -> ApiResult<Response> {
-    auth::end_session(&state, &session.token).await?;
+    state.auth.end_session(&session.token).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, auth::clear_cookie(&state))],
+        [(header::SET_COOKIE, session::clear_cookie(&state))],
     )
         .into_response())
 }
@@ -187,15 +190,16 @@ async fn change_password(
     req_ext: axum::http::Extensions,
     Json(body): Json<ChangePasswordBody>,
 ) -> ApiResult<StatusCode> {
-    let ip = auth::client_ip(&req_ext);
-    auth::change_password(
-        &state,
-        ip,
-        &session.token,
-        &body.current_password,
-        &body.new_password,
-    )
-    .await?;
+    let ip = session::client_ip(&req_ext);
+    state
+        .auth
+        .change_password(
+            ip,
+            &session.token,
+            &body.current_password,
+            &body.new_password,
+        )
+        .await?;
     tracing::info!("admin password changed; other sessions ended");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -214,7 +218,7 @@ async fn list_sessions(
     State(state): State<AppState>,
     session: AdminSession,
 ) -> ApiResult<Response> {
-    let sessions = auth::list_sessions(&state, &session.token).await?;
+    let sessions = state.auth.list_sessions(&session.token).await?;
     Ok(Json(json!({ "sessions": sessions })).into_response())
 }
 
@@ -232,7 +236,7 @@ async fn logout_others(
     State(state): State<AppState>,
     session: AdminSession,
 ) -> ApiResult<Response> {
-    let ended = auth::end_other_sessions(&state, &session.token).await?;
+    let ended = state.auth.end_other_sessions(&session.token).await?;
     tracing::info!(ended, "other admin sessions ended");
     Ok(Json(json!({ "ended": ended })).into_response())
 }
@@ -518,7 +522,12 @@ async fn get_profile(
     _s: AdminSession,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
-    Ok(Json(state.catalog.get_profile(&id, true).await?))
+    Ok(Json(
+        state
+            .catalog
+            .get_profile(&id, ProfileLookup::IdOrKeyId)
+            .await?,
+    ))
 }
 
 /// Distinguishes "field absent" from "field set to null".
@@ -640,7 +649,12 @@ async fn add_profile_credentials(
     Ok(Json(
         state
             .catalog
-            .change_profile_credentials(&id, &body.credentials, true, false)
+            .change_profile_credentials(
+                &id,
+                &body.credentials,
+                CredentialChange::Add,
+                ProfileLookup::Id,
+            )
             .await?,
     ))
 }
@@ -668,7 +682,12 @@ async fn remove_profile_credentials(
     Ok(Json(
         state
             .catalog
-            .change_profile_credentials(&id, &body.credentials, false, false)
+            .change_profile_credentials(
+                &id,
+                &body.credentials,
+                CredentialChange::Remove,
+                ProfileLookup::Id,
+            )
             .await?,
     ))
 }

@@ -14,7 +14,7 @@ use super::admin::{CreateProfile, CredentialNames};
 use super::docs::{self, ErrorBody};
 use super::Json;
 use crate::app::AppState;
-use crate::catalog::ProfileView;
+use crate::catalog::{CredentialChange, ProfileLookup, ProfileView};
 use crate::error::ApiResult;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -138,7 +138,10 @@ async fn get_profile(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
-    let p = state.catalog.get_profile(&id, true).await?;
+    let p = state
+        .catalog
+        .get_profile(&id, ProfileLookup::IdOrKeyId)
+        .await?;
     let known = if p.key_id.as_deref() == Some(id.as_str()) {
         Some(id.as_str())
     } else {
@@ -190,7 +193,12 @@ async fn add_credentials(
     Ok(Json(
         state
             .catalog
-            .change_profile_credentials(&id, &body.credentials, true, true)
+            .change_profile_credentials(
+                &id,
+                &body.credentials,
+                CredentialChange::Add,
+                ProfileLookup::IdOrKeyId,
+            )
             .await?,
     ))
 }
@@ -216,7 +224,12 @@ async fn remove_credentials(
     Ok(Json(
         state
             .catalog
-            .change_profile_credentials(&id, &body.credentials, false, true)
+            .change_profile_credentials(
+                &id,
+                &body.credentials,
+                CredentialChange::Remove,
+                ProfileLookup::IdOrKeyId,
+            )
             .await?,
     ))
 }

@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use super::docs::{self, ErrorBody};
 use super::{with_body_limit, Json, Query};
+use crate::api::session::AdminSession;
 use crate::app::AppState;
-use crate::auth::AdminSession;
 use crate::catalog::ActiveProfile;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;

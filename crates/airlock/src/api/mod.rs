@@ -12,6 +12,7 @@ pub mod agent;
 pub mod docs;
 pub mod executions;
 pub mod packages;
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -273,7 +274,7 @@ async fn health(
     Ok(Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "setup_required": crate::auth::setup_required(&state).await?,
+        "setup_required": state.auth.setup_required().await?,
         "sandbox": crate::sandbox::status(&state.runner),
         "packages": {"state": state.packages.state()},
     })))

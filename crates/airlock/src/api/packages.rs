@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 use super::docs::ErrorBody;
 use super::executions::AgentKey;
 use super::Json;
+use crate::api::session::AdminSession;
 use crate::app::AppState;
-use crate::auth::AdminSession;
 use crate::error::ApiResult;
 use crate::packages::{InstallView, PackageList, RequirementsRequest};
 

@@ -24,7 +24,6 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::app::AppState;
-use crate::auth;
 use crate::error::ApiError;
 
 /// Where the UI's pages live (the overview is also served at `/`).
@@ -88,11 +87,23 @@ impl From<ApiError> for PageError {
     }
 }
 
-impl From<airlock_store::StoreError> for PageError {
-    fn from(e: airlock_store::StoreError) -> PageError {
-        PageError::Api(e.into())
-    }
+/// Every service error reaches a page the way it reaches the API.
+macro_rules! page_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for PageError {
+            fn from(e: $t) -> PageError {
+                PageError::Api(e.into())
+            }
+        }
+    )*};
 }
+
+page_error_from!(
+    crate::catalog::CatalogError,
+    crate::auth::AuthError,
+    crate::packages::PackagesError,
+    airlock_store::StoreError
+);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -140,10 +151,10 @@ pub(crate) async fn require_session(
     headers: &HeaderMap,
     here: &str,
 ) -> Result<(), PageError> {
-    if auth::setup_required(state).await? {
+    if state.auth.setup_required().await? {
         return Err(PageError::Redirect(format!("{PREFIX}/setup")));
     }
-    if auth::session_valid(state, headers).await? {
+    if crate::api::session::session_valid(state, headers).await? {
         return Ok(());
     }
     let target = if here == "/" {

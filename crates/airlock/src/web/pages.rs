@@ -17,7 +17,7 @@ use super::view::{self, Ts};
 use super::{render, require_session, safe_next, PageError, PageResult, PREFIX};
 use crate::app::AppState;
 use crate::auth;
-use crate::catalog::ProfileView;
+use crate::catalog::{ProfileLookup, ProfileView};
 use crate::error::ApiError;
 use airlock_store::{status, ExecutionFilter, ExecutionSummary};
 
@@ -221,8 +221,8 @@ struct SetupPage {
 }
 
 pub async fn setup(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    if !auth::setup_required(&state).await? {
-        let to = if auth::session_valid(&state, &headers).await? {
+    if !state.auth.setup_required().await? {
+        let to = if crate::api::session::session_valid(&state, &headers).await? {
             "/".to_string()
         } else {
             format!("{PREFIX}/login")
@@ -252,11 +252,11 @@ pub async fn login(
     headers: HeaderMap,
     Query(q): Query<NextQuery>,
 ) -> PageResult {
-    if auth::setup_required(&state).await? {
+    if state.auth.setup_required().await? {
         return Err(PageError::Redirect(format!("{PREFIX}/setup")));
     }
     let next = safe_next(q.next.as_deref());
-    if auth::session_valid(&state, &headers).await? {
+    if crate::api::session::session_valid(&state, &headers).await? {
         return Err(PageError::Redirect(next));
     }
     Ok(render(&LoginPage { nav: "", next }))
@@ -560,7 +560,7 @@ pub async fn profile(
     Path(id): Path<String>,
 ) -> PageResult {
     require_session(&state, &headers, &format!("{PREFIX}/profiles/{id}")).await?;
-    let p = state.catalog.get_profile(&id, false).await?;
+    let p = state.catalog.get_profile(&id, ProfileLookup::Id).await?;
     let attached: Vec<&str> = p.credentials.iter().map(|c| c.name.as_str()).collect();
     let available = state
         .catalog
@@ -945,8 +945,10 @@ pub struct SessionRowView {
 pub async fn settings(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     require_session(&state, &headers, &format!("{PREFIX}/settings")).await?;
     let profiles = state.catalog.list_profiles().await?;
-    let token = auth::cookie_token(&headers).unwrap_or_default();
-    let sessions = auth::list_sessions(&state, &token)
+    let token = crate::api::session::cookie_token(&headers).unwrap_or_default();
+    let sessions = state
+        .auth
+        .list_sessions(&token)
         .await?
         .into_iter()
         .map(|s| SessionRowView {
