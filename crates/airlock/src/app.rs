@@ -47,8 +47,8 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// Python packages agents asked for.
     pub packages: Arc<crate::packages::Packages>,
-    /// Decrypted import files waiting for the operator's confirmation.
-    pub imports: Arc<crate::transfer::PendingImports>,
+    /// Export and import (decrypted files waiting for the operator's confirmation).
+    pub transfer: Arc<crate::transfer::Transfer>,
 }
 
 impl AppState {
@@ -167,6 +167,10 @@ impl App {
             sealed,
         );
         let auth = Arc::new(Auth::new(Arc::clone(&store)));
+        let transfer = Arc::new(crate::transfer::Transfer::new(
+            Arc::clone(&store),
+            catalog.clone(),
+        ));
         Ok(App {
             state: AppState {
                 config: Arc::new(config),
@@ -176,7 +180,7 @@ impl App {
                 key_origin,
                 runner,
                 packages,
-                imports: Arc::default(),
+                transfer,
             },
         })
     }

@@ -11,6 +11,7 @@ use crate::auth::AuthError;
 use crate::catalog::{CatalogError, KeyRefusal};
 use crate::packages::PackagesError;
 use crate::runner::RunnerError;
+use crate::transfer::TransferError;
 use crate::validate::Invalid;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -172,6 +173,30 @@ impl From<PackagesError> for ApiError {
                 detail,
             ),
             PackagesError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<TransferError> for ApiError {
+    fn from(e: TransferError) -> ApiError {
+        let detail = e.to_string();
+        let unprocessable =
+            |code| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail.clone());
+        match e {
+            TransferError::Invalid(e) => e.into(),
+            TransferError::WrongPassphrase => unprocessable("wrong_passphrase"),
+            TransferError::Corrupt(_) => unprocessable("corrupt_file"),
+            TransferError::UnsupportedVersion(_) => unprocessable("unsupported_version"),
+            TransferError::TooLarge(_) => ApiError::too_large(detail),
+            TransferError::NoProfile(_) => ApiError::not_found(detail),
+            TransferError::Expired => ApiError::new(StatusCode::GONE, "import_expired", detail),
+            TransferError::ChangedMeanwhile => ApiError::conflict("import_conflict", detail),
+            TransferError::Internal(what) => {
+                tracing::error!(what, "export or import failed");
+                ApiError::internal()
+            }
+            TransferError::Catalog(e) => e.into(),
+            TransferError::Store(e) => e.into(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod executions;
 pub mod packages;
 pub mod session;
+pub mod transfer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
