@@ -2,6 +2,7 @@
 //! the services' job, with the vault.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// An admin session. Only the SHA-256 of the session token is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,20 +26,46 @@ pub struct CredentialRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Credential modes.
-pub mod mode {
-    /// `settings.get` returns the value; output redaction protects it.
-    pub const PLAIN: &str = "plain";
-    /// `settings.get` returns a placeholder; the egress proxy substitutes the value
-    /// only in requests to the bound hosts.
-    pub const SEALED: &str = "sealed";
+/// A credential's mode. `plain`: the script's `settings.get` returns the value
+/// (output redaction protects it). `sealed`: it returns a per-execution placeholder
+/// that the egress proxy replaces with the value only in requests to the credential's
+/// `bound_hosts`; sending it anywhere else is refused and logged as a violation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum CredentialMode {
+    #[default]
+    Plain,
+    Sealed,
+}
+
+impl CredentialMode {
+    pub const ALL: [CredentialMode; 2] = [CredentialMode::Plain, CredentialMode::Sealed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialMode::Plain => "plain",
+            CredentialMode::Sealed => "sealed",
+        }
+    }
+
+    /// The mode spelled `s` (`plain` or `sealed`).
+    pub fn parse(s: &str) -> Option<CredentialMode> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CredentialMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A credential's mode and, for `sealed`, where its value may be substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealSettings {
-    /// [`mode::PLAIN`] or [`mode::SEALED`].
-    pub mode: String,
+    pub mode: CredentialMode,
     /// Host patterns (the `allowed_hosts` syntax) the value may be sent to.
     pub hosts: Vec<String>,
     /// Upper-case HTTP methods; `None` means any method.
@@ -54,7 +81,7 @@ pub struct SealSettings {
 impl Default for SealSettings {
     fn default() -> Self {
         SealSettings {
-            mode: mode::PLAIN.into(),
+            mode: CredentialMode::Plain,
             hosts: Vec::new(),
             methods: None,
             header: None,
@@ -66,7 +93,7 @@ impl Default for SealSettings {
 
 impl SealSettings {
     pub fn is_sealed(&self) -> bool {
-        self.mode == mode::SEALED
+        self.mode == CredentialMode::Sealed
     }
 }
 
@@ -143,18 +170,64 @@ pub enum Unusable {
     Expired,
 }
 
-/// Lifecycle states of an execution.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const AWAITING_LLM: &str = "awaiting_llm";
-    pub const COMPLETED: &str = "completed";
-    pub const ERROR: &str = "error";
-    pub const TIMEOUT: &str = "timeout";
-    pub const ALL: [&str; 6] = [PENDING, RUNNING, AWAITING_LLM, COMPLETED, ERROR, TIMEOUT];
+/// An execution's status: `pending` (queued), `running`, `awaiting_llm` (paused in
+/// `llm.complete`), then one of the final `completed`, `error`, `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ExecutionStatus {
+    Pending,
+    Running,
+    AwaitingLlm,
+    Completed,
+    Error,
+    Timeout,
+}
 
-    pub fn is_terminal(s: &str) -> bool {
-        matches!(s, COMPLETED | ERROR | TIMEOUT)
+impl ExecutionStatus {
+    pub const ALL: [ExecutionStatus; 6] = [
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+        ExecutionStatus::AwaitingLlm,
+        ExecutionStatus::Completed,
+        ExecutionStatus::Error,
+        ExecutionStatus::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::AwaitingLlm => "awaiting_llm",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Timeout => "timeout",
+        }
+    }
+
+    /// The status spelled `s`.
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Every status, comma-separated (for error messages).
+    pub fn list() -> String {
+        Self::ALL.map(|s| s.as_str()).join(", ")
+    }
+
+    /// `completed`, `error` or `timeout`: the execution will not change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Completed | ExecutionStatus::Error | ExecutionStatus::Timeout
+        )
+    }
+}
+
+impl std::fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -163,7 +236,7 @@ pub mod status {
 pub struct ExecutionRow {
     pub id: String,
     pub profile_id: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub script: String,
     pub script_sha256: String,
     pub timeout_secs: i64,
@@ -190,7 +263,7 @@ pub struct ExecutionRow {
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
     pub profile_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ExecutionStatus>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
     pub limit: i64,
@@ -202,7 +275,7 @@ pub struct ExecutionFilter {
 pub struct ExecutionSummary {
     pub id: String,
     pub profile_id: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub script_sha256: String,
     pub execution_time_ms: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -212,11 +285,50 @@ pub struct ExecutionSummary {
 /// Aggregates for the stats view.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecutionStats {
-    pub by_status: Vec<(String, i64)>,
+    pub by_status: Vec<(ExecutionStatus, i64)>,
     pub by_profile: Vec<(String, i64)>,
     pub by_day: Vec<(String, i64)>,
     /// Durations (ms) of finished executions, ascending, most recent 10 000.
     pub durations_ms: Vec<i64>,
+}
+
+impl ExecutionStats {
+    /// Executions with status `s`.
+    pub fn count(&self, s: ExecutionStatus) -> i64 {
+        self.by_status
+            .iter()
+            .find(|(k, _)| *k == s)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> i64 {
+        self.by_status.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Executions that ended `error` or `timeout`.
+    pub fn failed(&self) -> i64 {
+        self.count(ExecutionStatus::Error) + self.count(ExecutionStatus::Timeout)
+    }
+
+    /// Failed over finished executions; `None` before any has finished.
+    pub fn error_rate(&self) -> Option<f64> {
+        let finished = self.count(ExecutionStatus::Completed) + self.failed();
+        (finished > 0).then(|| self.failed() as f64 / finished as f64)
+    }
+
+    /// The `p`th percentile (nearest rank) of the durations.
+    pub fn duration_percentile(&self, p: f64) -> Option<i64> {
+        let d = &self.durations_ms;
+        if d.is_empty() {
+            return None;
+        }
+        let rank = ((p / 100.0) * (d.len() as f64 - 1.0)).round() as usize;
+        Some(d[rank.min(d.len() - 1)])
+    }
+
+    pub fn duration_max(&self) -> Option<i64> {
+        self.durations_ms.last().copied()
+    }
 }
 
 /// One connection attempt through the egress proxy. Text fields are already redacted.

@@ -15,9 +15,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    status, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
-    ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow, ProfileRow, Result, SealSettings,
-    SessionRow, Store, StoreError,
+    CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
+    ExecutionStatus, ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow, ProfileRow,
+    Result, SealSettings, SessionRow, Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -189,7 +189,7 @@ fn push_filter(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, f: &ExecutionFilter) {
         qb.push(" AND profile_id = ").push_bind(p.clone());
     }
     if let Some(st) = &f.status {
-        qb.push(" AND status = ").push_bind(st.clone());
+        qb.push(" AND status = ").push_bind(*st);
     }
     if let Some(from) = f.created_from {
         qb.push(" AND created_at >= ").push_bind(from);
@@ -213,7 +213,7 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
         .bind(&c.value)
         .bind(c.created_at)
         .bind(c.updated_at)
-        .bind(&c.seal.mode)
+        .bind(c.seal.mode)
         .bind(json_list(&c.seal.hosts))
         .bind(c.seal.methods.as_deref().map(json_list))
         .bind(&c.seal.header)
@@ -430,7 +430,7 @@ impl Store for SqliteStore {
         .bind(&c.description)
         .bind(&c.value)
         .bind(c.updated_at)
-        .bind(&c.seal.mode)
+        .bind(c.seal.mode)
         .bind(json_list(&c.seal.hosts))
         .bind(c.seal.methods.as_deref().map(json_list))
         .bind(&c.seal.header)
@@ -584,7 +584,7 @@ impl Store for SqliteStore {
         )
         .bind(&e.id)
         .bind(&e.profile_id)
-        .bind(&e.status)
+        .bind(e.status)
         .bind(&e.script)
         .bind(&e.script_sha256)
         .bind(e.timeout_secs)
@@ -620,7 +620,7 @@ impl Store for SqliteStore {
             "UPDATE executions SET status = ?, result = ?, stdout = ?, stderr = ?, error = ?, llm_request = ?, \
              llm_exchanges = ?, redactions = ?, execution_time_ms = ?, llm_wait_ms = ?, started_at = ?, completed_at = ? WHERE id = ?",
         )
-        .bind(&e.status)
+        .bind(e.status)
         .bind(&e.result)
         .bind(&e.stdout)
         .bind(&e.stderr)
@@ -679,12 +679,12 @@ impl Store for SqliteStore {
             "UPDATE executions SET status = ?, error = ?, llm_request = NULL, completed_at = ? \
              WHERE status IN (?, ?, ?)",
         )
-        .bind(status::ERROR)
+        .bind(ExecutionStatus::Error)
         .bind(message)
         .bind(at)
-        .bind(status::PENDING)
-        .bind(status::RUNNING)
-        .bind(status::AWAITING_LLM)
+        .bind(ExecutionStatus::Pending)
+        .bind(ExecutionStatus::Running)
+        .bind(ExecutionStatus::AwaitingLlm)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
@@ -692,11 +692,14 @@ impl Store for SqliteStore {
 
     async fn execution_stats(&self, since: Option<DateTime<Utc>>) -> Result<ExecutionStats> {
         let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let pairs = |rows: Vec<SqliteRow>| -> Result<Vec<(String, i64)>> {
+        fn pairs<K>(rows: Vec<SqliteRow>) -> Result<Vec<(K, i64)>>
+        where
+            K: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        {
             rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>("k")?, r.try_get::<i64, _>("n")?)))
+                .map(|r| Ok((r.try_get::<K, _>("k")?, r.try_get::<i64, _>("n")?)))
                 .collect()
-        };
+        }
         let by_status = pairs(
             sqlx::query("SELECT status AS k, COUNT(*) AS n FROM executions WHERE created_at >= ? GROUP BY status ORDER BY status")
                 .bind(since)
@@ -934,7 +937,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
             .bind(&row.value)
             .bind(row.created_at)
             .bind(row.updated_at)
-            .bind(&row.seal.mode)
+            .bind(row.seal.mode)
             .bind(json_list(&row.seal.hosts))
             .bind(row.seal.methods.as_deref().map(json_list))
             .bind(&row.seal.header)
@@ -972,7 +975,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
         )
         .bind(&e.id)
         .bind(&e.profile_id)
-        .bind(&e.status)
+        .bind(e.status)
         .bind(&e.script)
         .bind(&e.script_sha256)
         .bind(e.timeout_secs)
@@ -1103,11 +1106,11 @@ mod tests {
         assert_eq!(s.meta_get("k").await.unwrap(), Some(b"3".to_vec()));
     }
 
-    fn exec(id: &str, profile: &str, st: &str, ms: Option<i64>) -> ExecutionRow {
+    fn exec(id: &str, profile: &str, st: ExecutionStatus, ms: Option<i64>) -> ExecutionRow {
         ExecutionRow {
             id: id.into(),
             profile_id: profile.into(),
-            status: st.into(),
+            status: st,
             script: "set_result(1)".into(),
             script_sha256: "ab".into(),
             timeout_secs: 60,
@@ -1179,16 +1182,16 @@ mod tests {
     async fn executions_filter_interrupt_and_stats() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
-        s.execution_insert(&exec("e1", "p1", status::COMPLETED, Some(5)))
+        s.execution_insert(&exec("e1", "p1", ExecutionStatus::Completed, Some(5)))
             .await
             .unwrap();
-        s.execution_insert(&exec("e2", "p1", status::RUNNING, None))
+        s.execution_insert(&exec("e2", "p1", ExecutionStatus::Running, None))
             .await
             .unwrap();
-        s.execution_insert(&exec("e3", "p2", status::AWAITING_LLM, None))
+        s.execution_insert(&exec("e3", "p2", ExecutionStatus::AwaitingLlm, None))
             .await
             .unwrap();
-        s.execution_insert(&exec("e4", "p2", status::PENDING, None))
+        s.execution_insert(&exec("e4", "p2", ExecutionStatus::Pending, None))
             .await
             .unwrap();
         let mut e1 = s.execution_get("e1").await.unwrap().unwrap();
@@ -1212,7 +1215,7 @@ mod tests {
         assert_eq!(ids, vec!["e2", "e1"]);
         assert_eq!(s.executions_count(&f).await.unwrap(), 2);
         let f = ExecutionFilter {
-            status: Some(status::PENDING.into()),
+            status: Some(ExecutionStatus::Pending),
             limit: 10,
             ..Default::default()
         };
@@ -1226,19 +1229,19 @@ mod tests {
         );
         for id in ["e2", "e3", "e4"] {
             let e = s.execution_get(id).await.unwrap().unwrap();
-            assert_eq!(e.status, status::ERROR);
+            assert_eq!(e.status, ExecutionStatus::Error);
             assert_eq!(e.error.as_deref(), Some("interrupted by server restart"));
             assert!(e.completed_at.is_some());
         }
         assert_eq!(
             s.execution_get("e1").await.unwrap().unwrap().status,
-            status::COMPLETED
+            ExecutionStatus::Completed
         );
 
         let st = s.execution_stats(None).await.unwrap();
         assert_eq!(
             st.by_status,
-            vec![("completed".to_string(), 1), ("error".to_string(), 3)]
+            vec![(ExecutionStatus::Completed, 1), (ExecutionStatus::Error, 3)]
         );
         assert_eq!(st.durations_ms, vec![5]);
         assert_eq!(st.by_profile.iter().map(|p| p.1).sum::<i64>(), 4);
@@ -1336,7 +1339,7 @@ mod tests {
                 replaces: vec![],
                 credential_ids: vec!["cred_new".into()],
             }],
-            executions: vec![exec("e1", "prf_new", status::COMPLETED, Some(1))],
+            executions: vec![exec("e1", "prf_new", ExecutionStatus::Completed, Some(1))],
         };
         let err = s.import_apply(bad).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -1363,7 +1366,7 @@ mod tests {
                 replaces: vec!["prf_old".into()],
                 credential_ids: vec!["cred_new".into(), "cred_old".into()],
             }],
-            executions: vec![exec("e1", "prf_new", status::COMPLETED, Some(1))],
+            executions: vec![exec("e1", "prf_new", ExecutionStatus::Completed, Some(1))],
         };
         let executions = good.executions.clone();
         assert_eq!(s.import_apply(good).await.unwrap(), 1);

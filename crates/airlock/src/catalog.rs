@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airlock_store::{mode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
+use airlock_store::{CredentialMode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -97,8 +97,7 @@ pub enum ProfileLookup {
 pub struct Sealing {
     /// `plain` (the script gets the value) or `sealed` (the script gets a placeholder
     /// the egress proxy swaps for the value in requests to `bound_hosts`).
-    #[schema(value_type = crate::api::docs::CredentialMode)]
-    pub mode: String,
+    pub mode: CredentialMode,
     /// Host patterns (the `allowed_hosts` syntax) the value may be sent to.
     pub bound_hosts: Vec<String>,
     /// HTTP methods the value is substituted for; `null`: any method.
@@ -114,7 +113,7 @@ pub struct Sealing {
 impl From<&SealSettings> for Sealing {
     fn from(s: &SealSettings) -> Sealing {
         Sealing {
-            mode: s.mode.clone(),
+            mode: s.mode,
             bound_hosts: s.hosts.clone(),
             bound_methods: s.methods.clone(),
             bound_header: s.header.clone(),
@@ -206,9 +205,9 @@ impl SealingPatch {
         if let Some(r) = self.revoke_on_violation {
             s.revoke_on_violation = r;
         }
-        match self.mode.as_deref() {
-            Some(m @ (mode::PLAIN | mode::SEALED)) => s.mode = m.to_string(),
-            Some(other) => {
+        match self.mode.as_deref().map(|m| (m, CredentialMode::parse(m))) {
+            Some((_, Some(m))) => s.mode = m,
+            Some((other, None)) => {
                 return Err(Invalid::new(format!(
                     "mode {:?} is unknown: use \"plain\" or \"sealed\"",
                     validate::truncate_for_message(other)
@@ -216,11 +215,10 @@ impl SealingPatch {
             }
             None if new => {
                 s.mode = if s.hosts.is_empty() {
-                    mode::PLAIN
+                    CredentialMode::Plain
                 } else {
-                    mode::SEALED
+                    CredentialMode::Sealed
                 }
-                .to_string()
             }
             None => {}
         }
@@ -236,7 +234,7 @@ impl SealingPatch {
 /// Checks imported sealing settings with the rules the admin API applies.
 pub fn check_sealing(s: &Sealing) -> Result<(), Invalid> {
     let patch = SealingPatch {
-        mode: Some(s.mode.clone()),
+        mode: Some(s.mode.to_string()),
         bound_hosts: Some(s.bound_hosts.clone()),
         bound_methods: s.bound_methods.clone(),
         bound_header: s.bound_header.clone(),
@@ -267,8 +265,7 @@ pub struct CredentialSummary {
     pub description: String,
     pub value_exists: bool,
     /// `plain`: `settings.get` returns the value; `sealed`: it returns a placeholder.
-    #[schema(value_type = crate::api::docs::CredentialMode)]
-    pub mode: String,
+    pub mode: CredentialMode,
     /// Host patterns a sealed value is substituted for (empty for `plain`).
     pub bound_hosts: Vec<String>,
 }
@@ -361,7 +358,7 @@ fn summary(c: &CredentialRow) -> CredentialSummary {
         name: c.name.clone(),
         description: c.description.clone(),
         value_exists: c.value.is_some(),
-        mode: c.seal.mode.clone(),
+        mode: c.seal.mode,
         bound_hosts: c.seal.hosts.clone(),
     }
 }

@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::mcp::ProfileKey;
+use crate::ids::ProfileKey;
 
 /// Exit codes of `airlock exec`.
 pub mod exit {

@@ -6,7 +6,25 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+
+/// What the server does when an isolation layer is missing (`AIRLOCK_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxMode {
+    /// Refuse executions.
+    Strict,
+    /// Run with the layers that work, and say so.
+    Permissive,
+}
+
+/// Which program installs packages (`AIRLOCK_PIP_INSTALLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Installer {
+    /// `uv` when it is found, else `python -m pip`.
+    Auto,
+    Uv,
+    Pip,
+}
 
 /// Settings of `airlock serve`.
 #[derive(Debug, Clone, Args)]
@@ -61,8 +79,8 @@ pub struct Config {
     /// Sandbox policy: `strict` refuses executions when any isolation layer is
     /// missing; `permissive` runs with the layers that work (and says so in
     /// /health and the startup banner).
-    #[arg(long, env = "AIRLOCK_SANDBOX", default_value = "strict", value_parser = ["strict", "permissive"])]
-    pub sandbox: String,
+    #[arg(long, env = "AIRLOCK_SANDBOX", value_enum, default_value_t = SandboxMode::Strict)]
+    pub sandbox: SandboxMode,
 
     /// Concurrent executions (sandbox slots). Defaults to the number of cores.
     #[arg(long, env = "AIRLOCK_WORKERS")]
@@ -113,8 +131,8 @@ pub struct Config {
     pub pip_find_links: Option<PathBuf>,
 
     /// Installer: `auto` uses `uv` when it is on PATH, else `python -m pip`.
-    #[arg(long, env = "AIRLOCK_PIP_INSTALLER", default_value = "auto", value_parser = ["auto", "uv", "pip"])]
-    pub pip_installer: String,
+    #[arg(long, env = "AIRLOCK_PIP_INSTALLER", value_enum, default_value_t = Installer::Auto)]
+    pub pip_installer: Installer,
 
     /// The uv binary (default: `uv` found on PATH). Its directory is made visible
     /// read-only to the install sandbox.
@@ -166,7 +184,7 @@ impl Config {
             python: PathBuf::from("/usr/bin/python3"),
             python_paths: Vec::new(),
             sandbox_uid_base: 2_100_000,
-            sandbox: "strict".into(),
+            sandbox: SandboxMode::Strict,
             workers: None,
             queue_size: 256,
             max_timeout: 60,
@@ -177,7 +195,7 @@ impl Config {
             max_import_bytes: 64 * 1024 * 1024,
             pip_index_url: "https://pypi.org/simple".into(),
             pip_find_links: None,
-            pip_installer: "auto".into(),
+            pip_installer: Installer::Auto,
             uv: None,
             preimport: Vec::new(),
             pip_timeout: 600,

@@ -73,6 +73,30 @@ pub fn is_key_id(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// A profile key `ark_ID:SECRET`. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct ProfileKey {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ProfileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProfileKey({}:***)", self.id)
+    }
+}
+
+impl ProfileKey {
+    /// Parses `ark_ID:SECRET` (surrounding whitespace ignored).
+    pub fn parse(raw: &str) -> Option<ProfileKey> {
+        let (id, secret) = raw.trim().split_once(':')?;
+        (is_key_id(id) && !secret.is_empty()).then(|| ProfileKey {
+            id: id.to_string(),
+            secret: secret.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +123,15 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn keys_parse_and_never_debug_print_the_secret() {
+        let k = ProfileKey::parse(" ark_abcdefghijklmnopqrstuvwx:s3cr3t \n").unwrap();
+        assert_eq!(k.id, "ark_abcdefghijklmnopqrstuvwx");
+        assert_eq!(k.secret, "s3cr3t");
+        assert!(!format!("{k:?}").contains("s3cr3t"));
+        assert!(ProfileKey::parse("ark_abcdefghijklmnopqrstuvwx").is_none());
+        assert!(ProfileKey::parse("ark_short:x").is_none());
     }
 }

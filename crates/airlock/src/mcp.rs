@@ -31,30 +31,7 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-
-/// A profile key `ark_ID:SECRET`. Its `Debug` never shows the secret.
-#[derive(Clone)]
-pub struct ProfileKey {
-    pub id: String,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for ProfileKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProfileKey({}:***)", self.id)
-    }
-}
-
-impl ProfileKey {
-    /// Parses `ark_ID:SECRET` (surrounding whitespace ignored).
-    pub fn parse(raw: &str) -> Option<ProfileKey> {
-        let (id, secret) = raw.trim().split_once(':')?;
-        (crate::ids::is_key_id(id) && !secret.is_empty()).then(|| ProfileKey {
-            id: id.to_string(),
-            secret: secret.to_string(),
-        })
-    }
-}
+use crate::ids::ProfileKey;
 
 /// Where tool calls go: the agent API over HTTP, or the server's own router.
 #[derive(Clone)]
@@ -766,16 +743,6 @@ mod tests {
         let (hosts, origins) = allowed_hosts(Some("http://10.0.0.5:9090"));
         assert_eq!(hosts.last().unwrap(), "10.0.0.5");
         assert_eq!(origins.last().unwrap(), "http://10.0.0.5:9090");
-    }
-
-    #[test]
-    fn keys_parse_and_never_debug_print_the_secret() {
-        let k = ProfileKey::parse(" ark_abcdefghijklmnopqrstuvwx:s3cr3t \n").unwrap();
-        assert_eq!(k.id, "ark_abcdefghijklmnopqrstuvwx");
-        assert_eq!(k.secret, "s3cr3t");
-        assert!(!format!("{k:?}").contains("s3cr3t"));
-        assert!(ProfileKey::parse("ark_abcdefghijklmnopqrstuvwx").is_none());
-        assert!(ProfileKey::parse("ark_short:x").is_none());
     }
 
     #[test]

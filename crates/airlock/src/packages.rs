@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, OnceCell};
 
-use crate::config::Config;
+use crate::config::{Config, Installer, SandboxMode};
 
 /// Why a package request was refused. The HTTP status of each is chosen in
 /// `crate::error`.
@@ -110,11 +110,11 @@ impl PackagesConfig {
             "" | "none" => None,
             u => Some(u.to_string()),
         };
-        let uv = match c.pip_installer.as_str() {
-            "pip" => None,
+        let uv = match c.pip_installer {
+            Installer::Pip => None,
             _ => c.uv.clone().filter(|p| p.is_file()).or_else(find_uv),
         };
-        let problem = (c.pip_installer == "uv" && uv.is_none()).then(|| {
+        let problem = (c.pip_installer == Installer::Uv && uv.is_none()).then(|| {
             "AIRLOCK_PIP_INSTALLER=uv but no uv binary was found (set AIRLOCK_UV or put uv on PATH)"
                 .to_string()
         });
@@ -137,7 +137,7 @@ impl PackagesConfig {
             helper: c.sandbox_helper.clone(),
             // The slot after the script slots: a uid of its own.
             uid_base: c.sandbox_uid_base + c.worker_count() as u32,
-            permissive: c.sandbox == "permissive",
+            permissive: c.sandbox == SandboxMode::Permissive,
         }
     }
 
@@ -243,13 +243,19 @@ pub struct PackageList {
     pub environment: EnvironmentView,
 }
 
+/// A package name (PEP 508), at most 100 characters.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
+#[allow(dead_code)]
+pub struct PackageName(String);
+
 /// `POST /requirements` body.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementsRequest {
     /// 1–50 requirement strings, e.g. `pandas>=2`, `requests[socks]` (the document's
     /// pattern states only bare names; extras, specifiers and markers are accepted too).
-    #[schema(min_items = 1, max_items = 50, value_type = Vec<crate::api::docs::PackageName>)]
+    #[schema(min_items = 1, max_items = 50, value_type = Vec<PackageName>)]
     pub packages: Vec<String>,
 }
 

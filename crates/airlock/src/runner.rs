@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use airlock_redact::{RedactionCount, Redactor};
 use airlock_sandbox::{Event, Job, OutcomeStatus, Sandbox};
-use airlock_store::{status, ExecutionRow, ProfileRow, Store};
+use airlock_store::{ExecutionRow, ExecutionStatus, ProfileRow, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -160,6 +160,20 @@ impl Runner {
         self.unavailable.as_deref()
     }
 
+    /// What `/health` and the admin status say about the sandbox.
+    pub fn sandbox_status(&self) -> serde_json::Value {
+        match self.sandbox() {
+            Some(s) => serde_json::json!({
+                "ready": true,
+                "layers": s.layers(),
+            }),
+            None => serde_json::json!({
+                "ready": false,
+                "reason": self.unavailable_reason(),
+            }),
+        }
+    }
+
     /// Queues a script; returns the new execution id. `profile` is the caller's
     /// profile as read with `profile_epoch` ([`crate::catalog::ActiveProfile`]);
     /// `llm_wait` bounds each pause in `llm.complete`.
@@ -184,7 +198,7 @@ impl Runner {
         let row = ExecutionRow {
             id: id.clone(),
             profile_id: profile_id.to_string(),
-            status: status::PENDING.into(),
+            status: ExecutionStatus::Pending,
             script_sha256: crate::ids::sha256_hex(script.as_bytes()),
             script,
             timeout_secs: timeout.as_secs() as i64,
@@ -213,7 +227,7 @@ impl Runner {
             Err(e) => {
                 // Nothing ran: the stored row says why, and the caller gets the error.
                 let mut row = row;
-                row.status = status::ERROR.into();
+                row.status = ExecutionStatus::Error;
                 row.error = Some("the profile's credentials could not be opened".into());
                 row.completed_at = Some(Utc::now());
                 self.persist(&row).await;
@@ -267,7 +281,7 @@ impl Runner {
         if let Some(w) = map.get(&row.id) {
             w.send_replace(Arc::new(row.clone()));
         }
-        if status::is_terminal(&row.status) {
+        if row.status.is_terminal() {
             map.remove(&row.id);
         }
     }
@@ -368,7 +382,7 @@ impl Runner {
         let profile = match current {
             Ok(Some(p)) if p.is_usable(Utc::now()) => p,
             _ => {
-                row.status = status::ERROR.into();
+                row.status = ExecutionStatus::Error;
                 row.error =
                     Some("the profile was revoked or expired before the script started".into());
                 self.finish(row, started, events).await;
@@ -380,7 +394,7 @@ impl Runner {
         self.packages.wait_ready().await;
         let (paths, preimport) = self.packages.warm_imports();
         sandbox.set_warm_imports(paths, preimport);
-        row.status = status::RUNNING.into();
+        row.status = ExecutionStatus::Running;
         row.started_at = Some(Utc::now());
         // Announced at once; stored while the sandbox starts the script (a crash
         // before the write leaves `pending`, which a restart turns into an error
@@ -412,7 +426,7 @@ impl Runner {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(execution = %row.id, error = %e, "sandbox refused to start the execution");
-                row.status = status::ERROR.into();
+                row.status = ExecutionStatus::Error;
                 row.error = Some(format!("sandbox failure: {e}"));
                 self.finish(row, started, events).await;
                 return;
@@ -436,7 +450,7 @@ impl Runner {
                     exec.kill();
                     self.llm.lock().expect("llm lock").remove(&row.id);
                     row.llm_request = None;
-                    row.status = status::ERROR.into();
+                    row.status = ExecutionStatus::Error;
                     row.error = Some("the profile was revoked while the script ran".into());
                     close_egress(egress.take()).await;
                     self.finish(row, started + waited, events).await;
@@ -453,7 +467,7 @@ impl Runner {
                     let (model, model_counts) = redactor.redact_str(&model);
                     record(&mut events, "llm_prompt", counts);
                     record(&mut events, "llm_model", model_counts);
-                    row.status = status::AWAITING_LLM.into();
+                    row.status = ExecutionStatus::AwaitingLlm;
                     row.llm_request = Some(
                         json!({ "request_id": request_id, "prompt": prompt, "model": model })
                             .to_string(),
@@ -484,7 +498,7 @@ impl Runner {
                             row.llm_exchanges =
                                 serde_json::Value::from(exchanges.clone()).to_string();
                             row.llm_request = None;
-                            row.status = status::RUNNING.into();
+                            row.status = ExecutionStatus::Running;
                             self.save(&row).await;
                             if let Err(e) = exec.respond_llm(&request_id, &answer).await {
                                 tracing::warn!(execution = %row.id, error = %e, "LLM answer not delivered");
@@ -494,7 +508,7 @@ impl Runner {
                             self.llm.lock().expect("llm lock").remove(&row.id);
                             exec.kill();
                             row.llm_request = None;
-                            row.status = st.into();
+                            row.status = st;
                             row.error = Some(msg);
                             close_egress(egress.take()).await;
                             self.finish(row, started + waited, events).await;
@@ -521,11 +535,10 @@ impl Runner {
                         row.error = Some(text);
                     }
                     row.status = match outcome.status {
-                        OutcomeStatus::Completed => status::COMPLETED,
-                        OutcomeStatus::Error => status::ERROR,
-                        OutcomeStatus::Timeout => status::TIMEOUT,
-                    }
-                    .into();
+                        OutcomeStatus::Completed => ExecutionStatus::Completed,
+                        OutcomeStatus::Error => ExecutionStatus::Error,
+                        OutcomeStatus::Timeout => ExecutionStatus::Timeout,
+                    };
                     close_egress(egress.take()).await;
                     self.finish(row, started + waited, events).await;
                     return;
@@ -541,13 +554,13 @@ impl Runner {
         profile_id: &str,
         mut rx: oneshot::Receiver<String>,
         limit: Duration,
-    ) -> Result<String, (&'static str, String)> {
+    ) -> Result<String, (ExecutionStatus, String)> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             tokio::select! {
-                r = &mut rx => return r.map_err(|_| (status::ERROR, "the LLM request was abandoned".to_string())),
+                r = &mut rx => return r.map_err(|_| (ExecutionStatus::Error, "the LLM request was abandoned".to_string())),
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Err((status::TIMEOUT, format!(
+                    return Err((ExecutionStatus::Timeout, format!(
                         "the LLM answer never came: no response within {} s",
                         limit.as_secs()
                     )));
@@ -555,7 +568,7 @@ impl Runner {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     match self.store.profile_get(profile_id).await {
                         Ok(Some(p)) if p.is_usable(Utc::now()) => {}
-                        Ok(_) => return Err((status::ERROR, "the profile was revoked or expired while the script waited for the LLM".to_string())),
+                        Ok(_) => return Err((ExecutionStatus::Error, "the profile was revoked or expired while the script waited for the LLM".to_string())),
                         Err(e) => tracing::warn!(error = %e, "cannot check profile state"),
                     }
                 }

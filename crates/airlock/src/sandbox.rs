@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use airlock_sandbox::{Layer, Limits, Sandbox, SandboxConfig};
 
-use crate::config::Config;
+use crate::config::{Config, SandboxMode};
 
 /// The argument that makes the `airlock` binary act as the sandbox helper.
 pub use airlock_sandbox::HELPER_ARG;
@@ -73,25 +73,11 @@ pub async fn start(
     cfg.uid_base = config.sandbox_uid_base;
     cfg.slots = config.worker_count();
     cfg.limits = limits;
-    if config.sandbox == "permissive" {
+    if config.sandbox == SandboxMode::Permissive {
         cfg.allow_missing = Layer::ALL.to_vec();
     }
     Sandbox::start(cfg)
         .await
         .map(Arc::new)
         .map_err(|e| format!("sandbox unavailable: {e}"))
-}
-
-/// What `/health` and the admin status say about the sandbox.
-pub fn status(runner: &crate::runner::Runner) -> serde_json::Value {
-    match runner.sandbox() {
-        Some(s) => serde_json::json!({
-            "ready": true,
-            "layers": s.layers(),
-        }),
-        None => serde_json::json!({
-            "ready": false,
-            "reason": runner.unavailable_reason(),
-        }),
-    }
 }

@@ -719,7 +719,7 @@ mod tests {
 
     fn settings(hosts: &[&str]) -> SealSettings {
         SealSettings {
-            mode: airlock_store::mode::SEALED.into(),
+            mode: airlock_store::CredentialMode::Sealed,
             hosts: hosts.iter().map(|s| s.to_string()).collect(),
             ..SealSettings::default()
         }

@@ -96,7 +96,7 @@ fn profile_line(p: &ProfileView, base: &str) -> String {
         p.credentials
             .iter()
             .map(|c| {
-                let sealed = if c.mode == airlock_store::mode::SEALED {
+                let sealed = if c.mode == airlock_store::CredentialMode::Sealed {
                     format!(", sealed to {}", c.bound_hosts.join(" "))
                 } else {
                     String::new()

@@ -728,7 +728,7 @@ async fn restart_marks_unfinished_executions_interrupted() {
             .execution_insert(&airlock_store::ExecutionRow {
                 id: id.clone(),
                 profile_id: "prf_x".into(),
-                status: "running".into(),
+                status: airlock_store::ExecutionStatus::Running,
                 script: "pass".into(),
                 script_sha256: "x".into(),
                 timeout_secs: 5,
@@ -749,13 +749,13 @@ async fn restart_marks_unfinished_executions_interrupted() {
             .unwrap();
         let mut paused = app.state.store.execution_get(&id).await.unwrap().unwrap();
         paused.id = format!("{id}p");
-        paused.status = "awaiting_llm".into();
+        paused.status = airlock_store::ExecutionStatus::AwaitingLlm;
         paused.llm_request = Some(r#"{"request_id":"r1","prompt":"p","model":"default"}"#.into());
         app.state.store.execution_insert(&paused).await.unwrap();
     }
     let app = App::open(config(dir.path())).await.unwrap();
     let row = app.state.store.execution_get(&id).await.unwrap().unwrap();
-    assert_eq!(row.status, "error");
+    assert_eq!(row.status.as_str(), "error");
     assert_eq!(row.error.as_deref(), Some("interrupted by server restart"));
     let paused = app
         .state
@@ -764,7 +764,7 @@ async fn restart_marks_unfinished_executions_interrupted() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(paused.status, "error");
+    assert_eq!(paused.status.as_str(), "error");
     assert_eq!(paused.llm_request, None);
 }
 

@@ -393,10 +393,11 @@ async fn sealed_credential_fields_are_in_the_document() {
         .map(|m| m.as_str().unwrap())
         .collect();
     modes.sort();
-    assert_eq!(
-        modes,
-        [airlock_store::mode::PLAIN, airlock_store::mode::SEALED]
-    );
+    let store_modes: Vec<&str> = airlock_store::CredentialMode::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    assert_eq!(modes, store_modes);
 
     // Agents' listing shows mode and bound hosts; each field is documented.
     let r = live

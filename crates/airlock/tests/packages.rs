@@ -114,7 +114,7 @@ fn config(data_dir: &Path, links: &Path, installer: &str) -> Config {
     c.workers = Some(2);
     c.pip_index_url = "none".into();
     c.pip_find_links = Some(links.to_path_buf());
-    c.pip_installer = installer.into();
+    c.pip_installer = clap::ValueEnum::from_str(installer, false).expect("an installer name");
     c.pip_timeout = 120;
     c
 }

@@ -303,7 +303,7 @@ async fn pages_show_data_escape_agent_text_and_never_a_value() {
         .execution_insert(&ExecutionRow {
             id: exec_id.clone(),
             profile_id: locked_id.clone(),
-            status: "completed".into(),
+            status: airlock_store::ExecutionStatus::Completed,
             script: "print('<b>hi</b>')\nset_result({'ok': True})".into(),
             script_sha256: "ab".repeat(32),
             timeout_secs: 30,

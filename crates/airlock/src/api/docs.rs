@@ -12,6 +12,7 @@
 //! they exist for the document only.
 #![allow(dead_code)]
 
+pub use airlock_store::{CredentialMode, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -39,39 +40,10 @@ pub struct Health {
     pub sandbox: Value,
 }
 
-/// A credential's mode. `plain`: the script's `settings.get` returns the value
-/// (output redaction protects it). `sealed`: it returns a per-execution placeholder
-/// that the egress proxy replaces with the value only in requests to the credential's
-/// `bound_hosts`; sending it anywhere else is refused and logged as a violation.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum CredentialMode {
-    Plain,
-    Sealed,
-}
-
 /// A credential name: letters, digits and underscores, not starting with a digit.
 #[derive(ToSchema)]
 #[schema(value_type = String, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 pub struct CredentialName(String);
-
-/// A package name (PEP 508), at most 100 characters.
-#[derive(ToSchema)]
-#[schema(value_type = String, pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")]
-pub struct PackageName(String);
-
-/// An execution's status: `pending` (queued), `running`, `awaiting_llm` (paused in
-/// `llm.complete`), then one of the final `completed`, `error`, `timeout`.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum ExecutionStatus {
-    Pending,
-    Running,
-    AwaitingLlm,
-    Completed,
-    Error,
-    Timeout,
-}
 
 /// Schema of a query filter that is a date (`2026-01-31`, midnight UTC) or an
 /// RFC 3339 timestamp.

@@ -23,7 +23,7 @@ use crate::catalog::ActiveProfile;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::runner::RespondError;
-use airlock_store::{status, ExecutionFilter, ExecutionRow, ExecutionSummary};
+use airlock_store::{ExecutionFilter, ExecutionRow, ExecutionStatus, ExecutionSummary};
 
 const MAX_WAIT_SECS: u64 = 60;
 const MAX_LLM_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -202,7 +202,9 @@ async fn execute(
     let poll_url = format!("{}/executions/{id}", base_url(&state, &headers));
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "execution_id": id, "poll_url": poll_url, "status": status::PENDING })),
+        Json(
+            json!({ "execution_id": id, "poll_url": poll_url, "status": ExecutionStatus::Pending }),
+        ),
     )
         .into_response())
 }
@@ -310,10 +312,10 @@ async fn get_own(
     };
     // Nothing to wait for: no wait asked, a final state, or no longer live (the
     // store's row is then the latest there is).
-    let Some(mut rx) = live.filter(|_| wait > 0 && !status::is_terminal(&row.status)) else {
+    let Some(mut rx) = live.filter(|_| wait > 0 && !row.status.is_terminal()) else {
         return Ok(Json(agent_view(&row)));
     };
-    let seen = row.status.clone();
+    let seen = row.status;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         if rx.borrow_and_update().status != seen {
@@ -362,14 +364,15 @@ fn filter_from(q: &ListQuery) -> ApiResult<ExecutionFilter> {
     if offset < 0 {
         return Err(ApiError::invalid("offset must not be negative"));
     }
-    if let Some(s) = &q.status {
-        if !status::ALL.contains(&s.as_str()) {
-            return Err(ApiError::invalid(format!(
-                "status must be one of {}",
-                status::ALL.join(", ")
-            )));
-        }
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            ExecutionStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!("status must be one of {}", ExecutionStatus::list()))
+            })
+        })
+        .transpose()?;
     let date = |name: &str, v: &Option<String>| -> ApiResult<Option<DateTime<Utc>>> {
         v.as_deref()
             .map(|s| {
@@ -389,7 +392,7 @@ fn filter_from(q: &ListQuery) -> ApiResult<ExecutionFilter> {
     };
     Ok(ExecutionFilter {
         profile_id: q.profile.clone(),
-        status: q.status.clone(),
+        status,
         created_from: date("from", &q.from)?,
         created_to: date("to", &q.to)?,
         limit,
@@ -459,7 +462,7 @@ async fn respond(
             "response is over the {MAX_LLM_RESPONSE_BYTES}-byte limit"
         )));
     }
-    if row.status != status::AWAITING_LLM {
+    if row.status != ExecutionStatus::AwaitingLlm {
         return Err(ApiError::conflict(
             "not_awaiting_llm",
             format!("execution is {}, not awaiting an LLM answer", row.status),
@@ -470,7 +473,7 @@ async fn respond(
         .respond_llm(&id, body.request_id.as_deref(), body.response)
     {
         Ok(()) => Ok(Json(
-            json!({ "execution_id": id, "status": status::RUNNING }),
+            json!({ "execution_id": id, "status": ExecutionStatus::Running }),
         )),
         // A stale id (its request was answered and the script already asked the next
         // one) is a state conflict like answering twice, not a malformed body.
@@ -593,14 +596,6 @@ fn egress_view(e: &airlock_store::EgressRow) -> Value {
     .unwrap_or(Value::Null)
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    Some(sorted[rank.min(sorted.len() - 1)])
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -634,25 +629,15 @@ async fn admin_stats(
     };
     let st = state.store.execution_stats(since).await?;
     let egress = state.store.egress_counts(since).await?;
-    let total: i64 = st.by_status.iter().map(|(_, n)| n).sum();
-    let count = |s: &str| {
-        st.by_status
-            .iter()
-            .find(|(k, _)| k == s)
-            .map_or(0, |(_, n)| *n)
-    };
-    let finished = count(status::COMPLETED) + count(status::ERROR) + count(status::TIMEOUT);
-    let failed = count(status::ERROR) + count(status::TIMEOUT);
-    let d = &st.durations_ms;
     Ok(Json(json!({
-        "total": total,
-        "by_status": st.by_status.iter().map(|(k, n)| (k.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "total": st.total(),
+        "by_status": st.by_status.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "by_profile": st.by_profile.iter().map(|(k, n)| json!({"profile_id": k, "count": n})).collect::<Vec<_>>(),
         "by_day": st.by_day.iter().map(|(k, n)| json!({"day": k, "count": n})).collect::<Vec<_>>(),
-        "error_rate": if finished > 0 { failed as f64 / finished as f64 } else { 0.0 },
+        "error_rate": st.error_rate().unwrap_or(0.0),
         "duration_ms": {
-            "p50": percentile(d, 50.0), "p90": percentile(d, 90.0),
-            "p99": percentile(d, 99.0), "max": d.last(),
+            "p50": st.duration_percentile(50.0), "p90": st.duration_percentile(90.0),
+            "p99": st.duration_percentile(99.0), "max": st.duration_max(),
         },
         "egress": { "allowed": egress.allowed, "refused": egress.refused },
     })))

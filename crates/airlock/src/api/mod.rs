@@ -276,7 +276,7 @@ async fn health(
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "setup_required": state.auth.setup_required().await?,
-        "sandbox": crate::sandbox::status(&state.runner),
+        "sandbox": state.runner.sandbox_status(),
         "packages": {"state": state.packages.state()},
     })))
 }

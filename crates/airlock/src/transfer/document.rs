@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use airlock_store::{status, ExecutionRow};
+use airlock_store::{ExecutionRow, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +117,7 @@ impl From<ExecutionRow> for ExportExecution {
         ExportExecution {
             id: e.id,
             profile_id: e.profile_id,
-            status: e.status,
+            status: e.status.to_string(),
             script: e.script,
             script_sha256: e.script_sha256,
             timeout_secs: e.timeout_secs,
@@ -139,15 +139,12 @@ impl From<ExecutionRow> for ExportExecution {
 
 /// An imported execution; one that was still running when exported ends as an error.
 pub(super) fn execution_row(e: &ExportExecution) -> ExecutionRow {
-    let finished = status::is_terminal(&e.status);
+    let status = ExecutionStatus::parse(&e.status).filter(|s| s.is_terminal());
+    let finished = status.is_some();
     ExecutionRow {
         id: e.id.clone(),
         profile_id: e.profile_id.clone(),
-        status: if finished {
-            e.status.clone()
-        } else {
-            status::ERROR.to_string()
-        },
+        status: status.unwrap_or(ExecutionStatus::Error),
         script: e.script.clone(),
         script_sha256: e.script_sha256.clone(),
         timeout_secs: e.timeout_secs,

@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::auth;
 use crate::catalog::{ProfileLookup, ProfileView};
 use crate::error::ApiError;
-use airlock_store::{status, ExecutionFilter, ExecutionSummary};
+use airlock_store::{ExecutionFilter, ExecutionStatus, ExecutionSummary};
 
 /// Days shown in the overview's chart and stats.
 const STATS_DAYS: usize = 14;
@@ -39,7 +39,7 @@ fn exec_row(s: &ExecutionSummary) -> ExecRow {
     ExecRow {
         id: s.id.clone(),
         profile_id: s.profile_id.clone(),
-        status: s.status.clone(),
+        status: s.status.to_string(),
         duration: view::duration(s.execution_time_ms),
         created: view::ts(s.created_at),
     }
@@ -94,8 +94,8 @@ pub struct CredOption {
     pub sealed_to: String,
 }
 
-fn sealed_to(mode: &str, hosts: &[String]) -> String {
-    if mode == airlock_store::mode::SEALED {
+fn sealed_to(mode: airlock_store::CredentialMode, hosts: &[String]) -> String {
+    if mode == airlock_store::CredentialMode::Sealed {
         hosts.join(", ")
     } else {
         String::new()
@@ -141,7 +141,7 @@ fn layer_label(key: &str) -> String {
 
 /// Reads the sandbox status (the same JSON `/health` reports).
 fn sandbox_view(state: &AppState) -> SandboxView {
-    sandbox_view_from(&crate::sandbox::status(&state.runner))
+    sandbox_view_from(&state.runner.sandbox_status())
 }
 
 fn sandbox_view_from(v: &Value) -> SandboxView {
@@ -302,14 +302,6 @@ struct OverviewPage {
     stats_days: usize,
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    Some(sorted[rank.min(sorted.len() - 1)])
-}
-
 pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     require_session(&state, &headers, "/").await?;
     let profiles = state.catalog.list_profiles().await?;
@@ -345,16 +337,7 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
         .expect("midnight")
         .and_utc();
     let st = state.store.execution_stats(Some(since)).await?;
-    let count = |s: &str| {
-        st.by_status
-            .iter()
-            .find(|(k, _)| k == s)
-            .map_or(0, |(_, n)| *n)
-    };
-    let finished = count(status::COMPLETED) + count(status::ERROR) + count(status::TIMEOUT);
-    let failed = count(status::ERROR) + count(status::TIMEOUT);
-    let d = &st.durations_ms;
-    let pct = |p| view::duration(percentile(d, p));
+    let pct = |p| view::duration(st.duration_percentile(p));
     let top = st.by_profile.iter().map(|(_, n)| *n).max().unwrap_or(0);
 
     Ok(render(&OverviewPage {
@@ -366,17 +349,13 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
         profiles_total: profiles.len(),
         credentials_total: creds.len(),
         credentials_missing: creds.iter().filter(|c| !c.value_exists).count(),
-        executions_total: st.by_status.iter().map(|(_, n)| n).sum(),
-        error_rate: if finished > 0 {
-            view::percent(failed as f64 / finished as f64)
-        } else {
-            "—".into()
-        },
-        failed,
+        executions_total: st.total(),
+        error_rate: st.error_rate().map_or_else(|| "—".into(), view::percent),
+        failed: st.failed(),
         p50: pct(50.0),
         p90: pct(90.0),
         p99: pct(99.0),
-        max: view::duration(d.last().copied()),
+        max: view::duration(st.duration_max()),
         chart: chart::days(&st.by_day, now.date_naive(), STATS_DAYS),
         chart_w: chart::WIDTH,
         chart_h: chart::HEIGHT,
@@ -469,7 +448,7 @@ pub async fn credentials(
             value_exists: row.value.is_some(),
             updated: view::ts(row.updated_at),
             used_by,
-            mode: row.seal.mode.clone(),
+            mode: row.seal.mode.to_string(),
             hosts_lines: row.seal.hosts.join("\n"),
             hosts_text: row.seal.hosts.join(", "),
             methods: row.seal.methods.clone().unwrap_or_default().join(", "),
@@ -515,7 +494,7 @@ pub async fn profiles(State(state): State<AppState>, headers: HeaderMap) -> Page
         .await?
         .into_iter()
         .map(|c| CredOption {
-            sealed_to: sealed_to(&c.sealing.mode, &c.sealing.bound_hosts),
+            sealed_to: sealed_to(c.sealing.mode, &c.sealing.bound_hosts),
             name: c.name,
             description: c.description,
             value_exists: c.value_exists,
@@ -569,7 +548,7 @@ pub async fn profile(
         .into_iter()
         .filter(|c| !attached.contains(&c.name.as_str()))
         .map(|c| CredOption {
-            sealed_to: sealed_to(&c.sealing.mode, &c.sealing.bound_hosts),
+            sealed_to: sealed_to(c.sealing.mode, &c.sealing.bound_hosts),
             name: c.name,
             description: c.description,
             value_exists: c.value_exists,
@@ -600,7 +579,7 @@ pub async fn profile(
                 name: c.name.clone(),
                 description: c.description.clone(),
                 value_exists: c.value_exists,
-                sealed_to: sealed_to(&c.mode, &c.bound_hosts),
+                sealed_to: sealed_to(c.mode, &c.bound_hosts),
             })
             .collect(),
         missing,
@@ -671,17 +650,18 @@ pub async fn executions(
     Query(q): Query<ExecQuery>,
 ) -> PageResult {
     require_session(&state, &headers, &format!("{PREFIX}/executions")).await?;
-    if !q.status.is_empty() && !status::ALL.contains(&q.status.as_str()) {
-        return Err(
-            ApiError::invalid(format!("status must be one of {}", status::ALL.join(", "))).into(),
-        );
-    }
+    let status = match q.status.as_str() {
+        "" => None,
+        s => Some(ExecutionStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!("status must be one of {}", ExecutionStatus::list()))
+        })?),
+    };
     let from = parse_day("from", &q.from)?;
     let to = parse_day("to", &q.to)?;
     let page = q.page.unwrap_or(1).max(1);
     let mut f = ExecutionFilter {
         profile_id: Some(q.profile.clone()).filter(|p| !p.is_empty()),
-        status: Some(q.status.clone()).filter(|s| !s.is_empty()),
+        status,
         created_from: from.map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
         // The end date is inclusive: everything before the next midnight.
         created_to: to.map(|d| {
@@ -757,7 +737,7 @@ pub async fn executions(
         status: q.status,
         from: q.from,
         to: q.to,
-        statuses: status::ALL.iter().map(|s| s.to_string()).collect(),
+        statuses: ExecutionStatus::ALL.iter().map(|s| s.to_string()).collect(),
         profiles,
     }))
 }
@@ -895,7 +875,7 @@ pub async fn execution(
         nav: "executions",
         id: r.id.clone(),
         profile_id: r.profile_id.clone(),
-        status: r.status.clone(),
+        status: r.status.to_string(),
         script_lines: r.script.lines().count(),
         script: r.script.clone(),
         script_sha256: r.script_sha256.clone(),
