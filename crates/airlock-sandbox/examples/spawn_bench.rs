@@ -2,6 +2,7 @@
 //! against a bare `python3 -I -S -c pass` measured in the same run.
 //!
 //! `cargo run --release -p airlock-sandbox --example spawn_bench [-- --cold] [--gap-ms=N]`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use airlock_sandbox::*;
 use std::time::{Duration, Instant};
@@ -106,7 +107,7 @@ async fn main() -> Result<()> {
         end.push((t1 - r[1]) / 1e6);
     }
     for v in [&mut start, &mut end] {
-        v.sort_by(|a, b| a.total_cmp(b));
+        v.sort_by(f64::total_cmp);
     }
 
     let mut base = Vec::with_capacity(50);

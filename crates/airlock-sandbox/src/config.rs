@@ -248,7 +248,7 @@ impl SandboxConfig {
             helper,
             python: PathBuf::from("/usr/bin/python3"),
             slots: std::thread::available_parallelism()
-                .map(|n| n.get())
+                .map(std::num::NonZero::get)
                 .unwrap_or(2),
             uid_base: 2_100_000,
             limits: Limits::default(),

@@ -5,6 +5,7 @@
 //! per-execution isolation code (`isolate.rs`) is Rust that lives in the zygote's own
 //! address space: the zygote's Python loop calls it through ctypes by address after
 //! every `fork()`, with no separate shared object to ship or find at run time.
+#![allow(unsafe_code)] // dlopen of libpython and calls into its C API; every block has a SAFETY note
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::Path;

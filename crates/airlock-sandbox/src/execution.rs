@@ -480,10 +480,10 @@ pub(crate) async fn drive<G: Send + 'static>(
                     }
                 }
             }
-            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
+            _ = sleep_until_some(deadline), if deadline.is_some() => {
                 kill_reason.get_or_insert(KillReason::Timeout);
             }
-            _ = async { tokio::time::sleep_until(grace.unwrap()).await }, if grace.is_some() => {
+            _ = sleep_until_some(grace), if grace.is_some() => {
                 break;
             }
             r = &mut out_task, if out_res.is_none() => out_res = Some(r.unwrap_or_default()),
@@ -712,6 +712,15 @@ fn classify(c: Classify) -> (OutcomeStatus, Option<String>, Option<String>) {
                 Some("the execution ended without a status".into()),
             ),
         },
+    }
+}
+
+/// Sleeps until `at`; never returns when there is no deadline (a `select!` branch
+/// guarded by `at.is_some()` never polls it then).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

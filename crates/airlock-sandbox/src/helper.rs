@@ -7,6 +7,7 @@
 //! read-only root (system paths, a few /etc files, a venv) and pivots into it, clears
 //! the environment, and then becomes the zygote: it loads libpython and runs the
 //! zygote loop (warm mode), or forks and execs a fresh interpreter per job (cold mode).
+#![allow(unsafe_code)] // fork/exec of the zygote before any thread exists; every block has a SAFETY note
 
 use crate::config::{Layer, LayerReport};
 use crate::isolate::{ChildPlan, PLAN};
@@ -164,7 +165,8 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
         limits: cfg.limits.clone(),
         landlock: cfg.landlock.clone(),
         landlock_abi: report.landlock_abi,
-        seccomp: crate::seccomp::all_filters(),
+        seccomp: crate::seccomp::all_filters()
+            .map_err(|e| format!("seccomp filters do not build: {e}"))?,
         allow_missing: allow,
         fs_view,
     });
@@ -279,7 +281,7 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
                 revents: 0,
             },
             libc::pollfd {
-                fd: spare.as_ref().map_or(-1, |s| s.as_raw_fd()),
+                fd: spare.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd),
                 events: libc::POLLIN,
                 revents: 0,
             },

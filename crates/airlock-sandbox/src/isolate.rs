@@ -23,6 +23,7 @@
 //! copy-on-write faults of a job's code path are paid while the slot is idle.
 //! Failures fail closed: a layer that cannot be applied and is not in `allow_missing`
 //! ends the execution with a setup error.
+#![allow(unsafe_code)] // the FFI entry points called from Python and the fork sequence of each execution; every block has a SAFETY note
 
 use crate::config::{Layer, LayerReport, Limits};
 use crate::plan::LandlockPaths;
@@ -312,7 +313,7 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     // Hand S its fds unless the server did; if S already died in set-up, the report
     // says why.
     if let Some(for_s) = job.for_s {
-        let raw = for_s.each_ref().map(|f| f.as_raw_fd());
+        let raw = for_s.each_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let _ = sys::send_with_fds(cs_c.as_raw_fd(), b"job", &raw);
     }
     drop(cs_c);
@@ -701,13 +702,19 @@ fn script_process(
     layers.fs_view = plan.fs_view && fs_view_ok;
 
     // Fully isolated; the job comes later, in `await_job`.
-    *ISOLATED.lock().unwrap_or_else(|e| e.into_inner()) = Some(layers);
+    *ISOLATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(layers);
 }
 
 /// S, once isolated: waits for the job (control socket, stdout, stderr), puts its fds
 /// in place and reports the layers.
 pub(crate) fn await_job() {
-    let Some(layers) = ISOLATED.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let Some(layers) = ISOLATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    else {
         // Not an isolated script process (or called twice): never run a job here.
         sys::exit_now(118);
     };

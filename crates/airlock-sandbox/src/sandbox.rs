@@ -68,6 +68,7 @@ pub fn proxy_env() -> Vec<(&'static str, String)> {
 pub(crate) struct SeqPacket(AsyncFd<OwnedFd>);
 
 impl SeqPacket {
+    #[allow(unsafe_code)] // AsyncFd::register on an fd this value owns
     pub(crate) fn new(fd: OwnedFd) -> std::io::Result<Self> {
         sys::set_nonblocking(fd.as_raw_fd(), true)?;
         // SAFETY: an OwnedFd is a valid open fd that stays open and unchanged until the
@@ -152,7 +153,9 @@ impl SpareGate {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Asks the zygote for the next spare, unless one is already on its way.
@@ -218,6 +221,15 @@ struct Inner {
     free_tx: mpsc::UnboundedSender<usize>,
     free_rx: Mutex<mpsc::UnboundedReceiver<usize>>,
     shut: AtomicBool,
+}
+
+impl Inner {
+    /// The warm-import settings (plain data: a poisoned lock is used as is).
+    fn warm(&self) -> std::sync::MutexGuard<'_, WarmImports> {
+        self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A pool of warm, isolated Python workers.
@@ -576,7 +588,7 @@ impl Sandbox {
     /// Pre-imported code runs in the zygote, before the per-execution layers, and is
     /// inherited by every later execution of every profile: only list modules you trust.
     pub fn set_warm_imports(&self, python_paths: Vec<PathBuf>, preimport: Vec<String>) {
-        let mut w = self.inner.warm.lock().expect("warm lock");
+        let mut w = self.inner.warm();
         if w.python_paths != python_paths || w.preimport != preimport {
             w.generation += 1;
             w.python_paths = python_paths;
@@ -658,7 +670,7 @@ impl Sandbox {
         let mut spare_taken = None;
         {
             let mut slot = inner.slots[idx].lock().await;
-            let generation = inner.warm.lock().expect("warm lock").generation;
+            let generation = inner.warm().generation;
             let mut attempt = 0;
             loop {
                 // A zygote started before the last `set_warm_imports` is replaced (the
@@ -667,11 +679,10 @@ impl Sandbox {
                     Some(p) => p.generation == generation && matches!(p.child.try_wait(), Ok(None)),
                     None => false,
                 };
-                if !alive {
-                    let (p, _) = spawn_slot(inner, idx).await?;
-                    *slot = Some(p);
-                }
-                let p = slot.as_mut().expect("slot present");
+                let p = match slot.as_mut() {
+                    Some(p) if alive => p,
+                    _ => slot.insert(spawn_slot(inner, idx).await?.0),
+                };
                 p.gate.ask();
                 // The job goes straight to the spare, on the sockets the zygote
                 // announced when it forked it (the zygote is not on the job's path).
@@ -865,7 +876,7 @@ async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)
         }
     }
     let mut hc = inner.template.clone();
-    let warm = inner.warm.lock().expect("warm lock").clone();
+    let warm = inner.warm().clone();
     hc.python_paths.extend(warm.python_paths.iter().cloned());
     hc.preimport.extend(warm.preimport.iter().cloned());
     hc.slot = idx;

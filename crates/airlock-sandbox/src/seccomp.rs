@@ -89,12 +89,16 @@ const NS_FLAGS: &[u64] = &[
     0x80, // CLONE_NEWTIME
 ];
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> SeccompCondition {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).expect("valid seccomp condition")
+/// Building a filter fails only on a malformed rule (a bug here, caught by the unit
+/// tests); the helper then refuses to start rather than run without the filter.
+type Built<T> = Result<T, seccompiler::BackendError>;
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Built<SeccompCondition> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
 }
 
-fn rule(conds: Vec<SeccompCondition>) -> SeccompRule {
-    SeccompRule::new(conds).expect("non-empty seccomp rule")
+fn rule(conds: Vec<SeccompCondition>) -> Built<SeccompRule> {
+    SeccompRule::new(conds)
 }
 
 fn arch() -> TargetArch {
@@ -109,7 +113,7 @@ fn arch() -> TargetArch {
 }
 
 /// The EPERM deny-list filter, with argument checks for clone, socket, personality, ioctl.
-pub(crate) fn deny_filter() -> BpfProgram {
+pub(crate) fn deny_filter() -> Built<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in DENIED {
         rules.insert(*nr, vec![]);
@@ -119,44 +123,48 @@ pub(crate) fn deny_filter() -> BpfProgram {
         libc::SYS_clone,
         NS_FLAGS
             .iter()
-            .map(|f| rule(vec![cond(0, SeccompCmpOp::MaskedEq(*f), *f)]))
-            .collect(),
+            .map(|f| rule(vec![cond(0, SeccompCmpOp::MaskedEq(*f), *f)?]))
+            .collect::<Built<_>>()?,
     );
     // socket(domain, type, proto): only AF_UNIX, AF_INET, AF_INET6; never SOCK_RAW/SOCK_PACKET.
     let bad_domain = rule(vec![
-        cond(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64),
-        cond(0, SeccompCmpOp::Ne, libc::AF_INET as u64),
-        cond(0, SeccompCmpOp::Ne, libc::AF_INET6 as u64),
-    ]);
+        cond(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)?,
+        cond(0, SeccompCmpOp::Ne, libc::AF_INET as u64)?,
+        cond(0, SeccompCmpOp::Ne, libc::AF_INET6 as u64)?,
+    ])?;
     let raw = rule(vec![cond(
         1,
         SeccompCmpOp::MaskedEq(0xf),
         libc::SOCK_RAW as u64,
-    )]);
+    )?])?;
     let packet = rule(vec![cond(
         1,
         SeccompCmpOp::MaskedEq(0xf),
         10, /* SOCK_PACKET (obsolete) */
-    )]);
+    )?])?;
     rules.insert(libc::SYS_socket, vec![bad_domain, raw, packet]);
     rules.insert(
         libc::SYS_socketpair,
-        vec![rule(vec![cond(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)])],
+        vec![rule(vec![cond(
+            0,
+            SeccompCmpOp::Ne,
+            libc::AF_UNIX as u64,
+        )?])?],
     );
     // personality(): only queries (0xffffffff) and PER_LINUX (0).
     rules.insert(
         libc::SYS_personality,
         vec![rule(vec![
-            cond(0, SeccompCmpOp::Ne, 0),
-            cond(0, SeccompCmpOp::Ne, 0xffff_ffff),
-        ])],
+            cond(0, SeccompCmpOp::Ne, 0)?,
+            cond(0, SeccompCmpOp::Ne, 0xffff_ffff)?,
+        ])?],
     );
     // ioctl(TIOCSTI / TIOCLINUX): terminal input injection.
     rules.insert(
         libc::SYS_ioctl,
         vec![
-            rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCSTI)]),
-            rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCLINUX)]),
+            rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCSTI)?])?,
+            rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCLINUX)?])?,
         ],
     );
     // While the script waits in llm.complete its whole execution is stopped; no process
@@ -170,15 +178,14 @@ pub(crate) fn deny_filter() -> BpfProgram {
         (libc::SYS_tgkill, 2),
         (libc::SYS_pidfd_send_signal, 1),
     ] {
-        let mut r = vec![rule(vec![cond(sig_arg, SeccompCmpOp::Eq, sigcont)])];
+        let mut r = vec![rule(vec![cond(sig_arg, SeccompCmpOp::Eq, sigcont)?])?];
         if nr == libc::SYS_pidfd_send_signal {
             r.push(rule(vec![SeccompCondition::new(
                 2,
                 SeccompCmpArgLen::Qword,
                 SeccompCmpOp::Ne,
                 0,
-            )
-            .expect("valid seccomp condition")]));
+            )?])?);
         }
         rules.insert(nr, r);
     }
@@ -189,13 +196,12 @@ pub(crate) fn deny_filter() -> BpfProgram {
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch(),
-    )
-    .expect("valid seccomp filter");
-    filter.try_into().expect("seccomp filter compiles")
+    )?;
+    filter.try_into()
 }
 
 /// clone3() fails with ENOSYS so glibc falls back to clone(), whose flags we can inspect.
-pub(crate) fn clone3_filter() -> BpfProgram {
+pub(crate) fn clone3_filter() -> Built<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     rules.insert(libc::SYS_clone3, vec![]);
     let filter = SeccompFilter::new(
@@ -203,9 +209,8 @@ pub(crate) fn clone3_filter() -> BpfProgram {
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch(),
-    )
-    .expect("valid seccomp filter");
-    filter.try_into().expect("seccomp filter compiles")
+    )?;
+    filter.try_into()
 }
 
 const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
@@ -248,8 +253,8 @@ pub(crate) fn x32_filter() -> BpfProgram {
 }
 
 /// All filters, in installation order.
-pub(crate) fn all_filters() -> Vec<BpfProgram> {
-    vec![x32_filter(), clone3_filter(), deny_filter()]
+pub(crate) fn all_filters() -> Built<Vec<BpfProgram>> {
+    Ok(vec![x32_filter(), clone3_filter()?, deny_filter()?])
 }
 
 /// Installs the filters on the calling thread. Requires no_new_privs.
@@ -266,7 +271,7 @@ mod tests {
 
     #[test]
     fn filters_compile_and_fit_the_kernel_limit() {
-        for f in all_filters() {
+        for f in all_filters().unwrap() {
             assert!(!f.is_empty());
             assert!(f.len() < 4096, "BPF program too long: {}", f.len());
         }

@@ -5,6 +5,7 @@
 //! the isolation code in `helper.rs` and `isolate.rs` reads as plain, checked Rust.
 //! Most of these functions are called between `fork()` and `exec()`/return-to-Python
 //! in a single-threaded process, so they avoid locks and keep allocation small.
+#![allow(unsafe_code)] // the raw system calls; every block has a SAFETY note
 
 use std::ffi::CString;
 use std::io;

@@ -3,6 +3,7 @@
 //! that the *server* holds; the script can connect there and nowhere else (no other
 //! port, no bind, no raw sockets, no host loopback, no UDP out of its namespace). A job
 //! without `network` has no listener and no working loopback at all.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

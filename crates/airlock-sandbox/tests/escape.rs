@@ -1,6 +1,7 @@
 //! Tests that attack the real sandbox: every script below tries to escape or to hurt the
 //! host, and the test checks it could not (each with a positive control, so a broken
 //! probe cannot pass silently).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 use airlock_sandbox::*;
@@ -784,13 +785,16 @@ def tick():
         time.sleep(0.01)
 threading.Thread(target=tick, daemon=True).start()
 child = subprocess.Popen(["/bin/sh", "-c", "while :; do echo x >> /tmp/ticks; sleep 0.01; done"])
-time.sleep(0.3)
 def child_ticks():
     try:
         with open("/tmp/ticks") as f:
             return len(f.read().splitlines())
     except FileNotFoundError:
         return 0
+# Both must be ticking before the pause (a loaded machine may start the shell late).
+deadline = time.monotonic() + 5
+while (ticks[0] <= 10 or child_ticks() <= 10) and time.monotonic() < deadline:
+    time.sleep(0.01)
 before = (ticks[0], child_ticks())
 llm.complete("pause")
 after = (ticks[0], child_ticks())

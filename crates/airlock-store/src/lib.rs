@@ -5,6 +5,7 @@
 //! SQLite one ([`sqlite::SqliteStore`]) for multi-replica deployments. The store
 //! holds rows as they are on disk: credential values and profile secrets arrive
 //! already sealed by the [`vault`], and are returned sealed.
+#![forbid(unsafe_code)]
 
 pub mod model;
 pub mod sqlite;

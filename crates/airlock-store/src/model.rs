@@ -213,7 +213,7 @@ impl ExecutionStatus {
 
     /// Every status, comma-separated (for error messages).
     pub fn list() -> String {
-        Self::ALL.map(|s| s.as_str()).join(", ")
+        Self::ALL.map(ExecutionStatus::as_str).join(", ")
     }
 
     /// `completed`, `error` or `timeout`: the execution will not change again.

@@ -298,7 +298,7 @@ async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow
 
 fn hosts_json(h: &Option<Vec<String>>) -> Option<String> {
     h.as_ref()
-        .map(|v| serde_json::to_string(v).expect("a list of strings serializes"))
+        .map(|v| serde_json::Value::from(v.clone()).to_string())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

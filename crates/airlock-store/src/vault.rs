@@ -148,11 +148,12 @@ impl Vault {
                 blob[0]
             )));
         }
-        let (nonce, ct) = blob[1..].split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let Some((nonce, ct)) = blob[1..].split_first_chunk::<NONCE_LEN>() else {
+            return Err(StoreError::Crypto("sealed value is truncated".into()));
+        };
         self.cipher
             .decrypt(
-                &Nonce::from(nonce),
+                &Nonce::from(*nonce),
                 Payload {
                     msg: ct,
                     aad: aad.as_bytes(),

@@ -15,6 +15,7 @@
 //! `BENCH_CLIENTS` (default 8), `BENCH_HELPER` (the `airlock` binary whose sandbox
 //! helper runs the scripts; default: this build's), so two builds can be compared in
 //! alternating runs).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 //! (`pip download -d /dir/with/wheels pandas` fills the directory; without
 //! `BENCH_FIND_LINKS` the install uses PyPI through the egress proxy). Other options:
 //! `BENCH_MODULE` (default `pandas`), `BENCH_RUNS` (default 30).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -13,7 +13,7 @@ use airlock_store::{KeyOrigin, SqliteStore, Store, StoreError, Vault};
 use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::runner::{Runner, RunnerLimits, INTERRUPTED};
+use crate::runner::{Runner, RunnerLimits, SealedTls, INTERRUPTED};
 
 const META_KEY_CHECK: &str = "key_check";
 const KEY_CHECK_AAD: &str = "meta:key_check";
@@ -75,35 +75,7 @@ impl App {
         let key_path = config.master_key_path();
         let store = SqliteStore::open(&db_path).await?;
         restrict_db_files(&db_path);
-        let check = store.meta_get(META_KEY_CHECK).await?;
-        if check.is_some() && !key_path.exists() {
-            return Err(StartupError::MasterKey(format!(
-                "the database at {} holds sealed values but the master key file {} is missing; \
-                 restore the original key file (a new key would not open the data)",
-                db_path.display(),
-                key_path.display()
-            )));
-        }
-        let (vault, key_origin) =
-            Vault::load_or_create(&key_path).map_err(|e| StartupError::MasterKey(e.to_string()))?;
-        match check {
-            Some(blob) => {
-                if vault.open(KEY_CHECK_AAD, &blob).is_err() {
-                    return Err(StartupError::MasterKey(format!(
-                        "the master key in {} does not open the values in {}; \
-                         refusing to start. Restore the key file that belongs to this database",
-                        key_path.display(),
-                        db_path.display()
-                    )));
-                }
-            }
-            None => {
-                let blob = vault
-                    .seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)
-                    .map_err(|e| StartupError::MasterKey(e.to_string()))?;
-                store.meta_insert_if_absent(META_KEY_CHECK, &blob).await?;
-            }
-        }
+        let (vault, key_origin) = open_vault(&store, &db_path, &key_path).await?;
         let interrupted = store
             .executions_interrupt(INTERRUPTED, chrono::Utc::now())
             .await?;
@@ -121,31 +93,8 @@ impl App {
             crate::packages::PackagesConfig::from_config(&config),
         )
         .await;
-        // Scripts see the CA bundle and the package environments at neutral paths,
-        // never the host's (which would name the data directory).
-        let mut mounts = Vec::new();
         let mut sealed = sealed;
-        if let Some(bundle) = sealed.ca_bundle.take() {
-            if let (Some(dir), Some(name)) = (bundle.parent(), bundle.file_name()) {
-                mounts.push(airlock_sandbox::ReadonlyMount {
-                    host: dir.to_path_buf(),
-                    inside: crate::sandbox::CA_DIR_INSIDE.into(),
-                });
-                sealed.ca_bundle =
-                    Some(std::path::Path::new(crate::sandbox::CA_DIR_INSIDE).join(name));
-            }
-        }
-        if packages.unavailable_reason().is_none() {
-            let envs = packages.envs_dir();
-            match std::fs::create_dir_all(&envs) {
-                Ok(()) => mounts.push(airlock_sandbox::ReadonlyMount {
-                    host: envs,
-                    inside: crate::sandbox::PACKAGES_DIR_INSIDE.into(),
-                }),
-                Err(e) => tracing::warn!(dir = %envs.display(), error = %e,
-                    "cannot create the package environments directory: scripts run without packages"),
-            }
-        }
+        let mounts = sandbox_mounts(&mut sealed, &packages);
         let sandbox = crate::sandbox::start(&config, &mounts).await;
         if let Err(reason) = &sandbox {
             tracing::warn!(%reason, "executions are disabled");
@@ -191,6 +140,76 @@ impl App {
     }
 }
 
+/// Loads (or creates) the master key and checks that it opens this database's
+/// values: a database with sealed values and no key, or the wrong key, stops the start.
+async fn open_vault(
+    store: &SqliteStore,
+    db_path: &Path,
+    key_path: &Path,
+) -> Result<(Vault, KeyOrigin), StartupError> {
+    let check = store.meta_get(META_KEY_CHECK).await?;
+    if check.is_some() && !key_path.exists() {
+        return Err(StartupError::MasterKey(format!(
+            "the database at {} holds sealed values but the master key file {} is missing; \
+             restore the original key file (a new key would not open the data)",
+            db_path.display(),
+            key_path.display()
+        )));
+    }
+    let (vault, key_origin) =
+        Vault::load_or_create(key_path).map_err(|e| StartupError::MasterKey(e.to_string()))?;
+    match check {
+        Some(blob) => {
+            if vault.open(KEY_CHECK_AAD, &blob).is_err() {
+                return Err(StartupError::MasterKey(format!(
+                    "the master key in {} does not open the values in {}; \
+                     refusing to start. Restore the key file that belongs to this database",
+                    key_path.display(),
+                    db_path.display()
+                )));
+            }
+        }
+        None => {
+            let blob = vault
+                .seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT)
+                .map_err(|e| StartupError::MasterKey(e.to_string()))?;
+            store.meta_insert_if_absent(META_KEY_CHECK, &blob).await?;
+        }
+    }
+    Ok((vault, key_origin))
+}
+
+/// The host directories scripts see read-only: the CA bundle and the package
+/// environments, at neutral paths (never the host's, which would name the data
+/// directory). `sealed.ca_bundle` becomes the path inside the sandbox.
+fn sandbox_mounts(
+    sealed: &mut SealedTls,
+    packages: &crate::packages::Packages,
+) -> Vec<airlock_sandbox::ReadonlyMount> {
+    let mut mounts = Vec::new();
+    if let Some(bundle) = sealed.ca_bundle.take() {
+        if let (Some(dir), Some(name)) = (bundle.parent(), bundle.file_name()) {
+            mounts.push(airlock_sandbox::ReadonlyMount {
+                host: dir.to_path_buf(),
+                inside: crate::sandbox::CA_DIR_INSIDE.into(),
+            });
+            sealed.ca_bundle = Some(Path::new(crate::sandbox::CA_DIR_INSIDE).join(name));
+        }
+    }
+    if packages.unavailable_reason().is_none() {
+        let envs = packages.envs_dir();
+        match std::fs::create_dir_all(&envs) {
+            Ok(()) => mounts.push(airlock_sandbox::ReadonlyMount {
+                host: envs,
+                inside: crate::sandbox::PACKAGES_DIR_INSIDE.into(),
+            }),
+            Err(e) => tracing::warn!(dir = %envs.display(), error = %e,
+                "cannot create the package environments directory: scripts run without packages"),
+        }
+    }
+    mounts
+}
+
 /// Loads (or creates) the instance's egress CA and writes the public bundle the
 /// sandbox trusts. A missing bundle directory only disables HTTPS interception (the
 /// scripts' TLS to bound hosts then fails verification, closed); an unreadable
@@ -205,7 +224,7 @@ async fn prepare_sealed_tls(
             .await
             .map_err(|e| StartupError::Egress(e.to_string()))?;
     let dir = config.egress_ca_dir();
-    let abs = std::path::absolute(&dir).unwrap_or(dir.clone());
+    let abs = std::path::absolute(&dir).unwrap_or(dir);
     let problem = crate::sealed::ca_dir_problem(&abs, &config.data_dir, &config.master_key_path());
     let ca_bundle = if let Some(why) = problem {
         tracing::warn!(dir = %abs.display(), %why, "AIRLOCK_EGRESS_CA_DIR must be outside /tmp, the data directory \

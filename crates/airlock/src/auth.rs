@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_store::{vault, SessionRow, Store, StoreError};
@@ -60,7 +62,7 @@ pub struct LoginLimiter {
 impl LoginLimiter {
     /// Seconds the client must still wait, if it is locked out.
     pub fn locked_for(&self, ip: IpAddr) -> Option<u64> {
-        let map = self.failures.lock().expect("limiter lock");
+        let map = self.failures.lock();
         let (count, since) = map.get(&ip)?;
         let elapsed = since.elapsed();
         if *count >= LOGIN_MAX_FAILURES && elapsed < LOGIN_WINDOW {
@@ -71,7 +73,7 @@ impl LoginLimiter {
     }
 
     pub fn record_failure(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().expect("limiter lock");
+        let mut map = self.failures.lock();
         if map.len() > 10_000 {
             map.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
         }
@@ -83,7 +85,7 @@ impl LoginLimiter {
     }
 
     pub fn reset(&self, ip: IpAddr) {
-        self.failures.lock().expect("limiter lock").remove(&ip);
+        self.failures.lock().remove(&ip);
     }
 }
 

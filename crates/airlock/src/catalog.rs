@@ -6,7 +6,9 @@
 //! reach the store and opened only for execution.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_store::{CredentialMode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
@@ -790,7 +792,7 @@ impl Catalog {
 
     /// The row `key_id` resolved to while the profiles epoch was still `epoch`.
     fn cached_key(&self, key_id: &str, epoch: u64) -> Option<ProfileRow> {
-        let keys = self.keys.lock().expect("key cache lock");
+        let keys = self.keys.lock();
         match keys.rows.get(key_id) {
             Some((at, row)) if keys.epoch == epoch && at.elapsed() < KEY_CACHE_TTL => {
                 Some(row.clone())
@@ -802,7 +804,7 @@ impl Catalog {
     /// Keeps `row`, read after the profiles epoch was `epoch`, unless a profile write
     /// has started since (the row may then predate it).
     fn cache_key(&self, key_id: &str, epoch: u64, row: &ProfileRow) {
-        let mut keys = self.keys.lock().expect("key cache lock");
+        let mut keys = self.keys.lock();
         if self.store.profiles_epoch() != epoch {
             return;
         }

@@ -164,7 +164,7 @@ fn answer_llm(args: &ExecArgs, prompt: &str, model: &str) -> anyhow::Result<Stri
             child
                 .stdin
                 .take()
-                .expect("piped stdin")
+                .context("--llm-command has no stdin")?
                 .write_all(prompt.as_bytes())
                 .context("cannot send the prompt to --llm-command")?;
             let out = child.wait_with_output()?;

@@ -176,7 +176,7 @@ impl Config {
     /// Defaults with the given data directory; what tests use.
     pub fn for_data_dir(path: &Path) -> Config {
         Config {
-            bind: "127.0.0.1:0".parse().expect("valid address"),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: path.to_path_buf(),
             master_key_file: None,
             public_url: None,
@@ -219,7 +219,7 @@ impl Config {
             let mut name = self
                 .data_dir
                 .file_name()
-                .map(|n| n.to_os_string())
+                .map(std::ffi::OsStr::to_os_string)
                 .unwrap_or_else(|| "airlock-data".into());
             name.push("-public");
             self.data_dir.with_file_name(name)
@@ -234,7 +234,9 @@ impl Config {
     /// Concurrent executions: the configured number or the number of cores.
     pub fn worker_count(&self) -> usize {
         self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            })
             .max(1)
     }
 

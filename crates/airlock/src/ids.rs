@@ -52,6 +52,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Lowercase hex HMAC-SHA256 of `message` under `secret`.
+#[allow(clippy::expect_used)] // HMAC accepts a key of any length
 pub fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");

@@ -1,8 +1,9 @@
 //! Airlock: a trust boundary between AI agents and production credentials.
 //!
-//! The binary serves one HTTP port with the agent API, the admin API and (later)
+//! The binary serves one HTTP port with the agent API, the admin API and
 //! the web UI. This library holds everything so tests can build the real router
 //! with [`app::App::open`] and drive it without a socket.
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;

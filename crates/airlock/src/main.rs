@@ -1,4 +1,5 @@
 //! The `airlock` binary: `airlock serve` (the default) runs the server.
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -175,10 +176,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; stop with SIGINT");
+            let _ = ctrl_c.await;
+        }
     }
 }

@@ -320,9 +320,8 @@ impl AirlockMcp {
         self.key(ctx).ok_or_else(|| {
             tool_error(format!(
                 "no profile key is configured for this MCP server. Ask the user to lock the \
-                 profile in the web UI ({}/ui/profiles) and to configure the key \
-                 (AIRLOCK_KEY or --key-file for `airlock mcp`); never ask for it in the chat.",
-                ui_base
+                 profile in the web UI ({ui_base}/ui/profiles) and to configure the key \
+                 (AIRLOCK_KEY or --key-file for `airlock mcp`); never ask for it in the chat."
             ))
         })
     }

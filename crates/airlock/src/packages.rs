@@ -20,10 +20,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
-use airlock_sandbox::{Event, Job, Layer, Limits, OutcomeStatus, Sandbox, SandboxConfig};
+use airlock_sandbox::{Event, Job, Layer, Limits, Outcome, OutcomeStatus, Sandbox, SandboxConfig};
 use airlock_store::{PackageInstallRow, PackageRow, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -380,8 +382,7 @@ impl Packages {
                 None => true,
             };
             if env_ok && rec.specs == wanted {
-                *self.current.write().expect("current lock") =
-                    rec.env.as_ref().map(|e| self.cfg.envs_dir().join(e));
+                *self.current.write() = rec.env.as_ref().map(|e| self.cfg.envs_dir().join(e));
                 // Rows left `installing` by a crash after the switch are done.
                 if let Some(e) = &rec.env {
                     self.mark_from_env(&rows, &self.cfg.envs_dir().join(e))
@@ -432,7 +433,7 @@ impl Packages {
 
     /// The environment new executions should add to `sys.path`.
     pub fn env_path(&self) -> Option<PathBuf> {
-        self.current.read().expect("current lock").clone()
+        self.current.read().clone()
     }
 
     /// The current environment as scripts see it (below
@@ -514,7 +515,7 @@ impl Packages {
         if self.unavailable.is_some() {
             return Err(PackagesError::Unavailable);
         }
-        let rendered: Vec<String> = reqs.iter().map(|r| r.to_string()).collect();
+        let rendered: Vec<String> = reqs.iter().map(std::string::ToString::to_string).collect();
         let id = self.new_install(&rendered).await?;
         let now = Utc::now();
         for r in &reqs {
@@ -661,7 +662,7 @@ impl Packages {
                     tracing::error!(error = %e, "cannot record the package environment");
                 }
                 let previous = {
-                    let mut cur = self.current.write().expect("current lock");
+                    let mut cur = self.current.write();
                     std::mem::replace(&mut *cur, env.clone())
                 };
                 // Keep the environment running executions may still use; drop older ones.
@@ -733,31 +734,8 @@ impl Packages {
                 std::os::unix::fs::chown(&work, Some(self.cfg.uid_base), Some(self.cfg.uid_base));
         }
         let target = work.join("site");
-        let argv = self.argv(&target, specs);
         let hosts = self.cfg.index_hosts();
-        let mut env = BTreeMap::new();
-        env.insert(
-            "AIRLOCK_INSTALL".to_string(),
-            serde_json::json!({
-                "argv": argv,
-                "timeout": self.cfg.timeout.as_secs(),
-                "tail": LOG_TAIL_BYTES,
-            })
-            .to_string(),
-        );
-        env.insert("UV_NO_CACHE".into(), "1".into());
-        // The system's CA store (/etc/ssl is in the view), as pip and scripts use:
-        // uv's bundled roots miss operator-added CAs. Both names (old and new uv).
-        env.insert("UV_NATIVE_TLS".into(), "1".into());
-        env.insert("UV_SYSTEM_CERTS".into(), "1".into());
-        env.insert("PIP_NO_CACHE_DIR".into(), "1".into());
-        let job = Job {
-            script: INSTALL_SCRIPT.into(),
-            timeout: self.cfg.timeout + Duration::from_secs(30),
-            env,
-            network: !hosts.is_empty(),
-            ..Default::default()
-        };
+        let job = self.install_job(&target, specs, !hosts.is_empty());
         let mut exec = sandbox
             .run(job)
             .await
@@ -777,26 +755,67 @@ impl Packages {
         if let Some(stop) = proxy {
             let _ = stop.send(true);
         }
+        let log = self.check_outcome(&outcome, &target)?;
+        let dest = self.cfg.envs_dir().join(id);
+        std::fs::rename(&target, &dest).map_err(|e| {
+            (
+                format!("cannot move the environment into place: {e}"),
+                log.clone(),
+            )
+        })?;
+        Ok((dest, log))
+    }
+
+    /// The sandbox job that runs the installer into `target`.
+    fn install_job(&self, target: &Path, specs: &[String], network: bool) -> Job {
+        let mut env = BTreeMap::new();
+        env.insert(
+            "AIRLOCK_INSTALL".to_string(),
+            serde_json::json!({
+                "argv": self.argv(target, specs),
+                "timeout": self.cfg.timeout.as_secs(),
+                "tail": LOG_TAIL_BYTES,
+            })
+            .to_string(),
+        );
+        env.insert("UV_NO_CACHE".into(), "1".into());
+        // The system's CA store (/etc/ssl is in the view), as pip and scripts use:
+        // uv's bundled roots miss operator-added CAs. Both names (old and new uv).
+        env.insert("UV_NATIVE_TLS".into(), "1".into());
+        env.insert("UV_SYSTEM_CERTS".into(), "1".into());
+        env.insert("PIP_NO_CACHE_DIR".into(), "1".into());
+        Job {
+            script: INSTALL_SCRIPT.into(),
+            timeout: self.cfg.timeout + Duration::from_secs(30),
+            env,
+            network,
+            ..Default::default()
+        }
+    }
+
+    /// The installer's sanitized log, or why the install failed (with that log),
+    /// including an environment larger than the disk limit.
+    fn check_outcome(&self, outcome: &Outcome, target: &Path) -> Result<String, (String, String)> {
         let mut raw = String::from_utf8_lossy(&outcome.stdout).into_owned();
         raw.push_str(&String::from_utf8_lossy(&outcome.stderr));
-        let log = self.sanitize(&raw, &target);
+        let log = self.sanitize(&raw, target);
         let code = outcome
             .result
             .as_ref()
             .and_then(|r| r.get("returncode"))
-            .and_then(|c| c.as_i64());
+            .and_then(serde_json::Value::as_i64);
         if outcome.status != OutcomeStatus::Completed || code != Some(0) {
             let why = match (outcome.status, code) {
                 (OutcomeStatus::Timeout, _) => "the installer timed out".to_string(),
                 (_, Some(c)) => format!("the installer exited with status {c}"),
                 _ => format!(
                     "the install sandbox failed: {}",
-                    self.sanitize(outcome.error.as_deref().unwrap_or("unknown error"), &target)
+                    self.sanitize(outcome.error.as_deref().unwrap_or("unknown error"), target)
                 ),
             };
             return Err((why, log));
         }
-        let size = dir_size(&target);
+        let size = dir_size(target);
         if size > self.cfg.disk_bytes {
             return Err((
                 format!(
@@ -806,14 +825,7 @@ impl Packages {
                 log,
             ));
         }
-        let dest = self.cfg.envs_dir().join(id);
-        std::fs::rename(&target, &dest).map_err(|e| {
-            (
-                format!("cannot move the environment into place: {e}"),
-                log.clone(),
-            )
-        })?;
-        Ok((dest, log))
+        Ok(log)
     }
 
     fn argv(&self, target: &Path, specs: &[String]) -> Vec<String> {

@@ -131,7 +131,7 @@ pub fn parse(spec: &str) -> Result<Requirement, String> {
     if spec.len() > MAX_SPEC_LEN {
         return Err(format!("longer than {MAX_SPEC_LEN} characters"));
     }
-    if spec.chars().any(|c| c.is_control()) {
+    if spec.chars().any(char::is_control) {
         return Err("contains control characters".into());
     }
     let s = spec.trim();
@@ -358,7 +358,7 @@ pub fn parse_all(specs: &[String]) -> Result<Vec<Requirement>, String> {
     }
     let mut out: Vec<Requirement> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let label = if spec.len() <= 120 && !spec.chars().any(|c| c.is_control()) {
+        let label = if spec.len() <= 120 && !spec.chars().any(char::is_control) {
             format!("packages[{i}] ({spec:?})")
         } else {
             format!("packages[{i}]")

@@ -9,7 +9,9 @@
 //! the next start.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_redact::{RedactionCount, Redactor};
@@ -72,6 +74,18 @@ struct QueuedJob {
     llm_wait: Duration,
 }
 
+/// What the runner knows of an execution between its submission and its final
+/// state (then it is in the store only).
+struct Live {
+    profile_id: String,
+    /// The latest state of the row, for long-polls.
+    latest: watch::Sender<Arc<ExecutionRow>>,
+    /// Set while the job runs: revoking the profile notifies it.
+    cancel: Option<Arc<Notify>>,
+    /// The paused `llm.complete` call, while `awaiting_llm`.
+    llm: Option<PendingLlm>,
+}
+
 /// A pending `llm.complete` call waiting for the agent's answer.
 struct PendingLlm {
     request_id: String,
@@ -94,11 +108,8 @@ pub struct Runner {
     packages: Arc<crate::packages::Packages>,
     pub limits: RunnerLimits,
     queue: mpsc::Sender<QueuedJob>,
-    /// Live executions: the latest state of each row, for long-polls.
-    watchers: Mutex<HashMap<String, watch::Sender<Arc<ExecutionRow>>>>,
-    llm: Mutex<HashMap<String, PendingLlm>>,
-    /// Running executions: id → (profile id, cancel signal).
-    running: Mutex<HashMap<String, (String, Arc<Notify>)>>,
+    /// Executions from submission until their final state is published, by id.
+    live: Mutex<HashMap<String, Live>>,
     /// TLS interception for sealed credentials, when the instance CA is available.
     egress_tls: Option<Arc<EgressTls>>,
     /// The CA bundle (system roots + the instance CA) as the sandbox sees it.
@@ -140,9 +151,7 @@ impl Runner {
             packages,
             limits,
             queue: tx,
-            watchers: Mutex::new(HashMap::new()),
-            llm: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             egress_tls: sealed.tls,
             ca_bundle: sealed.ca_bundle,
             last_used: Mutex::new(HashMap::new()),
@@ -237,7 +246,7 @@ impl Runner {
         // "Last used" is shown to the second: a profile used within the last
         // second is not written again (one write less per execution under load).
         let stamp = {
-            let mut last = self.last_used.lock().expect("last-used lock");
+            let mut last = self.last_used.lock();
             let prev = last.get(profile_id).copied().max(profile.last_used_at);
             let due = prev.is_none_or(|t| now - t >= chrono::TimeDelta::seconds(1));
             if due {
@@ -248,10 +257,15 @@ impl Runner {
         if stamp {
             let _ = self.store.profile_touch_used(profile_id, now).await;
         }
-        self.watchers
-            .lock()
-            .expect("watchers lock")
-            .insert(id.clone(), watch::channel(Arc::new(row.clone())).0);
+        self.live().insert(
+            id.clone(),
+            Live {
+                profile_id: profile_id.to_string(),
+                latest: watch::channel(Arc::new(row.clone())).0,
+                cancel: None,
+                llm: None,
+            },
+        );
         permit.send(QueuedJob {
             row,
             profile: profile.clone(),
@@ -267,34 +281,51 @@ impl Runner {
     /// status change, or `None` when the execution is no longer live (its final
     /// state is then in the store).
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<Arc<ExecutionRow>>> {
-        self.watchers
-            .lock()
-            .expect("watchers lock")
-            .get(id)
-            .map(|w| w.subscribe())
+        self.live().get(id).map(|l| l.latest.subscribe())
+    }
+
+    /// The live executions (a short-held lock; never across an await).
+    fn live(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock()
     }
 
     /// Hands the row's new state to long-polls; a final state also ends the
     /// execution's watch.
     fn publish(&self, row: &ExecutionRow) {
-        let mut map = self.watchers.lock().expect("watchers lock");
-        if let Some(w) = map.get(&row.id) {
-            w.send_replace(Arc::new(row.clone()));
+        let mut map = self.live();
+        if let Some(l) = map.get(&row.id) {
+            l.latest.send_replace(Arc::new(row.clone()));
         }
         if row.status.is_terminal() {
             map.remove(&row.id);
         }
     }
 
-    /// Ends every running execution of a profile (it was revoked); returns how many.
-    pub fn cancel_profile(&self, profile_id: &str) -> usize {
-        let running = self.running.lock().expect("running lock");
+    /// Revokes a profile and ends its running executions (a queued one checks the
+    /// profile when it starts). The one revoke: the admin route and a sealed
+    /// credential's violation both come here. Returns the profile and how many
+    /// executions were stopped.
+    pub async fn revoke_profile(
+        &self,
+        id: &str,
+    ) -> Result<(crate::catalog::ProfileView, usize), crate::catalog::CatalogError> {
+        let p = self.catalog.revoke_profile(id).await?;
+        let stopped = self.cancel_profile(&p.id);
+        tracing::info!(profile = %p.id, stopped, "profile revoked");
+        Ok((p, stopped))
+    }
+
+    /// Ends every running execution of a profile; returns how many.
+    fn cancel_profile(&self, profile_id: &str) -> usize {
+        let map = self.live();
+        let running = map
+            .values()
+            .filter(|l| l.profile_id == profile_id)
+            .filter_map(|l| l.cancel.as_ref());
         let mut n = 0;
-        for (profile, cancel) in running.values() {
-            if profile == profile_id {
-                cancel.notify_one();
-                n += 1;
-            }
+        for cancel in running {
+            cancel.notify_one();
+            n += 1;
         }
         n
     }
@@ -306,18 +337,31 @@ impl Runner {
         request_id: Option<&str>,
         response: String,
     ) -> Result<(), RespondError> {
-        let mut map = self.llm.lock().expect("llm lock");
-        let Some(pending) = map.get(execution_id) else {
+        let mut map = self.live();
+        let Some(Live {
+            llm: slot @ Some(_),
+            ..
+        }) = map.get_mut(execution_id)
+        else {
             return Err(RespondError::NotAwaiting);
         };
-        if request_id.is_some_and(|r| r != pending.request_id) {
-            return Err(RespondError::WrongRequest);
+        if let (Some(asked), Some(p)) = (request_id, slot.as_ref()) {
+            if asked != p.request_id {
+                return Err(RespondError::WrongRequest);
+            }
         }
-        let pending = map.remove(execution_id).expect("present");
+        let pending = slot.take().ok_or(RespondError::NotAwaiting)?;
         pending
             .reply
             .send(response)
             .map_err(|_| RespondError::NotAwaiting)
+    }
+
+    /// Sets (or clears) the execution's paused `llm.complete` call.
+    fn set_llm(&self, id: &str, pending: Option<PendingLlm>) {
+        if let Some(l) = self.live().get_mut(id) {
+            l.llm = pending;
+        }
     }
 
     /// Stores the row, then publishes it: a long-poll never announces a state
@@ -364,10 +408,9 @@ impl Runner {
         // Registered before the profile check below, so a revoke that lands
         // between the check and the start still reaches this execution.
         let cancel = Arc::new(Notify::new());
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(row.id.clone(), (profile_id.clone(), cancel.clone()));
+        if let Some(l) = self.live().get_mut(&row.id) {
+            l.cancel = Some(cancel.clone());
+        }
         let _unregister = Unregister(self.clone(), row.id.clone());
 
         // The profile as it is now: it may have been revoked or have expired
@@ -448,7 +491,7 @@ impl Runner {
                 e = exec.next_event() => e,
                 _ = cancel.notified() => {
                     exec.kill();
-                    self.llm.lock().expect("llm lock").remove(&row.id);
+                    self.set_llm(&row.id, None);
                     row.llm_request = None;
                     row.status = ExecutionStatus::Error;
                     row.error = Some("the profile was revoked while the script ran".into());
@@ -474,12 +517,12 @@ impl Runner {
                     );
                     row.redactions = serde_json::to_string(&events).unwrap_or_default();
                     let (tx, rx) = oneshot::channel();
-                    self.llm.lock().expect("llm lock").insert(
-                        row.id.clone(),
-                        PendingLlm {
+                    self.set_llm(
+                        &row.id,
+                        Some(PendingLlm {
                             request_id: request_id.clone(),
                             reply: tx,
-                        },
+                        }),
                     );
                     let asked_at = Utc::now();
                     let paused = Instant::now();
@@ -505,7 +548,7 @@ impl Runner {
                             }
                         }
                         Err((st, msg)) => {
-                            self.llm.lock().expect("llm lock").remove(&row.id);
+                            self.set_llm(&row.id, None);
                             exec.kill();
                             row.llm_request = None;
                             row.status = st;
@@ -586,12 +629,14 @@ impl Runner {
     }
 }
 
-/// Removes an execution from the running set when its job ends, however it ends.
+/// Takes an execution out of the running set when its job ends, however it ends.
 struct Unregister(Arc<Runner>, String);
 
 impl Drop for Unregister {
     fn drop(&mut self) {
-        self.0.running.lock().expect("running lock").remove(&self.1);
+        if let Some(l) = self.0.live().get_mut(&self.1) {
+            l.cancel = None;
+        }
     }
 }
 
@@ -628,10 +673,9 @@ impl Runner {
                 tracing::warn!(execution = %exec, profile = %profile, credentials = ?names,
                     "sealed credential sent to a host it is not bound to: revoking the profile");
                 tokio::spawn(async move {
-                    if let Err(e) = runner.catalog.revoke_profile(&profile).await {
+                    if let Err(e) = runner.revoke_profile(&profile).await {
                         tracing::warn!(profile = %profile, error = %e, "revocation after a violation failed");
                     }
-                    runner.cancel_profile(&profile);
                 });
             });
             Arc::new(crate::sealed::Sealer::new(sealed, on_violation))

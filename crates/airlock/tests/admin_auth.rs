@@ -1,5 +1,6 @@
 //! Admin authentication: setup, login, lockout, logout, session enforcement,
 //! cookie attributes and CSRF defences.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Admin credential management, input validation and generic error behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Password change (ends other sessions, throttled) and the rule that a locked
 //! profile's credentials cannot be deleted even after it expired.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The `airlock` CLI client against a live server: exec (exit codes, outputs,
 //! LLM answers from a command and from stdin), listings, and the key never
 //! appearing in anything it prints.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -35,7 +36,7 @@ fn run(live: &Live, args: &[&str], script: &str, stdin: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("script.py");
     std::fs::write(&path, script).unwrap();
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut all: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     if args.first() == Some(&"exec") {
         all.push(path.display().to_string());
     }

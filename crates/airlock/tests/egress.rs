@@ -5,6 +5,7 @@
 //!
 //! Python's `requests`/`httpx` are not installed system-wide here; `urllib` (and `curl`
 //! when installed) exercise the proxy variables the same way.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End-to-end execution tests: the real router, the real sandbox (the `airlock`
 //! binary as helper), real Python. Each attacks or checks one promise of the
 //! execution contract.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 
@@ -388,13 +389,13 @@ async fn a_key_follows_every_change_of_its_profile_at_once() {
     assert_eq!(v["result"], 1, "{v}");
     let (s, profiles) = env.admin("GET", "/api/admin/profiles", None).await;
     assert_eq!(s, StatusCode::OK);
-    let used: Vec<&Value> = profiles["profiles"]
+    let used = profiles["profiles"]
         .as_array()
         .unwrap_or_else(|| profiles.as_array().expect("a list of profiles"))
         .iter()
         .filter(|p| !p["last_used_at"].is_null())
-        .collect();
-    assert_eq!(used.len(), 1, "{profiles}");
+        .count();
+    assert_eq!(used, 1, "{profiles}");
 }
 
 /// A profile write that reaches the database without moving this server's profiles

@@ -8,6 +8,7 @@
 //! request line (method, host, path). Then every file of the data directory (the
 //! database, its WAL, the key) is scanned for the value and its common encodings, and
 //! every API view of the executions is scanned for the raw value.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

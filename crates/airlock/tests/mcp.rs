@@ -4,6 +4,7 @@
 //! create slots and a profile, attach credentials, run a script, pause in
 //! `llm.complete` and resume, read an execution, forward a package request;
 //! then wrong keys, hosts and origins are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;

@@ -2,6 +2,7 @@
 //! sandbox, packages built on the fly into a local find-links directory (never the
 //! network). Installs use uv when it is on PATH (CI installs it) and pip otherwise;
 //! one test forces the pip fallback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! The standard-library Python client in `clients/python`, driven against a
 //! live server: catalog calls, a run with two LLM pauses, and a clear error
 //! for a bad key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! take is refused with 422 `invalid_input` naming it (not ignored, so a typo
 //! in a filter cannot silently widen a listing), and a value of the wrong type
 //! is a JSON 422 too, never axum's plain-text 400.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! exist); any other shell block, including a new one, is run. A fenced block
 //! in a language this test does not know fails it, so a shell example cannot
 //! hide under another tag.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::process::Command;
 

@@ -10,6 +10,7 @@
 //! operator asked, revokes the profile); an echoing upstream cannot hand the value
 //! back; a script searching its environment, its memory and every file it can reach
 //! finds only the placeholder.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `/skill.md` is correct enough to follow: its Python and shell examples are
 //! extracted and run verbatim against a live server on a real socket, and the
 //! page never contains a value or a key secret.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::process::Command;
 

@@ -1,4 +1,5 @@
 //! Startup: persistence across restarts, master key handling, file modes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

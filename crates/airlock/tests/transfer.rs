@@ -4,6 +4,7 @@
 //! passphrase, tampered or truncated file, newer version, oversized upload, no
 //! session, agent routes), conflicts with both merge strategies, and the file
 //! opened with the standard `age` CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 mod common;
 

@@ -733,9 +733,7 @@ async fn revoke_profile(
     _s: AdminSession,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
-    let p = state.catalog.revoke_profile(&id).await?;
-    let stopped = state.runner.cancel_profile(&p.id);
-    tracing::info!(profile = %p.id, stopped, "profile revoked");
+    let (p, _stopped) = state.runner.revoke_profile(&id).await?;
     Ok(Json(p))
 }
 

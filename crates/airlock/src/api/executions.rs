@@ -380,7 +380,7 @@ fn filter_from(q: &ListQuery) -> ApiResult<ExecutionFilter> {
                     .map(|d| d.with_timezone(&Utc))
                     .or_else(|_| {
                         chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+                            .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
                     })
                     .map_err(|_| {
                         ApiError::invalid(format!(

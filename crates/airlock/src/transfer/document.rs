@@ -182,7 +182,7 @@ pub fn parse_document(plaintext: &[u8]) -> TransferResult<ExportDocument> {
     }
     let version = v
         .get("version")
-        .and_then(|n| n.as_u64())
+        .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| corrupt("the document has no version number"))?;
     if version > VERSION {
         return Err(TransferError::UnsupportedVersion(version));

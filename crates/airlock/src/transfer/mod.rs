@@ -17,7 +17,9 @@ mod age;
 mod document;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_store::{
@@ -273,54 +275,16 @@ impl Transfer {
 
     /// Builds the plaintext document (values and secrets in the clear).
     pub async fn build_document(&self, req: &ExportRequest) -> TransferResult<ExportDocument> {
-        let store = self.store.clone();
-        let profiles: Vec<ProfileRow> = match &req.profiles {
-            None => store.profiles_list().await?,
-            Some(ids) => {
-                if ids.is_empty() {
-                    return Err(Invalid::new(
-                        "choose at least one profile, or leave out `profiles` to export everything",
-                    )
-                    .into());
-                }
-                let mut rows = Vec::new();
-                let mut seen = BTreeSet::new();
-                for id in ids {
-                    if !seen.insert(id.clone()) {
-                        continue;
-                    }
-                    rows.push(
-                        store
-                            .profile_get(id)
-                            .await?
-                            .ok_or_else(|| TransferError::NoProfile(id.clone()))?,
-                    );
-                }
-                rows
-            }
-        };
+        let profiles = self.chosen_profiles(req.profiles.as_deref()).await?;
         let mut used = BTreeSet::new();
         let mut out_profiles = Vec::with_capacity(profiles.len());
         for p in &profiles {
-            let creds = store.profile_credentials(&p.id).await?;
+            let creds = self.store.profile_credentials(&p.id).await?;
             used.extend(creds.iter().map(|c| c.id.clone()));
-            out_profiles.push(ExportProfile {
-                id: p.id.clone(),
-                description: p.description.clone(),
-                key_id: p.key_id.clone(),
-                secret: self.catalog.open_profile_secret(p)?,
-                locked: p.locked,
-                revoked: p.revoked,
-                expires_at: p.expires_at,
-                allowed_hosts: p.allowed_hosts.clone(),
-                credentials: creds.into_iter().map(|c| c.name).collect(),
-                created_at: p.created_at,
-                updated_at: p.updated_at,
-                last_used_at: p.last_used_at,
-            });
+            out_profiles.push(self.export_profile(p, creds.into_iter().map(|c| c.name))?);
         }
         let mut credentials = Vec::new();
-        for c in store.credentials_list().await? {
+        for c in self.store.credentials_list().await? {
             if req.profiles.is_some() && !used.contains(&c.id) {
                 continue;
             }
@@ -333,28 +297,12 @@ impl Transfer {
                 updated_at: c.updated_at,
             });
         }
-        let executions = if req.include_executions {
-            let filters: Vec<Option<String>> = match &req.profiles {
-                None => vec![None],
-                Some(_) => profiles.iter().map(|p| Some(p.id.clone())).collect(),
-            };
-            let mut rows = Vec::new();
-            for profile_id in filters {
-                let filter = ExecutionFilter {
-                    profile_id,
-                    limit: i64::MAX,
-                    ..Default::default()
-                };
-                for s in store.executions_list(&filter).await? {
-                    if let Some(e) = store.execution_get(&s.id).await? {
-                        rows.push(ExportExecution::from(e));
-                    }
-                }
-            }
-            rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            Some(rows)
-        } else {
-            None
+        let executions = match req.include_executions {
+            true => Some(
+                self.export_executions(req.profiles.is_some(), &profiles)
+                    .await?,
+            ),
+            false => None,
         };
         Ok(ExportDocument {
             format: FORMAT.into(),
@@ -372,6 +320,83 @@ impl Transfer {
             requirements: Vec::new(),
             executions,
         })
+    }
+
+    /// The profiles an export covers: all of them, or the listed ids (each once, in
+    /// the order given; an unknown id is an error).
+    async fn chosen_profiles(&self, ids: Option<&[String]>) -> TransferResult<Vec<ProfileRow>> {
+        let Some(ids) = ids else {
+            return Ok(self.store.profiles_list().await?);
+        };
+        if ids.is_empty() {
+            return Err(Invalid::new(
+                "choose at least one profile, or leave out `profiles` to export everything",
+            )
+            .into());
+        }
+        let mut rows = Vec::new();
+        let mut seen = BTreeSet::new();
+        for id in ids {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            rows.push(
+                self.store
+                    .profile_get(id)
+                    .await?
+                    .ok_or_else(|| TransferError::NoProfile(id.clone()))?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// One profile as the document carries it, its secret opened.
+    fn export_profile(
+        &self,
+        p: &ProfileRow,
+        credentials: impl Iterator<Item = String>,
+    ) -> TransferResult<ExportProfile> {
+        Ok(ExportProfile {
+            id: p.id.clone(),
+            description: p.description.clone(),
+            key_id: p.key_id.clone(),
+            secret: self.catalog.open_profile_secret(p)?,
+            locked: p.locked,
+            revoked: p.revoked,
+            expires_at: p.expires_at,
+            allowed_hosts: p.allowed_hosts.clone(),
+            credentials: credentials.collect(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            last_used_at: p.last_used_at,
+        })
+    }
+
+    /// Every execution (`scoped` false) or those of `profiles`, oldest first.
+    async fn export_executions(
+        &self,
+        scoped: bool,
+        profiles: &[ProfileRow],
+    ) -> TransferResult<Vec<ExportExecution>> {
+        let filters: Vec<Option<String>> = match scoped {
+            false => vec![None],
+            true => profiles.iter().map(|p| Some(p.id.clone())).collect(),
+        };
+        let mut rows = Vec::new();
+        for profile_id in filters {
+            let filter = ExecutionFilter {
+                profile_id,
+                limit: i64::MAX,
+                ..Default::default()
+            };
+            for s in self.store.executions_list(&filter).await? {
+                if let Some(e) = self.store.execution_get(&s.id).await? {
+                    rows.push(ExportExecution::from(e));
+                }
+            }
+        }
+        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(rows)
     }
 
     /// Ids of existing profiles that share `p`'s id or key id.
@@ -463,24 +488,9 @@ impl Transfer {
                     (ids::credential_id(), false)
                 }
             };
-            let value = c
-                .value
-                .as_deref()
-                .map(|v| self.catalog.seal_credential_value(&id, v))
-                .transpose()?;
             id_of.insert(&c.name, id.clone());
-            plan.credentials.push(ImportCredential {
-                row: CredentialRow {
-                    id,
-                    name: c.name.clone(),
-                    description: c.description.clone(),
-                    value,
-                    seal: c.sealing.clone().map(Into::into).unwrap_or_default(),
-                    created_at: c.created_at,
-                    updated_at: c.updated_at,
-                },
-                replace,
-            });
+            plan.credentials
+                .push(self.import_credential(c, id, replace)?);
         }
         for p in &doc.profiles {
             let replaces = self.profile_conflicts(p).await?;
@@ -493,45 +503,8 @@ impl Transfer {
             } else {
                 outcome.profiles.added += 1;
             }
-            let secret = p
-                .secret
-                .as_deref()
-                .map(|s| self.catalog.seal_profile_secret(&p.id, s))
-                .transpose()?;
-            let allowed_hosts = match &p.allowed_hosts {
-                None => None,
-                Some(h) => {
-                    Some(validate::host_patterns(h).map_err(|e| TransferError::Corrupt(e.0))?)
-                }
-            };
-            let credential_ids = p
-                .credentials
-                .iter()
-                .map(|n| {
-                    id_of.get(n.as_str()).cloned().ok_or_else(|| {
-                        TransferError::Corrupt(
-                            "a profile uses a credential the file does not contain".into(),
-                        )
-                    })
-                })
-                .collect::<TransferResult<Vec<String>>>()?;
-            plan.profiles.push(ImportProfile {
-                row: ProfileRow {
-                    id: p.id.clone(),
-                    description: p.description.clone(),
-                    key_id: p.key_id.clone(),
-                    secret,
-                    locked: p.locked,
-                    revoked: p.revoked,
-                    expires_at: p.expires_at,
-                    allowed_hosts,
-                    created_at: p.created_at,
-                    updated_at: p.updated_at,
-                    last_used_at: p.last_used_at,
-                },
-                replaces,
-                credential_ids,
-            });
+            plan.profiles
+                .push(self.import_profile(p, replaces, &id_of)?);
         }
         plan.executions = doc
             .executions
@@ -540,6 +513,79 @@ impl Transfer {
             .map(document::execution_row)
             .collect();
         Ok((plan, outcome))
+    }
+
+    /// A document credential as the row to write under `id`, its value sealed here.
+    fn import_credential(
+        &self,
+        c: &ExportCredential,
+        id: String,
+        replace: bool,
+    ) -> TransferResult<ImportCredential> {
+        let value = c
+            .value
+            .as_deref()
+            .map(|v| self.catalog.seal_credential_value(&id, v))
+            .transpose()?;
+        Ok(ImportCredential {
+            row: CredentialRow {
+                id,
+                name: c.name.clone(),
+                description: c.description.clone(),
+                value,
+                seal: c.sealing.clone().map(Into::into).unwrap_or_default(),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            },
+            replace,
+        })
+    }
+
+    /// A document profile as the row to write, its secret sealed here and its
+    /// credentials named by the ids `id_of` gives the file's credential names.
+    fn import_profile(
+        &self,
+        p: &ExportProfile,
+        replaces: Vec<String>,
+        id_of: &HashMap<&str, String>,
+    ) -> TransferResult<ImportProfile> {
+        let secret = p
+            .secret
+            .as_deref()
+            .map(|s| self.catalog.seal_profile_secret(&p.id, s))
+            .transpose()?;
+        let allowed_hosts = match &p.allowed_hosts {
+            None => None,
+            Some(h) => Some(validate::host_patterns(h).map_err(|e| TransferError::Corrupt(e.0))?),
+        };
+        let credential_ids = p
+            .credentials
+            .iter()
+            .map(|n| {
+                id_of.get(n.as_str()).cloned().ok_or_else(|| {
+                    TransferError::Corrupt(
+                        "a profile uses a credential the file does not contain".into(),
+                    )
+                })
+            })
+            .collect::<TransferResult<Vec<String>>>()?;
+        Ok(ImportProfile {
+            row: ProfileRow {
+                id: p.id.clone(),
+                description: p.description.clone(),
+                key_id: p.key_id.clone(),
+                secret,
+                locked: p.locked,
+                revoked: p.revoked,
+                expires_at: p.expires_at,
+                allowed_hosts,
+                created_at: p.created_at,
+                updated_at: p.updated_at,
+                last_used_at: p.last_used_at,
+            },
+            replaces,
+            credential_ids,
+        })
     }
 }
 
@@ -559,7 +605,7 @@ struct Pending {
 impl PendingImports {
     fn insert(&self, session_hash: String, doc: ExportDocument) -> String {
         let token = ids::session_token();
-        let mut map = self.inner.lock().expect("pending imports lock");
+        let mut map = self.inner.lock();
         map.retain(|_, p| p.created.elapsed() < PENDING_TTL && p.session_hash != session_hash);
         while map.len() >= MAX_PENDING {
             let oldest = map
@@ -584,7 +630,7 @@ impl PendingImports {
 
     /// Takes the document for `token` if it belongs to the session and is fresh.
     fn take(&self, token: &str, session_hash: &str) -> Option<ExportDocument> {
-        let mut map = self.inner.lock().expect("pending imports lock");
+        let mut map = self.inner.lock();
         map.retain(|_, p| p.created.elapsed() < PENDING_TTL);
         let matches = map.iter().any(|(k, p)| {
             ids::ct_eq(k.as_bytes(), token.as_bytes()) && p.session_hash == session_hash

@@ -38,7 +38,7 @@ pub struct DayChart {
 }
 
 fn n(v: f64) -> String {
-    format!("{:.1}", v)
+    format!("{v:.1}")
 }
 
 /// A "nice" axis maximum at or above `max` (1, 2, 5 × 10^k).

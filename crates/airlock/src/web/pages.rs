@@ -333,8 +333,7 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
     let now = Utc::now();
     let since = (now - Duration::days(STATS_DAYS as i64 - 1))
         .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
+        .and_time(chrono::NaiveTime::MIN)
         .and_utc();
     let st = state.store.execution_stats(Some(since)).await?;
     let pct = |p| view::duration(st.duration_percentile(p));
@@ -662,12 +661,11 @@ pub async fn executions(
     let mut f = ExecutionFilter {
         profile_id: Some(q.profile.clone()).filter(|p| !p.is_empty()),
         status,
-        created_from: from.map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
+        created_from: from.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
         // The end date is inclusive: everything before the next midnight.
         created_to: to.map(|d| {
             (d + Duration::days(1))
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight")
+                .and_time(chrono::NaiveTime::MIN)
                 .and_utc()
         }),
         limit: PAGE_SIZE,
@@ -737,7 +735,10 @@ pub async fn executions(
         status: q.status,
         from: q.from,
         to: q.to,
-        statuses: ExecutionStatus::ALL.iter().map(|s| s.to_string()).collect(),
+        statuses: ExecutionStatus::ALL
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
         profiles,
     }))
 }
