@@ -10,7 +10,6 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod mcp;

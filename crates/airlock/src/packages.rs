@@ -886,16 +886,15 @@ impl Packages {
         pending: airlock_sandbox::PendingProxy,
     ) -> watch::Sender<bool> {
         let (stop, stop_rx) = watch::channel(false);
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_store::EgressRow>();
-        let policy = crate::egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()));
+        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_egress::EgressEvent>();
+        let policy = airlock_egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()));
         let Some(policy) = policy else {
             return stop;
         };
-        let cfg = crate::egress::EgressConfig {
-            execution_id: id.to_string(),
+        let cfg = airlock_egress::EgressConfig {
             policy,
-            limits: crate::egress::EgressLimits::default(),
-            hook: Arc::new(crate::egress::NoHook),
+            limits: airlock_egress::EgressLimits::default(),
+            hook: Arc::new(airlock_egress::NoHook),
             tls: None,
         };
         let mut wait_rx = stop_rx.clone();
@@ -905,15 +904,17 @@ impl Packages {
                 _ = wait_rx.wait_for(|s| *s) => return,
             };
             if let Ok(l) = listener {
-                crate::egress::serve(l, cfg, log_tx, stop_rx).await;
+                airlock_egress::serve(l, cfg, log_tx, stop_rx).await;
             }
         });
         let store = self.store.clone();
+        let id = id.to_string();
         tokio::spawn(async move {
-            while let Some(mut row) = log_rx.recv().await {
+            while let Some(event) = log_rx.recv().await {
+                let mut row = crate::runner::egress_row(&id, event);
                 // The installer holds no credential, but its request lines come from
                 // build code: record the method only as a plain token.
-                row.method = crate::egress::logged_method(&row.method);
+                row.method = airlock_egress::logged_method(&row.method);
                 let _ = store.egress_insert(&row).await;
             }
         });

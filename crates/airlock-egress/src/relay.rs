@@ -1,0 +1,437 @@
+//! Forwarding one plain-HTTP request (or one request inside an intercepted
+//! tunnel): hop-by-hop headers dropped, the hook applied, the answer relayed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::event::Attempt;
+use crate::meter::Metered;
+use crate::policy::{check, Target, TargetHost, Verdict};
+use crate::serve::{open_upstream, refusal, text, wait_stop, PermitBody, ProxyBody, Shared};
+use crate::MAX_INSPECTED_BODY;
+
+/// Headers that describe one hop, never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for n in proxy {
+        headers.remove(n);
+    }
+}
+
+pub(crate) async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let (Some(scheme), Some(authority)) = (parts.uri.scheme_str(), parts.uri.authority().cloned())
+    else {
+        let _attempt = Attempt::new(&shared, String::new(), 0, &method, Some(path))
+            .with(false, "not a proxy request (origin-form)");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "This is Airlock's egress proxy: send absolute-form requests (http://host/path) or CONNECT host:port.".into(),
+        );
+    };
+    let host_text = authority.host().to_string();
+    let port = authority.port_u16().unwrap_or(80);
+    let mut attempt = Attempt::new(&shared, host_text.clone(), port, &method, Some(path));
+    if !scheme.eq_ignore_ascii_case("http") {
+        let msg = format!("scheme {scheme} is not proxied as plain HTTP: use CONNECT for https");
+        attempt.set(false, msg.clone());
+        return text(StatusCode::BAD_REQUEST, refusal(&host_text, &msg));
+    }
+    let Some(target) = Target::new(&host_text, port) else {
+        attempt.set(false, "invalid host");
+        return text(StatusCode::BAD_REQUEST, refusal(&host_text, "invalid host"));
+    };
+    let (rule, explicit) = match check(&shared.cfg.policy, &target) {
+        Verdict::Allowed { rule, explicit } => (rule, explicit),
+        Verdict::Refused(reason) => {
+            attempt.set(false, reason.clone());
+            return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
+        }
+    };
+    relay(shared, attempt, target, rule, explicit, false, parts, body).await
+}
+
+/// Whether every value of every `name` header is `allowed` (comma-separated lists
+/// included; no header at all passes).
+fn only_tokens(headers: &HeaderMap, name: HeaderName, allowed: &str) -> bool {
+    headers.get_all(name).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .all(|t| t.eq_ignore_ascii_case(allowed))
+        })
+    })
+}
+
+/// An upstream byte stream: TCP, or TLS over TCP.
+trait UpstreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpstreamIo for T {}
+
+/// Reads a whole body, up to `max` bytes; `None` when it is larger.
+async fn buffer_body<B>(body: B, max: usize) -> Result<Option<Vec<u8>>, String>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = http_body_util::Limited::new(body, max);
+    match limited.collect().await {
+        Ok(c) => Ok(Some(c.to_bytes().to_vec())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn full(bytes: Vec<u8>) -> ProxyBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Sends an allowed request to `target` (over TLS when `tls`) through the hook, and
+/// relays the answer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relay(
+    shared: Arc<Shared>,
+    mut attempt: Attempt,
+    target: Target,
+    rule: String,
+    explicit: bool,
+    tls: bool,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+) -> Response<ProxyBody> {
+    // Origin-form URI, one-hop headers gone, Host from the request target.
+    strip_hop_by_hop(&mut parts.headers);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    parts.uri = match pq.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            attempt.set(false, "invalid path");
+            return text(
+                StatusCode::BAD_REQUEST,
+                refusal(&target.to_string(), "invalid path"),
+            );
+        }
+    };
+    let default_port = if tls { 443 } else { 80 };
+    let host_header = if target.port == default_port {
+        target.host.to_string()
+    } else {
+        target.to_string()
+    };
+    if let Ok(h) = HeaderValue::from_str(&host_header) {
+        parts.headers.insert(header::HOST, h);
+    }
+    let hook = shared.cfg.hook.clone();
+    // Held until the request is through and, for a rewritten response, until its body
+    // was handed to the client: bounds what this execution has buffered.
+    let inspecting = if hook.inspects_bodies() {
+        shared.inspecting.clone().acquire_owned().await.ok()
+    } else {
+        None
+    };
+    let (mut buffered, body) = if hook.inspects_bodies() {
+        match buffer_body(body, MAX_INSPECTED_BODY).await {
+            Ok(Some(b)) => (Some(b), None),
+            Ok(None) => {
+                let msg = format!(
+                    "the request body exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                    MAX_INSPECTED_BODY
+                );
+                attempt.set(false, msg.clone());
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    refusal(&target.to_string(), &msg),
+                );
+            }
+            Err(e) => {
+                attempt.set(false, format!("reading the request body failed: {e}"));
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}"),
+                );
+            }
+        }
+    } else {
+        (None, Some(body))
+    };
+    let passed = match hook.on_request(&target, tls, &mut parts, &mut buffered) {
+        Ok(p) => p,
+        Err(r) => {
+            attempt.refuse(&r);
+            return text(
+                StatusCode::FORBIDDEN,
+                refusal(&target.to_string(), &r.reason),
+            );
+        }
+    };
+    if let Some(row) = attempt.row.as_mut() {
+        row.substituted = passed.substituted.clone();
+    }
+    let body: ProxyBody = match (buffered, body) {
+        (Some(b), _) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            if !b.is_empty() || parts.method != Method::GET {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            }
+            full(b)
+        }
+        (None, Some(b)) => b.boxed(),
+        (None, None) => full(Vec::new()),
+    };
+    if passed.rewrite_response {
+        // Compressed answers could not be inspected.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        // A response read back piece by piece (byte ranges) would defeat the rewrite:
+        // a value split across two ranges matches in neither.
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
+    }
+    let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
+        Ok(s) => s,
+        Err((status, reason)) => {
+            attempt.set(false, reason.clone());
+            return text(status, refusal(&target.to_string(), &reason));
+        }
+    };
+    let what = if passed.substituted.is_empty() {
+        String::new()
+    } else {
+        format!("; substituted {}", passed.substituted.join(", "))
+    };
+    attempt.set(true, format!("allowed by {rule} ({addr}){what}"));
+    let meter = attempt.meter.clone();
+    let metered = Metered::new(upstream, meter.clone());
+    let io: Box<dyn UpstreamIo> = if tls {
+        let Some(cfg) = shared.cfg.tls.as_ref() else {
+            attempt.set(false, "TLS interception is not configured");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                refusal(&target.to_string(), "TLS interception is not configured"),
+            );
+        };
+        let name = match &target.host {
+            TargetHost::Name(n) => rustls_pki_types::ServerName::try_from(n.clone()),
+            TargetHost::Ip(ip) => Ok(rustls_pki_types::ServerName::IpAddress((*ip).into())),
+        };
+        let Ok(name) = name else {
+            attempt.set(false, "invalid TLS server name");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                refusal(&target.to_string(), "invalid TLS server name"),
+            );
+        };
+        let connector = tokio_rustls::TlsConnector::from(cfg.upstream());
+        match tokio::time::timeout(
+            shared.cfg.limits.connect_timeout,
+            connector.connect(name, metered),
+        )
+        .await
+        {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => {
+                let msg = format!("TLS with upstream {target} failed: {e}");
+                attempt.set(true, format!("allowed by {rule}; {msg}"));
+                return text(StatusCode::BAD_GATEWAY, msg);
+            }
+            Err(_) => {
+                let msg = format!("TLS with upstream {target} timed out");
+                attempt.set(true, format!("allowed by {rule}; {msg}"));
+                return text(StatusCode::GATEWAY_TIMEOUT, msg);
+            }
+        }
+    } else {
+        Box::new(metered)
+    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake::<_, ProxyBody>(TokioIo::new(io)).await {
+            Ok(x) => x,
+            Err(e) => {
+                attempt.set(true, format!("allowed by {rule}; upstream failed: {e}"));
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} failed: {e}"),
+                );
+            }
+        };
+    // The upstream connection lives until the response body is through (or idle, or the
+    // execution ends); the attempt is logged when it ends.
+    let idle = shared.cfg.limits.idle_timeout;
+    let mut stop = shared.stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = conn => {}
+            _ = meter.idle(idle) => meter.cut(format!("closed after {} s idle", idle.as_secs())),
+            _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
+        }
+        drop(attempt);
+    });
+    let head = parts.method == Method::HEAD;
+    match sender.send_request(Request::from_parts(parts, body)).await {
+        Ok(resp) => {
+            let (mut rparts, rbody) = resp.into_parts();
+            // Only `chunked` (which hyper decodes) may frame a response that is
+            // rewritten; any other transfer coding would hide the value.
+            let framed_unknown = passed.rewrite_response
+                && !only_tokens(&rparts.headers, header::TRANSFER_ENCODING, "chunked");
+            strip_hop_by_hop(&mut rparts.headers);
+            if passed.rewrite_response {
+                // The status line is rebuilt from the code: an upstream cannot echo the
+                // value in its reason phrase.
+                rparts.extensions.remove::<hyper::ext::ReasonPhrase>();
+            }
+            if framed_unknown {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} sent a transfer coding other than chunked, which Airlock cannot inspect for sealed credentials"),
+                );
+            }
+            let bodiless = head
+                || rparts.status.is_informational()
+                || rparts.status == StatusCode::NO_CONTENT
+                || rparts.status == StatusCode::NOT_MODIFIED;
+            if bodiless && passed.rewrite_response {
+                let mut nothing = Vec::new();
+                hook.on_response(&mut rparts.headers, &mut nothing);
+                return Response::from_parts(rparts, full(Vec::new()));
+            }
+            if !passed.rewrite_response {
+                return Response::from_parts(rparts, rbody.boxed());
+            }
+            if !only_tokens(&rparts.headers, header::CONTENT_ENCODING, "identity") {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {target} sent a compressed response, which Airlock cannot inspect for sealed credentials"),
+                );
+            }
+            let mut bytes = match buffer_body(rbody, MAX_INSPECTED_BODY).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "the response from {target} exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                            MAX_INSPECTED_BODY
+                        ),
+                    )
+                }
+                Err(e) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream {target} failed: {e}"),
+                    )
+                }
+            };
+            hook.on_response(&mut rparts.headers, &mut bytes);
+            rparts.headers.remove(header::CONTENT_LENGTH);
+            rparts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let body = PermitBody {
+                data: Bytes::from(bytes),
+                permit: inspecting,
+            };
+            Response::from_parts(rparts, body.boxed())
+        }
+        Err(e) => text(
+            StatusCode::BAD_GATEWAY,
+            format!("upstream {target} failed: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_coding_value_is_checked() {
+        let h = |vals: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(header::CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let ok =
+            |vals: &[&'static str]| only_tokens(&h(vals), header::CONTENT_ENCODING, "identity");
+        assert!(ok(&[]));
+        assert!(ok(&["identity"]));
+        assert!(ok(&["Identity, identity"]));
+        assert!(!ok(&["identity", "gzip"]));
+        assert!(!ok(&["identity, br"]));
+        assert!(!ok(&["gzip"]));
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_proxy_headers() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic eA=="),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-foo", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("authorization", "Bearer kept"),
+            ("accept", "*/*"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "authorization"]);
+    }
+}
