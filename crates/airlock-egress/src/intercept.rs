@@ -12,7 +12,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::event::Attempt;
-use crate::meter::{Activity, Watched};
+use crate::meter::{Activity, Metered};
 use crate::policy::{Target, TargetHost};
 use crate::relay::relay;
 use crate::serve::{refusal, text, wait_stop, ConnPermit, ProxyBody, Shared};
@@ -61,7 +61,7 @@ pub(crate) fn intercept(
         let _permit = permit;
         let idle = shared.cfg.limits.idle_timeout;
         let activity = Activity::new();
-        let client = Watched::new(TokioIo::new(upgraded), activity.clone());
+        let client = Metered::client(TokioIo::new(upgraded), activity.clone());
         let acceptor = tokio_rustls::TlsAcceptor::from(server);
         let tls_stream = tokio::select! {
             s = tokio::time::timeout(idle, acceptor.accept(client)) => s,

@@ -1,5 +1,6 @@
 //! Byte accounting and idle detection: what a connection moved and when it last
-//! moved anything.
+//! moved anything. [`Metered`] wraps both sides of the proxy: the client side marks
+//! its [`Activity`], the upstream side also counts its bytes with a [`Meter`].
 
 use std::io;
 use std::pin::Pin;
@@ -12,8 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::serve::Shared;
 
-/// When a client connection last moved a byte, and how many of its requests are
-/// waiting for an answer (a connection waiting for its upstream is not idle).
+/// When a connection last moved a byte, and how many of its requests are waiting
+/// for an answer (a client connection waiting for its upstream is not idle; an
+/// upstream connection never has requests of its own in flight).
 #[derive(Clone)]
 pub(crate) struct Activity {
     started: Instant,
@@ -69,63 +71,13 @@ impl Activity {
     }
 }
 
-/// The client side of a connection, with its progress recorded in an [`Activity`].
-pub(crate) struct Watched<S> {
-    inner: S,
-    activity: Activity,
-}
-
-impl<S> Watched<S> {
-    pub(crate) fn new(inner: S, activity: Activity) -> Self {
-        activity.touch();
-        Watched { inner, activity }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
+/// One attempt's upstream traffic: bytes each way, counted against the execution's
+/// budget, when it last moved, and why it was cut (if it was).
 pub(crate) struct Meter {
     shared: Arc<Shared>,
     pub(crate) up: AtomicU64,
     pub(crate) down: AtomicU64,
-    started: Instant,
-    /// Milliseconds since `started` of the last byte either way.
-    last: AtomicU64,
+    activity: Activity,
     pub(crate) cut: std::sync::Mutex<Option<String>>,
 }
 
@@ -135,15 +87,9 @@ impl Meter {
             shared,
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
-            started: Instant::now(),
-            last: AtomicU64::new(0),
+            activity: Activity::new(),
             cut: std::sync::Mutex::new(None),
         }
-    }
-
-    fn touch(&self) {
-        self.last
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Counts `n` bytes against the execution's budget; `Err` once it is spent.
@@ -154,7 +100,6 @@ impl Meter {
         } else {
             self.down.fetch_add(n, Ordering::Relaxed);
         }
-        self.touch();
         let total = self.shared.total.fetch_add(n, Ordering::Relaxed) + n;
         let max = self.shared.cfg.limits.max_total_bytes;
         if total > max {
@@ -173,27 +118,51 @@ impl Meter {
 
     /// Resolves once nothing moved either way for `idle`.
     pub(crate) async fn idle(&self, idle: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let quiet = self.started.elapsed().saturating_sub(last);
-            if quiet >= idle {
-                return;
-            }
-            tokio::time::sleep(idle - quiet + Duration::from_millis(10)).await;
-        }
+        self.activity.idle(idle).await
     }
 }
 
-/// The upstream stream, counted: reads are bytes down, writes bytes up.
+/// A stream with its progress recorded: every byte either way marks its
+/// [`Activity`]; an upstream stream's bytes are also counted by its [`Meter`] (reads
+/// are bytes down, writes bytes up), and fail once the execution's budget is spent.
 pub(crate) struct Metered<S> {
     inner: S,
-    meter: Arc<Meter>,
+    activity: Activity,
+    meter: Option<Arc<Meter>>,
 }
 
 impl<S> Metered<S> {
-    pub(crate) fn new(inner: S, meter: Arc<Meter>) -> Self {
-        meter.touch();
-        Metered { inner, meter }
+    /// The client side of a connection: activity only.
+    pub(crate) fn client(inner: S, activity: Activity) -> Self {
+        activity.touch();
+        Metered {
+            inner,
+            activity,
+            meter: None,
+        }
+    }
+
+    /// The upstream side of an attempt: activity and bytes, in `meter`.
+    pub(crate) fn upstream(inner: S, meter: Arc<Meter>) -> Self {
+        let activity = meter.activity.clone();
+        activity.touch();
+        Metered {
+            inner,
+            activity,
+            meter: Some(meter),
+        }
+    }
+
+    /// Records `n` bytes moved (`up`: written).
+    fn moved(&self, n: usize, up: bool) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.activity.touch();
+        match &self.meter {
+            Some(m) => m.count(n, up),
+            None => Ok(()),
+        }
     }
 }
 
@@ -206,10 +175,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            let n = buf.filled().len() - before;
-            if n > 0 {
-                self.meter.count(n, false)?;
-            }
+            self.moved(buf.filled().len() - before, false)?;
         }
         r
     }
@@ -223,9 +189,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                self.meter.count(n, true)?;
-            }
+            self.moved(n, true)?;
         }
         r
     }

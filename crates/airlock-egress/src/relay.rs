@@ -250,7 +250,7 @@ pub(crate) async fn relay(
     };
     attempt.set(true, format!("allowed by {rule} ({addr}){what}"));
     let meter = attempt.meter.clone();
-    let metered = Metered::new(upstream, meter.clone());
+    let metered = Metered::upstream(upstream, meter.clone());
     let io: Box<dyn UpstreamIo> = if tls {
         let Some(cfg) = shared.cfg.tls.as_ref() else {
             attempt.set(false, "TLS interception is not configured");

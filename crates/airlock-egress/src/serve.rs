@@ -24,7 +24,7 @@ use crate::addresses::non_public;
 use crate::event::{Attempt, EgressEvent};
 use crate::hook::{RequestHook, TunnelMode};
 use crate::intercept::intercept;
-use crate::meter::{Activity, Metered, Watched};
+use crate::meter::{Activity, Metered};
 use crate::policy::{check, HostRule, Policy, Target, TargetHost, Verdict};
 use crate::relay::forward;
 use crate::tls::EgressTls;
@@ -162,7 +162,10 @@ async fn serve_client(shared: Arc<Shared>, sock: TcpStream, permit: ConnPermit) 
         .timer(TokioTimer::new())
         .header_read_timeout(idle)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(Watched::new(sock, activity.clone())), service)
+        .serve_connection(
+            TokioIo::new(Metered::client(sock, activity.clone())),
+            service,
+        )
         .with_upgrades();
     tokio::select! {
         _ = conn => {}
@@ -385,7 +388,7 @@ async fn connect(
         };
         let Ok(upgraded) = upgraded else { return };
         let mut client = TokioIo::new(upgraded);
-        let mut upstream = Metered::new(upstream, attempt.meter.clone());
+        let mut upstream = Metered::upstream(upstream, attempt.meter.clone());
         let meter = attempt.meter.clone();
         tokio::select! {
             _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
