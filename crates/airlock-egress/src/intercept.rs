@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use crate::event::Attempt;
 use crate::meter::{Activity, Metered};
 use crate::policy::{Target, TargetHost};
-use crate::relay::relay;
+use crate::relay::{relay, Relay};
 use crate::serve::{refusal, text, wait_stop, ConnPermit, ProxyBody, Shared};
 use crate::tls::EgressTls;
 
@@ -88,7 +88,15 @@ pub(crate) fn intercept(
                     Some(path),
                 );
                 let (parts, body) = req.into_parts();
-                let resp = relay(shared, attempt, target, rule, explicit, true, parts, body).await;
+                let r = Relay {
+                    shared,
+                    attempt,
+                    target,
+                    rule,
+                    explicit,
+                    tls: true,
+                };
+                let resp = relay(r, parts, body).await;
                 drop(busy);
                 Ok::<_, Infallible>(resp)
             }

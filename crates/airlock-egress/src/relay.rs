@@ -7,12 +7,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::event::Attempt;
+use crate::hook::{Passed, RequestHook};
 use crate::meter::Metered;
 use crate::policy::{check, Target, TargetHost, Verdict};
 use crate::serve::{open_upstream, refusal, text, wait_stop, PermitBody, ProxyBody, Shared};
@@ -87,7 +90,15 @@ pub(crate) async fn forward(shared: Arc<Shared>, req: Request<Incoming>) -> Resp
             return text(StatusCode::FORBIDDEN, refusal(&target.to_string(), &reason));
         }
     };
-    relay(shared, attempt, target, rule, explicit, false, parts, body).await
+    let r = Relay {
+        shared,
+        attempt,
+        target,
+        rule,
+        explicit,
+        tls: false,
+    };
+    relay(r, parts, body).await
 }
 
 /// Whether every value of every `name` header is `allowed` (comma-separated lists
@@ -127,265 +138,383 @@ fn full(bytes: Vec<u8>) -> ProxyBody {
         .boxed()
 }
 
-/// Sends an allowed request to `target` (over TLS when `tls`) through the hook, and
-/// relays the answer.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn relay(
-    shared: Arc<Shared>,
-    mut attempt: Attempt,
-    target: Target,
-    rule: String,
-    explicit: bool,
-    tls: bool,
-    mut parts: hyper::http::request::Parts,
-    body: Incoming,
-) -> Response<ProxyBody> {
-    // Origin-form URI, one-hop headers gone, Host from the request target.
-    strip_hop_by_hop(&mut parts.headers);
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    parts.uri = match pq.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            attempt.set(false, "invalid path");
-            return text(
-                StatusCode::BAD_REQUEST,
-                refusal(&target.to_string(), "invalid path"),
-            );
-        }
-    };
-    let default_port = if tls { 443 } else { 80 };
-    let host_header = if target.port == default_port {
-        target.host.to_string()
-    } else {
-        target.to_string()
-    };
-    if let Ok(h) = HeaderValue::from_str(&host_header) {
-        parts.headers.insert(header::HOST, h);
+/// One allowed request on its way upstream: what every phase of [`relay`] needs.
+pub(crate) struct Relay {
+    pub(crate) shared: Arc<Shared>,
+    /// Logged when the upstream connection ends (or when the request is answered
+    /// without one).
+    pub(crate) attempt: Attempt,
+    pub(crate) target: Target,
+    /// The `allowed_hosts` entry that allowed it.
+    pub(crate) rule: String,
+    /// The rule names this exact host or IP (see [`Verdict::Allowed`]).
+    pub(crate) explicit: bool,
+    /// Over TLS (a request inside an intercepted CONNECT) or in clear.
+    pub(crate) tls: bool,
+}
+
+/// What the client gets back (the upstream's answer, or the proxy's own).
+type Answer = Response<ProxyBody>;
+
+/// The proxy's own answer, ending a request before it reached the upstream.
+type Early = Box<Answer>;
+
+/// The request body as the hook left it: buffered (when the hook inspects bodies)
+/// or still streaming from the client.
+struct Body {
+    buffered: Option<Vec<u8>>,
+    streamed: Option<Incoming>,
+}
+
+/// The upstream HTTP connection of one request.
+type UpstreamConn = hyper::client::conn::http1::Connection<TokioIo<Box<dyn UpstreamIo>>, ProxyBody>;
+
+/// Sends an allowed request to its target (over TLS when [`Relay::tls`]) through the
+/// hook, and relays the answer.
+pub(crate) async fn relay(r: Relay, parts: hyper::http::request::Parts, body: Incoming) -> Answer {
+    r.run(parts, body).await.unwrap_or_else(|early| *early)
+}
+
+impl Relay {
+    /// The phases in order: the request made origin-form, its body taken, the hook
+    /// applied, the upstream opened and watched, the answer relayed.
+    async fn run(
+        mut self,
+        mut parts: hyper::http::request::Parts,
+        body: Incoming,
+    ) -> Result<Answer, Early> {
+        self.origin_form(&mut parts)?;
+        let hook = self.shared.cfg.hook.clone();
+        // Held until the request is through and, for a rewritten response, until its
+        // body was handed to the client: bounds what this execution has buffered.
+        let inspecting = if hook.inspects_bodies() {
+            self.shared.inspecting.clone().acquire_owned().await.ok()
+        } else {
+            None
+        };
+        let body = self.take_body(body).await?;
+        let (passed, body) = self.apply_hook(&mut parts, body)?;
+        let (sender, conn) = self.open(&passed).await?;
+        let target = self.target.clone();
+        self.watch(conn);
+        let answer = Answering {
+            target,
+            hook,
+            rewrite: passed.rewrite_response,
+            head: parts.method == Method::HEAD,
+            inspecting,
+        };
+        Ok(answer.send(sender, Request::from_parts(parts, body)).await)
     }
-    let hook = shared.cfg.hook.clone();
-    // Held until the request is through and, for a rewritten response, until its body
-    // was handed to the client: bounds what this execution has buffered.
-    let inspecting = if hook.inspects_bodies() {
-        shared.inspecting.clone().acquire_owned().await.ok()
-    } else {
-        None
-    };
-    let (mut buffered, body) = if hook.inspects_bodies() {
+
+    /// Logs the attempt as refused with `reason` and answers `status`.
+    fn refuse(&mut self, status: StatusCode, reason: &str) -> Early {
+        self.attempt.set(false, reason);
+        Box::new(text(status, refusal(&self.target.to_string(), reason)))
+    }
+
+    /// Origin-form URI, one-hop headers gone, Host from the request target.
+    fn origin_form(&mut self, parts: &mut hyper::http::request::Parts) -> Result<(), Early> {
+        strip_hop_by_hop(&mut parts.headers);
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        parts.uri = match pq.parse() {
+            Ok(u) => u,
+            Err(_) => return Err(self.refuse(StatusCode::BAD_REQUEST, "invalid path")),
+        };
+        let default_port = if self.tls { 443 } else { 80 };
+        let host_header = if self.target.port == default_port {
+            self.target.host.to_string()
+        } else {
+            self.target.to_string()
+        };
+        if let Ok(h) = HeaderValue::from_str(&host_header) {
+            parts.headers.insert(header::HOST, h);
+        }
+        Ok(())
+    }
+
+    /// Buffers the body for the hook when it inspects bodies (refusing one over
+    /// [`MAX_INSPECTED_BODY`]); otherwise leaves it streaming.
+    async fn take_body(&mut self, body: Incoming) -> Result<Body, Early> {
+        if !self.shared.cfg.hook.inspects_bodies() {
+            return Ok(Body {
+                buffered: None,
+                streamed: Some(body),
+            });
+        }
         match buffer_body(body, MAX_INSPECTED_BODY).await {
-            Ok(Some(b)) => (Some(b), None),
+            Ok(Some(b)) => Ok(Body {
+                buffered: Some(b),
+                streamed: None,
+            }),
             Ok(None) => {
                 let msg = format!(
                     "the request body exceeds {} bytes, the most Airlock inspects for sealed credentials",
                     MAX_INSPECTED_BODY
                 );
-                attempt.set(false, msg.clone());
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    refusal(&target.to_string(), &msg),
-                );
+                Err(self.refuse(StatusCode::PAYLOAD_TOO_LARGE, &msg))
             }
             Err(e) => {
-                attempt.set(false, format!("reading the request body failed: {e}"));
-                return text(
+                self.attempt
+                    .set(false, format!("reading the request body failed: {e}"));
+                Err(Box::new(text(
                     StatusCode::BAD_REQUEST,
                     format!("reading the request body failed: {e}"),
-                );
+                )))
             }
         }
-    } else {
-        (None, Some(body))
-    };
-    let passed = match hook.on_request(&target, tls, &mut parts, &mut buffered) {
-        Ok(p) => p,
-        Err(r) => {
-            attempt.refuse(&r);
-            return text(
-                StatusCode::FORBIDDEN,
-                refusal(&target.to_string(), &r.reason),
-            );
-        }
-    };
-    if let Some(row) = attempt.row.as_mut() {
-        row.substituted = passed.substituted.clone();
     }
-    let body: ProxyBody = match (buffered, body) {
-        (Some(b), _) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            if !b.is_empty() || parts.method != Method::GET {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+
+    /// Lets the hook refuse or rewrite the request; returns its verdict and the body
+    /// to send.
+    fn apply_hook(
+        &mut self,
+        parts: &mut hyper::http::request::Parts,
+        body: Body,
+    ) -> Result<(Passed, ProxyBody), Early> {
+        let Body {
+            mut buffered,
+            streamed,
+        } = body;
+        let hook = self.shared.cfg.hook.clone();
+        let passed = match hook.on_request(&self.target, self.tls, parts, &mut buffered) {
+            Ok(p) => p,
+            Err(r) => {
+                self.attempt.refuse(&r);
+                return Err(Box::new(text(
+                    StatusCode::FORBIDDEN,
+                    refusal(&self.target.to_string(), &r.reason),
+                )));
             }
-            full(b)
-        }
-        (None, Some(b)) => b.boxed(),
-        (None, None) => full(Vec::new()),
-    };
-    if passed.rewrite_response {
-        // Compressed answers could not be inspected.
-        parts.headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
-        // A response read back piece by piece (byte ranges) would defeat the rewrite:
-        // a value split across two ranges matches in neither.
-        parts.headers.remove(header::RANGE);
-        parts.headers.remove(header::IF_RANGE);
-    }
-    let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
-        Ok(s) => s,
-        Err((status, reason)) => {
-            attempt.set(false, reason.clone());
-            return text(status, refusal(&target.to_string(), &reason));
-        }
-    };
-    let what = if passed.substituted.is_empty() {
-        String::new()
-    } else {
-        format!("; substituted {}", passed.substituted.join(", "))
-    };
-    attempt.set(true, format!("allowed by {rule} ({addr}){what}"));
-    let meter = attempt.meter.clone();
-    let metered = Metered::upstream(upstream, meter.clone());
-    let io: Box<dyn UpstreamIo> = if tls {
-        let Some(cfg) = shared.cfg.tls.as_ref() else {
-            attempt.set(false, "TLS interception is not configured");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                refusal(&target.to_string(), "TLS interception is not configured"),
-            );
         };
-        let name = match &target.host {
+        if let Some(row) = self.attempt.row.as_mut() {
+            row.substituted = passed.substituted.clone();
+        }
+        let body: ProxyBody = match (buffered, streamed) {
+            (Some(b), _) => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                if !b.is_empty() || parts.method != Method::GET {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                }
+                full(b)
+            }
+            (None, Some(b)) => b.boxed(),
+            (None, None) => full(Vec::new()),
+        };
+        if passed.rewrite_response {
+            // Compressed answers could not be inspected.
+            parts.headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            // A response read back piece by piece (byte ranges) would defeat the rewrite:
+            // a value split across two ranges matches in neither.
+            parts.headers.remove(header::RANGE);
+            parts.headers.remove(header::IF_RANGE);
+        }
+        Ok((passed, body))
+    }
+
+    /// Connects to the target (the address rules enforced), metered, over TLS when
+    /// asked, and opens an HTTP/1 connection on it.
+    async fn open(
+        &mut self,
+        passed: &Passed,
+    ) -> Result<(SendRequest<ProxyBody>, UpstreamConn), Early> {
+        let (upstream, addr) = match open_upstream(&self.shared, &self.target, self.explicit).await
+        {
+            Ok(s) => s,
+            Err((status, reason)) => return Err(self.refuse(status, &reason)),
+        };
+        let what = if passed.substituted.is_empty() {
+            String::new()
+        } else {
+            format!("; substituted {}", passed.substituted.join(", "))
+        };
+        let rule = &self.rule;
+        self.attempt
+            .set(true, format!("allowed by {rule} ({addr}){what}"));
+        let metered = Metered::upstream(upstream, self.attempt.meter.clone());
+        let io: Box<dyn UpstreamIo> = if self.tls {
+            self.upstream_tls(metered).await?
+        } else {
+            Box::new(metered)
+        };
+        match hyper::client::conn::http1::handshake::<_, ProxyBody>(TokioIo::new(io)).await {
+            Ok(x) => Ok(x),
+            Err(e) => {
+                let rule = &self.rule;
+                self.attempt
+                    .set(true, format!("allowed by {rule}; upstream failed: {e}"));
+                Err(Box::new(text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream {} failed: {e}", self.target),
+                )))
+            }
+        }
+    }
+
+    /// TLS with the upstream over `metered`, verified against the public roots (and
+    /// the operator's bundle).
+    async fn upstream_tls(
+        &mut self,
+        metered: Metered<tokio::net::TcpStream>,
+    ) -> Result<Box<dyn UpstreamIo>, Early> {
+        let Some(cfg) = self.shared.cfg.tls.clone() else {
+            return Err(self.refuse(
+                StatusCode::BAD_GATEWAY,
+                "TLS interception is not configured",
+            ));
+        };
+        let name = match &self.target.host {
             TargetHost::Name(n) => rustls_pki_types::ServerName::try_from(n.clone()),
             TargetHost::Ip(ip) => Ok(rustls_pki_types::ServerName::IpAddress((*ip).into())),
         };
         let Ok(name) = name else {
-            attempt.set(false, "invalid TLS server name");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                refusal(&target.to_string(), "invalid TLS server name"),
-            );
+            return Err(self.refuse(StatusCode::BAD_GATEWAY, "invalid TLS server name"));
         };
         let connector = tokio_rustls::TlsConnector::from(cfg.upstream());
-        match tokio::time::timeout(
-            shared.cfg.limits.connect_timeout,
+        let target = &self.target;
+        let (status, msg) = match tokio::time::timeout(
+            self.shared.cfg.limits.connect_timeout,
             connector.connect(name, metered),
         )
         .await
         {
-            Ok(Ok(s)) => Box::new(s),
-            Ok(Err(e)) => {
-                let msg = format!("TLS with upstream {target} failed: {e}");
-                attempt.set(true, format!("allowed by {rule}; {msg}"));
-                return text(StatusCode::BAD_GATEWAY, msg);
+            Ok(Ok(s)) => return Ok(Box::new(s)),
+            Ok(Err(e)) => (
+                StatusCode::BAD_GATEWAY,
+                format!("TLS with upstream {target} failed: {e}"),
+            ),
+            Err(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("TLS with upstream {target} timed out"),
+            ),
+        };
+        let rule = &self.rule;
+        self.attempt.set(true, format!("allowed by {rule}; {msg}"));
+        Err(Box::new(text(status, msg)))
+    }
+
+    /// The upstream connection lives until the response body is through (or idle, or
+    /// the execution ends); the attempt is logged when it ends.
+    fn watch(self, conn: UpstreamConn) {
+        let idle = self.shared.cfg.limits.idle_timeout;
+        let mut stop = self.shared.stop.clone();
+        let attempt = self.attempt;
+        let meter = attempt.meter.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                _ = meter.idle(idle) => meter.cut(format!("closed after {} s idle", idle.as_secs())),
+                _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
             }
-            Err(_) => {
-                let msg = format!("TLS with upstream {target} timed out");
-                attempt.set(true, format!("allowed by {rule}; {msg}"));
-                return text(StatusCode::GATEWAY_TIMEOUT, msg);
-            }
+            drop(attempt);
+        });
+    }
+}
+
+/// The answer phase of [`relay`]: relays the upstream's response, rewritten by the
+/// hook when it asked for that.
+struct Answering {
+    target: Target,
+    hook: Arc<dyn RequestHook>,
+    /// [`Passed::rewrite_response`].
+    rewrite: bool,
+    /// The request was a HEAD (its answer has no body).
+    head: bool,
+    /// The execution's buffering permit, handed to a rewritten body.
+    inspecting: Option<OwnedSemaphorePermit>,
+}
+
+impl Answering {
+    async fn send(self, mut sender: SendRequest<ProxyBody>, req: Request<ProxyBody>) -> Answer {
+        match sender.send_request(req).await {
+            Ok(resp) => self.answer(resp).await,
+            Err(e) => text(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {} failed: {e}", self.target),
+            ),
         }
-    } else {
-        Box::new(metered)
-    };
-    let (mut sender, conn) =
-        match hyper::client::conn::http1::handshake::<_, ProxyBody>(TokioIo::new(io)).await {
-            Ok(x) => x,
+    }
+
+    async fn answer(self, resp: Response<Incoming>) -> Answer {
+        let target = &self.target;
+        let (mut rparts, rbody) = resp.into_parts();
+        // Only `chunked` (which hyper decodes) may frame a response that is
+        // rewritten; any other transfer coding would hide the value.
+        let framed_unknown =
+            self.rewrite && !only_tokens(&rparts.headers, header::TRANSFER_ENCODING, "chunked");
+        strip_hop_by_hop(&mut rparts.headers);
+        if self.rewrite {
+            // The status line is rebuilt from the code: an upstream cannot echo the
+            // value in its reason phrase.
+            rparts.extensions.remove::<hyper::ext::ReasonPhrase>();
+        }
+        if framed_unknown {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {target} sent a transfer coding other than chunked, which Airlock cannot inspect for sealed credentials"),
+            );
+        }
+        let bodiless = self.head
+            || rparts.status.is_informational()
+            || rparts.status == StatusCode::NO_CONTENT
+            || rparts.status == StatusCode::NOT_MODIFIED;
+        if bodiless && self.rewrite {
+            let mut nothing = Vec::new();
+            self.hook.on_response(&mut rparts.headers, &mut nothing);
+            return Response::from_parts(rparts, full(Vec::new()));
+        }
+        if !self.rewrite {
+            return Response::from_parts(rparts, rbody.boxed());
+        }
+        self.rewritten(rparts, rbody).await
+    }
+
+    /// Buffers the response, hands it to the hook, and answers with what it left.
+    async fn rewritten(self, mut rparts: hyper::http::response::Parts, rbody: Incoming) -> Answer {
+        let target = &self.target;
+        if !only_tokens(&rparts.headers, header::CONTENT_ENCODING, "identity") {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {target} sent a compressed response, which Airlock cannot inspect for sealed credentials"),
+            );
+        }
+        let mut bytes = match buffer_body(rbody, MAX_INSPECTED_BODY).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "the response from {target} exceeds {} bytes, the most Airlock inspects for sealed credentials",
+                        MAX_INSPECTED_BODY
+                    ),
+                )
+            }
             Err(e) => {
-                attempt.set(true, format!("allowed by {rule}; upstream failed: {e}"));
                 return text(
                     StatusCode::BAD_GATEWAY,
                     format!("upstream {target} failed: {e}"),
-                );
+                )
             }
         };
-    // The upstream connection lives until the response body is through (or idle, or the
-    // execution ends); the attempt is logged when it ends.
-    let idle = shared.cfg.limits.idle_timeout;
-    let mut stop = shared.stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = conn => {}
-            _ = meter.idle(idle) => meter.cut(format!("closed after {} s idle", idle.as_secs())),
-            _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
-        }
-        drop(attempt);
-    });
-    let head = parts.method == Method::HEAD;
-    match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(resp) => {
-            let (mut rparts, rbody) = resp.into_parts();
-            // Only `chunked` (which hyper decodes) may frame a response that is
-            // rewritten; any other transfer coding would hide the value.
-            let framed_unknown = passed.rewrite_response
-                && !only_tokens(&rparts.headers, header::TRANSFER_ENCODING, "chunked");
-            strip_hop_by_hop(&mut rparts.headers);
-            if passed.rewrite_response {
-                // The status line is rebuilt from the code: an upstream cannot echo the
-                // value in its reason phrase.
-                rparts.extensions.remove::<hyper::ext::ReasonPhrase>();
-            }
-            if framed_unknown {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("upstream {target} sent a transfer coding other than chunked, which Airlock cannot inspect for sealed credentials"),
-                );
-            }
-            let bodiless = head
-                || rparts.status.is_informational()
-                || rparts.status == StatusCode::NO_CONTENT
-                || rparts.status == StatusCode::NOT_MODIFIED;
-            if bodiless && passed.rewrite_response {
-                let mut nothing = Vec::new();
-                hook.on_response(&mut rparts.headers, &mut nothing);
-                return Response::from_parts(rparts, full(Vec::new()));
-            }
-            if !passed.rewrite_response {
-                return Response::from_parts(rparts, rbody.boxed());
-            }
-            if !only_tokens(&rparts.headers, header::CONTENT_ENCODING, "identity") {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("upstream {target} sent a compressed response, which Airlock cannot inspect for sealed credentials"),
-                );
-            }
-            let mut bytes = match buffer_body(rbody, MAX_INSPECTED_BODY).await {
-                Ok(Some(b)) => b,
-                Ok(None) => {
-                    return text(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "the response from {target} exceeds {} bytes, the most Airlock inspects for sealed credentials",
-                            MAX_INSPECTED_BODY
-                        ),
-                    )
-                }
-                Err(e) => {
-                    return text(
-                        StatusCode::BAD_GATEWAY,
-                        format!("upstream {target} failed: {e}"),
-                    )
-                }
-            };
-            hook.on_response(&mut rparts.headers, &mut bytes);
-            rparts.headers.remove(header::CONTENT_LENGTH);
-            rparts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let body = PermitBody {
-                data: Bytes::from(bytes),
-                permit: inspecting,
-            };
-            Response::from_parts(rparts, body.boxed())
-        }
-        Err(e) => text(
-            StatusCode::BAD_GATEWAY,
-            format!("upstream {target} failed: {e}"),
-        ),
+        self.hook.on_response(&mut rparts.headers, &mut bytes);
+        rparts.headers.remove(header::CONTENT_LENGTH);
+        rparts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        let body = PermitBody {
+            data: Bytes::from(bytes),
+            permit: self.inspecting,
+        };
+        Response::from_parts(rparts, body.boxed())
     }
 }
 
