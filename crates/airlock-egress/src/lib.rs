@@ -19,6 +19,7 @@
 //! classification), [`hook`] (the seam), `serve` (one listener), `intercept`
 //! (CONNECT with TLS termination), `relay` (forwarding one request), `meter` (byte
 //! accounting and idle detection), [`tls`] (the CA, leaves, the upstream verifier).
+//! [`Session`] runs one execution's proxy and hands out its log.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ mod meter;
 pub mod policy;
 mod relay;
 mod serve;
+mod session;
 pub mod tls;
 
 pub use addresses::non_public;
@@ -38,7 +40,8 @@ pub use hook::{NoHook, Passed, Refusal, RequestHook, TunnelMode};
 pub use policy::{
     check, logged_method, HostRule, Policy, Target, TargetHost, Verdict, DEFAULT_PORTS,
 };
-pub use serve::{serve, EgressConfig, EgressLimits};
+pub use serve::{EgressConfig, EgressLimits};
+pub use session::{Events, Listen, PendingListener, Session, Stopper};
 pub use tls::{EgressTls, TlsError};
 
 /// Largest request or response body the proxy buffers to substitute or scan.

@@ -87,7 +87,7 @@ pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
 /// dropped). Every attempt is sent to `log` as it ends; open connections are cut at
 /// stop and logged with what they moved. `log` closes (all senders dropped) only when
 /// every connection task is gone, so a receiver that drains it to the end has every row.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     cfg: EgressConfig,
     log: mpsc::UnboundedSender<EgressEvent>,

@@ -757,7 +757,7 @@ impl Packages {
             .await
             .map_err(|e| (format!("install sandbox failure: {e}"), String::new()))?;
         let proxy = match (hosts.is_empty(), exec.take_proxy()) {
-            (false, Some(pending)) => Some(self.start_egress(id, &hosts, pending)),
+            (false, Some(pending)) => self.start_egress(id, &hosts, pending),
             _ => None,
         };
         let outcome = loop {
@@ -769,7 +769,7 @@ impl Packages {
             }
         };
         if let Some(stop) = proxy {
-            let _ = stop.send(true);
+            stop.stop();
         }
         let mut raw = String::from_utf8_lossy(&outcome.stdout).into_owned();
         raw.push_str(&String::from_utf8_lossy(&outcome.stderr));
@@ -884,33 +884,23 @@ impl Packages {
         id: &str,
         hosts: &[String],
         pending: airlock_sandbox::PendingProxy,
-    ) -> watch::Sender<bool> {
-        let (stop, stop_rx) = watch::channel(false);
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_egress::EgressEvent>();
-        let policy = airlock_egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()));
-        let Some(policy) = policy else {
-            return stop;
-        };
+    ) -> Option<airlock_egress::Stopper> {
+        let policy = airlock_egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()))?;
         let cfg = airlock_egress::EgressConfig {
             policy,
             limits: airlock_egress::EgressLimits::default(),
             hook: Arc::new(airlock_egress::NoHook),
             tls: None,
         };
-        let mut wait_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let listener = tokio::select! {
-                l = pending.listener() => l,
-                _ = wait_rx.wait_for(|s| *s) => return,
-            };
-            if let Ok(l) = listener {
-                airlock_egress::serve(l, cfg, log_tx, stop_rx).await;
-            }
+        let span = tracing::info_span!("egress", install = %id);
+        let session = span.in_scope(|| {
+            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
         });
+        let (stop, mut events) = session.split();
         let store = self.store.clone();
         let id = id.to_string();
         tokio::spawn(async move {
-            while let Some(event) = log_rx.recv().await {
+            while let Some(event) = events.recv().await {
                 let mut row = crate::runner::egress_row(&id, event);
                 // The installer holds no credential, but its request lines come from
                 // build code: record the method only as a plain token.
@@ -918,7 +908,7 @@ impl Packages {
                 let _ = store.egress_insert(&row).await;
             }
         });
-        stop
+        Some(stop)
     }
 }
 

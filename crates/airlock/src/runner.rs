@@ -585,7 +585,7 @@ impl Drop for Unregister {
 
 /// One execution's egress proxy and the task writing its log.
 struct EgressSession {
-    stop: watch::Sender<bool>,
+    stop: airlock_egress::Stopper,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -601,8 +601,6 @@ impl Runner {
         sealed: Vec<SealedValue>,
         creds: &[OpenedCredential],
     ) -> EgressSession {
-        let (stop, mut stop_rx) = watch::channel(false);
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_egress::EgressEvent>();
         let hook: Arc<dyn airlock_egress::RequestHook> = if sealed.is_empty() {
             Arc::new(airlock_egress::NoHook)
         } else {
@@ -630,22 +628,16 @@ impl Runner {
             hook,
             tls: self.egress_tls.clone(),
         };
-        let id = execution_id.to_string();
-        tokio::spawn(async move {
-            let listener = tokio::select! {
-                l = pending.listener() => l,
-                _ = stop_rx.wait_for(|s| *s) => return,
-            };
-            match listener {
-                Ok(l) => airlock_egress::serve(l, cfg, log_tx, stop_rx).await,
-                Err(e) => tracing::warn!(execution = %id, error = %e, "no egress listener"),
-            }
+        let span = tracing::info_span!("egress", execution = %execution_id);
+        let session = span.in_scope(|| {
+            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
         });
+        let (stop, mut events) = session.split();
         let store = self.store.clone();
         let id = execution_id.to_string();
         let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
         let writer = tokio::spawn(async move {
-            while let Some(event) = log_rx.recv().await {
+            while let Some(event) = events.recv().await {
                 let mut row = egress_row(&id, event);
                 // Every text field comes from the script: each may carry a secret.
                 row.method = airlock_egress::logged_method(&redactor.redact_str(&row.method).0);
@@ -687,7 +679,7 @@ pub(crate) fn egress_row(
 /// execution's final state is visible.
 async fn close_egress(session: Option<EgressSession>) {
     if let Some(s) = session {
-        let _ = s.stop.send(true);
+        s.stop.stop();
         if tokio::time::timeout(Duration::from_secs(10), s.writer)
             .await
             .is_err()
