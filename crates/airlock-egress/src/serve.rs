@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use crate::addresses::non_public;
 use crate::event::{Attempt, EgressEvent};
 use crate::hook::{RequestHook, TunnelMode};
-use crate::intercept::intercept;
+use crate::intercept::{intercept, Interception};
 use crate::meter::{Activity, Metered};
 use crate::policy::{check, HostRule, Policy, Target, TargetHost, Verdict};
 use crate::relay::forward;
@@ -369,7 +369,13 @@ async fn connect(
         }
     };
     if let (TunnelMode::Intercept, Some(tls)) = (mode, shared.cfg.tls.clone()) {
-        return intercept(shared, permit, attempt, req, target, rule, explicit, tls);
+        let ic = Interception {
+            shared,
+            target,
+            rule,
+            explicit,
+        };
+        return intercept(ic, permit, attempt, req, tls);
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
