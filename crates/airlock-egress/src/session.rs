@@ -115,3 +115,72 @@ impl Session {
         (self.stop, self.events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::{EgressLimits, NoHook, Policy};
+
+    fn cfg() -> EgressConfig {
+        EgressConfig {
+            policy: Policy::from_allowed_hosts(&Some(vec!["api.example.com".into()])).unwrap(),
+            limits: EgressLimits::default(),
+            hook: Arc::new(NoHook),
+            tls: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_logs_each_attempt_and_its_log_ends_once_stopped() {
+        let (mut session, addr) = Session::bind(cfg(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 403");
+        let e = session.next_event().await.expect("one event");
+        assert_eq!(
+            (
+                e.host.as_str(),
+                e.port,
+                e.method.as_str(),
+                e.path.as_deref()
+            ),
+            ("evil.example", 80, "GET", Some("/x"))
+        );
+        assert!(!e.allowed);
+        assert_eq!(
+            e.reason,
+            "the host is not in allowed_hosts (api.example.com)"
+        );
+        session.stop();
+        let end = tokio::time::timeout(Duration::from_secs(10), session.next_event())
+            .await
+            .expect("the log ends once stopped");
+        assert_eq!(end, None);
+    }
+
+    #[tokio::test]
+    async fn a_session_stopped_before_its_listener_arrives_never_serves() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<std::net::TcpListener>();
+        let session = Session::start(
+            cfg(),
+            Listen::later(async move { rx.await.map_err(|e| e.to_string()) }),
+        );
+        session.stop();
+        let (_stop, mut events) = session.split();
+        let end = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the log ends once stopped");
+        assert_eq!(end, None);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(tx.send(l).is_err(), "the session no longer waits for it");
+    }
+}
