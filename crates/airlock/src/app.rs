@@ -219,20 +219,20 @@ async fn prepare_sealed_tls(
     store: &SqliteStore,
     vault: &Vault,
 ) -> Result<crate::runner::SealedTls, StartupError> {
-    let tls =
-        crate::sealed::EgressTls::load_or_create(store, vault, config.egress_ca_bundle.as_deref())
-            .await
-            .map_err(|e| StartupError::Egress(e.to_string()))?;
+    let tls = crate::sealed::load_or_create_ca(store, vault, config.egress_ca_bundle.as_deref())
+        .await
+        .map_err(|e| StartupError::Egress(e.to_string()))?;
     let dir = config.egress_ca_dir();
     let abs = std::path::absolute(&dir).unwrap_or(dir);
-    let problem = crate::sealed::ca_dir_problem(&abs, &config.data_dir, &config.master_key_path());
+    let problem =
+        airlock_egress::tls::ca_dir_problem(&abs, &config.data_dir, &config.master_key_path());
     let ca_bundle = if let Some(why) = problem {
         tracing::warn!(dir = %abs.display(), %why, "AIRLOCK_EGRESS_CA_DIR must be outside /tmp, the data directory \
             and the master key's directory: scripts will not trust the egress CA, so HTTPS to hosts bound to sealed \
             credentials fails");
         None
     } else {
-        match crate::sealed::write_bundle(&abs, tls.ca_pem()) {
+        match airlock_egress::tls::write_bundle(&abs, tls.ca_pem()) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(dir = %abs.display(), error = %e, "cannot write the egress CA bundle: \

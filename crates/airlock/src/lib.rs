@@ -11,7 +11,6 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod mcp;

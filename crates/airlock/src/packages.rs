@@ -741,7 +741,7 @@ impl Packages {
             .await
             .map_err(|e| (format!("install sandbox failure: {e}"), String::new()))?;
         let proxy = match (hosts.is_empty(), exec.take_proxy()) {
-            (false, Some(pending)) => Some(self.start_egress(id, &hosts, pending)),
+            (false, Some(pending)) => self.start_egress(id, &hosts, pending),
             _ => None,
         };
         let outcome = loop {
@@ -753,7 +753,7 @@ impl Packages {
             }
         };
         if let Some(stop) = proxy {
-            let _ = stop.send(true);
+            stop.stop();
         }
         let log = self.check_outcome(&outcome, &target)?;
         let dest = self.cfg.envs_dir().join(id);
@@ -902,40 +902,31 @@ impl Packages {
         id: &str,
         hosts: &[String],
         pending: airlock_sandbox::PendingProxy,
-    ) -> watch::Sender<bool> {
-        let (stop, stop_rx) = watch::channel(false);
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_store::EgressRow>();
-        let policy = crate::egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()));
-        let Some(policy) = policy else {
-            return stop;
-        };
-        let cfg = crate::egress::EgressConfig {
-            execution_id: id.to_string(),
+    ) -> Option<airlock_egress::Stopper> {
+        let policy = airlock_egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()))?;
+        let cfg = airlock_egress::EgressConfig {
             policy,
-            limits: crate::egress::EgressLimits::default(),
-            hook: Arc::new(crate::egress::NoHook),
+            limits: airlock_egress::EgressLimits::default(),
+            hook: Arc::new(airlock_egress::NoHook),
             tls: None,
         };
-        let mut wait_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let listener = tokio::select! {
-                l = pending.listener() => l,
-                _ = wait_rx.wait_for(|s| *s) => return,
-            };
-            if let Ok(l) = listener {
-                crate::egress::serve(l, cfg, log_tx, stop_rx).await;
-            }
+        let span = tracing::info_span!("egress", install = %id);
+        let session = span.in_scope(|| {
+            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
         });
+        let (stop, mut events) = session.split();
         let store = self.store.clone();
+        let id = id.to_string();
         tokio::spawn(async move {
-            while let Some(mut row) = log_rx.recv().await {
+            while let Some(event) = events.recv().await {
+                let mut row = crate::runner::egress_row(&id, event);
                 // The installer holds no credential, but its request lines come from
                 // build code: record the method only as a plain token.
-                row.method = crate::egress::logged_method(&row.method);
+                row.method = airlock_egress::logged_method(&row.method);
                 let _ = store.egress_insert(&row).await;
             }
         });
-        stop
+        Some(stop)
     }
 }
 

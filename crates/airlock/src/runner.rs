@@ -38,7 +38,8 @@ pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),
 }
-use crate::sealed::{EgressTls, SealedValue};
+use crate::sealed::SealedValue;
+use airlock_egress::EgressTls;
 
 pub const INTERRUPTED: &str = "interrupted by server restart";
 
@@ -445,7 +446,7 @@ impl Runner {
         self.publish(&row);
         let running_row = row.clone();
 
-        let policy = crate::egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
+        let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
         let mut env = BTreeMap::new();
         if let (Some(bundle), true) = (&self.ca_bundle, policy.is_some()) {
             let b = bundle.display().to_string();
@@ -642,7 +643,7 @@ impl Drop for Unregister {
 
 /// One execution's egress proxy and the task writing its log.
 struct EgressSession {
-    stop: watch::Sender<bool>,
+    stop: airlock_egress::Stopper,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -653,15 +654,13 @@ impl Runner {
         self: Arc<Self>,
         execution_id: &str,
         profile_id: &str,
-        policy: crate::egress::Policy,
+        policy: airlock_egress::Policy,
         pending: airlock_sandbox::PendingProxy,
         sealed: Vec<SealedValue>,
         creds: &[OpenedCredential],
     ) -> EgressSession {
-        let (stop, mut stop_rx) = watch::channel(false);
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<airlock_store::EgressRow>();
-        let hook: Arc<dyn crate::egress::RequestHook> = if sealed.is_empty() {
-            Arc::new(crate::egress::NoHook)
+        let hook: Arc<dyn airlock_egress::RequestHook> = if sealed.is_empty() {
+            Arc::new(airlock_egress::NoHook)
         } else {
             let runner = Arc::downgrade(&self);
             let (profile, exec) = (profile_id.to_string(), execution_id.to_string());
@@ -680,30 +679,25 @@ impl Runner {
             });
             Arc::new(crate::sealed::Sealer::new(sealed, on_violation))
         };
-        let cfg = crate::egress::EgressConfig {
-            execution_id: execution_id.to_string(),
+        let cfg = airlock_egress::EgressConfig {
             policy,
-            limits: crate::egress::EgressLimits::default(),
+            limits: airlock_egress::EgressLimits::default(),
             hook,
             tls: self.egress_tls.clone(),
         };
-        let id = execution_id.to_string();
-        tokio::spawn(async move {
-            let listener = tokio::select! {
-                l = pending.listener() => l,
-                _ = stop_rx.wait_for(|s| *s) => return,
-            };
-            match listener {
-                Ok(l) => crate::egress::serve(l, cfg, log_tx, stop_rx).await,
-                Err(e) => tracing::warn!(execution = %id, error = %e, "no egress listener"),
-            }
+        let span = tracing::info_span!("egress", execution = %execution_id);
+        let session = span.in_scope(|| {
+            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
         });
+        let (stop, mut events) = session.split();
         let store = self.store.clone();
+        let id = execution_id.to_string();
         let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
         let writer = tokio::spawn(async move {
-            while let Some(mut row) = log_rx.recv().await {
+            while let Some(event) = events.recv().await {
+                let mut row = egress_row(&id, event);
                 // Every text field comes from the script: each may carry a secret.
-                row.method = crate::egress::logged_method(&redactor.redact_str(&row.method).0);
+                row.method = airlock_egress::logged_method(&redactor.redact_str(&row.method).0);
                 row.host = redactor.redact_str(&row.host).0;
                 row.path = row.path.map(|p| redactor.redact_str(&p).0);
                 row.reason = redactor.redact_str(&row.reason).0;
@@ -716,12 +710,33 @@ impl Runner {
     }
 }
 
+/// The stored form of one egress attempt of `execution_id`.
+pub(crate) fn egress_row(
+    execution_id: &str,
+    e: airlock_egress::EgressEvent,
+) -> airlock_store::EgressRow {
+    airlock_store::EgressRow {
+        execution_id: execution_id.to_string(),
+        at: e.at,
+        host: e.host,
+        port: e.port,
+        method: e.method,
+        path: e.path,
+        bytes_up: e.bytes_up as i64,
+        bytes_down: e.bytes_down as i64,
+        allowed: e.allowed,
+        reason: e.reason,
+        violation: e.violation,
+        substituted: e.substituted,
+    }
+}
+
 /// Stops the execution's proxy (closing its listener and cutting open connections)
 /// and waits until every attempt is stored, so the log is complete when the
 /// execution's final state is visible.
 async fn close_egress(session: Option<EgressSession>) {
     if let Some(s) = session {
-        let _ = s.stop.send(true);
+        s.stop.stop();
         if tokio::time::timeout(Duration::from_secs(10), s.writer)
             .await
             .is_err()

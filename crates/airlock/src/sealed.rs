@@ -16,24 +16,20 @@
 //! against the public roots (plus an operator-supplied bundle). Other hosts stay
 //! tunnelled untouched.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
+use airlock_egress::tls::{CaMaterial, EgressTls, TlsError};
+use airlock_egress::{HostRule, Passed, Refusal, RequestHook, Target, TunnelMode};
 use airlock_redact::Redactor;
 use airlock_store::{SealSettings, Store, Vault};
 use hyper::header::{HeaderMap, HeaderValue};
 use rand::RngCore;
-use rustls_pki_types::pem::PemObject;
-use tokio_rustls::rustls;
-
-use crate::egress::{HostRule, Passed, Refusal, RequestHook, Target, TunnelMode};
 
 /// The prefix every placeholder starts with.
 pub const PLACEHOLDER_PREFIX: &str = "airlock-sealed:";
 
-/// Largest request or response body the proxy buffers to substitute or scan.
-pub const MAX_INSPECTED_BODY: usize = 8 * 1024 * 1024;
+pub use airlock_egress::MAX_INSPECTED_BODY;
 
 /// A fresh placeholder for one credential in one execution.
 pub fn placeholder(name: &str) -> String {
@@ -84,7 +80,7 @@ impl SealedValue {
     /// would put the value on the wire in clear to whatever DNS answered (nor for a
     /// name on port 443, which is HTTPS however it is written).
     fn plain_http_ok(&self, target: &Target) -> bool {
-        if target.port == 443 && matches!(target.host, crate::egress::TargetHost::Name(_)) {
+        if target.port == 443 && matches!(target.host, airlock_egress::TargetHost::Name(_)) {
             return false;
         }
         self.hosts
@@ -395,326 +391,59 @@ impl RequestHook for Sealer {
 }
 
 // ---------------------------------------------------------------------------
-// TLS: the per-instance CA, leaf certificates, the upstream verifier
+// The instance CA, kept in the store
 // ---------------------------------------------------------------------------
 
 const META_CA_CERT: &str = "egress_ca_cert";
 const META_CA_KEY: &str = "egress_ca_key";
 const CA_KEY_AAD: &str = "meta:egress_ca_key";
 
-/// Errors preparing TLS interception. Never contain key material.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("egress CA: {0}")]
-    Ca(String),
-    #[error("egress CA bundle {path}: {why}")]
-    Bundle { path: String, why: String },
-}
-
-/// Leaves are valid 30 days; one is reused for a week at most, so a long-running
-/// server never presents an expired one.
-const LEAF_REUSE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-/// Leaves kept in memory at most (the oldest goes first).
-const MAX_LEAVES: usize = 1024;
-
-/// The per-instance CA and the TLS configurations built from it.
-pub struct EgressTls {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    ca_pem: String,
-    /// Minted leaves by host, with when they were minted.
-    leaves: Mutex<HashMap<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
-    upstream: Arc<rustls::ClientConfig>,
-}
-
-impl std::fmt::Debug for EgressTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EgressTls").finish_non_exhaustive()
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-impl EgressTls {
-    /// Loads the instance CA from the store (its key sealed by the vault), creating
-    /// it on first start. `extra_roots` is an optional PEM bundle trusted upstream in
-    /// addition to the public roots.
-    pub async fn load_or_create(
-        store: &dyn Store,
-        vault: &Vault,
-        extra_roots: Option<&Path>,
-    ) -> Result<EgressTls, TlsError> {
-        let ca_err = |e: &dyn std::fmt::Display| TlsError::Ca(e.to_string());
-        let existing = match (
-            store.meta_get(META_CA_CERT).await.map_err(|e| ca_err(&e))?,
-            store.meta_get(META_CA_KEY).await.map_err(|e| ca_err(&e))?,
-        ) {
-            (Some(cert), Some(key)) => {
-                let key = vault.open(CA_KEY_AAD, &key).map_err(|e| ca_err(&e))?;
-                let key = String::from_utf8(key).map_err(|e| ca_err(&e))?;
-                Some((String::from_utf8(cert).map_err(|e| ca_err(&e))?, key))
-            }
-            _ => None,
-        };
-        let (ca_pem, key_pem) = match existing {
-            Some(x) => x,
-            None => {
-                let key = rcgen::KeyPair::generate().map_err(|e| ca_err(&e))?;
-                let mut params =
-                    rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| ca_err(&e))?;
-                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-                params
-                    .distinguished_name
-                    .push(rcgen::DnType::CommonName, "Airlock egress CA");
-                params
-                    .distinguished_name
-                    .push(rcgen::DnType::OrganizationName, "Airlock instance");
-                params.key_usages = vec![
-                    rcgen::KeyUsagePurpose::KeyCertSign,
-                    rcgen::KeyUsagePurpose::CrlSign,
-                ];
-                let now = time::OffsetDateTime::now_utc();
-                params.not_before = now - time::Duration::days(1);
-                params.not_after = now + time::Duration::days(3650);
-                let cert = params.self_signed(&key).map_err(|e| ca_err(&e))?;
-                let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-                let sealed = vault
-                    .seal(CA_KEY_AAD, key_pem.as_bytes())
-                    .map_err(|e| ca_err(&e))?;
-                store
-                    .meta_set(META_CA_KEY, &sealed)
-                    .await
-                    .map_err(|e| ca_err(&e))?;
-                store
-                    .meta_set(META_CA_CERT, cert_pem.as_bytes())
-                    .await
-                    .map_err(|e| ca_err(&e))?;
-                (cert_pem, key_pem)
-            }
-        };
-        let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| ca_err(&e))?;
-        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| ca_err(&e))?;
-        Ok(EgressTls {
-            issuer,
-            ca_pem,
-            leaves: Mutex::new(HashMap::new()),
-            upstream: Arc::new(upstream_config(extra_roots)?),
-        })
-    }
-
-    /// The CA certificate (PEM) the sandbox trusts.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
-    }
-
-    /// A server configuration presenting a leaf certificate for `host` (a name or an
-    /// IP literal without brackets), minted on first use and cached.
-    pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        self.server_config_at(host, std::time::Instant::now())
-    }
-
-    fn server_config_at(
-        &self,
-        host: &str,
-        at: std::time::Instant,
-    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let fresh =
-            |minted: &std::time::Instant| at.saturating_duration_since(*minted) < LEAF_REUSE;
-        if let Some((minted, c)) = self.leaves.lock().expect("leaf cache").get(host) {
-            if fresh(minted) {
-                return Ok(c.clone());
-            }
+/// Loads the instance CA from the store (its key sealed by the vault), creating it
+/// on first start. `extra_roots` is an optional PEM bundle trusted upstream in
+/// addition to the public roots.
+pub async fn load_or_create_ca(
+    store: &dyn Store,
+    vault: &Vault,
+    extra_roots: Option<&Path>,
+) -> Result<EgressTls, TlsError> {
+    let ca_err = |e: &dyn std::fmt::Display| TlsError::Ca(e.to_string());
+    let existing = match (
+        store.meta_get(META_CA_CERT).await.map_err(|e| ca_err(&e))?,
+        store.meta_get(META_CA_KEY).await.map_err(|e| ca_err(&e))?,
+    ) {
+        (Some(cert), Some(key)) => {
+            let key = vault.open(CA_KEY_AAD, &key).map_err(|e| ca_err(&e))?;
+            let key_pem = String::from_utf8(key).map_err(|e| ca_err(&e))?;
+            let cert_pem = String::from_utf8(cert).map_err(|e| ca_err(&e))?;
+            Some(CaMaterial { cert_pem, key_pem })
         }
-        let err = |e: &dyn std::fmt::Display| TlsError::Ca(format!("leaf for {host}: {e}"));
-        let key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
-        let mut params =
-            rcgen::CertificateParams::new(vec![host.to_string()]).map_err(|e| err(&e))?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, host);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(30);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf = params.signed_by(&key, &self.issuer).map_err(|e| err(&e))?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| err(&e))?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .map_err(|e| err(&e))?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let cfg = Arc::new(cfg);
-        let mut cache = self.leaves.lock().expect("leaf cache");
-        cache.retain(|_, (minted, _)| fresh(minted));
-        if cache.len() >= MAX_LEAVES {
-            if let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, (minted, _))| *minted)
-                .map(|(h, _)| h.clone())
-            {
-                cache.remove(&oldest);
-            }
-        }
-        cache.insert(host.to_string(), (at, cfg.clone()));
-        Ok(cfg)
-    }
-
-    /// The client configuration for upstream connections (full verification).
-    pub fn upstream(&self) -> Arc<rustls::ClientConfig> {
-        self.upstream.clone()
-    }
-}
-
-fn upstream_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra {
-        let bundle_err = |why: String| TlsError::Bundle {
-            path: path.display().to_string(),
-            why,
-        };
-        let pem = std::fs::read(path).map_err(|e| bundle_err(e.to_string()))?;
-        let mut n = 0;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| bundle_err(e.to_string()))?;
-            roots.add(cert).map_err(|e| bundle_err(e.to_string()))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(bundle_err("no PEM certificate in the file".into()));
-        }
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Ca(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
-/// Where the system's CA bundle usually is; the sandbox bundle starts with it.
-const SYSTEM_BUNDLES: [&str; 3] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
-
-/// The subdirectory of `AIRLOCK_EGRESS_CA_DIR` that holds the PEM files and nothing
-/// else; only it is made visible in the sandbox.
-pub const BUNDLE_SUBDIR: &str = "airlock-egress-ca";
-
-const BUNDLE_FILES: [&str; 2] = ["airlock-ca.pem", "ca-bundle.pem"];
-
-/// Writes `<dir>/airlock-egress-ca/ca-bundle.pem` (system roots + the Airlock CA) and
-/// `.../airlock-ca.pem`, world-readable, in a subdirectory of its own that holds
-/// nothing else; returns the bundle's path. `dir` itself is only created when
-/// missing, never re-permissioned.
-pub fn write_bundle(dir: &Path, ca_pem: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    }
-    let sub = dir.join(BUNDLE_SUBDIR);
-    match std::fs::symlink_metadata(&sub) {
-        Ok(m) if !m.is_dir() => {
-            return Err(std::io::Error::other(format!(
-                "{} exists and is not a directory",
-                sub.display()
-            )))
-        }
-        Ok(_) => {}
-        Err(_) => std::fs::create_dir(&sub)?,
-    }
-    for entry in std::fs::read_dir(&sub)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        let ours = BUNDLE_FILES
-            .iter()
-            .any(|f| name == *f || name == format!(".{f}.tmp"));
-        if !ours {
-            return Err(std::io::Error::other(format!(
-                "{} holds {name}: it must hold only Airlock's PEM files (it is visible to every script)",
-                sub.display()
-            )));
-        }
-    }
-    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755))?;
-    let mut bundle = SYSTEM_BUNDLES
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
-    if !bundle.is_empty() && !bundle.ends_with('\n') {
-        bundle.push('\n');
-    }
-    bundle.push_str("# Airlock egress CA (this instance)\n");
-    bundle.push_str(ca_pem);
-    let write = |name: &str, text: &str| -> std::io::Result<PathBuf> {
-        let path = sub.join(name);
-        let tmp = sub.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(path)
+        _ => None,
     };
-    write(BUNDLE_FILES[0], ca_pem)?;
-    write(BUNDLE_FILES[1], &bundle)
-}
-
-/// Why `dir` must not hold the public CA bundle, if it must not: it is visible to
-/// every script, so it may not be (or contain, or lie inside) the data directory or
-/// the master key, nor lie under /tmp. Paths are compared canonicalised (symlinks
-/// resolved); `dir` need not exist yet.
-pub fn ca_dir_problem(dir: &Path, data_dir: &Path, key_file: &Path) -> Option<String> {
-    let canon = |p: &Path| -> PathBuf {
-        // The deepest existing ancestor, resolved, plus the rest as written.
-        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let mut base = abs.clone();
-        let mut rest = Vec::new();
-        loop {
-            if let Ok(c) = base.canonicalize() {
-                return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
-            }
-            match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
-                (Some(n), Some(parent)) => {
-                    rest.push(n);
-                    base = parent.to_path_buf();
-                }
-                _ => return abs,
-            }
+    let ca = match existing {
+        Some(x) => x,
+        None => {
+            let ca = CaMaterial::generate()?;
+            let sealed = vault
+                .seal(CA_KEY_AAD, ca.key_pem.as_bytes())
+                .map_err(|e| ca_err(&e))?;
+            store
+                .meta_set(META_CA_KEY, &sealed)
+                .await
+                .map_err(|e| ca_err(&e))?;
+            store
+                .meta_set(META_CA_CERT, ca.cert_pem.as_bytes())
+                .await
+                .map_err(|e| ca_err(&e))?;
+            ca
         }
     };
-    let (dir, data, key) = (canon(dir), canon(data_dir), canon(key_file));
-    if dir.starts_with(&data) {
-        return Some(format!(
-            "{} is the data directory or inside it",
-            dir.display()
-        ));
-    }
-    if data.starts_with(&dir) {
-        return Some(format!("{} contains the data directory", dir.display()));
-    }
-    if key.starts_with(&dir) {
-        return Some(format!("{} contains the master key file", dir.display()));
-    }
-    let tmp = canon(Path::new("/tmp"));
-    if dir.starts_with(&tmp) || dir.starts_with("/tmp") {
-        return Some(format!(
-            "{} is under /tmp (each execution gets its own empty /tmp)",
-            dir.display()
-        ));
-    }
-    None
+    EgressTls::from_pem(ca, extra_roots)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
     fn settings(hosts: &[&str]) -> SealSettings {
@@ -1043,97 +772,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_ca_dir_stays_away_from_the_data_dir_and_the_key() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        let data = r.join("srv/data");
-        std::fs::create_dir_all(&data).unwrap();
-        let key = r.join("keys/master.key");
-        std::fs::create_dir_all(r.join("keys")).unwrap();
-        std::fs::write(&key, "k").unwrap();
-        let bad = |d: PathBuf| ca_dir_problem(&d, &data, &key);
-        // The test root itself lives under /tmp: check the relations, not /tmp, with
-        // a copy of the layout outside it where possible.
-        let inside = "is the data directory or inside it";
-        assert!(bad(data.clone()).unwrap().ends_with(inside));
-        assert!(bad(data.join("pub")).unwrap().ends_with(inside));
-        assert!(bad(r.join("srv"))
-            .unwrap()
-            .ends_with("contains the data directory"));
-        assert!(bad(PathBuf::from("/"))
-            .unwrap()
-            .ends_with("contains the data directory"));
-        assert!(bad(r.join("keys"))
-            .unwrap()
-            .ends_with("contains the master key file"));
-        assert!(bad(r.join("elsewhere")).unwrap().contains("under /tmp"));
-        // Through a symlink to the data directory.
-        std::os::unix::fs::symlink(&data, r.join("link")).unwrap();
-        let why = bad(r.join("link/sub")).unwrap();
-        assert!(why.ends_with(inside), "{why}");
-        let outside = PathBuf::from("/nonexistent-airlock-test/public");
-        assert_eq!(ca_dir_problem(&outside, &data, &key), None);
-        assert!(ca_dir_problem(&outside, &outside.join("data"), &key).is_some());
-    }
-
-    #[test]
-    fn the_bundle_goes_to_its_own_subdirectory_holding_only_pem_files() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let b = write_bundle(d.path(), "PEM\n").unwrap();
-        assert_eq!(b, d.path().join(BUNDLE_SUBDIR).join("ca-bundle.pem"));
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(
-            mode(d.path()),
-            0o700,
-            "the operator's directory is left alone"
-        );
-        assert_eq!(mode(&d.path().join(BUNDLE_SUBDIR)), 0o755);
-        assert_eq!(write_bundle(d.path(), "PEM\n").unwrap(), b, "idempotent");
-        std::fs::write(d.path().join(BUNDLE_SUBDIR).join("secret"), "x").unwrap();
-        assert!(write_bundle(d.path(), "PEM\n").is_err());
-    }
-
     #[tokio::test]
-    async fn the_ca_persists_sealed_and_mints_leaves() {
+    async fn the_ca_persists_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let store = airlock_store::SqliteStore::open(&dir.path().join("a.db"))
             .await
             .unwrap();
         let vault = Vault::from_key(&[7u8; 32]);
-        let a = EgressTls::load_or_create(&store, &vault, None)
-            .await
-            .unwrap();
-        let b = EgressTls::load_or_create(&store, &vault, None)
-            .await
-            .unwrap();
+        let a = load_or_create_ca(&store, &vault, None).await.unwrap();
+        let b = load_or_create_ca(&store, &vault, None).await.unwrap();
         assert_eq!(a.ca_pem(), b.ca_pem());
         let key = store.meta_get(META_CA_KEY).await.unwrap().unwrap();
         assert!(!String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
-        let c1 = a.server_config("api.example.com").unwrap();
-        let c2 = a.server_config("api.example.com").unwrap();
-        assert!(Arc::ptr_eq(&c1, &c2));
-        a.server_config("127.0.0.1").unwrap();
-        // Re-minted once a week old (leaves are valid 30 days), reused before.
-        let now = std::time::Instant::now();
-        let day = std::time::Duration::from_secs(24 * 3600);
-        let c3 = a.server_config_at("api.example.com", now + day).unwrap();
-        assert!(Arc::ptr_eq(&c1, &c3));
-        let c4 = a
-            .server_config_at("api.example.com", now + 8 * day)
-            .unwrap();
-        assert!(!Arc::ptr_eq(&c1, &c4));
-        assert!(Arc::ptr_eq(
-            &c4,
-            &a.server_config_at("api.example.com", now + 9 * day)
-                .unwrap()
-        ));
-        assert_eq!(a.leaves.lock().unwrap().len(), 1, "stale leaves evicted");
+        a.server_config("api.example.com").unwrap();
         let wrong = Vault::from_key(&[8u8; 32]);
-        assert!(EgressTls::load_or_create(&store, &wrong, None)
-            .await
-            .is_err());
+        assert!(load_or_create_ca(&store, &wrong, None).await.is_err());
     }
 }
