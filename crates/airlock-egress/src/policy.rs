@@ -284,8 +284,10 @@ mod tests {
     use super::*;
 
     fn policy(list: &[&str]) -> Policy {
-        Policy::from_allowed_hosts(&Some(list.iter().map(|s| s.to_string()).collect()))
-            .expect("non-empty")
+        Policy::from_allowed_hosts(&Some(
+            list.iter().map(std::string::ToString::to_string).collect(),
+        ))
+        .expect("non-empty")
     }
 
     fn t(host: &str, port: u16) -> Target {

@@ -253,8 +253,7 @@ impl Relay {
             }),
             Ok(None) => {
                 let msg = format!(
-                    "the request body exceeds {} bytes, the most Airlock inspects for sealed credentials",
-                    MAX_INSPECTED_BODY
+                    "the request body exceeds {MAX_INSPECTED_BODY} bytes, the most Airlock inspects for sealed credentials"
                 );
                 Err(self.refuse(StatusCode::PAYLOAD_TOO_LARGE, &msg))
             }
@@ -493,8 +492,7 @@ impl Answering {
                 return text(
                     StatusCode::BAD_GATEWAY,
                     format!(
-                        "the response from {target} exceeds {} bytes, the most Airlock inspects for sealed credentials",
-                        MAX_INSPECTED_BODY
+                        "the response from {target} exceeds {MAX_INSPECTED_BODY} bytes, the most Airlock inspects for sealed credentials"
                     ),
                 )
             }
@@ -559,7 +557,7 @@ mod tests {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         strip_hop_by_hop(&mut h);
-        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let mut left: Vec<&str> = h.keys().map(hyper::http::HeaderName::as_str).collect();
         left.sort();
         assert_eq!(left, vec!["accept", "authorization"]);
     }

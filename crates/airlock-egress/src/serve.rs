@@ -417,8 +417,10 @@ mod tests {
     use crate::hook::{NoHook, Passed, Refusal};
 
     fn policy(list: &[&str]) -> Policy {
-        Policy::from_allowed_hosts(&Some(list.iter().map(|s| s.to_string()).collect()))
-            .expect("non-empty")
+        Policy::from_allowed_hosts(&Some(
+            list.iter().map(std::string::ToString::to_string).collect(),
+        ))
+        .expect("non-empty")
     }
 
     #[tokio::test]

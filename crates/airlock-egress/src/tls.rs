@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use rustls_pki_types::pem::PemObject;
 use tokio_rustls::rustls;
@@ -118,7 +120,7 @@ impl EgressTls {
     ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let fresh =
             |minted: &std::time::Instant| at.saturating_duration_since(*minted) < LEAF_REUSE;
-        if let Some((minted, c)) = self.leaves.lock().expect("leaf cache").get(host) {
+        if let Some((minted, c)) = self.leaves.lock().get(host) {
             if fresh(minted) {
                 return Ok(c.clone());
             }
@@ -146,7 +148,7 @@ impl EgressTls {
             .map_err(|e| err(&e))?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         let cfg = Arc::new(cfg);
-        let mut cache = self.leaves.lock().expect("leaf cache");
+        let mut cache = self.leaves.lock();
         cache.retain(|_, (minted, _)| fresh(minted));
         if cache.len() >= MAX_LEAVES {
             if let Some(oldest) = cache
@@ -278,7 +280,10 @@ pub fn ca_dir_problem(dir: &Path, data_dir: &Path, key_file: &Path) -> Option<St
             if let Ok(c) = base.canonicalize() {
                 return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
             }
-            match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
+            match (
+                base.file_name().map(std::ffi::OsStr::to_os_string),
+                base.parent(),
+            ) {
                 (Some(n), Some(parent)) => {
                     rest.push(n);
                     base = parent.to_path_buf();
@@ -388,6 +393,6 @@ mod tests {
             &a.server_config_at("api.example.com", now + 9 * day)
                 .unwrap()
         ));
-        assert_eq!(a.leaves.lock().unwrap().len(), 1, "stale leaves evicted");
+        assert_eq!(a.leaves.lock().len(), 1, "stale leaves evicted");
     }
 }

@@ -449,7 +449,7 @@ mod tests {
     fn settings(hosts: &[&str]) -> SealSettings {
         SealSettings {
             mode: airlock_store::CredentialMode::Sealed,
-            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            hosts: hosts.iter().map(std::string::ToString::to_string).collect(),
             ..SealSettings::default()
         }
     }
@@ -681,7 +681,7 @@ mod tests {
         assert_eq!(h["x-api-key"], "s3cr3t/v");
         assert_eq!(p.substituted, vec!["KEY".to_string()]);
         // Port not bound (443 is not 8080): a violation.
-        let mut h = headers(&[("x-api-key", ph.clone())]);
+        let mut h = headers(&[("x-api-key", ph)]);
         assert!(
             s.process(
                 &t("api.example.com", 443),
@@ -750,7 +750,7 @@ mod tests {
             );
         }
         s.rewrite(&mut h, &mut Vec::new());
-        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        let names: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
         assert_eq!(names, vec!["x-ok"]);
     }
 
