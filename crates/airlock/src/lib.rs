@@ -11,6 +11,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod egress_log;
 pub mod error;
 pub mod ids;
 pub mod mcp;

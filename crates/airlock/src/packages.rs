@@ -914,18 +914,10 @@ impl Packages {
         let session = span.in_scope(|| {
             airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
         });
-        let (stop, mut events) = session.split();
-        let store = self.store.clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                let mut row = crate::runner::egress_row(&id, event);
-                // The installer holds no credential, but its request lines come from
-                // build code: record the method only as a plain token.
-                row.method = airlock_egress::logged_method(&row.method);
-                let _ = store.egress_insert(&row).await;
-            }
-        });
+        let (stop, events) = session.split();
+        // The installer holds no credential, but its request lines come from build
+        // code: the method is recorded only as a plain token.
+        crate::egress_log::spawn_writer(self.store.clone(), id.to_string(), events, None);
         Some(stop)
     }
 }

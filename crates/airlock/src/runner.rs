@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_redact::{RedactionCount, Redactor};
-use airlock_sandbox::{Event, Job, OutcomeStatus, Sandbox};
+use airlock_sandbox::{Event, Execution, Job, Outcome, OutcomeStatus, Sandbox};
 use airlock_store::{ExecutionRow, ExecutionStatus, ProfileRow, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -85,6 +85,28 @@ struct Live {
     cancel: Option<Arc<Notify>>,
     /// The paused `llm.complete` call, while `awaiting_llm`.
     llm: Option<PendingLlm>,
+}
+
+/// One execution while it runs: its row and what the phases of
+/// [`Runner::run_job`] share.
+struct Run {
+    row: ExecutionRow,
+    profile_id: String,
+    redactor: Redactor,
+    events: Vec<RedactionEvent>,
+    exchanges: Vec<serde_json::Value>,
+    started: Instant,
+    /// Time paused in `llm.complete` (not running time).
+    waited: Duration,
+    llm_wait: Duration,
+    egress: Option<EgressSession>,
+}
+
+/// One `llm.complete` call as the script made it.
+struct LlmCall {
+    request_id: String,
+    prompt: String,
+    model: String,
 }
 
 /// A pending `llm.complete` call waiting for the agent's answer.
@@ -378,127 +400,71 @@ impl Runner {
         }
     }
 
+    /// Runs one queued job to its final state, in phases: the profile is checked
+    /// again, the sandbox starts the script (with the egress session when it has
+    /// network), then each event is handled until the outcome (or a revocation).
     async fn run_job(self: Arc<Self>, job: QueuedJob) {
         let Some(sandbox) = self.sandbox.clone() else {
             return;
         };
-        let mut row = job.row;
-        let profile_id = row.profile_id.clone();
-        // Every value is redacted from output, sealed ones too (defence in depth).
-        let redactor = Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone())));
-        // Sealed credentials get a fresh placeholder; only plain values enter the sandbox.
-        let sealed: Vec<SealedValue> = job
-            .creds
-            .iter()
-            .filter(|c| c.seal.is_sealed())
-            .map(|c| SealedValue::new(&c.name, &c.value, &c.seal))
-            .collect();
-        let mut settings: BTreeMap<String, String> = job
-            .creds
-            .iter()
-            .filter(|c| !c.seal.is_sealed())
-            .map(|c| (c.name.clone(), c.value.clone()))
-            .collect();
-        for s in &sealed {
-            settings.insert(s.name.clone(), s.placeholder.clone());
-        }
-        let mut events: Vec<RedactionEvent> = Vec::new();
-        let mut exchanges: Vec<serde_json::Value> = Vec::new();
-        let started = Instant::now();
-        let mut waited = Duration::ZERO;
+        let (settings, sealed) = script_settings(&job.creds);
+        let mut run = Run {
+            profile_id: job.row.profile_id.clone(),
+            row: job.row,
+            // Every value is redacted from output, sealed ones too (defence in depth).
+            redactor: Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone()))),
+            events: Vec::new(),
+            exchanges: Vec::new(),
+            started: Instant::now(),
+            waited: Duration::ZERO,
+            llm_wait: job.llm_wait,
+            egress: None,
+        };
         // Registered before the profile check below, so a revoke that lands
         // between the check and the start still reaches this execution.
         let cancel = Arc::new(Notify::new());
-        if let Some(l) = self.live().get_mut(&row.id) {
+        if let Some(l) = self.live().get_mut(&run.row.id) {
             l.cancel = Some(cancel.clone());
         }
-        let _unregister = Unregister(self.clone(), row.id.clone());
+        let _unregister = Unregister(self.clone(), run.row.id.clone());
 
-        // The profile as it is now: it may have been revoked or have expired
-        // while the job waited in the queue, and the admin may have edited
-        // allowed_hosts (the egress policy). The row read at submission is
-        // current while no profile was written since.
-        let current = if self.store.profiles_epoch() == job.profile_epoch {
-            Ok(Some(job.profile))
-        } else {
-            self.store.profile_get(&profile_id).await
+        let Some(profile) = self
+            .current_profile(job.profile, job.profile_epoch, &run.profile_id)
+            .await
+        else {
+            let why = "the profile was revoked or expired before the script started";
+            return self.end(run, ExecutionStatus::Error, why.into()).await;
         };
-        let profile = match current {
-            Ok(Some(p)) if p.is_usable(Utc::now()) => p,
-            _ => {
-                row.status = ExecutionStatus::Error;
-                row.error =
-                    Some("the profile was revoked or expired before the script started".into());
-                self.finish(row, started, events).await;
-                return;
-            }
-        };
-        // A start-up rebuild of the package environment: wait rather than run a
-        // script without the packages it asked for.
-        self.packages.wait_ready().await;
-        let (paths, preimport) = self.packages.warm_imports();
-        sandbox.set_warm_imports(paths, preimport);
-        row.status = ExecutionStatus::Running;
-        row.started_at = Some(Utc::now());
-        // Announced at once; stored while the sandbox starts the script (a crash
-        // before the write leaves `pending`, which a restart turns into an error
-        // like `running`).
-        self.publish(&row);
-        let running_row = row.clone();
-
         let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
-        let mut env = BTreeMap::new();
-        if let (Some(bundle), true) = (&self.ca_bundle, policy.is_some()) {
-            let b = bundle.display().to_string();
-            for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
-                env.insert(k.to_string(), b.clone());
-            }
-        }
-        let (exec, ()) = tokio::join!(
-            sandbox.run(Job {
-                script: row.script.clone(),
-                settings,
-                timeout: job.timeout,
-                env,
-                network: policy.is_some(),
-                python_paths: self.packages.sandbox_env_path().into_iter().collect(),
-            }),
-            self.persist(&running_row)
-        );
-        drop(running_row);
-        let mut exec = match exec {
+        let started = self
+            .start_script(&sandbox, &mut run, settings, job.timeout, policy.is_some())
+            .await;
+        let mut exec = match started {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(execution = %row.id, error = %e, "sandbox refused to start the execution");
-                row.status = ExecutionStatus::Error;
-                row.error = Some(format!("sandbox failure: {e}"));
-                self.finish(row, started, events).await;
-                return;
+                tracing::error!(execution = %run.row.id, error = %e, "sandbox refused to start the execution");
+                return self
+                    .end(run, ExecutionStatus::Error, format!("sandbox failure: {e}"))
+                    .await;
             }
         };
-        let mut egress = match (policy, exec.take_proxy()) {
-            (Some(policy), Some(pending)) => Some(self.clone().start_egress(
-                &row.id,
-                &profile_id,
+        if let (Some(policy), Some(pending)) = (policy, exec.take_proxy()) {
+            run.egress = Some(self.clone().start_egress(
+                &run.row.id,
+                &run.profile_id,
                 policy,
                 pending,
                 sealed,
                 &job.creds,
-            )),
-            _ => None,
-        };
+            ));
+        }
         loop {
             let event = tokio::select! {
                 e = exec.next_event() => e,
                 _ = cancel.notified() => {
                     exec.kill();
-                    self.set_llm(&row.id, None);
-                    row.llm_request = None;
-                    row.status = ExecutionStatus::Error;
-                    row.error = Some("the profile was revoked while the script ran".into());
-                    close_egress(egress.take()).await;
-                    self.finish(row, started + waited, events).await;
-                    return;
+                    let why = "the profile was revoked while the script ran";
+                    return self.end(run, ExecutionStatus::Error, why.into()).await;
                 }
             };
             match event {
@@ -507,88 +473,175 @@ impl Runner {
                     prompt,
                     model,
                 } => {
-                    let (prompt, counts) = redactor.redact_str(&prompt);
-                    let (model, model_counts) = redactor.redact_str(&model);
-                    record(&mut events, "llm_prompt", counts);
-                    record(&mut events, "llm_model", model_counts);
-                    row.status = ExecutionStatus::AwaitingLlm;
-                    row.llm_request = Some(
-                        json!({ "request_id": request_id, "prompt": prompt, "model": model })
-                            .to_string(),
-                    );
-                    row.redactions = serde_json::to_string(&events).unwrap_or_default();
-                    let (tx, rx) = oneshot::channel();
-                    self.set_llm(
-                        &row.id,
-                        Some(PendingLlm {
-                            request_id: request_id.clone(),
-                            reply: tx,
-                        }),
-                    );
-                    let asked_at = Utc::now();
-                    let paused = Instant::now();
-                    self.save(&row).await;
-                    let answer = self.wait_llm(&profile_id, rx, job.llm_wait).await;
-                    waited += paused.elapsed();
-                    row.llm_wait_ms = waited.as_millis() as i64;
-                    match answer {
-                        Ok(answer) => {
-                            let (response, counts) = redactor.redact_str(&answer);
-                            record(&mut events, "llm_response", counts);
-                            exchanges.push(json!({
-                                "request_id": request_id, "prompt": prompt, "model": model,
-                                "response": response, "asked_at": asked_at, "answered_at": Utc::now(),
-                            }));
-                            row.llm_exchanges =
-                                serde_json::Value::from(exchanges.clone()).to_string();
-                            row.llm_request = None;
-                            row.status = ExecutionStatus::Running;
-                            self.save(&row).await;
-                            if let Err(e) = exec.respond_llm(&request_id, &answer).await {
-                                tracing::warn!(execution = %row.id, error = %e, "LLM answer not delivered");
-                            }
-                        }
-                        Err((st, msg)) => {
-                            self.set_llm(&row.id, None);
-                            exec.kill();
-                            row.llm_request = None;
-                            row.status = st;
-                            row.error = Some(msg);
-                            close_egress(egress.take()).await;
-                            self.finish(row, started + waited, events).await;
-                            return;
-                        }
-                    }
-                }
-                Event::Finished(outcome) => {
-                    let cap = self.limits.output_cap_bytes;
-                    let (out, out_trunc) = redactor.redact_truncate(&outcome.stdout, cap);
-                    let (err, err_trunc) = redactor.redact_truncate(&outcome.stderr, cap);
-                    record(&mut events, "stdout", out.counts);
-                    record(&mut events, "stderr", err.counts);
-                    row.stdout = with_marker(out.bytes, out_trunc || outcome.stdout_truncated, cap);
-                    row.stderr = with_marker(err.bytes, err_trunc || outcome.stderr_truncated, cap);
-                    if let Some(v) = outcome.result {
-                        let (text, counts) = redactor.redact_str(&v.to_string());
-                        record(&mut events, "result", counts);
-                        row.result = Some(text);
-                    }
-                    if let Some(e) = outcome.error {
-                        let (text, counts) = redactor.redact_str(&e);
-                        record(&mut events, "error", counts);
-                        row.error = Some(text);
-                    }
-                    row.status = match outcome.status {
-                        OutcomeStatus::Completed => ExecutionStatus::Completed,
-                        OutcomeStatus::Error => ExecutionStatus::Error,
-                        OutcomeStatus::Timeout => ExecutionStatus::Timeout,
+                    let call = LlmCall {
+                        request_id,
+                        prompt,
+                        model,
                     };
-                    close_egress(egress.take()).await;
-                    self.finish(row, started + waited, events).await;
-                    return;
+                    if let Err((status, why)) = self.pause_for_llm(&mut run, &mut exec, call).await
+                    {
+                        exec.kill();
+                        return self.end(run, status, why).await;
+                    }
                 }
+                Event::Finished(outcome) => return self.complete(run, outcome).await,
             }
         }
+    }
+
+    /// The profile as it is now: it may have been revoked or have expired while the
+    /// job waited in the queue, and the admin may have edited allowed_hosts (the
+    /// egress policy). The row read at submission is current while no profile was
+    /// written since. `None` when it may not run code any more.
+    async fn current_profile(
+        &self,
+        queued: ProfileRow,
+        epoch: u64,
+        profile_id: &str,
+    ) -> Option<ProfileRow> {
+        let current = if self.store.profiles_epoch() == epoch {
+            Ok(Some(queued))
+        } else {
+            self.store.profile_get(profile_id).await
+        };
+        match current {
+            Ok(Some(p)) if p.is_usable(Utc::now()) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Marks the execution `running` and has the sandbox start the script.
+    async fn start_script(
+        &self,
+        sandbox: &Sandbox,
+        run: &mut Run,
+        settings: BTreeMap<String, String>,
+        timeout: Duration,
+        network: bool,
+    ) -> airlock_sandbox::Result<Execution> {
+        // A start-up rebuild of the package environment: wait rather than run a
+        // script without the packages it asked for.
+        self.packages.wait_ready().await;
+        let (paths, preimport) = self.packages.warm_imports();
+        sandbox.set_warm_imports(paths, preimport);
+        run.row.status = ExecutionStatus::Running;
+        run.row.started_at = Some(Utc::now());
+        // Announced at once; stored while the sandbox starts the script (a crash
+        // before the write leaves `pending`, which a restart turns into an error
+        // like `running`).
+        self.publish(&run.row);
+        let running_row = run.row.clone();
+        let mut env = BTreeMap::new();
+        if let (Some(bundle), true) = (&self.ca_bundle, network) {
+            let b = bundle.display().to_string();
+            for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+                env.insert(k.to_string(), b.clone());
+            }
+        }
+        let (exec, ()) = tokio::join!(
+            sandbox.run(Job {
+                script: run.row.script.clone(),
+                settings,
+                timeout,
+                env,
+                network,
+                python_paths: self.packages.sandbox_env_path().into_iter().collect(),
+            }),
+            self.persist(&running_row)
+        );
+        exec
+    }
+
+    /// A paused `llm.complete`: the request is stored redacted (`awaiting_llm`), the
+    /// agent's answer is waited for, recorded redacted and delivered to the script as
+    /// it is. Ends with (status, message) when no usable answer comes.
+    async fn pause_for_llm(
+        &self,
+        run: &mut Run,
+        exec: &mut Execution,
+        call: LlmCall,
+    ) -> Result<(), (ExecutionStatus, String)> {
+        let (prompt, counts) = run.redactor.redact_str(&call.prompt);
+        let (model, model_counts) = run.redactor.redact_str(&call.model);
+        record(&mut run.events, "llm_prompt", counts);
+        record(&mut run.events, "llm_model", model_counts);
+        let request_id = call.request_id;
+        run.row.status = ExecutionStatus::AwaitingLlm;
+        run.row.llm_request =
+            Some(json!({ "request_id": request_id, "prompt": prompt, "model": model }).to_string());
+        run.row.redactions = serde_json::to_string(&run.events).unwrap_or_default();
+        let (tx, rx) = oneshot::channel();
+        self.set_llm(
+            &run.row.id,
+            Some(PendingLlm {
+                request_id: request_id.clone(),
+                reply: tx,
+            }),
+        );
+        let asked_at = Utc::now();
+        let paused = Instant::now();
+        self.save(&run.row).await;
+        let answer = self.wait_llm(&run.profile_id, rx, run.llm_wait).await;
+        run.waited += paused.elapsed();
+        run.row.llm_wait_ms = run.waited.as_millis() as i64;
+        let answer = answer?;
+        let (response, counts) = run.redactor.redact_str(&answer);
+        record(&mut run.events, "llm_response", counts);
+        run.exchanges.push(json!({
+            "request_id": request_id, "prompt": prompt, "model": model,
+            "response": response, "asked_at": asked_at, "answered_at": Utc::now(),
+        }));
+        run.row.llm_exchanges = serde_json::Value::from(run.exchanges.clone()).to_string();
+        run.row.llm_request = None;
+        run.row.status = ExecutionStatus::Running;
+        self.save(&run.row).await;
+        if let Err(e) = exec.respond_llm(&request_id, &answer).await {
+            tracing::warn!(execution = %run.row.id, error = %e, "LLM answer not delivered");
+        }
+        Ok(())
+    }
+
+    /// The script's outcome, redacted and cut to the output limit, as the final state.
+    async fn complete(&self, mut run: Run, outcome: Outcome) {
+        let cap = self.limits.output_cap_bytes;
+        let redactor = &run.redactor;
+        let (out, out_trunc) = redactor.redact_truncate(&outcome.stdout, cap);
+        let (err, err_trunc) = redactor.redact_truncate(&outcome.stderr, cap);
+        record(&mut run.events, "stdout", out.counts);
+        record(&mut run.events, "stderr", err.counts);
+        let row = &mut run.row;
+        row.stdout = with_marker(out.bytes, out_trunc || outcome.stdout_truncated, cap);
+        row.stderr = with_marker(err.bytes, err_trunc || outcome.stderr_truncated, cap);
+        if let Some(v) = outcome.result {
+            let (text, counts) = redactor.redact_str(&v.to_string());
+            record(&mut run.events, "result", counts);
+            row.result = Some(text);
+        }
+        if let Some(e) = outcome.error {
+            let (text, counts) = redactor.redact_str(&e);
+            record(&mut run.events, "error", counts);
+            row.error = Some(text);
+        }
+        row.status = match outcome.status {
+            OutcomeStatus::Completed => ExecutionStatus::Completed,
+            OutcomeStatus::Error => ExecutionStatus::Error,
+            OutcomeStatus::Timeout => ExecutionStatus::Timeout,
+        };
+        close_egress(run.egress.take()).await;
+        self.finish(run.row, run.started + run.waited, run.events)
+            .await;
+    }
+
+    /// Ends the execution with `status` and `why` (nothing paused, the egress log
+    /// complete) before the script produced an outcome.
+    async fn end(&self, mut run: Run, status: ExecutionStatus, why: String) {
+        self.set_llm(&run.row.id, None);
+        run.row.llm_request = None;
+        run.row.status = status;
+        run.row.error = Some(why);
+        close_egress(run.egress.take()).await;
+        self.finish(run.row, run.started + run.waited, run.events)
+            .await;
     }
 
     /// Waits for the agent's answer; ends with (status, message) on timeout or
@@ -689,45 +742,16 @@ impl Runner {
         let session = span.in_scope(|| {
             airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
         });
-        let (stop, mut events) = session.split();
-        let store = self.store.clone();
-        let id = execution_id.to_string();
+        let (stop, events) = session.split();
+        // Every text field comes from the script: each may carry a secret.
         let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
-        let writer = tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                let mut row = egress_row(&id, event);
-                // Every text field comes from the script: each may carry a secret.
-                row.method = airlock_egress::logged_method(&redactor.redact_str(&row.method).0);
-                row.host = redactor.redact_str(&row.host).0;
-                row.path = row.path.map(|p| redactor.redact_str(&p).0);
-                row.reason = redactor.redact_str(&row.reason).0;
-                if let Err(e) = store.egress_insert(&row).await {
-                    tracing::error!(execution = %row.execution_id, error = %e, "cannot store egress log row");
-                }
-            }
-        });
+        let writer = crate::egress_log::spawn_writer(
+            self.store.clone(),
+            execution_id.to_string(),
+            events,
+            Some(redactor),
+        );
         EgressSession { stop, writer }
-    }
-}
-
-/// The stored form of one egress attempt of `execution_id`.
-pub(crate) fn egress_row(
-    execution_id: &str,
-    e: airlock_egress::EgressEvent,
-) -> airlock_store::EgressRow {
-    airlock_store::EgressRow {
-        execution_id: execution_id.to_string(),
-        at: e.at,
-        host: e.host,
-        port: e.port,
-        method: e.method,
-        path: e.path,
-        bytes_up: e.bytes_up as i64,
-        bytes_down: e.bytes_down as i64,
-        allowed: e.allowed,
-        reason: e.reason,
-        violation: e.violation,
-        substituted: e.substituted,
     }
 }
 
@@ -744,6 +768,25 @@ async fn close_egress(session: Option<EgressSession>) {
             tracing::warn!("egress log writer did not finish in 10 s");
         }
     }
+}
+
+/// What the script's `settings` hold: plain values as they are, and for each sealed
+/// credential a fresh placeholder (its value never enters the sandbox).
+fn script_settings(creds: &[OpenedCredential]) -> (BTreeMap<String, String>, Vec<SealedValue>) {
+    let sealed: Vec<SealedValue> = creds
+        .iter()
+        .filter(|c| c.seal.is_sealed())
+        .map(|c| SealedValue::new(&c.name, &c.value, &c.seal))
+        .collect();
+    let mut settings: BTreeMap<String, String> = creds
+        .iter()
+        .filter(|c| !c.seal.is_sealed())
+        .map(|c| (c.name.clone(), c.value.clone()))
+        .collect();
+    for s in &sealed {
+        settings.insert(s.name.clone(), s.placeholder.clone());
+    }
+    (settings, sealed)
 }
 
 fn record(events: &mut Vec<RedactionEvent>, field: &str, counts: Vec<RedactionCount>) {

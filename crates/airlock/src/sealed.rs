@@ -137,6 +137,48 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Puts `c`'s value where its placeholder is and the operator allows it: request
+/// headers (never `Host`, only the one named header when set), and with
+/// `substitute_body` the URL query (percent-encoded) and the body. Whether it did.
+fn substitute(
+    c: &SealedValue,
+    headers: &mut HeaderMap,
+    path_and_query: &mut String,
+    body: &mut Option<Vec<u8>>,
+) -> bool {
+    let (from, to) = (c.placeholder.as_bytes(), c.value.as_bytes());
+    let mut hit = false;
+    for (name, value) in headers.iter_mut() {
+        // Never in `Host` (the proxy sets it to the real target) or a header the
+        // operator did not name.
+        if name == hyper::header::HOST || c.header.as_deref().is_some_and(|h| h != name.as_str()) {
+            continue;
+        }
+        if let Some(v) = replace_bytes(value.as_bytes(), from, to) {
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                *value = v;
+                hit = true;
+            }
+        }
+    }
+    if c.substitute_body {
+        if let Some((path, query)) = path_and_query.split_once('?') {
+            let enc = percent_encode(&c.value);
+            if query.contains(&c.placeholder) {
+                *path_and_query = format!("{path}?{}", query.replace(&c.placeholder, &enc));
+                hit = true;
+            }
+        }
+        if let Some(b) = body.as_mut() {
+            if let Some(v) = replace_bytes(b, from, to) {
+                *b = v;
+                hit = true;
+            }
+        }
+    }
+    hit
+}
+
 /// Called with the names of the credentials whose placeholders went astray and
 /// whose operator asked for the profile to be revoked then.
 pub type ViolationHandler = Arc<dyn Fn(Vec<String>) + Send + Sync>;
@@ -171,54 +213,41 @@ impl Sealer {
         let mut substituted = Vec::new();
         let bound: Vec<&SealedValue> = self.creds.iter().filter(|c| c.bound_to(target)).collect();
         for c in bound.iter().filter(|c| c.method_ok(method)) {
-            let (from, to) = (c.placeholder.as_bytes(), c.value.as_bytes());
-            let mut hit = false;
-            for (name, value) in headers.iter_mut() {
-                // Never in `Host` (the proxy sets it to the real target) or a header
-                // the operator did not name.
-                if name == hyper::header::HOST
-                    || c.header.as_deref().is_some_and(|h| h != name.as_str())
-                {
-                    continue;
-                }
-                if let Some(v) = replace_bytes(value.as_bytes(), from, to) {
-                    if let Ok(v) = HeaderValue::from_bytes(&v) {
-                        *value = v;
-                        hit = true;
-                    }
-                }
+            if !substitute(c, headers, path_and_query, body) {
+                continue;
             }
-            if c.substitute_body {
-                if let Some((path, query)) = path_and_query.split_once('?') {
-                    let enc = percent_encode(&c.value);
-                    if query.contains(&c.placeholder) {
-                        *path_and_query = format!("{path}?{}", query.replace(&c.placeholder, &enc));
-                        hit = true;
-                    }
-                }
-                if let Some(b) = body.as_mut() {
-                    if let Some(v) = replace_bytes(b, from, to) {
-                        *b = v;
-                        hit = true;
-                    }
-                }
+            if !tls && !c.plain_http_ok(target) {
+                return Err(Refusal {
+                    reason: format!(
+                        "sealed credential {} would be sent in clear over plain HTTP to {target}: use https:// \
+                         (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)",
+                        c.name
+                    ),
+                    violation: false,
+                });
             }
-            if hit {
-                if !tls && !c.plain_http_ok(target) {
-                    return Err(Refusal {
-                        reason: format!(
-                            "sealed credential {} would be sent in clear over plain HTTP to {target}: use https:// \
-                             (plain HTTP is substituted only for bound hosts listed with an explicit :port or as an IP address)",
-                            c.name
-                        ),
-                        violation: false,
-                    });
-                }
-                substituted.push(c.name.clone());
-            }
+            substituted.push(c.name.clone());
         }
         // Whatever is left must not leave: scan every header, the URL and the body.
-        let mut astray: Vec<(&SealedValue, &'static str)> = Vec::new();
+        let astray = self.astray(headers, path_and_query, body.as_deref());
+        if astray.is_empty() {
+            return Ok(Passed {
+                substituted,
+                rewrite_response: !bound.is_empty(),
+            });
+        }
+        Err(self.refusal(target, &astray))
+    }
+
+    /// The credentials whose placeholder (in any form) is still in the request, with
+    /// where it was found first.
+    fn astray(
+        &self,
+        headers: &HeaderMap,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> Vec<(&SealedValue, &'static str)> {
+        let mut astray = Vec::new();
         for c in &self.creds {
             let forms = c.forms();
             let found = |hay: &[u8]| forms.iter().any(|f| contains(hay, f.as_bytes()));
@@ -229,7 +258,7 @@ impl Sealer {
                 Some("a request header")
             } else if found(path_and_query.as_bytes()) {
                 Some("the URL")
-            } else if body.as_deref().is_some_and(found) {
+            } else if body.is_some_and(found) {
                 Some("the request body")
             } else {
                 None
@@ -238,57 +267,62 @@ impl Sealer {
                 astray.push((c, p));
             }
         }
-        if astray.is_empty() {
-            return Ok(Passed {
-                substituted,
-                rewrite_response: !bound.is_empty(),
-            });
-        }
+        astray
+    }
+
+    /// Why a request with placeholders left in it is refused: a violation when one
+    /// went to a host it is not bound to (revoking the profile if its operator asked),
+    /// else a placeholder where its host does not substitute it.
+    fn refusal(&self, target: &Target, astray: &[(&SealedValue, &'static str)]) -> Refusal {
         let violators: Vec<&(&SealedValue, &str)> =
             astray.iter().filter(|(c, _)| !c.bound_to(target)).collect();
-        if !violators.is_empty() {
-            let revoke: Vec<String> = violators
-                .iter()
-                .filter(|(c, _)| c.revoke_on_violation)
-                .map(|(c, _)| c.name.clone())
-                .collect();
-            let reason = violators
-                .iter()
-                .map(|(c, place)| {
-                    format!(
-                        "sealed credential {} appears in {place}, but its value may only be sent to {}",
-                        c.name,
-                        if c.hosts_text.is_empty() { "no host".to_string() } else { c.hosts_text.join(", ") }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            let reason = if revoke.is_empty() {
-                reason
-            } else {
-                format!("{reason}; the profile is revoked")
+        if violators.is_empty() {
+            let (c, place) = astray[0];
+            return Refusal {
+                reason: format!(
+                    "sealed credential {} appears in {place}, where it is not substituted for this request \
+                     (it is substituted in {}{} for {}{})",
+                    c.name,
+                    c.header.as_deref().map(|h| format!("the {h} header")).unwrap_or_else(|| "request headers".into()),
+                    if c.substitute_body { ", the URL query and the body" } else { "" },
+                    c.methods.as_ref().map(|m| m.join("/")).unwrap_or_else(|| "any method".into()),
+                    if c.substitute_body { "" } else { "; the operator can allow the URL query and body" },
+                ),
+                violation: false,
             };
-            if !revoke.is_empty() {
-                (self.on_violation)(revoke);
-            }
-            return Err(Refusal {
-                reason,
-                violation: true,
-            });
         }
-        let (c, place) = astray[0];
-        Err(Refusal {
-            reason: format!(
-                "sealed credential {} appears in {place}, where it is not substituted for this request \
-                 (it is substituted in {}{} for {}{})",
-                c.name,
-                c.header.as_deref().map(|h| format!("the {h} header")).unwrap_or_else(|| "request headers".into()),
-                if c.substitute_body { ", the URL query and the body" } else { "" },
-                c.methods.as_ref().map(|m| m.join("/")).unwrap_or_else(|| "any method".into()),
-                if c.substitute_body { "" } else { "; the operator can allow the URL query and body" },
-            ),
-            violation: false,
-        })
+        let revoke: Vec<String> = violators
+            .iter()
+            .filter(|(c, _)| c.revoke_on_violation)
+            .map(|(c, _)| c.name.clone())
+            .collect();
+        let reason = violators
+            .iter()
+            .map(|(c, place)| {
+                format!(
+                    "sealed credential {} appears in {place}, but its value may only be sent to {}",
+                    c.name,
+                    if c.hosts_text.is_empty() {
+                        "no host".to_string()
+                    } else {
+                        c.hosts_text.join(", ")
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let reason = if revoke.is_empty() {
+            reason
+        } else {
+            format!("{reason}; the profile is revoked")
+        };
+        if !revoke.is_empty() {
+            (self.on_violation)(revoke);
+        }
+        Refusal {
+            reason,
+            violation: true,
+        }
     }
 
     /// Rewrites a bound host's response so it cannot hand a value back: the raw

@@ -1,0 +1,61 @@
+//! Egress events into the store: the one place an [`airlock_egress::EgressEvent`]
+//! becomes a stored [`EgressRow`], its text fields (which come from the sandbox)
+//! redacted and its method reduced to a token. The runner and the package installer
+//! both write their sessions' logs through [`spawn_writer`].
+
+use std::sync::Arc;
+
+use airlock_egress::{EgressEvent, Events};
+use airlock_redact::Redactor;
+use airlock_store::{EgressRow, Store};
+
+/// The stored form of one egress attempt of `owner` (an execution or install id).
+pub fn row(owner: &str, e: EgressEvent) -> EgressRow {
+    EgressRow {
+        execution_id: owner.to_string(),
+        at: e.at,
+        host: e.host,
+        port: e.port,
+        method: e.method,
+        path: e.path,
+        bytes_up: e.bytes_up as i64,
+        bytes_down: e.bytes_down as i64,
+        allowed: e.allowed,
+        reason: e.reason,
+        violation: e.violation,
+        substituted: e.substituted,
+    }
+}
+
+/// Redacts every field the script chose (method, host, path, reason) and records a
+/// non-standard method only as a placeholder.
+pub fn redacted(mut row: EgressRow, redactor: &Redactor) -> EgressRow {
+    row.method = airlock_egress::logged_method(&redactor.redact_str(&row.method).0);
+    row.host = redactor.redact_str(&row.host).0;
+    row.path = row.path.map(|p| redactor.redact_str(&p).0);
+    row.reason = redactor.redact_str(&row.reason).0;
+    row
+}
+
+/// Stores each event of a session as it ends; the task ends with the session.
+/// `redactor` holds the values that may appear (none for the package installer,
+/// whose method is still reduced to a token).
+pub fn spawn_writer(
+    store: Arc<dyn Store>,
+    owner: String,
+    mut events: Events,
+    redactor: Option<Redactor>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let mut row = row(&owner, event);
+            match &redactor {
+                Some(r) => row = redacted(row, r),
+                None => row.method = airlock_egress::logged_method(&row.method),
+            }
+            if let Err(e) = store.egress_insert(&row).await {
+                tracing::error!(owner = %row.execution_id, error = %e, "cannot store egress log row");
+            }
+        }
+    })
+}
