@@ -9,37 +9,24 @@
 
 mod common;
 
-use common::req;
+use common::{req, send_json as send};
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use airlock::app::App;
 use airlock::config::Config;
 
 // ---------------------------------------------------------------------------
-// App harness (as in tests/execute.rs)
+// App harness (tests/common/sandboxed.rs)
 // ---------------------------------------------------------------------------
 
-struct Env {
-    _dir: tempfile::TempDir,
-    app: App,
-    cookie: String,
-}
+struct Env(common::sandboxed::Sandboxed);
 
-fn config(dir: &Path) -> Config {
-    common::sandboxed_config(dir)
-}
-
-async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
-    common::send_json(app, req).await
+impl std::ops::Deref for Env {
+    type Target = common::sandboxed::Sandboxed;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// Starts the app with the real sandbox, or `None` (after a loud SKIPPED line) when
@@ -49,100 +36,24 @@ async fn start() -> Option<Env> {
 }
 
 async fn start_with(tweak: impl FnOnce(&mut Config)) -> Option<Env> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    tweak(&mut cfg);
-    let (app, cookie) = common::open_sandboxed(cfg).await?;
-    Some(Env {
-        _dir: dir,
-        app,
-        cookie,
-    })
+    common::sandboxed::Sandboxed::start_with(tweak)
+        .await
+        .map(Env)
 }
 
 impl Env {
-    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let body = if method == "POST" {
-            body.or(Some(json!({})))
-        } else {
-            body
-        };
-        send(&self.app, req(method, uri, Some(&self.cookie), None, body)).await
-    }
-
     /// A locked profile holding `CA_PEM` with `allowed_hosts`; returns (id, key).
     async fn profile(&self, ca_pem: &str, allowed_hosts: Value) -> (String, String) {
-        let (s, _) = self
-            .admin(
-                "POST",
-                "/api/admin/credentials",
-                Some(json!({"name": "CA_PEM", "description": "test CA", "value": ca_pem})),
-            )
-            .await;
-        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{s}");
-        let (s, p) = self
-            .admin(
-                "POST",
-                "/api/admin/profiles",
-                Some(json!({"description": "egress", "credentials": ["CA_PEM"]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{p}");
-        let id = p["id"].as_str().unwrap().to_string();
-        let (s, locked) = self
-            .admin("POST", &format!("/api/admin/profiles/{id}/lock"), None)
-            .await;
-        assert_eq!(s, StatusCode::OK, "{locked}");
+        let (id, key) = self.locked_profile("egress", &[("CA_PEM", ca_pem)]).await;
+        // `allowed_hosts` is editable on a locked profile.
         self.set_hosts(&id, allowed_hosts).await;
-        (id, locked["key"].as_str().unwrap().to_string())
-    }
-
-    /// `allowed_hosts` is editable on a locked profile.
-    async fn set_hosts(&self, id: &str, allowed_hosts: Value) {
-        let (s, v) = self
-            .admin(
-                "PUT",
-                &format!("/api/admin/profiles/{id}"),
-                Some(json!({ "allowed_hosts": allowed_hosts })),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v["allowed_hosts"], allowed_hosts);
+        (id, key)
     }
 
     /// Runs a script to its end; returns (execution id, agent view).
     async fn run(&self, key: &str, script: &str) -> (String, Value) {
-        let (key_id, secret) = key.split_once(':').unwrap();
-        let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "timeout": 60});
-        let (s, v) = send(
-            &self.app,
-            req("POST", "/execute", None, Some(key_id), Some(body)),
-        )
-        .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        let id = v["execution_id"].as_str().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (s, v) = send(
-                &self.app,
-                req(
-                    "GET",
-                    &format!("/executions/{id}?wait=30"),
-                    None,
-                    Some(key_id),
-                    None,
-                ),
-            )
-            .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            if matches!(
-                v["status"].as_str().unwrap(),
-                "completed" | "error" | "timeout"
-            ) {
-                return (id, v);
-            }
-            assert!(Instant::now() < deadline, "execution never finished: {v}");
-        }
+        let v = self.run_with(key, script, Some(60)).await;
+        (v["execution_id"].as_str().unwrap().to_string(), v)
     }
 
     /// Runs a script that must complete; returns (execution id, result).
@@ -182,86 +93,16 @@ impl Env {
 // Upstream servers
 // ---------------------------------------------------------------------------
 
-/// A tiny HTTP/1.1 server answering `<name>: <request line>` and recording every
-/// request head it receives.
-#[derive(Clone)]
-struct Upstream {
-    addr: SocketAddr,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl Upstream {
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-}
-
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    name: &str,
-    heads: &Mutex<Vec<String>>,
-) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let line = head.lines().next().unwrap_or("").to_string();
-    heads.lock().unwrap().push(head);
-    let body = format!("{name}: {line}");
-    let resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = s.write_all(resp.as_bytes()).await;
-    let _ = s.shutdown().await;
-}
+use common::upstream::{Answer, Upstream};
 
 async fn http_upstream(ip: &str) -> Upstream {
-    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let up = Upstream {
-        addr: l.local_addr().unwrap(),
-        heads: Arc::default(),
-    };
-    let heads = up.heads.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let heads = heads.clone();
-            tokio::spawn(async move { answer(s, "plain", &heads).await });
-        }
-    });
-    up
+    common::upstream::http(ip, Answer::Line("plain")).await
 }
 
 /// A TLS server on `ip` with a certificate for that IP, signed by a fresh test CA;
 /// returns the server and the CA's PEM.
 async fn tls_upstream(ip: &str) -> (Upstream, String) {
-    let (acceptor, ca_pem) = common::test_tls_acceptor(ip, "Airlock egress test CA");
-    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let up = Upstream {
-        addr: l.local_addr().unwrap(),
-        heads: Arc::default(),
-    };
-    let heads = up.heads.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let (heads, acceptor) = (heads.clone(), acceptor.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(s).await {
-                    answer(tls, "tls", &heads).await;
-                }
-            });
-        }
-    });
-    (up, ca_pem)
+    common::upstream::tls(ip, ip, "Airlock egress test CA", Answer::Line("tls")).await
 }
 
 /// Python helpers every script starts with.
@@ -334,7 +175,7 @@ out["proxy_env"] = os.environ.get("HTTPS_PROXY")
         })
     );
     // The upstream got an origin-form request with Host set and no proxy/hop headers.
-    let heads = plain.heads();
+    let heads = plain.seen();
     assert_eq!(heads.len(), 1);
     let head = heads[0].to_ascii_lowercase();
     assert!(
@@ -438,8 +279,8 @@ out["still_allowed"] = get("http://127.0.0.2:P1/ok")
             "still_allowed": {"status": 200, "body": "plain: GET /ok HTTP/1.1"},
         })
     );
-    assert_eq!(plain.heads().len(), 1, "only the allowed request arrived");
-    assert!(tls.heads().is_empty());
+    assert_eq!(plain.seen().len(), 1, "only the allowed request arrived");
+    assert!(tls.seen().is_empty());
     // The operator sees the same attempts on the execution page.
     let (status, page) = send(
         &env.app,
@@ -564,7 +405,7 @@ out["server_direct"] = attempt(lambda: socket.create_connection(("127.0.0.1", SE
     );
     // Landlock: no TCP connect but to the proxy port.
     assert_eq!(r["server_direct"], json!("ERR:PermissionError:13"));
-    assert!(local.heads().is_empty() && private.heads().is_empty());
+    assert!(local.seen().is_empty() && private.seen().is_empty());
 
     // Listing the exact host unlocks it (for its port); a wildcard or another name does not.
     env.set_hosts(&id, json!([format!("localhost:{p0}"), "*.localhost"]))
@@ -582,7 +423,7 @@ out["sub"] = get("http://a.localhost/")
     assert_eq!(r["loopback_ip"]["status"], json!(403), "{r}");
     // a.localhost resolves to loopback (or not at all): either way, not reachable.
     assert_ne!(r["sub"]["status"], json!(200), "{r}");
-    assert_eq!(local.heads().len(), 1);
+    assert_eq!(local.seen().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -607,7 +448,7 @@ out["proxy_port"] = attempt(lambda: socket.create_connection(("127.0.0.1", 3128)
             "proxy_port": "ERR:OSError:101",
         })
     );
-    assert!(plain.heads().is_empty());
+    assert!(plain.seen().is_empty());
     assert_eq!(env.egress_log(&eid).await, Vec::<Value>::new());
 }
 
@@ -666,7 +507,7 @@ else:
     let log = env.egress_log(&id).await;
     if r["curl_proxy"] == json!("NO_CURL") {
         eprintln!("SKIPPED (part): curl is not installed; curl paths not exercised");
-        assert!(plain.heads().is_empty());
+        assert!(plain.seen().is_empty());
         assert!(log.is_empty());
     } else {
         assert_ne!(r["curl_direct"], json!(0), "{r}");
@@ -676,7 +517,7 @@ else:
             "{r}"
         );
         // Only curl's proxied request arrived, and it is the only log row.
-        assert_eq!(plain.heads().len(), 1);
+        assert_eq!(plain.seen().len(), 1);
         assert_eq!(log.len(), 1, "{log:?}");
         assert_eq!(log[0]["path"], json!("/via-curl"));
         assert_eq!(log[0]["allowed"], json!(true));

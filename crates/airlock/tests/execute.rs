@@ -5,175 +5,31 @@
 
 mod common;
 
-use common::req;
+use common::{req, sandboxed_config as config, send_reply as send};
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use airlock::app::App;
 use airlock::config::Config;
 
 const SECRET_VALUE: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    app: App,
-    cookie: String,
-}
-
-fn config(dir: &Path) -> Config {
-    let mut c = Config::for_data_dir(dir);
-    c.sandbox_helper = Some(vec![
-        env!("CARGO_BIN_EXE_airlock").into(),
-        airlock::sandbox::HELPER_ARG.into(),
-    ]);
-    c.workers = Some(2);
-    c
-}
-
-async fn send(app: &App, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let resp = app.router().oneshot(req).await.expect("router answers");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, headers, v)
-}
+type Env = common::sandboxed::Sandboxed;
 
 async fn env_with(cfg: impl FnOnce(&mut Config)) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    cfg(&mut c);
-    let app = App::open(c).await.expect("app starts");
-    let (s, h, _) = send(
-        &app,
-        req(
-            "POST",
-            "/api/admin/setup",
-            None,
-            None,
-            Some(json!({"password": "correct horse battery staple"})),
-        ),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let cookie = h[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    Env {
-        _dir: dir,
-        app,
-        cookie,
-    }
-}
-
-impl Env {
-    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let body = if method == "POST" {
-            body.or(Some(json!({})))
-        } else {
-            body
-        };
-        let (s, _, v) = send(&self.app, req(method, uri, Some(&self.cookie), None, body)).await;
-        (s, v)
-    }
-
-    /// Creates a credential with `value`, a profile using it, locks it; returns the key.
-    async fn locked_profile(&self, cred: &str, value: &str) -> (String, String) {
-        let (s, _) = self
-            .admin(
-                "POST",
-                "/api/admin/credentials",
-                Some(json!({"name": cred, "description": "test", "value": value})),
-            )
-            .await;
-        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{s}");
-        let (s, p) = self
-            .admin(
-                "POST",
-                "/api/admin/profiles",
-                Some(json!({"description": "t", "credentials": [cred]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
-        let id = p["id"].as_str().unwrap().to_string();
-        let (s, locked) = self
-            .admin("POST", &format!("/api/admin/profiles/{id}/lock"), None)
-            .await;
-        assert_eq!(s, StatusCode::OK, "{locked}");
-        (id, locked["key"].as_str().unwrap().to_string())
-    }
-
-    async fn submit(
-        &self,
-        key: &str,
-        script: &str,
-        timeout: Option<u64>,
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let (key_id, secret) = key.split_once(':').unwrap();
-        let mut body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes())});
-        if let Some(t) = timeout {
-            body["timeout"] = json!(t);
-        }
-        send(
-            &self.app,
-            req("POST", "/execute", None, Some(key_id), Some(body)),
-        )
+    Env::start_with(cfg)
         .await
-    }
-
-    async fn poll(&self, key: &str, id: &str, wait: u64) -> (StatusCode, Value) {
-        let key_id = key.split_once(':').unwrap().0;
-        let (s, _, v) = send(
-            &self.app,
-            req(
-                "GET",
-                &format!("/executions/{id}?wait={wait}"),
-                None,
-                Some(key_id),
-                None,
-            ),
-        )
-        .await;
-        (s, v)
-    }
-
-    async fn run(&self, key: &str, script: &str) -> Value {
-        let (s, _, v) = self.submit(key, script, None).await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        let id = v["execution_id"].as_str().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (s, v) = self.poll(key, &id, 30).await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            let st = v["status"].as_str().unwrap();
-            if matches!(st, "completed" | "error" | "timeout") {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "execution never finished: {v}");
-        }
-    }
+        .expect("these tests need the real sandbox")
 }
 
 #[tokio::test]
 async fn script_runs_with_its_settings_and_returns_result() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let v = env
         .run(&key, "print('hello')\nset_result({'n': 1 + 1, 'has_key': settings.get('API_KEY') is not None, 'keys': settings.keys(), 'other': settings.get('NOPE')})\n")
         .await;
@@ -191,7 +47,7 @@ async fn script_runs_with_its_settings_and_returns_result() {
 #[tokio::test]
 async fn submit_answers_202_with_absolute_poll_url() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (s, _, v) = env.submit(&key, "set_result(1)", Some(5)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let id = v["execution_id"].as_str().unwrap();
@@ -206,7 +62,7 @@ async fn submit_answers_202_with_absolute_poll_url() {
 #[tokio::test]
 async fn every_encoding_of_a_value_is_redacted() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let script = r#"
 import base64, binascii, sys, urllib.parse
 v = settings.get('API_KEY')
@@ -279,7 +135,7 @@ set_result({'leak': v, 'b64': base64.b64encode(b'ab' + v.encode()).decode()})
 #[tokio::test]
 async fn uncaught_exception_is_error_with_script_traceback() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let v = env.run(&key, "x = 1\ny = 0\nprint(x / y)\n").await;
     assert_eq!(v["status"], "error", "{v}");
     let err = v["error"].as_str().unwrap();
@@ -299,7 +155,7 @@ async fn uncaught_exception_is_error_with_script_traceback() {
 #[tokio::test]
 async fn infinite_loop_times_out_and_server_keeps_working() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (s, _, v) = env.submit(&key, "while True:\n    pass\n", Some(1)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let id = v["execution_id"].as_str().unwrap().to_string();
@@ -330,7 +186,7 @@ async fn a_key_follows_every_change_of_its_profile_at_once() {
     };
     let ok = (StatusCode::OK, String::new());
     let refused = |code: &str| (StatusCode::UNAUTHORIZED, code.to_string());
-    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let key_id = key.split_once(':').unwrap().0.to_string();
     assert_eq!(list(key_id.clone()).await, ok);
     assert_eq!(list(key_id.clone()).await, ok);
@@ -369,7 +225,7 @@ async fn a_key_follows_every_change_of_its_profile_at_once() {
     assert_eq!(list(new_id.clone()).await, refused("profile_expired"));
 
     // Revoked, then deleted.
-    let (pid2, key2) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (pid2, key2) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let key2_id = key2.split_once(':').unwrap().0.to_string();
     assert_eq!(list(key2_id.clone()).await, ok);
     let (s, _) = env
@@ -384,7 +240,7 @@ async fn a_key_follows_every_change_of_its_profile_at_once() {
     assert_eq!(list(key2_id).await, refused("unknown_key"));
 
     // "Last used" is still stamped (at most once a second).
-    let (_, key3) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key3) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let v = env.run(&key3, "set_result(1)").await;
     assert_eq!(v["result"], 1, "{v}");
     let (s, profiles) = env.admin("GET", "/api/admin/profiles", None).await;
@@ -405,7 +261,7 @@ async fn a_key_follows_every_change_of_its_profile_at_once() {
 async fn a_key_sees_a_write_the_epoch_missed_within_a_second() {
     use airlock_store::Store;
     let env = env_with(|_| {}).await;
-    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let key_id = key.split_once(':').unwrap().0.to_string();
     let list = || {
         send(
@@ -416,7 +272,7 @@ async fn a_key_sees_a_write_the_epoch_missed_within_a_second() {
     assert_eq!(list().await.0, StatusCode::OK);
 
     // A second store on the same file: its writes do not move the app's epoch.
-    let other = airlock_store::SqliteStore::open(&env._dir.path().join("airlock.db"))
+    let other = airlock_store::SqliteStore::open(&env.dir.path().join("airlock.db"))
         .await
         .unwrap();
     let mut row = other.profile_get(&pid).await.unwrap().unwrap();
@@ -442,7 +298,7 @@ async fn a_key_sees_a_write_the_epoch_missed_within_a_second() {
 #[tokio::test]
 async fn refusals_have_the_right_status() {
     let env = env_with(|c| c.max_script_bytes = 1024).await;
-    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let key_id = key.split_once(':').unwrap().0;
     let body = json!({"script": "set_result(1)", "hash": "00"});
     let cases: Vec<(Option<String>, u16, &str)> = vec![
@@ -527,8 +383,12 @@ async fn refusals_have_the_right_status() {
 #[tokio::test]
 async fn another_profiles_execution_is_not_found_and_lists_are_scoped() {
     let env = env_with(|_| {}).await;
-    let (_, key_a) = env.locked_profile("KEY_A", "value-of-a-1234").await;
-    let (_, key_b) = env.locked_profile("KEY_B", "value-of-b-5678").await;
+    let (_, key_a) = env
+        .locked_profile("t", &[("KEY_A", "value-of-a-1234")])
+        .await;
+    let (_, key_b) = env
+        .locked_profile("t", &[("KEY_B", "value-of-b-5678")])
+        .await;
     let a = env.run(&key_a, "set_result(settings.keys())").await;
     assert_eq!(a["result"], json!(["KEY_A"]));
     let id = a["execution_id"].as_str().unwrap();
@@ -581,7 +441,7 @@ async fn another_profiles_execution_is_not_found_and_lists_are_scoped() {
 #[tokio::test]
 async fn long_poll_wakes_on_completion() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (_, _, v) = env
         .submit(
             &key,
@@ -612,7 +472,7 @@ async fn full_queue_answers_429_and_loses_nothing() {
         c.queue_size = 1;
     })
     .await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let mut accepted = Vec::new();
     let mut refused = None;
     for _ in 0..8 {
@@ -648,7 +508,7 @@ async fn full_queue_answers_429_and_loses_nothing() {
 #[tokio::test]
 async fn llm_complete_pauses_and_resumes() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let key_id = key.split_once(':').unwrap().0.to_string();
     let script = "a = llm.complete('Summarize ' + settings.get('API_KEY'), model='fast')\nb = airlock.llm.complete('second')\nset_result([a, b])\n";
     let script = format!("import airlock\n{script}");
@@ -811,7 +671,7 @@ async fn wait_for_status(env: &Env, key: &str, id: &str, want: &str) -> Value {
 #[tokio::test]
 async fn llm_prompt_is_redacted_in_every_encoding_and_wait_is_reported_apart() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let key_id = key.split_once(':').unwrap().0.to_string();
     let script = "import base64\nv = settings.get('API_KEY')\nr = llm.complete('raw ' + v + ' b64 ' + base64.b64encode(v.encode()).decode())\nset_result(r)\n";
     let (_, _, v) = env.submit(&key, script, None).await;
@@ -862,7 +722,7 @@ async fn llm_prompt_is_redacted_in_every_encoding_and_wait_is_reported_apart() {
 #[tokio::test]
 async fn llm_wait_limit_ends_as_timeout() {
     let env = env_with(|_| {}).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (key_id, secret) = key.split_once(':').unwrap();
     let script = "llm.complete('anyone?')\nset_result('never')\n";
     let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "llm_timeout": 1});
@@ -894,7 +754,7 @@ async fn llm_wait_limit_ends_as_timeout() {
 #[tokio::test]
 async fn revoking_the_profile_ends_a_paused_execution() {
     let env = env_with(|_| {}).await;
-    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (_, _, v) = env
         .submit(&key, "llm.complete('wait')\nset_result(1)\n", None)
         .await;
@@ -915,7 +775,7 @@ async fn revoking_the_profile_ends_a_paused_execution() {
 #[tokio::test]
 async fn revoking_the_profile_kills_a_running_execution() {
     let env = env_with(|_| {}).await;
-    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (_, _, v) = env
         .submit(
             &key,
@@ -942,8 +802,10 @@ async fn revoking_the_profile_kills_a_running_execution() {
 #[tokio::test]
 async fn queued_execution_of_a_revoked_profile_never_runs() {
     let env = env_with(|c| c.workers = Some(1)).await;
-    let (_, key_busy) = env.locked_profile("OTHER_KEY", "another-value-1234").await;
-    let (pid, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key_busy) = env
+        .locked_profile("t", &[("OTHER_KEY", "another-value-1234")])
+        .await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     // Occupy the only worker with another profile's script.
     let (_, _, busy) = env
         .submit(
@@ -983,7 +845,7 @@ async fn queued_execution_of_a_revoked_profile_never_runs() {
 #[tokio::test]
 async fn slot_uids_follow_the_configured_base_and_never_root() {
     let env = env_with(|c| c.sandbox_uid_base = 3_000_000).await;
-    let (_, key) = env.locked_profile("API_KEY", SECRET_VALUE).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let v = env.run(&key, "import os\nset_result(os.getuid())\n").await;
     let uid = v["result"].as_u64().expect("uid");
     assert!((3_000_000..3_000_002).contains(&uid), "{v}");

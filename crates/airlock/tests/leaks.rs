@@ -32,13 +32,18 @@ async fn send(app: &App, req: Request<Body>) -> (StatusCode, Value) {
 }
 
 struct Env {
-    dir: tempfile::TempDir,
+    base: common::sandboxed::Sandboxed,
     /// The egress CA bundle's directory (outside /tmp, as the server requires).
     public: tempfile::TempDir,
-    app: App,
-    cookie: String,
     key_id: String,
     secret: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = common::sandboxed::Sandboxed;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 impl Env {
@@ -112,42 +117,17 @@ async fn start(upstream_port: u16) -> Option<Env> {
     let mut c = common::sandboxed_config(dir.path());
     let public = common::sandbox_visible_tempdir("airlock-leaks-ca");
     c.egress_ca_dir = Some(public.path().join("ca"));
-    let (app, cookie) = common::open_sandboxed(c).await?;
-    let mut env = Env {
-        dir,
+    let base = common::sandboxed::Sandboxed::start_in(dir, c).await?;
+    let (pid, key) = base.locked_profile("leaks", &[("API_TOKEN", VALUE)]).await;
+    base.set_hosts(&pid, json!([format!("127.0.0.2:{upstream_port}")]))
+        .await;
+    let (key_id, secret) = key.split_once(':').unwrap();
+    Some(Env {
+        key_id: key_id.to_string(),
+        secret: secret.to_string(),
+        base,
         public,
-        app,
-        cookie,
-        key_id: String::new(),
-        secret: String::new(),
-    };
-    env.admin(
-        "POST",
-        "/api/admin/credentials",
-        Some(json!({"name": "API_TOKEN", "description": "probe", "value": VALUE})),
-    )
-    .await;
-    let p = env
-        .admin(
-            "POST",
-            "/api/admin/profiles",
-            Some(json!({"description": "leaks", "credentials": ["API_TOKEN"]})),
-        )
-        .await;
-    let pid = p["id"].as_str().unwrap().to_string();
-    let locked = env
-        .admin("POST", &format!("/api/admin/profiles/{pid}/lock"), None)
-        .await;
-    env.admin(
-        "PUT",
-        &format!("/api/admin/profiles/{pid}"),
-        Some(json!({"allowed_hosts": [format!("127.0.0.2:{upstream_port}")]})),
-    )
-    .await;
-    let (key_id, secret) = locked["key"].as_str().unwrap().split_once(':').unwrap();
-    env.key_id = key_id.to_string();
-    env.secret = secret.to_string();
-    Some(env)
+    })
 }
 
 /// An HTTP upstream that answers every request with a short body.

@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use airlock::app::App;
 use airlock::config::Config;
@@ -68,12 +66,17 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 struct Env {
     /// Key id of a locked profile (the agent routes need it).
     key_id: String,
-    _dir: tempfile::TempDir,
+    base: common::sandboxed::Sandboxed,
     data_dir: PathBuf,
     links: PathBuf,
     config: Config,
-    app: App,
-    cookie: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = common::sandboxed::Sandboxed;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 /// Which installer a test asks for.
@@ -148,60 +151,24 @@ async fn start_with(installer: &str, dists: Value, tweak: impl FnOnce(&mut Confi
     make_dists(&links, dists);
     let mut config = config(&data_dir, &links, installer);
     tweak(&mut config);
-    let app = App::open(config.clone()).await.expect("app starts");
-    let (s, v) = send(
-        &app,
-        "POST",
-        "/api/admin/setup",
-        None,
-        None,
-        Some(json!({"password": "correct horse battery staple"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let cookie = login_cookie(&app).await;
+    let base = common::sandboxed::Sandboxed::start_in(dir, config.clone())
+        .await
+        .expect("these tests need the real sandbox");
     let mut env = Env {
         key_id: String::new(),
-        _dir: dir,
+        base,
         data_dir,
         links,
         config,
-        app,
-        cookie,
     };
     let key = env.profile_key().await;
     env.key_id = key.split_once(':').unwrap().0.to_string();
     env
 }
 
-async fn login_cookie(app: &App) -> String {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/api/admin/login")
-        .header(header::HOST, "airlock.test")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({"password": "correct horse battery staple"}).to_string(),
-        ))
-        .unwrap();
-    let resp = app.router().oneshot(req).await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 impl Env {
     async fn agent(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        send(&self.app, method, uri, None, Some(&self.key_id), body).await
-    }
-
-    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        send(&self.app, method, uri, Some(&self.cookie), None, body).await
+        self.base.agent(&self.key_id, method, uri, body).await
     }
 
     /// Posts a request; waits until its install is final; returns the install view.
@@ -238,68 +205,7 @@ impl Env {
     }
 
     async fn profile_key(&self) -> String {
-        let (s, v) = self
-            .admin(
-                "POST",
-                "/api/admin/credentials",
-                Some(json!({"name": "TOKEN", "description": "t", "value": "v"})),
-            )
-            .await;
-        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{v}");
-        let (s, p) = self
-            .admin(
-                "POST",
-                "/api/admin/profiles",
-                Some(json!({"description": "t", "credentials": ["TOKEN"]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{p}");
-        let id = p["id"].as_str().unwrap();
-        let (s, l) = self
-            .admin(
-                "POST",
-                &format!("/api/admin/profiles/{id}/lock"),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{l}");
-        l["key"].as_str().unwrap().to_string()
-    }
-
-    async fn run(&self, key: &str, script: &str) -> Value {
-        let (key_id, secret) = key.split_once(':').unwrap();
-        let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes())});
-        let (s, v) = send(
-            &self.app,
-            "POST",
-            "/execute",
-            None,
-            Some(key_id),
-            Some(body),
-        )
-        .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        let id = v["execution_id"].as_str().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(240);
-        loop {
-            let (s, v) = send(
-                &self.app,
-                "GET",
-                &format!("/executions/{id}?wait=20"),
-                None,
-                Some(key_id),
-                None,
-            )
-            .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            if matches!(
-                v["status"].as_str(),
-                Some("completed" | "error" | "timeout")
-            ) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "execution never finished: {v}");
-        }
+        self.locked_profile("t", &[("TOKEN", "v")]).await.1
     }
 }
 
@@ -373,13 +279,13 @@ async fn install_use_and_survive_a_restart(installer: &str) {
     // Restart with the environment gone: it is rebuilt from the stored list, and an
     // execution submitted during the rebuild waits for it.
     let Env {
-        _dir,
+        base,
         data_dir,
         links,
         config,
-        app,
         ..
     } = env;
+    let common::sandboxed::Sandboxed { dir: _dir, app, .. } = base;
     drop(app);
     let envs = |d: &Path| -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(d.join("packages/envs"))
@@ -408,16 +314,13 @@ async fn install_use_and_survive_a_restart(installer: &str) {
     drop(app);
     std::fs::remove_dir_all(data_dir.join("packages/envs")).unwrap();
     std::fs::remove_file(data_dir.join("packages/current.json")).unwrap();
-    let app = App::open(config.clone()).await.expect("app restarts");
-    let cookie = login_cookie(&app).await;
+    let base = common::sandboxed::Sandboxed::reopen(_dir, config.clone()).await;
     let env = Env {
         key_id: key.split_once(':').unwrap().0.to_string(),
-        _dir,
+        base,
         data_dir,
         links,
         config,
-        app,
-        cookie,
     };
     let out = env.run(&key, USE_SCRIPT).await;
     assert_eq!(out["status"], "completed", "{out}");
@@ -643,28 +546,15 @@ async fn installs_are_refused_clearly_when_the_data_dir_is_under_tmp() {
     let data_dir = dir.path().join("data");
     let links = dir.path().join("links");
     std::fs::create_dir(&links).unwrap();
-    let app = App::open(config(&data_dir, &links, "pip"))
+    let base = common::sandboxed::Sandboxed::start_in(dir, config(&data_dir, &links, "pip"))
         .await
-        .expect("app starts");
-    let (s, _) = send(
-        &app,
-        "POST",
-        "/api/admin/setup",
-        None,
-        None,
-        Some(json!({"password": "correct horse battery staple"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let cookie = login_cookie(&app).await;
+        .expect("these tests need the real sandbox");
     let env = Env {
         key_id: String::new(),
-        _dir: dir,
+        base,
         data_dir,
         links,
         config: Config::for_data_dir(Path::new("/unused")),
-        app,
-        cookie,
     };
     let key = env.profile_key().await;
     let key_id = key.split_once(':').unwrap().0;

@@ -16,16 +16,15 @@ mod common;
 
 use common::req;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use airlock::app::App;
@@ -36,10 +35,15 @@ use airlock::config::Config;
 // ---------------------------------------------------------------------------
 
 struct Env {
-    dir: tempfile::TempDir,
+    base: common::sandboxed::Sandboxed,
     _public: tempfile::TempDir,
-    app: App,
-    cookie: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = common::sandboxed::Sandboxed;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 /// A fresh directory outside /tmp (each execution gets its own empty /tmp, so the
@@ -64,12 +68,10 @@ async fn start_with(upstream_ca: Option<&str>, python_paths: Vec<PathBuf>) -> Op
     c.egress_ca_bundle = bundle;
     c.egress_ca_dir = Some(public.path().join("ca"));
     c.python_paths = python_paths;
-    let (app, cookie) = common::open_sandboxed(c).await?;
+    let base = common::sandboxed::Sandboxed::start_in(dir, c).await?;
     Some(Env {
-        dir,
+        base,
         _public: public,
-        app,
-        cookie,
     })
 }
 
@@ -138,28 +140,12 @@ impl Env {
 
     /// Runs a script to its end; returns (execution id, agent view).
     async fn run(&self, key: &str, script: &str) -> (String, Value) {
-        let (key_id, secret) = key.split_once(':').unwrap();
-        let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "timeout": 60});
-        let (s, v, _) = send(
-            &self.app,
-            req("POST", "/execute", None, Some(key_id), Some(body)),
-        )
-        .await;
+        let (s, _, v) = self.submit(key, script, Some(60)).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         let id = v["execution_id"].as_str().unwrap().to_string();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let (s, v, _) = send(
-                &self.app,
-                req(
-                    "GET",
-                    &format!("/executions/{id}?wait=30"),
-                    None,
-                    Some(key_id),
-                    None,
-                ),
-            )
-            .await;
+            let (s, v) = self.poll(key, &id, 30).await;
             // A violation can revoke the key between two polls: the admin view then
             // tells how the execution ended.
             let v = if s == StatusCode::UNAUTHORIZED && v["code"] == "profile_revoked" {
@@ -208,73 +194,10 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 // Upstream servers: echo every request (head and body) back as the response body
 // ---------------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Upstream {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Upstream {
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, seen: &Mutex<Vec<String>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let request = String::from_utf8_lossy(&buf).to_string();
-    seen.lock().unwrap().push(request.clone());
-    let resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo-Length: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{request}",
-        request.len(),
-        request.len()
-    );
-    let _ = s.write_all(resp.as_bytes()).await;
-    let _ = s.shutdown().await;
-}
+use common::upstream::{Answer, Upstream};
 
 async fn http_upstream(ip: &str) -> Upstream {
-    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let up = Upstream {
-        addr: l.local_addr().unwrap(),
-        seen: Arc::default(),
-    };
-    let seen = up.seen.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move { echo(s, &seen).await });
-        }
-    });
-    up
+    common::upstream::http(ip, Answer::Echo).await
 }
 
 /// A TLS echo server on `ip` with a certificate for that IP from a fresh test CA;
@@ -285,24 +208,7 @@ async fn tls_upstream(ip: &str) -> (Upstream, String) {
 
 /// [`tls_upstream`] with a certificate for `name` instead of the address it listens on.
 async fn tls_upstream_named(ip: &str, name: &str) -> (Upstream, String) {
-    let (acceptor, ca_pem) = common::test_tls_acceptor(name, "Sealed test upstream CA");
-    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let up = Upstream {
-        addr: l.local_addr().unwrap(),
-        seen: Arc::default(),
-    };
-    let seen = up.seen.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let (seen, acceptor) = (seen.clone(), acceptor.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(s).await {
-                    echo(tls, &seen).await;
-                }
-            });
-        }
-    });
-    (up, ca_pem)
+    common::upstream::tls(ip, name, "Sealed test upstream CA", Answer::Echo).await
 }
 
 const PRELUDE: &str = r#"
@@ -900,16 +806,9 @@ async fn plain_http_to_a_bound_name_is_refused() {
             None
         }
     };
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    if let Some(l) = listener {
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move { echo(s, &seen).await });
-            }
-        });
-    }
+    let seen = listener.map_or_else(Arc::default, |l| {
+        common::upstream::serve_on(l, Answer::Echo).seen
+    });
     let Some(env) = start(None).await else {
         return;
     };

@@ -34,11 +34,21 @@ pub fn sandbox_unavailable(reason: &str) {
     eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
 }
 
+pub mod sandboxed;
+pub mod upstream;
+
 /// Sends one request through the app's router; returns the status and the JSON body
 /// (`Value::Null` when empty, the text as a JSON string when not JSON).
 pub async fn send_json(app: &App, req: Request<Body>) -> (StatusCode, Value) {
+    let (status, _, v) = send_reply(app, req).await;
+    (status, v)
+}
+
+/// [`send_json`] with the response headers.
+pub async fn send_reply(app: &App, req: Request<Body>) -> Reply {
     let resp = app.router().oneshot(req).await.expect("router answers");
     let status = resp.status();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let v = if bytes.is_empty() {
         Value::Null
@@ -46,7 +56,7 @@ pub async fn send_json(app: &App, req: Request<Body>) -> (StatusCode, Value) {
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
-    (status, v)
+    (status, headers, v)
 }
 
 /// The default test configuration with the real sandbox (the `airlock` binary as

@@ -39,6 +39,27 @@ impl Sandboxed {
         Some(Sandboxed { dir, app, cookie })
     }
 
+    /// Opens `config` again (its admin password is set) and logs in.
+    pub async fn reopen(dir: TempDir, config: Config) -> Sandboxed {
+        let app = super::open_app(config).await;
+        let (s, headers, v) = send_reply(
+            &app,
+            req(
+                "POST",
+                "/api/admin/login",
+                None,
+                None,
+                Some(json!({"password": super::ADMIN_PASSWORD})),
+            ),
+        )
+        .await;
+        assert!(s.is_success(), "{s} {v}");
+        let cookie = super::set_cookie_header(&headers)
+            .and_then(|c| c.split(';').next().map(str::to_string))
+            .expect("a session cookie");
+        Sandboxed { dir, app, cookie }
+    }
+
     /// An admin API call with the session (a POST without a body sends `{}`).
     pub async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
         let (s, _, v) = self.admin_reply(method, uri, body).await;
@@ -82,7 +103,10 @@ impl Sandboxed {
                     Some(json!({"name": name, "description": "test", "value": value})),
                 )
                 .await;
-            assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT, "{s} {v}");
+            assert!(
+                s == StatusCode::CREATED || s == StatusCode::CONFLICT,
+                "{s} {v}"
+            );
         }
         let names: Vec<&str> = credentials.iter().map(|(n, _)| *n).collect();
         let (s, p) = self
@@ -140,8 +164,11 @@ impl Sandboxed {
     pub async fn run_with(&self, key: &str, script: &str, timeout: Option<u64>) -> Value {
         let (s, _, v) = self.submit(key, script, timeout).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        let id = v["execution_id"].as_str().expect("execution id").to_string();
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let id = v["execution_id"]
+            .as_str()
+            .expect("execution id")
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(240);
         loop {
             let (s, v) = self.poll(key, &id, 30).await;
             assert_eq!(s, StatusCode::OK, "{v}");
