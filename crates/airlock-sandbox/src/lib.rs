@@ -1,8 +1,10 @@
 //! Airlock's sandbox: runs untrusted Python scripts in isolated, warm workers.
 //!
-//! This is the only crate of the workspace allowed to use `unsafe`; it keeps it in
-//! `sys.rs` (raw syscalls), `embed.rs` (loading libpython) and the one FFI entry point in
-//! `isolate.rs`. See the crate README for what is enforced, in which order, and how it
+//! This is the only crate of the workspace allowed to use `unsafe`, and only in the
+//! modules that allow it: `sys.rs` (raw syscalls), `embed.rs` (loading libpython),
+//! `isolate.rs` (the FFI entry points and each execution's forks), `helper.rs` (the
+//! helper's fork/exec before any thread exists) and one `AsyncFd` registration in
+//! `sandbox.rs`; every block has a `SAFETY:` note. See the crate README for what is enforced, in which order, and how it
 //! is tested.
 //!
 //! Process tree per slot: server (tokio) → helper/zygote (own uid, user+mount+net+ipc+uts
