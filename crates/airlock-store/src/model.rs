@@ -231,6 +231,38 @@ impl std::fmt::Display for ExecutionStatus {
     }
 }
 
+/// A paused `llm.complete` as the agent sees it (prompt and model redacted). Stored as
+/// a JSON column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmRequest {
+    /// Assigned by the server (`"1"`, `"2"`, … per execution).
+    pub request_id: String,
+    pub prompt: String,
+    pub model: String,
+}
+
+/// One answered `llm.complete` (every text redacted). Stored in a JSON list column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmExchange {
+    pub request_id: String,
+    pub prompt: String,
+    pub model: String,
+    pub response: String,
+    /// Absent in exchanges recorded before these times were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+/// A redaction for the admin view: which field, which credential, how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedactionEvent {
+    pub field: String,
+    pub name: String,
+    pub count: u64,
+}
+
 /// One execution. Every text field holds already-redacted output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionRow {
@@ -245,12 +277,12 @@ pub struct ExecutionRow {
     pub stdout: String,
     pub stderr: String,
     pub error: Option<String>,
-    /// JSON text of the pending LLM request, while `awaiting_llm`.
-    pub llm_request: Option<String>,
-    /// JSON text: list of `{request_id, prompt, model, response}`.
-    pub llm_exchanges: String,
-    /// JSON text: list of `{field, name, count}`.
-    pub redactions: String,
+    /// The pending LLM request, while `awaiting_llm`.
+    pub llm_request: Option<LlmRequest>,
+    /// Every answered `llm.complete`, in order.
+    pub llm_exchanges: Vec<LlmExchange>,
+    /// What the redactor replaced, per field and credential.
+    pub redactions: Vec<RedactionEvent>,
     pub execution_time_ms: Option<i64>,
     /// Milliseconds spent paused in `llm.complete`, not counted in `execution_time_ms`.
     pub llm_wait_ms: i64,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 
 use crate::{
@@ -159,6 +160,18 @@ fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
     })
 }
 
+/// A JSON column written by [`Json`]; `None` when it is NULL or (in rows of older
+/// versions) does not hold the type, which the views then show as empty.
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Option<T> {
+    match row.try_get::<Option<Json<T>>, _>(column) {
+        Ok(v) => v.map(|j| j.0),
+        Err(e) => {
+            tracing::warn!(column, error = %e, "unreadable JSON column");
+            None
+        }
+    }
+}
+
 fn execution_from(row: &SqliteRow) -> Result<ExecutionRow> {
     Ok(ExecutionRow {
         id: row.try_get("id")?,
@@ -171,9 +184,9 @@ fn execution_from(row: &SqliteRow) -> Result<ExecutionRow> {
         stdout: row.try_get("stdout")?,
         stderr: row.try_get("stderr")?,
         error: row.try_get("error")?,
-        llm_request: row.try_get("llm_request")?,
-        llm_exchanges: row.try_get("llm_exchanges")?,
-        redactions: row.try_get("redactions")?,
+        llm_request: json_column(row, "llm_request"),
+        llm_exchanges: json_column(row, "llm_exchanges").unwrap_or_default(),
+        redactions: json_column(row, "redactions").unwrap_or_default(),
         execution_time_ms: row.try_get("execution_time_ms")?,
         llm_wait_ms: row.try_get("llm_wait_ms")?,
         created_at: row.try_get("created_at")?,
@@ -592,9 +605,9 @@ impl Store for SqliteStore {
         .bind(&e.stdout)
         .bind(&e.stderr)
         .bind(&e.error)
-        .bind(&e.llm_request)
-        .bind(&e.llm_exchanges)
-        .bind(&e.redactions)
+        .bind(e.llm_request.as_ref().map(Json))
+        .bind(Json(&e.llm_exchanges))
+        .bind(Json(&e.redactions))
         .bind(e.execution_time_ms)
         .bind(e.llm_wait_ms)
         .bind(e.created_at)
@@ -625,9 +638,9 @@ impl Store for SqliteStore {
         .bind(&e.stdout)
         .bind(&e.stderr)
         .bind(&e.error)
-        .bind(&e.llm_request)
-        .bind(&e.llm_exchanges)
-        .bind(&e.redactions)
+        .bind(e.llm_request.as_ref().map(Json))
+        .bind(Json(&e.llm_exchanges))
+        .bind(Json(&e.redactions))
         .bind(e.execution_time_ms)
         .bind(e.llm_wait_ms)
         .bind(e.started_at)
@@ -983,9 +996,9 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
         .bind(&e.stdout)
         .bind(&e.stderr)
         .bind(&e.error)
-        .bind(&e.llm_request)
-        .bind(&e.llm_exchanges)
-        .bind(&e.redactions)
+        .bind(e.llm_request.as_ref().map(Json))
+        .bind(Json(&e.llm_exchanges))
+        .bind(Json(&e.redactions))
         .bind(e.execution_time_ms)
         .bind(e.llm_wait_ms)
         .bind(e.created_at)
@@ -1119,8 +1132,8 @@ mod tests {
             stderr: String::new(),
             error: None,
             llm_request: None,
-            llm_exchanges: "[]".into(),
-            redactions: "[]".into(),
+            llm_exchanges: Vec::new(),
+            redactions: Vec::new(),
             execution_time_ms: ms,
             llm_wait_ms: 0,
             created_at: now(),

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use airlock_redact::{RedactionCount, Redactor};
 use airlock_sandbox::{Event, Execution, Job, Outcome, OutcomeStatus, Sandbox};
-use airlock_store::{ExecutionRow, ExecutionStatus, ProfileRow, Store};
+use airlock_store::{
+    ExecutionRow, ExecutionStatus, LlmExchange, LlmRequest, ProfileRow, RedactionEvent, Store,
+};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::catalog::{Catalog, OpenedCredential};
@@ -55,14 +55,6 @@ pub struct RunnerLimits {
     pub llm_wait: Duration,
 }
 
-/// A redaction event for the admin view: which field, which credential, how often.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct RedactionEvent {
-    pub field: String,
-    pub name: String,
-    pub count: u64,
-}
-
 struct QueuedJob {
     /// The row as inserted (`pending`).
     row: ExecutionRow,
@@ -94,7 +86,6 @@ struct Run {
     profile_id: String,
     redactor: Redactor,
     events: Vec<RedactionEvent>,
-    exchanges: Vec<serde_json::Value>,
     started: Instant,
     /// Time paused in `llm.complete` (not running time).
     waited: Duration,
@@ -239,8 +230,8 @@ impl Runner {
             stderr: String::new(),
             error: None,
             llm_request: None,
-            llm_exchanges: "[]".into(),
-            redactions: "[]".into(),
+            llm_exchanges: Vec::new(),
+            redactions: Vec::new(),
             execution_time_ms: None,
             llm_wait_ms: 0,
             created_at: now,
@@ -414,7 +405,6 @@ impl Runner {
             // Every value is redacted from output, sealed ones too (defence in depth).
             redactor: Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone()))),
             events: Vec::new(),
-            exchanges: Vec::new(),
             started: Instant::now(),
             waited: Duration::ZERO,
             llm_wait: job.llm_wait,
@@ -567,9 +557,12 @@ impl Runner {
         record(&mut run.events, "llm_model", model_counts);
         let request_id = call.request_id;
         run.row.status = ExecutionStatus::AwaitingLlm;
-        run.row.llm_request =
-            Some(json!({ "request_id": request_id, "prompt": prompt, "model": model }).to_string());
-        run.row.redactions = serde_json::to_string(&run.events).unwrap_or_default();
+        run.row.llm_request = Some(LlmRequest {
+            request_id: request_id.clone(),
+            prompt: prompt.clone(),
+            model: model.clone(),
+        });
+        run.row.redactions = run.events.clone();
         let (tx, rx) = oneshot::channel();
         self.set_llm(
             &run.row.id,
@@ -587,11 +580,14 @@ impl Runner {
         let answer = answer?;
         let (response, counts) = run.redactor.redact_str(&answer);
         record(&mut run.events, "llm_response", counts);
-        run.exchanges.push(json!({
-            "request_id": request_id, "prompt": prompt, "model": model,
-            "response": response, "asked_at": asked_at, "answered_at": Utc::now(),
-        }));
-        run.row.llm_exchanges = serde_json::Value::from(run.exchanges.clone()).to_string();
+        run.row.llm_exchanges.push(LlmExchange {
+            request_id: request_id.clone(),
+            prompt,
+            model,
+            response,
+            asked_at: Some(asked_at),
+            answered_at: Some(Utc::now()),
+        });
         run.row.llm_request = None;
         run.row.status = ExecutionStatus::Running;
         self.save(&run.row).await;
@@ -678,7 +674,7 @@ impl Runner {
     async fn finish(&self, mut row: ExecutionRow, run_start: Instant, events: Vec<RedactionEvent>) {
         row.execution_time_ms = Some(run_start.elapsed().as_millis() as i64);
         row.completed_at = Some(Utc::now());
-        row.redactions = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+        row.redactions = events;
         self.save(&row).await;
     }
 }

@@ -598,8 +598,8 @@ async fn restart_marks_unfinished_executions_interrupted() {
                 stderr: String::new(),
                 error: None,
                 llm_request: None,
-                llm_exchanges: "[]".into(),
-                redactions: "[]".into(),
+                llm_exchanges: Vec::new(),
+                redactions: Vec::new(),
                 execution_time_ms: None,
                 llm_wait_ms: 0,
                 created_at: now,
@@ -611,7 +611,11 @@ async fn restart_marks_unfinished_executions_interrupted() {
         let mut paused = app.state.store.execution_get(&id).await.unwrap().unwrap();
         paused.id = format!("{id}p");
         paused.status = airlock_store::ExecutionStatus::AwaitingLlm;
-        paused.llm_request = Some(r#"{"request_id":"r1","prompt":"p","model":"default"}"#.into());
+        paused.llm_request = Some(airlock_store::LlmRequest {
+            request_id: "r1".into(),
+            prompt: "p".into(),
+            model: "default".into(),
+        });
         app.state.store.execution_insert(&paused).await.unwrap();
     }
     let app = App::open(config(dir.path())).await.unwrap();

@@ -216,12 +216,6 @@ fn parse_result(text: &Option<String>) -> Value {
     }
 }
 
-fn parse_json_text(text: &Option<String>) -> Value {
-    text.as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null)
-}
-
 fn agent_view(r: &ExecutionRow) -> Value {
     json!({
         "execution_id": r.id,
@@ -230,7 +224,7 @@ fn agent_view(r: &ExecutionRow) -> Value {
         "stdout": r.stdout,
         "stderr": r.stderr,
         "error": r.error,
-        "llm_request": parse_json_text(&r.llm_request),
+        "llm_request": r.llm_request,
         "execution_time_ms": r.execution_time_ms,
         "llm_wait_ms": r.llm_wait_ms,
         "created_at": r.created_at,
@@ -543,8 +537,8 @@ async fn admin_get(
     v["script_sha256"] = Value::String(r.script_sha256.clone());
     v["timeout"] = json!(r.timeout_secs);
     v["started_at"] = json!(r.started_at);
-    v["redactions"] = serde_json::from_str(&r.redactions).unwrap_or(Value::Array(vec![]));
-    v["llm_exchanges"] = serde_json::from_str(&r.llm_exchanges).unwrap_or(Value::Array(vec![]));
+    v["redactions"] = json!(r.redactions);
+    v["llm_exchanges"] = json!(r.llm_exchanges);
     v["egress"] = state
         .store
         .egress_list(&r.id)

@@ -125,9 +125,9 @@ impl From<ExecutionRow> for ExportExecution {
             stdout: e.stdout,
             stderr: e.stderr,
             error: e.error,
-            llm_request: e.llm_request,
-            llm_exchanges: e.llm_exchanges,
-            redactions: e.redactions,
+            llm_request: e.llm_request.as_ref().map(json_text),
+            llm_exchanges: json_text(&e.llm_exchanges),
+            redactions: json_text(&e.redactions),
             execution_time_ms: e.execution_time_ms,
             llm_wait_ms: e.llm_wait_ms,
             created_at: e.created_at,
@@ -135,6 +135,12 @@ impl From<ExecutionRow> for ExportExecution {
             completed_at: e.completed_at,
         }
     }
+}
+
+/// Format version 1 carries an execution's JSON columns as JSON text. (These types
+/// hold only strings, numbers and times: serializing them cannot fail.)
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// An imported execution; one that was still running when exported ends as an error.
@@ -157,12 +163,14 @@ pub(super) fn execution_row(e: &ExportExecution) -> ExecutionRow {
             Some("interrupted: the execution was still running when it was exported".into())
         },
         llm_request: if finished {
-            e.llm_request.clone()
+            e.llm_request
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
         } else {
             None
         },
-        llm_exchanges: e.llm_exchanges.clone(),
-        redactions: e.redactions.clone(),
+        llm_exchanges: serde_json::from_str(&e.llm_exchanges).unwrap_or_default(),
+        redactions: serde_json::from_str(&e.redactions).unwrap_or_default(),
         execution_time_ms: e.execution_time_ms,
         llm_wait_ms: e.llm_wait_ms,
         created_at: e.created_at,

@@ -810,14 +810,6 @@ fn pretty_json(text: &str) -> String {
         .unwrap_or_else(|| text.to_string())
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
-    }
-}
-
 pub async fn execution(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -829,27 +821,23 @@ pub async fn execution(
         .execution_get(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("no execution has this id"))?;
-    let list = |text: &str| -> Vec<Value> {
-        match serde_json::from_str(text) {
-            Ok(Value::Array(a)) => a,
-            _ => Vec::new(),
-        }
-    };
-    let exchanges = list(&r.llm_exchanges)
+    let exchanges = r
+        .llm_exchanges
         .iter()
         .map(|x| Exchange {
-            request_id: text_of(&x["request_id"]),
-            model: text_of(&x["model"]),
-            prompt: text_of(&x["prompt"]),
-            response: text_of(&x["response"]),
+            request_id: x.request_id.clone(),
+            model: x.model.clone(),
+            prompt: x.prompt.clone(),
+            response: x.response.clone(),
         })
         .collect();
-    let redactions = list(&r.redactions)
+    let redactions = r
+        .redactions
         .iter()
         .map(|x| Redaction {
-            field: text_of(&x["field"]),
-            name: text_of(&x["name"]),
-            count: x["count"].as_i64().unwrap_or(0),
+            field: x.field.clone(),
+            name: x.name.clone(),
+            count: x.count as i64,
         })
         .collect();
     let egress = state
@@ -884,7 +872,10 @@ pub async fn execution(
         stderr: r.stderr.clone(),
         result: r.result.as_deref().map(pretty_json),
         error: r.error.clone(),
-        llm_request: r.llm_request.as_deref().map(pretty_json),
+        llm_request: r
+            .llm_request
+            .as_ref()
+            .and_then(|q| serde_json::to_string_pretty(q).ok()),
         exchanges,
         redactions,
         egress,
