@@ -234,8 +234,10 @@ impl std::fmt::Display for ExecutionStatus {
 /// A paused `llm.complete` as the agent sees it (prompt and model redacted). Stored as
 /// a JSON column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LlmRequest {
-    /// Assigned by the server (`"1"`, `"2"`, … per execution).
+    /// Assigned by the server (`"1"`, `"2"`, … per execution); send it back with the
+    /// answer.
     pub request_id: String,
     pub prompt: String,
     pub model: String,
@@ -243,6 +245,7 @@ pub struct LlmRequest {
 
 /// One answered `llm.complete` (every text redacted). Stored in a JSON list column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LlmExchange {
     pub request_id: String,
     pub prompt: String,
@@ -257,6 +260,7 @@ pub struct LlmExchange {
 
 /// A redaction for the admin view: which field, which credential, how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RedactionEvent {
     pub field: String,
     pub name: String,

@@ -12,7 +12,7 @@
 //! they exist for the document only.
 #![allow(dead_code)]
 
-pub use airlock_store::{CredentialMode, ExecutionStatus};
+pub use airlock_store::{CredentialMode, ExecutionStatus, LlmExchange, LlmRequest, RedactionEvent};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -96,15 +96,6 @@ pub struct Submitted {
     pub status: String,
 }
 
-/// A pending `llm.complete` call.
-#[derive(ToSchema)]
-pub struct LlmRequest {
-    /// Send it back with the answer.
-    pub request_id: String,
-    pub prompt: String,
-    pub model: Option<String>,
-}
-
 /// An execution as its agent sees it. Secret values are redacted in every field.
 #[derive(ToSchema)]
 pub struct Execution {
@@ -163,10 +154,8 @@ pub struct AdminExecution {
     pub script_sha256: String,
     pub timeout: i64,
     pub started_at: Option<DateTime<Utc>>,
-    #[schema(value_type = Vec<Object>)]
-    pub redactions: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub llm_exchanges: Vec<Value>,
+    pub redactions: Vec<RedactionEvent>,
+    pub llm_exchanges: Vec<LlmExchange>,
     /// Every egress attempt, oldest first, with the sealed credentials substituted
     /// into it and whether it was a violation.
     pub egress: Vec<crate::api::executions::EgressView>,
