@@ -237,14 +237,26 @@ fn script(body: &str, vars: &[(&str, String)]) -> String {
 // Tests
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sealed_value_reaches_bound_upstreams_only_and_never_comes_back() {
+/// The scenario of the two tests below: upstreams on 127.0.0.2 (plain), .3 (TLS) and
+/// .4 (plain, not bound), the app trusting the TLS one's CA, a sealed credential
+/// bound to .2 and .3 and a plain one, and a locked profile with both that may reach
+/// all three hosts.
+struct Bound {
+    env: Env,
+    plain: Upstream,
+    tls: Upstream,
+    other: Upstream,
+    value: String,
+    bound: Value,
+    profile: String,
+    key: String,
+}
+
+async fn bound_setup() -> Option<Bound> {
     let plain = http_upstream("127.0.0.2").await;
     let (tls, upstream_ca) = tls_upstream("127.0.0.3").await;
     let other = http_upstream("127.0.0.4").await;
-    let Some(env) = start(Some(&upstream_ca)).await else {
-        return;
-    };
+    let env = start(Some(&upstream_ca)).await?;
     let value = format!(
         "sk_live_{}",
         &airlock::ids::sha256_hex(b"sealed-test")[..24]
@@ -284,7 +296,32 @@ async fn sealed_value_reaches_bound_upstreams_only_and_never_comes_back() {
             ]),
         )
         .await;
+    Some(Bound {
+        env,
+        plain,
+        tls,
+        other,
+        value,
+        bound,
+        profile,
+        key,
+    })
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sealed_credential_shows_its_mode_and_bound_hosts_but_never_its_value() {
+    let Some(Bound {
+        env,
+        plain,
+        tls,
+        value,
+        bound,
+        profile,
+        ..
+    }) = bound_setup().await
+    else {
+        return;
+    };
     // Agents see the mode and the bound hosts.
     let (s, creds, _) = send(&env.app, req("GET", "/credentials", None, None, None)).await;
     assert_eq!(s, StatusCode::OK);
@@ -300,7 +337,55 @@ async fn sealed_value_reaches_bound_upstreams_only_and_never_comes_back() {
         json!({"name": "STRIPE_KEY", "description": "sealed", "value_exists": true,
                "mode": "sealed", "bound_hosts": bound})
     );
+    let (_, _, raw) = send(&env.app, req("GET", "/skill.md", None, None, None)).await;
+    assert!(!contains(raw.as_bytes(), &value));
+    assert!(
+        raw.contains(&format!(
+            "`STRIPE_KEY` (value set, sealed to 127.0.0.2:{} 127.0.0.3:{})",
+            plain.port(),
+            tls.port()
+        )),
+        "{raw}"
+    );
+    // The credentials page shows the mode and the bound hosts.
+    let (s, _, page) = env.admin("GET", "/ui/credentials", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains(r#"data-mode="sealed""#), "{page}");
+    assert!(page.contains(&format!(
+        "127.0.0.2:{}, 127.0.0.3:{}",
+        plain.port(),
+        tls.port()
+    )));
+    assert!(!contains(page.as_bytes(), &value));
+    let (s, _, page) = env
+        .admin("GET", &format!("/ui/profiles/{profile}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains(&format!(
+            r#"sealed to <span class="mono">127.0.0.2:{}, 127.0.0.3:{}</span>"#,
+            plain.port(),
+            tls.port()
+        )),
+        "{page}"
+    );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_value_reaches_bound_upstreams_only_and_never_comes_back() {
+    let Some(Bound {
+        env,
+        plain,
+        tls,
+        other,
+        value,
+        profile,
+        key,
+        ..
+    }) = bound_setup().await
+    else {
+        return;
+    };
     let (id, v) = env
         .run(
             &key,
@@ -467,28 +552,6 @@ print("placeholder:", ph)
             tls.port()
         )),
         "{raw}"
-    );
-    // The credentials page shows the mode and the bound hosts.
-    let (s, _, page) = env.admin("GET", "/ui/credentials", None).await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(page.contains(r#"data-mode="sealed""#), "{page}");
-    assert!(page.contains(&format!(
-        "127.0.0.2:{}, 127.0.0.3:{}",
-        plain.port(),
-        tls.port()
-    )));
-    assert!(!contains(page.as_bytes(), &value));
-    let (s, _, page) = env
-        .admin("GET", &format!("/ui/profiles/{profile}"), None)
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(
-        page.contains(&format!(
-            r#"sealed to <span class="mono">127.0.0.2:{}, 127.0.0.3:{}</span>"#,
-            plain.port(),
-            tls.port()
-        )),
-        "{page}"
     );
     // The execution page shows which credential was substituted, and the violation.
     let (s, _, page) = env
