@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::ids;
 use crate::validate::{self, Invalid};
 
+mod views;
+pub use views::*;
+
 /// Why a catalog operation was refused. The HTTP status of each is chosen in
 /// `crate::error`; the message (`Display`) says what to fix and never carries a
 /// value or a key secret.
@@ -94,224 +97,6 @@ pub enum ProfileLookup {
     IdOrKeyId,
 }
 
-/// A credential's mode and where a sealed value may go, as the admin sees and sets it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Sealing {
-    /// `plain` (the script gets the value) or `sealed` (the script gets a placeholder
-    /// the egress proxy swaps for the value in requests to `bound_hosts`).
-    pub mode: CredentialMode,
-    /// Host patterns (the `allowed_hosts` syntax) the value may be sent to.
-    pub bound_hosts: Vec<String>,
-    /// HTTP methods the value is substituted for; `null`: any method.
-    pub bound_methods: Option<Vec<String>>,
-    /// The only request header the value is substituted in; `null`: any header.
-    pub bound_header: Option<String>,
-    /// Also substitute in the URL query and the request body.
-    pub substitute_in_body: bool,
-    /// Revoke the profile at once when the placeholder is sent anywhere else.
-    pub revoke_on_violation: bool,
-}
-
-impl From<&SealSettings> for Sealing {
-    fn from(s: &SealSettings) -> Sealing {
-        Sealing {
-            mode: s.mode,
-            bound_hosts: s.hosts.clone(),
-            bound_methods: s.methods.clone(),
-            bound_header: s.header.clone(),
-            substitute_in_body: s.substitute_body,
-            revoke_on_violation: s.revoke_on_violation,
-        }
-    }
-}
-
-impl From<Sealing> for SealSettings {
-    fn from(s: Sealing) -> SealSettings {
-        SealSettings {
-            mode: s.mode,
-            hosts: s.bound_hosts,
-            methods: s.bound_methods,
-            header: s.bound_header,
-            substitute_body: s.substitute_in_body,
-            revoke_on_violation: s.revoke_on_violation,
-        }
-    }
-}
-
-/// Changes to a credential's sealing; `None` leaves a field alone. In
-/// `bound_methods` an empty list means any method; in `bound_header` an empty string
-/// means any header.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-pub struct SealingPatch {
-    pub mode: Option<String>,
-    pub bound_hosts: Option<Vec<String>>,
-    pub bound_methods: Option<Vec<String>>,
-    pub bound_header: Option<String>,
-    pub substitute_in_body: Option<bool>,
-    pub revoke_on_violation: Option<bool>,
-}
-
-impl SealingPatch {
-    fn is_empty(&self) -> bool {
-        *self == SealingPatch::default()
-    }
-
-    /// Applies the patch to `s` and checks the result. `new`: a new credential, whose
-    /// mode defaults to `sealed` when hosts are bound.
-    fn apply(&self, s: &mut SealSettings, new: bool) -> Result<(), Invalid> {
-        if let Some(h) = &self.bound_hosts {
-            s.hosts = validate::host_patterns(h)
-                .map_err(|e| Invalid(e.0.replace("allowed_hosts", "bound_hosts")))?;
-        }
-        if let Some(m) = &self.bound_methods {
-            let mut out = Vec::new();
-            for x in m {
-                let up = x.trim().to_ascii_uppercase();
-                if up.is_empty() || up.len() > 16 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(Invalid::new(format!(
-                        "bound_methods entry {:?} is not an HTTP method (GET, POST, ...)",
-                        validate::truncate_for_message(x)
-                    )));
-                }
-                if !out.contains(&up) {
-                    out.push(up);
-                }
-            }
-            s.methods = (!out.is_empty()).then_some(out);
-        }
-        if let Some(h) = &self.bound_header {
-            let h = h.trim().to_ascii_lowercase();
-            if h.is_empty() {
-                s.header = None;
-            } else {
-                let ok = h.len() <= 64
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    && !matches!(
-                        h.as_str(),
-                        "host" | "content-length" | "connection" | "transfer-encoding"
-                    )
-                    && !h.starts_with("proxy-");
-                if !ok {
-                    return Err(Invalid::new(format!(
-                        "bound_header {:?} is not a usable request header name (e.g. authorization, x-api-key)",
-                        validate::truncate_for_message(&h)
-                    )));
-                }
-                s.header = Some(h);
-            }
-        }
-        if let Some(b) = self.substitute_in_body {
-            s.substitute_body = b;
-        }
-        if let Some(r) = self.revoke_on_violation {
-            s.revoke_on_violation = r;
-        }
-        match self.mode.as_deref().map(|m| (m, CredentialMode::parse(m))) {
-            Some((_, Some(m))) => s.mode = m,
-            Some((other, None)) => {
-                return Err(Invalid::new(format!(
-                    "mode {:?} is unknown: use \"plain\" or \"sealed\"",
-                    validate::truncate_for_message(other)
-                )))
-            }
-            None if new => {
-                s.mode = if s.hosts.is_empty() {
-                    CredentialMode::Plain
-                } else {
-                    CredentialMode::Sealed
-                }
-            }
-            None => {}
-        }
-        if s.is_sealed() && s.hosts.is_empty() {
-            return Err(Invalid::new(
-                "a sealed credential needs at least one bound host (bound_hosts): its value is sent nowhere else",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Checks imported sealing settings with the rules the admin API applies.
-pub fn check_sealing(s: &Sealing) -> Result<(), Invalid> {
-    let patch = SealingPatch {
-        mode: Some(s.mode.to_string()),
-        bound_hosts: Some(s.bound_hosts.clone()),
-        bound_methods: s.bound_methods.clone(),
-        bound_header: s.bound_header.clone(),
-        substitute_in_body: Some(s.substitute_in_body),
-        revoke_on_violation: Some(s.revoke_on_violation),
-    };
-    patch.apply(&mut SealSettings::default(), false)
-}
-
-/// A credential as the admin sees it (never its value).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct CredentialView {
-    pub name: String,
-    pub description: String,
-    pub value_exists: bool,
-    #[serde(flatten)]
-    pub sealing: Sealing,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A credential as agents see it, and as listed inside a profile: with a `sealed`
-/// credential, `settings.get` returns a placeholder that works only in requests to
-/// `bound_hosts`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct CredentialSummary {
-    pub name: String,
-    pub description: String,
-    pub value_exists: bool,
-    /// `plain`: `settings.get` returns the value; `sealed`: it returns a placeholder.
-    pub mode: CredentialMode,
-    /// Host patterns a sealed value is substituted for (empty for `plain`).
-    pub bound_hosts: Vec<String>,
-}
-
-/// An opened credential for one execution.
-pub struct OpenedCredential {
-    pub name: String,
-    pub value: String,
-    pub seal: SealSettings,
-}
-
-/// The profile JSON used by every endpoint.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct ProfileView {
-    pub id: String,
-    pub description: String,
-    pub locked: bool,
-    pub revoked: bool,
-    pub expired: bool,
-    pub key_id: Option<String>,
-    pub credentials: Vec<CredentialSummary>,
-    pub allowed_hosts: Option<Vec<String>>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-/// A profile plus its freshly issued key (`ark_ID:SECRET`), shown once.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ProfileWithKey {
-    #[serde(flatten)]
-    pub profile: ProfileView,
-    pub key: String,
-}
-
-/// Changes to a profile's settings; `None` leaves a field alone.
-#[derive(Debug, Default, Clone)]
-pub struct ProfilePatch {
-    pub description: Option<String>,
-    pub expires_at: Option<Option<DateTime<Utc>>>,
-    pub allowed_hosts: Option<Option<Vec<String>>>,
-}
-
 /// A profile that may run code right now, with its opened secret.
 pub struct ActiveProfile {
     pub row: ProfileRow,
@@ -353,16 +138,6 @@ fn cred_aad(id: &str) -> String {
 
 fn profile_aad(id: &str) -> String {
     format!("profile:{id}")
-}
-
-fn summary(c: &CredentialRow) -> CredentialSummary {
-    CredentialSummary {
-        name: c.name.clone(),
-        description: c.description.clone(),
-        value_exists: c.value.is_some(),
-        mode: c.seal.mode,
-        bound_hosts: c.seal.hosts.clone(),
-    }
 }
 
 impl Catalog {
@@ -882,16 +657,5 @@ impl Catalog {
             }
         }
         Ok(out)
-    }
-}
-
-fn view(c: &CredentialRow) -> CredentialView {
-    CredentialView {
-        name: c.name.clone(),
-        description: c.description.clone(),
-        value_exists: c.value.is_some(),
-        sealing: Sealing::from(&c.seal),
-        created_at: c.created_at,
-        updated_at: c.updated_at,
     }
 }

@@ -1,0 +1,223 @@
+//! The credentials and profiles pages.
+
+use super::*;
+
+// ----- credentials -----
+
+pub struct UsedBy {
+    pub id: String,
+    pub state: &'static str,
+}
+
+pub struct CredRow {
+    pub name: String,
+    pub description: String,
+    pub value_exists: bool,
+    pub updated: Ts,
+    pub used_by: Vec<UsedBy>,
+    /// `plain` or `sealed`.
+    pub mode: String,
+    /// Bound host patterns, one per line (for the edit dialog).
+    pub hosts_lines: String,
+    /// Bound host patterns for display.
+    pub hosts_text: String,
+    /// Bound methods, comma-separated; empty for any.
+    pub methods: String,
+    /// Bound header; empty for any.
+    pub header: String,
+    pub substitute_body: bool,
+    pub revoke: bool,
+}
+
+#[derive(Template)]
+#[template(path = "credentials.html")]
+struct CredentialsPage {
+    nav: &'static str,
+    creds: Vec<CredRow>,
+    missing: usize,
+    fill: String,
+}
+
+#[derive(Deserialize)]
+pub struct FillQuery {
+    fill: Option<String>,
+}
+
+pub async fn credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FillQuery>,
+) -> PageResult {
+    require_session(&state, &headers, &format!("{PREFIX}/credentials")).await?;
+    let now = Utc::now();
+    let mut creds = Vec::new();
+    for row in state.store.credentials_list().await? {
+        let used_by = state
+            .store
+            .credential_profiles(&row.id)
+            .await?
+            .iter()
+            .map(|p| UsedBy {
+                id: p.id.clone(),
+                state: if p.revoked {
+                    "revoked"
+                } else if p.is_expired(now) {
+                    "expired"
+                } else if p.locked {
+                    "locked"
+                } else {
+                    "unlocked"
+                },
+            })
+            .collect();
+        creds.push(CredRow {
+            name: row.name.clone(),
+            description: row.description.clone(),
+            value_exists: row.value.is_some(),
+            updated: view::ts(row.updated_at),
+            used_by,
+            mode: row.seal.mode.to_string(),
+            hosts_lines: row.seal.hosts.join("\n"),
+            hosts_text: row.seal.hosts.join(", "),
+            methods: row.seal.methods.clone().unwrap_or_default().join(", "),
+            header: row.seal.header.clone().unwrap_or_default(),
+            substitute_body: row.seal.substitute_body,
+            revoke: row.seal.revoke_on_violation,
+        });
+    }
+    let fill = q
+        .fill
+        .filter(|f| creds.iter().any(|c| &c.name == f))
+        .unwrap_or_default();
+    Ok(render(&CredentialsPage {
+        nav: "credentials",
+        missing: creds.iter().filter(|c| !c.value_exists).count(),
+        creds,
+        fill,
+    }))
+}
+
+// ----- profiles -----
+
+#[derive(Template)]
+#[template(path = "profiles.html")]
+struct ProfilesPage {
+    nav: &'static str,
+    profiles: Vec<ProfileRowView>,
+    creds: Vec<CredOption>,
+}
+
+pub async fn profiles(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    require_session(&state, &headers, &format!("{PREFIX}/profiles")).await?;
+    let profiles = state
+        .catalog
+        .list_profiles()
+        .await?
+        .iter()
+        .map(profile_row)
+        .collect();
+    let creds = state
+        .catalog
+        .list_credentials()
+        .await?
+        .into_iter()
+        .map(|c| CredOption {
+            sealed_to: sealed_to(c.sealing.mode, &c.sealing.bound_hosts),
+            name: c.name,
+            description: c.description,
+            value_exists: c.value_exists,
+        })
+        .collect();
+    Ok(render(&ProfilesPage {
+        nav: "profiles",
+        profiles,
+        creds,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfilePage {
+    nav: &'static str,
+    id: String,
+    description: String,
+    state: &'static str,
+    key_id: String,
+    locked: bool,
+    revoked: bool,
+    /// Credentials can be attached or detached.
+    open: bool,
+    can_lock: bool,
+    can_delete: bool,
+    creds: Vec<CredOption>,
+    missing: Vec<String>,
+    hosts_mode: &'static str,
+    hosts_text: String,
+    expires: Option<Ts>,
+    created: Ts,
+    updated: Ts,
+    last_used: Option<Ts>,
+    available: Vec<CredOption>,
+    recent: Vec<ExecRow>,
+}
+
+pub async fn profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    require_session(&state, &headers, &format!("{PREFIX}/profiles/{id}")).await?;
+    let p = state.catalog.get_profile(&id, ProfileLookup::Id).await?;
+    let attached: Vec<&str> = p.credentials.iter().map(|c| c.name.as_str()).collect();
+    let available = state
+        .catalog
+        .list_credentials()
+        .await?
+        .into_iter()
+        .filter(|c| !attached.contains(&c.name.as_str()))
+        .map(|c| CredOption {
+            sealed_to: sealed_to(c.sealing.mode, &c.sealing.bound_hosts),
+            name: c.name,
+            description: c.description,
+            value_exists: c.value_exists,
+        })
+        .collect();
+    let missing = missing_values(&p);
+    let open = !p.locked && !p.revoked;
+    let (hosts_mode, hosts) = match &p.allowed_hosts {
+        None => ("any", Vec::new()),
+        Some(h) if h.is_empty() => ("none", Vec::new()),
+        Some(h) => ("list", h.clone()),
+    };
+    Ok(render(&ProfilePage {
+        nav: "profiles",
+        id: p.id.clone(),
+        description: p.description.clone(),
+        state: view::profile_state(&p),
+        key_id: p.key_id.clone().unwrap_or_default(),
+        locked: p.locked,
+        revoked: p.revoked,
+        open,
+        can_lock: open && missing.is_empty(),
+        can_delete: !p.locked || p.revoked,
+        creds: p
+            .credentials
+            .iter()
+            .map(|c| CredOption {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                value_exists: c.value_exists,
+                sealed_to: sealed_to(c.mode, &c.bound_hosts),
+            })
+            .collect(),
+        missing,
+        hosts_mode,
+        hosts_text: hosts.join("\n"),
+        expires: view::ts_opt(p.expires_at),
+        created: view::ts(p.created_at),
+        updated: view::ts(p.updated_at),
+        last_used: view::ts_opt(p.last_used_at),
+        available,
+        recent: recent_executions(&state, Some(p.id.clone()), 10).await?,
+    }))
+}

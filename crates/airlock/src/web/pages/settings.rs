@@ -1,0 +1,130 @@
+//! The settings and packages pages.
+
+use super::*;
+
+// ----- settings -----
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    nav: &'static str,
+    version: &'static str,
+    min_len: usize,
+    sandbox: SandboxView,
+    idle_hours: i64,
+    absolute_days: i64,
+    /// For the export form's "chosen profiles" scope.
+    profiles: Vec<ProfileRowView>,
+    min_passphrase: usize,
+    max_import_mib: usize,
+    max_import_bytes: usize,
+    sessions: Vec<SessionRowView>,
+}
+
+/// One admin session in the settings table.
+pub struct SessionRowView {
+    pub id: String,
+    pub current: bool,
+    pub created: Ts,
+    pub last_seen: Ts,
+}
+
+pub async fn settings(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    require_session(&state, &headers, &format!("{PREFIX}/settings")).await?;
+    let profiles = state.catalog.list_profiles().await?;
+    let token = crate::api::session::cookie_token(&headers).unwrap_or_default();
+    let sessions = state
+        .auth
+        .list_sessions(&token)
+        .await?
+        .into_iter()
+        .map(|s| SessionRowView {
+            id: s.id,
+            current: s.current,
+            created: view::ts(s.created_at),
+            last_seen: view::ts(s.last_seen_at),
+        })
+        .collect();
+    Ok(render(&SettingsPage {
+        sessions,
+        profiles: profiles.iter().map(profile_row).collect(),
+        min_passphrase: crate::transfer::MIN_PASSPHRASE_CHARS,
+        max_import_mib: state.config.max_import_bytes.div_ceil(1024 * 1024),
+        max_import_bytes: state.config.max_import_bytes,
+        nav: "settings",
+        version: env!("CARGO_PKG_VERSION"),
+        min_len: auth::MIN_PASSWORD_CHARS,
+        sandbox: sandbox_view(&state),
+        idle_hours: auth::SESSION_IDLE.num_hours(),
+        absolute_days: auth::SESSION_ABSOLUTE.num_days(),
+    })
+    .into_response())
+}
+
+struct PackageRowView {
+    name: String,
+    spec: String,
+    status: String,
+    badge: &'static str,
+    version: String,
+    requested: Ts,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "packages.html")]
+struct PackagesPage {
+    nav: &'static str,
+    rows: Vec<PackageRowView>,
+    env_state: String,
+    env_badge: &'static str,
+    installer: String,
+    python: String,
+    index: String,
+    find_links: bool,
+    reason: String,
+}
+
+fn package_badge(status: &str) -> &'static str {
+    match status {
+        "installed" => "ok",
+        "failed" => "error",
+        _ => "pending",
+    }
+}
+
+pub async fn packages(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    require_session(&state, &headers, &format!("{PREFIX}/packages")).await?;
+    let list = state.packages.list().await?;
+    let env = list.environment;
+    Ok(render(&PackagesPage {
+        nav: "packages",
+        rows: list
+            .packages
+            .into_iter()
+            .map(|p| PackageRowView {
+                badge: package_badge(&p.status),
+                name: p.name,
+                spec: p.spec,
+                status: p.status,
+                version: p.installed_version.unwrap_or_default(),
+                requested: view::ts(p.requested_at),
+                error: p.error.unwrap_or_default(),
+            })
+            .collect(),
+        env_badge: match env.state.as_str() {
+            "ready" => "ok",
+            "rebuilding" => "pending",
+            _ => "error",
+        },
+        env_state: env.state,
+        installer: env.installer,
+        python: env.python,
+        index: env
+            .index_url
+            .unwrap_or_else(|| "none (find-links only)".into()),
+        find_links: env.find_links,
+        reason: env.reason.unwrap_or_default(),
+    })
+    .into_response())
+}
