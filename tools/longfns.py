@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rustsrc import code_only  # noqa: E402
+from rustsrc import closing_brace, code_only  # noqa: E402
 
 FN = re.compile(r"\bfn\s+(\w+)")
 
@@ -26,16 +26,7 @@ def functions(path):
             j += 1
         if j >= len(code) or code[j] == ";":
             continue
-        depth = 0
-        k = j
-        while k < len(code):
-            if code[k] == "{":
-                depth += 1
-            elif code[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
+        k = closing_brace(code, j)
         first = code.count("\n", 0, start) + 1
         last = code.count("\n", 0, k) + 1
         yield last - first + 1, m.group(1), f"{path}:{first}"

@@ -40,6 +40,20 @@ def code_only(text):
     return "".join(out)
 
 
+def closing_brace(code, j):
+    """Index of the `}` that closes the `{` at `j` (or the end of `code`)."""
+    depth, k = 0, j
+    while k < len(code):
+        if code[k] == "{":
+            depth += 1
+        elif code[k] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        k += 1
+    return k
+
+
 def without_test_modules(code):
     """Blank out `#[cfg(test)]` items (their braces matched on comment-free code)."""
     out = list(code)
@@ -48,15 +62,7 @@ def without_test_modules(code):
         semi = code.find(";", m.end())
         if j < 0 or (0 <= semi < j):
             continue
-        depth, k = 0, j
-        while k < len(code):
-            if code[k] == "{":
-                depth += 1
-            elif code[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
+        k = closing_brace(code, j)
         for i in range(m.start(), min(k + 1, len(code))):
             if out[i] != "\n":
                 out[i] = " "
