@@ -89,9 +89,17 @@ async fn stderr_text(log: tokio::task::JoinHandle<String>) -> String {
         .unwrap()
 }
 
-/// The whole agent workflow through MCP tools.
+/// The whole agent workflow through one MCP client, in phases: the server's
+/// instructions and tools, the catalog tools, the execution tools, package requests.
 async fn scenario(live: &live::Live, client: &Client, key: &str) {
     let (key_id, secret) = key.split_once(':').unwrap();
+    instructions_and_tools(client).await;
+    catalog_tools(live, client, secret).await;
+    execution_tools(client, secret).await;
+    package_tools(live, client, key_id, secret).await;
+}
+
+async fn instructions_and_tools(client: &Client) {
     let info = client.peer_info().expect("server info");
     let instructions = info.instructions.clone().unwrap_or_default();
     assert!(
@@ -119,7 +127,9 @@ async fn scenario(live: &live::Live, client: &Client, key: &str) {
     ] {
         assert!(tools.iter().any(|t| t == want), "{want} missing: {tools:?}");
     }
+}
 
+async fn catalog_tools(live: &live::Live, client: &Client, secret: &str) {
     let (err, t, v) = call(
         client,
         secret,
@@ -181,7 +191,9 @@ async fn scenario(live: &live::Live, client: &Client, key: &str) {
     )
     .await;
     assert!(err && t.contains("404") && t.contains("not_found"), "{t}");
+}
 
+async fn execution_tools(client: &Client, secret: &str) {
     let (err, t, v) = call(
         client,
         secret,
@@ -246,7 +258,9 @@ async fn scenario(live: &live::Live, client: &Client, key: &str) {
     )
     .await;
     assert!(err && t.contains("not a valid id"), "{t}");
+}
 
+async fn package_tools(live: &live::Live, client: &Client, key_id: &str, secret: &str) {
     // Package requests are forwarded as they are: the tool answers what the
     // server answers to the same request on the real /requirements routes.
     let get_direct = || async {
