@@ -425,6 +425,35 @@ pub struct ImportPlan {
     pub executions: Vec<ExecutionRow>,
 }
 
+/// Where a requested package, or one run of the installer, stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PackageStatus {
+    Pending,
+    Installing,
+    Installed,
+    Failed,
+}
+
+impl PackageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageStatus::Pending => "pending",
+            PackageStatus::Installing => "installing",
+            PackageStatus::Installed => "installed",
+            PackageStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for PackageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A Python package an agent asked for (one per normalized project name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageRow {
@@ -432,8 +461,7 @@ pub struct PackageRow {
     pub name: String,
     /// The requirement as requested (`pandas>=2`).
     pub spec: String,
-    /// `pending`, `installing`, `installed` or `failed`.
-    pub status: String,
+    pub status: PackageStatus,
     pub installed_version: Option<String>,
     pub error: Option<String>,
     pub requested_at: DateTime<Utc>,
@@ -444,9 +472,9 @@ pub struct PackageRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageInstallRow {
     pub id: String,
-    pub status: String,
-    /// JSON array of the requirement strings of the request.
-    pub specs: String,
+    pub status: PackageStatus,
+    /// The requirement strings of the request (a JSON column).
+    pub specs: Vec<String>,
     /// Sanitized tail of the installer's output.
     pub log: String,
     pub error: Option<String>,

@@ -843,7 +843,7 @@ impl Store for SqliteStore {
         )
         .bind(&p.name)
         .bind(&p.spec)
-        .bind(&p.status)
+        .bind(p.status)
         .bind(&p.installed_version)
         .bind(&p.error)
         .bind(p.requested_at)
@@ -870,8 +870,8 @@ impl Store for SqliteStore {
              VALUES(?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&i.id)
-        .bind(&i.status)
-        .bind(&i.specs)
+        .bind(i.status)
+        .bind(Json(&i.specs))
         .bind(&i.log)
         .bind(&i.error)
         .bind(i.created_at)
@@ -886,8 +886,8 @@ impl Store for SqliteStore {
             "UPDATE package_installs SET status = ?, specs = ?, log = ?, error = ?, finished_at = ? \
              WHERE id = ?",
         )
-        .bind(&i.status)
-        .bind(&i.specs)
+        .bind(i.status)
+        .bind(Json(&i.specs))
         .bind(&i.log)
         .bind(&i.error)
         .bind(i.finished_at)
@@ -908,7 +908,7 @@ impl Store for SqliteStore {
         Ok(Some(PackageInstallRow {
             id: r.try_get("id")?,
             status: r.try_get("status")?,
-            specs: r.try_get("specs")?,
+            specs: json_column(&r, "specs").unwrap_or_default(),
             log: r.try_get("log")?,
             error: r.try_get("error")?,
             created_at: r.try_get("created_at")?,

@@ -26,7 +26,7 @@ use parking_lot::RwLock;
 use std::time::Duration;
 
 use airlock_sandbox::{Event, Job, Layer, Limits, Outcome, OutcomeStatus, Sandbox, SandboxConfig};
-use airlock_store::{PackageInstallRow, PackageRow, Store};
+use airlock_store::{PackageInstallRow, PackageRow, PackageStatus, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, OnceCell};
@@ -52,11 +52,6 @@ pub enum PackagesError {
 
 pub type PackagesResult<T> = Result<T, PackagesError>;
 use crate::requirements;
-
-pub const PENDING: &str = "pending";
-pub const INSTALLING: &str = "installing";
-pub const INSTALLED: &str = "installed";
-pub const FAILED: &str = "failed";
 
 /// What agents are told when installs cannot run (the reason may name host paths;
 /// the operator sees it on the Packages page and in the log).
@@ -182,7 +177,7 @@ pub struct PackageView {
     pub spec: String,
     pub name: String,
     pub installed_version: Option<String>,
-    pub status: String,
+    pub status: PackageStatus,
     pub error: Option<String>,
     pub requested_at: DateTime<Utc>,
     pub install_id: String,
@@ -244,7 +239,7 @@ pub struct RequirementsRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstallView {
     pub install_id: String,
-    pub status: String,
+    pub status: PackageStatus,
     /// The requirements of this request, as accepted.
     pub packages: Vec<String>,
     pub error: Option<String>,
@@ -259,7 +254,7 @@ impl From<PackageInstallRow> for InstallView {
         InstallView {
             install_id: r.id,
             status: r.status,
-            packages: serde_json::from_str(&r.specs).unwrap_or_default(),
+            packages: r.specs,
             error: r.error,
             log: r.log,
             created_at: r.created_at,
@@ -387,9 +382,9 @@ impl Packages {
         match self.new_install(&wanted).await {
             Ok(id) => {
                 // Until the rebuild succeeds nothing is installed.
-                for r in rows.iter().filter(|r| r.status != FAILED) {
+                for r in rows.iter().filter(|r| r.status != PackageStatus::Failed) {
                     let mut r = r.clone();
-                    r.status = PENDING.into();
+                    r.status = PackageStatus::Pending;
                     r.installed_version = None;
                     r.install_id = id.clone();
                     if let Err(e) = self.store.package_upsert(&r).await {
@@ -502,7 +497,7 @@ impl Packages {
                 .package_upsert(&PackageRow {
                     name: r.normalized_name(),
                     spec: r.to_string(),
-                    status: PENDING.into(),
+                    status: PackageStatus::Pending,
                     installed_version: None,
                     error: None,
                     requested_at: now,
@@ -532,8 +527,8 @@ impl Packages {
         self.store
             .package_install_insert(&PackageInstallRow {
                 id: id.clone(),
-                status: PENDING.into(),
-                specs: serde_json::to_string(specs).unwrap_or_else(|_| "[]".into()),
+                status: PackageStatus::Pending,
+                specs: specs.to_vec(),
                 log: String::new(),
                 error: None,
                 created_at: Utc::now(),
@@ -547,18 +542,18 @@ impl Packages {
     async fn mark_from_env(&self, rows: &[PackageRow], env: &Path) {
         let versions = installed_versions(env);
         for r in rows {
-            if r.status == FAILED {
+            if r.status == PackageStatus::Failed {
                 continue;
             }
             let mut r = r.clone();
             match versions.get(&r.name) {
                 Some(v) => {
-                    r.status = INSTALLED.into();
+                    r.status = PackageStatus::Installed;
                     r.installed_version = Some(v.clone());
                     r.error = None;
                 }
                 None => {
-                    r.status = FAILED.into();
+                    r.status = PackageStatus::Failed;
                     r.installed_version = None;
                     r.error = Some("not present in the environment after the install".into());
                 }
@@ -574,13 +569,13 @@ impl Packages {
             tracing::error!(install = %id, "queued install vanished");
             return;
         };
-        inst.status = INSTALLING.into();
+        inst.status = PackageStatus::Installing;
         let _ = self.store.package_install_update(&inst).await;
         let rows = self.store.packages_list().await.unwrap_or_default();
         let wanted = wanted_specs(&rows);
-        for r in rows.iter().filter(|r| r.status == PENDING) {
+        for r in rows.iter().filter(|r| r.status == PackageStatus::Pending) {
             let mut r = r.clone();
-            r.status = INSTALLING.into();
+            r.status = PackageStatus::Installing;
             let _ = self.store.package_upsert(&r).await;
         }
         tracing::info!(install = %id, packages = wanted.len(), "building the package environment");
@@ -616,22 +611,23 @@ impl Packages {
                         .collect();
                     self.mark_from_env(&built, p).await
                 }
-                inst.status = INSTALLED.into();
+                inst.status = PackageStatus::Installed;
                 inst.log = log;
                 tracing::info!(install = %id, "package environment ready");
             }
             Err((error, log)) => {
                 // Only this build's new rows: a request queued meanwhile gets its own try.
                 for r in rows.into_iter().filter(|r| {
-                    matches!(r.status.as_str(), PENDING | INSTALLING) && wanted.contains(&r.spec)
+                    matches!(r.status, PackageStatus::Pending | PackageStatus::Installing)
+                        && wanted.contains(&r.spec)
                 }) {
                     let mut r = r;
-                    r.status = FAILED.into();
+                    r.status = PackageStatus::Failed;
                     r.error = Some(format!("{error} (see GET /requirements/{id})"));
                     let _ = self.store.package_upsert(&r).await;
                 }
                 tracing::warn!(install = %id, %error, "package install failed");
-                inst.status = FAILED.into();
+                inst.status = PackageStatus::Failed;
                 inst.error = Some(error);
                 inst.log = log;
             }
@@ -667,7 +663,7 @@ async fn worker(pk: std::sync::Weak<Packages>, mut rx: mpsc::UnboundedReceiver<S
 fn wanted_specs(rows: &[PackageRow]) -> Vec<String> {
     let mut v: Vec<String> = rows
         .iter()
-        .filter(|r| r.status != FAILED)
+        .filter(|r| r.status != PackageStatus::Failed)
         .map(|r| r.spec.clone())
         .collect();
     v.sort();

@@ -85,11 +85,12 @@ struct PackagesPage {
     reason: String,
 }
 
-fn package_badge(status: &str) -> &'static str {
+fn package_badge(status: airlock_store::PackageStatus) -> &'static str {
+    use airlock_store::PackageStatus;
     match status {
-        "installed" => "ok",
-        "failed" => "error",
-        _ => "pending",
+        PackageStatus::Installed => "ok",
+        PackageStatus::Failed => "error",
+        PackageStatus::Pending | PackageStatus::Installing => "pending",
     }
 }
 
@@ -103,10 +104,10 @@ pub async fn packages(State(state): State<AppState>, headers: HeaderMap) -> Page
             .packages
             .into_iter()
             .map(|p| PackageRowView {
-                badge: package_badge(&p.status),
+                badge: package_badge(p.status),
                 name: p.name,
                 spec: p.spec,
-                status: p.status,
+                status: p.status.to_string(),
                 version: p.installed_version.unwrap_or_default(),
                 requested: view::ts(p.requested_at),
                 error: p.error.unwrap_or_default(),

@@ -1,0 +1,81 @@
+//! One execution's egress: its session with the profile's policy and, for sealed
+//! credentials, the `Sealer` hook (whose violation revokes the profile when the
+//! operator asked), and the writer that stores every attempt redacted.
+
+use super::*;
+
+/// One execution's egress proxy and the task writing its log.
+pub(super) struct EgressSession {
+    stop: airlock_egress::Stopper,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Runner {
+    /// Serves the execution's egress listener (once the sandbox delivers it) with the
+    /// profile's policy; each attempt is redacted and stored as it ends.
+    pub(super) fn start_egress(
+        self: Arc<Self>,
+        execution_id: &str,
+        profile_id: &str,
+        policy: airlock_egress::Policy,
+        pending: airlock_sandbox::PendingProxy,
+        sealed: Vec<SealedValue>,
+        creds: &[OpenedCredential],
+    ) -> EgressSession {
+        let hook: Arc<dyn airlock_egress::RequestHook> = if sealed.is_empty() {
+            Arc::new(airlock_egress::NoHook)
+        } else {
+            let runner = Arc::downgrade(&self);
+            let (profile, exec) = (profile_id.to_string(), execution_id.to_string());
+            let on_violation: crate::sealed::ViolationHandler = Arc::new(move |names| {
+                let Some(runner) = runner.upgrade() else {
+                    return;
+                };
+                let (profile, exec) = (profile.clone(), exec.clone());
+                tracing::warn!(execution = %exec, profile = %profile, credentials = ?names,
+                    "sealed credential sent to a host it is not bound to: revoking the profile");
+                tokio::spawn(async move {
+                    if let Err(e) = runner.revoke_profile(&profile).await {
+                        tracing::warn!(profile = %profile, error = %e, "revocation after a violation failed");
+                    }
+                });
+            });
+            Arc::new(crate::sealed::Sealer::new(sealed, on_violation))
+        };
+        let cfg = airlock_egress::EgressConfig {
+            policy,
+            limits: airlock_egress::EgressLimits::default(),
+            hook,
+            tls: self.egress_tls.clone(),
+        };
+        let span = tracing::info_span!("egress", execution = %execution_id);
+        let session = span.in_scope(|| {
+            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
+        });
+        let (stop, events) = session.split();
+        // Every text field comes from the script: each may carry a secret.
+        let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
+        let writer = crate::egress_log::spawn_writer(
+            self.store.clone(),
+            execution_id.to_string(),
+            events,
+            Some(redactor),
+        );
+        EgressSession { stop, writer }
+    }
+}
+
+/// Stops the execution's proxy (closing its listener and cutting open connections)
+/// and waits until every attempt is stored, so the log is complete when the
+/// execution's final state is visible.
+pub(super) async fn close_egress(session: Option<EgressSession>) {
+    if let Some(s) = session {
+        s.stop.stop();
+        if tokio::time::timeout(Duration::from_secs(10), s.writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("egress log writer did not finish in 10 s");
+        }
+    }
+}
