@@ -60,6 +60,31 @@ pub(crate) fn forms(value: &str) -> Vec<Form> {
     out.push(Form::ci(hex::encode(raw).into_bytes()));
 
     base64_forms(raw, &mut out);
+    base32_forms(raw, &mut out);
+
+    // rot13 (Python `codecs.encode(v, "rot13")`), when the value has letters.
+    let rot13: Vec<u8> = raw
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
+            b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
+            b => b,
+        })
+        .collect();
+    if rot13 != raw {
+        out.push(Form::plain(rot13));
+    }
+
+    // UTF-16 (little and big endian): the raw code units, and their hex
+    // (Python `v.encode("utf-16-le").hex()`), hex matched case-insensitively.
+    for le in [true, false] {
+        let units: Vec<u8> = value
+            .encode_utf16()
+            .flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() })
+            .collect();
+        out.push(Form::ci(hex::encode(&units).into_bytes()));
+        out.push(Form::plain(units));
+    }
 
     // Percent-encoding; case-insensitive so `%2f` and `%2F` both match.
     for set in PERCENT_SETS {
@@ -145,6 +170,37 @@ fn base64_forms(raw: &[u8], out: &mut Vec<Form>) {
                 case_insensitive: false,
                 b64_left,
                 b64_right,
+            });
+        }
+    }
+}
+
+/// Base32 windows (RFC 4648 standard and "extended hex" alphabets) for the
+/// value embedded at byte offset 0..5 (mod 5) inside a larger encoded blob;
+/// the same window logic as [`base64_forms`] with 5 bits per character.
+/// Matched case-insensitively (lower-case base32 decodes too); the characters
+/// just outside a window that depend partly on the value are absorbed like
+/// base64's (both alphabets are alphanumeric).
+fn base32_forms(raw: &[u8], out: &mut Vec<Form>) {
+    let n = raw.len();
+    for encoding in [
+        &data_encoding::BASE32_NOPAD,
+        &data_encoding::BASE32HEX_NOPAD,
+    ] {
+        for k in 0..5usize {
+            let mut buf = vec![0u8; k];
+            buf.extend_from_slice(raw);
+            let enc = encoding.encode(&buf);
+            let start = (8 * k).div_ceil(5);
+            let end = 8 * (k + n) / 5;
+            if end <= start {
+                continue;
+            }
+            out.push(Form {
+                bytes: enc.as_bytes()[start..end].to_vec(),
+                case_insensitive: true,
+                b64_left: start * 5 != 8 * k,
+                b64_right: end * 5 != 8 * (k + n),
             });
         }
     }

@@ -11,8 +11,8 @@
 //!
 //! Exact-string matching can only find what it knows how to spell. A script
 //! that wants to exfiltrate a secret can always out-encode a fixed list of
-//! encodings: XOR with a constant, ROT13, base32, splitting the value across
-//! two lines, printing one character per line, gzip+base64, emitting it as
+//! encodings: XOR with a constant, a Caesar shift other than ROT13,
+//! splitting the value across two lines, printing one character per line, gzip+base64, emitting it as
 //! timing or as the length of a list, or sending it over the network before
 //! any output exists. No scanner of output can stop that. The real controls
 //! must therefore come first: credentials scoped to least privilege and short
@@ -37,6 +37,11 @@
 //!   characters that depend only on the value are searched; the one boundary
 //!   character on each side that partially encodes the value, and trailing
 //!   `=` padding, are absorbed into the replaced span;
+//! * base32, RFC 4648 standard and "extended hex" alphabets, any letter case,
+//!   at any of the five byte alignments (boundary characters absorbed as for
+//!   base64);
+//! * rot13 of the value's ASCII letters;
+//! * UTF-16, little and big endian: the raw code units and their hex;
 //! * percent-encoding: every byte encoded, Python `quote` / `quote(safe='')`
 //!   / `quote_plus`, JavaScript `encodeURIComponent` / `encodeURI`, and
 //!   `application/x-www-form-urlencoded`; escapes in either hex case;
@@ -67,8 +72,8 @@
 //!
 //! # Known limits
 //!
-//! Anything not listed above is not caught: other encodings (base32,
-//! compression, XOR, ...), a value split by line wrapping (e.g. MIME base64
+//! Anything not listed above is not caught: other encodings (compression,
+//! XOR, ...), a value split by line wrapping (e.g. MIME base64
 //! at 76 columns) or by interleaved text, partial percent-encoding that
 //! matches none of the listed sets, nested encodings other than JSON in
 //! JSON, and fragments shorter than the full value (except a truncated tail

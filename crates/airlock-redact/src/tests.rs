@@ -126,6 +126,73 @@ fn base64_all_alignments_in_blob() {
 }
 
 #[test]
+fn base32_all_alignments_both_alphabets_any_case() {
+    let v = "correct horse battery";
+    let r = r1("V", v);
+    for pre_len in 0..8usize {
+        for post_len in 0..6usize {
+            let mut data = vec![0xA5u8; pre_len];
+            data.extend_from_slice(v.as_bytes());
+            data.extend(std::iter::repeat_n(0x5Au8, post_len));
+            for enc in [
+                data_encoding::BASE32.encode(&data),
+                data_encoding::BASE32HEX.encode(&data),
+                data_encoding::BASE32.encode(&data).to_ascii_lowercase(),
+            ] {
+                let out = red(&r, &format!(" {enc} "));
+                assert!(
+                    out.contains("[REDACTED:V]"),
+                    "pre={pre_len} post={post_len}: {out}"
+                );
+                // What is left decodes to no more than a few bytes of the value:
+                // only the characters outside the span that depend on it stay,
+                // at most one on each side.
+                let first = pre_len * 8 / 5;
+                let last = ((pre_len + v.len()) * 8).div_ceil(5);
+                assert!(out.starts_with(&format!(" {}", &enc[..first])), "{out}");
+                let kept_after = out.rsplit("[REDACTED:V]").next().unwrap_or("");
+                assert!(
+                    kept_after.trim_end().trim_start_matches('=').len() <= enc.len() - last,
+                    "pre={pre_len} post={post_len}: {out}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rot13_and_utf16_forms() {
+    let v = "Sk_live_Rot13Utf16";
+    let r = r1("V", v);
+    let rot13: String = v
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => (((c as u8 - b'a' + 13) % 26) + b'a') as char,
+            'A'..='Z' => (((c as u8 - b'A' + 13) % 26) + b'A') as char,
+            c => c,
+        })
+        .collect();
+    assert_eq!(red(&r, &format!("x {rot13} y")), "x [REDACTED:V] y");
+    for le in [true, false] {
+        let units: Vec<u8> = v
+            .encode_utf16()
+            .flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() })
+            .collect();
+        let hex_lower = hex::encode(&units);
+        assert_eq!(red(&r, &format!("<{hex_lower}>")), "<[REDACTED:V]>");
+        let hex_upper = hex_lower.to_ascii_uppercase();
+        assert_eq!(red(&r, &format!("<{hex_upper}>")), "<[REDACTED:V]>");
+        let mut raw = b"<".to_vec();
+        raw.extend_from_slice(&units);
+        raw.push(b'>');
+        assert_eq!(r.redact(&raw).bytes, b"<[REDACTED:V]>".to_vec());
+    }
+    // Ordinary text, including words that share letters with the value, stays.
+    let plain = "live updates via https://example.com, utf16 and rot13 explained";
+    assert_eq!(red(&r, plain), plain);
+}
+
+#[test]
 fn percent_forms() {
     let v = "p@ss w/rd&é";
     let r = r1("P", v);

@@ -133,6 +133,67 @@ set_result({'leak': v, 'b64': base64.b64encode(b'ab' + v.encode()).decode()})
 }
 
 #[tokio::test]
+async fn base32_rot13_and_utf16_encodings_are_redacted() {
+    let env = env_with(|_| {}).await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
+    let script = r#"
+import base64, codecs
+v = settings.get('API_KEY').encode()
+for pre in range(5):
+    print(base64.b32encode(b'x' * pre + v).decode())
+print(base64.b32hexencode(v).decode())
+print(base64.b32encode(b'yz' + v).decode().lower())
+print(codecs.encode(v.decode(), 'rot13'))
+print(v.decode().encode('utf-16-le').hex())
+print(v.decode().encode('utf-16-be').hex().upper())
+"#;
+    let v = env.run(&key, script).await;
+    assert_eq!(v["status"], "completed", "{v}");
+    let stdout = v["stdout"].as_str().unwrap();
+    assert_eq!(stdout.lines().count(), 10, "{stdout}");
+    for line in stdout.lines() {
+        assert!(
+            line.contains("[REDACTED:API_KEY]"),
+            "line not redacted: {line}"
+        );
+        // Try to recover the value from what is left on the line.
+        let rest = line.replace("[REDACTED:API_KEY]", "");
+        let upper = rest.trim_end_matches('=').to_ascii_uppercase();
+        let attempts = [
+            data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).ok(),
+            data_encoding::BASE32HEX_NOPAD.decode(upper.as_bytes()).ok(),
+            hex::decode(&rest).ok(),
+        ];
+        for decoded in attempts.into_iter().flatten() {
+            assert!(
+                !String::from_utf8_lossy(&decoded).contains(&SECRET_VALUE[4..16]),
+                "recoverable from {line}"
+            );
+        }
+    }
+    let text = v.to_string();
+    let rot13: String = SECRET_VALUE
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => (((c as u8 - b'a' + 13) % 26) + b'a') as char,
+            'A'..='Z' => (((c as u8 - b'A' + 13) % 26) + b'A') as char,
+            c => c,
+        })
+        .collect();
+    let utf16le: Vec<u8> = SECRET_VALUE
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    for form in [
+        data_encoding::BASE32.encode(SECRET_VALUE.as_bytes()),
+        rot13,
+        hex::encode(utf16le),
+    ] {
+        assert!(!text.contains(&form), "form {form} leaked in {text}");
+    }
+}
+
+#[tokio::test]
 async fn uncaught_exception_is_error_with_script_traceback() {
     let env = env_with(|_| {}).await;
     let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
