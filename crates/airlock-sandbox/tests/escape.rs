@@ -843,12 +843,14 @@ while True:
     if libc.syscall(129, 1, 40, info) == -1:
         refused["queued_40"] = ctypes.get_errno()
     n += 1
-    with open("/tmp/ticks-%s" % sys.argv[1], "w") as f:
+    # Written whole and renamed into place: a reader never sees a half-written file.
+    tmp = "/tmp/ticks-%s.tmp" % sys.argv[1]
+    with open(tmp, "w") as f:
         f.write("%d %s" % (n, ",".join("%s:%s" % kv for kv in sorted(refused.items()))))
+    os.replace(tmp, "/tmp/ticks-%s" % sys.argv[1])
     time.sleep(0.005)
 """
 kids = [subprocess.Popen([sys.executable, "-c", child, str(i)]) for i in range(3)]
-time.sleep(0.5)
 def ticks():
     out = []
     for i in range(3):
@@ -857,6 +859,10 @@ def ticks():
         except OSError:
             out.append("0 ")
     return out
+# Every child must be running before the pause (a loaded machine starts them late).
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline and min(int(t.split(" ")[0]) for t in ticks()) <= 10:
+    time.sleep(0.01)
 before = ticks()
 llm.complete("pause")
 after = ticks()
