@@ -256,7 +256,7 @@ async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     .bind(p.locked)
     .bind(p.revoked)
     .bind(p.expires_at)
-    .bind(hosts_json(&p.allowed_hosts))
+    .bind(p.allowed_hosts.as_deref().map(json_list))
     .bind(p.updated_at)
     .bind(p.last_used_at)
     .bind(&p.id)
@@ -293,7 +293,7 @@ async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow
     .bind(p.locked)
     .bind(p.revoked)
     .bind(p.expires_at)
-    .bind(hosts_json(&p.allowed_hosts))
+    .bind(p.allowed_hosts.as_deref().map(json_list))
     .bind(p.created_at)
     .bind(p.updated_at)
     .bind(p.last_used_at)
@@ -307,11 +307,6 @@ async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow
         }
     })?;
     Ok(())
-}
-
-fn hosts_json(h: &Option<Vec<String>>) -> Option<String> {
-    h.as_ref()
-        .map(|v| serde_json::Value::from(v.clone()).to_string())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

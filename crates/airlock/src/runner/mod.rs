@@ -86,7 +86,6 @@ struct Live {
 /// [`Runner::run_job`] share.
 struct Run {
     row: ExecutionRow,
-    profile_id: String,
     redactor: Redactor,
     events: Vec<RedactionEvent>,
     started: Instant,
@@ -403,7 +402,6 @@ impl Runner {
         };
         let (settings, sealed) = script_settings(&job.creds);
         let mut run = Run {
-            profile_id: job.row.profile_id.clone(),
             row: job.row,
             // Every value is redacted from output, sealed ones too (defence in depth).
             redactor: Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone()))),
@@ -422,7 +420,7 @@ impl Runner {
         let _unregister = Unregister(self.clone(), run.row.id.clone());
 
         let Some(profile) = self
-            .current_profile(job.profile, job.profile_epoch, &run.profile_id)
+            .current_profile(job.profile, job.profile_epoch, &run.row.profile_id)
             .await
         else {
             let why = "the profile was revoked or expired before the script started";
@@ -444,7 +442,7 @@ impl Runner {
         if let (Some(policy), Some(pending)) = (policy, exec.take_proxy()) {
             run.egress = Some(self.clone().start_egress(
                 &run.row.id,
-                &run.profile_id,
+                &run.row.profile_id,
                 policy,
                 pending,
                 sealed,
@@ -577,7 +575,7 @@ impl Runner {
         let asked_at = Utc::now();
         let paused = Instant::now();
         self.save(&run.row).await;
-        let answer = self.wait_llm(&run.profile_id, rx, run.llm_wait).await;
+        let answer = self.wait_llm(&run.row.profile_id, rx, run.llm_wait).await;
         run.waited += paused.elapsed();
         run.row.llm_wait_ms = run.waited.as_millis() as i64;
         let answer = answer?;
