@@ -37,9 +37,13 @@ cargo build -q -p airlock --bin airlock
 BIN=target/debug/airlock
 
 # Under target/ and traversable, so package installs are available (the data
-# directory's parents must be searchable by the sandbox uids; not under /tmp).
+# directory's parents must be searchable by the sandbox uids; not under /tmp,
+# which every sandbox replaces with its own: a checkout under /tmp uses /var/tmp).
 mkdir -p target
-WORK=$(mktemp -d "$PWD/target/schemathesis.XXXXXX")
+case "$PWD/" in
+  /tmp/*) WORK=$(mktemp -d /var/tmp/airlock-schemathesis.XXXXXX) ;;
+  *) WORK=$(mktemp -d "$PWD/target/schemathesis.XXXXXX") ;;
+esac
 chmod 0755 "$WORK"
 PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 B=http://127.0.0.1:$PORT
