@@ -19,6 +19,8 @@ pub(crate) struct Form {
     /// by one character that partially encodes the value (and possibly by
     /// `=` padding).
     pub b64_right: bool,
+    /// A run of the value's characters, not the whole value.
+    pub partial: bool,
 }
 
 impl Form {
@@ -28,6 +30,7 @@ impl Form {
             case_insensitive: false,
             b64_left: false,
             b64_right: false,
+            partial: false,
         }
     }
 
@@ -45,16 +48,21 @@ pub(crate) fn is_b64_char(b: u8) -> bool {
 }
 
 /// All forms of `value`. May contain duplicates; the caller deduplicates.
-pub(crate) fn forms(value: &str) -> Vec<Form> {
+/// With `ignore_case`, the raw and reversed forms match in any ASCII case.
+pub(crate) fn forms(value: &str, ignore_case: bool) -> Vec<Form> {
     let raw = value.as_bytes();
-    let mut out = vec![Form::plain(raw.to_vec())];
+    let cased = |bytes: Vec<u8>| Form {
+        case_insensitive: ignore_case,
+        ..Form::plain(bytes)
+    };
+    let mut out = vec![cased(raw.to_vec())];
 
     // Reversed: by code point (Python `s[::-1]`) and by byte.
     let rev_chars: String = value.chars().rev().collect();
-    out.push(Form::plain(rev_chars.into_bytes()));
+    out.push(cased(rev_chars.into_bytes()));
     let mut rev_bytes = raw.to_vec();
     rev_bytes.reverse();
-    out.push(Form::plain(rev_bytes));
+    out.push(cased(rev_bytes));
 
     // Hex; matched case-insensitively, so lower, upper and mixed case.
     out.push(Form::ci(hex::encode(raw).into_bytes()));
@@ -125,6 +133,27 @@ pub(crate) fn forms(value: &str) -> Vec<Form> {
     out
 }
 
+/// Every run of `n` consecutive characters of `value` (none when the value
+/// has no more than `n` characters: the whole value is searched anyway).
+pub(crate) fn partial_windows(value: &str, n: usize, ignore_case: bool) -> Vec<Form> {
+    let bounds: Vec<usize> = value
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([value.len()])
+        .collect();
+    let chars = bounds.len() - 1;
+    if n == 0 || chars <= n {
+        return Vec::new();
+    }
+    (0..=chars - n)
+        .map(|i| Form {
+            case_insensitive: ignore_case,
+            partial: true,
+            ..Form::plain(value.as_bytes()[bounds[i]..bounds[i + n]].to_vec())
+        })
+        .collect()
+}
+
 /// Base64 windows for the value embedded at byte offset 0, 1 and 2 (mod 3)
 /// inside a larger encoded blob, in the standard and URL-safe alphabets.
 ///
@@ -159,17 +188,15 @@ fn base64_forms(raw: &[u8], out: &mut Vec<Form>) {
             .collect();
         let differs = url != window;
         out.push(Form {
-            bytes: window,
-            case_insensitive: false,
             b64_left,
             b64_right,
+            ..Form::plain(window)
         });
         if differs {
             out.push(Form {
-                bytes: url,
-                case_insensitive: false,
                 b64_left,
                 b64_right,
+                ..Form::plain(url)
             });
         }
     }
@@ -197,10 +224,9 @@ fn base32_forms(raw: &[u8], out: &mut Vec<Form>) {
                 continue;
             }
             out.push(Form {
-                bytes: enc.as_bytes()[start..end].to_vec(),
-                case_insensitive: true,
                 b64_left: start * 5 != 8 * k,
                 b64_right: end * 5 != 8 * (k + n),
+                ..Form::ci(enc.as_bytes()[start..end].to_vec())
             });
         }
     }
@@ -350,12 +376,24 @@ mod tests {
 
     #[test]
     fn base64_windows_and_flags() {
-        let f = forms("abcd");
+        let f = forms("abcd", false);
         // k=0: "YWJjZA" -> window "YWJjZ" (5 chars, right boundary 'A').
         assert!(has(&f, "YWJjZ"));
         let w0 = f.iter().find(|x| x.bytes == b"YWJjZ").unwrap();
         assert!(!w0.b64_left && w0.b64_right);
         assert!(has(&f, "61626364"));
+    }
+
+    #[test]
+    fn partial_windows_cover_every_run() {
+        let w = partial_windows("abcdéfgh", 6, false);
+        let got: Vec<&str> = w
+            .iter()
+            .map(|f| std::str::from_utf8(&f.bytes).unwrap())
+            .collect();
+        assert_eq!(got, ["abcdéf", "bcdéfg", "cdéfgh"]);
+        assert!(w.iter().all(|f| f.partial));
+        assert!(partial_windows("abcdef", 6, false).is_empty());
     }
 
     #[test]

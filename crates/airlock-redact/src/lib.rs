@@ -83,10 +83,9 @@
 
 #![forbid(unsafe_code)]
 
+mod blobs;
+mod canon;
 mod forms;
-mod stream;
-
-pub use stream::StreamRedactor;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -94,11 +93,60 @@ use std::fmt;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
-use forms::is_b64_char;
+use forms::{is_b64_char, Form};
 
 /// Values with fewer characters (Unicode scalar values) than this are not
 /// redacted; their names are reported by [`Redactor::skipped`].
 pub const MIN_SECRET_CHARS: usize = 4;
+
+/// Values with fewer characters than this are matched in their exact forms
+/// only: the canonical view and partial runs of shorter values would hit
+/// ordinary text. It is also the floor for a partial run's length.
+pub const MIN_CANONICAL_CHARS: usize = 8;
+
+/// Default for [`Options::partial_chars`].
+pub const DEFAULT_PARTIAL_CHARS: usize = 16;
+
+/// What a [`Redactor`] looks for besides the exact forms of each value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Also scan the canonical view of every input (whitespace and invisible
+    /// characters removed, NFKC, escapes decoded; see the crate docs).
+    pub canonical: bool,
+    /// Redact every run of at least this many consecutive characters of a
+    /// value (capped at half the value, never below [`MIN_CANONICAL_CHARS`]);
+    /// `None` matches whole values only.
+    pub partial_chars: Option<usize>,
+    /// Inflate gzip / zlib / deflate data written as base64 and look inside.
+    pub compressed: bool,
+    /// Match every value in any ASCII letter case. Without it, only values
+    /// whose letters are all of one case (hex tokens, UUIDs) are.
+    pub ignore_case: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            canonical: true,
+            partial_chars: Some(DEFAULT_PARTIAL_CHARS),
+            compressed: true,
+            ignore_case: false,
+        }
+    }
+}
+
+impl Options {
+    /// Exact forms of whole values only (the matcher before the canonical
+    /// one; benchmarks compare against it).
+    pub fn exact_only() -> Self {
+        Options {
+            canonical: false,
+            partial_chars: None,
+            compressed: false,
+            ignore_case: false,
+        }
+    }
+}
 
 /// How many times one credential was replaced in one piece of output.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -107,6 +155,9 @@ pub struct RedactionCount {
     pub name: String,
     /// Number of `[REDACTED:name]` markers emitted for it.
     pub count: u64,
+    /// How many of those replaced only part of the value (a run of its
+    /// characters, not the whole value in any form).
+    pub partial: u64,
 }
 
 /// Redacted output plus what was replaced.
@@ -132,6 +183,16 @@ impl fmt::Display for RedactError {
 
 impl std::error::Error for RedactError {}
 
+/// One piece of one output stream, in the order the pieces were written
+/// (see [`Redactor::redact_outputs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Index of the stream.
+    pub stream: usize,
+    /// Bytes of that stream, following its previous piece.
+    pub len: usize,
+}
+
 /// One searched byte pattern (secret material: never printed).
 struct Pattern {
     bytes: Vec<u8>,
@@ -140,31 +201,51 @@ struct Pattern {
     case_insensitive: bool,
     b64_left: bool,
     b64_right: bool,
+    partial: bool,
 }
 
 struct Matcher {
     ac: AhoCorasick,
-    /// Automaton pattern id -> index into `Redactor::patterns`.
+    /// Automaton pattern id -> index into `PatternSet::patterns`.
     ids: Vec<u32>,
 }
 
-/// A raw match, widened by base64 boundary characters.
-#[derive(Clone, Copy)]
+/// Patterns searched in one kind of text (the input, or its canonical view).
+#[derive(Default)]
+struct PatternSet {
+    patterns: Vec<Pattern>,
+    seen: HashSet<(Vec<u8>, bool)>,
+    cs: Option<Matcher>,
+    ci: Option<Matcher>,
+}
+
+/// A match, widened by base64 boundary characters.
+#[derive(Clone, Copy, Debug)]
 struct Component {
     start: usize,
     end: usize,
     /// Length of the pattern matched (without boundary characters).
     len: usize,
     secret: u32,
+    partial: bool,
+}
+
+impl Component {
+    /// Which of two components labels a span: a whole value over a partial
+    /// run, then the longer match, then the higher-ranked secret.
+    fn better_than(&self, o: &Component) -> bool {
+        (!self.partial, self.len, std::cmp::Reverse(self.secret))
+            > (!o.partial, o.len, std::cmp::Reverse(o.secret))
+    }
 }
 
 /// A merged, replaced span.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub start: usize,
-    pub end: usize,
-    pub secret: u32,
-    best_len: usize,
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    end: usize,
+    /// The component that names it.
+    best: Component,
 }
 
 /// A marker's position in redacted output.
@@ -173,22 +254,23 @@ struct MarkerPos {
     start: usize,
     end: usize,
     secret: u32,
+    partial: bool,
 }
 
 /// Matchers for one execution's credentials. Build once, use for every
-/// stream of that execution. `Send + Sync`.
+/// output of that execution. `Send + Sync`.
 pub struct Redactor {
     /// Credential names by rank (longer value first, then name, then value).
     names: Vec<String>,
     /// `[REDACTED:NAME]` per rank.
     markers: Vec<Vec<u8>>,
     skipped: Vec<String>,
-    patterns: Vec<Pattern>,
-    /// Pattern indices by first byte (both cases for case-insensitive ones),
-    /// in rank order; used for the truncated-tail check.
+    exact: PatternSet,
+    canon: Option<PatternSet>,
+    compressed: bool,
+    /// Whole-value exact patterns by first byte (both cases for
+    /// case-insensitive ones), in rank order; for the truncated-tail check.
     by_first_byte: Vec<Vec<u32>>,
-    cs: Option<Matcher>,
-    ci: Option<Matcher>,
     max_pattern_len: usize,
 }
 
@@ -198,13 +280,24 @@ impl fmt::Debug for Redactor {
         f.debug_struct("Redactor")
             .field("secrets", &secrets)
             .field("skipped", &self.skipped)
-            .field("patterns", &self.patterns.len())
+            .field("patterns", &self.exact.patterns.len())
+            .field(
+                "canonical_patterns",
+                &self.canon.as_ref().map_or(0, |c| c.patterns.len()),
+            )
             .finish()
     }
 }
 
+/// True when the value's letters are all of one case (or it has none that
+/// have case): changing their case gives no other secret.
+fn case_free(value: &str) -> bool {
+    !(value.chars().any(char::is_lowercase) && value.chars().any(char::is_uppercase))
+}
+
 impl Redactor {
-    /// Builds the matchers for `secrets` (name, value).
+    /// Builds the matchers for `secrets` (name, value) with the default
+    /// [`Options`].
     ///
     /// # Panics
     ///
@@ -218,7 +311,21 @@ impl Redactor {
         N: Into<String>,
         V: Into<String>,
     {
-        match Self::try_new(secrets) {
+        Self::with_options(secrets, &Options::default())
+    }
+
+    /// Like [`Redactor::new`], with `options`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Redactor::new`].
+    pub fn with_options<I, N, V>(secrets: I, options: &Options) -> Redactor
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        match Self::try_with_options(secrets, options) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         }
@@ -226,6 +333,17 @@ impl Redactor {
 
     /// Like [`Redactor::new`] but returns an error instead of panicking.
     pub fn try_new<I, N, V>(secrets: I) -> Result<Redactor, RedactError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        Self::try_with_options(secrets, &Options::default())
+    }
+
+    /// Like [`Redactor::with_options`] but returns an error instead of
+    /// panicking.
+    pub fn try_with_options<I, N, V>(secrets: I, options: &Options) -> Result<Redactor, RedactError>
     where
         I: IntoIterator<Item = (N, V)>,
         N: Into<String>,
@@ -252,30 +370,35 @@ impl Redactor {
         });
         active.dedup();
 
-        let mut patterns: Vec<Pattern> = Vec::new();
-        let mut seen: HashSet<(Vec<u8>, bool)> = HashSet::new();
+        let mut exact = PatternSet::default();
+        let mut canon = PatternSet::default();
+        // Whole values of every secret first, so that a run of one value
+        // that is another whole value is labelled as that value.
+        let mut partials: Vec<(u32, Vec<Form>)> = Vec::new();
         for (rank, (_, value)) in active.iter().enumerate() {
-            for form in forms::forms(value) {
-                let key_bytes = if form.case_insensitive {
-                    form.bytes.to_ascii_lowercase()
-                } else {
-                    form.bytes.clone()
-                };
-                if !seen.insert((key_bytes, form.case_insensitive)) {
-                    continue;
-                }
-                patterns.push(Pattern {
-                    bytes: form.bytes,
-                    secret: rank as u32,
-                    case_insensitive: form.case_insensitive,
-                    b64_left: form.b64_left,
-                    b64_right: form.b64_right,
-                });
+            let rank = rank as u32;
+            let chars = value.chars().count();
+            let ci = options.ignore_case || case_free(value);
+            let whole = forms::forms(value, ci);
+            let deep = chars >= MIN_CANONICAL_CHARS;
+            if options.canonical && deep {
+                canon.add_canonical(rank, &whole);
             }
+            exact.add(rank, whole);
+            if let (Some(p), true) = (options.partial_chars, deep) {
+                let n = p.min(chars / 2).max(MIN_CANONICAL_CHARS);
+                partials.push((rank, forms::partial_windows(value, n, ci)));
+            }
+        }
+        for (rank, windows) in partials {
+            if options.canonical {
+                canon.add_canonical(rank, &windows);
+            }
+            exact.add(rank, windows);
         }
 
         let mut by_first_byte: Vec<Vec<u32>> = vec![Vec::new(); 256];
-        for (i, p) in patterns.iter().enumerate() {
+        for (i, p) in exact.patterns.iter().enumerate().filter(|(_, p)| !p.partial) {
             let b = p.bytes[0];
             if p.case_insensitive && b.is_ascii_alphabetic() {
                 by_first_byte[b.to_ascii_lowercase() as usize].push(i as u32);
@@ -285,9 +408,20 @@ impl Redactor {
             }
         }
 
-        let cs = build_matcher(&patterns, false)?;
-        let ci = build_matcher(&patterns, true)?;
-        let max_pattern_len = patterns.iter().map(|p| p.bytes.len()).max().unwrap_or(0);
+        exact.build()?;
+        let canon = if canon.patterns.is_empty() {
+            None
+        } else {
+            canon.build()?;
+            Some(canon)
+        };
+        let max_pattern_len = exact
+            .patterns
+            .iter()
+            .chain(canon.iter().flat_map(|c| c.patterns.iter()))
+            .map(|p| p.bytes.len())
+            .max()
+            .unwrap_or(0);
         let markers = active
             .iter()
             .map(|(n, _)| format!("[REDACTED:{n}]").into_bytes())
@@ -296,10 +430,10 @@ impl Redactor {
             names: active.into_iter().map(|(n, _)| n).collect(),
             markers,
             skipped,
-            patterns,
+            exact,
+            canon,
+            compressed: options.compressed,
             by_first_byte,
-            cs,
-            ci,
             max_pattern_len,
         })
     }
@@ -311,7 +445,7 @@ impl Redactor {
 
     /// True when no credential is redacted (redaction is the identity).
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.exact.patterns.is_empty()
     }
 
     /// Length of the longest searched pattern, in bytes.
@@ -321,13 +455,14 @@ impl Redactor {
 
     /// Redacts `input`.
     pub fn redact(&self, input: &[u8]) -> Redacted {
-        let mut counts = vec![0u64; self.names.len()];
+        let mut counts = Counts::new(self.names.len());
         let mut bytes = Vec::with_capacity(input.len());
         if self.is_empty() {
             bytes.extend_from_slice(input);
         } else {
-            let spans = self.scan(input);
-            self.emit(input, &spans, &mut bytes, &mut counts, None);
+            let mut comps = Vec::new();
+            self.components(input, &mut comps, Some(&mut blobs::BUDGET_PER_CALL.clone()));
+            self.emit(input, &merge(comps), &mut bytes, &mut counts, None);
         }
         Redacted {
             bytes,
@@ -351,24 +486,142 @@ impl Redactor {
     ///
     /// The cut never falls inside a marker or inside a UTF-8 sequence. If the
     /// kept text ends with a fragment (at least 4 bytes) that is a prefix of
-    /// any searched form, the fragment is replaced by that credential's
-    /// marker — or, when the marker would not fit under `cap`, dropped. This
-    /// tail check runs even when the output fits under `cap`, because the
-    /// input itself may have been cut by an upstream capture limit (a value
-    /// split at the end of a capped pipe). The returned flag is true when the
-    /// redacted output was longer than `cap`. Nothing else is appended; the
-    /// caller adds its own truncation notice. Counts cover only the markers
-    /// present in the returned bytes.
+    /// any searched whole-value form, the fragment is replaced by that
+    /// credential's marker — or, when the marker would not fit under `cap`,
+    /// dropped. This tail check runs even when the output fits under `cap`,
+    /// because the input itself may have been cut by an upstream capture
+    /// limit (a value split at the end of a capped pipe). The returned flag is
+    /// true when the redacted output was longer than `cap`. Nothing else is
+    /// appended; the caller adds its own truncation notice. Counts cover only
+    /// the markers present in the returned bytes.
     pub fn redact_truncate(&self, input: &[u8], cap: usize) -> (Redacted, bool) {
-        let mut counts = vec![0u64; self.names.len()];
+        let mut all = self.redact_outputs(&[input], &[], cap);
+        all.pop().unwrap_or_default()
+    }
+
+    /// Redacts several output streams of one execution (stdout and stderr),
+    /// each as [`Redactor::redact_truncate`] does, and also as one stream:
+    /// the pieces in `order` (the order they were written; what it leaves
+    /// out of a stream follows at the end), and every stream's end followed
+    /// by another's start. A value split between streams is replaced, piece
+    /// by piece, in each of them.
+    pub fn redact_outputs(
+        &self,
+        streams: &[&[u8]],
+        order: &[Piece],
+        cap: usize,
+    ) -> Vec<(Redacted, bool)> {
+        let mut budget = blobs::BUDGET_PER_CALL;
+        let mut comps: Vec<Vec<Component>> = vec![Vec::new(); streams.len()];
+        if !self.is_empty() {
+            for (s, c) in streams.iter().zip(comps.iter_mut()) {
+                self.components(s, c, Some(&mut budget));
+            }
+            if streams.len() > 1 {
+                self.across(streams, &interleaved(streams, order), &mut comps);
+                let k = self.junction_window();
+                for a in 0..streams.len() {
+                    for b in (0..streams.len()).filter(|&b| b != a) {
+                        let (la, lb) = (streams[a].len(), streams[b].len());
+                        let pieces = [(a, la - la.min(k), la), (b, 0, lb.min(k))];
+                        self.across(streams, &pieces, &mut comps);
+                    }
+                }
+            }
+        }
+        streams
+            .iter()
+            .zip(comps)
+            .map(|(s, c)| self.truncated(s, &merge(c), cap))
+            .collect()
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    /// Every match in `buf`: exact forms, the canonical view, and (with a
+    /// budget) values inside compressed blobs.
+    fn components(&self, buf: &[u8], out: &mut Vec<Component>, budget: Option<&mut u64>) {
+        self.exact.hits(buf, |c| out.push(c));
+        if let Some(canon) = &self.canon {
+            let view = canon::view(buf);
+            canon.hits(&view.text, |c| {
+                let (start, end) = view.orig_range(c.start, c.end);
+                out.push(Component { start, end, ..c });
+            });
+        }
+        if let (true, Some(budget)) = (self.compressed, budget) {
+            for blob in blobs::inflated(buf, budget) {
+                let mut inner = Vec::new();
+                self.components(&blob.data, &mut inner, None);
+                let best = inner
+                    .into_iter()
+                    .reduce(|a, b| if b.better_than(&a) { b } else { a });
+                if let Some(best) = best {
+                    out.push(Component {
+                        start: blob.start,
+                        end: blob.end,
+                        ..best
+                    });
+                }
+            }
+        }
+    }
+
+    /// Bytes of each stream joined around a junction: a match across one in
+    /// the canonical view may span more than its pattern (dropped whitespace,
+    /// escapes).
+    fn junction_window(&self) -> usize {
+        4 * self.max_pattern_len + 256
+    }
+
+    /// Scans `pieces` (stream, start, end) joined; every match that crosses
+    /// from one stream into another is added, piece by piece, to the
+    /// components of each stream it touches.
+    fn across(
+        &self,
+        streams: &[&[u8]],
+        pieces: &[(usize, usize, usize)],
+        comps: &mut [Vec<Component>],
+    ) {
+        if pieces.iter().filter(|p| p.2 > p.1).count() < 2 {
+            return;
+        }
+        let mut joined = Vec::new();
+        let mut starts = Vec::with_capacity(pieces.len());
+        for &(s, a, b) in pieces {
+            starts.push(joined.len());
+            joined.extend_from_slice(&streams[s][a..b]);
+        }
+        let mut found = Vec::new();
+        self.components(&joined, &mut found, None);
+        for c in found {
+            let first = starts.partition_point(|&s| s <= c.start) - 1;
+            let last = starts.partition_point(|&s| s < c.end) - 1;
+            let touched = &pieces[first..=last];
+            if touched.iter().all(|p| p.0 == touched[0].0) {
+                continue; // inside one stream: its own scan has it
+            }
+            for (i, &(s, a, b)) in pieces.iter().enumerate().take(last + 1).skip(first) {
+                let lo = c.start.max(starts[i]) - starts[i] + a;
+                let hi = c.end.min(starts[i] + (b - a)) - starts[i] + a;
+                if hi > lo {
+                    comps[s].push(Component {
+                        start: lo,
+                        end: hi,
+                        ..c
+                    });
+                }
+            }
+        }
+    }
+
+    /// Redacts `input` with its merged `spans`, then cuts to `cap` (see
+    /// [`Redactor::redact_truncate`]).
+    fn truncated(&self, input: &[u8], spans: &[Span], cap: usize) -> (Redacted, bool) {
+        let mut counts = Counts::new(self.names.len());
         let mut out = Vec::with_capacity(input.len());
         let mut markers = Vec::new();
-        if self.is_empty() {
-            out.extend_from_slice(input);
-        } else {
-            let spans = self.scan(input);
-            self.emit(input, &spans, &mut out, &mut counts, Some(&mut markers));
-        }
+        self.emit(input, spans, &mut out, &mut counts, Some(&mut markers));
         let truncated = out.len() > cap;
         let mut c = cap.min(out.len());
         let mut tail_marker: Option<u32> = None;
@@ -397,13 +650,13 @@ impl Redactor {
             }
         }
         out.truncate(c);
-        let mut counts = vec![0u64; self.names.len()];
+        let mut counts = Counts::new(self.names.len());
         for m in markers.iter().filter(|m| m.end <= c) {
-            counts[m.secret as usize] += 1;
+            counts.add(m.secret, m.partial);
         }
         if let Some(secret) = tail_marker {
             out.extend_from_slice(&self.markers[secret as usize]);
-            counts[secret as usize] += 1;
+            counts.add(secret, false);
         }
         (
             Redacted {
@@ -414,128 +667,57 @@ impl Redactor {
         )
     }
 
-    /// A streaming redactor over this redactor's matchers.
-    pub fn stream(&self) -> StreamRedactor<'_> {
-        StreamRedactor::new(self)
-    }
-
-    // ----- internals -------------------------------------------------------
-
-    /// Bytes a streaming redactor must hold back: a match may start up to
-    /// `max_pattern_len - 1` bytes before the end, be widened one byte to the
-    /// left, and its right widening may look up to 3 bytes past its end.
-    pub(crate) fn holdback(&self) -> usize {
-        self.max_pattern_len + 3
-    }
-
-    /// All merged spans in `buf`, sorted and non-overlapping.
-    pub(crate) fn scan(&self, buf: &[u8]) -> Vec<Span> {
-        let mut comps: Vec<Component> = Vec::new();
-        for m in [&self.cs, &self.ci].into_iter().flatten() {
-            for hit in m.ac.find_overlapping_iter(buf) {
-                let p = &self.patterns[m.ids[hit.pattern().as_usize()] as usize];
-                let (mut start, mut end) = (hit.start(), hit.end());
-                if p.b64_left && start > 0 && is_b64_char(buf[start - 1]) {
-                    start -= 1;
-                }
-                if p.b64_right && end < buf.len() && is_b64_char(buf[end]) {
-                    end += 1;
-                    let mut pad = 0;
-                    while pad < 2 && end < buf.len() && buf[end] == b'=' {
-                        end += 1;
-                        pad += 1;
-                    }
-                }
-                comps.push(Component {
-                    start,
-                    end,
-                    len: hit.end() - hit.start(),
-                    secret: p.secret,
-                });
-            }
-        }
-        comps.sort_unstable_by_key(|c| (c.start, c.end, c.secret));
-        let mut spans: Vec<Span> = Vec::new();
-        for c in comps {
-            if let Some(last) = spans.last_mut() {
-                if c.start < last.end {
-                    last.end = last.end.max(c.end);
-                    if c.len > last.best_len || (c.len == last.best_len && c.secret < last.secret) {
-                        last.best_len = c.len;
-                        last.secret = c.secret;
-                    }
-                    continue;
-                }
-            }
-            spans.push(Span {
-                start: c.start,
-                end: c.end,
-                secret: c.secret,
-                best_len: c.len,
-            });
-        }
-        spans
-    }
-
     /// Appends `buf` to `out` with `spans` (all within `buf`) replaced.
     fn emit(
         &self,
         buf: &[u8],
         spans: &[Span],
         out: &mut Vec<u8>,
-        counts: &mut [u64],
+        counts: &mut Counts,
         mut markers: Option<&mut Vec<MarkerPos>>,
     ) {
         let mut pos = 0;
         for s in spans {
             out.extend_from_slice(&buf[pos..s.start]);
             let start = out.len();
-            out.extend_from_slice(&self.markers[s.secret as usize]);
+            let secret = s.best.secret;
+            out.extend_from_slice(&self.markers[secret as usize]);
             if let Some(m) = markers.as_deref_mut() {
                 m.push(MarkerPos {
                     start,
                     end: out.len(),
-                    secret: s.secret,
+                    secret,
+                    partial: s.best.partial,
                 });
             }
-            counts[s.secret as usize] += 1;
+            counts.add(secret, s.best.partial);
             pos = s.end;
         }
         out.extend_from_slice(&buf[pos..]);
     }
 
-    pub(crate) fn emit_counted(
-        &self,
-        buf: &[u8],
-        spans: &[Span],
-        out: &mut Vec<u8>,
-        counts: &mut [u64],
-    ) {
-        self.emit(buf, spans, out, counts, None);
-    }
-
-    pub(crate) fn secret_count(&self) -> usize {
-        self.names.len()
-    }
-
-    pub(crate) fn counts_to_vec(&self, counts: &[u64]) -> Vec<RedactionCount> {
-        let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
-        for (i, &c) in counts.iter().enumerate() {
+    fn counts_to_vec(&self, counts: &Counts) -> Vec<RedactionCount> {
+        let mut by_name: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (i, (&c, &p)) in counts.all.iter().zip(&counts.partial).enumerate() {
             if c > 0 {
-                *by_name.entry(self.names[i].as_str()).or_default() += c;
+                let e = by_name.entry(self.names[i].as_str()).or_default();
+                e.0 += c;
+                e.1 += p;
             }
         }
         by_name
             .into_iter()
-            .map(|(name, count)| RedactionCount {
+            .map(|(name, (count, partial))| RedactionCount {
                 name: name.to_string(),
                 count,
+                partial,
             })
             .collect()
     }
 
     /// Earliest `s` in `[floor, c - 4]` such that `out[s..c]` is a prefix of
-    /// some pattern; returns the (possibly base64-widened) start and secret.
+    /// some whole-value pattern; returns the (possibly base64-widened) start
+    /// and secret.
     fn find_fragment(&self, out: &[u8], floor: usize, c: usize) -> Option<(usize, u32)> {
         if c < floor + MIN_SECRET_CHARS || self.max_pattern_len == 0 {
             return None;
@@ -544,7 +726,7 @@ impl Redactor {
         for s in lo..=c - MIN_SECRET_CHARS {
             let tail = &out[s..c];
             for &pi in &self.by_first_byte[out[s] as usize] {
-                let p = &self.patterns[pi as usize];
+                let p = &self.exact.patterns[pi as usize];
                 if p.bytes.len() < tail.len() {
                     continue;
                 }
@@ -565,6 +747,154 @@ impl Redactor {
         }
         None
     }
+}
+
+/// Markers per secret rank, and how many of them replaced partial runs.
+struct Counts {
+    all: Vec<u64>,
+    partial: Vec<u64>,
+}
+
+impl Counts {
+    fn new(n: usize) -> Self {
+        Counts {
+            all: vec![0; n],
+            partial: vec![0; n],
+        }
+    }
+
+    fn add(&mut self, secret: u32, partial: bool) {
+        self.all[secret as usize] += 1;
+        if partial {
+            self.partial[secret as usize] += 1;
+        }
+    }
+}
+
+impl PatternSet {
+    fn add(&mut self, secret: u32, forms: Vec<Form>) {
+        for form in forms {
+            let key = if form.case_insensitive {
+                form.bytes.to_ascii_lowercase()
+            } else {
+                form.bytes.clone()
+            };
+            if form.bytes.len() < MIN_SECRET_CHARS || !self.seen.insert((key, form.case_insensitive)) {
+                continue;
+            }
+            self.patterns.push(Pattern {
+                bytes: form.bytes,
+                secret,
+                case_insensitive: form.case_insensitive,
+                b64_left: form.b64_left,
+                b64_right: form.b64_right,
+                partial: form.partial,
+            });
+        }
+    }
+
+    /// Adds the canonical text of each form (what it looks like in the view).
+    fn add_canonical(&mut self, secret: u32, forms: &[Form]) {
+        let canonical = forms
+            .iter()
+            .map(|f| {
+                let bytes = canon::canonical(&f.bytes);
+                // A decoded escape (`%41`) spells the value itself, whose
+                // case matters unless the value's own form says otherwise.
+                let case_insensitive = f.case_insensitive && bytes == f.bytes;
+                Form {
+                    bytes,
+                    case_insensitive,
+                    ..*f
+                }
+            })
+            .collect();
+        self.add(secret, canonical);
+    }
+
+    fn build(&mut self) -> Result<(), RedactError> {
+        self.cs = build_matcher(&self.patterns, false)?;
+        self.ci = build_matcher(&self.patterns, true)?;
+        self.seen = HashSet::new();
+        Ok(())
+    }
+
+    /// Every match in `buf`, widened by base64 boundary characters.
+    fn hits(&self, buf: &[u8], mut f: impl FnMut(Component)) {
+        for m in [&self.cs, &self.ci].into_iter().flatten() {
+            for hit in m.ac.find_overlapping_iter(buf) {
+                let p = &self.patterns[m.ids[hit.pattern().as_usize()] as usize];
+                let (mut start, mut end) = (hit.start(), hit.end());
+                if p.b64_left && start > 0 && is_b64_char(buf[start - 1]) {
+                    start -= 1;
+                }
+                if p.b64_right && end < buf.len() && is_b64_char(buf[end]) {
+                    end += 1;
+                    let mut pad = 0;
+                    while pad < 2 && end < buf.len() && buf[end] == b'=' {
+                        end += 1;
+                        pad += 1;
+                    }
+                }
+                f(Component {
+                    start,
+                    end,
+                    len: hit.end() - hit.start(),
+                    secret: p.secret,
+                    partial: p.partial,
+                });
+            }
+        }
+    }
+}
+
+/// Overlapping components merged into sorted, disjoint spans.
+fn merge(mut comps: Vec<Component>) -> Vec<Span> {
+    comps.sort_unstable_by_key(|c| (c.start, c.end, c.secret));
+    let mut spans: Vec<Span> = Vec::new();
+    for c in comps {
+        if let Some(last) = spans.last_mut() {
+            if c.start < last.end {
+                last.end = last.end.max(c.end);
+                if c.better_than(&last.best) {
+                    last.best = c;
+                }
+                continue;
+            }
+        }
+        spans.push(Span {
+            start: c.start,
+            end: c.end,
+            best: c,
+        });
+    }
+    spans
+}
+
+/// `order` as (stream, start, end) ranges, clamped to each stream, adjacent
+/// pieces of one stream joined, and whatever it leaves out appended.
+fn interleaved(streams: &[&[u8]], order: &[Piece]) -> Vec<(usize, usize, usize)> {
+    let mut pos = vec![0usize; streams.len()];
+    let mut out: Vec<(usize, usize, usize)> = Vec::new();
+    let push = |s: usize, a: usize, b: usize, out: &mut Vec<(usize, usize, usize)>| {
+        if b <= a {
+            return;
+        }
+        match out.last_mut() {
+            Some(last) if last.0 == s && last.2 == a => last.2 = b,
+            _ => out.push((s, a, b)),
+        }
+    };
+    for p in order.iter().filter(|p| p.stream < streams.len()) {
+        let a = pos[p.stream];
+        let b = (a + p.len).min(streams[p.stream].len());
+        push(p.stream, a, b, &mut out);
+        pos[p.stream] = b;
+    }
+    for (s, stream) in streams.iter().enumerate() {
+        push(s, pos[s], stream.len(), &mut out);
+    }
+    out
 }
 
 fn build_matcher(patterns: &[Pattern], ci: bool) -> Result<Option<Matcher>, RedactError> {
