@@ -1,5 +1,5 @@
 //! Compressed data written as base64: runs of base64 (line breaks allowed, as
-//! in MIME) that decode to a gzip, zlib or raw deflate stream are inflated,
+//! in MIME) that decode to a gzip or zlib stream are inflated,
 //! within fixed bounds, so that the caller can look for values inside.
 
 use std::io::Read;
@@ -7,7 +7,7 @@ use std::io::Read;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
-use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
+use flate2::read::{GzDecoder, ZlibDecoder};
 
 /// Shortest run tried: the smallest gzip stream is 20 bytes (28 characters);
 /// a raw deflate stream of an 8-character value is ~10 bytes.
@@ -30,58 +30,54 @@ pub(crate) struct Blob {
     pub data: Vec<u8>,
 }
 
+/// Characters of both base64 alphabets.
+const B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+        b += 1;
+    }
+    t
+};
+
+#[inline(always)]
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+    B64[b as usize]
 }
 
-/// Every run of base64 characters in `input` (a line break between two
-/// characters continues a run) that decodes to compressed data, inflated;
-/// `budget` bounds the bytes inflated in all.
+/// Every run of base64 characters in `input` (MIME line breaks allowed)
+/// that starts like base64 of a gzip (`H4sI`) or zlib (`eJ`, `eN`, `eA`, `eF`:
+/// the four compression levels' headers) stream, inflated; `budget` bounds
+/// the bytes inflated in all. A raw deflate stream has no header to spot and
+/// is not tried.
 pub(crate) fn inflated(input: &[u8], budget: &mut u64) -> Vec<Blob> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < input.len() && *budget > 0 {
-        if !is_b64(input[i]) {
-            i += 1;
+    let mut chars = Vec::new();
+    let mut from = 0;
+    let mut starts: Vec<usize> = [&b"H4sI"[..], b"eJ", b"eN", b"eA", b"eF"]
+        .iter()
+        .flat_map(|needle| memchr::memmem::find_iter(input, needle))
+        .collect();
+    starts.sort_unstable();
+    for start in starts {
+        if *budget == 0 {
+            break;
+        }
+        if start < from || (start > 0 && is_b64(input[start - 1])) {
+            continue; // inside a run already seen, or not where one starts
+        }
+        let (end, total, breaks) = run_extent(input, start);
+        from = end;
+        if total < MIN_RUN_CHARS {
             continue;
         }
-        let start = i;
-        let mut chars = Vec::new();
-        // MIME wraps at a fixed width: the first line sets it, and a line
-        // break continues the run only after a line of exactly that width.
-        let mut width: Option<usize> = None;
-        let mut line = 0;
-        while i < input.len() {
-            let b = input[i];
-            if is_b64(b) {
-                chars.push(b);
-                line += 1;
-                i += 1;
-                continue;
-            }
-            let brk = match (b, input.get(i + 1)) {
-                (b'\r', Some(b'\n')) => 2,
-                (b'\n', _) => 1,
-                _ => break,
-            };
-            let wraps = match width {
-                None => line >= MIN_RUN_CHARS,
-                Some(w) => line == w,
-            };
-            if !wraps || !input.get(i + brk).copied().is_some_and(is_b64) {
-                break;
-            }
-            width = Some(line);
-            line = 0;
-            i += brk;
-        }
-        let mut end = i;
-        while end < input.len() && input[end] == b'=' && end - i < 2 {
-            end += 1;
-        }
-        i = end;
-        if chars.len() < MIN_RUN_CHARS {
-            continue;
+        chars.clear();
+        if breaks {
+            chars.extend(input[start..end].iter().filter(|&&b| is_b64(b)));
+        } else {
+            chars.extend_from_slice(&input[start..start + total]);
         }
         let engine = if chars.iter().any(|&c| c == b'-' || c == b'_') {
             &URL
@@ -98,26 +94,55 @@ pub(crate) fn inflated(input: &[u8], budget: &mut u64) -> Vec<Blob> {
     out
 }
 
-/// gzip, zlib or raw deflate, by the stream's header; `None` when `raw` is
-/// none of them or yields nothing.
+/// The end of the base64 run that starts at `start` (padding included), the
+/// number of base64 characters in it, and whether it has line breaks.
+fn run_extent(input: &[u8], start: usize) -> (usize, usize, bool) {
+    // MIME wraps at a fixed width: the first line sets it, and a line break
+    // continues the run only after a line of exactly that width.
+    let mut width: Option<usize> = None;
+    let (mut i, mut line, mut total, mut breaks) = (start, 0, 0, false);
+    while i < input.len() {
+        let run = input[i..].iter().take_while(|&&b| is_b64(b)).count();
+        line += run;
+        total += run;
+        i += run;
+        let brk = match (input.get(i), input.get(i + 1)) {
+            (Some(b'\r'), Some(b'\n')) => 2,
+            (Some(b'\n'), _) => 1,
+            _ => break,
+        };
+        let wraps = match width {
+            None => line >= MIN_RUN_CHARS,
+            Some(w) => line == w,
+        };
+        if !wraps || !input.get(i + brk).copied().is_some_and(is_b64) {
+            break;
+        }
+        width = Some(line);
+        line = 0;
+        breaks = true;
+        i += brk;
+    }
+    let mut end = i;
+    while end < input.len() && input[end] == b'=' && end - i < 2 {
+        end += 1;
+    }
+    (end, total, breaks)
+}
+
+/// The gzip or zlib stream in `raw` (by its header), inflated up to the
+/// bounds; `None` when it yields nothing.
 fn inflate(raw: &[u8], budget: &mut u64) -> Option<Vec<u8>> {
     let limit = MAX_INFLATED_PER_RUN.min(*budget);
     let mut data = Vec::new();
-    let res = if raw.starts_with(&[0x1f, 0x8b, 0x08]) {
+    // A truncated or corrupt stream may still have yielded the value before
+    // the error: whatever came out is kept.
+    let _ = if raw.starts_with(&[0x1f, 0x8b, 0x08]) {
         GzDecoder::new(raw).take(limit).read_to_end(&mut data)
-    } else if raw.len() >= 2
-        && raw[0] & 0x0f == 8
-        && raw[0] >> 4 <= 7
-        && (u16::from(raw[0]) << 8 | u16::from(raw[1])) % 31 == 0
-    {
-        ZlibDecoder::new(raw).take(limit).read_to_end(&mut data)
     } else {
-        DeflateDecoder::new(raw).take(limit).read_to_end(&mut data)
+        ZlibDecoder::new(raw).take(limit).read_to_end(&mut data)
     };
     *budget = budget.saturating_sub(data.len() as u64);
-    // A truncated or corrupt stream may still have yielded the value: keep
-    // whatever came out.
-    let _ = res;
     (!data.is_empty()).then_some(data)
 }
 
@@ -125,7 +150,7 @@ fn inflate(raw: &[u8], budget: &mut u64) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use base64::engine::general_purpose::STANDARD;
-    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use flate2::write::{GzEncoder, ZlibEncoder};
     use flate2::Compression;
     use std::io::Write;
 
@@ -136,13 +161,15 @@ mod tests {
     }
 
     #[test]
-    fn finds_gzip_zlib_and_deflate_runs() {
+    fn finds_gzip_and_zlib_runs_at_every_level() {
         let secret = b"the-secret-value-123";
-        let mut z = ZlibEncoder::new(Vec::new(), Compression::best());
-        z.write_all(secret).unwrap();
-        let mut d = DeflateEncoder::new(Vec::new(), Compression::fast());
-        d.write_all(secret).unwrap();
-        for blob in [gz(secret), z.finish().unwrap(), d.finish().unwrap()] {
+        let mut blobs = vec![gz(secret)];
+        for level in [0, 1, 6, 9] {
+            let mut z = ZlibEncoder::new(Vec::new(), Compression::new(level));
+            z.write_all(secret).unwrap();
+            blobs.push(z.finish().unwrap());
+        }
+        for blob in blobs {
             let text = format!("data: {} end", STANDARD.encode(&blob));
             let mut budget = BUDGET_PER_CALL;
             let found = inflated(text.as_bytes(), &mut budget);
@@ -154,7 +181,7 @@ mod tests {
 
     #[test]
     fn mime_wrapped_runs_join() {
-        let big: Vec<u8> = (0..300u32).flat_map(|i| i.to_le_bytes()).collect();
+        let big: Vec<u8> = (0..300u32).flat_map(u32::to_le_bytes).collect();
         let enc = STANDARD.encode(gz(&big));
         let wrapped: Vec<String> = enc
             .as_bytes()

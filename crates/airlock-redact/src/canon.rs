@@ -10,45 +10,112 @@
 //! match touching it replaces the whole escape. Bytes that are not UTF-8 are
 //! kept as they are.
 
+use std::cell::RefCell;
+
 use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
-/// A run of view bytes and where it came from.
-#[derive(Clone, Copy, Debug)]
-struct Seg {
-    /// First view byte of the run.
-    view: u32,
-    /// First original byte.
-    orig: u32,
-    /// Original length of a unit (escape, folded character); 0 for a
-    /// one-to-one run, whose length is the distance to the next run.
-    unit_len: u32,
-}
+/// Marks a run that is one unit (escape, folded character) in `Seg::orig`.
+const UNIT: u32 = 1 << 31;
+
+/// A run of view bytes and where it came from: the first view byte, and the
+/// first original byte (with [`UNIT`] set for a unit, whose original length
+/// is in `View::unit_lens`). A one-to-one run lasts until the next run.
+type Seg = (u32, u32);
 
 /// The canonical text of an input and its map back to the input.
 pub(crate) struct View {
     pub text: Vec<u8>,
     segs: Vec<Seg>,
+    /// (index into `segs`, original length) of every unit, in order.
+    unit_lens: Vec<(u32, u32)>,
+    /// Original ranges of the decoded escapes, in order. Only they depend on
+    /// the bytes around them: a value whose first or last bytes an escape
+    /// took in is not in the view as it is, so the caller searches their
+    /// neighbourhood in the original too.
+    pub escapes: Vec<(usize, usize)>,
+    /// Length of the original.
+    orig_end: usize,
+}
+
+thread_local! {
+    /// Buffers of the last view built on this thread, zeroed, for the next
+    /// one (a fresh megabyte costs more in page faults than the scan).
+    static SPARE: RefCell<(Vec<u8>, Vec<Seg>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        let mut text = std::mem::take(&mut self.text);
+        let mut segs = std::mem::take(&mut self.segs);
+        if text.capacity() > 64 << 20 {
+            return;
+        }
+        // The view is unredacted output: nothing of it outlives its use.
+        text.fill(0);
+        text.clear();
+        segs.clear();
+        SPARE.with(|s| *s.borrow_mut() = (text, segs));
+    }
 }
 
 impl View {
     /// The original byte range that the view bytes `[a, b)` came from.
     pub fn orig_range(&self, a: usize, b: usize) -> (usize, usize) {
-        let first = self.seg_of(a);
-        let start = match first.unit_len {
-            0 => first.orig as usize + (a - first.view as usize),
-            _ => first.orig as usize,
+        let (_, (view, orig)) = self.seg_of(a);
+        let start = if orig & UNIT == 0 {
+            orig as usize + (a - view as usize)
+        } else {
+            (orig & !UNIT) as usize
         };
-        let last = self.seg_of(b - 1);
-        let end = match last.unit_len {
-            0 => last.orig as usize + (b - last.view as usize),
-            n => (last.orig + n) as usize,
+        let (j, (view, orig)) = self.seg_of(b - 1);
+        let end = if orig & UNIT == 0 {
+            orig as usize + (b - view as usize)
+        } else {
+            (orig & !UNIT) as usize + self.unit_len(j) as usize
         };
         (start, end)
     }
 
-    fn seg_of(&self, p: usize) -> Seg {
-        let i = self.segs.partition_point(|s| s.view as usize <= p);
-        self.segs[i.saturating_sub(1)]
+    /// [`View::orig_range`], taking in up to `lead` original bytes that the
+    /// view dropped just before the start, and `trail` just after the end.
+    pub fn orig_range_taking(
+        &self,
+        a: usize,
+        b: usize,
+        lead: usize,
+        trail: usize,
+    ) -> (usize, usize) {
+        let (mut start, mut end) = self.orig_range(a, b);
+        if lead > 0 {
+            let floor = if a == 0 {
+                0
+            } else {
+                self.orig_range(a - 1, a).1
+            };
+            start = start.saturating_sub(lead).max(floor);
+        }
+        if trail > 0 {
+            let ceil = if b < self.text.len() {
+                self.orig_range(b, b + 1).0
+            } else {
+                self.orig_end
+            };
+            end = (end + trail).min(ceil);
+        }
+        (start, end)
+    }
+
+    fn seg_of(&self, p: usize) -> (usize, Seg) {
+        let i = self
+            .segs
+            .partition_point(|s| s.0 as usize <= p)
+            .saturating_sub(1);
+        (i, self.segs[i])
+    }
+
+    fn unit_len(&self, seg: usize) -> u32 {
+        let k = self.unit_lens.partition_point(|u| (u.0 as usize) < seg);
+        self.unit_lens[k].1
     }
 }
 
@@ -69,55 +136,67 @@ const PLAIN: [bool; 256] = {
 struct Builder {
     text: Vec<u8>,
     segs: Vec<Seg>,
+    unit_lens: Vec<(u32, u32)>,
+    escapes: Vec<(usize, usize)>,
     /// Original offset that would continue the current one-to-one run.
-    next_orig: Option<usize>,
+    next_orig: usize,
 }
 
 impl Builder {
-    fn copy(&mut self, orig: usize, bytes: &[u8]) {
-        if self.next_orig != Some(orig) {
-            self.segs.push(Seg {
-                view: self.text.len() as u32,
-                orig: orig as u32,
-                unit_len: 0,
-            });
+    #[inline(always)]
+    fn start_run(&mut self, orig: usize) {
+        if self.next_orig != orig {
+            self.segs.push((self.text.len() as u32, orig as u32));
         }
-        self.text.extend_from_slice(bytes);
-        self.next_orig = Some(orig + bytes.len());
     }
 
     fn unit(&mut self, orig: usize, orig_len: usize, bytes: &[u8]) {
         if bytes.is_empty() {
             return self.skip();
         }
-        self.segs.push(Seg {
-            view: self.text.len() as u32,
-            orig: orig as u32,
-            unit_len: orig_len as u32,
-        });
+        self.unit_lens
+            .push((self.segs.len() as u32, orig_len as u32));
+        self.segs.push((self.text.len() as u32, orig as u32 | UNIT));
         self.text.extend_from_slice(bytes);
-        self.next_orig = None;
+        self.next_orig = usize::MAX;
     }
 
+    #[inline(always)]
     fn skip(&mut self) {
-        self.next_orig = None;
+        self.next_orig = usize::MAX;
     }
 }
 
-/// The canonical view of `input`.
+/// The canonical view of `input` (at most 2 GiB: outputs are capped far
+/// below that).
 pub(crate) fn view(input: &[u8]) -> View {
+    let (text, segs) = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut b = Builder {
-        text: Vec::with_capacity(input.len()),
-        segs: Vec::new(),
-        next_orig: None,
+        text,
+        segs,
+        unit_lens: Vec::new(),
+        escapes: Vec::new(),
+        next_orig: usize::MAX,
     };
+    b.text.reserve(input.len());
+    let n = input.len();
     let mut i = 0;
-    while i < input.len() {
+    while i < n {
         let c = input[i];
         if PLAIN[c as usize] {
-            let run = input[i..].iter().take_while(|&&x| PLAIN[x as usize]).count();
-            b.copy(i, &input[i..i + run]);
-            i += run;
+            b.start_run(i);
+            b.text.push(c);
+            i += 1;
+            while i < n && PLAIN[input[i] as usize] {
+                b.text.push(input[i]);
+                i += 1;
+            }
+            b.next_orig = i;
+            continue;
+        }
+        if matches!(c, b' ' | b'\n' | b'\t' | b'\r' | 0x0b | 0x0c) {
+            b.skip();
+            i += 1;
             continue;
         }
         let decoded = match c {
@@ -127,44 +206,69 @@ pub(crate) fn view(input: &[u8]) -> View {
             _ => None,
         };
         if let Some((len, bytes)) = decoded {
+            b.escapes.push((i, i + len));
             let folded = fold_bytes(&bytes);
             b.unit(i, len, &folded);
             i += len;
             continue;
         }
         if c < 0x80 {
-            if c.is_ascii_whitespace() || c == 0x0b {
-                b.skip();
-            } else {
-                b.copy(i, &input[i..i + 1]);
-            }
+            b.start_run(i);
+            b.text.push(c);
             i += 1;
+            b.next_orig = i;
             continue;
         }
         match next_char(&input[i..]) {
             Some((ch, len)) => {
                 match fold_char(ch) {
-                    Folded::Same => b.copy(i, &input[i..i + len]),
+                    Folded::Same => {
+                        b.start_run(i);
+                        b.text.extend_from_slice(&input[i..i + len]);
+                        b.next_orig = i + len;
+                    }
                     Folded::Gone => b.skip(),
                     Folded::To(s) => b.unit(i, len, s.as_bytes()),
                 }
                 i += len;
             }
             None => {
-                b.copy(i, &input[i..i + 1]);
+                b.start_run(i);
+                b.text.push(c);
                 i += 1;
+                b.next_orig = i;
             }
         }
     }
     View {
-        text: b.text,
-        segs: b.segs,
+        text: std::mem::take(&mut b.text),
+        segs: std::mem::take(&mut b.segs),
+        unit_lens: b.unit_lens,
+        escapes: b.escapes,
+        orig_end: input.len(),
     }
+}
+
+/// How many bytes at the start and at the end of `bytes` the view drops.
+pub(crate) fn dropped_edges(bytes: &[u8]) -> (u32, u32) {
+    if bytes.iter().all(|&b| PLAIN[b as usize]) {
+        return (0, 0);
+    }
+    let v = view(bytes);
+    if v.text.is_empty() {
+        return (bytes.len() as u32, 0);
+    }
+    let (first, _) = v.orig_range(0, 1);
+    let (_, last) = v.orig_range(v.text.len() - 1, v.text.len());
+    (first as u32, (bytes.len() - last) as u32)
 }
 
 /// The canonical text of `bytes` (for patterns).
 pub(crate) fn canonical(bytes: &[u8]) -> Vec<u8> {
-    view(bytes).text
+    if bytes.iter().all(|&b| PLAIN[b as usize]) {
+        return bytes.to_vec();
+    }
+    view(bytes).text.clone()
 }
 
 enum Folded {
@@ -299,7 +403,7 @@ mod tests {
     use super::*;
 
     fn text(s: &str) -> String {
-        String::from_utf8(view(s.as_bytes()).text).unwrap()
+        String::from_utf8(view(s.as_bytes()).text.clone()).unwrap()
     }
 
     #[test]

@@ -19,8 +19,6 @@ pub(crate) struct Form {
     /// by one character that partially encodes the value (and possibly by
     /// `=` padding).
     pub b64_right: bool,
-    /// A run of the value's characters, not the whole value.
-    pub partial: bool,
 }
 
 impl Form {
@@ -30,7 +28,6 @@ impl Form {
             case_insensitive: false,
             b64_left: false,
             b64_right: false,
-            partial: false,
         }
     }
 
@@ -47,9 +44,11 @@ pub(crate) fn is_b64_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
 }
 
-/// All forms of `value`. May contain duplicates; the caller deduplicates.
+/// All forms of `value`. May contain duplicates; the matcher drops them.
 /// With `ignore_case`, the raw and reversed forms match in any ASCII case.
-pub(crate) fn forms(value: &str, ignore_case: bool) -> Vec<Form> {
+/// With `for_view`, forms that the canonical view decodes back to another
+/// form (`%XX` escapes, JSON `\uXXXX`, `\xNN`) are left out.
+pub(crate) fn forms(value: &str, ignore_case: bool, for_view: bool) -> Vec<Form> {
     let raw = value.as_bytes();
     let cased = |bytes: Vec<u8>| Form {
         case_insensitive: ignore_case,
@@ -65,7 +64,7 @@ pub(crate) fn forms(value: &str, ignore_case: bool) -> Vec<Form> {
     out.push(cased(rev_bytes));
 
     // Hex; matched case-insensitively, so lower, upper and mixed case.
-    out.push(Form::ci(hex::encode(raw).into_bytes()));
+    out.push(Form::ci(data_encoding::HEXLOWER.encode(raw).into_bytes()));
 
     base64_forms(raw, &mut out);
     base32_forms(raw, &mut out);
@@ -86,16 +85,22 @@ pub(crate) fn forms(value: &str, ignore_case: bool) -> Vec<Form> {
     // UTF-16 (little and big endian): the raw code units, and their hex
     // (Python `v.encode("utf-16-le").hex()`), hex matched case-insensitively.
     for le in [true, false] {
-        let units: Vec<u8> = value
-            .encode_utf16()
-            .flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() })
-            .collect();
-        out.push(Form::ci(hex::encode(&units).into_bytes()));
+        let mut units = Vec::with_capacity(2 * raw.len());
+        for u in value.encode_utf16() {
+            units.extend_from_slice(&if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        out.push(Form::ci(
+            data_encoding::HEXLOWER.encode(&units).into_bytes(),
+        ));
         out.push(Form::plain(units));
     }
 
-    // Percent-encoding; case-insensitive so `%2f` and `%2F` both match.
-    for set in PERCENT_SETS {
+    // Percent-encoding; case-insensitive so `%2f` and `%2F` both match. The
+    // view decodes the escapes, so for it only `+` for a space differs.
+    for set in PERCENT_SETS
+        .iter()
+        .filter(|set| !for_view || (set.plus && value.contains(' ')))
+    {
         let enc = percent_encode(raw, set.safe, set.plus);
         if enc != raw {
             out.push(Form::ci(enc));
@@ -114,43 +119,52 @@ pub(crate) fn forms(value: &str, ignore_case: bool) -> Vec<Form> {
         (false, false, true),
         (true, false, true),
     ] {
-        json.push(json_escape(value, ascii, upper, slash));
+        // The view decodes `\uXXXX`: the ASCII-only variants are the others.
+        if !(for_view && ascii) {
+            json.push(json_escape(value, ascii, upper, slash));
+        }
     }
     json.push(json_escape(&json[0], false, false, false));
-    json.push(json_escape(&json[1], false, false, false));
+    json.push(json_escape(
+        &json_escape(value, true, false, false),
+        false,
+        false,
+        false,
+    ));
     for j in json {
         if j.as_bytes() != raw {
             out.push(Form::plain(j.into_bytes()));
         }
     }
 
-    // Backslash-escaped bytes, as in Python's `repr(bytes)` / C literals.
+    // Backslash-escaped bytes, as in Python's `repr(bytes)` / C literals
+    // (the view decodes `\xNN`; `\\`, `\n`, `\r`, `\t` stay).
     let esc = backslash_escape(raw);
-    if esc != raw {
+    let view_decodes = for_view
+        && !raw
+            .iter()
+            .any(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t'));
+    if esc != raw && !view_decodes {
         out.push(Form::plain(esc));
     }
 
     out
 }
 
-/// Every run of `n` consecutive characters of `value` (none when the value
-/// has no more than `n` characters: the whole value is searched anyway).
-pub(crate) fn partial_windows(value: &str, n: usize, ignore_case: bool) -> Vec<Form> {
-    let bounds: Vec<usize> = value
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain([value.len()])
+/// Byte ranges of every run of `n` consecutive characters of `text` (UTF-8;
+/// bytes that are not count as one character each). None when the text has
+/// no more than `n` characters: the whole value is searched anyway.
+pub(crate) fn char_windows(text: &[u8], n: usize) -> Vec<(usize, usize)> {
+    let bounds: Vec<usize> = (0..text.len())
+        .filter(|&i| (text[i] & 0xC0) != 0x80)
+        .chain([text.len()])
         .collect();
     let chars = bounds.len() - 1;
     if n == 0 || chars <= n {
         return Vec::new();
     }
     (0..=chars - n)
-        .map(|i| Form {
-            case_insensitive: ignore_case,
-            partial: true,
-            ..Form::plain(value.as_bytes()[bounds[i]..bounds[i + n]].to_vec())
-        })
+        .map(|i| (bounds[i], bounds[i + n]))
         .collect()
 }
 
@@ -277,6 +291,8 @@ const PERCENT_SETS: &[PercentSet] = &[
     },
 ];
 
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
 fn percent_encode(raw: &[u8], safe: &[u8], plus: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() * 3);
     for &b in raw {
@@ -287,13 +303,23 @@ fn percent_encode(raw: &[u8], safe: &[u8], plus: bool) -> Vec<u8> {
         } else if b == b' ' && plus {
             out.push(b'+');
         } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[(b >> 4) as usize],
+                HEX_UPPER[(b & 15) as usize],
+            ]);
         }
     }
     out
 }
 
 pub(crate) fn json_escape(s: &str, ascii: bool, upper: bool, slash: bool) -> String {
+    let plain = |b: u8| {
+        b >= 0x20 && b != b'"' && b != b'\\' && !(slash && b == b'/') && !(ascii && b >= 0x7f)
+    };
+    if s.bytes().all(plain) {
+        return s.to_string();
+    }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
@@ -376,7 +402,7 @@ mod tests {
 
     #[test]
     fn base64_windows_and_flags() {
-        let f = forms("abcd", false);
+        let f = forms("abcd", false, false);
         // k=0: "YWJjZA" -> window "YWJjZ" (5 chars, right boundary 'A').
         assert!(has(&f, "YWJjZ"));
         let w0 = f.iter().find(|x| x.bytes == b"YWJjZ").unwrap();
@@ -385,15 +411,14 @@ mod tests {
     }
 
     #[test]
-    fn partial_windows_cover_every_run() {
-        let w = partial_windows("abcdéfgh", 6, false);
-        let got: Vec<&str> = w
-            .iter()
-            .map(|f| std::str::from_utf8(&f.bytes).unwrap())
+    fn char_windows_cover_every_run() {
+        let t = "abcdéfgh".as_bytes();
+        let got: Vec<&str> = char_windows(t, 6)
+            .into_iter()
+            .map(|(a, b)| std::str::from_utf8(&t[a..b]).unwrap())
             .collect();
         assert_eq!(got, ["abcdéf", "bcdéfg", "cdéfgh"]);
-        assert!(w.iter().all(|f| f.partial));
-        assert!(partial_windows("abcdef", 6, false).is_empty());
+        assert!(char_windows(b"abcdef", 6).is_empty());
     }
 
     #[test]

@@ -86,14 +86,16 @@
 mod blobs;
 mod canon;
 mod forms;
+mod matcher;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
 use forms::{is_b64_char, Form};
+use matcher::{Flags, Matcher};
 
 /// Values with fewer characters (Unicode scalar values) than this are not
 /// redacted; their names are reported by [`Redactor::skipped`].
@@ -183,6 +185,26 @@ impl fmt::Display for RedactError {
 
 impl std::error::Error for RedactError {}
 
+/// The exact forms of `value` (bytes, matched in any ASCII case), for the
+/// throughput benchmark's baseline: the Aho-Corasick matcher over these
+/// forms that Airlock used before the canonical one. Secret material.
+#[doc(hidden)]
+pub fn exact_forms_for_benchmark(value: &str) -> Vec<(Vec<u8>, bool)> {
+    forms::forms(value, false, false)
+        .into_iter()
+        .map(|f| (f.bytes, f.case_insensitive))
+        .collect()
+}
+
+/// One output stream for [`Redactor::redact_outputs`].
+#[derive(Clone, Copy, Debug)]
+pub struct Stream<'a> {
+    /// What the stream held.
+    pub bytes: &'a [u8],
+    /// True when a capture limit upstream cut it (its end may split a value).
+    pub cut: bool,
+}
+
 /// One piece of one output stream, in the order the pieces were written
 /// (see [`Redactor::redact_outputs`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,30 +215,14 @@ pub struct Piece {
     pub len: usize,
 }
 
-/// One searched byte pattern (secret material: never printed).
-struct Pattern {
-    bytes: Vec<u8>,
-    /// Index into `Redactor::names` (the secret's rank).
-    secret: u32,
-    case_insensitive: bool,
-    b64_left: bool,
-    b64_right: bool,
-    partial: bool,
-}
-
-struct Matcher {
-    ac: AhoCorasick,
-    /// Automaton pattern id -> index into `PatternSet::patterns`.
-    ids: Vec<u32>,
-}
-
 /// Patterns searched in one kind of text (the input, or its canonical view).
 #[derive(Default)]
 struct PatternSet {
-    patterns: Vec<Pattern>,
-    seen: HashSet<(Vec<u8>, bool)>,
-    cs: Option<Matcher>,
-    ci: Option<Matcher>,
+    m: Matcher,
+    /// Per pattern of a canonical set: how many bytes at the start and at the
+    /// end of the form the view drops (a value that begins or ends with a
+    /// space); a match takes in up to that many dropped original bytes.
+    edges: Vec<(u32, u32)>,
 }
 
 /// A match, widened by base64 boundary characters.
@@ -265,13 +271,22 @@ pub struct Redactor {
     /// `[REDACTED:NAME]` per rank.
     markers: Vec<Vec<u8>>,
     skipped: Vec<String>,
-    exact: PatternSet,
+    /// Exact forms of every value, searched in the original: everywhere
+    /// without a canonical set, else only around escapes (built on first
+    /// use: most output has none).
+    exact: OnceLock<ExactSet>,
+    /// What the exact set is built from: (value, any case, partial run).
+    values: Vec<(String, bool, Option<usize>)>,
+    /// Exact forms of the values too short for the canonical view, searched
+    /// in the whole original when there is a canonical set.
+    short: PatternSet,
+    /// Canonical forms of the other values, searched in the canonical view.
     canon: Option<PatternSet>,
     compressed: bool,
-    /// Whole-value exact patterns by first byte (both cases for
-    /// case-insensitive ones), in rank order; for the truncated-tail check.
-    by_first_byte: Vec<Vec<u32>>,
     max_pattern_len: usize,
+    /// Bytes around an escape searched for exact forms: no exact form is
+    /// longer than twelve bytes per byte of its value.
+    exact_reach: usize,
 }
 
 impl fmt::Debug for Redactor {
@@ -280,10 +295,10 @@ impl fmt::Debug for Redactor {
         f.debug_struct("Redactor")
             .field("secrets", &secrets)
             .field("skipped", &self.skipped)
-            .field("patterns", &self.exact.patterns.len())
+            .field("patterns", &self.exact.get().map_or(0, |e| e.set.m.len()))
             .field(
                 "canonical_patterns",
-                &self.canon.as_ref().map_or(0, |c| c.patterns.len()),
+                &self.canon.as_ref().map_or(0, |c| c.m.len()),
             )
             .finish()
     }
@@ -370,56 +385,50 @@ impl Redactor {
         });
         active.dedup();
 
-        let mut exact = PatternSet::default();
+        let mut values = Vec::with_capacity(active.len());
+        let values_max_len = active.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+        let mut short = PatternSet::default();
         let mut canon = PatternSet::default();
-        // Whole values of every secret first, so that a run of one value
-        // that is another whole value is labelled as that value.
-        let mut partials: Vec<(u32, Vec<Form>)> = Vec::new();
         for (rank, (_, value)) in active.iter().enumerate() {
             let rank = rank as u32;
             let chars = value.chars().count();
             let ci = options.ignore_case || case_free(value);
-            let whole = forms::forms(value, ci);
             let deep = chars >= MIN_CANONICAL_CHARS;
-            if options.canonical && deep {
-                canon.add_canonical(rank, &whole);
+            let run = options
+                .partial_chars
+                .filter(|_| deep)
+                .map(|p| p.min(chars / 2).max(MIN_CANONICAL_CHARS));
+            values.push((value.clone(), ci, run));
+            if !options.canonical {
+                continue;
             }
-            exact.add(rank, whole);
-            if let (Some(p), true) = (options.partial_chars, deep) {
-                let n = p.min(chars / 2).max(MIN_CANONICAL_CHARS);
-                partials.push((rank, forms::partial_windows(value, n, ci)));
-            }
-        }
-        for (rank, windows) in partials {
-            if options.canonical {
-                canon.add_canonical(rank, &windows);
-            }
-            exact.add(rank, windows);
-        }
-
-        let mut by_first_byte: Vec<Vec<u32>> = vec![Vec::new(); 256];
-        for (i, p) in exact.patterns.iter().enumerate().filter(|(_, p)| !p.partial) {
-            let b = p.bytes[0];
-            if p.case_insensitive && b.is_ascii_alphabetic() {
-                by_first_byte[b.to_ascii_lowercase() as usize].push(i as u32);
-                by_first_byte[b.to_ascii_uppercase() as usize].push(i as u32);
+            if deep {
+                canon.add_whole(rank, &forms::forms(value, ci, true), true);
+                if let Some(n) = run {
+                    canon.add_runs(rank, &canon::canonical(value.as_bytes()), n, ci);
+                }
             } else {
-                by_first_byte[b as usize].push(i as u32);
+                short.add_whole(rank, &forms::forms(value, ci, false), false);
             }
         }
-
-        exact.build()?;
-        let canon = if canon.patterns.is_empty() {
-            None
-        } else {
-            canon.build()?;
+        let exact = OnceLock::new();
+        if !options.canonical {
+            let _ = exact.set(exact_set(&values));
+        }
+        short.build();
+        let canon = if options.canonical && !values.is_empty() {
+            canon.build();
             Some(canon)
+        } else {
+            None
         };
-        let max_pattern_len = exact
-            .patterns
-            .iter()
-            .chain(canon.iter().flat_map(|c| c.patterns.iter()))
-            .map(|p| p.bytes.len())
+
+        // Every exact form is at most a few times its value's length, and the
+        // canonical ones no longer.
+        let max_pattern_len = [exact.get().map(|e| &e.set), Some(&short), canon.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.m.max_len())
             .max()
             .unwrap_or(0);
         let markers = active
@@ -431,10 +440,12 @@ impl Redactor {
             markers,
             skipped,
             exact,
+            values,
+            short,
             canon,
             compressed: options.compressed,
-            by_first_byte,
             max_pattern_len,
+            exact_reach: 12 * values_max_len + 4,
         })
     }
 
@@ -445,7 +456,7 @@ impl Redactor {
 
     /// True when no credential is redacted (redaction is the identity).
     pub fn is_empty(&self) -> bool {
-        self.exact.patterns.is_empty()
+        self.values.is_empty()
     }
 
     /// Length of the longest searched pattern, in bytes.
@@ -495,7 +506,11 @@ impl Redactor {
     /// appended; the caller adds its own truncation notice. Counts cover only
     /// the markers present in the returned bytes.
     pub fn redact_truncate(&self, input: &[u8], cap: usize) -> (Redacted, bool) {
-        let mut all = self.redact_outputs(&[input], &[], cap);
+        let stream = Stream {
+            bytes: input,
+            cut: true,
+        };
+        let mut all = self.redact_outputs(&[stream], &[], cap);
         all.pop().unwrap_or_default()
     }
 
@@ -504,27 +519,29 @@ impl Redactor {
     /// the pieces in `order` (the order they were written; what it leaves
     /// out of a stream follows at the end), and every stream's end followed
     /// by another's start. A value split between streams is replaced, piece
-    /// by piece, in each of them.
+    /// by piece, in each of them. The truncated-tail check runs on a stream
+    /// only when it was cut: by `cap`, or upstream ([`Stream::cut`]).
     pub fn redact_outputs(
         &self,
-        streams: &[&[u8]],
+        streams: &[Stream<'_>],
         order: &[Piece],
         cap: usize,
     ) -> Vec<(Redacted, bool)> {
+        let bytes: Vec<&[u8]> = streams.iter().map(|s| s.bytes).collect();
         let mut budget = blobs::BUDGET_PER_CALL;
         let mut comps: Vec<Vec<Component>> = vec![Vec::new(); streams.len()];
         if !self.is_empty() {
-            for (s, c) in streams.iter().zip(comps.iter_mut()) {
+            for (s, c) in bytes.iter().zip(comps.iter_mut()) {
                 self.components(s, c, Some(&mut budget));
             }
             if streams.len() > 1 {
-                self.across(streams, &interleaved(streams, order), &mut comps);
+                self.across(&bytes, &interleaved(&bytes, order), &mut comps);
                 let k = self.junction_window();
-                for a in 0..streams.len() {
-                    for b in (0..streams.len()).filter(|&b| b != a) {
-                        let (la, lb) = (streams[a].len(), streams[b].len());
+                for a in 0..bytes.len() {
+                    for b in (0..bytes.len()).filter(|&b| b != a) {
+                        let (la, lb) = (bytes[a].len(), bytes[b].len());
                         let pieces = [(a, la - la.min(k), la), (b, 0, lb.min(k))];
-                        self.across(streams, &pieces, &mut comps);
+                        self.across(&bytes, &pieces, &mut comps);
                     }
                 }
             }
@@ -532,22 +549,41 @@ impl Redactor {
         streams
             .iter()
             .zip(comps)
-            .map(|(s, c)| self.truncated(s, &merge(c), cap))
+            .map(|(s, c)| self.truncated(s.bytes, &merge(c), cap, s.cut))
             .collect()
     }
 
     // ----- internals -------------------------------------------------------
 
+    fn exact(&self) -> &ExactSet {
+        self.exact.get_or_init(|| exact_set(&self.values))
+    }
+
     /// Every match in `buf`: exact forms, the canonical view, and (with a
     /// budget) values inside compressed blobs.
     fn components(&self, buf: &[u8], out: &mut Vec<Component>, budget: Option<&mut u64>) {
-        self.exact.hits(buf, |c| out.push(c));
-        if let Some(canon) = &self.canon {
-            let view = canon::view(buf);
-            canon.hits(&view.text, |c| {
-                let (start, end) = view.orig_range(c.start, c.end);
-                out.push(Component { start, end, ..c });
-            });
+        match &self.canon {
+            None => self.exact().set.hits(buf, 0, out),
+            Some(canon) => {
+                // The view holds every exact form too, except where an escape
+                // took in a form's first or last bytes: search around each
+                // escape in the original.
+                let view = canon::view(buf);
+                canon.hits_in_view(&view, out);
+                self.short.hits(buf, 0, out);
+                let reach = self.exact_reach;
+                let mut windows: Vec<(usize, usize)> = Vec::new();
+                for &(a, b) in &view.escapes {
+                    let (a, b) = (a.saturating_sub(reach), (b + reach).min(buf.len()));
+                    match windows.last_mut() {
+                        Some(w) if a <= w.1 => w.1 = w.1.max(b),
+                        _ => windows.push((a, b)),
+                    }
+                }
+                for (a, b) in windows {
+                    self.exact().set.hits(&buf[a..b], a, out);
+                }
+            }
         }
         if let (true, Some(budget)) = (self.compressed, budget) {
             for blob in blobs::inflated(buf, budget) {
@@ -617,7 +653,7 @@ impl Redactor {
 
     /// Redacts `input` with its merged `spans`, then cuts to `cap` (see
     /// [`Redactor::redact_truncate`]).
-    fn truncated(&self, input: &[u8], spans: &[Span], cap: usize) -> (Redacted, bool) {
+    fn truncated(&self, input: &[u8], spans: &[Span], cap: usize, cut: bool) -> (Redacted, bool) {
         let mut counts = Counts::new(self.names.len());
         let mut out = Vec::with_capacity(input.len());
         let mut markers = Vec::new();
@@ -636,7 +672,11 @@ impl Redactor {
                 .rev()
                 .find(|m| m.end <= c)
                 .map_or(0, |m| m.end);
-            match self.find_fragment(&out, floor, c) {
+            let fragment = match cut || truncated {
+                true => self.find_fragment(&out, floor, c),
+                false => None,
+            };
+            match fragment {
                 None => break,
                 Some((start, secret)) => {
                     let t = utf8_floor(&out, start, floor);
@@ -722,15 +762,17 @@ impl Redactor {
         if c < floor + MIN_SECRET_CHARS || self.max_pattern_len == 0 {
             return None;
         }
-        let lo = floor.max(c.saturating_sub(self.max_pattern_len));
+        let lo = floor.max(c.saturating_sub(self.exact_reach));
         for s in lo..=c - MIN_SECRET_CHARS {
             let tail = &out[s..c];
-            for &pi in &self.by_first_byte[out[s] as usize] {
-                let p = &self.exact.patterns[pi as usize];
-                if p.bytes.len() < tail.len() {
+            let exact = self.exact();
+            for &pi in &exact.by_first_byte[out[s] as usize] {
+                let p = exact.set.m.pat(pi);
+                let bytes = exact.set.m.bytes(p);
+                if bytes.len() < tail.len() {
                     continue;
                 }
-                let head = &p.bytes[..tail.len()];
+                let head = &bytes[..tail.len()];
                 let eq = if p.case_insensitive {
                     head.eq_ignore_ascii_case(tail)
                 } else {
@@ -772,80 +814,130 @@ impl Counts {
 }
 
 impl PatternSet {
-    fn add(&mut self, secret: u32, forms: Vec<Form>) {
-        for form in forms {
-            let key = if form.case_insensitive {
-                form.bytes.to_ascii_lowercase()
+    /// Adds whole-value forms; with `canonical`, their canonical text (what
+    /// they look like in the canonical view).
+    fn add_whole(&mut self, secret: u32, forms: &[Form], canonical: bool) {
+        for f in forms {
+            let (bytes, case_insensitive, edges) = if canonical {
+                let c = canon::canonical(&f.bytes);
+                // A decoded escape (`%41`) spells the value itself, whose case
+                // matters unless the value's own form says otherwise.
+                let ci = f.case_insensitive && c == f.bytes;
+                (c, ci, canon::dropped_edges(&f.bytes))
             } else {
-                form.bytes.clone()
+                (f.bytes.clone(), f.case_insensitive, (0, 0))
             };
-            if form.bytes.len() < MIN_SECRET_CHARS || !self.seen.insert((key, form.case_insensitive)) {
-                continue;
+            let flags = Flags {
+                case_insensitive,
+                b64_left: f.b64_left,
+                b64_right: f.b64_right,
+                partial: false,
+            };
+            if self.m.add(&bytes, secret, flags) {
+                self.edges.push(edges);
             }
-            self.patterns.push(Pattern {
-                bytes: form.bytes,
-                secret,
-                case_insensitive: form.case_insensitive,
-                b64_left: form.b64_left,
-                b64_right: form.b64_right,
-                partial: form.partial,
-            });
         }
     }
 
-    /// Adds the canonical text of each form (what it looks like in the view).
-    fn add_canonical(&mut self, secret: u32, forms: &[Form]) {
-        let canonical = forms
-            .iter()
-            .map(|f| {
-                let bytes = canon::canonical(&f.bytes);
-                // A decoded escape (`%41`) spells the value itself, whose
-                // case matters unless the value's own form says otherwise.
-                let case_insensitive = f.case_insensitive && bytes == f.bytes;
-                Form {
-                    bytes,
-                    case_insensitive,
-                    ..*f
-                }
-            })
-            .collect();
-        self.add(secret, canonical);
+    /// Adds every run of `n` characters of `text` as a partial pattern.
+    fn add_runs(&mut self, secret: u32, text: &[u8], n: usize, ci: bool) {
+        let off = self.m.store(text);
+        for (a, b) in forms::char_windows(text, n) {
+            self.m.add_at(
+                off + a as u32,
+                b - a,
+                secret,
+                Flags {
+                    case_insensitive: ci,
+                    partial: true,
+                    ..Flags::default()
+                },
+            );
+            self.edges.push((0, 0));
+        }
     }
 
-    fn build(&mut self) -> Result<(), RedactError> {
-        self.cs = build_matcher(&self.patterns, false)?;
-        self.ci = build_matcher(&self.patterns, true)?;
-        self.seen = HashSet::new();
-        Ok(())
+    fn build(&mut self) {
+        self.m.build();
     }
 
     /// Every match in `buf`, widened by base64 boundary characters.
-    fn hits(&self, buf: &[u8], mut f: impl FnMut(Component)) {
-        for m in [&self.cs, &self.ci].into_iter().flatten() {
-            for hit in m.ac.find_overlapping_iter(buf) {
-                let p = &self.patterns[m.ids[hit.pattern().as_usize()] as usize];
-                let (mut start, mut end) = (hit.start(), hit.end());
-                if p.b64_left && start > 0 && is_b64_char(buf[start - 1]) {
-                    start -= 1;
-                }
-                if p.b64_right && end < buf.len() && is_b64_char(buf[end]) {
-                    end += 1;
-                    let mut pad = 0;
-                    while pad < 2 && end < buf.len() && buf[end] == b'=' {
-                        end += 1;
-                        pad += 1;
-                    }
-                }
-                f(Component {
-                    start,
-                    end,
-                    len: hit.end() - hit.start(),
-                    secret: p.secret,
-                    partial: p.partial,
-                });
-            }
+    fn hits(&self, buf: &[u8], offset: usize, out: &mut Vec<Component>) {
+        self.m.find(buf, |hit| {
+            let p = self.m.pat(hit.pat);
+            let (start, end) = widen(buf, hit.start, hit.end, p);
+            out.push(Component {
+                start: start + offset,
+                end: end + offset,
+                len: hit.end - hit.start,
+                secret: p.secret,
+                partial: p.partial,
+            });
+        });
+    }
+
+    /// Every match in the canonical `view`, as original ranges.
+    fn hits_in_view(&self, view: &canon::View, out: &mut Vec<Component>) {
+        self.m.find(&view.text, |hit| {
+            let p = self.m.pat(hit.pat);
+            let (a, b) = widen(&view.text, hit.start, hit.end, p);
+            let (lead, trail) = self.edges[hit.pat as usize];
+            let (start, end) = view.orig_range_taking(a, b, lead as usize, trail as usize);
+            out.push(Component {
+                start,
+                end,
+                len: hit.end - hit.start,
+                secret: p.secret,
+                partial: p.partial,
+            });
+        });
+    }
+}
+
+/// `[start, end)` widened by the base64 boundary characters `p` allows.
+fn widen(buf: &[u8], mut start: usize, mut end: usize, p: &matcher::Pat) -> (usize, usize) {
+    if p.b64_left && start > 0 && is_b64_char(buf[start - 1]) {
+        start -= 1;
+    }
+    if p.b64_right && end < buf.len() && is_b64_char(buf[end]) {
+        end += 1;
+        let mut pad = 0;
+        while pad < 2 && end < buf.len() && buf[end] == b'=' {
+            end += 1;
+            pad += 1;
         }
     }
+    (start, end)
+}
+
+/// The exact set, and its whole-value patterns by first byte (both cases for
+/// case-insensitive ones) for the truncated-tail check.
+struct ExactSet {
+    set: PatternSet,
+    by_first_byte: Vec<Vec<u32>>,
+}
+
+/// The exact forms of every value (and their partial runs), built.
+fn exact_set(values: &[(String, bool, Option<usize>)]) -> ExactSet {
+    let mut set = PatternSet::default();
+    for (rank, (value, ci, run)) in values.iter().enumerate() {
+        set.add_whole(rank as u32, &forms::forms(value, *ci, false), false);
+        if let Some(n) = *run {
+            set.add_runs(rank as u32, value.as_bytes(), n, *ci);
+        }
+    }
+    set.build();
+    let mut by_first_byte: Vec<Vec<u32>> = vec![Vec::new(); 256];
+    for (i, p) in set.m.patterns().filter(|(_, p)| !p.partial) {
+        let b = set.m.bytes(p)[0];
+        if p.case_insensitive && b.is_ascii_alphabetic() {
+            by_first_byte[b.to_ascii_lowercase() as usize].push(i);
+            by_first_byte[b.to_ascii_uppercase() as usize].push(i);
+        } else {
+            by_first_byte[b as usize].push(i);
+        }
+    }
+    ExactSet { set, by_first_byte }
 }
 
 /// Overlapping components merged into sorted, disjoint spans.
@@ -895,32 +987,6 @@ fn interleaved(streams: &[&[u8]], order: &[Piece]) -> Vec<(usize, usize, usize)>
         push(s, pos[s], stream.len(), &mut out);
     }
     out
-}
-
-fn build_matcher(patterns: &[Pattern], ci: bool) -> Result<Option<Matcher>, RedactError> {
-    let (ids, pats): (Vec<u32>, Vec<&[u8]>) = patterns
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.case_insensitive == ci)
-        .map(|(i, p)| (i as u32, p.bytes.as_slice()))
-        .unzip();
-    if pats.is_empty() {
-        return Ok(None);
-    }
-    let ac = AhoCorasick::builder()
-        .match_kind(MatchKind::Standard)
-        // A redactor is built per execution and scans at most a few MiB: the
-        // contiguous NFA builds in a fifth of the DFA's time (~40 µs instead of
-        // ~200 µs for one credential) and scans as fast here, since the
-        // prefilter does most of the work.
-        .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .ascii_case_insensitive(ci)
-        .build(pats)
-        .map_err(|e| RedactError {
-            // aho-corasick's build errors describe sizes/ids, never patterns.
-            reason: e.to_string(),
-        })?;
-    Ok(Some(Matcher { ac, ids }))
 }
 
 /// Moves `c` back (not below `floor`) so it does not split a UTF-8 sequence:

@@ -63,6 +63,12 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// The order in which the kept stdout and stderr bytes were read:
+    /// (stream, bytes), consecutive pieces of one stream joined, at most
+    /// [`MAX_ORDER_PIECES`] pieces (what follows is not ordered). Writes
+    /// closer together than the server's reads may come out grouped by
+    /// stream.
+    pub output_order: Vec<(OutputStream, usize)>,
     /// The Python exception type when the script raised (e.g. `"ValueError"`).
     pub error_type: Option<String>,
     /// Traceback (script frames only) ending with `Type: message`, or a sentence such
@@ -177,6 +183,19 @@ impl Execution {
     }
 }
 
+/// One of the two output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Bound on [`Outcome::output_order`].
+pub const MAX_ORDER_PIECES: usize = 65_536;
+
+/// Where both capture tasks note each piece they keep.
+type OrderLog = Arc<std::sync::Mutex<Vec<(OutputStream, usize)>>>;
+
 impl Outcome {
     pub(crate) fn internal(msg: &str) -> Outcome {
         Outcome {
@@ -186,6 +205,7 @@ impl Outcome {
             stderr: vec![],
             stdout_truncated: false,
             stderr_truncated: false,
+            output_order: Vec::new(),
             error_type: None,
             error: Some(msg.to_string()),
             duration: Duration::ZERO,
@@ -240,7 +260,12 @@ pub(crate) struct JobSpec {
     pub early_finish: bool,
 }
 
-async fn capture(fd: OwnedFd, cap: usize) -> (Vec<u8>, bool) {
+async fn capture(
+    fd: OwnedFd,
+    cap: usize,
+    stream: OutputStream,
+    order: OrderLog,
+) -> (Vec<u8>, bool) {
     use tokio::io::AsyncReadExt;
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return (vec![], false);
@@ -256,7 +281,18 @@ async fn capture(fd: OwnedFd, cap: usize) -> (Vec<u8>, bool) {
                 if n > room {
                     truncated = true;
                 }
-                out.extend_from_slice(&buf[..n.min(room)]);
+                let kept = n.min(room);
+                out.extend_from_slice(&buf[..kept]);
+                if kept > 0 {
+                    if let Ok(mut log) = order.lock() {
+                        let pieces = log.len();
+                        match log.last_mut() {
+                            Some((s, len)) if *s == stream => *len += kept,
+                            _ if pieces < MAX_ORDER_PIECES => log.push((stream, kept)),
+                            _ => {}
+                        }
+                    }
+                }
             }
         }
     }
@@ -281,8 +317,19 @@ pub(crate) async fn drive<G: Send + 'static>(
         stdout,
         stderr,
     } = io;
-    let mut out_task = tokio::spawn(capture(stdout, spec.output_bytes));
-    let mut err_task = tokio::spawn(capture(stderr, spec.output_bytes));
+    let order: OrderLog = Arc::default();
+    let mut out_task = tokio::spawn(capture(
+        stdout,
+        spec.output_bytes,
+        OutputStream::Stdout,
+        order.clone(),
+    ));
+    let mut err_task = tokio::spawn(capture(
+        stderr,
+        spec.output_bytes,
+        OutputStream::Stderr,
+        order.clone(),
+    ));
     let mut out_res: Option<(Vec<u8>, bool)> = None;
     let mut err_res: Option<(Vec<u8>, bool)> = None;
     let (mut proto_r, mut proto_w) = proto.into_split();
@@ -352,6 +399,7 @@ pub(crate) async fn drive<G: Send + 'static>(
                     },
                     out.clone(),
                     err.clone(),
+                    order.lock().map(|o| o.clone()).unwrap_or_default(),
                 );
                 reported = true;
                 if !handle_gone {
@@ -535,6 +583,7 @@ pub(crate) async fn drive<G: Send + 'static>(
         },
         (stdout, stdout_truncated),
         (stderr, stderr_truncated),
+        order.lock().map(|o| o.clone()).unwrap_or_default(),
     );
     drop(release);
     if !handle_gone {
@@ -561,6 +610,7 @@ fn finish(
     e: Ended,
     (stdout, stdout_truncated): (Vec<u8>, bool),
     (stderr, stderr_truncated): (Vec<u8>, bool),
+    output_order: Vec<(OutputStream, usize)>,
 ) -> Outcome {
     let exit = e.exit.as_ref();
     let script = exit.and_then(|e| e.get("script")).and_then(parse_wait);
@@ -597,6 +647,7 @@ fn finish(
         stderr,
         stdout_truncated,
         stderr_truncated,
+        output_order,
         error_type,
         error,
         duration: started.elapsed(),

@@ -38,7 +38,9 @@ mod seccomp;
 mod sys;
 
 pub use config::{Layer, LayerReport, Limits, ReadonlyMount, SandboxConfig};
-pub use execution::{Event, Execution, Outcome, OutcomeStatus, PendingProxy};
+pub use execution::{
+    Event, Execution, Outcome, OutcomeStatus, OutputStream, PendingProxy, MAX_ORDER_PIECES,
+};
 pub use helper::{helper_main, is_helper_invocation, BASE_ENV, HELPER_ARG};
 pub use sandbox::{proxy_env, Job, Sandbox, PROXY_PORT};
 pub use sys::signal_name;

@@ -265,6 +265,10 @@ pub struct RedactionEvent {
     pub field: String,
     pub name: String,
     pub count: u64,
+    /// How many of those replaced only part of the value (a run of its
+    /// characters). Absent in rows written before partial matching.
+    #[serde(default)]
+    pub partial: u64,
 }
 
 /// One execution. Every text field holds already-redacted output.

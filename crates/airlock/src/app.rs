@@ -111,6 +111,7 @@ impl App {
                 max_timeout_secs: config.max_timeout,
                 max_script_bytes: config.max_script_bytes,
                 output_cap_bytes: config.max_output_bytes,
+                redaction: config.redaction(),
                 llm_wait: std::time::Duration::from_secs(config.llm_timeout),
             },
             sealed,

@@ -103,6 +103,18 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024)]
     pub max_output_bytes: usize,
 
+    /// Every run of at least this many consecutive characters of a credential
+    /// value is redacted from output (capped at half the value, never below 8);
+    /// 0 redacts whole values only.
+    #[arg(long, env = "AIRLOCK_REDACT_PARTIAL_CHARS", default_value_t = 16,
+          value_parser = parse_partial_chars)]
+    pub redact_partial_chars: usize,
+
+    /// Redact every credential value in any ASCII letter case (values whose
+    /// letters are all of one case, such as hex tokens, always are).
+    #[arg(long, env = "AIRLOCK_REDACT_IGNORE_CASE", default_value_t = false)]
+    pub redact_ignore_case: bool,
+
     /// Memory limit per execution in MiB.
     #[arg(long, env = "AIRLOCK_MEMORY_MB", default_value_t = 512)]
     pub memory_mb: u64,
@@ -190,6 +202,8 @@ impl Config {
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,
             max_output_bytes: 1024 * 1024,
+            redact_partial_chars: 16,
+            redact_ignore_case: false,
             memory_mb: 512,
             llm_timeout: 600,
             max_import_bytes: 64 * 1024 * 1024,
@@ -203,6 +217,15 @@ impl Config {
             egress_ca_bundle: None,
             egress_ca_dir: None,
             sandbox_helper: None,
+        }
+    }
+
+    /// What the redactor of every execution looks for.
+    pub fn redaction(&self) -> airlock_redact::Options {
+        airlock_redact::Options {
+            partial_chars: (self.redact_partial_chars > 0).then_some(self.redact_partial_chars),
+            ignore_case: self.redact_ignore_case,
+            ..airlock_redact::Options::default()
         }
     }
 
@@ -244,4 +267,18 @@ impl Config {
     pub fn public_base(&self) -> Option<&str> {
         self.public_url.as_deref().map(|u| u.trim_end_matches('/'))
     }
+}
+
+/// `AIRLOCK_REDACT_PARTIAL_CHARS`: 0, or at least the redactor's floor.
+fn parse_partial_chars(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of characters"))?;
+    if n != 0 && n < airlock_redact::MIN_CANONICAL_CHARS {
+        return Err(format!(
+            "{n} is too short: runs of fewer than {} characters would hit ordinary text (0 turns partial matching off)",
+            airlock_redact::MIN_CANONICAL_CHARS
+        ));
+    }
+    Ok(n)
 }

@@ -44,7 +44,7 @@ pub fn spawn_writer(
     store: Arc<dyn Store>,
     owner: String,
     mut events: Events,
-    redactor: Option<Redactor>,
+    redactor: Option<Arc<Redactor>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {

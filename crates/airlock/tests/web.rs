@@ -317,7 +317,8 @@ async fn pages_show_data_escape_agent_text_and_never_a_value() {
             redactions: vec![airlock_store::RedactionEvent {
                 field: "stdout".into(),
                 name: "GITHUB_TOKEN".into(),
-                count: 1,
+                count: 2,
+                partial: 1,
             }],
             execution_time_ms: Some(1234),
             llm_wait_ms: 0,
@@ -420,6 +421,8 @@ async fn pages_show_data_escape_agent_text_and_never_a_value() {
     assert!(p.body.contains("No execution matches"));
     let p = web.get(&format!("/ui/executions/{exec_id}")).await;
     assert!(p.body.contains("[REDACTED:GITHUB_TOKEN]"));
+    // The redactions table says when part of a value was printed.
+    assert!(p.body.contains("1 partial"), "{}", p.body);
     assert!(p.body.contains("1.23 s"));
     assert!(p.body.contains("&quot;ok&quot;: true") || p.body.contains("&#34;ok&#34;: true"));
 

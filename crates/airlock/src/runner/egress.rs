@@ -20,7 +20,7 @@ impl Runner {
         policy: airlock_egress::Policy,
         pending: airlock_sandbox::PendingProxy,
         sealed: Vec<SealedValue>,
-        creds: &[OpenedCredential],
+        redactor: Arc<Redactor>,
     ) -> EgressSession {
         let hook: Arc<dyn airlock_egress::RequestHook> = if sealed.is_empty() {
             Arc::new(airlock_egress::NoHook)
@@ -40,7 +40,11 @@ impl Runner {
                     }
                 });
             });
-            Arc::new(crate::sealed::Sealer::new(sealed, on_violation))
+            Arc::new(crate::sealed::Sealer::new(
+                sealed,
+                &self.limits.redaction,
+                on_violation,
+            ))
         };
         let cfg = airlock_egress::EgressConfig {
             policy,
@@ -54,7 +58,6 @@ impl Runner {
         });
         let (stop, events) = session.split();
         // Every text field comes from the script: each may carry a secret.
-        let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
         let writer = crate::egress_log::spawn_writer(
             self.store.clone(),
             execution_id.to_string(),

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use airlock_redact::{RedactionCount, Redactor};
-use airlock_sandbox::{Event, Execution, Job, Outcome, OutcomeStatus, Sandbox};
+use airlock_redact::{Piece, RedactionCount, Redactor, Stream};
+use airlock_sandbox::{Event, Execution, Job, Outcome, OutcomeStatus, OutputStream, Sandbox};
 use airlock_store::{
     ExecutionRow, ExecutionStatus, LlmExchange, LlmRequest, ProfileRow, RedactionEvent, Store,
 };
@@ -56,6 +56,8 @@ pub struct RunnerLimits {
     pub max_script_bytes: usize,
     pub output_cap_bytes: usize,
     pub llm_wait: Duration,
+    /// What every redactor of an execution looks for.
+    pub redaction: airlock_redact::Options,
 }
 
 struct QueuedJob {
@@ -86,7 +88,7 @@ struct Live {
 /// [`Runner::run_job`] share.
 struct Run {
     row: ExecutionRow,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     events: Vec<RedactionEvent>,
     started: Instant,
     /// Time paused in `llm.complete` (not running time).
@@ -404,7 +406,10 @@ impl Runner {
         let mut run = Run {
             row: job.row,
             // Every value is redacted from output, sealed ones too (defence in depth).
-            redactor: Redactor::new(job.creds.iter().map(|c| (c.name.clone(), c.value.clone()))),
+            redactor: Arc::new(Redactor::with_options(
+                job.creds.iter().map(|c| (c.name.clone(), c.value.clone())),
+                &self.limits.redaction,
+            )),
             events: Vec::new(),
             started: Instant::now(),
             waited: Duration::ZERO,
@@ -446,7 +451,7 @@ impl Runner {
                 policy,
                 pending,
                 sealed,
-                &job.creds,
+                run.redactor.clone(),
             ));
         }
         loop {
@@ -602,8 +607,33 @@ impl Runner {
     async fn complete(&self, mut run: Run, outcome: Outcome) {
         let cap = self.limits.output_cap_bytes;
         let redactor = &run.redactor;
-        let (out, out_trunc) = redactor.redact_truncate(&outcome.stdout, cap);
-        let (err, err_trunc) = redactor.redact_truncate(&outcome.stderr, cap);
+        // Both streams, and the two as one in the order they were written, so
+        // that a value split between them goes too.
+        let order: Vec<Piece> = outcome
+            .output_order
+            .iter()
+            .map(|&(stream, len)| Piece {
+                stream: match stream {
+                    OutputStream::Stdout => 0,
+                    OutputStream::Stderr => 1,
+                },
+                len,
+            })
+            .collect();
+        let streams = [
+            Stream {
+                bytes: &outcome.stdout,
+                cut: outcome.stdout_truncated,
+            },
+            Stream {
+                bytes: &outcome.stderr,
+                cut: outcome.stderr_truncated,
+            },
+        ];
+        let mut both = redactor.redact_outputs(&streams, &order, cap).into_iter();
+        let (Some((out, out_trunc)), Some((err, err_trunc))) = (both.next(), both.next()) else {
+            unreachable!("one result per stream")
+        };
         record(&mut run.events, "stdout", out.counts);
         record(&mut run.events, "stderr", err.counts);
         let row = &mut run.row;
@@ -716,11 +746,15 @@ fn record(events: &mut Vec<RedactionEvent>, field: &str, counts: Vec<RedactionCo
             .iter_mut()
             .find(|e| e.field == field && e.name == c.name)
         {
-            Some(e) => e.count += c.count,
+            Some(e) => {
+                e.count += c.count;
+                e.partial += c.partial;
+            }
             None => events.push(RedactionEvent {
                 field: field.to_string(),
                 name: c.name,
                 count: c.count,
+                partial: c.partial,
             }),
         }
     }

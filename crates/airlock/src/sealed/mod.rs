@@ -191,8 +191,15 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    pub fn new(creds: Vec<SealedValue>, on_violation: ViolationHandler) -> Sealer {
-        let redactor = Redactor::new(creds.iter().map(|c| (c.name.clone(), c.value.clone())));
+    pub fn new(
+        creds: Vec<SealedValue>,
+        redaction: &airlock_redact::Options,
+        on_violation: ViolationHandler,
+    ) -> Sealer {
+        let redactor = Redactor::with_options(
+            creds.iter().map(|c| (c.name.clone(), c.value.clone())),
+            redaction,
+        );
         Sealer {
             creds,
             redactor,

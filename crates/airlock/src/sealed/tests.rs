@@ -19,6 +19,7 @@ fn sealer(creds: Vec<SealedValue>) -> (Sealer, Arc<Mutex<Vec<String>>>) {
     (
         Sealer::new(
             creds,
+            &airlock_redact::Options::default(),
             Arc::new(move |names| r.lock().unwrap().extend(names)),
         ),
         revoked,

@@ -171,6 +171,8 @@ pub struct Redaction {
     pub field: String,
     pub name: String,
     pub count: i64,
+    /// How many of `count` replaced only part of the value.
+    pub partial: i64,
 }
 
 /// One connection attempt through the egress proxy.
@@ -247,6 +249,7 @@ pub async fn execution(
             field: x.field.clone(),
             name: x.name.clone(),
             count: x.count as i64,
+            partial: x.partial as i64,
         })
         .collect();
     let egress = state
