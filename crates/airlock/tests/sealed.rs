@@ -519,7 +519,7 @@ print("placeholder:", ph)
     // the script.
     assert_eq!(
         exec["redactions"],
-        json!([{"field": "result", "name": "PLAIN_NOTE", "count": 1}]),
+        json!([{"field": "result", "name": "PLAIN_NOTE", "count": 1, "partial": 0}]),
         "{exec}"
     );
 
