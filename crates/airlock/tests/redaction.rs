@@ -65,7 +65,7 @@ fn readings(text: &str) -> Vec<String> {
         .nfkc()
         .filter(|c| !c.is_whitespace() && !zero_width(*c))
         .collect();
-    let mut out = vec![text.to_string(), unescape_u(text), squeezed.clone()];
+    let mut out = vec![text.to_string(), unescape_u(text), squeezed];
     let joined: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
     for run in joined.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c))) {
         let run = run.trim_end_matches('=');
