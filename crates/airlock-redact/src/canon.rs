@@ -170,6 +170,10 @@ impl Builder {
 /// The canonical view of `input` (at most 2 GiB: outputs are capped far
 /// below that).
 pub(crate) fn view(input: &[u8]) -> View {
+    build(input, true)
+}
+
+fn build(input: &[u8], decode: bool) -> View {
     let (text, segs) = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut b = Builder {
         text,
@@ -200,6 +204,7 @@ pub(crate) fn view(input: &[u8]) -> View {
             continue;
         }
         let decoded = match c {
+            _ if !decode => None,
             b'\\' => backslash(&input[i..]),
             b'&' => entity(&input[i..]),
             b'%' => percent(&input[i..]),
@@ -247,6 +252,14 @@ pub(crate) fn view(input: &[u8]) -> View {
         escapes: b.escapes,
         orig_end: input.len(),
     }
+}
+
+/// `bytes` with whitespace and invisible characters dropped and NFKC
+/// applied, but no escape decoded: how a value that contains something like
+/// an escape (`%41`, `\\u0041`) looks in the view of text that spaced it out
+/// (the spaces break the escape, so the view does not decode it).
+pub(crate) fn squeezed(bytes: &[u8]) -> Vec<u8> {
+    build(bytes, false).text.clone()
 }
 
 /// How many bytes at the start and at the end of `bytes` the view drops.

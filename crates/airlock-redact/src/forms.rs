@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
 
 /// One byte pattern derived from a secret value.
+#[derive(Clone)]
 pub(crate) struct Form {
     /// The bytes to look for.
     pub bytes: Vec<u8>,
@@ -31,6 +32,14 @@ impl Form {
         }
     }
 
+    /// A raw-like form, matched in any case with `ignore_case`.
+    pub fn cased(bytes: Vec<u8>, ignore_case: bool) -> Form {
+        Form {
+            case_insensitive: ignore_case,
+            ..Form::plain(bytes)
+        }
+    }
+
     fn ci(bytes: Vec<u8>) -> Form {
         Form {
             case_insensitive: true,
@@ -50,10 +59,7 @@ pub(crate) fn is_b64_char(b: u8) -> bool {
 /// form (`%XX` escapes, JSON `\uXXXX`, `\xNN`) are left out.
 pub(crate) fn forms(value: &str, ignore_case: bool, for_view: bool) -> Vec<Form> {
     let raw = value.as_bytes();
-    let cased = |bytes: Vec<u8>| Form {
-        case_insensitive: ignore_case,
-        ..Form::plain(bytes)
-    };
+    let cased = |bytes: Vec<u8>| Form::cased(bytes, ignore_case);
     let mut out = vec![cased(raw.to_vec())];
 
     // Reversed: by code point (Python `s[::-1]`) and by byte.

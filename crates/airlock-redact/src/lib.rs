@@ -1,4 +1,4 @@
-//! Exact-string redaction of credential values from untrusted output.
+//! Redaction of credential values from untrusted output.
 //!
 //! Airlock runs agent-written (potentially hostile) Python with production
 //! credentials. Everything that leaves an execution — stdout, stderr, the
@@ -9,12 +9,12 @@
 //!
 //! # Last line of defence, not the first
 //!
-//! Exact-string matching can only find what it knows how to spell. A script
+//! A matcher of strings can only find what it knows how to spell. A script
 //! that wants to exfiltrate a secret can always out-encode a fixed list of
 //! encodings: XOR with a constant, a Caesar shift other than ROT13,
-//! splitting the value across two lines, printing one character per line, gzip+base64, emitting it as
-//! timing or as the length of a list, or sending it over the network before
-//! any output exists. No scanner of output can stop that. The real controls
+//! every other character, bzip2, emitting it as timing or as the length of a
+//! list, or sending it over the network before any output exists. No scanner
+//! of output can stop that. The real controls
 //! must therefore come first: credentials scoped to least privilege and short
 //! lifetimes, egress restrictions in the sandbox, never giving a script a
 //! credential it does not need, auditing what was run. This crate exists to
@@ -28,7 +28,8 @@
 //! # What is matched
 //!
 //! For every credential value of at least [`MIN_SECRET_CHARS`] characters
-//! (shorter ones are reported by [`Redactor::skipped`] and left alone):
+//! (shorter ones are reported by [`Redactor::skipped`] and left alone), its
+//! *exact forms*:
 //!
 //! * the raw bytes, and the value reversed (by code point and by byte);
 //! * hex, any letter case;
@@ -49,37 +50,55 @@
 //!   optional `\/`), and a JSON string embedded in a JSON string;
 //! * backslash-escaped bytes as in Python's `repr(bytes)` (`\xNN`).
 //!
+//! For values of at least [`MIN_CANONICAL_CHARS`] characters (with
+//! [`Options::canonical`], the default), the same forms are searched in the
+//! *canonical view* of the output instead: whitespace and zero-width
+//! characters dropped, NFKC applied, `\uXXXX`, `\xNN`, `%NN` and HTML
+//! character references decoded, with every view byte mapped back to the
+//! original bytes (module `canon`). That catches a value spaced out, one
+//! character per line, with zero-width characters inserted, in fullwidth
+//! forms, escaped in plain text, or base64 wrapped in MIME lines. Where an
+//! escape took in the edge of a form, the original is searched around it.
+//!
+//! Also, by default: gzip / zlib data written as base64 is inflated (bounded)
+//! and searched; values whose letters are all of one case match in any case
+//! ([`Options::ignore_case`] for every value); and every run of
+//! [`Options::partial_chars`] consecutive characters of a value (at most half
+//! the value, at least [`MIN_CANONICAL_CHARS`]) is replaced too, counted in
+//! [`RedactionCount::partial`].
+//!
 //! Overlapping matches (of one or several credentials) are merged into one
 //! replaced span, so no part of any matched value survives. A merged span is
-//! labelled with the credential whose match in it is longest; ties go to the
-//! longer value, then to the lexicographically smaller name. One marker is
-//! one replacement in the counts.
+//! labelled with the credential whose match in it is best: a whole value over
+//! a partial run, then the longer match, then the longer value, then the
+//! lexicographically smaller name. One marker is one replacement in the
+//! counts.
 //!
 //! # API
 //!
-//! * [`Redactor::new`] builds the matchers once per execution (two
-//!   Aho-Corasick automata over all forms of all values; run time is linear
-//!   in the input).
+//! * [`Redactor::new`] / [`Redactor::with_options`] build the matchers once
+//!   per execution (module `matcher`: a q-gram filter over every pattern; run
+//!   time is linear in the input).
 //! * [`Redactor::redact`] works on bytes (output need not be UTF-8);
 //!   [`Redactor::redact_str`] is the `&str` convenience.
-//! * [`Redactor::stream`] returns a [`StreamRedactor`] whose concatenated
-//!   output equals one-shot redaction of the concatenated input.
 //! * [`Redactor::redact_truncate`] redacts, then cuts to a byte cap without
 //!   splitting a marker or a UTF-8 character and without leaving a trailing
 //!   prefix of any searched form.
+//! * [`Redactor::redact_outputs`] does that for several streams of one
+//!   execution (stdout, stderr) and also scans them as one, so that a value
+//!   split between them is caught.
 //! * Every call reports [`RedactionCount`]s per credential name. Values never
 //!   appear in counts, in `Debug` output or in errors.
 //!
 //! # Known limits
 //!
-//! Anything not listed above is not caught: other encodings (compression,
-//! XOR, ...), a value split by line wrapping (e.g. MIME base64
-//! at 76 columns) or by interleaved text, partial percent-encoding that
-//! matches none of the listed sets, nested encodings other than JSON in
-//! JSON, and fragments shorter than the full value (except a truncated tail
-//! in [`Redactor::redact_truncate`]). Letter case matters for the raw,
-//! reversed, base64 and JSON forms. A credential *name* is printed in the
-//! marker and is therefore assumed not to be secret.
+//! Anything not listed above is not caught: encryption, XOR, other
+//! compression (raw deflate included) or encodings, nested encodings other
+//! than JSON in JSON, runs shorter than the partial length, and values of
+//! fewer than [`MIN_CANONICAL_CHARS`] characters in anything but their exact
+//! forms. Letter case matters for values with letters of both cases, unless
+//! [`Options::ignore_case`]. A credential *name* is printed in the marker and
+//! is therefore assumed not to be secret.
 
 #![forbid(unsafe_code)]
 
@@ -393,7 +412,11 @@ impl Redactor {
             let rank = rank as u32;
             let chars = value.chars().count();
             let ci = options.ignore_case || case_free(value);
-            let deep = chars >= MIN_CANONICAL_CHARS;
+            // The canonical view needs the value's canonical text to be long
+            // enough, too (a value that is mostly whitespace is not).
+            let canonical_value = canon::canonical(value.as_bytes());
+            let deep = chars >= MIN_CANONICAL_CHARS
+                && String::from_utf8_lossy(&canonical_value).chars().count() >= MIN_CANONICAL_CHARS;
             let run = options
                 .partial_chars
                 .filter(|_| deep)
@@ -403,12 +426,25 @@ impl Redactor {
                 continue;
             }
             if deep {
-                canon.add_whole(rank, &forms::forms(value, ci, true), true);
+                let left = canon.add_whole(rank, &forms::forms(value, ci, true), true);
+                // A form the view would shrink below a pattern's length is
+                // searched as it is, everywhere.
+                let _ = short.add_whole(rank, &left, false);
                 if let Some(n) = run {
-                    canon.add_runs(rank, &canon::canonical(value.as_bytes()), n, ci);
+                    canon.add_runs(rank, &canonical_value, n, ci);
+                }
+                // A value holding something like an escape, spaced out: the
+                // spaces keep the view from decoding it.
+                let squeezed = canon::squeezed(value.as_bytes());
+                if squeezed != canonical_value {
+                    let form = forms::Form::cased(squeezed.clone(), ci);
+                    let _ = canon.add_whole(rank, &[form], false);
+                    if let Some(n) = run {
+                        canon.add_runs(rank, &squeezed, n, ci);
+                    }
                 }
             } else {
-                short.add_whole(rank, &forms::forms(value, ci, false), false);
+                let _ = short.add_whole(rank, &forms::forms(value, ci, false), false);
             }
         }
         let exact = OnceLock::new();
@@ -815,8 +851,10 @@ impl Counts {
 
 impl PatternSet {
     /// Adds whole-value forms; with `canonical`, their canonical text (what
-    /// they look like in the canonical view).
-    fn add_whole(&mut self, secret: u32, forms: &[Form], canonical: bool) {
+    /// they look like in the canonical view). Returns the forms too short to
+    /// add (in canonical text: the caller searches them as they are).
+    fn add_whole(&mut self, secret: u32, forms: &[Form], canonical: bool) -> Vec<Form> {
+        let mut left = Vec::new();
         for f in forms {
             let (bytes, case_insensitive, edges) = if canonical {
                 let c = canon::canonical(&f.bytes);
@@ -835,8 +873,11 @@ impl PatternSet {
             };
             if self.m.add(&bytes, secret, flags) {
                 self.edges.push(edges);
+            } else if canonical {
+                left.push(f.clone());
             }
         }
+        left
     }
 
     /// Adds every run of `n` characters of `text` as a partial pattern.

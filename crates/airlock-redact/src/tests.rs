@@ -607,3 +607,23 @@ fn values_split_between_outputs() {
     let out = r.redact_outputs(&[whole(&so), whole(&se)], &[], 100);
     assert_eq!(out[1].0.bytes, se.as_bytes());
 }
+
+#[test]
+fn a_value_that_is_mostly_whitespace_is_still_found() {
+    // Found by the fuzzer: its canonical text ("&,4") is too short for the
+    // view, so its exact forms are searched everywhere.
+    let v = "&,\t\t\t\t4\t\t\t\t";
+    let r = r1("A", v);
+    assert_eq!(red(&r, &format!("x{v}y")), "x[REDACTED:A]y");
+}
+
+#[test]
+fn a_value_holding_an_escape_is_found_spaced_out() {
+    // Found by the fuzzer: spacing breaks the escape the value contains, so
+    // the view does not decode it, while the value's canonical text does.
+    let v = "p%41ss-w0rd\\u00e9-long";
+    let r = r1("PW", v);
+    let spaced: String = v.chars().map(|c| format!("{c} ")).collect();
+    assert_eq!(red(&r, &spaced), "[REDACTED:PW] ");
+    assert_eq!(red(&r, v), "[REDACTED:PW]");
+}
