@@ -414,9 +414,11 @@ impl Redactor {
             let ci = options.ignore_case || case_free(value);
             // The canonical view needs the value's canonical text to be long
             // enough, too (a value that is mostly whitespace is not).
+            // (with its escapes decoded, or with only its whitespace dropped).
             let canonical_value = canon::canonical(value.as_bytes());
-            let deep = chars >= MIN_CANONICAL_CHARS
-                && String::from_utf8_lossy(&canonical_value).chars().count() >= MIN_CANONICAL_CHARS;
+            let squeezed = canon::squeezed(value.as_bytes());
+            let long = |b: &[u8]| String::from_utf8_lossy(b).chars().count() >= MIN_CANONICAL_CHARS;
+            let deep = chars >= MIN_CANONICAL_CHARS && (long(&canonical_value) || long(&squeezed));
             let run = options
                 .partial_chars
                 .filter(|_| deep)
@@ -435,7 +437,6 @@ impl Redactor {
                 }
                 // A value holding something like an escape, spaced out: the
                 // spaces keep the view from decoding it.
-                let squeezed = canon::squeezed(value.as_bytes());
                 if squeezed != canonical_value {
                     let form = forms::Form::cased(squeezed.clone(), ci);
                     let _ = canon.add_whole(rank, &[form], false);

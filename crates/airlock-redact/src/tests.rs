@@ -627,3 +627,13 @@ fn a_value_holding_an_escape_is_found_spaced_out() {
     assert_eq!(red(&r, &spaced), "[REDACTED:PW] ");
     assert_eq!(red(&r, v), "[REDACTED:PW]");
 }
+
+#[test]
+fn a_value_of_escaped_whitespace_is_found_spaced_out() {
+    // Found by the fuzzer: decoded, the value is short (its escapes are
+    // whitespace); spaced out, the escapes stay and spell it.
+    let v = "c\\u000b\\u000b\\u000bC=x";
+    let r = r1("V", v);
+    let per_line: String = v.chars().map(|c| format!("{c}\n")).collect();
+    assert_eq!(red(&r, &per_line), "[REDACTED:V]\n");
+}

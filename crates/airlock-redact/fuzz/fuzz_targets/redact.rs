@@ -62,7 +62,10 @@ fn written(v: &str, form: Form) -> String {
                 c => c,
             })
             .collect(),
-        Form::UEscape => v.chars().map(|c| format!("\\u{:04x}", c as u32 & 0xFFFF)).collect(),
+        Form::UEscape => v
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32 & 0xFFFF))
+            .collect(),
         Form::Percent => v.bytes().map(|b| format!("%{b:02X}")).collect(),
         Form::HtmlEntities => v.chars().map(|c| format!("&#{};", c as u32)).collect(),
     }
@@ -115,7 +118,9 @@ fuzz_target!(|input: Input| {
             v.chars().count() >= MIN_SECRET_CHARS
                 && !v.contains('\u{0}')
                 && v.chars().all(|c| !"[]:".contains(c))
-                && reference_forms(v).iter().all(|f| !markers.contains(f.as_str()))
+                && reference_forms(v)
+                    .iter()
+                    .all(|f| !markers.contains(f.as_str()))
                 && !squeeze(&markers).contains(&squeeze(v))
         })
         .collect();
@@ -142,10 +147,22 @@ fuzz_target!(|input: Input| {
     // Two streams: everything still caught in each.
     let at = (input.split as usize).min(text.len());
     let streams = [
-        Stream { bytes: &text[..at], cut: false },
-        Stream { bytes: &text[at..], cut: false },
+        Stream {
+            bytes: &text[..at],
+            cut: false,
+        },
+        Stream {
+            bytes: &text[at..],
+            cut: false,
+        },
     ];
-    let order = [Piece { stream: 0, len: at }, Piece { stream: 1, len: text.len() - at }];
+    let order = [
+        Piece { stream: 0, len: at },
+        Piece {
+            stream: 1,
+            len: text.len() - at,
+        },
+    ];
     for (o, _) in r.redact_outputs(&streams, &order, usize::MAX) {
         let _ = o;
     }
