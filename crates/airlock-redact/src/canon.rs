@@ -254,17 +254,25 @@ fn build(input: &[u8], decode: bool) -> View {
     }
 }
 
+/// True when the view copies `bytes` as they are.
+pub(crate) fn is_plain(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| PLAIN[b as usize])
+}
+
 /// `bytes` with whitespace and invisible characters dropped and NFKC
 /// applied, but no escape decoded: how a value that contains something like
 /// an escape (`%41`, `\\u0041`) looks in the view of text that spaced it out
 /// (the spaces break the escape, so the view does not decode it).
 pub(crate) fn squeezed(bytes: &[u8]) -> Vec<u8> {
+    if is_plain(bytes) {
+        return bytes.to_vec();
+    }
     build(bytes, false).text.clone()
 }
 
 /// How many bytes at the start and at the end of `bytes` the view drops.
 pub(crate) fn dropped_edges(bytes: &[u8]) -> (u32, u32) {
-    if bytes.iter().all(|&b| PLAIN[b as usize]) {
+    if is_plain(bytes) {
         return (0, 0);
     }
     let v = view(bytes);
@@ -278,7 +286,7 @@ pub(crate) fn dropped_edges(bytes: &[u8]) -> (u32, u32) {
 
 /// The canonical text of `bytes` (for patterns).
 pub(crate) fn canonical(bytes: &[u8]) -> Vec<u8> {
-    if bytes.iter().all(|&b| PLAIN[b as usize]) {
+    if is_plain(bytes) {
         return bytes.to_vec();
     }
     view(bytes).text.clone()

@@ -857,7 +857,9 @@ impl PatternSet {
     fn add_whole(&mut self, secret: u32, forms: &[Form], canonical: bool) -> Vec<Form> {
         let mut left = Vec::new();
         for f in forms {
-            let (bytes, case_insensitive, edges) = if canonical {
+            let (bytes, case_insensitive, edges) = if canonical && canon::is_plain(&f.bytes) {
+                (f.bytes.clone(), f.case_insensitive, (0, 0))
+            } else if canonical {
                 let c = canon::canonical(&f.bytes);
                 // A decoded escape (`%41`) spells the value itself, whose case
                 // matters unless the value's own form says otherwise.
