@@ -40,7 +40,7 @@ pub use hook::{NoHook, Passed, Refusal, RequestHook, TunnelMode};
 pub use policy::{
     check, logged_method, HostRule, Policy, Target, TargetHost, Verdict, DEFAULT_PORTS,
 };
-pub use serve::{EgressConfig, EgressLimits};
+pub use serve::{attempt_failed, EgressConfig, EgressLimits};
 pub use session::{Events, Listen, PendingListener, Session, Stopper};
 pub use tls::{EgressTls, TlsError};
 

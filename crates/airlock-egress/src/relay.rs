@@ -329,7 +329,12 @@ impl Relay {
         let (upstream, addr) = match open_upstream(&self.shared, &self.target, self.explicit).await
         {
             Ok(s) => s,
-            Err((status, reason)) => return Err(self.refuse(status, &reason)),
+            Err((status, reason)) => {
+                let early = self.refuse(status, &reason);
+                let logged = crate::serve::logged_failure(&self.rule, status, &reason);
+                self.attempt.set(false, logged);
+                return Err(early);
+            }
         };
         let what = if passed.substituted.is_empty() {
             String::new()

@@ -246,6 +246,27 @@ async fn handle(
 
 /// Resolves and connects to an allowed target, enforcing the address rules. Returns the
 /// connected stream or the refusal/failure (status, message).
+/// What the log says of a connection `open_upstream` could not make: a
+/// refusal by the address rules as it is; a failure of an allowed destination
+/// (DNS, connect, timeout: a 5xx) as "allowed by RULE, but …", which
+/// [`crate::attempt_failed`] recognises.
+pub(crate) fn logged_failure(rule: &str, status: StatusCode, reason: &str) -> String {
+    if status.is_server_error() {
+        format!("{ALLOWED_BUT}{rule}, but {reason}")
+    } else {
+        reason.to_string()
+    }
+}
+
+const ALLOWED_BUT: &str = "allowed by ";
+
+/// True for a logged attempt that the rules allowed but that did not reach
+/// its destination (the name did not resolve, the connection failed or timed
+/// out), as opposed to one the rules refused.
+pub fn attempt_failed(allowed: bool, reason: &str) -> bool {
+    !allowed && reason.starts_with(ALLOWED_BUT)
+}
+
 pub(crate) async fn open_upstream(
     shared: &Shared,
     target: &Target,
@@ -380,7 +401,7 @@ async fn connect(
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
         Err((status, reason)) => {
-            attempt.set(false, reason.clone());
+            attempt.set(false, logged_failure(&rule, status, &reason));
             return text(status, refusal(&target.to_string(), &reason));
         }
     };
@@ -414,6 +435,28 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_of_allowed_destinations_are_told_apart_from_refusals() {
+        let dns = logged_failure(
+            "db.internal:5432",
+            StatusCode::BAD_GATEWAY,
+            "cannot resolve db.internal: no",
+        );
+        assert_eq!(
+            dns,
+            "allowed by db.internal:5432, but cannot resolve db.internal: no"
+        );
+        assert!(attempt_failed(false, &dns));
+        let rule = logged_failure(
+            "x",
+            StatusCode::FORBIDDEN,
+            "x resolves to 10.0.0.1 (private)",
+        );
+        assert_eq!(rule, "x resolves to 10.0.0.1 (private)");
+        assert!(!attempt_failed(false, &rule));
+        assert!(!attempt_failed(true, "allowed by x (1.2.3.4:443)"));
+    }
     use crate::hook::{NoHook, Passed, Refusal};
 
     fn policy(list: &[&str]) -> Policy {

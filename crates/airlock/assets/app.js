@@ -167,6 +167,8 @@
 
   // ----- feedback -----
 
+  // The notice is a toast fixed in the viewport (app.css), so it is seen
+  // wherever the page was scrolled to; it lets clicks through.
   function showFlash(message, isError) {
     const el = document.getElementById("flash");
     if (!el) { if (isError) alert(message); return; }
@@ -174,7 +176,6 @@
     el.classList.toggle("notice-error", !!isError);
     el.setAttribute("role", isError ? "alert" : "status");
     el.hidden = false;
-    el.scrollIntoView({ block: "nearest" });
   }
 
   function reloadWith(message, url) {
@@ -209,6 +210,7 @@
     dlg.querySelector("[data-confirm-text]").textContent = opts.text || "";
     const ok = dlg.querySelector("[data-confirm-ok]");
     ok.textContent = opts.ok || "Confirm";
+    dlg.querySelector("[data-confirm-cancel]").textContent = opts.cancel || "Cancel";
     ok.className = "btn " + (opts.danger === false ? "btn-primary" : "btn-danger");
     dlg.returnValue = "";
     return new Promise((resolve) => {
@@ -230,8 +232,18 @@
     d.textContent = desc || "";
     d.hidden = !desc;
     form.querySelector("[data-short-warning]").hidden = true;
+    syncMultiline(form);
     dlg.showModal();
     form.elements.value.focus();
+  }
+
+  // The value dialog's multi-line switch: a textarea (line breaks kept) in
+  // place of the masked one-line input.
+  function syncMultiline(form) {
+    const box = form.elements.multiline;
+    if (!box) return;
+    form.querySelector("[data-single-line]").hidden = box.checked;
+    form.querySelector("[data-multi-line]").hidden = !box.checked;
   }
 
   function openDescDialog(name, desc, seal) {
@@ -254,13 +266,43 @@
     form.elements.description.focus();
   }
 
+  // Ready-to-paste uses of a key: the command-line client, and MCP clients.
+  function keySnippets(key) {
+    const origin = location.origin;
+    return {
+      shell: "export AIRLOCK_URL=" + origin + "\nexport AIRLOCK_KEY='" + key + "'\nairlock exec script.py",
+      mcp: JSON.stringify({
+        mcpServers: { airlock: { type: "http", url: origin + "/mcp", headers: { Authorization: "Bearer " + key } } },
+      }, null, 2),
+      stdio: JSON.stringify({
+        mcpServers: { airlock: { command: "airlock", args: ["mcp", "--url", origin], env: { AIRLOCK_KEY: key } } },
+      }, null, 2),
+    };
+  }
+
   function showKey(key, message) {
     const dlg = document.getElementById("key-dialog");
     const out = dlg.querySelector("[data-key-output]");
     out.value = key;
+    const snippets = keySnippets(key);
+    dlg.querySelectorAll("[data-key-snippet]").forEach((el) => { el.value = snippets[el.dataset.keySnippet] || ""; });
     dlg.querySelector("[data-copy-status]").textContent = "";
+    // Escape would close the dialog and lose the key: ask first.
+    const onCancel = async (ev) => {
+      ev.preventDefault();
+      const lose = await confirmDialog({
+        title: "Close without the key?",
+        text: "The key is shown only this once. If it is not stored yet, closing means regenerating it later.",
+        ok: "Close",
+        cancel: "Back to the key",
+      });
+      if (lose) dlg.close(); else out.focus();
+    };
+    dlg.addEventListener("cancel", onCancel);
     dlg.addEventListener("close", () => {
+      dlg.removeEventListener("cancel", onCancel);
       out.value = "";
+      dlg.querySelectorAll("[data-key-snippet]").forEach((el) => { el.value = ""; });
       reloadWith(message);
     }, { once: true });
     dlg.showModal();
@@ -323,8 +365,40 @@
 
   // ----- forms -----
 
+  // One host per line (commas separate too). A URL is reduced to its host,
+  // with a note; every line that is not a host is listed, and nothing is sent.
+  const HOST_RE = /^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?(?::\d{1,5})?$/;
+  const IPV6_RE = /^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
+
+  function parseHosts(text) {
+    const hosts = [];
+    const bad = [];
+    const notes = [];
+    text.split(/\r?\n/).forEach((line, i) => {
+      line.split(",").forEach((raw) => {
+        const entry = raw.trim();
+        if (!entry) return;
+        let host = entry.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, "");
+        const cut = host.search(/[/?#]/);
+        if (cut >= 0) host = host.slice(0, cut);
+        if (host.includes("@")) host = host.slice(host.lastIndexOf("@") + 1);
+        if (HOST_RE.test(host) || IPV6_RE.test(host)) {
+          if (host !== entry) notes.push(entry + " → " + host);
+          hosts.push(host);
+        } else {
+          bad.push("line " + (i + 1) + ": “" + entry + "”");
+        }
+      });
+    });
+    if (bad.length) {
+      throw new ApiError("Not saved: " + (bad.length === 1 ? "this line is" : "these lines are") +
+        " not a host name (like api.example.com, *.example.com, 10.0.0.5 or db.internal:5432): " + bad.join("; ") + ".");
+    }
+    return { hosts, note: notes.length ? " Saved as host names only: " + notes.join(", ") + "." : "" };
+  }
+
   function hostsFromText(text) {
-    return text.split(/[\s,]+/).map((h) => h.trim()).filter((h) => h.length > 0);
+    return parseHosts(text).hosts;
   }
 
   function localInputValue(iso) {
@@ -437,9 +511,11 @@
 
     async "cred-value"(form) {
       const name = form.elements.name.value;
-      const value = form.elements.value.value;
+      const multi = form.elements.multiline && form.elements.multiline.checked;
+      const value = multi ? form.elements.value_lines.value : form.elements.value.value;
       if (!value) throw new ApiError("Enter the value.");
       form.elements.value.value = "";
+      if (form.elements.value_lines) form.elements.value_lines.value = "";
       form.querySelector("[data-short-warning]").hidden = true;
       await api("PUT", "/api/admin/credentials/" + enc(name), { value });
       form.closest("dialog").close();
@@ -460,7 +536,10 @@
       }
       await api("PUT", "/api/admin/credentials/" + enc(name), body);
       form.closest("dialog").close();
-      reloadWith("Settings of " + name + " saved.");
+      const idle = body.mode === "plain" && body.bound_hosts.length > 0;
+      reloadWith("Settings of " + name + " saved." + (idle
+        ? " Its bound hosts are kept but do nothing while it is plain: the script gets the value itself. Choose sealed to use them."
+        : ""));
     },
 
     async "profile-create"(form) {
@@ -497,17 +576,16 @@
 
     async "profile-hosts"(form) {
       const mode = (form.querySelector("input[name=mode]:checked") || {}).value;
-      let hosts;
+      let hosts = [];
+      let note = "";
       if (mode === "any") {
         hosts = null;
       } else if (mode === "list") {
-        hosts = hostsFromText(form.elements.hosts.value);
+        ({ hosts, note } = parseHosts(form.elements.hosts.value));
         if (hosts.length === 0) throw new ApiError("Add at least one host, or choose “No network”.");
-      } else {
-        hosts = [];
       }
       await api("PUT", "/api/admin/profiles/" + enc(profileId()), { allowed_hosts: hosts });
-      reloadWith(mode === "any" ? "Network access is now unrestricted." : "Network access saved.");
+      reloadWith(mode === "any" ? "Network access is now unrestricted." : "Network access saved." + note);
     },
 
     async "profile-add-cred"(form) {
@@ -634,6 +712,11 @@
 
     "copy-key"() { return copyKey(); },
 
+    "nav-toggle"(btn) {
+      const open = btn.closest(".topbar").classList.toggle("nav-open");
+      btn.setAttribute("aria-expanded", open ? "true" : "false");
+    },
+
     "import-cancel"() {
       const form = document.querySelector("form[data-form=import-commit]");
       form.elements.token.value = "";
@@ -659,6 +742,11 @@
       showFlash(e.message || String(e), true);
     } finally {
       btn.disabled = false;
+      // A dialog closed while the button was disabled could not give it its
+      // focus back: do it now, so a keyboard user stays where they were.
+      const a = document.activeElement;
+      const lost = !a || a === document.body || Boolean(a.closest("dialog:not([open])"));
+      if (lost && btn.isConnected && !document.querySelector("dialog[open]")) btn.focus();
     }
   });
 
@@ -676,6 +764,11 @@
 
   document.addEventListener("change", (ev) => {
     const t = ev.target;
+    if (t.matches("[data-multiline]")) {
+      const form = t.closest("form");
+      syncMultiline(form);
+      (t.checked ? form.elements.value_lines : form.elements.value).focus();
+    }
     if (t.matches("form[data-form=export] input[name=scope]")) {
       t.closest("form").querySelector("[data-export-profiles]").hidden = t.value !== "chosen";
     }
@@ -704,9 +797,21 @@
     });
   }
 
+  // An execution page that is still pending, running or waiting for the LLM
+  // reloads itself every two seconds (keeping the scroll position) until the
+  // execution ends; it stops while a dialog is open or the tab is hidden.
+  function followLiveExecution() {
+    if (!document.body.dataset.live) return;
+    setInterval(() => {
+      if (document.hidden || document.querySelector("dialog[open]")) return;
+      location.reload();
+    }, 2000);
+  }
+
   function init() {
     popFlash();
     localizeTimes();
+    followLiveExecution();
     const fill = document.body.dataset.fill;
     if (fill) {
       const btn = Array.from(document.querySelectorAll("[data-action=fill]")).find((b) => b.dataset.name === fill);

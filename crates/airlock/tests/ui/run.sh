@@ -25,8 +25,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 
 cd "$here"
-if [ ! -d node_modules/playwright-core ]; then
-  echo "ui: installing playwright-core (no browser download)" >&2
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/axe-core ]; then
+  echo "ui: installing playwright-core and axe-core (no browser download)" >&2
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 fi
 
@@ -35,4 +35,4 @@ echo "ui: building the airlock binary" >&2
 target="${CARGO_TARGET_DIR:-$root/target}"
 export AIRLOCK_BIN="$target/debug/airlock"
 
-node --test --test-reporter=spec ui.test.mjs
+node --test --test-concurrency=1 --test-reporter=spec ui.test.mjs walkthrough.test.mjs

@@ -10,73 +10,26 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import net from "node:net";
-import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as h from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.AIRLOCK_BIN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const ARTIFACTS = process.env.ARTIFACTS_DIR || join(here, "artifacts");
-const PASSWORD = "correct horse battery staple";
+const PASSWORD = h.PASSWORD;
 const SECRET = "ghp_UiTestSecretValue_0123456789abcdef";
 const DB_SECRET = "db-password-for-ui-test-987654";
 const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
 
-let server;
+let airlock;
 let base;
 let tmp;
 let context;
 let page;
-const pageErrors = [];
+let pageErrors;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForHealth(url, ms) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    if (server.exitCode !== null) throw new Error(`airlock exited with ${server.exitCode}; see ${ARTIFACTS}/server.log`);
-    try {
-      const r = await fetch(url + "/health");
-      if (r.ok) return await r.json();
-      last = `HTTP ${r.status}`;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`airlock did not become healthy: ${last}`);
-}
-
-async function shot(name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-async function formError(text) {
-  await page.locator("form .form-error", { hasText: text }).waitFor();
-}
-
-/** Waits for the notice an action shows (after its page reload, if any). */
-async function expectFlash(text) {
-  const flash = page.locator("#flash", { hasText: text });
-  await flash.waitFor({ state: "visible" });
-  return (await flash.textContent()).trim();
-}
+const shot = (name) => h.shot(page, name);
+const formError = (text) => h.formError(page, text);
+const expectFlash = (text) => h.expectFlash(page, text);
 
 /** Everything the page's HTML holds: must never contain a value. */
 async function assertNoSecrets(where) {
@@ -86,54 +39,14 @@ async function assertNoSecrets(where) {
 }
 
 before(async () => {
-  assert.ok(BIN, "set AIRLOCK_BIN to the airlock binary (run.sh does)");
-  mkdirSync(ARTIFACTS, { recursive: true });
-  tmp = mkdtempSync(join(tmpdir(), "airlock-ui-"));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const log = createWriteStream(join(ARTIFACTS, "server.log"));
-  server = spawn(BIN, ["serve", "--bind", `127.0.0.1:${port}`, "--data-dir", join(tmp, "data")], {
-    env: { ...process.env, AIRLOCK_LOG: process.env.AIRLOCK_LOG || "info", AIRLOCK_SANDBOX: process.env.AIRLOCK_SANDBOX || "permissive" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  server.stdout.pipe(log);
-  server.stderr.pipe(log);
-  await waitForHealth(base, 60_000);
-
-  context = await chromium.launchPersistentContext(join(tmp, "profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1280, height: 900 },
-    locale: "en-US",
-    timezoneId: "UTC",
-  });
-  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
-  page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(15_000);
-  page.on("pageerror", (e) => pageErrors.push(e.message));
-  page.on("console", (m) => {
-    // Refused API calls (409, 401) are expected and shown in the page; anything
-    // else, such as a CSP violation, is a failure.
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) pageErrors.push(m.text());
-  });
+  airlock = await h.startAirlock("flow");
+  ({ base, tmp } = airlock);
+  ({ context, page, pageErrors } = await h.launchBrowser(tmp, base));
 });
 
 after(async () => {
   if (context) await context.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    server.kill("SIGTERM");
-    await new Promise((r) => server.once("exit", r));
-  }
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  if (airlock) await airlock.stop();
 });
 
 // The steps share one browser and one server, in order.
@@ -405,9 +318,7 @@ test("revoke: confirm, the profile is revoked and its key refused", async () => 
 
 test("a credential used by a locked profile cannot be deleted, with the reason shown", async () => {
   // A fresh locked profile through the API, sharing the browser's session.
-  const cookies = await context.cookies(base);
-  const cookie = cookies.map((c) => `${c.name}=${c.value}`).join("; ");
-  const headers = { "Content-Type": "application/json", Cookie: cookie, Origin: base };
+  const headers = await h.adminHeaders(context, base);
   const p = await (await fetch(base + "/api/admin/profiles", {
     method: "POST", headers, body: JSON.stringify({ description: "second", credentials: ["GITHUB_TOKEN"] }),
   })).json();

@@ -84,12 +84,13 @@ pub async fn executions(
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let page = page.min(pages);
     f.offset = (page - 1) * PAGE_SIZE;
+    let names = profile_names(&state).await?;
     let rows: Vec<ExecRow> = state
         .store
         .executions_list(&f)
         .await?
         .iter()
-        .map(exec_row)
+        .map(|s| exec_row(s, &names))
         .collect();
     let href = |p: i64| {
         let p = p.to_string();
@@ -113,7 +114,7 @@ pub async fn executions(
             label: if p.description.is_empty() {
                 p.id.clone()
             } else {
-                format!("{} — {}", p.id, truncate(&p.description, 40))
+                format!("{} ({})", truncate(&p.description, 40), p.id)
             },
             value: p.id,
         })
@@ -182,7 +183,9 @@ pub struct Egress {
     pub request: String,
     pub bytes_up: i64,
     pub bytes_down: i64,
-    pub allowed: bool,
+    /// `allowed`, `refused`, or `failed` (allowed, but the destination was not
+    /// reached: DNS, connection, timeout).
+    pub outcome: &'static str,
     pub reason: String,
     pub violation: bool,
     /// Sealed credentials substituted into the request, comma-separated.
@@ -195,6 +198,12 @@ struct ExecutionPage {
     nav: &'static str,
     id: String,
     profile_id: String,
+    /// The profile's description (empty when none).
+    profile_name: String,
+    /// Still pending, running or waiting for the LLM: the page refreshes itself.
+    live: bool,
+    /// Time spent waiting for LLM answers (not part of `duration`), when any.
+    llm_wait: Option<String>,
     status: String,
     script: String,
     script_sha256: String,
@@ -266,7 +275,14 @@ pub async fn execution(
             },
             bytes_up: e.bytes_up,
             bytes_down: e.bytes_down,
-            allowed: e.allowed,
+            outcome: match (
+                e.allowed,
+                airlock_egress::attempt_failed(e.allowed, &e.reason),
+            ) {
+                (true, _) => "allowed",
+                (false, true) => "failed",
+                (false, false) => "refused",
+            },
             reason: e.reason,
             violation: e.violation,
             substituted: e.substituted.join(", "),
@@ -276,6 +292,15 @@ pub async fn execution(
         nav: "executions",
         id: r.id.clone(),
         profile_id: r.profile_id.clone(),
+        profile_name: profile_names(&state)
+            .await?
+            .remove(&r.profile_id)
+            .unwrap_or_default(),
+        live: matches!(
+            r.status,
+            ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::AwaitingLlm
+        ),
+        llm_wait: (r.llm_wait_ms > 0).then(|| view::duration(Some(r.llm_wait_ms))),
         status: r.status.to_string(),
         script_lines: r.script.lines().count(),
         script: r.script.clone(),

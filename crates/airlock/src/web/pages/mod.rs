@@ -30,15 +30,31 @@ const PAGE_SIZE: i64 = 25;
 pub struct ExecRow {
     pub id: String,
     pub profile_id: String,
+    /// The profile's description (empty when it has none or is gone).
+    pub profile_name: String,
     pub status: String,
     pub duration: String,
     pub created: Ts,
 }
 
-fn exec_row(s: &ExecutionSummary) -> ExecRow {
+/// Profile descriptions by id: pages show a profile's name before its id.
+pub(super) type ProfileNames = std::collections::HashMap<String, String>;
+
+pub(super) async fn profile_names(state: &AppState) -> Result<ProfileNames, PageError> {
+    Ok(state
+        .catalog
+        .list_profiles()
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.description))
+        .collect())
+}
+
+fn exec_row(s: &ExecutionSummary, names: &ProfileNames) -> ExecRow {
     ExecRow {
         id: s.id.clone(),
         profile_id: s.profile_id.clone(),
+        profile_name: names.get(&s.profile_id).cloned().unwrap_or_default(),
         status: s.status.to_string(),
         duration: view::duration(s.execution_time_ms),
         created: view::ts(s.created_at),
@@ -191,12 +207,13 @@ async fn recent_executions(
         limit,
         ..ExecutionFilter::default()
     };
+    let names = profile_names(state).await?;
     Ok(state
         .store
         .executions_list(&f)
         .await?
         .iter()
-        .map(exec_row)
+        .map(|s| exec_row(s, &names))
         .collect())
 }
 
