@@ -56,14 +56,32 @@ pub type AuthResult<T> = Result<T, AuthError>;
 /// Failed-login counters per client address.
 #[derive(Default)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<HashMap<Limited, (u32, Instant)>>,
+}
+
+/// Who wrong passwords are counted against: a client address for logins; a
+/// session for the password re-checks of a logged-in operator (export,
+/// import, password change), so that someone else's failed logins from the
+/// same address (another browser, a shared proxy) never block them, and a
+/// stolen session cannot try passwords without limit either.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Limited {
+    Client(IpAddr),
+    /// The SHA-256 of the session token.
+    Session(String),
+}
+
+impl Limited {
+    fn session(token: &str) -> Limited {
+        Limited::Session(ids::sha256_hex(token.as_bytes()))
+    }
 }
 
 impl LoginLimiter {
-    /// Seconds the client must still wait, if it is locked out.
-    pub fn locked_for(&self, ip: IpAddr) -> Option<u64> {
+    /// Seconds `who` must still wait, if it is locked out.
+    pub fn locked_for(&self, who: &Limited) -> Option<u64> {
         let map = self.failures.lock();
-        let (count, since) = map.get(&ip)?;
+        let (count, since) = map.get(who)?;
         let elapsed = since.elapsed();
         if *count >= LOGIN_MAX_FAILURES && elapsed < LOGIN_WINDOW {
             Some((LOGIN_WINDOW - elapsed).as_secs().max(1))
@@ -72,20 +90,20 @@ impl LoginLimiter {
         }
     }
 
-    pub fn record_failure(&self, ip: IpAddr) {
+    pub fn record_failure(&self, who: &Limited) {
         let mut map = self.failures.lock();
         if map.len() > 10_000 {
             map.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
         }
-        let entry = map.entry(ip).or_insert((0, Instant::now()));
+        let entry = map.entry(who.clone()).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= LOGIN_WINDOW {
             *entry = (0, Instant::now());
         }
         entry.0 += 1;
     }
 
-    pub fn reset(&self, ip: IpAddr) {
-        self.failures.lock().remove(&ip);
+    pub fn reset(&self, who: &Limited) {
+        self.failures.lock().remove(who);
     }
 }
 
@@ -140,13 +158,14 @@ impl Auth {
 
     /// Checks the password and returns a new session token.
     pub async fn login(&self, ip: IpAddr, password: &str) -> AuthResult<String> {
-        self.not_throttled(ip, "failed logins")?;
+        let who = Limited::Client(ip);
+        self.not_throttled(&who, "failed logins")?;
         let Some(phc) = self.store.meta_get(META_PASSWORD).await? else {
             return Err(AuthError::SetupRequired(
                 "no admin password is set yet; complete setup first",
             ));
         };
-        if self.verify(ip, password, phc).await? {
+        if self.verify(&who, password, phc).await? {
             self.new_session().await
         } else {
             Err(AuthError::WrongPassword("wrong password"))
@@ -156,15 +175,15 @@ impl Auth {
     /// Verifies the current password (for sensitive actions) and sets a new one.
     pub async fn change_password(
         &self,
-        ip: IpAddr,
         session_token: &str,
         current: &str,
         new: &str,
     ) -> AuthResult<()> {
-        self.not_throttled(ip, "wrong passwords")?;
+        let who = Limited::session(session_token);
+        self.not_throttled(&who, "wrong passwords")?;
         check_password_rules(new)?;
         let phc = self.password_hash().await?;
-        if !self.verify(ip, current, phc).await? {
+        if !self.verify(&who, current, phc).await? {
             return Err(AuthError::WrongPassword("current password is wrong"));
         }
         let new_phc = hash_blocking(new.to_string()).await?;
@@ -180,18 +199,19 @@ impl Auth {
     }
 
     /// Checks a re-entered admin password before a sensitive action (export,
-    /// import), throttled per client address like logins.
-    pub async fn reauthenticate(&self, ip: IpAddr, password: &str) -> AuthResult<()> {
-        self.not_throttled(ip, "wrong passwords")?;
+    /// import), throttled per session (see [`Limited`]).
+    pub async fn reauthenticate(&self, session_token: &str, password: &str) -> AuthResult<()> {
+        let who = Limited::session(session_token);
+        self.not_throttled(&who, "wrong passwords")?;
         let phc = self.password_hash().await?;
-        if !self.verify(ip, password, phc).await? {
+        if !self.verify(&who, password, phc).await? {
             return Err(AuthError::WrongPassword("the admin password is wrong"));
         }
         Ok(())
     }
 
-    fn not_throttled(&self, ip: IpAddr, what: &'static str) -> AuthResult<()> {
-        match self.limiter.locked_for(ip) {
+    fn not_throttled(&self, who: &Limited, what: &'static str) -> AuthResult<()> {
+        match self.limiter.locked_for(who) {
             Some(wait_secs) => Err(AuthError::Throttled { what, wait_secs }),
             None => Ok(()),
         }
@@ -204,14 +224,14 @@ impl Auth {
             .ok_or(AuthError::SetupRequired("no admin password is set"))
     }
 
-    /// Checks `password` against the stored hash and counts the outcome for `ip`.
-    async fn verify(&self, ip: IpAddr, password: &str, phc: Vec<u8>) -> AuthResult<bool> {
+    /// Checks `password` against the stored hash and counts the outcome for `who`.
+    async fn verify(&self, who: &Limited, password: &str, phc: Vec<u8>) -> AuthResult<bool> {
         let phc = String::from_utf8(phc).map_err(|_| AuthError::Internal)?;
         let ok = verify_blocking(password.to_string(), phc).await?;
         if ok {
-            self.limiter.reset(ip);
+            self.limiter.reset(who);
         } else {
-            self.limiter.record_failure(ip);
+            self.limiter.record_failure(who);
         }
         Ok(ok)
     }

@@ -69,6 +69,33 @@ async fn wrong_current_password_is_throttled() {
 }
 
 #[tokio::test]
+async fn failed_logins_from_another_browser_do_not_block_a_logged_in_operator() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    // Another browser on the same address (the same machine, a shared proxy)
+    // fails to log in until it is locked out.
+    let other = app.client().with_peer(&admin.peer.to_string());
+    for _ in 0..5 {
+        let reply = other
+            .post(
+                "/api/admin/login",
+                json!({ "password": "wrong password!!" }),
+            )
+            .await;
+        assert_error_code(&reply, StatusCode::UNAUTHORIZED, "wrong_password");
+    }
+    let locked = other
+        .post("/api/admin/login", json!({ "password": ADMIN_PASSWORD }))
+        .await;
+    assert_error_code(&locked, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // The logged-in operator's password re-check is theirs alone.
+    let right =
+        json!({ "current_password": ADMIN_PASSWORD, "new_password": "a new long password" });
+    let reply = admin.post("/api/admin/password", right).await;
+    assert_eq!(reply.0, StatusCode::NO_CONTENT, "{}", reply.2);
+}
+
+#[tokio::test]
 async fn credential_of_an_expired_locked_profile_cannot_be_deleted() {
     let app = TestApp::start().await;
     let admin = app.admin().await;

@@ -187,18 +187,11 @@ struct ChangePasswordBody {
 async fn change_password(
     State(state): State<AppState>,
     session: AdminSession,
-    req_ext: axum::http::Extensions,
     Json(body): Json<ChangePasswordBody>,
 ) -> ApiResult<StatusCode> {
-    let ip = session::client_ip(&req_ext);
     state
         .auth
-        .change_password(
-            ip,
-            &session.token,
-            &body.current_password,
-            &body.new_password,
-        )
+        .change_password(&session.token, &body.current_password, &body.new_password)
         .await?;
     tracing::info!("admin password changed; other sessions ended");
     Ok(StatusCode::NO_CONTENT)

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::docs::ErrorBody;
-use crate::api::session::{self, AdminSession};
+use crate::api::session::AdminSession;
 use crate::api::Json;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -49,14 +49,13 @@ struct ExportBody {
 )]
 async fn export(
     State(state): State<AppState>,
-    _s: AdminSession,
-    req_ext: axum::http::Extensions,
+    session: AdminSession,
     Json(body): Json<ExportBody>,
 ) -> ApiResult<Response> {
     transfer::check_passphrase(&body.passphrase)?;
     state
         .auth
-        .reauthenticate(session::client_ip(&req_ext), &body.password)
+        .reauthenticate(&session.token, &body.password)
         .await?;
     let request = ExportRequest {
         profiles: body.profiles,
@@ -114,7 +113,6 @@ struct PreviewBody {
 async fn preview(
     State(state): State<AppState>,
     session: AdminSession,
-    req_ext: axum::http::Extensions,
     body: Result<Json<PreviewBody>, ApiError>,
 ) -> ApiResult<Response> {
     let max = state.config.max_import_bytes;
@@ -137,7 +135,7 @@ async fn preview(
     }
     state
         .auth
-        .reauthenticate(session::client_ip(&req_ext), &body.password)
+        .reauthenticate(&session.token, &body.password)
         .await?;
     let preview = state
         .transfer
