@@ -5,6 +5,8 @@
 
 (function () {
   const FLASH_KEY = "airlock.flash";
+  const DRAFT_KEY = "airlock.draft";
+  const SESSION_ENDED = "Your session has ended (logged out elsewhere, or expired), so this was not saved.";
 
   // ----- API -----
 
@@ -40,10 +42,9 @@
     }
     if (!resp.ok) {
       const code = data && data.code;
-      if (resp.status === 401 && code === "not_authenticated") {
-        const next = location.pathname + location.search;
-        location.assign("/ui/login?next=" + encodeURIComponent(next));
-      }
+      // A session that ended is said where the operator acted (the caller
+      // keeps what can be kept); nothing navigates away on its own.
+      if (resp.status === 401 && code === "not_authenticated") throw new ApiError(SESSION_ENDED, 401, code);
       const detail = (data && data.detail) || ("Request failed (" + resp.status + " " + resp.statusText + ")");
       throw new ApiError(detail, resp.status, code);
     }
@@ -68,9 +69,7 @@
       let data = null;
       try { data = await resp.json(); } catch (e) { data = null; }
       const code = data && data.code;
-      if (resp.status === 401 && code === "not_authenticated") {
-        location.assign("/ui/login?next=" + encodeURIComponent(location.pathname));
-      }
+      if (resp.status === 401 && code === "not_authenticated") throw new ApiError(SESSION_ENDED, 401, code);
       throw new ApiError((data && data.detail) || ("Request failed (" + resp.status + ")"), resp.status, code);
     }
     const disposition = resp.headers.get("Content-Disposition") || "";
@@ -192,11 +191,86 @@
     if (msg) showFlash(msg, false);
   }
 
-  function formError(form, message) {
+  function formError(form, message, withLogin) {
     const el = form.querySelector(".form-error");
     if (!el) { showFlash(message, true); return; }
     el.textContent = message || "";
+    if (message && withLogin) {
+      const a = document.createElement("a");
+      a.href = loginUrl();
+      a.textContent = "Log in again";
+      el.append(" ", a, ".");
+    }
     el.hidden = !message;
+  }
+
+  function loginUrl() {
+    return "/ui/login?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+
+  // ----- drafts: what a form held when its save met an ended session -----
+
+  // Never a secret: password fields, credential values, files and hidden
+  // fields are left out.
+  function draftable(el) {
+    if (!el.name || el.disabled) return false;
+    if (el.matches("[data-value-input], input[type=password], input[type=file], input[type=hidden]")) return false;
+    return el.matches("input, textarea, select");
+  }
+
+  function saveDraft(form) {
+    if (form.closest("dialog")) return false;
+    const fields = [];
+    Array.from(form.elements).filter(draftable).forEach((el) => {
+      if (el.type === "checkbox" || el.type === "radio") fields.push([el.name, el.value, el.checked]);
+      else fields.push([el.name, el.value, null]);
+    });
+    if (!fields.length) return false;
+    try {
+      sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ page: location.pathname + location.search, form: form.dataset.form, fields }));
+    } catch (e) { return false; }
+    return true;
+  }
+
+  function restoreDraft() {
+    let draft = null;
+    try {
+      draft = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
+    } catch (e) { draft = null; }
+    if (!draft || draft.page !== location.pathname + location.search) return;
+    sessionStorage.removeItem(DRAFT_KEY);
+    const form = document.querySelector("form[data-form=\"" + draft.form + "\"]");
+    if (!form) return;
+    draft.fields.forEach(([name, value, checked]) => {
+      Array.from(form.elements).filter((el) => el.name === name && draftable(el)).forEach((el) => {
+        if (checked === null) el.value = value;
+        else if (el.value === value) el.checked = checked;
+      });
+    });
+    const details = form.closest("details");
+    if (details) details.open = true;
+    form.querySelectorAll("input[name=mode]:checked").forEach((r) => r.dispatchEvent(new Event("change", { bubbles: true })));
+    showFlash("What you typed before your session ended is back in the form: check it and save again.", false);
+  }
+
+  // A warning five minutes before the session ends (idle limit, or its
+  // absolute expiry), so nothing is typed into a page that can no longer save.
+  async function warnBeforeSessionEnds() {
+    if (!document.querySelector("header.topbar")) return;
+    let status;
+    try {
+      const r = await fetch("/api/admin/status", { credentials: "same-origin", cache: "no-store" });
+      status = await r.json();
+    } catch (e) { return; }
+    if (!status || !status.session_expires_at) return;
+    const ends = new Date(status.session_expires_at);
+    const wait = ends.getTime() - Date.now() - 5 * 60 * 1000;
+    const warn = () => showFlash("Your session ends at " +
+      ends.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) +
+      " unless you keep working: save what you are typing. After that, log in again (what you typed in a form is kept, secret values excepted).", true);
+    document.body.dataset.sessionWarning = new Date(Date.now() + Math.max(wait, 0)).toISOString();
+    if (wait <= 0) warn();
+    else if (wait < 2 ** 31) setTimeout(warn, wait);
   }
 
   // ----- dialogs -----
@@ -607,7 +681,14 @@
     try {
       await handler(form);
     } catch (e) {
-      formError(form, e.message || String(e));
+      if (e.code === "not_authenticated") {
+        const kept = saveDraft(form);
+        formError(form, e.message + (kept
+          ? " What you typed here is kept (secret values excepted) and comes back after you log in."
+          : form.querySelector("[data-value-input]") ? " Values are never kept: enter it again after you log in." : ""), true);
+      } else {
+        formError(form, e.message || String(e));
+      }
     } finally {
       if (button) { button.disabled = false; button.classList.remove("busy"); }
     }
@@ -810,8 +891,10 @@
 
   function init() {
     popFlash();
+    restoreDraft();
     localizeTimes();
     followLiveExecution();
+    warnBeforeSessionEnds();
     const fill = document.body.dataset.fill;
     if (fill) {
       const btn = Array.from(document.querySelectorAll("[data-action=fill]")).find((b) => b.dataset.name === fill);

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_store::{vault, SessionRow, Store, StoreError};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::ids;
 use crate::validate::Invalid;
@@ -284,6 +284,21 @@ impl Auth {
             .store
             .session_delete_others(&ids::sha256_hex(current_token.as_bytes()))
             .await?)
+    }
+
+    /// When the live session `token` ends if nothing more happens in it: its
+    /// idle limit from now, or its absolute expiry if sooner. `None` when it
+    /// is not a live session.
+    pub async fn session_ends_at(&self, token: &str) -> AuthResult<Option<DateTime<Utc>>> {
+        if !self.session_valid(token).await? {
+            return Ok(None);
+        }
+        let hash = ids::sha256_hex(token.as_bytes());
+        Ok(self
+            .store
+            .session_get(&hash)
+            .await?
+            .map(|s| s.expires_at.min(Utc::now() + SESSION_IDLE)))
     }
 
     /// Whether `token` is a live session (and refreshes its idle timer).

@@ -23,9 +23,15 @@ async fn status_reflects_setup_and_session() {
     let admin = app.admin().await;
     let reply = admin.get("/api/admin/status").await;
     assert_status(&reply, StatusCode::OK);
-    assert_eq!(
-        reply.2,
-        json!({ "setup_required": false, "authenticated": true })
+    assert_eq!(reply.2["setup_required"], json!(false));
+    assert_eq!(reply.2["authenticated"], json!(true));
+    // With a live session: when it ends if idle from now (12 hours).
+    let ends: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(reply.2["session_expires_at"].clone()).expect("a time");
+    let left = ends - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::hours(11) && left <= chrono::Duration::hours(12),
+        "{left}"
     );
 
     let reply = anon.get("/api/admin/status").await;
@@ -169,10 +175,9 @@ async fn login_with_right_and_wrong_password() {
     assert_status(&reply, StatusCode::OK);
     assert_eq!(reply.2, json!({ "credentials": [] }));
     let reply = logged_in.get("/api/admin/status").await;
-    assert_eq!(
-        reply.2,
-        json!({ "setup_required": false, "authenticated": true })
-    );
+    assert_eq!(reply.2["setup_required"], json!(false));
+    assert_eq!(reply.2["authenticated"], json!(true));
+    assert!(reply.2["session_expires_at"].is_string(), "{}", reply.2);
 }
 
 #[tokio::test]

@@ -198,8 +198,6 @@ async fn every_documented_operation_refuses_an_undeclared_parameter() {
     let (_, _, creds) = admin.get("/api/admin/credentials").await;
     assert_eq!(creds, json!({"credentials": []}));
     let (_, _, status) = admin.get("/api/admin/status").await;
-    assert_eq!(
-        status,
-        json!({"setup_required": false, "authenticated": true})
-    );
+    assert_eq!(status["setup_required"], json!(false));
+    assert_eq!(status["authenticated"], json!(true));
 }

@@ -71,12 +71,15 @@ struct NewPasswordBody {
 )]
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let setup_required = state.auth.setup_required().await?;
-    let authenticated =
-        !setup_required && crate::api::session::session_valid(&state, &headers).await?;
-    Ok(
-        Json(json!({ "setup_required": setup_required, "authenticated": authenticated }))
-            .into_response(),
-    )
+    let ends = match (setup_required, session::cookie_token(&headers)) {
+        (false, Some(token)) => state.auth.session_ends_at(&token).await?,
+        _ => None,
+    };
+    let mut body = json!({ "setup_required": setup_required, "authenticated": ends.is_some() });
+    if let Some(t) = ends {
+        body["session_expires_at"] = json!(t);
+    }
+    Ok(Json(body).into_response())
 }
 
 fn with_cookie(state: &AppState, token: &str, body: serde_json::Value) -> Response {

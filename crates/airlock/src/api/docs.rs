@@ -187,6 +187,9 @@ pub struct Stats {
 pub struct AdminStatus {
     pub setup_required: bool,
     pub authenticated: bool,
+    /// With a live session: when it ends if nothing more happens in it (its idle
+    /// limit from now, or its absolute expiry if sooner).
+    pub session_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(ToSchema)]

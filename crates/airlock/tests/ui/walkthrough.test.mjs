@@ -313,6 +313,66 @@ test("keyboard: a skip link leads past the navigation", async () => {
   await page.waitForFunction(() => document.activeElement && document.activeElement.id === "main");
 });
 
+test("a save after the session ended says so, and what was typed comes back after login", async () => {
+  await page.goto(`${base}/ui/profiles/${state.profile}`);
+  const form = page.locator("form[data-form=profile-settings]");
+  await form.locator("input[name=description]").fill("Typed before the session ended");
+  // The session ends elsewhere (another tab logs out).
+  const headers = await h.adminHeaders(context, base);
+  const out = await fetch(base + "/api/admin/logout", { method: "POST", headers, body: "{}" });
+  assert.ok(out.ok, await out.text());
+  await form.locator("button[type=submit]").click();
+  const err = form.locator(".form-error");
+  await err.waitFor({ state: "visible" });
+  assert.match(await err.textContent(), /session has ended.*not saved.*kept/);
+  assert.equal(new URL(page.url()).pathname, `/ui/profiles/${state.profile}`, "the page stayed");
+  await err.locator("a", { hasText: "Log in again" }).click();
+  await page.waitForURL(/\/ui\/login/);
+  await page.fill("input[name=password]", h.PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/ui/profiles/${state.profile}`);
+  await h.expectFlash(page, /back in the form/);
+  assert.equal(await form.locator("input[name=description]").inputValue(), "Typed before the session ended");
+  await form.locator("button[type=submit]").click();
+  await h.expectFlash(page, /details saved/);
+  assert.equal((await admin("GET", `/api/admin/profiles/${state.profile}`)).description, "Typed before the session ended");
+  await admin("PUT", `/api/admin/profiles/${state.profile}`, { description: "Billing report bot" });
+});
+
+test("a value typed when the session ended is never kept, and the dialog says so", async () => {
+  await page.goto(base + "/ui/credentials");
+  await page.locator("#cred-API_TOKEN [data-action=fill]").click();
+  const dlg = page.locator("#value-dialog");
+  await dlg.waitFor({ state: "visible" });
+  await dlg.locator("input[name=value]").fill("a-secret-typed-after-logout-123");
+  const headers = await h.adminHeaders(context, base);
+  await fetch(base + "/api/admin/logout", { method: "POST", headers, body: "{}" });
+  await dlg.locator("button[type=submit]").click();
+  const err = dlg.locator(".form-error");
+  await err.waitFor({ state: "visible" });
+  assert.match(await err.textContent(), /session has ended.*never kept/);
+  const stored = await page.evaluate(() => JSON.stringify(Object.assign({}, sessionStorage)));
+  assert.ok(!stored.includes("a-secret-typed-after-logout-123"), "the value is not in the tab's storage");
+  await err.locator("a", { hasText: "Log in again" }).click();
+  await page.fill("input[name=password]", h.PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(base + "/ui/credentials");
+});
+
+test("the UI warns five minutes before an idle session ends", async () => {
+  const p2 = await context.newPage();
+  try {
+    await p2.clock.install({ time: new Date() });
+    await p2.goto(base + "/ui/settings");
+    await p2.waitForFunction(() => Boolean(document.body.dataset.sessionWarning));
+    assert.ok(await p2.locator("#flash").isHidden(), "no warning yet");
+    await p2.clock.fastForward("11:56:00");
+    await p2.locator("#flash", { hasText: /Your session ends at/ }).waitFor({ state: "visible" });
+  } finally {
+    await p2.close();
+  }
+});
+
 test("no script error or CSP violation happened in any page", () => {
   assert.deepEqual(pageErrors, []);
 });
