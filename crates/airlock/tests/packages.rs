@@ -477,6 +477,46 @@ async fn failing_build_is_failed_with_a_sanitized_log() {
 }
 
 #[tokio::test]
+async fn a_failed_request_shows_the_version_still_in_use_and_the_installer_output() {
+    let env = start("pip", json!({"wheels": [tinypkg()]})).await;
+    let ok = env.install(&["tinypkg"]).await;
+    assert_eq!(ok["status"], "installed", "{ok}");
+    let failed = env.install(&["tinypkg==9.9"]).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    // The row says failed, with no version of its own...
+    let (_, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(list["packages"][0]["status"], "failed", "{list}");
+    // ...while scripts still import 1.0, and the operator's page says so, with
+    // the installer's output one click away.
+    let (s, _, page) = env.base.admin_reply("GET", "/ui/packages", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let html = page.as_str().unwrap();
+    assert!(
+        html.contains("The request failed; 1.0 is still installed and scripts import it."),
+        "{html}"
+    );
+    assert!(html.contains("Installer output"), "{html}");
+    let log = failed["log"].as_str().unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("9.9"))
+        .expect("the log names the version");
+    let escaped = line
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;");
+    assert!(
+        html.contains(line) || html.contains(&escaped),
+        "log line {line:?} not in the page"
+    );
+    let key = env.profile_key().await;
+    let v = env.run(&key, USE_SCRIPT).await;
+    assert_eq!(v["result"], json!([42, "hello agent"]), "{v}");
+}
+
+#[tokio::test]
 async fn build_script_cannot_read_the_data_dir_or_master_key() {
     // The backend is written once the data dir exists, with its real paths.
     let env = start("pip", json!({})).await;

@@ -475,6 +475,15 @@ impl Packages {
         })
     }
 
+    /// Version of every package in the environment scripts import from now
+    /// (normalized name → version); empty while there is none.
+    pub fn current_versions(&self) -> BTreeMap<String, String> {
+        match self.current.read().as_deref() {
+            Some(env) => installed_versions(env),
+            None => BTreeMap::new(),
+        }
+    }
+
     pub async fn install(&self, id: &str) -> PackagesResult<InstallView> {
         self.store
             .package_install_get(id)

@@ -66,9 +66,14 @@ struct PackageRowView {
     spec: String,
     status: String,
     badge: &'static str,
+    /// The version scripts import now (from the environment, not the request).
     version: String,
+    /// A failed request while an earlier version is still installed.
+    still_installed: bool,
     requested: Ts,
     error: String,
+    /// The tail of the installer's output for this row's install.
+    log: String,
 }
 
 #[derive(Template)]
@@ -98,21 +103,30 @@ pub async fn packages(State(state): State<AppState>, headers: HeaderMap) -> Page
     require_session(&state, &headers, &format!("{PREFIX}/packages")).await?;
     let list = state.packages.list().await?;
     let env = list.environment;
+    let versions = state.packages.current_versions();
+    let mut rows = Vec::with_capacity(list.packages.len());
+    for p in list.packages {
+        let version = versions.get(&p.name).cloned().unwrap_or_default();
+        let log = match state.packages.install(&p.install_id).await {
+            Ok(i) => i.log,
+            Err(_) => String::new(),
+        };
+        rows.push(PackageRowView {
+            badge: package_badge(p.status),
+            still_installed: p.status == airlock_store::PackageStatus::Failed
+                && !version.is_empty(),
+            name: p.name,
+            spec: p.spec,
+            status: p.status.to_string(),
+            version,
+            requested: view::ts(p.requested_at),
+            error: p.error.unwrap_or_default(),
+            log,
+        });
+    }
     Ok(render(&PackagesPage {
         nav: "packages",
-        rows: list
-            .packages
-            .into_iter()
-            .map(|p| PackageRowView {
-                badge: package_badge(p.status),
-                name: p.name,
-                spec: p.spec,
-                status: p.status.to_string(),
-                version: p.installed_version.unwrap_or_default(),
-                requested: view::ts(p.requested_at),
-                error: p.error.unwrap_or_default(),
-            })
-            .collect(),
+        rows,
         env_badge: match env.state.as_str() {
             "ready" => "ok",
             "rebuilding" => "pending",
