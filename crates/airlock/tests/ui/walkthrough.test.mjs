@@ -313,6 +313,35 @@ test("keyboard: a skip link leads past the navigation", async () => {
   await page.waitForFunction(() => document.activeElement && document.activeElement.id === "main");
 });
 
+test("bound hosts on a plain credential are kept, and the notice says they do nothing yet", async () => {
+  await page.goto(base + "/ui/credentials");
+  await page.locator("#cred-LONG_DESC [data-action=cred-edit]").click();
+  const dlg = page.locator("#desc-dialog");
+  await dlg.waitFor({ state: "visible" });
+  await dlg.locator("select[name=mode]").selectOption("plain");
+  await dlg.locator("textarea[name=bound_hosts]").fill("api.example.com\nnot a host");
+  await dlg.locator("button[type=submit]").click();
+  await dlg.locator(".form-error", { hasText: "line 2: “not a host”" }).waitFor();
+  await dlg.locator("textarea[name=bound_hosts]").fill("api.example.com");
+  await dlg.locator("button[type=submit]").click();
+  const note = await h.expectFlash(page, /Settings of LONG_DESC saved/);
+  assert.match(note, /do nothing while it is plain/);
+});
+
+test("the value dialog opens clean after an error", async () => {
+  await page.goto(base + "/ui/credentials");
+  await page.locator("#cred-API_TOKEN [data-action=fill]").click();
+  const dlg = page.locator("#value-dialog");
+  await dlg.locator("button[type=submit]").click();
+  await dlg.locator(".form-error", { hasText: "Enter the value" }).waitFor();
+  await dlg.locator("[data-close-dialog]").click();
+  await page.locator("#cred-LONG_DESC [data-action=fill]").click();
+  await dlg.waitFor({ state: "visible" });
+  assert.ok(await dlg.locator(".form-error").isHidden(), "no error left from before");
+  assert.equal(await dlg.locator("[data-value-name]").textContent(), "LONG_DESC");
+  await dlg.locator("[data-close-dialog]").click();
+});
+
 test("a save after the session ended says so, and what was typed comes back after login", async () => {
   await page.goto(`${base}/ui/profiles/${state.profile}`);
   const form = page.locator("form[data-form=profile-settings]");
