@@ -4,8 +4,8 @@
 // machine needs. Screenshots and the server log go to ARTIFACTS_DIR.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync, chmodSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -28,12 +28,46 @@ function freePort() {
   });
 }
 
+/**
+ * A fresh directory the sandbox can see: package installs are refused under
+ * /tmp (every sandbox gets its own), so it is made under /var/tmp.
+ */
+export function sandboxVisibleDir(prefix) {
+  const dir = mkdtempSync(join("/var/tmp", prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** Writes a pure-Python wheel `name-version` holding `files` into `dir`. */
+export function makeWheel(dir, name, version, files) {
+  const script = String.raw`
+import base64, hashlib, json, os, sys, zipfile
+out, name, ver, files = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+di = "%s-%s.dist-info" % (name, ver)
+files[di + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, ver)
+files[di + "/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+record = []
+for path, text in files.items():
+    data = text.encode()
+    h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append("%s,sha256=%s,%d" % (path, h, len(data)))
+record.append(di + "/RECORD,,")
+files[di + "/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(os.path.join(out, "%s-%s-py3-none-any.whl" % (name, ver)), "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+`;
+  const r = spawnSync("/usr/bin/python3", ["-c", script, dir, name, version, JSON.stringify(files)], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+}
+
 /** Starts airlock; returns { base, tmp, server, stop() }. `name` labels its log. */
-export async function startAirlock(name, extraEnv = {}) {
+export async function startAirlock(name, extraEnv = {}, tmpRoot = tmpdir()) {
   const bin = process.env.AIRLOCK_BIN;
   assert.ok(bin, "set AIRLOCK_BIN to the airlock binary (run.sh does)");
   mkdirSync(ARTIFACTS, { recursive: true });
-  const tmp = mkdtempSync(join(tmpdir(), "airlock-ui-"));
+  const tmp = mkdtempSync(join(tmpRoot, "airlock-ui-"));
+  chmodSync(tmp, 0o755);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const log = createWriteStream(join(ARTIFACTS, `server-${name}.log`));

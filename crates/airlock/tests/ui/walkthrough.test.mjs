@@ -7,6 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import { rmSync } from "node:fs";
 import * as h from "./harness.mjs";
 
 const LONG = "x".repeat(1000);
@@ -61,8 +62,17 @@ async function lockedProfile(description, creds, hosts) {
   return { id: p.id, key: locked.key };
 }
 
+let links;
+
 before(async () => {
-  airlock = await h.startAirlock("walkthrough");
+  // Package installs come from a local directory of wheels, not an index.
+  links = h.sandboxVisibleDir("airlock-ui-links-");
+  h.makeWheel(links, "tinypkg", "1.0", { "tinypkg/__init__.py": "VALUE = 42\n" });
+  airlock = await h.startAirlock("walkthrough", {
+    AIRLOCK_PIP_INDEX_URL: "none",
+    AIRLOCK_PIP_FIND_LINKS: links,
+    AIRLOCK_PIP_INSTALLER: "pip",
+  }, "/var/tmp");
   base = airlock.base;
   ({ context, page, pageErrors } = await h.launchBrowser(airlock.tmp, base));
   const r = await fetch(base + "/api/admin/setup", {
@@ -84,6 +94,7 @@ before(async () => {
 after(async () => {
   if (context) await context.close().catch(() => {});
   if (airlock) await airlock.stop();
+  if (links) rmSync(links, { recursive: true, force: true });
 });
 
 test("the notice of a save is in view where the operator acted", async () => {
@@ -342,6 +353,42 @@ test("the value dialog opens clean after an error", async () => {
   await dlg.locator("[data-close-dialog]").click();
 });
 
+test("packages: a failed request shows the version still in use, and the installer's output", async (t) => {
+  if (!(await sandboxReady())) {
+    t.skip("SKIPPED: the sandbox is not available; packages install in it");
+    return;
+  }
+  const [keyId] = state.key.split(":");
+  const request = async (packages) => {
+    const r = await fetch(base + "/requirements", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyId}` },
+      body: JSON.stringify({ packages }),
+    });
+    assert.equal(r.status, 202, await r.clone().text());
+    const { install_id: id } = await r.json();
+    for (let i = 0; i < 240; i++) {
+      const v = await (await fetch(`${base}/requirements/${id}`, { headers: { Authorization: `Bearer ${keyId}` } })).json();
+      if (["installed", "failed"].includes(v.status)) return v;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    throw new Error("install never finished");
+  };
+  assert.equal((await request(["tinypkg"])).status, "installed");
+  const failed = await request(["tinypkg==9.9"]);
+  assert.equal(failed.status, "failed");
+  await page.goto(base + "/ui/packages");
+  const row = page.locator("tbody tr", { hasText: "tinypkg" });
+  assert.match(await row.textContent(), /failed/);
+  assert.match(await row.locator("[data-still-installed]").textContent(), /1\.0 is still installed/);
+  assert.equal((await row.locator("td").nth(3).textContent()).trim(), "1.0");
+  await row.locator("summary", { hasText: "Installer output" }).click();
+  const log = row.locator(".install-log pre");
+  await log.waitFor({ state: "visible" });
+  assert.match(await log.textContent(), /9\.9/);
+  await h.assertAccessible(page, "/ui/packages with a failed install");
+});
+
 test("a save after the session ended says so, and what was typed comes back after login", async () => {
   await page.goto(`${base}/ui/profiles/${state.profile}`);
   const form = page.locator("form[data-form=profile-settings]");
@@ -400,6 +447,26 @@ test("the UI warns five minutes before an idle session ends", async () => {
   } finally {
     await p2.close();
   }
+});
+
+// Last: it locks 127.0.0.1 out of logins for the rest of the window.
+test("another browser's failed logins do not block this operator's export", async () => {
+  for (let i = 0; i < 6; i++) {
+    const r = await fetch(base + "/api/admin/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Origin: base },
+      body: JSON.stringify({ password: "not the password at all" }),
+    });
+    assert.ok([401, 429].includes(r.status), String(r.status));
+  }
+  await page.goto(base + "/ui/settings");
+  const ex = page.locator("form[data-form=export]");
+  await ex.locator("input[name=password]").fill(h.PASSWORD);
+  await ex.locator("input[name=passphrase]").fill("walkthrough passphrase 1");
+  await ex.locator("input[name=confirm]").fill("walkthrough passphrase 1");
+  const [download] = await Promise.all([page.waitForEvent("download"), ex.locator("button[type=submit]").click()]);
+  assert.match(download.suggestedFilename(), /\.airlock$/);
+  await h.expectFlash(page, /Export saved/);
 });
 
 test("no script error or CSP violation happened in any page", () => {
