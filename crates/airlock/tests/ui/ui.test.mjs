@@ -55,9 +55,9 @@ const state = {};
 test("first visit: the UI asks for an admin password", async () => {
   const resp = await page.goto(base + "/");
   assert.equal(new URL(page.url()).pathname, "/ui/setup");
-  const h = resp.headers();
-  assert.match(h["content-security-policy"], /script-src 'self'/);
-  assert.equal(h["x-frame-options"], "DENY");
+  const headers = resp.headers();
+  assert.match(headers["content-security-policy"], /script-src 'self'/);
+  assert.equal(headers["x-frame-options"], "DENY");
 
   await page.fill("input[name=password]", "too short");
   await page.fill("input[name=confirm]", "too short");
@@ -70,6 +70,7 @@ test("first visit: the UI asks for an admin password", async () => {
   await page.click("button[type=submit]");
   await formError(/do not match/);
   await shot("setup");
+  await h.assertAccessible(page, "/ui/setup");
 
   await page.fill("input[name=confirm]", PASSWORD);
   await page.click("button[type=submit]");
@@ -241,6 +242,7 @@ test("executions: a script run with the key shows up with its output", async (t)
   await page.waitForURL(base + "/ui/executions");
   await page.locator(`a[href="/ui/executions/${id}"]`).click();
   await page.waitForURL(`${base}/ui/executions/${id}`);
+  await h.assertAccessible(page, "an execution with output");
   const body = await page.locator("main").textContent();
   assert.match(body, /hello from the sandbox \[REDACTED:GITHUB_TOKEN\]/);
   assert.match(body, /<b>not bold<\/b>/);
@@ -385,6 +387,7 @@ test("logout, then login returns to the page asked for", async () => {
   assert.equal(new URL(page.url()).pathname, "/ui/login");
   assert.ok(!(await page.content()).includes("GITHUB_TOKEN"), "no data before login");
   await shot("login");
+  await h.assertAccessible(page, "/ui/login");
   await page.fill("input[name=password]", "wrong password!!");
   await page.click("button[type=submit]");
   await formError(/wrong password/);
