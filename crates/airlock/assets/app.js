@@ -236,9 +236,9 @@
     let draft = null;
     try {
       draft = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || "null");
+      if (draft && draft.page === location.pathname + location.search) sessionStorage.removeItem(DRAFT_KEY);
     } catch (e) { draft = null; }
     if (!draft || draft.page !== location.pathname + location.search) return;
-    sessionStorage.removeItem(DRAFT_KEY);
     const form = document.querySelector("form[data-form=\"" + draft.form + "\"]");
     if (!form) return;
     draft.fields.forEach(([name, value, checked]) => {
