@@ -224,8 +224,9 @@ The secret never travels.
 
 - `settings.get("NAME")` → the value (a string) or `None`; `settings.keys()` → the
   profile's credential names. Use values directly in API calls; never print them
-  (output is scrubbed anyway: every value of 4+ characters, raw or base64/hex/URL-encoded/reversed,
-  becomes `[REDACTED:NAME]`).
+  (output is scrubbed anyway: every value of 4+ characters, raw, encoded (base64, hex,
+  base32, URL, JSON/HTML escapes, gzip+base64), reversed, spaced out or split between
+  stdout and stderr, and any 16 consecutive characters of it, becomes `[REDACTED:NAME]`).
 - **Sealed credentials** (`"mode": "sealed"` in `/credentials` and `/profiles`, with
   `bound_hosts`): the value never enters the sandbox. `settings.get("NAME")` returns a
   placeholder (`airlock-sealed:NAME:<random>`, new for every execution), and Airlock's
