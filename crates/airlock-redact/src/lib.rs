@@ -564,7 +564,13 @@ impl Redactor {
         order: &[Piece],
         cap: usize,
     ) -> Vec<(Redacted, bool)> {
-        let bytes: Vec<&[u8]> = streams.iter().map(|s| s.bytes).collect();
+        // Outputs are stored as text: what is not UTF-8 becomes U+FFFD first,
+        // so that what is searched is what will be stored (a value holding
+        // U+FFFD cannot be spelled by invalid bytes).
+        let texts: Vec<Lossy<'_>> = streams.iter().map(|s| lossy(s.bytes)).collect();
+        let bytes: Vec<&[u8]> = texts.iter().map(|(t, _)| t.as_ref()).collect();
+        let order = remap_order(order, streams, &texts);
+        let order = order.as_slice();
         let mut budget = blobs::BUDGET_PER_CALL;
         let mut comps: Vec<Vec<Component>> = vec![Vec::new(); streams.len()];
         if !self.is_empty() {
@@ -585,8 +591,8 @@ impl Redactor {
         }
         streams
             .iter()
-            .zip(comps)
-            .map(|(s, c)| self.truncated(s.bytes, &merge(c), cap, s.cut))
+            .zip(bytes.iter().zip(comps))
+            .map(|(s, (text, c))| self.truncated(text, &merge(c), cap, s.cut))
             .collect()
     }
 
@@ -1005,6 +1011,59 @@ fn merge(mut comps: Vec<Component>) -> Vec<Span> {
         });
     }
     spans
+}
+
+/// A stream as text, and where its bytes moved (see [`lossy`]).
+type Lossy<'a> = (std::borrow::Cow<'a, [u8]>, Vec<(usize, usize)>);
+
+/// `bytes` with every ill-formed UTF-8 sequence replaced by U+FFFD, as
+/// `String::from_utf8_lossy` does, and the (original offset, new offset) of
+/// every change, in order.
+fn lossy(bytes: &[u8]) -> Lossy<'_> {
+    if std::str::from_utf8(bytes).is_ok() {
+        return (std::borrow::Cow::Borrowed(bytes), Vec::new());
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    let mut map = Vec::new();
+    for chunk in bytes.utf8_chunks() {
+        out.extend_from_slice(chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+            let orig_end = chunk.valid().as_ptr() as usize - bytes.as_ptr() as usize
+                + chunk.valid().len()
+                + chunk.invalid().len();
+            map.push((orig_end, out.len()));
+        }
+    }
+    (std::borrow::Cow::Owned(out), map)
+}
+
+/// An original offset of a stream, in its lossy text.
+fn moved(map: &[(usize, usize)], at: usize) -> usize {
+    let i = map.partition_point(|&(o, _)| o <= at);
+    match i {
+        0 => at,
+        _ => map[i - 1].1 + (at - map[i - 1].0),
+    }
+}
+
+/// `order` with its lengths measured in the lossy texts.
+fn remap_order(order: &[Piece], streams: &[Stream<'_>], texts: &[Lossy<'_>]) -> Vec<Piece> {
+    let mut pos = vec![0usize; streams.len()];
+    order
+        .iter()
+        .filter(|p| p.stream < streams.len())
+        .map(|p| {
+            let map = &texts[p.stream].1;
+            let start = pos[p.stream];
+            let end = (start + p.len).min(streams[p.stream].bytes.len());
+            pos[p.stream] = end;
+            Piece {
+                stream: p.stream,
+                len: moved(map, end).saturating_sub(moved(map, start)),
+            }
+        })
+        .collect()
 }
 
 /// `order` as (stream, start, end) ranges, clamped to each stream, adjacent

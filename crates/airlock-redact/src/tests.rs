@@ -637,3 +637,35 @@ fn a_value_of_escaped_whitespace_is_found_spaced_out() {
     let per_line: String = v.chars().map(|c| format!("{c}\n")).collect();
     assert_eq!(red(&r, &per_line), "[REDACTED:V]\n");
 }
+
+#[test]
+fn outputs_are_redacted_as_the_text_they_are_stored_as() {
+    // Found by the fuzzer: a value holding U+FFFD, spelled in output with an
+    // invalid byte that the stored (lossy) text turns into U+FFFD.
+    let v = "U\n\u{FFFD}\u{f0e4}2\u{b};";
+    let r = r1("C", v);
+    let out = b"UUUU\n\xbc\xef\x83\xa42\x0b;1C";
+    let (t, _) = r.redact_truncate(out, 1000);
+    let text = String::from_utf8(t.bytes).unwrap();
+    assert_eq!(text, "UUU[REDACTED:C]1C");
+    // The order of pieces is measured in the original bytes.
+    let streams = [
+        Stream {
+            bytes: b"x\xff\xfe",
+            cut: false,
+        },
+        Stream {
+            bytes: V.as_bytes(),
+            cut: false,
+        },
+    ];
+    let order = [
+        Piece { stream: 0, len: 3 },
+        Piece {
+            stream: 1,
+            len: V.len(),
+        },
+    ];
+    let outs = r.redact_outputs(&streams, &order, 100);
+    assert_eq!(outs[0].0.bytes, "x\u{FFFD}\u{FFFD}".as_bytes());
+}
