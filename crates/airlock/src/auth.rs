@@ -290,33 +290,34 @@ impl Auth {
     /// idle limit from now, or its absolute expiry if sooner. `None` when it
     /// is not a live session.
     pub async fn session_ends_at(&self, token: &str) -> AuthResult<Option<DateTime<Utc>>> {
-        if !self.session_valid(token).await? {
-            return Ok(None);
-        }
-        let hash = ids::sha256_hex(token.as_bytes());
         Ok(self
-            .store
-            .session_get(&hash)
+            .live_session(token)
             .await?
             .map(|s| s.expires_at.min(Utc::now() + SESSION_IDLE)))
     }
 
     /// Whether `token` is a live session (and refreshes its idle timer).
     pub async fn session_valid(&self, token: &str) -> AuthResult<bool> {
+        Ok(self.live_session(token).await?.is_some())
+    }
+
+    /// The session of `token` if it is live (an ended one is deleted); its
+    /// idle timer is refreshed.
+    async fn live_session(&self, token: &str) -> AuthResult<Option<SessionRow>> {
         let hash = ids::sha256_hex(token.as_bytes());
         let Some(s) = self.store.session_get(&hash).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let now = Utc::now();
         if s.expires_at <= now || s.last_seen_at + SESSION_IDLE <= now {
             self.store.session_delete(&hash).await?;
-            return Ok(false);
+            return Ok(None);
         }
         // Avoid a write per request: refresh the idle timer at most once a minute.
         if now - s.last_seen_at > chrono::Duration::minutes(1) {
             self.store.session_touch(&hash, now).await?;
         }
-        Ok(true)
+        Ok(Some(s))
     }
 }
 

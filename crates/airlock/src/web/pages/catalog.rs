@@ -218,6 +218,12 @@ pub async fn profile(
         updated: view::ts(p.updated_at),
         last_used: view::ts_opt(p.last_used_at),
         available,
-        recent: recent_executions(&state, Some(p.id.clone()), 10).await?,
+        recent: recent_executions(
+            &state,
+            Some(p.id.clone()),
+            10,
+            &ProfileNames::from([(p.id.clone(), p.description.clone())]),
+        )
+        .await?,
     }))
 }

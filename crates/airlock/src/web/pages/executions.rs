@@ -84,7 +84,8 @@ pub async fn executions(
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let page = page.min(pages);
     f.offset = (page - 1) * PAGE_SIZE;
-    let names = profile_names(&state).await?;
+    let all_profiles = state.catalog.list_profiles().await?;
+    let names = profile_names(&all_profiles);
     let rows: Vec<ExecRow> = state
         .store
         .executions_list(&f)
@@ -105,10 +106,7 @@ pub async fn executions(
             ])
         )
     };
-    let profiles = state
-        .catalog
-        .list_profiles()
-        .await?
+    let profiles = all_profiles
         .into_iter()
         .map(|p| Choice {
             label: if p.description.is_empty() {
@@ -292,10 +290,16 @@ pub async fn execution(
         nav: "executions",
         id: r.id.clone(),
         profile_id: r.profile_id.clone(),
-        profile_name: profile_names(&state)
-            .await?
-            .remove(&r.profile_id)
-            .unwrap_or_default(),
+        profile_name: match state
+            .catalog
+            .get_profile(&r.profile_id, ProfileLookup::Id)
+            .await
+        {
+            Ok(p) => p.description,
+            // The execution outlives a deleted profile: it keeps the id only.
+            Err(crate::catalog::CatalogError::NoProfile(_)) => String::new(),
+            Err(e) => return Err(e.into()),
+        },
         live: matches!(
             r.status,
             ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::AwaitingLlm

@@ -40,14 +40,11 @@ pub struct ExecRow {
 /// Profile descriptions by id: pages show a profile's name before its id.
 pub(super) type ProfileNames = std::collections::HashMap<String, String>;
 
-pub(super) async fn profile_names(state: &AppState) -> Result<ProfileNames, PageError> {
-    Ok(state
-        .catalog
-        .list_profiles()
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p.description))
-        .collect())
+pub(super) fn profile_names(profiles: &[ProfileView]) -> ProfileNames {
+    profiles
+        .iter()
+        .map(|p| (p.id.clone(), p.description.clone()))
+        .collect()
 }
 
 fn exec_row(s: &ExecutionSummary, names: &ProfileNames) -> ExecRow {
@@ -201,19 +198,19 @@ async fn recent_executions(
     state: &AppState,
     profile: Option<String>,
     limit: i64,
+    names: &ProfileNames,
 ) -> Result<Vec<ExecRow>, PageError> {
     let f = ExecutionFilter {
         profile_id: profile,
         limit,
         ..ExecutionFilter::default()
     };
-    let names = profile_names(state).await?;
     Ok(state
         .store
         .executions_list(&f)
         .await?
         .iter()
-        .map(|s| exec_row(s, &names))
+        .map(|s| exec_row(s, names))
         .collect())
 }
 

@@ -108,7 +108,7 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
                 max: top,
             })
             .collect(),
-        recent: recent_executions(&state, None, 8).await?,
+        recent: recent_executions(&state, None, 8, &profile_names(&profiles)).await?,
         stats_days: STATS_DAYS,
     }))
 }
