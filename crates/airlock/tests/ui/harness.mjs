@@ -4,6 +4,7 @@
 // machine needs. Screenshots and the server log go to ARTIFACTS_DIR.
 
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync, chmodSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -40,24 +41,8 @@ export function sandboxVisibleDir(prefix) {
 
 /** Writes a pure-Python wheel `name-version` holding `files` into `dir`. */
 export function makeWheel(dir, name, version, files) {
-  const script = String.raw`
-import base64, hashlib, json, os, sys, zipfile
-out, name, ver, files = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-di = "%s-%s.dist-info" % (name, ver)
-files[di + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, ver)
-files[di + "/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-record = []
-for path, text in files.items():
-    data = text.encode()
-    h = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    record.append("%s,sha256=%s,%d" % (path, h, len(data)))
-record.append(di + "/RECORD,,")
-files[di + "/RECORD"] = "\n".join(record) + "\n"
-with zipfile.ZipFile(os.path.join(out, "%s-%s-py3-none-any.whl" % (name, ver)), "w") as z:
-    for path, text in files.items():
-        z.writestr(path, text)
-`;
-  const r = spawnSync("/usr/bin/python3", ["-c", script, dir, name, version, JSON.stringify(files)], { encoding: "utf8" });
+  const spec = { dir, wheels: [{ name, version, files }] };
+  const r = spawnSync("/usr/bin/python3", [join(here, "..", "make_dists.py"), JSON.stringify(spec)], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
 }
 
@@ -157,6 +142,29 @@ export async function expectFlash(page, text) {
   const flash = page.locator("#flash", { hasText: text });
   await flash.waitFor({ state: "visible" });
   return (await flash.textContent()).trim();
+}
+
+/**
+ * Runs `script` with the profile key `key` (signed as an agent does) until its
+ * status is one of `until`; returns the execution.
+ */
+export async function execute(base, key, script, until = ["completed", "error", "timeout"]) {
+  const [keyId, secret] = key.split(":");
+  const hash = createHmac("sha256", secret).update(script).digest("hex");
+  const r = await fetch(base + "/execute", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyId}` },
+    body: JSON.stringify({ script, hash }),
+  });
+  assert.equal(r.status, 202, await r.clone().text());
+  const { execution_id: id } = await r.json();
+  let v;
+  for (let i = 0; i < 30; i++) {
+    v = await (await fetch(`${base}/executions/${id}?wait=10`, { headers: { Authorization: `Bearer ${keyId}` } })).json();
+    if (until.includes(v.status)) break;
+  }
+  assert.ok(until.includes(v.status), JSON.stringify(v));
+  return v;
 }
 
 /** Headers for admin API calls that share the browser's session. */

@@ -10,7 +10,6 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as h from "./harness.mjs";
@@ -221,22 +220,10 @@ test("executions: a script run with the key shows up with its output", async (t)
     t.skip(`SKIPPED: the sandbox is not available on this machine (${health.sandbox && health.sandbox.reason}); no execution to show`);
     return;
   }
-  const [keyId, secret] = state.key.split(":");
   const script = "import sys\nprint('hello from the sandbox', settings.get('GITHUB_TOKEN'))\nprint('<b>not bold</b>', file=sys.stderr)\nset_result({'ok': True, 'n': 42})\n";
-  const hash = createHmac("sha256", secret).update(script).digest("hex");
-  const r = await fetch(base + "/execute", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyId}` },
-    body: JSON.stringify({ script, hash }),
-  });
-  assert.equal(r.status, 202, await r.clone().text());
-  const { execution_id: id } = await r.json();
-  let done;
-  for (let i = 0; i < 30; i++) {
-    done = await (await fetch(`${base}/executions/${id}?wait=10`, { headers: { Authorization: `Bearer ${keyId}` } })).json();
-    if (["completed", "error", "timeout"].includes(done.status)) break;
-  }
+  const done = await h.execute(base, state.key, script);
   assert.equal(done.status, "completed", JSON.stringify(done));
+  const id = done.execution_id;
 
   await page.click("nav.mainnav >> text=Executions");
   await page.waitForURL(base + "/ui/executions");
