@@ -87,6 +87,14 @@ def _flush():
 
 def _start(sdk, msg):
     """Sets the process up for the job in ``msg``; returns the script's globals."""
+    cwd = os.getcwd()
+    if cwd != "/tmp":
+        # Container tier: the execution's scratch directory is its working directory,
+        # not /tmp; HOME and TMPDIR (and so ``tempfile``) point there.
+        os.environ["HOME"] = os.environ["TMPDIR"] = cwd
+        tempfile = sys.modules.get("tempfile")
+        if tempfile is not None:
+            tempfile.tempdir = None
     for k, v in (msg.get("env") or {}).items():
         os.environ[str(k)] = str(v)
     for p in msg.get("python_paths") or []:
@@ -221,7 +229,7 @@ def run_job(sdk):
     os._exit(0)
 
 
-def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
+def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=(), tier="full"):
     import ctypes
     import select
 
@@ -239,14 +247,25 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
         the server's end of the script process's job socket."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         job_srv, job_s = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener = None
+        if tier == "container":
+            # The spare's own proxy listener on the shared loopback, made before the
+            # fork: its port goes into the script process's Landlock rules and is
+            # announced with the spare.
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
         req = json.dumps({
             "spare": theirs.fileno(), "zygote_pid": os.getpid(),
             "job_srv": job_srv.fileno(), "job_s": job_s.fileno(),
+            "proxy_fd": listener.fileno() if listener else None,
+            "proxy_port": listener.getsockname()[1] if listener else None,
         }).encode()
+        port = listener.getsockname()[1] if listener else None
         _flush()
         if os.fork() == 0:
             # Python objects must not close fd numbers the isolation code reuses.
-            for s in (sock, ours, theirs, job_srv, job_s):
+            for s in (sock, ours, theirs, job_srv, job_s) + ((listener,) if listener else ()):
                 s.detach()
             isolate(req, len(req))  # returns only in the isolated script process
             _rehearse(sdk)
@@ -255,20 +274,23 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
             os._exit(0)
         theirs.close()
         job_s.close()
-        return ours, job_srv
+        if listener:
+            listener.close()
+        return ours, job_srv, port
 
-    def announce(spare, job_srv):
+    def announce(spare, job_srv, port):
         """Hands the server the spare's sockets: the job goes there, not through us."""
-        socket.send_fds(sock, [b'{"type":"spare"}'], [spare.fileno(), job_srv.fileno()])
+        msg = json.dumps({"type": "spare", "port": port}).encode()
+        socket.send_fds(sock, [msg], [spare.fileno(), job_srv.fileno()])
         job_srv.close()
 
     # Everything allocated so far is shared copy-on-write with every execution: keep the
     # collector from touching (and so copying) it in the children.
     gc.collect()
     gc.freeze()
-    spare, job_srv = make_spare()
+    spare, job_srv, port = make_spare()
     sock.send(b'{"type":"ready"}')
-    announce(spare, job_srv)
+    announce(spare, job_srv, port)
     # Spares the server asked for (`prepare`) and not yet forked: the next one is forked
     # once it is asked for and the previous spare has taken its job (or died); the
     # server asks once the last execution is over and delivered, or for a waiting job.
@@ -295,8 +317,8 @@ def zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra=()):
                 asked += 1
         if spare is None and asked:
             asked -= 1
-            spare, job_srv = make_spare()
-            announce(spare, job_srv)
+            spare, job_srv, port = make_spare()
+            announce(spare, job_srv, port)
 
 
 def main():
@@ -305,10 +327,11 @@ def main():
         ctrl_fd, isolate_addr, await_addr = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
         sdk_src, paths = sys.argv[5], sys.argv[6]
         extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else []
+        tier = sys.argv[8] if len(sys.argv) > 8 else "full"
         _set_paths(paths)
         sdk = _load_sdk(sdk_src)
         sys.argv = [SCRIPT]
-        zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra)
+        zygote(ctrl_fd, isolate_addr, await_addr, sdk, extra, tier)
     elif mode == "run":
         sdk_src, paths = sys.argv[2], sys.argv[3]
         _set_paths(paths)

@@ -116,9 +116,64 @@ impl std::fmt::Display for Layer {
     }
 }
 
+/// A named set of isolation layers: what the sandbox promises, as a whole.
+///
+/// * `full`: every layer, namespaces included (a host, or a container allowed user
+///   namespaces and a fresh /proc).
+/// * `container`: what an ordinary unprivileged container allows (no user namespaces,
+///   no mounts): a distinct uid per slot, Landlock as the filesystem view and the
+///   network wall (TCP connect only to the execution's own proxy port on the shared
+///   loopback, no bind), Landlock scoping, a seccomp filter that also refuses every
+///   socket but TCP, listening, SysV IPC and leaving the execution's process group,
+///   rlimits, no_new_privs, no capabilities, a per-execution scratch directory with a
+///   watched size cap, and every process of the execution killed when it ends.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Full,
+    Container,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Full => "full",
+            Tier::Container => "container",
+        }
+    }
+
+    /// The layers this tier consists of; every one must be active (or explicitly
+    /// allowed missing) for the sandbox to start.
+    pub fn layers(self) -> &'static [Layer] {
+        match self {
+            Tier::Full => &Layer::ALL,
+            Tier::Container => &[
+                Layer::UidDrop,
+                Layer::Landlock,
+                Layer::LandlockNet,
+                Layer::LandlockScope,
+                Layer::Seccomp,
+                Layer::Rlimits,
+                Layer::NoNewPrivs,
+                Layer::CapDrop,
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which layers are active, as measured by launching real executions at start-up.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerReport {
+    /// The tier the sandbox was started in; [`LayerReport::missing`] is relative to it.
+    #[serde(default)]
+    pub tier: Tier,
     /// `"warm"` (pre-imported zygote forks per execution) or `"cold"` (fresh interpreter).
     pub mode: String,
     pub uid_drop: bool,
@@ -187,10 +242,12 @@ impl LayerReport {
         *f = on;
     }
 
-    /// Layers that are not active.
+    /// Layers of the report's tier that are not active.
     pub fn missing(&self) -> Vec<Layer> {
-        Layer::ALL
-            .into_iter()
+        self.tier
+            .layers()
+            .iter()
+            .copied()
             .filter(|l| !self.is_active(*l))
             .collect()
     }
@@ -229,6 +286,14 @@ pub struct SandboxConfig {
     pub allow_missing: Vec<Layer>,
     /// Force a fresh interpreter per execution even when a warm zygote is possible.
     pub force_cold: bool,
+    /// Which set of layers to build (see [`Tier`]).
+    pub tier: Tier,
+    /// Container tier: the directory under which each execution gets its own scratch
+    /// directory (its working directory, `HOME` and `TMPDIR`). `None`: `/dev/shm` when
+    /// it is a tmpfs (a container's is size-capped, so filling it never fills the data
+    /// volume), else the system temporary directory. Unused in the full tier, where
+    /// every execution mounts its own size-capped tmpfs.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// A host directory seen read-only inside the sandbox at `inside`.
@@ -259,6 +324,8 @@ impl SandboxConfig {
             preimport: Vec::new(),
             allow_missing: Vec::new(),
             force_cold: false,
+            tier: Tier::Full,
+            scratch_dir: None,
         }
     }
 }

@@ -255,6 +255,7 @@ pub(crate) struct JobSpec {
     pub output_bytes: usize,
     pub memory_bytes: u64,
     pub cpu_seconds: u64,
+    pub scratch_bytes: u64,
     /// Emit [`Event::Finished`] once the worker's final message and the end of both
     /// output pipes are in, without waiting for the supervisor's exit report.
     pub early_finish: bool,
@@ -619,6 +620,10 @@ fn finish(
         .and_then(|e| e.get("setup_error"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let scratch_exceeded = exit
+        .and_then(|e| e.get("limit"))
+        .and_then(Value::as_str)
+        == Some("scratch");
     let layers = exit
         .and_then(|e| e.get("layers"))
         .and_then(|l| serde_json::from_value::<LayerReport>(l.clone()).ok());
@@ -628,6 +633,8 @@ fn finish(
     };
     let (status, error_type, error) = classify(Classify {
         oom_killed,
+        scratch_exceeded,
+        scratch_bytes: spec.scratch_bytes,
         kill_reason: e.kill_reason,
         timeout: spec.timeout,
         protocol_error: e.protocol_error,
@@ -657,6 +664,9 @@ fn finish(
 
 struct Classify {
     oom_killed: bool,
+    /// Container tier: the reaper ended the execution for filling its scratch directory.
+    scratch_exceeded: bool,
+    scratch_bytes: u64,
     kill_reason: Option<KillReason>,
     timeout: Duration,
     protocol_error: Option<String>,
@@ -722,6 +732,16 @@ fn classify(c: Classify) -> (OutcomeStatus, Option<String>, Option<String>) {
             )),
         );
     }
+    if c.scratch_exceeded && !matches!(c.final_msg, Some(WorkerMessage::Done)) {
+        return (
+            Error,
+            Some("OSError".into()),
+            Some(format!(
+                "scratch space limit ({} MiB) exceeded: the execution was ended",
+                c.scratch_bytes >> 20
+            )),
+        );
+    }
     if let Some(e) = &c.setup_error {
         return (Error, None, Some(format!("sandbox setup failed: {e}")));
     }
@@ -782,6 +802,8 @@ mod tests {
     fn base() -> Classify {
         Classify {
             oom_killed: false,
+            scratch_exceeded: false,
+            scratch_bytes: 64 << 20,
             kill_reason: None,
             timeout: Duration::from_secs(5),
             protocol_error: None,

@@ -9,7 +9,7 @@
 //! zygote loop (warm mode), or forks and execs a fresh interpreter per job (cold mode).
 #![allow(unsafe_code)] // fork/exec of the zygote before any thread exists; every block has a SAFETY note
 
-use crate::config::{Layer, LayerReport};
+use crate::config::{Layer, LayerReport, Tier};
 use crate::isolate::{ChildPlan, PLAN};
 use crate::plan::{HelperConfig, ViewEntry};
 use crate::sys;
@@ -89,6 +89,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
     let cfg: HelperConfig = serde_json::from_slice(&msg).map_err(|e| format!("bad config: {e}"))?;
     let allow: BTreeSet<Layer> = cfg.allow_missing.iter().copied().collect();
     let mut report = LayerReport {
+        tier: cfg.tier,
         mode: if cfg.cold {
             "cold".into()
         } else {
@@ -97,7 +98,12 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
         ..Default::default()
     };
 
-    // 1. Unprivileged per-slot uid (only possible as root).
+    // 1. Unprivileged per-slot uid (only possible as root). In the container tier the
+    // script process has no user namespace in which to drop its capability bounding
+    // set later (that needs CAP_SETPCAP), so the helper empties it now, while root.
+    if cfg.tier == Tier::Container && sys::geteuid() == 0 && cfg.drop_uid {
+        sys::drop_bounding_set().map_err(|e| format!("cap_drop: bounding set: {e}"))?;
+    }
     if sys::geteuid() == 0 && cfg.drop_uid {
         sys::drop_to(cfg.uid, cfg.gid).map_err(|e| format!("uid_drop: {e}"))?;
         report.uid_drop = true;
@@ -120,14 +126,27 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
     }
     sys::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
 
-    // 2. Slot namespaces and the read-only root.
+    // 2. Slot namespaces and the read-only root (full tier only).
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
     let mut fs_view = false;
-    match sys::unshare(flags) {
+    let slot_ns = match cfg.tier {
+        Tier::Full => Some(sys::unshare(flags)),
+        Tier::Container => {
+            // Nothing of this slot may be read through /proc by anyone but root: the
+            // zygote and every process forked from it are not dumpable (their /proc
+            // entries belong to root), and a script cannot change that (no
+            // capabilities, and Landlock keeps it out of other processes' /proc).
+            sys::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
+            None
+        }
+    };
+    match slot_ns {
+        None => {}
+        Some(r) => match r {
         Ok(()) => {
             sys::map_self(uid, gid).map_err(|e| format!("user_ns: uid map: {e}"))?;
             let _ = sys::sethostname("airlock");
@@ -147,6 +166,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
                 return Err(format!("user_ns: unshare failed: {e}"));
             }
         }
+        },
     }
     report.fs_view = fs_view;
     report.landlock_abi = sys::landlock_abi();
@@ -165,10 +185,12 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
         limits: cfg.limits.clone(),
         landlock: cfg.landlock.clone(),
         landlock_abi: report.landlock_abi,
-        seccomp: crate::seccomp::all_filters()
+        seccomp: crate::seccomp::filters(cfg.tier)
             .map_err(|e| format!("seccomp filters do not build: {e}"))?,
         allow_missing: allow,
         fs_view,
+        tier: cfg.tier,
+        scratch: cfg.scratch.clone(),
     });
 
     let hello = serde_json::json!({"type": "hello", "layers": report, "pid": sys::getpid()});
@@ -200,6 +222,7 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
             SDK_SRC,
             &paths,
             &preimport,
+            cfg.tier.name(),
         ]
         .iter()
         .map(|s| CString::new(*s).map_err(|_| "NUL in argument".to_string()))
@@ -228,12 +251,26 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
     // then execs the interpreter.
     // Returns our end of the supervisor's socket (at EOF once it has its job, or died) and the server's
     // end of the script process's job socket.
-    let make_spare = || -> Result<(OwnedFd, OwnedFd), String> {
+    let make_spare = || -> Result<(OwnedFd, OwnedFd, Option<u16>), String> {
         let (ours, theirs) = sys::socketpair(true).map_err(|e| e.to_string())?;
         let (job_srv, job_s) = sys::socketpair(true).map_err(|e| e.to_string())?;
+        // Container tier: the spare's proxy listener, made before the fork so the port
+        // is known to the script process's Landlock rules and announced with the spare.
+        let listener = match cfg.tier {
+            Tier::Full => None,
+            Tier::Container => {
+                let fd = sys::tcp_listen_loopback(0, 128)
+                    .map_err(|e| format!("proxy listener on 127.0.0.1: {e}"))?;
+                let port = sys::local_port(fd.as_raw_fd())
+                    .map_err(|e| format!("proxy listener port: {e}"))?;
+                Some((fd, port))
+            }
+        };
         let req = serde_json::json!({
             "spare": theirs.as_raw_fd(), "zygote_pid": sys::getpid(),
             "job_srv": job_srv.as_raw_fd(), "job_s": job_s.as_raw_fd(),
+            "proxy_fd": listener.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+            "proxy_port": listener.as_ref().map(|(_, p)| *p),
         })
         .to_string();
         // SAFETY: the helper is single-threaded.
@@ -250,13 +287,14 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
             let _ = sys::write_all(2, b"airlock: exec of the interpreter failed\n");
             sys::exit_now(127);
         }
-        Ok((ours, job_srv))
+        Ok((ours, job_srv, listener.map(|(_, p)| p)))
     };
     // Hands the server the spare's socket: the job's fds go there, not through us.
-    let announce = |(spare, job_srv): (OwnedFd, OwnedFd)| -> Result<OwnedFd, String> {
+    let announce = |(spare, job_srv, port): (OwnedFd, OwnedFd, Option<u16>)| -> Result<OwnedFd, String> {
+        let msg = serde_json::json!({"type": "spare", "port": port}).to_string();
         sys::send_with_fds(
             ctrl,
-            br#"{"type":"spare"}"#,
+            msg.as_bytes(),
             &[spare.as_raw_fd(), job_srv.as_raw_fd()],
         )
         .map_err(|e| format!("announcing a spare: {e}"))?;

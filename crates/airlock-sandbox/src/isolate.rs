@@ -25,7 +25,7 @@
 //! ends the execution with a setup error.
 #![allow(unsafe_code)] // the FFI entry points called from Python and the fork sequence of each execution; every block has a SAFETY note
 
-use crate::config::{Layer, LayerReport, Limits};
+use crate::config::{Layer, LayerReport, Limits, Tier};
 use crate::plan::LandlockPaths;
 use crate::sys;
 use seccompiler::BpfProgram;
@@ -47,6 +47,9 @@ pub(crate) struct ChildPlan {
     /// The slot-level layers (fs view etc.), so an execution can tell whether /proc and
     /// /tmp are the view's mount points.
     pub fs_view: bool,
+    pub tier: Tier,
+    /// Container tier: the slot's scratch directory (see [`crate::plan::HelperConfig`]).
+    pub scratch: Option<std::path::PathBuf>,
 }
 
 pub(crate) static PLAN: OnceLock<ChildPlan> = OnceLock::new();
@@ -71,6 +74,20 @@ pub(crate) struct IsolateRequest {
     pub zygote_pid: i32,
     pub job_srv: RawFd,
     pub job_s: RawFd,
+    /// Container tier: the spare's own proxy listener on the shared loopback (made by
+    /// the zygote before the fork, its port announced with the spare) and its port.
+    #[serde(default)]
+    pub proxy_fd: Option<RawFd>,
+    #[serde(default)]
+    pub proxy_port: Option<u16>,
+}
+
+/// What one execution's processes learn from their supervisor.
+struct ExecPlan {
+    /// Container tier: the execution's scratch directory (its working directory).
+    scratch: Option<std::path::PathBuf>,
+    /// The one TCP port a connect may reach.
+    proxy_port: Option<u16>,
 }
 
 /// The job's file descriptors as received by the supervisor, and what the job asks of
@@ -177,7 +194,19 @@ fn wait_for_job(spare: RawFd) -> Option<JobFds> {
 /// SCM_RIGHTS before the script starts. The script never holds the listener: S was
 /// forked before it existed. Only with a private network namespace: without one the
 /// port would be on the host's loopback.
-fn setup_egress(status: RawFd, net_ns: bool) {
+fn setup_egress(status: RawFd, net_ns: bool, listener: Option<(&OwnedFd, u16)>) {
+    if let Some((fd, port)) = listener {
+        // Container tier: the spare's listener on the shared loopback already exists
+        // (Landlock lets the script connect to its port and no other). The supervisor
+        // keeps its own descriptor until the execution is over, so the port cannot be
+        // taken by anyone else while the script runs.
+        status_send(
+            status,
+            &serde_json::json!({"type": "proxy", "port": port}),
+            &[fd.as_raw_fd()],
+        );
+        return;
+    }
     let result = if !net_ns {
         Err("the execution has no private network namespace".to_string())
     } else {
@@ -225,12 +254,38 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     if sys::set_pdeathsig(libc::SIGKILL).is_err() || sys::getppid() != req.zygote_pid {
         sys::exit_now(1);
     }
-    sys::close_all_except(&[spare, req.job_srv, req.job_s]);
-    // SAFETY: both fds were inherited from the zygote for this process alone.
+    let mut keep = vec![spare, req.job_srv, req.job_s];
+    keep.extend(req.proxy_fd);
+    sys::close_all_except(&keep);
+    // SAFETY: these fds were inherited from the zygote for this process alone.
     let (cs_c, cs_s) = unsafe { (sys::own_fd(req.job_srv), sys::own_fd(req.job_s)) };
+    // SAFETY: as above (the zygote closed its copy after the fork).
+    let listener = req.proxy_fd.map(|fd| unsafe { sys::own_fd(fd) });
 
-    let mut layers = LayerReport::default();
-    // 1. Namespaces: a fresh user namespace owns all the others.
+    let mut layers = LayerReport {
+        tier: plan.tier,
+        ..LayerReport::default()
+    };
+    let exec = match plan.tier {
+        Tier::Full => ExecPlan {
+            scratch: None,
+            proxy_port: None,
+        },
+        Tier::Container => {
+            let Some(port) = req.proxy_port.filter(|_| listener.is_some()) else {
+                setup_fail_after_job(spare, "container tier: the spare has no proxy listener".into());
+            };
+            let scratch = match make_scratch(plan) {
+                Ok(d) => d,
+                Err(e) => setup_fail_after_job(spare, format!("scratch directory: {e}")),
+            };
+            ExecPlan {
+                scratch: Some(scratch),
+                proxy_port: Some(port),
+            }
+        }
+    };
+    // 1. Namespaces (full tier): a fresh user namespace owns all the others.
     let all = libc::CLONE_NEWUSER
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
@@ -238,8 +293,10 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    match sys::unshare(all) {
-        Ok(()) => {
+    match (plan.tier == Tier::Full).then(|| sys::unshare(all)) {
+        // Container tier: no namespaces at all; Landlock, seccomp and the uid carry it.
+        None => {}
+        Some(Ok(())) => {
             for l in [
                 Layer::UserNs,
                 Layer::PidNs,
@@ -255,7 +312,7 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
             }
             let _ = sys::sethostname("airlock");
         }
-        Err(e) => {
+        Some(Err(e)) => {
             if !allowed(plan, Layer::UserNs) {
                 setup_fail_after_job(spare, format!("user_ns: unshare failed: {e}"));
             }
@@ -291,8 +348,9 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
         sys::close(alive_w);
         sys::close(spare);
         drop(cs_c);
+        drop(listener);
         // Returns only in the script process.
-        reaper(plan, layers, report_w, alive_r, cs_s);
+        reaper(plan, &exec, layers, report_w, alive_r, cs_s);
         return;
     }
     sys::close(report_w);
@@ -308,7 +366,8 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     sys::close(spare);
     let status = job.status.as_raw_fd();
     if job.network {
-        setup_egress(status, layers.net_ns);
+        let l = listener.as_ref().zip(exec.proxy_port);
+        setup_egress(status, layers.net_ns, l);
     }
     // Hand S its fds unless the server did; if S already died in set-up, the report
     // says why.
@@ -373,6 +432,8 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     let mut script_status: Option<i32> = None;
     let mut child_layers: Option<serde_json::Value> = None;
     let mut setup_error: Option<String> = None;
+    let mut script_pid: Option<i32> = None;
+    let mut limit: Option<String> = None;
     for line in report.split(|&b| b == b'\n') {
         if line.is_empty() {
             continue;
@@ -382,8 +443,22 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
             b'S' => script_status = text.parse().ok(),
             b'L' => child_layers = serde_json::from_str(&text).ok(),
             b'E' => setup_error = Some(text),
+            b'P' => script_pid = text.parse().ok(),
+            b'X' => limit = Some(text),
             _ => {}
         }
+    }
+    if let Some(dir) = &exec.scratch {
+        // Container tier: nothing of the execution may outlive it. The reaper killed
+        // the script's process group when the script ended; if the reaper itself was
+        // killed first, that group is ended here (its members cannot leave it: seccomp
+        // refuses setsid and setpgid). Only then does the proxy port go and the scratch
+        // directory with it.
+        if let Some(pgid) = script_pid {
+            kill_group(pgid);
+        }
+        drop(listener);
+        remove_tree(dir);
     }
     status_send(
         status,
@@ -393,10 +468,137 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
             "script": script_status.map(wait_json),
             "layers": child_layers,
             "setup_error": setup_error,
+            "limit": limit,
         }),
         &[],
     );
     sys::exit_now(0)
+}
+
+/// Container tier: a fresh scratch directory for this execution below the slot's, named
+/// after the supervisor's pid (a leftover of a crashed supervisor with that pid is
+/// removed first).
+fn make_scratch(plan: &ChildPlan) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = plan
+        .scratch
+        .as_ref()
+        .ok_or("the slot has no scratch directory")?;
+    let dir = base.join(format!("x{}", sys::getpid()));
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        remove_tree(&dir);
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Removes a directory tree the script may have made unreadable (the script runs as the
+/// same uid, so every entry is ours to chmod). Best effort.
+fn remove_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fn open_up(dir: &Path, depth: usize) {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if depth > 64 {
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    open_up(&e.path(), depth + 1);
+                }
+            }
+        }
+    }
+    if std::fs::remove_dir_all(dir).is_err() {
+        open_up(dir, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Bytes and entries under `dir` (stops counting at `max_entries`).
+fn scratch_usage(dir: &Path, max_entries: u64) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(list) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in list.flatten() {
+            entries += 1;
+            if entries > max_entries {
+                return (bytes, entries);
+            }
+            if let Ok(m) = e.metadata() {
+                bytes += m.blocks() * 512;
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    (bytes, entries)
+}
+
+/// Sends SIGKILL to a process group until it is gone (bounded). A group signal reaches
+/// every member at once, so a member that forks cannot outrun it.
+fn kill_group(pgid: i32) {
+    for _ in 0..100 {
+        // SAFETY: kill() with integer arguments.
+        if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// How often the container tier's reaper measures the scratch directory.
+const SCRATCH_CHECK: libc::c_int = 100;
+
+/// R in the container tier: waits for S while watching the scratch directory's size
+/// (a plain directory has no size cap of its own), reaps the orphans that come back to
+/// it, and when S ends, kills S's whole process group before it reports. Never returns.
+fn container_reap(plan: &ChildPlan, dir: &Path, pid: i32, report_w: RawFd) -> ! {
+    let cap = plan.limits.scratch_bytes;
+    let max_entries = (cap / 4096).clamp(256, 1 << 20);
+    let pidfd = sys::pidfd_open(pid).ok();
+    let mut over = false;
+    loop {
+        match sys::waitpid(-1, libc::WNOHANG) {
+            Ok((p, st)) if p == pid => {
+                kill_group(pid);
+                // Every remaining child is a member of that group: wait for all of them.
+                while sys::waitpid(-1, 0).is_ok() {}
+                report_line(report_w, b'S', &st.to_string());
+                sys::exit_now(0);
+            }
+            Ok((p, _)) if p > 0 => continue,
+            Ok(_) => {}
+            Err(_) => sys::exit_now(0),
+        }
+        if let Some(fd) = &pidfd {
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, SCRATCH_CHECK) };
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(SCRATCH_CHECK as u64));
+        }
+        if !over {
+            let (bytes, entries) = scratch_usage(dir, max_entries);
+            if bytes > cap || entries > max_entries {
+                over = true;
+                report_line(report_w, b'X', "scratch");
+                kill_group(pid);
+            }
+        }
+    }
 }
 
 /// Encodes a raw wait status as `{"code": n}` or `{"signal": n}`.
@@ -423,8 +625,20 @@ fn reaper_fail(report_w: RawFd, msg: String) -> ! {
     sys::exit_now(1)
 }
 
-fn reaper(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, alive_r: RawFd, cs: OwnedFd) {
+fn reaper(
+    plan: &ChildPlan,
+    exec: &ExecPlan,
+    mut layers: LayerReport,
+    report_w: RawFd,
+    alive_r: RawFd,
+    cs: OwnedFd,
+) {
     let _ = sys::set_pdeathsig(libc::SIGKILL);
+    // Container tier: without a PID namespace, orphans of the script must still come
+    // back to R (not to the container's init), so R can end them with the script.
+    if plan.tier == Tier::Container && sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).is_err() {
+        reaper_fail(report_w, "PR_SET_CHILD_SUBREAPER failed".into());
+    }
     // If C died before PDEATHSIG was armed, its end of the alive pipe is closed.
     let mut pfd = libc::pollfd {
         fd: alive_r,
@@ -517,9 +731,11 @@ fn reaper(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, alive_r: R
         sys::block_freeze_signals(false);
         sys::close(alive_r);
         // S: the only process that returns (up to `airlock_isolate`, then into Python).
-        script_process(plan, layers, fs_view_ok, report_w, cs);
+        script_process(plan, exec, layers, fs_view_ok, report_w, cs);
         return;
     }
+    // The supervisor ends S's process group by this pid if R does not get to it.
+    report_line(report_w, b'P', &pid.to_string());
     // R: while the script waits in `llm.complete`, the server asks R to stop every
     // process of the execution (and to let them go on once the answer is there), so no
     // thread runs while the wall clock is paused (see `sys::FREEZE_SIGNAL`). With a PID namespace that is all of
@@ -537,6 +753,9 @@ fn reaper(plan: &ChildPlan, mut layers: LayerReport, report_w: RawFd, alive_r: R
     drop(cs);
     let _ = sys::set_dumpable(false);
     sys::close_all_except(&[report_w]);
+    if let Some(dir) = &exec.scratch {
+        container_reap(plan, dir, pid, report_w);
+    }
     loop {
         match sys::waitpid(-1, 0) {
             Ok((p, st)) if p == pid => {
@@ -557,6 +776,7 @@ fn script_fail(report_w: RawFd, msg: String) -> ! {
 /// S: stdio, rlimits, Landlock, no_new_privs, capabilities, seccomp, in that order.
 fn script_process(
     plan: &ChildPlan,
+    exec: &ExecPlan,
     mut layers: LayerReport,
     fs_view_ok: bool,
     report_w: RawFd,
@@ -606,10 +826,16 @@ fn script_process(
     sys::close_all_except(&[PROTO_FD, report_fd, job_fd]);
     let report_w = report_fd;
 
-    // SAFETY: chdir to a NUL-terminated literal; umask has no failure mode.
-    unsafe {
-        libc::chdir(c"/tmp".as_ptr());
-        libc::umask(0o077);
+    // SAFETY: umask has no failure mode.
+    unsafe { libc::umask(0o077) };
+    // The working directory: /tmp (the execution's own tmpfs), or in the container
+    // tier the execution's scratch directory (the worker points HOME and TMPDIR at it).
+    let cwd = exec
+        .scratch
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("/tmp"));
+    if std::env::set_current_dir(&cwd).is_err() && exec.scratch.is_some() {
+        script_fail(report_w, "cannot enter the scratch directory".into());
     }
 
     // Under a cgroup memory limit the OOM killer should pick the script, not the zygote.
@@ -649,8 +875,18 @@ fn script_process(
     layers.landlock_abi = plan.landlock_abi;
     // The proxy port is the one TCP connect allowed, and only inside a private network
     // namespace (where 127.0.0.1 is the execution's own loopback, up only with egress).
-    let proxy_port = layers.net_ns.then_some(crate::PROXY_PORT);
-    match crate::landlock_rules::apply(&plan.landlock, plan.landlock_abi, proxy_port) {
+    // In the container tier it is the spare's own port on the shared loopback (Landlock
+    // rules name ports, not addresses; see docs/security.md).
+    let proxy_port = exec
+        .proxy_port
+        .or(layers.net_ns.then_some(crate::PROXY_PORT));
+    let mut paths = plan.landlock.clone();
+    if let Some(dir) = &exec.scratch {
+        paths.read_write.push(dir.clone());
+        // Made here, so it names this process's own /proc directory.
+        paths.read.push("/proc/self".into());
+    }
+    match crate::landlock_rules::apply(&paths, plan.landlock_abi, proxy_port) {
         Ok(out) => {
             layers.landlock = out.fs;
             layers.landlock_net = out.net;

@@ -37,7 +37,7 @@ mod sandbox;
 mod seccomp;
 mod sys;
 
-pub use config::{Layer, LayerReport, Limits, ReadonlyMount, SandboxConfig};
+pub use config::{Layer, LayerReport, Limits, ReadonlyMount, SandboxConfig, Tier};
 pub use execution::{
     Event, Execution, Outcome, OutcomeStatus, OutputStream, PendingProxy, MAX_ORDER_PIECES,
 };

@@ -4,7 +4,7 @@
 //! Landlock allow-lists can be unit-tested without namespaces, and the helper only has
 //! to carry the plan out. The plan travels to the helper as JSON on its control socket.
 
-use crate::config::{Layer, Limits};
+use crate::config::{Layer, Limits, Tier};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,12 @@ pub(crate) struct HelperConfig {
     pub landlock: LandlockPaths,
     pub limits: Limits,
     pub allow_missing: Vec<Layer>,
+    #[serde(default)]
+    pub tier: Tier,
+    /// Container tier: the slot's own scratch directory (owned by the slot's uid, mode
+    /// 0700); each execution works in a fresh directory below it.
+    #[serde(default)]
+    pub scratch: Option<PathBuf>,
 }
 
 /// Landlock allow-lists (paths inside the sandbox's view).
@@ -274,6 +280,59 @@ pub(crate) fn build_view(
     (view, ll)
 }
 
+/// The Landlock allow-lists of the container tier, where there is no view to build:
+/// the script sees the host's (container's) filesystem through Landlock alone, so the
+/// lists name host paths, and only paths that exist (a rule needs an open inode). The
+/// execution's scratch directory is added by the script process itself, and so is
+/// `/proc/self` (a rule binds to the inode it names when it is made: made in the
+/// script process, it is that process's own directory and no other's).
+pub(crate) fn container_landlock(
+    fs: &dyn HostFs,
+    python: &PythonInfo,
+    extra_ro: &[PathBuf],
+    mounts: &[(PathBuf, PathBuf)],
+    writable: &[PathBuf],
+) -> LandlockPaths {
+    let mut ll = LandlockPaths::default();
+    let push = |list: &mut Vec<PathBuf>, p: &Path| {
+        if let Some(c) = fs.canonical(p) {
+            if !list.contains(&c) {
+                list.push(c);
+            }
+        }
+    };
+    for d in SYSTEM_DIRS {
+        push(&mut ll.read_exec, Path::new(d));
+    }
+    let mut wanted: Vec<PathBuf> = python.prefixes.clone();
+    wanted.extend(python.executable.parent().map(Path::to_path_buf));
+    wanted.extend(
+        python
+            .libpython
+            .as_ref()
+            .and_then(|l| l.parent())
+            .map(Path::to_path_buf),
+    );
+    wanted.extend(extra_ro.iter().cloned());
+    wanted.extend(mounts.iter().map(|(host, _)| host.clone()));
+    for p in &wanted {
+        push(&mut ll.read_exec, p);
+    }
+    for e in ETC_ENTRIES {
+        push(&mut ll.read, Path::new(e));
+    }
+    for d in RO_DEVICES {
+        push(&mut ll.read, Path::new(d));
+    }
+    for d in RW_DEVICES {
+        push(&mut ll.devices_rw, Path::new(d));
+    }
+    for d in writable {
+        push(&mut ll.read_write, d);
+    }
+    ll
+}
+
 /// Adds writable binds of `dirs` (host paths, bound at the same path) to a view.
 pub(crate) fn add_writable(
     fs: &dyn HostFs,
@@ -412,6 +471,39 @@ mod tests {
             vec![PathBuf::from("/tmp"), PathBuf::from("/dev/shm")]
         );
         assert!(view.iter().any(|e| matches!(e, ViewEntry::File { dst, contents } if dst == Path::new("/etc/passwd") && contents.starts_with("airlock:x:7:8:"))));
+    }
+
+    #[test]
+    fn container_lists_name_only_existing_host_paths() {
+        let ll = container_landlock(
+            &fake(),
+            &py(),
+            &["/opt/venv".into(), "/nope".into()],
+            &[("/opt/venv".into(), "/airlock/packages".into())],
+            &["/usr/lib/python3.11".into()],
+        );
+        // /lib resolves into /usr/lib; /opt/venv once although listed twice; nothing
+        // that does not exist, nothing of /root, no /etc as a whole, no /tmp or /proc.
+        assert_eq!(
+            ll.read_exec,
+            vec![
+                PathBuf::from("/usr"),
+                PathBuf::from("/bin"),
+                PathBuf::from("/usr/lib"),
+                PathBuf::from("/opt/venv"),
+            ]
+        );
+        assert_eq!(
+            ll.read,
+            vec![
+                PathBuf::from("/etc/ssl"),
+                PathBuf::from("/etc/ld.so.cache"),
+                PathBuf::from("/etc/localtime"),
+                PathBuf::from("/dev/urandom"),
+            ]
+        );
+        assert_eq!(ll.devices_rw, vec![PathBuf::from("/dev/null")]);
+        assert_eq!(ll.read_write, vec![PathBuf::from("/usr/lib/python3.11")]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! and spawns the driver.
 
 use crate::cgroup::SlotCgroup;
-use crate::config::{Layer, LayerReport, SandboxConfig};
+use crate::config::{Layer, LayerReport, SandboxConfig, Tier};
 use crate::execution::{drive, DriverIo, Event, Execution, JobSpec, OutcomeStatus, PendingProxy};
 use crate::plan::{self, HelperConfig, PythonInfo};
 use crate::{sys, Error, Result};
@@ -49,9 +49,10 @@ pub struct Job {
 pub const PROXY_PORT: u16 = 3128;
 
 /// The variables that point HTTP clients (urllib, requests, httpx, pip, curl) at the
-/// egress proxy; set for jobs with [`Job::network`], overriding the job's own `env`.
-pub fn proxy_env() -> Vec<(&'static str, String)> {
-    let url = format!("http://127.0.0.1:{PROXY_PORT}");
+/// egress proxy on `port` ([`PROXY_PORT`] in the full tier, the spare's own port in the
+/// container tier); set for jobs with [`Job::network`], overriding the job's own `env`.
+pub fn proxy_env(port: u16) -> Vec<(&'static str, String)> {
+    let url = format!("http://127.0.0.1:{port}");
     let mut out = Vec::new();
     for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
         out.push((name, url.clone()));
@@ -211,6 +212,64 @@ struct WarmImports {
     preimport: Vec<String>,
 }
 
+/// Container tier: the directory holding every slot's scratch directory, removed with
+/// the sandbox.
+struct ScratchRoot(PathBuf);
+
+impl ScratchRoot {
+    /// Makes `<base>/airlock-<tag>/slot-N` for every slot, each owned by the slot's uid
+    /// (when the server is root) with mode 0700, below a root-owned 0711 directory.
+    fn create(base: &Path, tag: &str, slots: usize, uid_base: u32, root: bool) -> Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = base.join(tag);
+        let fail = |e: std::io::Error, p: &Path| {
+            Error::Startup(format!("scratch directory {}: {e}", p.display()))
+        };
+        std::fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&dir)
+            .map_err(|e| fail(e, &dir))?;
+        let out = ScratchRoot(dir);
+        for idx in 0..slots {
+            let d = out.slot(idx);
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&d)
+                .map_err(|e| fail(e, &d))?;
+            if root {
+                let uid = uid_base + idx as u32;
+                std::os::unix::fs::chown(&d, Some(uid), Some(uid)).map_err(|e| fail(e, &d))?;
+            }
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| fail(e, &d))?;
+        }
+        Ok(out)
+    }
+
+    fn slot(&self, idx: usize) -> PathBuf {
+        self.0.join(format!("slot-{idx}"))
+    }
+}
+
+impl Drop for ScratchRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where container-tier scratch directories go by default: `/dev/shm` when it is a
+/// tmpfs, else the system temporary directory.
+fn default_scratch_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let is_tmpfs = nix::sys::statfs::statfs(shm)
+        .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if is_tmpfs {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 struct Inner {
     cgroups: Vec<Option<Arc<SlotCgroup>>>,
     cfg: SandboxConfig,
@@ -221,9 +280,29 @@ struct Inner {
     free_tx: mpsc::UnboundedSender<usize>,
     free_rx: Mutex<mpsc::UnboundedReceiver<usize>>,
     shut: AtomicBool,
+    /// Container tier only; last, so it goes after the slots' processes.
+    scratch: Option<ScratchRoot>,
 }
 
 impl Inner {
+    /// How a path (or a value naming one) under a mount's neutral `/airlock/...` path is
+    /// seen by scripts: unchanged in the full tier; in the container tier, where there
+    /// are no mounts, the host path it stands for.
+    fn visible(&self, value: &str) -> String {
+        if self.cfg.tier == Tier::Full {
+            return value.to_string();
+        }
+        for m in &self.cfg.mounts {
+            let inside = m.inside.to_string_lossy();
+            if let Some(rest) = value.strip_prefix(inside.as_ref()) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    return format!("{}{rest}", m.host.display());
+                }
+            }
+        }
+        value.to_string()
+    }
+
     /// The warm-import settings (plain data: a poisoned lock is used as is).
     fn warm(&self) -> std::sync::MutexGuard<'_, WarmImports> {
         self.warm
@@ -405,15 +484,24 @@ impl Sandbox {
             .iter()
             .map(|m| (m.host.clone(), m.inside.clone()))
             .collect();
-        let (mut view, mut landlock) = plan::build_view(
-            &plan::RealFs,
-            &py,
-            &extra,
-            &mounts,
-            cfg.uid_base,
-            cfg.uid_base,
-        );
-        plan::add_writable(&plan::RealFs, &cfg.writable_paths, &mut view, &mut landlock);
+        let (view, landlock) = match cfg.tier {
+            Tier::Full => {
+                let (mut view, mut landlock) = plan::build_view(
+                    &plan::RealFs,
+                    &py,
+                    &extra,
+                    &mounts,
+                    cfg.uid_base,
+                    cfg.uid_base,
+                );
+                plan::add_writable(&plan::RealFs, &cfg.writable_paths, &mut view, &mut landlock);
+                (view, landlock)
+            }
+            Tier::Container => (
+                Vec::new(),
+                plan::container_landlock(&plan::RealFs, &py, &extra, &mounts, &cfg.writable_paths),
+            ),
+        };
         let template = HelperConfig {
             slot: 0,
             server_pid: std::process::id() as i32,
@@ -428,6 +516,8 @@ impl Sandbox {
             landlock,
             limits: cfg.limits.clone(),
             allow_missing: cfg.allow_missing.clone(),
+            tier: cfg.tier,
+            scratch: None,
         };
         // Per-slot cgroups (best effort), nested under the server's own cgroup.
         static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -461,8 +551,16 @@ impl Sandbox {
         }
         notes.extend(cgroup_note);
         let cgroup_on = cgroups.iter().all(Option::is_some);
+        let scratch = match cfg.tier {
+            Tier::Full => None,
+            Tier::Container => {
+                let base = cfg.scratch_dir.clone().unwrap_or_else(default_scratch_base);
+                Some(ScratchRoot::create(&base, &tag, cfg.slots, cfg.uid_base, root)?)
+            }
+        };
         let (free_tx, free_rx) = mpsc::unbounded_channel();
         let inner = Inner {
+            scratch,
             cgroups,
             slots: (0..cfg.slots).map(|_| Mutex::new(None)).collect(),
             cfg,
@@ -540,6 +638,11 @@ impl Sandbox {
             child_layers = Some(cl);
         }
         let cl = child_layers.unwrap_or_default();
+        if let Some(s) = &sandbox.inner.scratch {
+            layers
+                .notes
+                .push(format!("scratch: per-execution directories under {}", s.0.display()));
+        }
         for l in [
             Layer::UserNs,
             Layer::PidNs,
@@ -622,52 +725,66 @@ impl Sandbox {
             return Err(Error::ShutDown);
         }
 
-        let (proto_srv, proto_wrk) = sys::socketpair(false)?;
         let limits = &inner.cfg.limits;
-        let mut env = job.env;
-        if job.network {
-            for (k, v) in proxy_env() {
-                env.insert(k.to_string(), v);
+        let container = inner.cfg.tier == Tier::Container;
+        let mut env: BTreeMap<String, String> = job
+            .env
+            .into_iter()
+            .map(|(k, v)| (k, inner.visible(&v)))
+            .collect();
+        let python_paths: Vec<String> = job
+            .python_paths
+            .iter()
+            .map(|p| inner.visible(&p.to_string_lossy()))
+            .collect();
+        // The job frame for a spare whose proxy port is `port`, in a fresh control
+        // socket pair: written into the socket at once, so it is waiting when the
+        // script process wakes up with its fds (the driver writes whatever did not fit).
+        let frame_for = |port: u16, env: &mut BTreeMap<String, String>| -> Result<Frame> {
+            if job.network {
+                for (k, v) in proxy_env(port) {
+                    env.insert(k.to_string(), v);
+                }
             }
-        }
-        let run_frame = json!({
-            "type": "run",
-            "script": job.script,
-            "settings": job.settings,
-            "env": env,
-            "python_paths": job.python_paths,
-            "limits": {
-                "memory_bytes": limits.memory_bytes,
-                "cpu_seconds": limits.cpu_seconds,
-                "max_processes": limits.max_processes,
-                "max_open_files": limits.max_open_files,
-                "max_file_bytes": limits.max_file_bytes,
-                "scratch_bytes": limits.scratch_bytes,
-            },
-        });
-        // The job frame goes into the socket now, so it is waiting when the script
-        // process wakes up with its fds (the driver writes whatever did not fit).
-        let std_proto = std::os::unix::net::UnixStream::from(proto_srv);
-        std_proto.set_nonblocking(true)?;
-        let run_frame_rest = crate::protocol::encode_frame(&run_frame).ok().map(|f| {
-            use std::io::Write;
-            let n = (&std_proto).write(&f).unwrap_or(0);
-            f[n..].to_vec()
-        });
+            let run_frame = json!({
+                "type": "run",
+                "script": job.script,
+                "settings": job.settings,
+                "env": env,
+                "python_paths": python_paths,
+                "limits": {
+                    "memory_bytes": limits.memory_bytes,
+                    "cpu_seconds": limits.cpu_seconds,
+                    "max_processes": limits.max_processes,
+                    "max_open_files": limits.max_open_files,
+                    "max_file_bytes": limits.max_file_bytes,
+                    "scratch_bytes": limits.scratch_bytes,
+                },
+            });
+            let (proto_srv, proto_wrk) = sys::socketpair(false)?;
+            let std_proto = std::os::unix::net::UnixStream::from(proto_srv);
+            std_proto.set_nonblocking(true)?;
+            let rest = crate::protocol::encode_frame(&run_frame).ok().map(|f| {
+                use std::io::Write;
+                let n = (&std_proto).write(&f).unwrap_or(0);
+                f[n..].to_vec()
+            });
+            Ok(Frame {
+                port,
+                std_proto,
+                proto_wrk,
+                rest,
+            })
+        };
         let (status_srv, status_wrk) = sys::socketpair(true)?;
         let (out_r, out_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let (err_r, err_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-        let fds = [
-            proto_wrk.as_raw_fd(),
-            status_wrk.as_raw_fd(),
-            out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
-        ];
         // For the execution's supervisor.
         let control = json!({"type": "run", "network": job.network}).to_string();
         let mut spare_taken = None;
+        let mut frame: Option<Frame> = None;
         {
             let mut slot = inner.slots[idx].lock().await;
             let generation = inner.warm().generation;
@@ -693,7 +810,27 @@ impl Sandbox {
                 let mut spare_died = false;
                 let sent = match next_spare(&mut p.ctrl).await {
                     Ok(spare) => {
+                        let port = match (container, spare.port) {
+                            (false, _) => PROXY_PORT,
+                            (true, Some(port)) => port,
+                            (true, None) => {
+                                return Err(Error::Startup(
+                                    "container tier: a spare came without its proxy port".into(),
+                                ))
+                            }
+                        };
+                        // A retry after a spare died may get another port: a new frame.
+                        if frame.as_ref().is_none_or(|f| f.port != port) {
+                            frame = Some(frame_for(port, &mut env)?);
+                        }
+                        let f = frame.as_ref().ok_or(Error::ShutDown)?;
                         spare_taken = Some((p.gate.clone(), p.gate.take()));
+                        let fds = [
+                            f.proto_wrk.as_raw_fd(),
+                            status_wrk.as_raw_fd(),
+                            out_w.as_raw_fd(),
+                            err_w.as_raw_fd(),
+                        ];
                         let sent = hand_over(&spare, &control, &fds, job.network);
                         spare_died = matches!(&sent, Err(e) if matches!(
                             e.kind(),
@@ -717,6 +854,12 @@ impl Sandbox {
                 }
             }
         }
+        let Frame {
+            std_proto,
+            proto_wrk,
+            rest: run_frame_rest,
+            ..
+        } = frame.ok_or(Error::ShutDown)?;
         drop((proto_wrk, status_wrk, out_w, err_w));
 
         let io = DriverIo {
@@ -732,6 +875,7 @@ impl Sandbox {
             output_bytes: limits.output_bytes,
             memory_bytes: limits.memory_bytes,
             cpu_seconds: limits.cpu_seconds,
+            scratch_bytes: limits.scratch_bytes,
             early_finish,
         };
         let (ev_tx, ev_rx) = mpsc::channel(16);
@@ -804,6 +948,14 @@ fn hand_over(spare: &Spare, control: &str, fds: &[i32; 4], network: bool) -> std
     Ok(())
 }
 
+/// A job frame written into a control socket pair made for one spare.
+struct Frame {
+    port: u16,
+    std_proto: std::os::unix::net::UnixStream,
+    proto_wrk: OwnedFd,
+    rest: Option<Vec<u8>>,
+}
+
 /// The sockets of a spare the zygote announced.
 struct Spare {
     /// To the spare's supervisor: the job message, with the status socket (and, for a
@@ -812,6 +964,8 @@ struct Spare {
     supervisor: OwnedFd,
     /// To the spare's script process: its control socket, stdout and stderr.
     script: OwnedFd,
+    /// Container tier: the port of the spare's own proxy listener.
+    port: Option<u16>,
 }
 
 /// Waits for the zygote to announce its next spare: `{"type":"spare"}` with the sockets
@@ -826,7 +980,12 @@ async fn next_spare(ctrl: &mut SeqPacket) -> Result<Spare> {
                         Some("spare") if fds.len() == 2 => {
                             let script = fds.remove(1);
                             let supervisor = fds.remove(0);
-                            return Ok(Spare { supervisor, script });
+                            let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+                            return Ok(Spare {
+                                supervisor,
+                                script,
+                                port,
+                            });
                         }
                         Some("fatal") => {
                             return Err(Error::Startup(format!(
@@ -877,9 +1036,14 @@ async fn spawn_slot(inner: &Inner, idx: usize) -> Result<(SlotProc, LayerReport)
     }
     let mut hc = inner.template.clone();
     let warm = inner.warm().clone();
-    hc.python_paths.extend(warm.python_paths.iter().cloned());
+    hc.python_paths.extend(
+        warm.python_paths
+            .iter()
+            .map(|p| PathBuf::from(inner.visible(&p.to_string_lossy()))),
+    );
     hc.preimport.extend(warm.preimport.iter().cloned());
     hc.slot = idx;
+    hc.scratch = inner.scratch.as_ref().map(|s| s.slot(idx));
     hc.uid = inner.cfg.uid_base + idx as u32;
     hc.gid = hc.uid;
     // Rebuild the synthesized passwd/group for this slot's uid.

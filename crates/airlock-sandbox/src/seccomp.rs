@@ -10,6 +10,7 @@ use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
     SeccompFilter, SeccompRule, TargetArch,
 };
+use crate::config::Tier;
 use std::collections::BTreeMap;
 
 /// Syscalls refused outright with EPERM.
@@ -252,9 +253,98 @@ pub(crate) fn x32_filter() -> BpfProgram {
     ]
 }
 
-/// All filters, in installation order.
-pub(crate) fn all_filters() -> Built<Vec<BpfProgram>> {
-    Ok(vec![x32_filter(), clone3_filter()?, deny_filter()?])
+/// Syscalls the container tier refuses on top of [`DENIED`]: with no namespaces of its
+/// own, the execution shares the container's network, IPC objects and process table.
+/// Listening and accepting (a listen() on an unbound socket would bind an ephemeral
+/// port without Landlock's bind check), SysV IPC (objects outlive the execution and are
+/// shared by uid), and leaving the execution's process group (the reaper ends the
+/// execution by killing that group).
+pub(crate) const CONTAINER_DENIED: &[(&str, i64)] = &[
+    ("listen", libc::SYS_listen),
+    ("accept", libc::SYS_accept),
+    ("accept4", libc::SYS_accept4),
+    ("setsid", libc::SYS_setsid),
+    ("setpgid", libc::SYS_setpgid),
+    ("shmget", libc::SYS_shmget),
+    ("shmat", libc::SYS_shmat),
+    ("shmctl", libc::SYS_shmctl),
+    ("shmdt", libc::SYS_shmdt),
+    ("msgget", libc::SYS_msgget),
+    ("msgsnd", libc::SYS_msgsnd),
+    ("msgrcv", libc::SYS_msgrcv),
+    ("msgctl", libc::SYS_msgctl),
+    ("semget", libc::SYS_semget),
+    ("semop", libc::SYS_semop),
+    ("semtimedop", libc::SYS_semtimedop),
+    ("semctl", libc::SYS_semctl),
+];
+
+/// The container tier's filter: [`CONTAINER_DENIED`], and `socket()` only for TCP over
+/// IPv4/IPv6 (no unix, UDP, ICMP, SCTP or MPTCP socket: Landlock's network rules cover
+/// TCP alone, and there is no private network namespace). `socketpair()` stays (unix
+/// pairs reach nothing), and so do the descriptors the script process inherits.
+/// TCP Fast Open data (`MSG_FASTOPEN`), which connects inside sendto/sendmsg, is
+/// refused too.
+pub(crate) fn container_filter() -> Built<BpfProgram> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (_, nr) in CONTAINER_DENIED {
+        rules.insert(*nr, vec![]);
+    }
+    let not_inet = rule(vec![
+        cond(0, SeccompCmpOp::Ne, libc::AF_INET as u64)?,
+        cond(0, SeccompCmpOp::Ne, libc::AF_INET6 as u64)?,
+    ])?;
+    // The type argument carries SOCK_CLOEXEC / SOCK_NONBLOCK too: refuse every value
+    // that is not SOCK_STREAM with some of those two flags.
+    let stream = libc::SOCK_STREAM as u64;
+    let (cloexec, nonblock) = (libc::SOCK_CLOEXEC as u64, libc::SOCK_NONBLOCK as u64);
+    let not_stream = rule(
+        [
+            stream,
+            stream | cloexec,
+            stream | nonblock,
+            stream | cloexec | nonblock,
+        ]
+        .into_iter()
+        .map(|t| cond(1, SeccompCmpOp::Ne, t))
+        .collect::<Built<_>>()?,
+    )?;
+    let not_tcp = rule(vec![
+        cond(2, SeccompCmpOp::Ne, 0)?,
+        cond(2, SeccompCmpOp::Ne, libc::IPPROTO_TCP as u64)?,
+    ])?;
+    rules.insert(libc::SYS_socket, vec![not_inet, not_stream, not_tcp]);
+    let fastopen = libc::MSG_FASTOPEN as u64;
+    for (nr, flags_arg) in [
+        (libc::SYS_sendto, 3u8),
+        (libc::SYS_sendmsg, 2),
+        (libc::SYS_sendmmsg, 3),
+    ] {
+        rules.insert(
+            nr,
+            vec![rule(vec![cond(
+                flags_arg,
+                SeccompCmpOp::MaskedEq(fastopen),
+                fastopen,
+            )?])?],
+        );
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch(),
+    )?;
+    filter.try_into()
+}
+
+/// All filters of a tier, in installation order.
+pub(crate) fn filters(tier: Tier) -> Built<Vec<BpfProgram>> {
+    let mut out = vec![x32_filter(), clone3_filter()?, deny_filter()?];
+    if tier == Tier::Container {
+        out.push(container_filter()?);
+    }
+    Ok(out)
 }
 
 /// Installs the filters on the calling thread. Requires no_new_privs.
@@ -271,7 +361,7 @@ mod tests {
 
     #[test]
     fn filters_compile_and_fit_the_kernel_limit() {
-        for f in all_filters().unwrap() {
+        for f in filters(Tier::Container).unwrap() {
             assert!(!f.is_empty());
             assert!(f.len() < 4096, "BPF program too long: {}", f.len());
         }

@@ -389,18 +389,26 @@ struct CapData {
     inheritable: u32,
 }
 
+/// Removes every capability from the bounding set. Capabilities already gone are
+/// skipped, so a process without CAP_SETPCAP succeeds when its set is already empty
+/// (the container tier's helper empties it while it is still root).
+pub(crate) fn drop_bounding_set() -> io::Result<()> {
+    for cap in 0..64u64 {
+        match prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            // The first capability number the kernel does not know.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+        prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+    }
+    Ok(())
+}
+
 /// Drops every capability: bounding set, ambient set, then effective/permitted/inheritable.
 pub(crate) fn drop_all_caps() -> io::Result<()> {
-    for cap in 0..64u64 {
-        // Stops at the first capability number the kernel does not know (EINVAL).
-        if prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong).is_err() {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                break;
-            }
-            return Err(e);
-        }
-    }
+    drop_bounding_set()?;
     // SAFETY: integer-only prctl.
     cvt_i(unsafe {
         libc::prctl(
@@ -618,6 +626,16 @@ pub(crate) fn tcp_listen_loopback(port: u16, backlog: i32) -> io::Result<OwnedFd
     // SAFETY: listen() with integer arguments on our own socket.
     cvt_i(unsafe { libc::listen(sock.as_raw_fd(), backlog) })?;
     Ok(sock)
+}
+
+/// The local port of a bound IPv4 socket.
+pub(crate) fn local_port(fd: RawFd) -> io::Result<u16> {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: pointer and length describe a live, writable sockaddr_in.
+    cvt_i(unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len) })?;
+    Ok(u16::from_be(addr.sin_port))
 }
 
 /// The real-time signal by which the server tells an execution's reaper to stop every

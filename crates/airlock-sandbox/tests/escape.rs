@@ -50,8 +50,9 @@ set_result(out)
             continue;
         }
         let v = v.as_str().unwrap();
-        // /etc/hostname is our synthesized file; nothing else may be readable.
-        if k == "/etc/hostname" {
+        // /etc/hostname is the full tier's synthesized file; nothing else may be
+        // readable (in the container tier, not even that).
+        if k == "/etc/hostname" && !container() {
             assert_eq!(v, "READ:airlock\n");
         } else {
             assert!(
@@ -60,9 +61,13 @@ set_result(out)
             );
         }
     }
-    // Listing / is refused by Landlock, and none of the host's data directories exist.
+    // Listing / is refused by Landlock, and none of the host's data directories exist
+    // (in the container tier they exist, unreadable: Landlock does not hide names
+    // from stat(), see docs/security.md).
     assert_eq!(r["root_listing"], json!("PermissionError"));
-    assert_eq!(r["exists"], json!([]));
+    if !container() {
+        assert_eq!(r["exists"], json!([]));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,7 +83,10 @@ for p in ["/proc/1/environ", "/proc/{me}/environ", "/proc/{me}/cmdline"]:
         out[p] = open(p, "rb").read().decode("latin-1")
     except OSError as e:
         out[p] = "ERR:" + type(e).__name__
-out["pids"] = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
+try:
+    out["pids"] = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
+except OSError as e:
+    out["pids"] = type(e).__name__
 set_result(out)
 "#
     );
@@ -96,8 +104,15 @@ set_result(out)
         init_env.starts_with("ERR:") || !init_env.contains("CARGO"),
         "{init_env}"
     );
-    // Only the reaper (1) and the script (2) exist in the execution's PID namespace.
-    assert_eq!(r["pids"], json!([1, 2]));
+    if container() {
+        // No PID namespace: the process table is there, but Landlock refuses /proc
+        // (only the script's own /proc/self is readable).
+        assert_eq!(r["pids"], json!("PermissionError"));
+        assert!(r["/proc/1/environ"].as_str().unwrap().starts_with("ERR:"));
+    } else {
+        // Only the reaper (1) and the script (2) exist in the execution's PID namespace.
+        assert_eq!(r["pids"], json!([1, 2]));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -117,6 +132,12 @@ async fn environment_has_only_expected_keys() {
     keys.sort();
     let mut want: Vec<&str> = BASE_ENV.iter().map(|(k, _)| *k).collect();
     want.push("HTTPS_PROXY");
+    if container() {
+        // HOME and TMPDIR name the execution's scratch directory.
+        want.push("TMPDIR");
+        assert_eq!(env["HOME"], env["TMPDIR"]);
+        assert_ne!(env["HOME"], json!("/tmp"));
+    }
     want.sort();
     assert_eq!(keys, want);
     assert_eq!(env["TZ"], json!("UTC"));
@@ -131,23 +152,33 @@ async fn cannot_write_outside_scratch() {
         r#"
 import os
 out = {}
-for p in ["/etc/evil", "/usr/evil", "/work/evil", "/evil", "/proc/sys/kernel/hostname", "/dev/evil", "/usr/lib/python3.11/os.py"]:
+for p in ["/etc/evil", "/usr/evil", "/work/evil", "/evil", "/proc/sys/kernel/hostname", "/dev/evil", "/usr/lib/python3.11/os.py", "/proc/self/oom_score_adj", "../evil"]:
     try:
         with open(p, "a") as f:
             f.write("x")
         out[p] = "WROTE"
     except OSError as e:
         out[p] = type(e).__name__
-with open("/tmp/ok", "w") as f:
+if os.getcwd() != "/tmp":
+    try:
+        open("/tmp/evil", "w")
+        out["/tmp/evil"] = "WROTE"
+    except OSError as e:
+        out["/tmp/evil"] = type(e).__name__
+with open("ok", "w") as f:
     f.write("fine")
-out["tmp"] = open("/tmp/ok").read()
+out["tmp"] = open(os.path.join(os.environ["HOME"], "ok")).read()
 out["cwd"] = os.getcwd()
 set_result(out)
 "#,
     )
     .await;
     assert_eq!(r["tmp"], json!("fine"));
-    assert_eq!(r["cwd"], json!("/tmp"));
+    if container() {
+        assert!(r["cwd"].as_str().unwrap().contains("/slot-0/x"), "{r}");
+    } else {
+        assert_eq!(r["cwd"], json!("/tmp"));
+    }
     for (k, v) in r.as_object().unwrap() {
         assert_ne!(v, &json!("WROTE"), "{k} was writable");
     }
@@ -164,6 +195,9 @@ async fn cannot_reach_host_loopback() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
     let uport = udp.local_addr().unwrap().port();
+    let tcp2 = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    tcp2.set_nonblocking(true).unwrap();
+    let port2 = tcp2.local_addr().unwrap().port();
     let script = format!(
         r#"
 import socket
@@ -186,18 +220,19 @@ try:
 except OSError as e:
     out["bind"] = type(e).__name__
 try:
-    socket.create_connection(("1.1.1.1", 443), timeout=2)
-    out["internet"] = "CONNECTED"
+    socket.create_connection(("127.0.0.2", {port2}), timeout=2)
+    out["other_loopback"] = "CONNECTED"
 except OSError as e:
-    out["internet"] = type(e).__name__
+    out["other_loopback"] = type(e).__name__
 set_result(out)
 "#
     );
     let r = result(&sb, &script).await;
     assert!(!r["tcp"].as_str().unwrap().starts_with("CONNECTED"), "{r}");
     assert_ne!(r["bind"], json!("BOUND"), "{r}");
-    assert_ne!(r["internet"], json!("CONNECTED"), "{r}");
+    assert_ne!(r["other_loopback"], json!("CONNECTED"), "{r}");
     assert!(tcp.accept().is_err(), "the listener saw a connection");
+    assert!(tcp2.accept().is_err(), "the 127.0.0.2 listener saw a connection");
     let mut buf = [0u8; 16];
     assert!(
         udp.recv_from(&mut buf).is_err(),
@@ -224,9 +259,24 @@ for name, args in [("raw", (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP
         out[name] = "OPENED"
     except OSError as e:
         out[name] = e.errno
-u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-out["unix_control"] = "ok"
+# What only the container tier refuses (it shares the container's network and has no
+# mount view to hide unix sockets behind): every socket but TCP over IPv4/IPv6.
+for name, args in [("unix", (socket.AF_UNIX, socket.SOCK_STREAM)),
+                   ("unix_dgram", (socket.AF_UNIX, socket.SOCK_DGRAM)),
+                   ("udp", (socket.AF_INET, socket.SOCK_DGRAM)),
+                   ("udp6", (socket.AF_INET6, socket.SOCK_DGRAM)),
+                   ("icmp_dgram", (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)),
+                   ("sctp", (socket.AF_INET, socket.SOCK_STREAM, 132)),
+                   ("mptcp", (socket.AF_INET, socket.SOCK_STREAM, 262))]:
+    try:
+        socket.socket(*args).close()
+        out[name] = "OPENED"
+    except OSError as e:
+        out[name] = e.errno
+a, b = socket.socketpair()
+out["socketpair_control"] = "ok"
 t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, socket.IPPROTO_TCP)
 out["tcp_control"] = "ok"
 set_result(out)
 "#,
@@ -242,7 +292,17 @@ set_result(out)
     ] {
         assert_eq!(r[k], json!(libc::EPERM), "{k}: {r}");
     }
-    assert_eq!(r["unix_control"], json!("ok"));
+    assert_eq!(r["socketpair_control"], json!("ok"));
+    assert_eq!(r["tcp_control"], json!("ok"));
+    if container() {
+        for k in ["unix", "unix_dgram", "udp", "udp6", "icmp_dgram", "sctp", "mptcp"] {
+            assert_eq!(r[k], json!(libc::EPERM), "{k}: {r}");
+        }
+    } else {
+        // The full tier's own network namespace has nothing to reach over them.
+        assert_eq!(r["unix"], json!("OPENED"), "{r}");
+        assert_eq!(r["udp"], json!("OPENED"), "{r}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,7 +363,7 @@ out["modify_ldt"] = err(libc.syscall(154, 0, buf, 64))
 out["personality"] = err(libc.personality(0x0040000))
 out["clone_newuser"] = err(libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0))
 out["x32_getpid"] = err(libc.syscall(0x40000000 + 39))
-out["getpid_control"] = libc.syscall(39)
+out["getpid_control"] = libc.syscall(39) == os.getpid()
 set_result(out)
 "#,
     )
@@ -328,7 +388,57 @@ set_result(out)
         assert_eq!(r[k], eperm, "{k}: {r}");
     }
     assert_eq!(r["x32_getpid"], json!(libc::ENOSYS));
-    assert_eq!(r["getpid_control"], json!(2));
+    assert_eq!(r["getpid_control"], json!(true));
+}
+
+/// The container tier shares the container's process table and IPC: a script may not
+/// leave its process group (the reaper ends the execution through it), listen for
+/// connections, or use SysV IPC objects that would outlive it.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_tier_refuses_group_changes_listening_and_sysv_ipc() {
+    if !container() {
+        eprintln!("SKIPPED: container tier only (AIRLOCK_TEST_SANDBOX_TIER=container)");
+        return;
+    }
+    let Some(sb) = sandbox(1).await else { return };
+    let r = result(
+        &sb,
+        r#"
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def err(rc):
+    return "OK" if rc != -1 else ctypes.get_errno()
+out = {}
+out["setsid"] = err(libc.setsid())
+out["setpgid"] = err(libc.setpgid(0, 0))
+s = socket.socket()
+try:
+    s.listen()
+    out["listen"] = "LISTENING"
+except OSError as e:
+    out["listen"] = e.errno
+try:
+    s.bind(("127.0.0.1", 0))
+    out["bind"] = "BOUND"
+except OSError as e:
+    out["bind"] = e.errno
+out["shmget"] = err(libc.shmget(0, 4096, 0o1600))
+out["msgget"] = err(libc.msgget(0, 0o1600))
+out["semget"] = err(libc.semget(0, 1, 0o1600))
+out["fastopen"] = err(libc.sendto(s.fileno(), b"x", 1, 0x20000000, None, 0))
+out["pgid_control"] = os.getpgid(0) == os.getpid()
+set_result(out)
+"#,
+    )
+    .await;
+    for k in [
+        "setsid", "setpgid", "listen", "shmget", "msgget", "semget", "fastopen",
+    ] {
+        assert_eq!(r[k], json!(libc::EPERM), "{k}: {r}");
+    }
+    // Landlock refuses every TCP bind.
+    assert_eq!(r["bind"], json!(libc::EACCES), "{r}");
+    assert_eq!(r["pgid_control"], json!(true), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,6 +530,25 @@ async fn disk_fill_is_bounded_by_scratch() {
     let mut cfg = config(1);
     cfg.limits.scratch_bytes = 8 << 20;
     let Some(sb) = start(cfg).await else { return };
+    if container() {
+        // A plain directory has no size of its own: the reaper measures it and ends
+        // the execution once it holds more than the limit.
+        let o = run(
+            &sb,
+            "i = 0\nwhile True:\n    with open('fill%d' % i, 'wb') as f:\n        f.write(b'x' * (1 << 20))\n    i += 1\n",
+        )
+        .await;
+        assert_eq!(o.status, OutcomeStatus::Error, "{o:?}");
+        assert_eq!(
+            o.error.as_deref(),
+            Some("scratch space limit (8 MiB) exceeded: the execution was ended")
+        );
+        assert_eq!(
+            result(&sb, "import os\nset_result(os.listdir('.'))").await,
+            json!([])
+        );
+        return;
+    }
     let r = result(
         &sb,
         r#"
@@ -547,6 +676,9 @@ out["shm"] = os.listdir("/dev/shm")
 out["pids"] = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
 set_result(out)
 "#;
+    if container() {
+        return concurrent_container_executions(&sb).await;
+    }
     let (ra, rb) = tokio::join!(result(&sb, a), result(&sb, b));
     assert_eq!(ra["own_abstract"], json!("ok"));
     assert_eq!(rb["abstract"], json!("ConnectionRefusedError"));
@@ -554,6 +686,102 @@ set_result(out)
     assert_eq!(rb["tmp"], json!([]));
     assert_eq!(rb["shm"], json!([]));
     assert_eq!(rb["pids"], json!([1, 2]));
+}
+
+/// The container tier's version: no unix sockets at all, each execution's scratch
+/// directory invisible to the other, the process table and /dev/shm out of reach, and
+/// the other execution's proxy port refused (each spare has its own).
+async fn concurrent_container_executions(sb: &Sandbox) {
+    let a = r#"
+import os, socket, time
+out = {"cwd": os.getcwd()}
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    out["unix"] = "OPENED"
+except OSError as e:
+    out["unix"] = e.errno
+open("marker-a", "w").write("a")
+time.sleep(3)
+out["own"] = os.listdir(".")
+set_result(out)
+"#;
+    let b = r#"
+import os, time
+time.sleep(1)
+out = {"cwd": os.getcwd()}
+def ls(p):
+    try:
+        return sorted(os.listdir(p))
+    except OSError as e:
+        return type(e).__name__
+out["own"] = ls(".")
+out["parent"] = ls("..")
+out["shm"] = ls("/dev/shm")
+out["tmp"] = ls("/tmp")
+out["proc"] = ls("/proc")
+set_result(out)
+"#;
+    let (ra, rb) = tokio::join!(result(sb, a), result(sb, b));
+    assert_eq!(ra["unix"], json!(libc::EPERM), "{ra}");
+    assert_eq!(ra["own"], json!(["marker-a"]), "{ra}");
+    assert_ne!(ra["cwd"], rb["cwd"]);
+    assert_eq!(rb["own"], json!([]), "{rb}");
+    for k in ["parent", "shm", "tmp", "proc"] {
+        assert_eq!(rb[k], json!("PermissionError"), "{k}: {rb}");
+    }
+    // Both scratch directories are gone once their executions are over (their
+    // supervisors remove them after the outcome is out, off its critical path).
+    for r in [&ra, &rb] {
+        let cwd = std::path::Path::new(r["cwd"].as_str().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while cwd.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!cwd.exists(), "{} left behind", cwd.display());
+    }
+}
+
+/// Without a PID namespace nothing ends a script's leftovers for free: the container
+/// tier's reaper kills the script's whole process group when the script ends, daemons
+/// that double-forked included, and nothing outlives the execution.
+#[tokio::test(flavor = "multi_thread")]
+async fn leftover_processes_die_with_the_execution() {
+    let Some(sb) = sandbox(1).await else { return };
+    let r = result(
+        &sb,
+        r#"
+import os, time
+r, w = os.pipe()
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        while True:
+            time.sleep(0.05)
+    os._exit(0)
+os.wait()
+pid = int(os.read(r, 32))
+set_result({"daemon": pid, "alive": os.kill(pid, 0) is None, "ns_pid": os.getpid()})
+"#,
+    )
+    .await;
+    assert_eq!(r["alive"], json!(true), "{r}");
+    if !container() {
+        // The full tier's PID namespace ends with its reaper; pids are namespaced.
+        assert!(r["ns_pid"].as_u64().unwrap() < 10, "{r}");
+        return;
+    }
+    let pid = r["daemon"].as_u64().unwrap();
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| s.contains("State:\tZ"))
+            .unwrap_or(true)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !gone() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone(), "the daemon {pid} outlived its execution");
+    assert_eq!(result(&sb, "set_result(1)").await, json!(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -716,6 +944,9 @@ async fn mounts_and_the_command_line_show_no_host_path() {
         inside: "/airlock/test".into(),
     });
     let Some(sb) = start(cfg).await else { return };
+    if container() {
+        return container_mounts_are_host_paths(&sb, host.path()).await;
+    }
     let r = result(
         &sb,
         r#"
@@ -756,6 +987,41 @@ set_result(out)
     assert!(matches!(Sandbox::start(bad).await, Err(Error::Config(_))));
 }
 
+/// The container tier cannot mount: a mount's neutral path in a job's `python_paths`
+/// and environment is rewritten to the host path, which is readable and not writable,
+/// and other processes' command lines stay out of reach.
+async fn container_mounts_are_host_paths(sb: &Sandbox, host: &std::path::Path) {
+    let mut j = job(
+        r#"
+import os
+d = os.environ["DATA_DIR"]
+out = {"dir": d, "data": open(os.path.join(d, "data.txt")).read()}
+try:
+    open(os.path.join(d, "new.txt"), "w")
+    out["write"] = "OK"
+except OSError as e:
+    out["write"] = type(e).__name__
+def cmdline(p):
+    try:
+        return open("/proc/%s/cmdline" % p, "rb").read().decode("latin-1")
+    except OSError as e:
+        return type(e).__name__
+out["cmdline"] = [cmdline(p) for p in ("1", "self")]
+set_result(out)
+"#,
+    );
+    j.env.insert("DATA_DIR".into(), "/airlock/test".into());
+    let r = result_of(sb, j).await;
+    assert_eq!(r["dir"], json!(host.to_string_lossy()), "{r}");
+    assert_eq!(r["data"], json!("visible"), "{r}");
+    assert_eq!(r["write"], json!("PermissionError"), "{r}");
+    assert_eq!(
+        r["cmdline"],
+        json!(["PermissionError", format!("airlock-sandbox\0{HELPER_ARG}\0")]),
+        "{r}"
+    );
+}
+
 /// Answers every LLM request after `delay` with `answer`, returning the ids seen.
 async fn answer_all(ex: &mut Execution, delay: Duration, answer: &str) -> (Vec<String>, Outcome) {
     let mut ids = Vec::new();
@@ -784,10 +1050,10 @@ def tick():
         ticks[0] += 1
         time.sleep(0.01)
 threading.Thread(target=tick, daemon=True).start()
-child = subprocess.Popen(["/bin/sh", "-c", "while :; do echo x >> /tmp/ticks; sleep 0.01; done"])
+child = subprocess.Popen(["/bin/sh", "-c", "while :; do echo x >> ticks; sleep 0.01; done"])
 def child_ticks():
     try:
-        with open("/tmp/ticks") as f:
+        with open("ticks") as f:
             return len(f.read().splitlines())
     except FileNotFoundError:
         return 0
@@ -844,10 +1110,10 @@ while True:
         refused["queued_40"] = ctypes.get_errno()
     n += 1
     # Written whole and renamed into place: a reader never sees a half-written file.
-    tmp = "/tmp/ticks-%s.tmp" % sys.argv[1]
+    tmp = "ticks-%s.tmp" % sys.argv[1]
     with open(tmp, "w") as f:
         f.write("%d %s" % (n, ",".join("%s:%s" % kv for kv in sorted(refused.items()))))
-    os.replace(tmp, "/tmp/ticks-%s" % sys.argv[1])
+    os.replace(tmp, "ticks-%s" % sys.argv[1])
     time.sleep(0.005)
 """
 kids = [subprocess.Popen([sys.executable, "-c", child, str(i)]) for i in range(3)]
@@ -855,7 +1121,7 @@ def ticks():
     out = []
     for i in range(3):
         try:
-            out.append(open("/tmp/ticks-%d" % i).read())
+            out.append(open("ticks-%d" % i).read())
         except OSError:
             out.append("0 ")
     return out
@@ -970,7 +1236,9 @@ set_result(out)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn privileges_are_dropped() {
-    let Some(sb) = sandbox(1).await else { return };
+    let cfg = config(1);
+    let uid_base = cfg.uid_base;
+    let Some(sb) = start(cfg).await else { return };
     let r = result(
         &sb,
         r#"
@@ -988,7 +1256,7 @@ set_result({k: f[k].strip() for k in ["NoNewPrivs", "CapEff", "CapPrm", "CapBnd"
     assert_ne!(r["uid"], json!(0));
     assert_ne!(r["euid"], json!(0));
     if unsafe_free_is_root() {
-        assert_eq!(r["uid"], json!(2_100_000));
+        assert_eq!(r["uid"], json!(uid_base));
         assert!(sb.layers().uid_drop);
     }
 }
@@ -1111,15 +1379,24 @@ try:
     w = "READ"
 except OSError as e:
     w = type(e).__name__
+try:
+    pids = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
+except OSError as e:
+    pids = type(e).__name__
 set_result({"nnp": f["NoNewPrivs"].strip(), "sec": f["Seccomp"].strip(), "cap": f["CapEff"].strip(),
-            "pids": sorted(int(d) for d in os.listdir("/proc") if d.isdigit()), "work": w,
-            "keys": settings.keys()})
+            "pids": pids, "work": w, "keys": settings.keys()})
 "#,
     )
     .await;
+    // The container tier has no mount view: the host file exists, unreadable.
+    let (pids, work) = if container() {
+        (json!("PermissionError"), "PermissionError")
+    } else {
+        (json!([1, 2]), "FileNotFoundError")
+    };
     assert_eq!(
         r,
-        json!({"nnp": "1", "sec": "2", "cap": "0000000000000000", "pids": [1, 2], "work": "FileNotFoundError", "keys": []})
+        json!({"nnp": "1", "sec": "2", "cap": "0000000000000000", "pids": pids, "work": work, "keys": []})
     );
 }
 

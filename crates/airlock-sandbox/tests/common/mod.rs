@@ -14,9 +14,29 @@ pub fn helper() -> Vec<std::ffi::OsString> {
     ]
 }
 
+/// The tier these tests attack: `full` unless `AIRLOCK_TEST_SANDBOX_TIER=container`
+/// (`.ci/run` runs the sandbox tests once per tier).
+pub fn tier() -> Tier {
+    match std::env::var("AIRLOCK_TEST_SANDBOX_TIER").as_deref() {
+        Ok("container") => Tier::Container,
+        Ok("full") | Err(_) => Tier::Full,
+        Ok(other) => panic!("AIRLOCK_TEST_SANDBOX_TIER={other}: use full or container"),
+    }
+}
+
+pub fn container() -> bool {
+    tier() == Tier::Container
+}
+
 pub fn config(slots: usize) -> SandboxConfig {
+    // Every sandbox of this test process gets uids of its own: without user namespaces
+    // (container tier) RLIMIT_NPROC counts every process of a uid, so one test's fork
+    // bomb would starve a concurrent test's slot with the same uid.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let mut cfg = SandboxConfig::new(helper());
     cfg.slots = slots;
+    cfg.tier = tier();
+    cfg.uid_base = 2_100_000 + 64 * NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     cfg
 }
 
@@ -65,7 +85,12 @@ pub async fn run(sb: &Sandbox, script: &str) -> Outcome {
 
 /// Runs a script that must complete, returning its result.
 pub async fn result(sb: &Sandbox, script: &str) -> serde_json::Value {
-    let o = run(sb, script).await;
+    result_of(sb, job(script)).await
+}
+
+/// Runs a job that must complete, returning its result.
+pub async fn result_of(sb: &Sandbox, j: Job) -> serde_json::Value {
+    let o = run_job(sb, j).await;
     assert_eq!(
         o.status,
         OutcomeStatus::Completed,
