@@ -620,10 +620,8 @@ fn finish(
         .and_then(|e| e.get("setup_error"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    let scratch_exceeded = exit
-        .and_then(|e| e.get("limit"))
-        .and_then(Value::as_str)
-        == Some("scratch");
+    let scratch_exceeded =
+        exit.and_then(|e| e.get("limit")).and_then(Value::as_str) == Some("scratch");
     let layers = exit
         .and_then(|e| e.get("layers"))
         .and_then(|l| serde_json::from_value::<LayerReport>(l.clone()).ok());

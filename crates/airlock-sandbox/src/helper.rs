@@ -147,25 +147,25 @@ fn run(ctrl: RawFd) -> Result<i32, String> {
     match slot_ns {
         None => {}
         Some(r) => match r {
-        Ok(()) => {
-            sys::map_self(uid, gid).map_err(|e| format!("user_ns: uid map: {e}"))?;
-            let _ = sys::sethostname("airlock");
-            match build_root(&cfg.view) {
-                Ok(()) => fs_view = true,
-                Err(e) if allow.contains(&Layer::FsView) => {
-                    report.notes.push(format!("fs_view: {e}"))
+            Ok(()) => {
+                sys::map_self(uid, gid).map_err(|e| format!("user_ns: uid map: {e}"))?;
+                let _ = sys::sethostname("airlock");
+                match build_root(&cfg.view) {
+                    Ok(()) => fs_view = true,
+                    Err(e) if allow.contains(&Layer::FsView) => {
+                        report.notes.push(format!("fs_view: {e}"))
+                    }
+                    Err(e) => return Err(format!("fs_view: {e}")),
                 }
-                Err(e) => return Err(format!("fs_view: {e}")),
             }
-        }
-        Err(e) => {
-            report
-                .notes
-                .push(format!("slot namespaces unavailable: {e}"));
-            if !allow.contains(&Layer::UserNs) || !allow.contains(&Layer::FsView) {
-                return Err(format!("user_ns: unshare failed: {e}"));
+            Err(e) => {
+                report
+                    .notes
+                    .push(format!("slot namespaces unavailable: {e}"));
+                if !allow.contains(&Layer::UserNs) || !allow.contains(&Layer::FsView) {
+                    return Err(format!("user_ns: unshare failed: {e}"));
+                }
             }
-        }
         },
     }
     report.fs_view = fs_view;
@@ -290,16 +290,17 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
         Ok((ours, job_srv, listener.map(|(_, p)| p)))
     };
     // Hands the server the spare's socket: the job's fds go there, not through us.
-    let announce = |(spare, job_srv, port): (OwnedFd, OwnedFd, Option<u16>)| -> Result<OwnedFd, String> {
-        let msg = serde_json::json!({"type": "spare", "port": port}).to_string();
-        sys::send_with_fds(
-            ctrl,
-            msg.as_bytes(),
-            &[spare.as_raw_fd(), job_srv.as_raw_fd()],
-        )
-        .map_err(|e| format!("announcing a spare: {e}"))?;
-        Ok(spare)
-    };
+    let announce =
+        |(spare, job_srv, port): (OwnedFd, OwnedFd, Option<u16>)| -> Result<OwnedFd, String> {
+            let msg = serde_json::json!({"type": "spare", "port": port}).to_string();
+            sys::send_with_fds(
+                ctrl,
+                msg.as_bytes(),
+                &[spare.as_raw_fd(), job_srv.as_raw_fd()],
+            )
+            .map_err(|e| format!("announcing a spare: {e}"))?;
+            Ok(spare)
+        };
     let first = make_spare()?;
     let ready = serde_json::json!({"type": "ready"});
     sys::send_with_fds(ctrl, ready.to_string().as_bytes(), &[]).map_err(|e| e.to_string())?;

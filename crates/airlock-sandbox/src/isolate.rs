@@ -273,7 +273,10 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
         },
         Tier::Container => {
             let Some(port) = req.proxy_port.filter(|_| listener.is_some()) else {
-                setup_fail_after_job(spare, "container tier: the spare has no proxy listener".into());
+                setup_fail_after_job(
+                    spare,
+                    "container tier: the spare has no proxy listener".into(),
+                );
             };
             let scratch = match make_scratch(plan) {
                 Ok(d) => d,
@@ -785,6 +788,12 @@ fn script_process(
     let _ = sys::set_pdeathsig(libc::SIGKILL);
     // SAFETY: setsid has no memory effects; a new session detaches from any terminal.
     unsafe { libc::setsid() };
+    if plan.tier == Tier::Container {
+        // The container tier's zygote is not dumpable (see the helper); the script may
+        // read its own /proc/self like in the full tier. Nothing outside its Landlock
+        // domain can be reached from it, and nothing in the domain is more than it.
+        let _ = sys::set_dumpable(true);
+    }
 
     // Fixed fds: 0/1/2 = /dev/null (1/2 become the output pipes once the job arrives),
     // 3 = control socket (later), 4 = report pipe, 5 = socket the job arrives on.

@@ -555,7 +555,13 @@ impl Sandbox {
             Tier::Full => None,
             Tier::Container => {
                 let base = cfg.scratch_dir.clone().unwrap_or_else(default_scratch_base);
-                Some(ScratchRoot::create(&base, &tag, cfg.slots, cfg.uid_base, root)?)
+                Some(ScratchRoot::create(
+                    &base,
+                    &tag,
+                    cfg.slots,
+                    cfg.uid_base,
+                    root,
+                )?)
             }
         };
         let (free_tx, free_rx) = mpsc::unbounded_channel();
@@ -639,9 +645,10 @@ impl Sandbox {
         }
         let cl = child_layers.unwrap_or_default();
         if let Some(s) = &sandbox.inner.scratch {
-            layers
-                .notes
-                .push(format!("scratch: per-execution directories under {}", s.0.display()));
+            layers.notes.push(format!(
+                "scratch: per-execution directories under {}",
+                s.0.display()
+            ));
         }
         for l in [
             Layer::UserNs,

@@ -6,11 +6,11 @@
 //! and narrows `socket()` to unix/IPv4/IPv6 stream and datagram sockets. The filters are
 //! built once in the helper (before Python starts) and installed after every other layer.
 
+use crate::config::Tier;
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
     SeccompFilter, SeccompRule, TargetArch,
 };
-use crate::config::Tier;
 use std::collections::BTreeMap;
 
 /// Syscalls refused outright with EPERM.

@@ -634,7 +634,9 @@ pub(crate) fn local_port(fd: RawFd) -> io::Result<u16> {
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: pointer and length describe a live, writable sockaddr_in.
-    cvt_i(unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len) })?;
+    cvt_i(unsafe {
+        libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len)
+    })?;
     Ok(u16::from_be(addr.sin_port))
 }
 

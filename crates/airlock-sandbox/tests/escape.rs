@@ -232,7 +232,10 @@ set_result(out)
     assert_ne!(r["bind"], json!("BOUND"), "{r}");
     assert_ne!(r["other_loopback"], json!("CONNECTED"), "{r}");
     assert!(tcp.accept().is_err(), "the listener saw a connection");
-    assert!(tcp2.accept().is_err(), "the 127.0.0.2 listener saw a connection");
+    assert!(
+        tcp2.accept().is_err(),
+        "the 127.0.0.2 listener saw a connection"
+    );
     let mut buf = [0u8; 16];
     assert!(
         udp.recv_from(&mut buf).is_err(),
@@ -295,7 +298,15 @@ set_result(out)
     assert_eq!(r["socketpair_control"], json!("ok"));
     assert_eq!(r["tcp_control"], json!("ok"));
     if container() {
-        for k in ["unix", "unix_dgram", "udp", "udp6", "icmp_dgram", "sctp", "mptcp"] {
+        for k in [
+            "unix",
+            "unix_dgram",
+            "udp",
+            "udp6",
+            "icmp_dgram",
+            "sctp",
+            "mptcp",
+        ] {
             assert_eq!(r[k], json!(libc::EPERM), "{k}: {r}");
         }
     } else {
@@ -991,8 +1002,7 @@ set_result(out)
 /// and environment is rewritten to the host path, which is readable and not writable,
 /// and other processes' command lines stay out of reach.
 async fn container_mounts_are_host_paths(sb: &Sandbox, host: &std::path::Path) {
-    let mut j = job(
-        r#"
+    let mut j = job(r#"
 import os
 d = os.environ["DATA_DIR"]
 out = {"dir": d, "data": open(os.path.join(d, "data.txt")).read()}
@@ -1008,8 +1018,7 @@ def cmdline(p):
         return type(e).__name__
 out["cmdline"] = [cmdline(p) for p in ("1", "self")]
 set_result(out)
-"#,
-    );
+"#);
     j.env.insert("DATA_DIR".into(), "/airlock/test".into());
     let r = result_of(sb, j).await;
     assert_eq!(r["dir"], json!(host.to_string_lossy()), "{r}");
@@ -1017,7 +1026,10 @@ set_result(out)
     assert_eq!(r["write"], json!("PermissionError"), "{r}");
     assert_eq!(
         r["cmdline"],
-        json!(["PermissionError", format!("airlock-sandbox\0{HELPER_ARG}\0")]),
+        json!([
+            "PermissionError",
+            format!("airlock-sandbox\0{HELPER_ARG}\0")
+        ]),
         "{r}"
     );
 }

@@ -8,13 +8,31 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-/// What the server does when an isolation layer is missing (`AIRLOCK_SANDBOX`).
+/// Which sandbox tier the server runs scripts in (`AIRLOCK_SANDBOX`); see the README,
+/// "Sandbox tiers".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxMode {
-    /// Refuse executions.
+    /// The full tier when every one of its layers works, else the container tier when
+    /// every one of *its* layers works, else refuse executions (the image's default).
+    Auto,
+    /// The full tier (namespaces and all), or refuse executions.
     Strict,
-    /// Run with the layers that work, and say so.
+    /// The container tier (no namespaces needed), or refuse executions.
+    Container,
+    /// Development only: the full tier with whatever layers happen to work.
     Permissive,
+}
+
+impl SandboxMode {
+    /// The tiers to try, in order.
+    pub fn tiers(self) -> &'static [airlock_sandbox::Tier] {
+        use airlock_sandbox::Tier;
+        match self {
+            SandboxMode::Auto => &[Tier::Full, Tier::Container],
+            SandboxMode::Strict | SandboxMode::Permissive => &[Tier::Full],
+            SandboxMode::Container => &[Tier::Container],
+        }
+    }
 }
 
 /// Which program installs packages (`AIRLOCK_PIP_INSTALLER`).
@@ -76,9 +94,11 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_SANDBOX_UID_BASE", default_value_t = 2_100_000)]
     pub sandbox_uid_base: u32,
 
-    /// Sandbox policy: `strict` refuses executions when any isolation layer is
-    /// missing; `permissive` runs with the layers that work (and says so in
-    /// /health and the startup banner).
+    /// Sandbox tier: `strict` runs the full tier (namespaces, a read-only
+    /// filesystem view, Landlock, seccomp, ...) or refuses executions; `container`
+    /// runs the tier an unprivileged container allows (no namespaces) or refuses;
+    /// `auto` picks the full tier when it works, else the container tier;
+    /// `permissive` (development only) runs with whatever layers work.
     #[arg(long, env = "AIRLOCK_SANDBOX", value_enum, default_value_t = SandboxMode::Strict)]
     pub sandbox: SandboxMode,
 

@@ -131,16 +131,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(sb) => {
             let layers = sb.layers();
             let missing: Vec<&str> = layers.missing().iter().map(|l| l.name()).collect();
-            if missing.is_empty() {
+            let tier = layers.tier;
+            if !missing.is_empty() {
                 println!(
-                    "  sandbox:    ready, every layer active ({} workers, landlock ABI {})",
+                    "  sandbox:    ready in PERMISSIVE mode (development only: scripts are NOT contained as documented); tier {tier}, missing layers: {}",
+                    missing.join(", ")
+                );
+            } else if tier == airlock_sandbox::Tier::Full {
+                println!(
+                    "  sandbox:    ready, tier full, every layer active ({} workers, landlock ABI {})",
                     config.worker_count(),
                     layers.landlock_abi
                 );
             } else {
                 println!(
-                    "  sandbox:    ready in PERMISSIVE mode; missing layers: {}",
-                    missing.join(", ")
+                    "  sandbox:    ready, tier {tier}, every layer of it active ({} workers, landlock ABI {}); \
+                     no namespaces here (README \"Sandbox tiers\" says what this tier does not guarantee)",
+                    config.worker_count(),
+                    layers.landlock_abi
                 );
             }
         }

@@ -1,13 +1,13 @@
 //! Starting the sandbox from the server's configuration.
 //!
 //! The sandbox itself lives in the `airlock-sandbox` crate (the only crate with
-//! `unsafe`). This module maps `Config` onto it and decides, once at start-up,
-//! whether executions can run: a missing isolation layer disables them unless
-//! the operator chose `AIRLOCK_SANDBOX=permissive`.
+//! `unsafe`). This module maps `Config` onto it and decides, once at start-up, in
+//! which tier executions run (`AIRLOCK_SANDBOX`: the first tier of the mode whose
+//! every layer works), or that they cannot run at all.
 
 use std::sync::Arc;
 
-use airlock_sandbox::{Layer, Limits, Sandbox, SandboxConfig};
+use airlock_sandbox::{Layer, Limits, Sandbox, SandboxConfig, Tier};
 
 use crate::config::{Config, SandboxMode};
 
@@ -76,8 +76,25 @@ pub async fn start(
     if config.sandbox == SandboxMode::Permissive {
         cfg.allow_missing = Layer::ALL.to_vec();
     }
-    Sandbox::start(cfg)
-        .await
-        .map(Arc::new)
-        .map_err(|e| format!("sandbox unavailable: {e}"))
+    start_tiers(cfg, config.sandbox.tiers()).await.map(Arc::new)
+}
+
+/// Starts `cfg` in the first of `tiers` whose layers all work; the error names why
+/// each tier could not start.
+pub async fn start_tiers(mut cfg: SandboxConfig, tiers: &[Tier]) -> Result<Sandbox, String> {
+    let mut why = Vec::new();
+    for &tier in tiers {
+        cfg.tier = tier;
+        match Sandbox::start(cfg.clone()).await {
+            Ok(sb) => {
+                if !why.is_empty() {
+                    tracing::warn!(tier = %tier, earlier = %why.join("; "),
+                        "sandbox: running in the {tier} tier");
+                }
+                return Ok(sb);
+            }
+            Err(e) => why.push(format!("{tier} tier: {e}")),
+        }
+    }
+    Err(format!("sandbox unavailable: {}", why.join("; ")))
 }

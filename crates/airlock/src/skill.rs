@@ -15,7 +15,10 @@ pub async fn render(state: &AppState, base: &str) -> ApiResult<String> {
     let profiles = state.catalog.list_profiles().await?;
     let limits = &state.runner.limits;
     let sandbox = match state.runner.sandbox() {
-        Some(_) => "ready".to_string(),
+        Some(sb) => match sb.layers().tier {
+            airlock_sandbox::Tier::Full => "ready, full tier (own namespaces, read-only filesystem view; /tmp is the scratch space)".to_string(),
+            airlock_sandbox::Tier::Container => "ready, container tier (no namespaces: write only to the working directory, which is also HOME and TMPDIR, not to /tmp; only TCP through the proxy; no subprocess may start its own session or process group)".to_string(),
+        },
         None => format!(
             "UNAVAILABLE ({}); executions are refused until the operator fixes it",
             state.runner.unavailable_reason().unwrap_or("unknown")

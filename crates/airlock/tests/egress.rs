@@ -152,9 +152,9 @@ async fn allowed_http_and_https_work_end_to_end_and_are_logged() {
     let (_, key) = env.profile(&ca_pem, hosts).await;
     let s = script(
         r#"
-with open("/tmp/ca.pem", "w") as f:
+with open("ca.pem", "w") as f:
     f.write(settings.get("CA_PEM"))
-ctx = ssl.create_default_context(cafile="/tmp/ca.pem")
+ctx = ssl.create_default_context(cafile="ca.pem")
 r = urllib.request.Request("http://127.0.0.2:P1/hello?q=1", headers={"X-Test": "yes", "Proxy-Authorization": "Basic c2VjcmV0"})
 out["http"] = get(r)
 out["https"] = get("https://127.0.0.3:P2/secure?q=2", context=ctx)
@@ -165,13 +165,24 @@ out["proxy_env"] = os.environ.get("HTTPS_PROXY")
             ("P2", tls.port().to_string()),
         ],
     );
-    let (id, r) = env.result(&key, &s).await;
+    let (id, mut r) = env.result(&key, &s).await;
+    // The container tier gives each execution a proxy port of its own.
+    let proxy_env = r["proxy_env"].take();
+    let port = proxy_env
+        .as_str()
+        .and_then(|u| u.strip_prefix("http://127.0.0.1:"))
+        .and_then(|p| p.parse::<u16>().ok());
+    if std::env::var("AIRLOCK_TEST_SANDBOX_TIER").as_deref() == Ok("container") {
+        assert!(port.is_some_and(|p| p != 3128), "{proxy_env}");
+    } else {
+        assert_eq!(port, Some(3128), "{proxy_env}");
+    }
     assert_eq!(
         r,
         json!({
             "http": {"status": 200, "body": "plain: GET /hello?q=1 HTTP/1.1"},
             "https": {"status": 200, "body": "tls: GET /secure?q=2 HTTP/1.1"},
-            "proxy_env": "http://127.0.0.1:3128",
+            "proxy_env": null,
         })
     );
     // The upstream got an origin-form request with Host set and no proxy/hop headers.
@@ -239,7 +250,7 @@ out["unlisted_ip"] = get("http://127.0.0.4:P1/x?secret=1")
 out["unlisted_name"] = get("http://localhost:P1/y")
 out["wrong_port"] = get("http://127.0.0.2:P3/z")
 out["https_unlisted"] = get("https://127.0.0.3:P2/")
-s = socket.create_connection(("127.0.0.1", 3128), timeout=15)
+s = socket.create_connection(("127.0.0.1", int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])), timeout=15)
 s.sendall(b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n")
 data = b""
 while True:
@@ -439,13 +450,20 @@ out["proxy_port"] = attempt(lambda: socket.create_connection(("127.0.0.1", 3128)
     let (eid, r) = env
         .result(&key, &script(body, &[("P1", plain.port().to_string())]))
         .await;
+    // Full tier: no loopback at all in the execution's namespace. Container tier: 3128
+    // is not the execution's own proxy port, and Landlock refuses it.
+    let proxy_port = if std::env::var("AIRLOCK_TEST_SANDBOX_TIER").as_deref() == Ok("container") {
+        "ERR:PermissionError:13"
+    } else {
+        "ERR:OSError:101"
+    };
     assert_eq!(
         r,
         json!({
             "env": [],
             // Landlock refuses the port before routing even starts.
             "http": {"error": "URLError: [Errno 13] Permission denied"},
-            "proxy_port": "ERR:OSError:101",
+            "proxy_port": proxy_port,
         })
     );
     assert!(plain.seen().is_empty());
@@ -547,10 +565,10 @@ async fn requests_and_httpx_work_through_the_proxy_unchanged() {
     let s = script(
         r#"
 import requests, httpx
-open("/tmp/ca.pem", "w").write(settings.get("CA_PEM"))
-ctx = ssl.create_default_context(cafile="/tmp/ca.pem")
+open("ca.pem", "w").write(settings.get("CA_PEM"))
+ctx = ssl.create_default_context(cafile="ca.pem")
 out["requests_http"] = requests.get("http://127.0.0.2:P1/r", timeout=15).text
-out["requests_https"] = requests.get("https://127.0.0.3:P2/r", timeout=15, verify="/tmp/ca.pem").text
+out["requests_https"] = requests.get("https://127.0.0.3:P2/r", timeout=15, verify="ca.pem").text
 out["httpx_http"] = httpx.get("http://127.0.0.2:P1/h", timeout=15).text
 out["httpx_https"] = httpx.get("https://127.0.0.3:P2/h", timeout=15, verify=ctx).text
 out["requests_refused"] = requests.get("http://127.0.0.4:P1/", timeout=15).status_code
@@ -607,7 +625,7 @@ async fn a_secret_sent_as_the_request_method_is_never_logged() {
     // A raw request line whose method is the credential's value.
     let s = script(
         r#"
-c = socket.create_connection(("127.0.0.1", 3128), timeout=15)
+c = socket.create_connection(("127.0.0.1", int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])), timeout=15)
 c.sendall((settings.get("API_TOKEN") + " http://127.0.0.2:P1/x HTTP/1.1\r\nHost: 127.0.0.2:P1\r\nConnection: close\r\n\r\n").encode())
 data = b""
 while True:

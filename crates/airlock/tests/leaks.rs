@@ -214,10 +214,10 @@ set_result(airlock._channel.recv().get("response"))
 "#,
     // The egress request line: method, host and path.
     r#"
-import socket, urllib.request
+import os, socket, urllib.request
 v = settings.get("API_TOKEN")
 def raw(line):
-    c = socket.create_connection(("127.0.0.1", 3128), timeout=15)
+    c = socket.create_connection(("127.0.0.1", int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])), timeout=15)
     c.sendall(line.encode())
     data = b""
     while True:
@@ -307,7 +307,12 @@ async fn a_script_learns_no_host_path_from_proc() {
     let script = r#"
 import os
 out = {"mountinfo": open("/proc/self/mountinfo").read()}
-out["cmdline"] = [open("/proc/%s/cmdline" % p, "rb").read().decode("latin-1") for p in ("1", "self")]
+def cmdline(p):
+    try:
+        return open("/proc/%s/cmdline" % p, "rb").read().decode("latin-1")
+    except OSError as e:
+        return type(e).__name__
+out["cmdline"] = [cmdline(p) for p in ("1", "self")]
 out["env"] = {k: v for k, v in os.environ.items() if "CERT" in k or "CA_BUNDLE" in k}
 out["bundle_readable"] = os.path.exists(out["env"].get("SSL_CERT_FILE", "/nonexistent"))
 set_result(out)
@@ -318,6 +323,21 @@ set_result(out)
     let r = &v["result"];
     let text = r.to_string();
     let data_dir = std::fs::canonicalize(env.dir.path()).unwrap();
+    if std::env::var("AIRLOCK_TEST_SANDBOX_TIER").as_deref() == Ok("container") {
+        // No mounts in the container tier: the CA bundle is seen at its host path
+        // (outside the data directory), the data directory is named nowhere, and
+        // other processes' command lines are out of reach.
+        let bundle = r["env"]["SSL_CERT_FILE"].as_str().unwrap_or_default();
+        assert!(
+            bundle.starts_with(&*env.public.path().to_string_lossy())
+                && bundle.ends_with("/ca-bundle.pem"),
+            "{text}"
+        );
+        assert_eq!(r["bundle_readable"], json!(true), "{text}");
+        assert_eq!(r["cmdline"][0], json!("PermissionError"), "{text}");
+        assert!(!text.contains(&*data_dir.to_string_lossy()), "{text}");
+        return;
+    }
     for host in [
         data_dir.to_string_lossy().to_string(),
         env.dir.path().to_string_lossy().to_string(),

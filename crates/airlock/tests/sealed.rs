@@ -709,7 +709,7 @@ out["regions"] = regions
 # Every file it can reach (the system trees are the host's, read-only, untouched).
 files = 0
 skip = ("/proc", "/sys", "/dev/", "/usr", "/lib", "/bin", "/sbin")
-roots = ["/", "/etc", "/tmp", "/dev/shm", "/run", "/var", "/opt", "/home", "/root", os.getcwd(),
+roots = ["/", "/etc", "/etc/ssl", "/tmp", "/dev/shm", "/run", "/var", "/opt", "/home", "/root", os.getcwd(),
          os.path.expanduser("~"), os.path.dirname(os.environ.get("SSL_CERT_FILE", "/"))]
 visited = set()
 for top in roots:

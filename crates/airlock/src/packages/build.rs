@@ -15,7 +15,7 @@ os.umask(0o022)
 cfg = json.loads(os.environ.pop("AIRLOCK_INSTALL"))
 try:
     p = subprocess.run(cfg["argv"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       cwd="/tmp", timeout=cfg["timeout"])
+                       cwd=os.getcwd(), timeout=cfg["timeout"])
     out, code = p.stdout.decode("utf-8", "replace"), p.returncode
 except subprocess.TimeoutExpired as e:
     out, code = (e.output or b"").decode("utf-8", "replace") + "\ninstaller timed out\n", -9
@@ -50,13 +50,13 @@ impl Packages {
                     sc.readonly_paths.push(dir.to_path_buf());
                 }
                 sc.writable_paths.push(self.cfg.build_dir());
-                if self.cfg.permissive {
+                if self.cfg.sandbox == SandboxMode::Permissive {
                     sc.allow_missing = Layer::ALL.to_vec();
                 }
-                Sandbox::start(sc)
+                crate::sandbox::start_tiers(sc, self.cfg.sandbox.tiers())
                     .await
                     .map(Arc::new)
-                    .map_err(|e| format!("install sandbox unavailable: {e}"))
+                    .map_err(|e| format!("install {e}"))
             })
             .await
             .clone()

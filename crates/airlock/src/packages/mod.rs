@@ -73,7 +73,8 @@ pub struct PackagesConfig {
     pub disk_bytes: u64,
     pub helper: Option<Vec<std::ffi::OsString>>,
     pub uid_base: u32,
-    pub permissive: bool,
+    /// The sandbox mode: the installer runs in the same tier as scripts.
+    pub sandbox: SandboxMode,
     /// A configuration error that disables installs.
     pub problem: Option<String>,
     /// Modules the warm workers pre-import (`AIRLOCK_PREIMPORT`).
@@ -113,7 +114,7 @@ impl PackagesConfig {
             helper: c.sandbox_helper.clone(),
             // The slot after the script slots: a uid of its own.
             uid_base: c.sandbox_uid_base + c.worker_count() as u32,
-            permissive: c.sandbox == SandboxMode::Permissive,
+            sandbox: c.sandbox,
         }
     }
 

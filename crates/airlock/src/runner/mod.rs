@@ -190,10 +190,26 @@ impl Runner {
     /// What `/health` and the admin status say about the sandbox.
     pub fn sandbox_status(&self) -> serde_json::Value {
         match self.sandbox() {
-            Some(s) => serde_json::json!({
-                "ready": true,
-                "layers": s.layers(),
-            }),
+            Some(s) => {
+                let layers = s.layers();
+                let names = |l: &[airlock_sandbox::Layer]| -> Vec<&'static str> {
+                    l.iter().map(|l| l.name()).collect()
+                };
+                let in_tier = layers.tier.layers();
+                let outside: Vec<airlock_sandbox::Layer> = airlock_sandbox::Layer::ALL
+                    .into_iter()
+                    .filter(|l| !in_tier.contains(l))
+                    .collect();
+                serde_json::json!({
+                    "ready": true,
+                    "tier": layers.tier.name(),
+                    "tier_layers": names(in_tier),
+                    "missing": names(&layers.missing()),
+                    "not_in_tier": names(&outside),
+                    "permissive": !layers.missing().is_empty(),
+                    "layers": layers,
+                })
+            }
             None => serde_json::json!({
                 "ready": false,
                 "reason": self.unavailable_reason(),

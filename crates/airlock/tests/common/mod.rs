@@ -68,6 +68,12 @@ pub fn sandboxed_config(data_dir: &Path) -> Config {
         airlock::sandbox::HELPER_ARG.into(),
     ]);
     c.workers = Some(2);
+    // `.ci/run` runs the suites that execute scripts once more in the container tier.
+    match std::env::var("AIRLOCK_TEST_SANDBOX_TIER").as_deref() {
+        Ok("container") => c.sandbox = airlock::config::SandboxMode::Container,
+        Ok("full") | Err(_) => {}
+        Ok(other) => panic!("AIRLOCK_TEST_SANDBOX_TIER={other}: use full or container"),
+    }
     c
 }
 

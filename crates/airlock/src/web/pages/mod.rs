@@ -124,8 +124,13 @@ pub struct SandboxView {
     pub ready: bool,
     pub reason: String,
     pub mode: String,
+    /// `full` or `container` (empty when not ready).
+    pub tier: String,
+    /// The layers of the tier, active or not.
     pub layers: Vec<LayerView>,
     pub missing: Vec<String>,
+    /// Layers that are not part of the tier (never "missing").
+    pub outside: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -162,13 +167,23 @@ fn sandbox_view_from(v: &Value) -> SandboxView {
         ready: v["ready"].as_bool().unwrap_or(false),
         reason: v["reason"].as_str().unwrap_or("").to_string(),
         mode: String::new(),
+        tier: v["tier"].as_str().unwrap_or("").to_string(),
         layers: Vec::new(),
         missing: Vec::new(),
+        outside: Vec::new(),
         notes: Vec::new(),
     };
+    let outside: Vec<&str> = v["not_in_tier"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    out.outside = outside.iter().map(|k| layer_label(k)).collect();
     if let Some(obj) = v["layers"].as_object() {
         for (k, val) in obj {
             match (k.as_str(), val) {
+                (name, Value::Bool(_)) if outside.contains(&name) => {}
+                // Best effort in every tier: shown when it is there, never "missing".
+                ("cgroup", Value::Bool(false)) => out.outside.push(layer_label("cgroup")),
                 (_, Value::Bool(active)) => {
                     let label = layer_label(k);
                     if !active {
@@ -290,6 +305,25 @@ pub use settings::{packages, settings};
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn sandbox_status_of_the_container_tier_names_what_it_leaves_out() {
+        let v = json!({"ready": true, "tier": "container", "not_in_tier": ["pid_ns", "fs_view"],
+            "layers": {"mode": "warm", "seccomp": true, "pid_ns": false, "fs_view": false,
+                       "landlock": true}});
+        let s = sandbox_view_from(&v);
+        assert_eq!(s.tier, "container");
+        assert!(s.missing.is_empty(), "{:?}", s.missing);
+        assert_eq!(
+            s.outside,
+            vec![
+                "PID namespace".to_string(),
+                "Read-only filesystem view".to_string()
+            ]
+        );
+        let labels: Vec<&str> = s.layers.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(labels, vec!["Landlock (files)", "seccomp filter"]);
+    }
 
     #[test]
     fn sandbox_status_lists_missing_layers() {
