@@ -3,13 +3,16 @@
 #
 #   docker build -t airlock .        (podman: podman build --format docker -t airlock .,
 #                                     since the OCI format drops the HEALTHCHECK)
-#   docker run -p 9090:9090 -v airlock_data:/data \
-#     --security-opt systempaths=unconfined --security-opt seccomp=unconfined airlock
+#   docker run -p 9090:9090 -v airlock_data:/data airlock
+#       the container tier (no namespaces needed), or, with the shipped profile:
+#   docker run -p 9090:9090 -v airlock_data:/data --security-opt systempaths=unconfined \
+#     --security-opt seccomp=deploy/seccomp.json airlock
+#       the full tier (deploy/test-image.sh checks both on a real Docker Engine)
 #
 # Both base images are build arguments so the file also builds where the public
 # registries are unreachable (deploy/test-image.sh imports a debootstrap root file
 # system as BASE_IMAGE and makes its own RUST_IMAGE from it).
-# See README.md, section "Docker", for the run flags and what degrades without them.
+# See README.md, sections "Docker" and "Sandbox tiers", for what each tier guarantees.
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -37,7 +40,7 @@ RUN apt-get update \
  && uv --version \
  && rm -rf /var/lib/apt/lists/*
 # An unprivileged account for operators who choose `--user airlock` together with
-# AIRLOCK_SANDBOX=permissive (see README "Docker": the uid_drop layer is then missing).
+# AIRLOCK_SANDBOX=permissive (development only: the uid_drop layer is then missing).
 # /data belongs to it so a fresh named volume is writable either way; root (the
 # default) writes to it through CAP_DAC_OVERRIDE. Mode 0711: others may only traverse
 # it (the sandbox slots reach /data/packages/envs, nothing else; files are 0600).
@@ -49,14 +52,15 @@ COPY --from=builder /out/airlock /usr/local/bin/airlock
 ENV AIRLOCK_BIND=0.0.0.0:9090 \
     AIRLOCK_DATA_DIR=/data \
     AIRLOCK_PYTHON=/usr/bin/python3 \
-    AIRLOCK_SANDBOX=strict
+    AIRLOCK_SANDBOX=auto
 VOLUME /data
 EXPOSE 9090
 WORKDIR /data
 
 # Deliberately root inside the container: the sandbox's first layer (uid_drop) drops
-# every worker slot from root to its own uid (2100000 + slot) before creating user
-# namespaces; without root that layer is missing and strict mode refuses executions.
+# every worker slot from root to its own uid (2100000 + slot) before anything else
+# (CAP_SETUID is in Docker's default set); without root that layer is missing and
+# neither tier starts.
 # No code from a script ever runs as root. To run unprivileged instead:
 #   docker run --user airlock -e AIRLOCK_SANDBOX=permissive ...
 USER root

@@ -550,9 +550,14 @@ async fn disk_fill_is_bounded_by_scratch() {
         )
         .await;
         assert_eq!(o.status, OutcomeStatus::Error, "{o:?}");
-        assert_eq!(
-            o.error.as_deref(),
-            Some("scratch space limit (8 MiB) exceeded: the execution was ended")
+        // Ended by the reaper, or, where the scratch filesystem is smaller than what
+        // the script manages to write before the next measurement (a container's
+        // 64 MB /dev/shm), by ENOSPC: either way the execution ends, not the server.
+        let error = o.error.as_deref().unwrap_or_default();
+        assert!(
+            error == "scratch space limit (8 MiB) exceeded: the execution was ended"
+                || error.contains("[Errno 28] No space left on device"),
+            "{error}"
         );
         assert_eq!(
             result(&sb, "import os\nset_result(os.listdir('.'))").await,
@@ -1347,12 +1352,12 @@ async fn killed_zygote_is_replaced() {
     let Some(sb) = sandbox(2).await else { return };
     let before = sb.zygote_pids().await;
     assert_eq!(before.len(), 2);
-    // SAFETY-free: kill our own child process by its pid.
-    let status = std::process::Command::new("kill")
-        .args(["-9", &before[0].to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // Our own child process, by its pid (no `kill` binary needed: a minimal image has none).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for i in 0..4 {
         assert_eq!(result(&sb, &format!("set_result({i})")).await, json!(i));
@@ -1381,13 +1386,15 @@ async fn cold_mode_applies_the_same_layers() {
     let Some(sb) = start(cfg).await else { return };
     assert_eq!(sb.layers().mode, "cold");
     assert!(sb.layers().missing().is_empty() || !sb.layers().uid_drop);
+    let secret = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(secret.path(), "TOPSECRET").unwrap();
     let r = result(
         &sb,
-        r#"
+        &r#"
 import os, socket
 f = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
 try:
-    open("/work/main/Cargo.toml")
+    open("@SECRET@")
     w = "READ"
 except OSError as e:
     w = type(e).__name__
@@ -1397,7 +1404,8 @@ except OSError as e:
     pids = type(e).__name__
 set_result({"nnp": f["NoNewPrivs"].strip(), "sec": f["Seccomp"].strip(), "cap": f["CapEff"].strip(),
             "pids": pids, "work": w, "keys": settings.keys()})
-"#,
+"#
+        .replace("@SECRET@", &secret.path().to_string_lossy()),
     )
     .await;
     // The container tier has no mount view: the host file exists, unreadable.

@@ -14,7 +14,8 @@
 //! (default 200), `BENCH_GAP_MS` (default 10), `BENCH_TOTAL` (default 1000),
 //! `BENCH_CLIENTS` (default 8), `BENCH_HELPER` (the `airlock` binary whose sandbox
 //! helper runs the scripts; default: this build's), so two builds can be compared in
-//! alternating runs).
+//! alternating runs), `BENCH_TIERS` (default `full,container`: each sandbox tier in
+//! turn, each against its own baseline).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::process::Command;
@@ -113,12 +114,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async move {
+    let tiers = std::env::var("BENCH_TIERS").unwrap_or_else(|_| "full,container".into());
+    for tier in tiers.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let mode = match tier {
+            "full" => airlock::config::SandboxMode::Strict,
+            "container" => airlock::config::SandboxMode::Container,
+            other => panic!("BENCH_TIERS: unknown tier {other:?} (full, container)"),
+        };
+        println!("\n== {tier} tier");
+        rt.block_on(bench(mode, &python, &bare, runs, total, clients, gap));
+    }
+}
+
+async fn bench(
+    mode: airlock::config::SandboxMode,
+    python: &str,
+    bare: &(impl Fn() -> Duration + Clone + Send + 'static),
+    runs: usize,
+    total: usize,
+    clients: usize,
+    gap: Duration,
+) {
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = airlock::config::Config::for_data_dir(dir.path());
-        cfg.python = python.clone().into();
+        cfg.sandbox = mode;
+        cfg.python = python.into();
         cfg.queue_size = 4096;
-        let helper = std::env::var("BENCH_HELPER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_airlock").into());
+        let helper =
+            std::env::var("BENCH_HELPER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_airlock").into());
         cfg.sandbox_helper = Some(vec![helper.into(), airlock::sandbox::HELPER_ARG.into()]);
         let app = airlock::app::App::open(cfg).await.expect("airlock starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -132,20 +156,63 @@ fn main() {
             .send()
             .await
             .unwrap();
-        let cookie = setup.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let cookie = setup.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         let admin = |m: reqwest::Method, path: &str, body: Value| {
-            http.request(m, format!("{base_url}{path}")).header("cookie", &cookie).json(&body).send()
+            http.request(m, format!("{base_url}{path}"))
+                .header("cookie", &cookie)
+                .json(&body)
+                .send()
         };
-        admin(reqwest::Method::POST, "/api/admin/credentials", json!({"name": "API_KEY", "value": "sk_bench_0123456789abcdef"})).await.unwrap();
-        let p: Value = admin(reqwest::Method::POST, "/api/admin/profiles", json!({"description": "bench", "credentials": ["API_KEY"]}))
-            .await.unwrap().json().await.unwrap();
+        admin(
+            reqwest::Method::POST,
+            "/api/admin/credentials",
+            json!({"name": "API_KEY", "value": "sk_bench_0123456789abcdef"}),
+        )
+        .await
+        .unwrap();
+        let p: Value = admin(
+            reqwest::Method::POST,
+            "/api/admin/profiles",
+            json!({"description": "bench", "credentials": ["API_KEY"]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
         let id = p["id"].as_str().unwrap();
-        let locked: Value = admin(reqwest::Method::POST, &format!("/api/admin/profiles/{id}/lock"), json!({}))
-            .await.unwrap().json().await.unwrap();
+        let locked: Value = admin(
+            reqwest::Method::POST,
+            &format!("/api/admin/profiles/{id}/lock"),
+            json!({}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
         let (key_id, secret) = locked["key"].as_str().unwrap().split_once(':').unwrap();
-        let client = std::sync::Arc::new(Client { http: http.clone(), base: base_url.clone(), key_id: key_id.into(), secret: secret.into() });
+        let client = std::sync::Arc::new(Client {
+            http: http.clone(),
+            base: base_url.clone(),
+            key_id: key_id.into(),
+            secret: secret.into(),
+        });
 
-        let layers: Value = http.get(format!("{base_url}/health")).send().await.unwrap().json().await.unwrap();
+        let layers: Value = http
+            .get(format!("{base_url}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         println!("sandbox: {}", layers["sandbox"]);
 
         for _ in 0..20 {
@@ -211,7 +278,10 @@ fn main() {
             ms(p50),
             ms(p99)
         );
-        println!("ratio      e2e p50 / baseline p50              {:.2}  (target <= 0.50)", ratio(p50));
+        println!(
+            "ratio      e2e p50 / baseline p50              {:.2}  (target <= 0.50)",
+            ratio(p50)
+        );
         println!(
             "back2back  set_result(1) via HTTP, no gap      p50 {:7.2} ms  p99 {:7.2} ms  (ratio {:.2} to bare starts back to back, p50 {:.2} ms)",
             ms(b2b50),
@@ -224,5 +294,6 @@ fn main() {
             completed as f64 / elapsed.as_secs_f64(),
             submitted - completed
         );
-    });
+        app.state.runner.sandbox().unwrap().shutdown().await;
+    }
 }

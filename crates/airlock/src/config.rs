@@ -102,6 +102,12 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_SANDBOX", value_enum, default_value_t = SandboxMode::Strict)]
     pub sandbox: SandboxMode,
 
+    /// Container tier only: the directory under which each execution gets its own
+    /// scratch directory. Default: /dev/shm when it is a tmpfs, else the system
+    /// temporary directory.
+    #[arg(long, env = "AIRLOCK_SCRATCH_DIR")]
+    pub scratch_dir: Option<PathBuf>,
+
     /// Concurrent executions (sandbox slots). Defaults to the number of cores.
     #[arg(long, env = "AIRLOCK_WORKERS")]
     pub workers: Option<usize>,
@@ -217,6 +223,7 @@ impl Config {
             python_paths: Vec::new(),
             sandbox_uid_base: 2_100_000,
             sandbox: SandboxMode::Strict,
+            scratch_dir: None,
             workers: None,
             queue_size: 256,
             max_timeout: 60,

@@ -71,6 +71,7 @@ pub async fn start(
         ));
     }
     cfg.uid_base = config.sandbox_uid_base;
+    cfg.scratch_dir = config.scratch_dir.clone();
     cfg.slots = config.worker_count();
     cfg.limits = limits;
     if config.sandbox == SandboxMode::Permissive {

@@ -251,7 +251,10 @@ The secret never travels.
   for prose; keep numbers in code. The prompt is scrubbed before you see it.
 - The same through `import airlock` (`airlock.settings`, `airlock.set_result`, `airlock.llm`).
 - Deterministic: `TZ=UTC`, UTF-8, `PYTHONHASHSEED=0`, `random` seeded with 0.
-- Sandboxed: no access to the host's files, only a private `/tmp`; network only through
+- Sandboxed: no access to the host's files; write scratch files to the working directory
+  (`os.getcwd()`, also `HOME` and `TMPDIR`, so `tempfile` works): it is a private `/tmp` in
+  the full tier, and `/tmp` itself is not writable in the container tier ("This instance"
+  below says which); network only through
   Airlock's egress rules for the profile's allowed hosts (none by default); limited memory,
   CPU time, processes and output.
 - An uncaught exception ends as `error` with the traceback of your script's lines.
