@@ -28,6 +28,10 @@ const SKIPPED: &[(&str, &str)] = &[
         "docker build -t airlock .",
         "needs a container engine (deploy/test-image.sh covers the image)",
     ),
+    (
+        "docker run -d --name airlock -p 127.0.0.1:9090:9090 -v airlock_data:/data \\",
+        "needs a container engine (deploy/test-image.sh runs the image with these options)",
+    ),
     ("cargo test --workspace", "is the test suite itself"),
     (
         "cargo bench -p airlock --bench e2e",
