@@ -288,6 +288,11 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
             }
         }
     };
+    // Container tier: if R is killed (the execution dropped), the script and its
+    // children come back to C, which ends their group and reaps them.
+    if plan.tier == Tier::Container && sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).is_err() {
+        setup_fail_after_job(spare, "PR_SET_CHILD_SUBREAPER failed".into());
+    }
     // 1. Namespaces (full tier): a fresh user namespace owns all the others.
     let all = libc::CLONE_NEWUSER
         | libc::CLONE_NEWPID
@@ -546,15 +551,22 @@ fn scratch_usage(dir: &Path, max_entries: u64) -> (u64, u64) {
     (bytes, entries)
 }
 
-/// Sends SIGKILL to a process group until it is gone (bounded). A group signal reaches
-/// every member at once, so a member that forks cannot outrun it.
+/// Sends SIGKILL to a process group until it is gone (bounded), reaping its members as
+/// they die: the caller is a child subreaper, so every member whose parent is gone is
+/// its child, and a zombie still counts as a member. A group signal reaches every
+/// member at once, so a member that forks cannot outrun it.
 fn kill_group(pgid: i32) {
-    for _ in 0..100 {
+    for _ in 0..2000 {
         // SAFETY: kill() with integer arguments.
         if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        while let Ok((p, _)) = sys::waitpid(-1, libc::WNOHANG) {
+            if p <= 0 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
     }
 }
 
@@ -572,10 +584,10 @@ fn container_reap(plan: &ChildPlan, dir: &Path, pid: i32, report_w: RawFd) -> ! 
     loop {
         match sys::waitpid(-1, libc::WNOHANG) {
             Ok((p, st)) if p == pid => {
+                report_line(report_w, b'S', &st.to_string());
                 kill_group(pid);
                 // Every remaining child is a member of that group: wait for all of them.
                 while sys::waitpid(-1, 0).is_ok() {}
-                report_line(report_w, b'S', &st.to_string());
                 sys::exit_now(0);
             }
             Ok((p, _)) if p > 0 => continue,
@@ -598,7 +610,9 @@ fn container_reap(plan: &ChildPlan, dir: &Path, pid: i32, report_w: RawFd) -> ! 
             if bytes > cap || entries > max_entries {
                 over = true;
                 report_line(report_w, b'X', "scratch");
-                kill_group(pid);
+                // The script's exit is reaped (and the rest of its group ended) above.
+                // SAFETY: kill() with integer arguments.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
             }
         }
     }
