@@ -113,6 +113,17 @@ fn arch() -> TargetArch {
     }
 }
 
+/// A filter that allows everything but the calls `rules` match, which fail with `errno`.
+fn refuse_with(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: libc::c_int) -> Built<BpfProgram> {
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        arch(),
+    )?
+    .try_into()
+}
+
 /// The EPERM deny-list filter, with argument checks for clone, socket, personality, ioctl.
 pub(crate) fn deny_filter() -> Built<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -192,26 +203,14 @@ pub(crate) fn deny_filter() -> Built<BpfProgram> {
     }
     rules.insert(libc::SYS_rt_sigqueueinfo, vec![]);
     rules.insert(libc::SYS_rt_tgsigqueueinfo, vec![]);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch(),
-    )?;
-    filter.try_into()
+    refuse_with(rules, libc::EPERM)
 }
 
 /// clone3() fails with ENOSYS so glibc falls back to clone(), whose flags we can inspect.
 pub(crate) fn clone3_filter() -> Built<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     rules.insert(libc::SYS_clone3, vec![]);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch(),
-    )?;
-    filter.try_into()
+    refuse_with(rules, libc::ENOSYS)
 }
 
 const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
@@ -329,13 +328,7 @@ pub(crate) fn container_filter() -> Built<BpfProgram> {
             )?])?],
         );
     }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch(),
-    )?;
-    filter.try_into()
+    refuse_with(rules, libc::EPERM)
 }
 
 /// All filters of a tier, in installation order.
