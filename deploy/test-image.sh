@@ -159,9 +159,12 @@ TARGET_TMP="$ROOT/target/tmp"
 
 # Starts a container of $IMAGE named $1 with the remaining arguments as options;
 # waits for /health (reached inside the container: --network none).
+# A run killed before its cleanup leaves the container and its volume behind (the admin
+# password already set): both are removed first so every run starts from an empty /data.
 run_container() {
     local name=$1; shift
     docker rm -f "$name" >/dev/null 2>&1 || true
+    docker volume rm -f "$name" >/dev/null 2>&1 || true
     docker run -d --name "$name" --network none "$@" "$IMAGE" >/dev/null
     CONTAINERS+=("$name")
     for _ in $(seq 1 60); do
