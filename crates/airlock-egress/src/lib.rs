@@ -38,7 +38,8 @@ pub use addresses::non_public;
 pub use event::EgressEvent;
 pub use hook::{NoHook, Passed, Refusal, RequestHook, TunnelMode};
 pub use policy::{
-    check, logged_method, HostRule, Policy, Target, TargetHost, Verdict, DEFAULT_PORTS,
+    check, is_tcp_entry, logged_method, HostRule, Policy, Target, TargetHost, TcpDestination,
+    Verdict, DEFAULT_PORTS, MAX_TCP_DESTINATIONS, TCP_SCHEME,
 };
 pub use serve::{attempt_failed, EgressConfig, EgressLimits};
 pub use session::{Events, Listen, PendingListener, Session, Stopper};

@@ -106,6 +106,94 @@ impl HostRule {
     }
 }
 
+// ---------------------------------------------------------------------------
+// TCP destinations: `tcp://host:port`
+// ---------------------------------------------------------------------------
+
+/// The prefix that makes an `allowed_hosts` entry a raw TCP destination.
+pub const TCP_SCHEME: &str = "tcp://";
+
+/// TCP destinations one profile may list (each is a listener in every execution).
+pub const MAX_TCP_DESTINATIONS: usize = 16;
+
+/// One `tcp://host:port` entry: a destination reached with raw TCP (databases, caches,
+/// anything that is not HTTP), under its own name and port inside the sandbox. Names
+/// only, or IPv4 loopback literals: the sandbox maps a name to an address of its own
+/// loopback where the server listens, and an address outside `127.0.0.0/8` would have
+/// no route there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpDestination {
+    host: TargetHost,
+    port: u16,
+    text: String,
+}
+
+impl TcpDestination {
+    /// Parses `tcp://host:port` (case-insensitive); `None` for anything else.
+    pub fn parse(entry: &str) -> Option<TcpDestination> {
+        let text = entry.trim().to_ascii_lowercase();
+        let rest = text.strip_prefix(TCP_SCHEME)?;
+        let (h, p) = rest.rsplit_once(':')?;
+        let port = p.parse::<u16>().ok().filter(|p| *p > 0)?;
+        if h.starts_with('[') || h.starts_with("*.") || h.contains('/') {
+            return None;
+        }
+        let target = Target::new(h, port)?;
+        match target.host {
+            TargetHost::Ip(IpAddr::V4(ip)) if ip.is_loopback() => {}
+            TargetHost::Ip(_) => return None,
+            TargetHost::Name(_) => {}
+        }
+        Some(TcpDestination {
+            host: target.host,
+            port,
+            text,
+        })
+    }
+
+    /// The host as the script writes it (a name, or a loopback address).
+    pub fn host(&self) -> &TargetHost {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The entry as listed (`tcp://db.internal:5432`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where the forwarder connects: the entry names this host exactly, so (as an
+    /// exact `allowed_hosts` entry does) it may resolve to a non-public address.
+    pub fn target(&self) -> Target {
+        Target {
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+
+    /// The `tcp://` entries of a profile's `allowed_hosts`, in order (at most
+    /// [`MAX_TCP_DESTINATIONS`]; the API refuses more on the way in).
+    pub fn from_allowed_hosts(allowed: &Option<Vec<String>>) -> Vec<TcpDestination> {
+        allowed
+            .iter()
+            .flatten()
+            .filter_map(|e| TcpDestination::parse(e))
+            .take(MAX_TCP_DESTINATIONS)
+            .collect()
+    }
+}
+
+/// Whether an `allowed_hosts` entry is a `tcp://` destination (valid or not).
+pub fn is_tcp_entry(entry: &str) -> bool {
+    entry
+        .trim()
+        .get(..TCP_SCHEME.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(TCP_SCHEME))
+}
+
 /// A profile's egress policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
@@ -122,8 +210,13 @@ impl Policy {
         match allowed {
             None => Some(Policy::Unrestricted),
             Some(list) if list.is_empty() => None,
+            // `tcp://` entries are destinations of their own (listeners), never
+            // HTTP(S) rules; a list of only those still gives the execution a network.
             Some(list) => Some(Policy::Allow(
-                list.iter().filter_map(|p| HostRule::parse(p)).collect(),
+                list.iter()
+                    .filter(|p| !is_tcp_entry(p))
+                    .filter_map(|p| HostRule::parse(p))
+                    .collect(),
             )),
         }
     }
@@ -131,6 +224,9 @@ impl Policy {
     fn describe(&self) -> String {
         match self {
             Policy::Unrestricted => "unrestricted (any public host)".into(),
+            Policy::Allow(rules) if rules.is_empty() => {
+                "no HTTP(S) host: the profile lists only tcp:// destinations".into()
+            }
             Policy::Allow(rules) => rules
                 .iter()
                 .map(|r| r.text.as_str())
@@ -299,6 +395,49 @@ mod tests {
             Verdict::Allowed { rule, explicit } => Some((rule, explicit)),
             Verdict::Refused(_) => None,
         }
+    }
+
+    #[test]
+    fn tcp_entries_are_destinations_not_http_rules() {
+        let list = Some(vec![
+            "tcp://DB.internal:5432".to_string(),
+            "tcp://127.0.0.1:6379".to_string(),
+            "api.example.com".to_string(),
+        ]);
+        let tcp = TcpDestination::from_allowed_hosts(&list);
+        assert_eq!(tcp.len(), 2);
+        assert_eq!(tcp[0].text(), "tcp://db.internal:5432");
+        assert_eq!(tcp[0].host(), &TargetHost::Name("db.internal".into()));
+        assert_eq!(tcp[0].port(), 5432);
+        assert_eq!(
+            tcp[1].target(),
+            Target::new("127.0.0.1", 6379).expect("valid")
+        );
+        let p = Policy::from_allowed_hosts(&list).expect("network");
+        assert_eq!(allowed(&p, "db.internal", 5432), None, "not an HTTP rule");
+        assert!(allowed(&p, "api.example.com", 443).is_some());
+        // Only tcp:// entries: the execution has a network, HTTP(S) goes nowhere.
+        let only =
+            Policy::from_allowed_hosts(&Some(vec!["tcp://db:5432".into()])).expect("network");
+        match check(&only, &t("db", 443)) {
+            Verdict::Refused(r) => assert!(r.contains("only tcp:// destinations"), "{r}"),
+            v => panic!("{v:?}"),
+        }
+        for bad in [
+            "tcp://db.internal",
+            "tcp://*.internal:5432",
+            "tcp://10.0.0.5:5432",
+            "tcp://[::1]:5432",
+            "tcp://db:0",
+            "tcp://db:70000",
+            "tcp://:5432",
+            "tcp://db/x:5432",
+            "db.internal:5432",
+        ] {
+            assert_eq!(TcpDestination::parse(bad), None, "{bad}");
+        }
+        assert!(is_tcp_entry(" TCP://db:1"));
+        assert!(!is_tcp_entry("db:5432"));
     }
 
     #[test]

@@ -66,8 +66,28 @@ pub fn host_patterns(list: &[String]) -> Result<Vec<String>, Invalid> {
         )));
     }
     let mut out = Vec::with_capacity(list.len());
+    let mut tcp = 0;
     for raw in list {
         let p = raw.trim().to_ascii_lowercase();
+        if airlock_egress::is_tcp_entry(&p) {
+            if airlock_egress::TcpDestination::parse(&p).is_none() {
+                return Err(Invalid::new(format!(
+                    "allowed_hosts entry {:?} is invalid: a TCP destination is tcp://host:port with a host name (db.internal) or a 127.x.y.z address and a port; for another IP address give it a name the server resolves",
+                    truncate_for_message(raw)
+                )));
+            }
+            if !out.contains(&p) {
+                tcp += 1;
+                if tcp > airlock_egress::MAX_TCP_DESTINATIONS {
+                    return Err(Invalid::new(format!(
+                        "allowed_hosts has too many tcp:// destinations: at most {}",
+                        airlock_egress::MAX_TCP_DESTINATIONS
+                    )));
+                }
+                out.push(p);
+            }
+            continue;
+        }
         if !host_pattern_ok(&p) {
             return Err(Invalid::new(format!(
                 "allowed_hosts entry {:?} is invalid: use a host name (api.example.com), a wildcard subdomain (*.example.com) or an IP, optionally with :port",
@@ -79,6 +99,44 @@ pub fn host_patterns(list: &[String]) -> Result<Vec<String>, Invalid> {
         }
     }
     Ok(out)
+}
+
+/// Ports of database and cache protocols, which never speak through an HTTP proxy.
+const DATABASE_PORTS: [(u16, &str); 9] = [
+    (5432, "PostgreSQL"),
+    (3306, "MySQL"),
+    (6379, "Redis"),
+    (27017, "MongoDB"),
+    (1433, "SQL Server"),
+    (1521, "Oracle"),
+    (5672, "AMQP"),
+    (9042, "Cassandra"),
+    (11211, "memcached"),
+];
+
+/// Refuses a plain `host:port` entry on a database port, which would only allow HTTP(S)
+/// through the proxy there: the caller almost certainly meant `tcp://host:port`.
+/// Checked where profiles are edited, not on import (an old export stays importable).
+pub fn no_database_port_as_http(list: &[String]) -> Result<(), Invalid> {
+    for p in list {
+        if airlock_egress::is_tcp_entry(p) {
+            continue;
+        }
+        let Some((_, port)) = p.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        if let Some((_, what)) = DATABASE_PORTS.iter().find(|(n, _)| *n == port) {
+            return Err(Invalid::new(format!(
+                "allowed_hosts entry {:?} would allow HTTP(S) on port {port} ({what}), which database drivers do not speak: list it as \"tcp://{}\" to reach it with raw TCP",
+                truncate_for_message(p),
+                truncate_for_message(p)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn host_pattern_ok(p: &str) -> bool {
@@ -199,5 +257,30 @@ mod tests {
         ] {
             assert!(host_patterns(&[bad.to_string()]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tcp_destinations() {
+        let ok = host_patterns(&[
+            "TCP://DB.internal:5432".into(),
+            "tcp://db.internal:5432".into(),
+            "tcp://127.0.0.1:6379".into(),
+        ])
+        .unwrap();
+        assert_eq!(ok, vec!["tcp://db.internal:5432", "tcp://127.0.0.1:6379"]);
+        for bad in [
+            "tcp://db.internal",
+            "tcp://10.0.0.5:5432",
+            "tcp://*.internal:5432",
+        ] {
+            let e = host_patterns(&[bad.to_string()]).unwrap_err();
+            assert!(e.0.contains("tcp://host:port"), "{bad}: {e}");
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("tcp://db{i}:5432")).collect();
+        assert!(host_patterns(&many).unwrap_err().0.contains("at most 16"));
+        let e = no_database_port_as_http(&["db.internal:5432".into()]).unwrap_err();
+        assert!(e.0.contains("tcp://db.internal:5432"), "{e}");
+        assert!(no_database_port_as_http(&["api.example.com:8443".into()]).is_ok());
+        assert!(no_database_port_as_http(&["tcp://db.internal:5432".into()]).is_ok());
     }
 }

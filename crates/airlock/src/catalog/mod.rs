@@ -420,7 +420,11 @@ impl Catalog {
         if let Some(h) = patch.allowed_hosts {
             row.allowed_hosts = match h {
                 None => None,
-                Some(list) => Some(validate::host_patterns(&list)?),
+                Some(list) => {
+                    let list = validate::host_patterns(&list)?;
+                    validate::no_database_port_as_http(&list)?;
+                    Some(list)
+                }
             };
         }
         row.updated_at = Utc::now();

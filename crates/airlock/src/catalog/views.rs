@@ -71,6 +71,11 @@ impl SealingPatch {
         if let Some(h) = &self.bound_hosts {
             s.hosts = validate::host_patterns(h)
                 .map_err(|e| Invalid(e.0.replace("allowed_hosts", "bound_hosts")))?;
+            if let Some(t) = s.hosts.iter().find(|h| airlock_egress::is_tcp_entry(h)) {
+                return Err(Invalid::new(format!(
+                    "bound_hosts entry {t:?} is a TCP destination: a sealed HTTP credential is bound to HTTP(S) hosts (api.example.com)"
+                )));
+            }
         }
         if let Some(m) = &self.bound_methods {
             let mut out = Vec::new();
