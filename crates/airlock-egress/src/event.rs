@@ -26,6 +26,9 @@ pub struct EgressEvent {
     pub bytes_up: u64,
     /// Bytes received from upstream.
     pub bytes_down: u64,
+    /// From the start of the attempt to its end (a tunnel's or TCP connection's
+    /// whole life).
+    pub duration_ms: u64,
     pub allowed: bool,
     /// The rule that allowed it, or why it was refused.
     pub reason: String,
@@ -41,6 +44,7 @@ pub(crate) struct Attempt {
     shared: Arc<Shared>,
     pub(crate) row: Option<EgressEvent>,
     pub(crate) meter: Arc<Meter>,
+    started: std::time::Instant,
 }
 
 impl Attempt {
@@ -61,12 +65,14 @@ impl Attempt {
                 path,
                 bytes_up: 0,
                 bytes_down: 0,
+                duration_ms: 0,
                 allowed: false,
                 reason: String::new(),
                 violation: false,
                 substituted: Vec::new(),
             }),
             meter: Arc::new(Meter::new(shared.clone())),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -92,6 +98,7 @@ impl Drop for Attempt {
         };
         row.bytes_up = self.meter.up.load(Ordering::Relaxed);
         row.bytes_down = self.meter.down.load(Ordering::Relaxed);
+        row.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if let Some(cut) = self.meter.cut.lock().ok().and_then(|c| c.clone()) {
             row.reason = format!("{}; {cut}", row.reason);
         }

@@ -32,6 +32,7 @@ pub mod policy;
 mod relay;
 mod serve;
 mod session;
+mod tcp;
 pub mod tls;
 
 pub use addresses::non_public;
@@ -41,7 +42,7 @@ pub use policy::{
     check, is_tcp_entry, logged_method, HostRule, Policy, Target, TargetHost, TcpDestination,
     Verdict, DEFAULT_PORTS, MAX_TCP_DESTINATIONS, TCP_SCHEME,
 };
-pub use serve::{attempt_failed, EgressConfig, EgressLimits};
+pub use serve::{attempt_failed, EgressConfig, EgressLimits, Listeners};
 pub use session::{Events, Listen, PendingListener, Session, Stopper};
 pub use tls::{EgressTls, TlsError};
 

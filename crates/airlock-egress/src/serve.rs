@@ -25,7 +25,7 @@ use crate::event::{Attempt, EgressEvent};
 use crate::hook::{RequestHook, TunnelMode};
 use crate::intercept::{intercept, Interception};
 use crate::meter::{Activity, Metered};
-use crate::policy::{check, HostRule, Policy, Target, TargetHost, Verdict};
+use crate::policy::{check, HostRule, Policy, Target, TargetHost, TcpDestination, Verdict};
 use crate::relay::forward;
 use crate::tls::EgressTls;
 
@@ -46,6 +46,9 @@ pub struct EgressLimits {
     pub dns_timeout: Duration,
     /// Log rows kept per execution; later attempts are still enforced, not logged.
     pub max_log_rows: u64,
+    /// A forwarded TCP connection (a `tcp://` destination) is cut after this long,
+    /// busy or not.
+    pub max_tcp_duration: Duration,
 }
 
 impl Default for EgressLimits {
@@ -57,6 +60,7 @@ impl Default for EgressLimits {
             connect_timeout: Duration::from_secs(10),
             dns_timeout: Duration::from_secs(5),
             max_log_rows: 1000,
+            max_tcp_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -68,6 +72,25 @@ pub struct EgressConfig {
     pub hook: Arc<dyn RequestHook>,
     /// The instance CA, for [`TunnelMode::Intercept`].
     pub tls: Option<Arc<EgressTls>>,
+    /// The profile's `tcp://` destinations, in the order of [`Listeners::tcp`].
+    pub tcp: Vec<TcpDestination>,
+}
+
+/// One execution's listening sockets: the HTTP proxy's, and one per TCP destination
+/// of [`EgressConfig::tcp`] (same order; `Err` says why the sandbox has none for it).
+#[derive(Debug)]
+pub struct Listeners {
+    pub proxy: std::net::TcpListener,
+    pub tcp: Vec<Result<std::net::TcpListener, String>>,
+}
+
+impl From<std::net::TcpListener> for Listeners {
+    fn from(proxy: std::net::TcpListener) -> Listeners {
+        Listeners {
+            proxy,
+            tcp: Vec::new(),
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -79,31 +102,42 @@ pub(crate) struct Shared {
     pub(crate) logged: AtomicU64,
     pub(crate) log: mpsc::UnboundedSender<EgressEvent>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// Client connections served at once, HTTP and TCP together
+    /// ([`EgressLimits::max_connections`]).
+    pub(crate) conns: Arc<Semaphore>,
+}
+
+/// A listening socket as a Tokio listener.
+pub(crate) fn tokio_listener(l: std::net::TcpListener) -> Option<tokio::net::TcpListener> {
+    match l
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(l))
+    {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(error = %e, "egress listener unusable");
+            None
+        }
+    }
 }
 
 pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// Serves one execution's egress listener until `stop` turns true (or its sender is
+/// Serves one execution's egress listeners until `stop` turns true (or its sender is
 /// dropped). Every attempt is sent to `log` as it ends; open connections are cut at
 /// stop and logged with what they moved. `log` closes (all senders dropped) only when
 /// every connection task is gone, so a receiver that drains it to the end has every row.
 pub(crate) async fn serve(
-    listener: std::net::TcpListener,
-    cfg: EgressConfig,
+    listeners: Listeners,
+    mut cfg: EgressConfig,
     log: mpsc::UnboundedSender<EgressEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "egress listener unusable");
-            return;
-        }
-    };
-    let permits = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
+    let tcp: Vec<_> = std::mem::take(&mut cfg.tcp)
+        .into_iter()
+        .zip(listeners.tcp)
+        .collect();
+    let conns = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
     let shared = Arc::new(Shared {
         cfg,
         inspecting: Arc::new(Semaphore::new(MAX_INSPECTING)),
@@ -111,13 +145,20 @@ pub(crate) async fn serve(
         logged: AtomicU64::new(0),
         log,
         stop: stop.clone(),
+        conns,
     });
+    for (dest, listener) in tcp {
+        crate::tcp::start(shared.clone(), dest, listener);
+    }
+    let Some(listener) = tokio_listener(listeners.proxy) else {
+        return;
+    };
     loop {
         if *stop.borrow() {
             break;
         }
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = shared.conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stop.changed() => break,
         };
         let sock = tokio::select! {
@@ -531,8 +572,9 @@ mod tests {
             },
             hook: Arc::new(NoHook),
             tls: None,
+            tcp: Vec::new(),
         };
-        tokio::spawn(serve(listener, cfg, log, stop));
+        tokio::spawn(serve(listener.into(), cfg, log, stop));
         let connect =
             format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
         let mut a = TcpStream::connect(proxy).await.unwrap();
@@ -617,8 +659,9 @@ mod tests {
             limits,
             hook: Arc::new(BufferAll),
             tls: None,
+            tcp: Vec::new(),
         };
-        tokio::spawn(serve(listener, cfg, log, stop));
+        tokio::spawn(serve(listener.into(), cfg, log, stop));
         (proxy, port, stop_tx)
     }
 

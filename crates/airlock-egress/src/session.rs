@@ -9,33 +9,39 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::event::EgressEvent;
-use crate::serve::{serve, EgressConfig};
+use crate::serve::{serve, EgressConfig, Listeners};
 
-/// A listening socket that arrives later, or why there is none.
-pub type PendingListener =
-    Pin<Box<dyn Future<Output = Result<std::net::TcpListener, String>> + Send>>;
+/// Listening sockets that arrive later, or why there are none.
+pub type PendingListener = Pin<Box<dyn Future<Output = Result<Listeners, String>> + Send>>;
 
 /// Where a session accepts its clients.
 pub enum Listen {
-    /// An already-bound listening socket.
-    Ready(std::net::TcpListener),
-    /// A socket delivered later (the sandbox creates it in the execution's own
-    /// network namespace); the session serves it once it arrives, unless stopped
+    /// Already-bound listening sockets.
+    Ready(Listeners),
+    /// Sockets delivered later (the sandbox creates them in the execution's own
+    /// network namespace); the session serves them once they arrive, unless stopped
     /// first.
     Later(PendingListener),
 }
 
 impl Listen {
-    /// A socket `listener` resolves to.
-    pub fn later(
-        listener: impl Future<Output = Result<std::net::TcpListener, String>> + Send + 'static,
+    /// The socket(s) `listener` resolves to: a [`std::net::TcpListener`] (the proxy
+    /// alone) or [`Listeners`].
+    pub fn later<L: Into<Listeners>>(
+        listener: impl Future<Output = Result<L, String>> + Send + 'static,
     ) -> Listen {
-        Listen::Later(Box::pin(listener))
+        Listen::Later(Box::pin(async move { listener.await.map(Into::into) }))
     }
 }
 
 impl From<std::net::TcpListener> for Listen {
     fn from(l: std::net::TcpListener) -> Listen {
+        Listen::Ready(l.into())
+    }
+}
+
+impl From<Listeners> for Listen {
+    fn from(l: Listeners) -> Listen {
         Listen::Ready(l)
     }
 }
@@ -132,6 +138,7 @@ mod tests {
             limits: EgressLimits::default(),
             hook: Arc::new(NoHook),
             tls: None,
+            tcp: Vec::new(),
         }
     }
 

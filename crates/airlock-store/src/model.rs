@@ -386,6 +386,8 @@ pub struct EgressRow {
     pub path: Option<String>,
     pub bytes_up: i64,
     pub bytes_down: i64,
+    /// How long the attempt lasted; `None` for rows stored before it was recorded.
+    pub duration_ms: Option<i64>,
     pub allowed: bool,
     /// The rule that allowed it, or why it was refused.
     pub reason: String,

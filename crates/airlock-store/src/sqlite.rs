@@ -745,7 +745,7 @@ impl Store for SqliteStore {
     async fn egress_insert(&self, e: &EgressRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason, \
-             violation, substituted) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             violation, substituted, duration_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.execution_id)
         .bind(e.at)
@@ -759,6 +759,7 @@ impl Store for SqliteStore {
         .bind(&e.reason)
         .bind(e.violation)
         .bind(json_list(&e.substituted))
+        .bind(e.duration_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -782,6 +783,7 @@ impl Store for SqliteStore {
                     path: r.try_get("path")?,
                     bytes_up: r.try_get("bytes_up")?,
                     bytes_down: r.try_get("bytes_down")?,
+                    duration_ms: r.try_get("duration_ms")?,
                     allowed: r.try_get("allowed")?,
                     reason: r.try_get("reason")?,
                     violation: r.try_get("violation")?,
@@ -1150,6 +1152,7 @@ mod tests {
             path: None,
             bytes_up: 10,
             bytes_down: 20,
+            duration_ms: allowed.then_some(1234),
             allowed,
             reason: if allowed {
                 "api.example.com"

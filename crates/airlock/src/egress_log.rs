@@ -20,6 +20,7 @@ pub fn row(owner: &str, e: EgressEvent) -> EgressRow {
         path: e.path,
         bytes_up: e.bytes_up as i64,
         bytes_down: e.bytes_down as i64,
+        duration_ms: Some(i64::try_from(e.duration_ms).unwrap_or(i64::MAX)),
         allowed: e.allowed,
         reason: e.reason,
         violation: e.violation,

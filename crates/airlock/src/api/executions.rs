@@ -557,13 +557,17 @@ pub struct EgressView {
     /// The host as the script asked for it (name or IP literal).
     pub host: String,
     pub port: u16,
-    /// `CONNECT` for tunnels, else the HTTP method of a plain-HTTP request (or of a
-    /// request to a sealed credential's bound host, which the proxy terminates).
+    /// `CONNECT` for tunnels, `TCP` for a connection to a `tcp://` destination, else
+    /// the HTTP method of a plain-HTTP request (or of a request to a sealed
+    /// credential's bound host, which the proxy terminates).
     pub method: String,
     /// Path of an inspected request (no query string); null for tunnels.
     pub path: Option<String>,
     pub bytes_up: i64,
     pub bytes_down: i64,
+    /// How long the attempt lasted (a tunnel's or TCP connection's whole life), in
+    /// milliseconds; null for attempts logged before this was recorded.
+    pub duration_ms: Option<i64>,
     pub allowed: bool,
     /// The rule that allowed it, or why it was refused.
     pub reason: String,
@@ -582,6 +586,7 @@ fn egress_view(e: &airlock_store::EgressRow) -> Value {
         path: e.path.clone(),
         bytes_up: e.bytes_up,
         bytes_down: e.bytes_down,
+        duration_ms: e.duration_ms,
         allowed: e.allowed,
         reason: e.reason.clone(),
         violation: e.violation,

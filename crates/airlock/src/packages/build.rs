@@ -259,6 +259,7 @@ impl Packages {
             limits: airlock_egress::EgressLimits::default(),
             hook: Arc::new(airlock_egress::NoHook),
             tls: None,
+            tcp: Vec::new(),
         };
         let span = tracing::info_span!("egress", install = %id);
         let session = span.in_scope(|| {

@@ -51,6 +51,7 @@ impl Runner {
             limits: airlock_egress::EgressLimits::default(),
             hook,
             tls: self.egress_tls.clone(),
+            tcp: Vec::new(),
         };
         let span = tracing::info_span!("egress", execution = %execution_id);
         let session = span.in_scope(|| {

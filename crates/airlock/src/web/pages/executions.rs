@@ -174,6 +174,15 @@ pub struct Redaction {
     pub partial: i64,
 }
 
+/// A duration in milliseconds as the network table shows it.
+fn duration_text(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 /// One connection attempt through the egress proxy.
 pub struct Egress {
     pub at: Ts,
@@ -181,6 +190,8 @@ pub struct Egress {
     pub request: String,
     pub bytes_up: i64,
     pub bytes_down: i64,
+    /// `1.2 s`, `35 ms`; empty for attempts logged before durations were recorded.
+    pub duration: String,
     /// `allowed`, `refused`, or `failed` (allowed, but the destination was not
     /// reached: DNS, connection, timeout).
     pub outcome: &'static str,
@@ -273,6 +284,7 @@ pub async fn execution(
             },
             bytes_up: e.bytes_up,
             bytes_down: e.bytes_down,
+            duration: e.duration_ms.map(duration_text).unwrap_or_default(),
             outcome: match (
                 e.allowed,
                 airlock_egress::attempt_failed(e.allowed, &e.reason),
