@@ -111,22 +111,68 @@ impl Drop for Execution {
     }
 }
 
-/// The egress listener of an execution with [`crate::Job::network`], on its way from the
-/// execution's supervisor (which created it inside the execution's network namespace)
-/// to the server.
+/// The egress listeners of an execution with [`crate::Job::network`], on their way from
+/// the execution's supervisor (which created them inside the execution's network
+/// namespace) to the server.
 #[derive(Debug)]
-pub struct PendingProxy(pub(crate) oneshot::Receiver<Result<std::net::TcpListener, String>>);
+pub struct PendingProxy(pub(crate) oneshot::Receiver<Result<EgressListeners, String>>);
+
+/// An execution's listening sockets (non-blocking, ready for
+/// `tokio::net::TcpListener::from_std`). Whoever holds them serves the execution's
+/// egress; dropping one closes its port.
+#[derive(Debug)]
+pub struct EgressListeners {
+    /// 127.0.0.1:[`crate::PROXY_PORT`] in the execution's own namespace (the spare's
+    /// own port in the container tier).
+    pub proxy: std::net::TcpListener,
+    /// One per [`crate::Job::tcp`] entry, in order, or why the sandbox has none for it.
+    pub tcp: Vec<Result<std::net::TcpListener, String>>,
+}
 
 impl PendingProxy {
-    /// The listening socket (127.0.0.1:[`crate::PROXY_PORT`] in the execution's own
-    /// namespace; non-blocking, ready for `tokio::net::TcpListener::from_std`), or why
-    /// there is none. Arrives before the script starts. Whoever holds it serves the
-    /// execution's egress; dropping it closes the port.
-    pub async fn listener(self) -> Result<std::net::TcpListener, String> {
+    /// The listening sockets, or why there are none. They arrive before the script
+    /// starts.
+    pub async fn listeners(self) -> Result<EgressListeners, String> {
         self.0.await.unwrap_or_else(|_| {
             Err("the execution ended before its egress listener was ready".into())
         })
     }
+
+    /// The proxy's listening socket alone (a job without TCP destinations).
+    pub async fn listener(self) -> Result<std::net::TcpListener, String> {
+        self.listeners().await.map(|l| l.proxy)
+    }
+}
+
+/// The supervisor's `proxy` message and its fds: the proxy's listener first, then one
+/// per TCP destination it could make.
+fn egress_listeners(v: &Value, fds: Vec<OwnedFd>) -> Result<EgressListeners, String> {
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return Err(e.to_string());
+    }
+    let listener = |fd: OwnedFd| {
+        let l = std::net::TcpListener::from(fd);
+        l.set_nonblocking(true)
+            .map(|()| l)
+            .map_err(|e| e.to_string())
+    };
+    let mut fds = fds.into_iter();
+    let proxy = listener(fds.next().ok_or("no listener received")?)?;
+    let tcp = v
+        .get("tcp")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| match r.get("error").and_then(Value::as_str) {
+            Some(e) => Err(e.to_string()),
+            None => fds
+                .next()
+                .ok_or_else(|| "no listener received".to_string())
+                .and_then(listener),
+        })
+        .collect();
+    Ok(EgressListeners { proxy, tcp })
 }
 
 impl Execution {
@@ -307,7 +353,7 @@ pub(crate) async fn drive<G: Send + 'static>(
     events: mpsc::Sender<Event>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     pid_out: Arc<AtomicI32>,
-    mut proxy: Option<oneshot::Sender<Result<std::net::TcpListener, String>>>,
+    mut proxy: Option<oneshot::Sender<Result<EgressListeners, String>>>,
     release: G,
 ) {
     let started = Instant::now();
@@ -483,15 +529,7 @@ pub(crate) async fn drive<G: Send + 'static>(
                             }
                             Some("proxy") => {
                                 if let Some(tx) = proxy.take() {
-                                    let got = match (fds.pop(), v.get("error").and_then(Value::as_str)) {
-                                        (Some(fd), None) => {
-                                            let l = std::net::TcpListener::from(fd);
-                                            l.set_nonblocking(true).map(|()| l).map_err(|e| e.to_string())
-                                        }
-                                        (_, Some(e)) => Err(e.to_string()),
-                                        (None, None) => Err("no listener received".to_string()),
-                                    };
-                                    let _ = tx.send(got);
+                                    let _ = tx.send(egress_listeners(&v, std::mem::take(&mut fds)));
                                 }
                             }
                             Some("exit") => {

@@ -259,7 +259,7 @@ fn cold_loop(ctrl: RawFd, cfg: &HelperConfig, paths: &str) -> Result<i32, String
         let listener = match cfg.tier {
             Tier::Full => None,
             Tier::Container => {
-                let fd = sys::tcp_listen_loopback(0, 128)
+                let fd = sys::tcp_listen(std::net::Ipv4Addr::LOCALHOST, 0, 128)
                     .map_err(|e| format!("proxy listener on 127.0.0.1: {e}"))?;
                 let port = sys::local_port(fd.as_raw_fd())
                     .map_err(|e| format!("proxy listener port: {e}"))?;

@@ -100,7 +100,21 @@ struct JobFds {
     /// The job wants egress: bring `lo` up and hand the server a listener on
     /// 127.0.0.1:[`crate::PROXY_PORT`] (the only way out, through the server's proxy).
     network: bool,
+    /// The job's TCP destinations: a listener each, at the address the name gets in
+    /// the execution's /etc/hosts (or at the loopback address listed).
+    tcp: Vec<TcpEntry>,
 }
+
+/// One TCP destination as the server names it in the job (see [`crate::TcpForward`]).
+#[derive(Debug, Clone, Deserialize)]
+struct TcpEntry {
+    host: String,
+    port: u16,
+}
+
+/// The first address of the loopback block that names of TCP destinations get (one
+/// each, in order: 127.0.2.1, 127.0.2.2, ...).
+const TCP_NAME_NET: [u8; 3] = [127, 0, 2];
 
 /// Entry point called (through ctypes, by address) in the process the zygote just forked.
 ///
@@ -167,45 +181,65 @@ const NS_FLAGS: [(libc::c_int, Layer); 5] = [
 /// spare). `None` if the zygote and the server both let go of the spare.
 fn wait_for_job(spare: RawFd) -> Option<JobFds> {
     let (msg, fds) =
-        sys::recv_with_fds(spare, 4096, nix::sys::socket::MsgFlags::empty()).ok()??;
-    // The server's message: `{"type":"run","network":..}`.
-    let network = serde_json::from_slice::<serde_json::Value>(&msg)
-        .ok()
-        .and_then(|v| v.get("network").and_then(serde_json::Value::as_bool))
-        .unwrap_or(false);
+        sys::recv_with_fds(spare, 32 * 1024, nix::sys::socket::MsgFlags::empty()).ok()??;
+    // The server's message: `{"type":"run","network":..,"tcp":[{"host":..,"port":..}]}`.
+    #[derive(Deserialize)]
+    struct Control {
+        #[serde(default)]
+        network: bool,
+        #[serde(default)]
+        tcp: Vec<TcpEntry>,
+    }
+    let Control { network, tcp } = serde_json::from_slice(&msg).unwrap_or(Control {
+        network: false,
+        tcp: Vec::new(),
+    });
     let mut it = fds.into_iter();
     match (it.next(), it.next(), it.next(), it.next(), it.next()) {
         (Some(status), None, None, None, None) => Some(JobFds {
             status,
             for_s: None,
             network,
+            tcp,
         }),
         (Some(proto), Some(status), Some(stdout), Some(stderr), None) => Some(JobFds {
             status,
             for_s: Some([proto, stdout, stderr]),
             network,
+            tcp,
         }),
         _ => None,
     }
 }
 
 /// Egress for a job that asked for it: `lo` up in the execution's own (empty) network
-/// namespace and a listener on 127.0.0.1:PROXY_PORT, passed to the server with
-/// SCM_RIGHTS before the script starts. The script never holds the listener: S was
-/// forked before it existed. Only with a private network namespace: without one the
-/// port would be on the host's loopback.
-fn setup_egress(status: RawFd, net_ns: bool, listener: Option<(&OwnedFd, u16)>) {
+/// namespace and a listener on 127.0.0.1:PROXY_PORT, plus one per TCP destination,
+/// passed to the server with SCM_RIGHTS before the script starts (the destinations'
+/// names written into the execution's /etc/hosts). The script never holds a listener:
+/// S was forked before they existed. Only with a private network namespace: without
+/// one the ports would be on the host's loopback. Returns the ports S may connect to.
+fn setup_egress(
+    status: RawFd,
+    net_ns: bool,
+    mount_ns: bool,
+    listener: Option<(&OwnedFd, u16)>,
+    tcp: &[TcpEntry],
+) -> Vec<u16> {
     if let Some((fd, port)) = listener {
         // Container tier: the spare's listener on the shared loopback already exists
         // (Landlock lets the script connect to its port and no other). The supervisor
         // keeps its own descriptor until the execution is over, so the port cannot be
         // taken by anyone else while the script runs.
+        let none: Vec<serde_json::Value> = tcp
+            .iter()
+            .map(|_| serde_json::json!({"error": "tcp:// destinations need the full sandbox tier (an execution's own network namespace)"}))
+            .collect();
         status_send(
             status,
-            &serde_json::json!({"type": "proxy", "port": port}),
+            &serde_json::json!({"type": "proxy", "port": port, "tcp": none}),
             &[fd.as_raw_fd()],
         );
-        return;
+        return vec![port];
     }
     let result = if !net_ns {
         Err("the execution has no private network namespace".to_string())
@@ -213,25 +247,123 @@ fn setup_egress(status: RawFd, net_ns: bool, listener: Option<(&OwnedFd, u16)>) 
         sys::loopback_up()
             .map_err(|e| format!("bringing lo up: {e}"))
             .and_then(|()| {
-                sys::tcp_listen_loopback(crate::PROXY_PORT, 128)
+                sys::tcp_listen(std::net::Ipv4Addr::LOCALHOST, crate::PROXY_PORT, 128)
                     .map_err(|e| format!("listening on 127.0.0.1:{}: {e}", crate::PROXY_PORT))
             })
     };
-    match result {
-        Ok(listener) => {
+    let proxy = match result {
+        Ok(l) => l,
+        Err(e) => {
             status_send(
                 status,
-                &serde_json::json!({"type": "proxy", "port": crate::PROXY_PORT}),
-                &[listener.as_raw_fd()],
+                &serde_json::json!({"type": "proxy", "error": e}),
+                &[],
             );
-            // Our copy closes here; the server's is the only one left.
+            return Vec::new();
         }
-        Err(e) => status_send(
-            status,
-            &serde_json::json!({"type": "proxy", "error": e}),
-            &[],
-        ),
+    };
+    let mut ports = vec![crate::PROXY_PORT];
+    let mut listeners: Vec<Result<(OwnedFd, bool), String>> = Vec::new();
+    let mut hosts = String::new();
+    let mut next_name: u8 = 1;
+    for e in tcp {
+        let named = e.host.parse::<std::net::Ipv4Addr>().is_err();
+        let addr = match e.host.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) if ip.is_loopback() => Ok(ip),
+            Ok(ip) => Err(format!("{ip} is not a loopback address")),
+            Err(_) if next_name == u8::MAX => Err("too many names".to_string()),
+            Err(_) => {
+                let [a, b, c] = TCP_NAME_NET;
+                let ip = std::net::Ipv4Addr::new(a, b, c, next_name);
+                next_name += 1;
+                hosts.push_str(&format!("{ip} {}\n", e.host));
+                Ok(ip)
+            }
+        };
+        listeners.push(addr.and_then(|ip| {
+            sys::tcp_listen(ip, e.port, 128)
+                .map(|fd| (fd, named))
+                .map_err(|err| format!("listening on {ip}:{}: {err}", e.port))
+        }));
+        if !ports.contains(&e.port) {
+            ports.push(e.port);
+        }
     }
+    if !hosts.is_empty() {
+        let written = if mount_ns {
+            write_hosts(&hosts)
+        } else {
+            Err("the execution has no private mount namespace".to_string())
+        };
+        if let Err(why) = written {
+            for l in listeners.iter_mut() {
+                if matches!(l, Ok((_, true))) {
+                    *l = Err(format!(
+                        "cannot give the name an address in /etc/hosts: {why}"
+                    ));
+                }
+            }
+        }
+    }
+    let mut fds = vec![proxy.as_raw_fd()];
+    let results: Vec<serde_json::Value> = listeners
+        .iter()
+        .map(|l| match l {
+            Ok((fd, _)) => {
+                fds.push(fd.as_raw_fd());
+                serde_json::json!({"ok": true})
+            }
+            Err(e) => serde_json::json!({"error": e}),
+        })
+        .collect();
+    status_send(
+        status,
+        &serde_json::json!({"type": "proxy", "port": crate::PROXY_PORT, "tcp": results}),
+        &fds,
+    );
+    // Our copies close here; the server's are the only ones left.
+    ports
+}
+
+/// Makes `entries` (lines `address name`) the first lines of the execution's
+/// /etc/hosts: written on a tmpfs of our own mounted at the view's staging directory,
+/// bound read-only over /etc/hosts, and the tmpfs detached again (the bind mount keeps
+/// the file), so the script sees the file and nothing where it was made.
+fn write_hosts(entries: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(crate::plan::STAGING_DIR);
+    let hardening = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        dir,
+        Some("tmpfs"),
+        hardening,
+        Some("size=64k,nr_inodes=16,mode=0755"),
+    )
+    .map_err(|e| format!("mount a tmpfs on {}: {e}", dir.display()))?;
+    let file = dir.join("hosts");
+    let done = std::fs::write(
+        &file,
+        format!("{entries}127.0.0.1 localhost\n::1 localhost\n"),
+    )
+    .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)))
+    .map_err(|e| format!("writing {}: {e}", file.display()))
+    .and_then(|()| {
+        let hosts = Path::new("/etc/hosts");
+        sys::mount(Some(&file), hosts, None, libc::MS_BIND, None)
+            .and_then(|()| {
+                sys::mount(
+                    None,
+                    hosts,
+                    None,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | hardening,
+                    None,
+                )
+            })
+            .map_err(|e| format!("binding /etc/hosts: {e}"))
+    });
+    let _ = sys::umount2(dir, libc::MNT_DETACH);
+    done
 }
 
 /// Reports a set-up failure once a job (and so a status socket) exists, then exits.
@@ -373,15 +505,18 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
     };
     sys::close(spare);
     let status = job.status.as_raw_fd();
-    if job.network {
+    let connect = if job.network {
         let l = listener.as_ref().zip(exec.proxy_port);
-        setup_egress(status, layers.net_ns, l);
-    }
-    // Hand S its fds unless the server did; if S already died in set-up, the report
-    // says why.
+        setup_egress(status, layers.net_ns, layers.mount_ns, l, &job.tcp)
+    } else {
+        Vec::new()
+    };
+    // Hand S its fds unless the server did (then S may connect nowhere); if S already
+    // died in set-up, the report says why.
     if let Some(for_s) = job.for_s {
         let raw = for_s.each_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        let _ = sys::send_with_fds(cs_c.as_raw_fd(), b"job", &raw);
+        let msg = serde_json::json!({ "connect": connect }).to_string();
+        let _ = sys::send_with_fds(cs_c.as_raw_fd(), msg.as_bytes(), &raw);
     }
     drop(cs_c);
 
@@ -900,16 +1035,19 @@ fn script_process(
     // namespace (where 127.0.0.1 is the execution's own loopback, up only with egress).
     // In the container tier it is the spare's own port on the shared loopback (Landlock
     // rules name ports, not addresses; see docs/security.md).
-    let proxy_port = exec
-        .proxy_port
-        .or(layers.net_ns.then_some(crate::PROXY_PORT));
+    // In the full tier the ports are known only with the job (its TCP destinations):
+    // connect is restricted then, by a second ruleset, before the script starts.
+    let connect = match plan.tier {
+        Tier::Full => crate::landlock_rules::Connect::AtJob,
+        Tier::Container => crate::landlock_rules::Connect::Only(exec.proxy_port),
+    };
     let mut paths = plan.landlock.clone();
     if let Some(dir) = &exec.scratch {
         paths.read_write.push(dir.clone());
         // Made here, so it names this process's own /proc directory.
         paths.read.push("/proc/self".into());
     }
-    match crate::landlock_rules::apply(&paths, plan.landlock_abi, proxy_port) {
+    match crate::landlock_rules::apply(&paths, plan.landlock_abi, connect) {
         Ok(out) => {
             layers.landlock = out.fs;
             layers.landlock_net = out.net;
@@ -921,9 +1059,12 @@ fn script_process(
             }
         }
     }
+    // Connect rules still to come (`await_job`) count as on here; that call fails the
+    // execution if they cannot be applied.
+    let net_at_job = connect_at_job(plan, &layers);
     for (on, layer) in [
         (layers.landlock, Layer::Landlock),
-        (layers.landlock_net, Layer::LandlockNet),
+        (layers.landlock_net || net_at_job, Layer::LandlockNet),
         (layers.landlock_scope, Layer::LandlockScope),
     ] {
         if !on && !allowed(plan, layer) {
@@ -966,10 +1107,18 @@ fn script_process(
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(layers);
 }
 
-/// S, once isolated: waits for the job (control socket, stdout, stderr), puts its fds
-/// in place and reports the layers.
+/// Whether S restricts TCP connect only once the job is there ([`await_job`]): in the
+/// full tier, when the spare-time ruleset (which then handled bind only) is on and
+/// the kernel has network rules.
+fn connect_at_job(plan: &ChildPlan, layers: &LayerReport) -> bool {
+    plan.tier == Tier::Full && layers.landlock && plan.landlock_abi >= 4
+}
+
+/// S, once isolated: waits for the job (control socket, stdout, stderr), restricts TCP
+/// connect to the ports its supervisor names (full tier), puts its fds in place and
+/// reports the layers.
 pub(crate) fn await_job() {
-    let Some(layers) = ISOLATED
+    let Some(mut layers) = ISOLATED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
@@ -977,11 +1126,30 @@ pub(crate) fn await_job() {
         // Not an isolated script process (or called twice): never run a job here.
         sys::exit_now(118);
     };
-    let fds = match sys::recv_with_fds(JOB_FD, 64, nix::sys::socket::MsgFlags::empty()) {
-        Ok(Some((_, fds))) if fds.len() == 3 => fds,
+    let (msg, fds) = match sys::recv_with_fds(JOB_FD, 4096, nix::sys::socket::MsgFlags::empty()) {
+        Ok(Some((msg, fds))) if fds.len() == 3 => (msg, fds),
         _ => sys::exit_now(0),
     };
     sys::close(JOB_FD);
+    // From the supervisor: `{"connect":[ports]}`; from the server (a job without
+    // egress): `job`, and no port at all.
+    #[derive(Deserialize, Default)]
+    struct FromSupervisor {
+        #[serde(default)]
+        connect: Vec<u16>,
+    }
+    let ports = serde_json::from_slice::<FromSupervisor>(&msg)
+        .unwrap_or_default()
+        .connect;
+    if let Some(plan) = PLAN.get().filter(|p| connect_at_job(p, &layers)) {
+        match crate::landlock_rules::restrict_connect(plan.landlock_abi, &ports) {
+            Ok(on) => layers.landlock_net = on,
+            Err(e) if allowed(plan, Layer::LandlockNet) => {
+                layers.notes.push(format!("landlock_net: {e}"));
+            }
+            Err(e) => script_fail(REPORT_FD, format!("landlock_net: {e}")),
+        }
+    }
     for (fd, to) in fds.iter().zip([PROTO_FD, 1, 2]) {
         if sys::dup2(fd.as_raw_fd(), to).is_err() {
             script_fail(REPORT_FD, "dup2 of job fds failed".into());

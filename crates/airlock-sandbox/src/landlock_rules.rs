@@ -5,9 +5,12 @@
 //! a second, independent wall behind the mount view: even if the view were wrong, the
 //! script can only read the listed system paths and write its own scratch. On ABI >= 4
 //! it also refuses every TCP bind and every TCP connect except to the egress proxy's
-//! port (which exists only on the execution's own loopback, and only when the job has
-//! egress), and on ABI >= 6 it scopes abstract unix sockets and signals to the
-//! execution's own Landlock domain.
+//! port and the ports of the job's TCP destinations (which exist only on the
+//! execution's own loopback, and only when the job has egress), and on ABI >= 6 it
+//! scopes abstract unix sockets and signals to the execution's own Landlock domain.
+//! In the full tier those ports are known only with the job, after the spare isolated
+//! itself: connect is then restricted by a second, stacked ruleset
+//! ([`restrict_connect`]) before the script starts.
 
 use crate::plan::LandlockPaths;
 use landlock::{
@@ -49,12 +52,23 @@ pub(crate) fn net_rules(proxy_port: Option<u16>) -> Vec<NetPort> {
         .collect()
 }
 
-/// Creates and enforces the ruleset on the calling thread. `proxy_port`: the one port a
-/// TCP connect may go to (the egress proxy's listener on the execution's loopback).
+/// How the spare-time ruleset treats TCP connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connect {
+    /// Handled now: to this port only (none: no connect at all).
+    Only(Option<u16>),
+    /// Left to a second ruleset made once the job is known ([`restrict_connect`]),
+    /// before the script starts: the job's TCP destinations add ports.
+    AtJob,
+}
+
+/// Creates and enforces the ruleset on the calling thread. `connect`: the one port a
+/// TCP connect may go to (the egress proxy's listener on the execution's loopback), or
+/// [`Connect::AtJob`].
 pub(crate) fn apply(
     paths: &LandlockPaths,
     kernel_abi: i32,
-    proxy_port: Option<u16>,
+    connect: Connect,
 ) -> Result<LandlockOutcome, String> {
     if kernel_abi < 1 {
         return Ok(LandlockOutcome::default());
@@ -67,8 +81,12 @@ pub(crate) fn apply(
         .handle_access(AccessFs::from_all(abi))
         .map_err(|e| format!("landlock fs: {e}"))?;
     if want_net {
+        let handled = match connect {
+            Connect::Only(_) => AccessNet::BindTcp | AccessNet::ConnectTcp,
+            Connect::AtJob => AccessNet::BindTcp.into(),
+        };
         ruleset = ruleset
-            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+            .handle_access(handled)
             .map_err(|e| format!("landlock net: {e}"))?;
     }
     if want_scope {
@@ -90,7 +108,7 @@ pub(crate) fn apply(
             AccessFs::from_all(abi),
         ))
         .map_err(|e| format!("landlock rules: {e}"))?;
-    let created = if want_net {
+    let created = if let (true, Connect::Only(proxy_port)) = (want_net, connect) {
         created
             .add_rules(
                 net_rules(proxy_port)
@@ -110,9 +128,38 @@ pub(crate) fn apply(
     }
     Ok(LandlockOutcome {
         fs: true,
-        net: want_net,
+        // With `AtJob`, the network rules are whole only once `restrict_connect` ran.
+        net: want_net && connect != Connect::AtJob,
         scope: want_scope,
     })
+}
+
+/// The job-time half of [`Connect::AtJob`]: a second ruleset, stacked on the first,
+/// that allows TCP connect to `ports` only (the proxy's and the job's TCP
+/// destinations', which exist only on the execution's own loopback). `Ok(false)` when
+/// the kernel has no network rules (ABI < 4).
+pub(crate) fn restrict_connect(kernel_abi: i32, ports: &[u16]) -> Result<bool, String> {
+    if kernel_abi < 4 {
+        return Ok(false);
+    }
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessNet::ConnectTcp)
+        .map_err(|e| format!("landlock net: {e}"))?
+        .create()
+        .map_err(|e| format!("landlock create: {e}"))?
+        .add_rules(
+            ports
+                .iter()
+                .map(|p| Ok::<_, landlock::RulesetError>(NetPort::new(*p, AccessNet::ConnectTcp))),
+        )
+        .map_err(|e| format!("landlock net rules: {e}"))?
+        .restrict_self()
+        .map_err(|e| format!("landlock restrict_self: {e}"))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(format!("landlock only {:?}", status.ruleset));
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -39,10 +39,11 @@ mod sys;
 
 pub use config::{Layer, LayerReport, Limits, ReadonlyMount, SandboxConfig, Tier};
 pub use execution::{
-    Event, Execution, Outcome, OutcomeStatus, OutputStream, PendingProxy, MAX_ORDER_PIECES,
+    EgressListeners, Event, Execution, Outcome, OutcomeStatus, OutputStream, PendingProxy,
+    MAX_ORDER_PIECES,
 };
 pub use helper::{helper_main, is_helper_invocation, BASE_ENV, HELPER_ARG};
-pub use sandbox::{proxy_env, Job, Sandbox, PROXY_PORT};
+pub use sandbox::{proxy_env, Job, Sandbox, TcpForward, PROXY_PORT};
 pub use sys::signal_name;
 
 /// Errors of the sandbox API.

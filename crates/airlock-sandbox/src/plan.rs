@@ -140,6 +140,9 @@ impl HostFs for RealFs {
     }
 }
 
+/// An empty directory of the view, the mount point of a supervisor's staging tmpfs.
+pub(crate) const STAGING_DIR: &str = "/run/airlock";
+
 /// Builds the view and Landlock lists. `extra_ro` are operator paths (venvs, ...),
 /// bound at their own path; `mounts` are (host directory, neutral inside path) pairs.
 pub(crate) fn build_view(
@@ -239,6 +242,11 @@ pub(crate) fn build_view(
     ll.read.push("/proc".into());
     view.push(ViewEntry::Dir {
         path: "/tmp".into(),
+    });
+    // Where an execution's supervisor stages files it then binds read-only into the
+    // view (the job's /etc/hosts); empty, and not in any Landlock list.
+    view.push(ViewEntry::Dir {
+        path: STAGING_DIR.into(),
     });
     ll.read_write.push("/tmp".into());
     ll.read_write.push("/dev/shm".into());

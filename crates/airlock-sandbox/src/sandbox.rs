@@ -38,10 +38,25 @@ pub struct Job {
     /// ([`Execution::take_proxy`]) and the proxy variables ([`proxy_env`]) are set. Without
     /// it the execution has no network at all (its namespace's `lo` stays down).
     pub network: bool,
+    /// Raw TCP destinations (with [`Job::network`], full tier): each gets a listener of
+    /// its own in the execution's network namespace, at the loopback address its name
+    /// has in the execution's /etc/hosts (or at the loopback address given), handed to
+    /// the server with the proxy's ([`crate::EgressListeners::tcp`], same order). The
+    /// script connects to `host:port` as if it were the destination itself.
+    pub tcp: Vec<TcpForward>,
     /// Directories appended to `sys.path` for this job only, as the sandbox sees them.
     /// They must be visible in the sandbox already (under a
     /// [`SandboxConfig::readonly_paths`] or [`SandboxConfig::mounts`] entry).
     pub python_paths: Vec<PathBuf>,
+}
+
+/// One raw TCP destination of a [`Job`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TcpForward {
+    /// A host name (given an address of its own in the execution's /etc/hosts) or an
+    /// IPv4 loopback address (listened on as it is).
+    pub host: String,
+    pub port: u16,
 }
 
 /// The port of the egress proxy on each execution's own loopback (Squid's customary
@@ -789,7 +804,8 @@ impl Sandbox {
         let (err_r, err_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         // For the execution's supervisor.
-        let control = json!({"type": "run", "network": job.network}).to_string();
+        let tcp = if job.network { &job.tcp[..] } else { &[] };
+        let control = json!({"type": "run", "network": job.network, "tcp": tcp}).to_string();
         let mut spare_taken = None;
         let mut frame: Option<Frame> = None;
         {

@@ -588,9 +588,9 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// A listening TCP socket on 127.0.0.1:`port` in the calling process's network
-/// namespace (close-on-exec, blocking; the receiver sets its own mode).
-pub(crate) fn tcp_listen_loopback(port: u16, backlog: i32) -> io::Result<OwnedFd> {
+/// A listening TCP socket on `ip`:`port` in the calling process's network namespace
+/// (close-on-exec, blocking; the receiver sets its own mode).
+pub(crate) fn tcp_listen(ip: std::net::Ipv4Addr, port: u16, backlog: i32) -> io::Result<OwnedFd> {
     // SAFETY: socket() with integer arguments; the fd is owned right away.
     let fd =
         cvt_i(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
@@ -611,7 +611,7 @@ pub(crate) fn tcp_listen_loopback(port: u16, backlog: i32) -> io::Result<OwnedFd
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
         sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            s_addr: u32::from(ip).to_be(),
         },
         sin_zero: [0; 8],
     };

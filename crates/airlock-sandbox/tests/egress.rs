@@ -223,13 +223,9 @@ async fn network_job_can_reach_only_the_proxy_listener() {
         "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 3128), timeout=2)\n    set_result('CONNECTED')\nexcept OSError as e:\n    set_result(e.errno)\n",
     )
     .await;
-    // Container tier: its port is not 3128 (and whatever its own is, nobody serves it).
-    let want = if container() {
-        libc::EACCES
-    } else {
-        libc::ENETUNREACH
-    };
-    assert_eq!(o.result, Some(json!(want)));
+    // Landlock allows no connect at all to a job without network (in the container
+    // tier its port would not be 3128 either, and nobody serves it).
+    assert_eq!(o.result, Some(json!(libc::EACCES)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -257,23 +253,14 @@ async fn job_without_network_has_no_listener_and_no_loopback() {
         other => panic!("unexpected event {other:?}"),
     };
     let r = o.result.expect("result");
-    if container() {
-        // Without the proxy variables the script guesses 3128: not its port.
-        assert_eq!(r["proxy"], json!("ERR:PermissionError"), "{r}");
-        assert_eq!(
-            r["ctypes_proxy"],
-            json!(format!("ERRNO:{}", libc::EACCES)),
-            "{r}"
-        );
-    } else {
-        // lo is down: even the proxy port is unreachable.
-        assert_eq!(r["proxy"], json!("ERR:OSError"), "{r}");
-        assert_eq!(
-            r["ctypes_proxy"],
-            json!(format!("ERRNO:{}", libc::ENETUNREACH)),
-            "{r}"
-        );
-    }
+    // Landlock refuses every connect (in the full tier lo is down as well; in the
+    // container tier 3128 is not the spare's port either).
+    assert_eq!(r["proxy"], json!("ERR:PermissionError"), "{r}");
+    assert_eq!(
+        r["ctypes_proxy"],
+        json!(format!("ERRNO:{}", libc::EACCES)),
+        "{r}"
+    );
     for k in ["host_tcp", "other_address", "bind_other", "udp", "raw"] {
         assert!(failed(&r[k]), "{k} did not fail: {r}");
     }
@@ -308,4 +295,173 @@ async fn concurrent_network_jobs_get_separate_listeners() {
     assert_eq!(ob.result, Some(json!("echo:y")), "{:?}", ob.error);
     drop((ea, eb));
     assert_eq!((sa.stop(), sb_.stop()), (1, 1));
+}
+
+/// Serves one listener: each connection gets one line read and `<tag>:<line>` back.
+fn serve_tagged(l: std::net::TcpListener, tag: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(l).unwrap();
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut line = String::new();
+                let _ = BufReader::new(r).read_line(&mut line).await;
+                let _ = w
+                    .write_all(format!("{tag}:{}\n", line.trim()).as_bytes())
+                    .await;
+            });
+        }
+    })
+}
+
+const TCP_SCRIPT: &str = r#"
+import os, socket
+out = {}
+def ask(host, port):
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"ping\n")
+        return s.makefile().readline().strip()
+    except OSError as e:
+        return "ERR:%s" % type(e).__name__
+out["db"] = ask("db.internal", 5432)
+out["cache"] = ask("cache.internal", 3128)
+out["loopback"] = ask("127.0.0.1", 6379)
+out["other_port"] = ask("127.0.0.1", 8080)
+try:
+    out["resolved"] = socket.gethostbyname("db.internal")
+except OSError as e:
+    out["resolved"] = "ERR:%s" % type(e).__name__
+try:
+    out["hosts"] = open("/etc/hosts").read()
+except OSError as e:
+    out["hosts"] = "ERR:%s" % type(e).__name__
+try:
+    open("/etc/hosts", "a").write("6.6.6.6 db.internal\n")
+    out["hosts_write"] = "WROTE"
+except OSError as e:
+    out["hosts_write"] = "ERR:%s" % type(e).__name__
+try:
+    out["staging"] = os.listdir("/run/airlock")
+except OSError as e:
+    out["staging"] = "ERR:%s" % type(e).__name__
+set_result(out)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_destinations_are_reached_under_their_own_name_and_port() {
+    let Some(sb) = sandbox(1).await else { return };
+    tcp_destinations(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_mode_tcp_destinations_are_reached_under_their_own_name_and_port() {
+    let mut cfg = config(1);
+    cfg.force_cold = true;
+    let Some(sb) = start(cfg).await else { return };
+    tcp_destinations(&sb).await;
+}
+
+async fn tcp_destinations(sb: &Sandbox) {
+    let mut j = job(TCP_SCRIPT);
+    j.network = true;
+    j.timeout = Duration::from_secs(30);
+    j.tcp = vec![
+        TcpForward {
+            host: "db.internal".into(),
+            port: 5432,
+        },
+        // A name on the proxy's own port: its address is not the proxy's.
+        TcpForward {
+            host: "cache.internal".into(),
+            port: PROXY_PORT,
+        },
+        TcpForward {
+            host: "127.0.0.1".into(),
+            port: 6379,
+        },
+    ];
+    let mut ex = sb.run(j).await.expect("run");
+    let listeners = ex
+        .take_proxy()
+        .expect("a network job has listeners")
+        .listeners()
+        .await
+        .expect("egress listeners");
+    let proxy = serve_tagged(listeners.proxy, "proxy");
+    assert_eq!(listeners.tcp.len(), 3);
+    let mut tasks = vec![proxy];
+    if container() {
+        for l in &listeners.tcp {
+            let e = l
+                .as_ref()
+                .expect_err("no TCP listener in the container tier");
+            assert!(e.contains("full sandbox tier"), "{e}");
+        }
+    } else {
+        let addrs: Vec<String> = listeners
+            .tcp
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .expect("listener")
+                    .local_addr()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            addrs,
+            ["127.0.2.1:5432", "127.0.2.2:3128", "127.0.0.1:6379"],
+            "names get addresses of their own, loopback addresses are kept"
+        );
+        for (l, tag) in listeners.tcp.into_iter().zip(["db", "cache", "redis"]) {
+            tasks.push(serve_tagged(l.unwrap(), tag));
+        }
+    }
+    let o = match ex.next_event().await {
+        Event::Finished(o) => o,
+        other => panic!("unexpected event {other:?}"),
+    };
+    for t in tasks {
+        t.abort();
+    }
+    assert_eq!(
+        o.status,
+        OutcomeStatus::Completed,
+        "{:?} {}",
+        o.error,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = o.result.unwrap();
+    if container() {
+        assert_eq!(r["db"], json!("ERR:gaierror"), "{r}");
+        assert_eq!(r["loopback"], json!("ERR:PermissionError"), "{r}");
+        return;
+    }
+    assert_eq!(r["db"], json!("db:ping"), "{r}");
+    assert_eq!(r["cache"], json!("cache:ping"), "{r}");
+    assert_eq!(r["loopback"], json!("redis:ping"), "{r}");
+    assert_eq!(r["resolved"], json!("127.0.2.1"), "{r}");
+    // Landlock: the job's ports only.
+    assert_eq!(r["other_port"], json!("ERR:PermissionError"), "{r}");
+    assert_eq!(
+        r["hosts"],
+        json!(
+            "127.0.2.1 db.internal\n127.0.2.2 cache.internal\n127.0.0.1 localhost\n::1 localhost\n"
+        ),
+        "{r}"
+    );
+    assert!(failed(&r["hosts_write"]), "{r}");
+    // Where the file was made is in no Landlock list (and empty again).
+    assert_eq!(r["staging"], json!("ERR:PermissionError"), "{r}");
+
+    // The slot's next execution (a fresh namespace) has the view's own /etc/hosts.
+    let o = run(sb, "set_result(open('/etc/hosts').read())").await;
+    assert_eq!(
+        o.result,
+        Some(json!("127.0.0.1 localhost\n::1 localhost\n")),
+        "{:?}",
+        o.error
+    );
 }

@@ -66,6 +66,7 @@ pub fn job(script: &str) -> Job {
         timeout: Duration::from_secs(20),
         env: BTreeMap::new(),
         network: false,
+        tcp: Vec::new(),
         python_paths: Vec::new(),
     }
 }
