@@ -11,13 +11,14 @@ pub(super) struct EgressSession {
 }
 
 impl Runner {
-    /// Serves the execution's egress listener (once the sandbox delivers it) with the
-    /// profile's policy; each attempt is redacted and stored as it ends.
+    /// Serves the execution's egress listeners (once the sandbox delivers them) with
+    /// the profile's policy and TCP destinations; each attempt is redacted and stored
+    /// as it ends.
     pub(super) fn start_egress(
         self: Arc<Self>,
         execution_id: &str,
         profile_id: &str,
-        policy: airlock_egress::Policy,
+        (policy, tcp): (airlock_egress::Policy, Vec<airlock_egress::TcpDestination>),
         pending: airlock_sandbox::PendingProxy,
         sealed: Vec<SealedValue>,
         redactor: Arc<Redactor>,
@@ -51,11 +52,20 @@ impl Runner {
             limits: airlock_egress::EgressLimits::default(),
             hook,
             tls: self.egress_tls.clone(),
-            tcp: Vec::new(),
+            tcp,
         };
         let span = tracing::info_span!("egress", execution = %execution_id);
         let session = span.in_scope(|| {
-            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(pending.listener()))
+            let listeners = async move {
+                pending
+                    .listeners()
+                    .await
+                    .map(|l| airlock_egress::Listeners {
+                        proxy: l.proxy,
+                        tcp: l.tcp,
+                    })
+            };
+            airlock_egress::Session::start(cfg, airlock_egress::Listen::later(listeners))
         });
         let (stop, events) = session.split();
         // Every text field comes from the script: each may carry a secret.

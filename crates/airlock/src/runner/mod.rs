@@ -448,8 +448,10 @@ impl Runner {
             return self.end(run, ExecutionStatus::Error, why.into()).await;
         };
         let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
+        let tcp = airlock_egress::TcpDestination::from_allowed_hosts(&profile.allowed_hosts);
+        let network = policy.is_some();
         let started = self
-            .start_script(&sandbox, &mut run, settings, job.timeout, policy.is_some())
+            .start_script(&sandbox, &mut run, settings, job.timeout, network, &tcp)
             .await;
         let mut exec = match started {
             Ok(e) => e,
@@ -464,7 +466,7 @@ impl Runner {
             run.egress = Some(self.clone().start_egress(
                 &run.row.id,
                 &run.row.profile_id,
-                policy,
+                (policy, tcp),
                 pending,
                 sealed,
                 run.redactor.clone(),
@@ -530,6 +532,7 @@ impl Runner {
         settings: BTreeMap<String, String>,
         timeout: Duration,
         network: bool,
+        tcp: &[airlock_egress::TcpDestination],
     ) -> airlock_sandbox::Result<Execution> {
         // A start-up rebuild of the package environment: wait rather than run a
         // script without the packages it asked for.
@@ -557,6 +560,13 @@ impl Runner {
                 timeout,
                 env,
                 network,
+                tcp: tcp
+                    .iter()
+                    .map(|d| airlock_sandbox::TcpForward {
+                        host: d.host().to_string(),
+                        port: d.port(),
+                    })
+                    .collect(),
                 python_paths: self.packages.sandbox_env_path().into_iter().collect(),
             }),
             self.persist(&running_row)
