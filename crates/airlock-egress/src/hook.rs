@@ -65,6 +65,20 @@ pub trait RequestHook: Send + Sync + 'static {
     fn on_response(&self, headers: &mut HeaderMap, body: &mut Vec<u8>) {
         let _ = (headers, body);
     }
+
+    /// Byte strings that must never leave on a raw TCP connection (placeholders of
+    /// sealed credentials, in every form they may take), each with the credential's
+    /// name. A connection that sends one is cut and the attempt logged as a violation.
+    fn tcp_guard(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+
+    /// A raw TCP connection carried the placeholder of credential `name` (cut);
+    /// returns what the log adds (for example that the profile is revoked).
+    fn on_tcp_violation(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
 }
 
 /// The hook that changes nothing.

@@ -29,6 +29,7 @@ pub mod hook;
 mod intercept;
 mod meter;
 pub mod policy;
+mod postgres;
 mod relay;
 mod serve;
 mod session;
@@ -42,8 +43,10 @@ pub use policy::{
     check, is_tcp_entry, logged_method, HostRule, Policy, Target, TargetHost, TcpDestination,
     Verdict, DEFAULT_PORTS, MAX_TCP_DESTINATIONS, TCP_SCHEME,
 };
+pub use postgres::{PgLogin, PgTls};
 pub use serve::{attempt_failed, EgressConfig, EgressLimits, Listeners};
 pub use session::{Events, Listen, PendingListener, Session, Stopper};
+pub use tcp::TcpRoute;
 pub use tls::{EgressTls, TlsError};
 
 /// Largest request or response body the proxy buffers to substitute or scan.

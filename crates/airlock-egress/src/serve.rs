@@ -25,8 +25,9 @@ use crate::event::{Attempt, EgressEvent};
 use crate::hook::{RequestHook, TunnelMode};
 use crate::intercept::{intercept, Interception};
 use crate::meter::{Activity, Metered};
-use crate::policy::{check, HostRule, Policy, Target, TargetHost, TcpDestination, Verdict};
+use crate::policy::{check, HostRule, Policy, Target, TargetHost, Verdict};
 use crate::relay::forward;
+use crate::tcp::TcpRoute;
 use crate::tls::EgressTls;
 
 /// Requests of one execution whose bodies are buffered for the hook at once; the
@@ -72,8 +73,9 @@ pub struct EgressConfig {
     pub hook: Arc<dyn RequestHook>,
     /// The instance CA, for [`TunnelMode::Intercept`].
     pub tls: Option<Arc<EgressTls>>,
-    /// The profile's `tcp://` destinations, in the order of [`Listeners::tcp`].
-    pub tcp: Vec<TcpDestination>,
+    /// The profile's `tcp://` destinations (and sealed database logins), in the order
+    /// of [`Listeners::tcp`].
+    pub tcp: Vec<TcpRoute>,
 }
 
 /// One execution's listening sockets: the HTTP proxy's, and one per TCP destination

@@ -7,38 +7,56 @@
 //! a private address is reachable. A connection that cannot be forwarded is reset, so
 //! the script's driver fails at once, and the log says why.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::event::Attempt;
 use crate::meter::{Activity, Metered};
 use crate::policy::TcpDestination;
+use crate::postgres::{self, Failed, Io, Opening, PgLogin};
 use crate::serve::{logged_failure, open_upstream, tokio_listener, wait_stop, Shared};
 
-/// Serves the listener of `dest` on a task of its own (logs once why there is none).
+/// A TCP destination and, when a sealed database credential is bound to it, the login
+/// the server performs upstream on the script's behalf.
+#[derive(Debug, Clone)]
+pub struct TcpRoute {
+    pub dest: TcpDestination,
+    pub login: Option<Arc<PgLogin>>,
+}
+
+impl From<TcpDestination> for TcpRoute {
+    fn from(dest: TcpDestination) -> TcpRoute {
+        TcpRoute { dest, login: None }
+    }
+}
+
+/// Serves the listener of `route` on a task of its own (logs once why there is none).
 pub(crate) fn start(
     shared: Arc<Shared>,
-    dest: TcpDestination,
+    route: TcpRoute,
     listener: Result<std::net::TcpListener, String>,
 ) {
     match listener {
         Ok(l) => {
-            tokio::spawn(accept_loop(shared, dest, l));
+            tokio::spawn(accept_loop(shared, route, l));
         }
         Err(e) => {
-            let t = dest.target();
+            let t = route.dest.target();
             let attempt = Attempt::new(&shared, t.host.to_string(), t.port, "TCP", None);
             drop(attempt.with(
                 false,
-                &format!("the sandbox has no listener for {}: {e}", dest.text()),
+                &format!("the sandbox has no listener for {}: {e}", route.dest.text()),
             ));
         }
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, dest: TcpDestination, listener: std::net::TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, route: TcpRoute, listener: std::net::TcpListener) {
     let Some(listener) = tokio_listener(listener) else {
         return;
     };
@@ -62,9 +80,14 @@ async fn accept_loop(shared: Arc<Shared>, dest: TcpDestination, listener: std::n
             },
             _ = stop.changed() => break,
         };
-        let (shared, dest) = (shared.clone(), dest.clone());
+        let (shared, route) = (shared.clone(), route.clone());
+        let mut stop = shared.stop.clone();
         tokio::spawn(async move {
-            forward(shared, dest, sock).await;
+            // Cut at the end of the execution even while still signing in.
+            tokio::select! {
+                _ = forward(shared.clone(), route, sock) => {}
+                _ = wait_stop(&mut stop) => {}
+            }
             drop(permit);
         });
     }
@@ -80,24 +103,143 @@ fn reset(sock: TcpStream) {
     drop(sock);
 }
 
-async fn forward(shared: Arc<Shared>, dest: TcpDestination, client: TcpStream) {
+/// Ends a connection that may not go on: a database login refused is told to the
+/// script as a PostgreSQL error, anything else is a reset.
+async fn refuse(shared: &Shared, attempt: &mut Attempt, mut client: TcpStream, f: Failed) {
+    let mut reason = f.log;
+    if let Some(name) = &f.violation {
+        if let Some(r) = attempt.row.as_mut() {
+            r.violation = true;
+        }
+        if let Some(extra) = shared.cfg.hook.on_tcp_violation(name) {
+            reason = format!("{reason}; {extra}");
+        }
+    }
+    attempt.set(false, reason);
+    match f.tell {
+        Some((code, msg)) => {
+            let _ = client
+                .write_all(&postgres::error_response(code, &msg))
+                .await;
+            let _ = client.shutdown().await;
+        }
+        None => reset(client),
+    }
+}
+
+async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
+    let dest = &route.dest;
     let target = dest.target();
     let mut attempt = Attempt::new(&shared, target.host.to_string(), target.port, "TCP", None);
+    let guard = shared.cfg.hook.tcp_guard();
+    // A database login: taken from the script before anything goes upstream.
+    let mut opening = None;
+    if let Some(login) = &route.login {
+        let others: Vec<(String, Vec<u8>)> = guard
+            .iter()
+            .filter(|(n, _)| *n != login.credential)
+            .cloned()
+            .collect();
+        let got = match postgres::opening(&mut client).await {
+            Ok(Opening::Startup(params)) => {
+                postgres::take_login(&mut client, login, params, &others)
+                    .await
+                    .map(Opening::Startup)
+            }
+            other => other,
+        };
+        match got {
+            Ok(o) => opening = Some(o),
+            Err(f) => return refuse(&shared, &mut attempt, client, f).await,
+        }
+    }
     let (upstream, addr) = match open_upstream(&shared, &target, true).await {
         Ok(u) => u,
         Err((status, reason)) => {
-            attempt.set(false, logged_failure(dest.text(), status, &reason));
-            reset(client);
-            return;
+            let log = logged_failure(dest.text(), status, &reason);
+            let f = match route.login {
+                Some(_) => Failed {
+                    log,
+                    tell: Some((
+                        "08006",
+                        format!("cannot reach the database server: {reason}"),
+                    )),
+                    violation: None,
+                },
+                None => Failed {
+                    log,
+                    tell: None,
+                    violation: None,
+                },
+            };
+            return refuse(&shared, &mut attempt, client, f).await;
         }
     };
     let _ = client.set_nodelay(true);
-    attempt.set(true, format!("allowed by {} ({addr})", dest.text()));
+    let meter = attempt.meter.clone();
+    let mut upstream: Box<dyn Io> = Box::new(Metered::upstream(upstream, meter.clone()));
+    let mut own = None;
+    let mut how = String::new();
+    if let (Some(login), Some(opening)) = (&route.login, opening) {
+        let roots = shared.cfg.tls.as_ref().map(|t| t.upstream());
+        let host = target.host.to_string();
+        let (mut up, tls) = match postgres::secure(upstream, login.tls, &host, roots).await {
+            Ok(u) => u,
+            Err(f) => return refuse(&shared, &mut attempt, client, f).await,
+        };
+        let tls_text = if tls { "TLS" } else { "no TLS" };
+        match opening {
+            Opening::Cancel(raw) => {
+                let _ = up.write_all(&raw).await;
+                let _ = up.shutdown().await;
+                attempt.set(
+                    true,
+                    format!(
+                        "allowed by {} ({addr}): a cancel request ({tls_text})",
+                        dest.text()
+                    ),
+                );
+                return;
+            }
+            Opening::Startup(params) => {
+                let method = match postgres::sign_in(&mut *up, login, &params).await {
+                    Ok(m) => m,
+                    Err(f) => return refuse(&shared, &mut attempt, client, f).await,
+                };
+                if client.write_all(&postgres::AUTH_OK).await.is_err() {
+                    attempt.set(false, "the script hung up while the server signed in");
+                    return;
+                }
+                how = format!(
+                    "; signed in as {} to {} with sealed credential {} ({method}, {tls_text}{})",
+                    login.user,
+                    login.database,
+                    login.credential,
+                    if login.read_only { ", read-only" } else { "" }
+                );
+                if let Some(r) = attempt.row.as_mut() {
+                    r.substituted = vec![login.credential.clone()];
+                }
+                own = Some(login.credential.clone());
+            }
+        }
+        upstream = up;
+    }
+    attempt.set(true, format!("allowed by {} ({addr}){how}", dest.text()));
     let limits = &shared.cfg.limits;
     let (idle, longest) = (limits.idle_timeout, limits.max_tcp_duration);
-    let meter = attempt.meter.clone();
-    let mut client = Metered::client(client, Activity::new());
-    let mut upstream = Metered::upstream(upstream, meter.clone());
+    // The script's bytes are watched for the placeholders of sealed credentials
+    // (other than the one this destination is signed in with).
+    let needles: Vec<(String, Vec<u8>)> = guard
+        .into_iter()
+        .filter(|(n, _)| Some(n) != own.as_ref())
+        .collect();
+    let hit = Arc::new(std::sync::Mutex::new(None));
+    let mut client = Guarded::new(
+        Metered::client(client, Activity::new()),
+        needles,
+        hit.clone(),
+    );
     let mut stop = shared.stop.clone();
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
@@ -107,7 +249,108 @@ async fn forward(shared: Arc<Shared>, dest: TcpDestination, client: TcpStream) {
         }
         _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
     }
+    let found = hit.lock().ok().and_then(|mut h| h.take());
+    if let Some(name) = found {
+        let mut why = format!(
+            "cut: the script sent the placeholder of sealed credential {name}, which is not bound to this destination"
+        );
+        if let Some(extra) = shared.cfg.hook.on_tcp_violation(&name) {
+            why = format!("{why}; {extra}");
+        }
+        meter.cut(why);
+        if let Some(r) = attempt.row.as_mut() {
+            r.violation = true;
+        }
+    }
     drop(attempt);
+}
+
+/// The script's side of a raw connection, watched for forbidden byte strings (which
+/// may be split across reads): a read that completes one is refused, so the bytes
+/// never reach the destination, and the credential is noted.
+struct Guarded<S> {
+    inner: S,
+    needles: Vec<(String, Vec<u8>)>,
+    /// The last bytes read, as long as the longest needle less one.
+    tail: Vec<u8>,
+    keep: usize,
+    hit: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl<S> Guarded<S> {
+    fn new(
+        inner: S,
+        needles: Vec<(String, Vec<u8>)>,
+        hit: Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Guarded<S> {
+        let keep = needles
+            .iter()
+            .map(|(_, n)| n.len())
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        Guarded {
+            inner,
+            needles,
+            tail: Vec::new(),
+            keep,
+            hit,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        if this.needles.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let mut hay = std::mem::take(&mut this.tail);
+        hay.extend_from_slice(&buf.filled()[before..]);
+        if let Some((name, _)) = this
+            .needles
+            .iter()
+            .find(|(_, n)| memchr::memmem::find(&hay, n).is_some())
+        {
+            if let Ok(mut h) = this.hit.lock() {
+                h.get_or_insert(name.clone());
+            }
+            buf.set_filled(before);
+            return Poll::Ready(Err(std::io::Error::other(
+                "a sealed credential's placeholder on a raw connection",
+            )));
+        }
+        let from = hay.len().saturating_sub(this.keep);
+        this.tail = hay.split_off(from);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +360,7 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    use super::TcpRoute;
     use crate::{EgressConfig, EgressLimits, Listeners, NoHook, Policy, Session, TcpDestination};
 
     fn session(dests: &[String], listeners: Listeners) -> Session {
@@ -128,6 +372,7 @@ mod tests {
             tcp: dests
                 .iter()
                 .filter_map(|d| TcpDestination::parse(d))
+                .map(TcpRoute::from)
                 .collect(),
         };
         Session::start(cfg, listeners)

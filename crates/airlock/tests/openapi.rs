@@ -430,6 +430,7 @@ async fn sealed_credential_fields_are_in_the_document() {
         path: Some("/v1/charges".into()),
         bytes_up: 1,
         bytes_down: 2,
+        duration_ms: Some(3),
         allowed: true,
         reason: "bound host".into(),
         violation: false,

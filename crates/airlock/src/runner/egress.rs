@@ -52,7 +52,10 @@ impl Runner {
             limits: airlock_egress::EgressLimits::default(),
             hook,
             tls: self.egress_tls.clone(),
-            tcp,
+            tcp: tcp
+                .into_iter()
+                .map(airlock_egress::TcpRoute::from)
+                .collect(),
         };
         let span = tracing::info_span!("egress", execution = %execution_id);
         let session = span.in_scope(|| {
