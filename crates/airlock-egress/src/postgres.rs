@@ -244,28 +244,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks the script's startup parameters against the login and takes its password:
-/// the placeholder, and nothing else. `others`: placeholders of the execution's other
-/// sealed credentials (presenting one is a violation). Returns the parameters to pass
-/// upstream.
+/// Takes the script's password (one of `logins`' placeholders, and nothing else),
+/// then checks the startup parameters against that login. `others`: placeholders of
+/// the execution's other sealed credentials (presenting one is a violation). Returns
+/// the login and the parameters to pass upstream.
 pub(crate) async fn take_login(
     client: &mut (impl Io + ?Sized),
-    login: &PgLogin,
+    logins: &[Arc<PgLogin>],
     params: Vec<(String, String)>,
     others: &[(String, Vec<u8>)],
-) -> Result<Vec<(String, String)>, Failed> {
+) -> Result<(Arc<PgLogin>, Vec<(String, String)>), Failed> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let user = get("user").unwrap_or_default();
-    let database = get("database").unwrap_or(user);
-    if user != login.user || database != login.database {
-        return Err(Failed::told(
-            "28000",
-            format!(
-                "the sealed credential {} signs in as user \"{}\" to database \"{}\" only (asked: user \"{user}\", database \"{database}\")",
-                login.credential, login.user, login.database
-            ),
-        ));
-    }
+    let user = get("user").unwrap_or_default().to_string();
+    let database = get("database").unwrap_or(&user).to_string();
     if get("replication").is_some() {
         return Err(Failed::told(
             "28000",
@@ -282,18 +273,22 @@ pub(crate) async fn take_login(
         return Err(Failed::told("08P01", "expected a password message"));
     }
     let presented = body.strip_suffix(&[0]).unwrap_or(&body);
-    if !constant_time_eq(presented, login.placeholder.as_bytes()) {
+    let Some(login) = logins
+        .iter()
+        .find(|l| constant_time_eq(presented, l.placeholder.as_bytes()))
+    else {
         let violation = others
             .iter()
             .find(|(_, p)| memchr::memmem::find(presented, p).is_some())
             .map(|(n, _)| n.clone());
+        let names: Vec<&str> = logins.iter().map(|l| l.credential.as_str()).collect();
         let msg = match &violation {
             Some(n) => format!(
                 "password authentication failed for user \"{user}\": the password is the placeholder of sealed credential {n}, which is not bound to this database"
             ),
             None => format!(
                 "password authentication failed for user \"{user}\": use this execution's settings.get(\"{}\") as it is",
-                login.credential
+                names.join("\") or settings.get(\"")
             ),
         };
         return Err(Failed {
@@ -301,6 +296,15 @@ pub(crate) async fn take_login(
             tell: Some(("28P01", msg)),
             violation,
         });
+    };
+    if user != login.user || database != login.database {
+        return Err(Failed::told(
+            "28000",
+            format!(
+                "the sealed credential {} signs in as user \"{}\" to database \"{}\" only (asked: user \"{user}\", database \"{database}\")",
+                login.credential, login.user, login.database
+            ),
+        ));
     }
     let mut upstream: Vec<(String, String)> = vec![
         ("user".into(), login.user.clone()),
@@ -314,7 +318,7 @@ pub(crate) async fn take_login(
     if login.read_only {
         upstream.push(("default_transaction_read_only".into(), "on".into()));
     }
-    Ok(upstream)
+    Ok((login.clone(), upstream))
 }
 
 /// Negotiates TLS with the server when the login asks for it. `host`: the name the

@@ -21,17 +21,21 @@ use crate::policy::TcpDestination;
 use crate::postgres::{self, Failed, Io, Opening, PgLogin};
 use crate::serve::{logged_failure, open_upstream, tokio_listener, wait_stop, Shared};
 
-/// A TCP destination and, when a sealed database credential is bound to it, the login
-/// the server performs upstream on the script's behalf.
+/// A TCP destination and, when sealed database credentials are bound to it, the
+/// logins the server performs upstream on the script's behalf (the one whose
+/// placeholder the script presents).
 #[derive(Debug, Clone)]
 pub struct TcpRoute {
     pub dest: TcpDestination,
-    pub login: Option<Arc<PgLogin>>,
+    pub logins: Vec<Arc<PgLogin>>,
 }
 
 impl From<TcpDestination> for TcpRoute {
     fn from(dest: TcpDestination) -> TcpRoute {
-        TcpRoute { dest, login: None }
+        TcpRoute {
+            dest,
+            logins: Vec::new(),
+        }
     }
 }
 
@@ -134,17 +138,21 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
     let guard = shared.cfg.hook.tcp_guard();
     // A database login: taken from the script before anything goes upstream.
     let mut opening = None;
-    if let Some(login) = &route.login {
+    let mut login: Option<Arc<PgLogin>> = None;
+    if !route.logins.is_empty() {
         let others: Vec<(String, Vec<u8>)> = guard
             .iter()
-            .filter(|(n, _)| *n != login.credential)
+            .filter(|(n, _)| !route.logins.iter().any(|l| l.credential == *n))
             .cloned()
             .collect();
         let got = match postgres::opening(&mut client).await {
             Ok(Opening::Startup(params)) => {
-                postgres::take_login(&mut client, login, params, &others)
+                postgres::take_login(&mut client, &route.logins, params, &others)
                     .await
-                    .map(Opening::Startup)
+                    .map(|(l, p)| {
+                        login = Some(l);
+                        Opening::Startup(p)
+                    })
             }
             other => other,
         };
@@ -157,7 +165,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
         Ok(u) => u,
         Err((status, reason)) => {
             let log = logged_failure(dest.text(), status, &reason);
-            let f = match route.login {
+            let f = match opening {
                 Some(_) => Failed {
                     log,
                     tell: Some((
@@ -180,9 +188,14 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
     let mut upstream: Box<dyn Io> = Box::new(Metered::upstream(upstream, meter.clone()));
     let mut own = None;
     let mut how = String::new();
-    if let (Some(login), Some(opening)) = (&route.login, opening) {
+    if let Some(opening) = opening {
         let roots = shared.cfg.tls.as_ref().map(|t| t.upstream());
         let host = target.host.to_string();
+        // A cancel request carries no password: any of the destination's logins says
+        // how to reach the server.
+        let Some(login) = login.clone().or_else(|| route.logins.first().cloned()) else {
+            return;
+        };
         let (mut up, tls) = match postgres::secure(upstream, login.tls, &host, roots).await {
             Ok(u) => u,
             Err(f) => return refuse(&shared, &mut attempt, client, f).await,
@@ -202,7 +215,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
                 return;
             }
             Opening::Startup(params) => {
-                let method = match postgres::sign_in(&mut *up, login, &params).await {
+                let method = match postgres::sign_in(&mut *up, &login, &params).await {
                     Ok(m) => m,
                     Err(f) => return refuse(&shared, &mut attempt, client, f).await,
                 };

@@ -264,21 +264,23 @@ fn setup_egress(
     };
     let mut ports = vec![crate::PROXY_PORT];
     let mut listeners: Vec<Result<(OwnedFd, bool), String>> = Vec::new();
-    let mut hosts = String::new();
-    let mut next_name: u8 = 1;
+    // One address per name (a name with several ports has a listener per port there).
+    let mut names: Vec<(String, std::net::Ipv4Addr)> = Vec::new();
     for e in tcp {
         let named = e.host.parse::<std::net::Ipv4Addr>().is_err();
         let addr = match e.host.parse::<std::net::Ipv4Addr>() {
             Ok(ip) if ip.is_loopback() => Ok(ip),
             Ok(ip) => Err(format!("{ip} is not a loopback address")),
-            Err(_) if next_name == u8::MAX => Err("too many names".to_string()),
-            Err(_) => {
-                let [a, b, c] = TCP_NAME_NET;
-                let ip = std::net::Ipv4Addr::new(a, b, c, next_name);
-                next_name += 1;
-                hosts.push_str(&format!("{ip} {}\n", e.host));
-                Ok(ip)
-            }
+            Err(_) => match names.iter().find(|(n, _)| *n == e.host) {
+                Some((_, ip)) => Ok(*ip),
+                None if names.len() >= 254 => Err("too many names".to_string()),
+                None => {
+                    let [a, b, c] = TCP_NAME_NET;
+                    let ip = std::net::Ipv4Addr::new(a, b, c, names.len() as u8 + 1);
+                    names.push((e.host.clone(), ip));
+                    Ok(ip)
+                }
+            },
         };
         listeners.push(addr.and_then(|ip| {
             sys::tcp_listen(ip, e.port, 128)
@@ -289,9 +291,9 @@ fn setup_egress(
             ports.push(e.port);
         }
     }
-    if !hosts.is_empty() {
+    if !names.is_empty() {
         let written = if mount_ns {
-            write_hosts(&hosts)
+            write_hosts(&names)
         } else {
             Err("the execution has no private mount namespace".to_string())
         };
@@ -325,11 +327,16 @@ fn setup_egress(
     ports
 }
 
-/// Makes `entries` (lines `address name`) the first lines of the execution's
-/// /etc/hosts: written on a tmpfs of our own mounted at the view's staging directory,
-/// bound read-only over /etc/hosts, and the tmpfs detached again (the bind mount keeps
-/// the file), so the script sees the file and nothing where it was made.
-fn write_hosts(entries: &str) -> Result<(), String> {
+/// Makes `names` the first lines of the execution's /etc/hosts (then `localhost`,
+/// unless it is one of them): written on a tmpfs of our own mounted at the view's
+/// staging directory, bound read-only over /etc/hosts, and the tmpfs detached again
+/// (the bind mount keeps the file), so the script sees the file and nothing where it
+/// was made.
+fn write_hosts(names: &[(String, std::net::Ipv4Addr)]) -> Result<(), String> {
+    let mut entries: String = names.iter().map(|(n, ip)| format!("{ip} {n}\n")).collect();
+    if !names.iter().any(|(n, _)| n == "localhost") {
+        entries.push_str("127.0.0.1 localhost\n::1 localhost\n");
+    }
     use std::os::unix::fs::PermissionsExt;
     let dir = Path::new(crate::plan::STAGING_DIR);
     let hardening = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -342,26 +349,23 @@ fn write_hosts(entries: &str) -> Result<(), String> {
     )
     .map_err(|e| format!("mount a tmpfs on {}: {e}", dir.display()))?;
     let file = dir.join("hosts");
-    let done = std::fs::write(
-        &file,
-        format!("{entries}127.0.0.1 localhost\n::1 localhost\n"),
-    )
-    .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)))
-    .map_err(|e| format!("writing {}: {e}", file.display()))
-    .and_then(|()| {
-        let hosts = Path::new("/etc/hosts");
-        sys::mount(Some(&file), hosts, None, libc::MS_BIND, None)
-            .and_then(|()| {
-                sys::mount(
-                    None,
-                    hosts,
-                    None,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | hardening,
-                    None,
-                )
-            })
-            .map_err(|e| format!("binding /etc/hosts: {e}"))
-    });
+    let done = std::fs::write(&file, entries)
+        .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)))
+        .map_err(|e| format!("writing {}: {e}", file.display()))
+        .and_then(|()| {
+            let hosts = Path::new("/etc/hosts");
+            sys::mount(Some(&file), hosts, None, libc::MS_BIND, None)
+                .and_then(|()| {
+                    sys::mount(
+                        None,
+                        hosts,
+                        None,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | hardening,
+                        None,
+                    )
+                })
+                .map_err(|e| format!("binding /etc/hosts: {e}"))
+        });
     let _ = sys::umount2(dir, libc::MNT_DETACH);
     done
 }

@@ -62,6 +62,58 @@ impl std::fmt::Display for CredentialMode {
     }
 }
 
+/// The protocol of a [`DatabaseLogin`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DatabaseProtocol {
+    #[default]
+    Postgres,
+}
+
+/// How the server reaches the database of a [`DatabaseLogin`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DatabaseTls {
+    /// TLS required, the certificate verified against the system roots and the
+    /// operator's CA bundle, and the name checked (libpq's `sslmode=verify-full`).
+    #[default]
+    VerifyFull,
+    /// Plain TCP: only for a database on a network the operator trusts.
+    Disable,
+}
+
+/// A sealed database credential's login: the credential's value is the password,
+/// which the server uses to sign in to `host:port` as `user`; the script gets a
+/// connection string with a per-execution placeholder instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DatabaseLogin {
+    /// `postgres`.
+    #[serde(default)]
+    pub protocol: DatabaseProtocol,
+    /// A host name (or a 127.x address); the server resolves it.
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// `verify-full` (default) or `disable`.
+    #[serde(default)]
+    pub tls: DatabaseTls,
+    /// Every session starts with `default_transaction_read_only=on` (default false).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl DatabaseLogin {
+    /// The `allowed_hosts`-style entry of its destination (`tcp://host:port`).
+    pub fn destination(&self) -> String {
+        format!("tcp://{}:{}", self.host, self.port)
+    }
+}
+
 /// A credential's mode and, for `sealed`, where its value may be substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealSettings {
@@ -76,6 +128,8 @@ pub struct SealSettings {
     pub substitute_body: bool,
     /// Revoke the profile when the placeholder is sent anywhere else.
     pub revoke_on_violation: bool,
+    /// A sealed database credential: where the server signs in with the value.
+    pub database: Option<DatabaseLogin>,
 }
 
 impl Default for SealSettings {
@@ -87,6 +141,7 @@ impl Default for SealSettings {
             header: None,
             substitute_body: false,
             revoke_on_violation: false,
+            database: None,
         }
     }
 }

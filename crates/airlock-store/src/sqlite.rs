@@ -130,7 +130,17 @@ fn seal_from(row: &SqliteRow) -> Result<SealSettings> {
         header: row.try_get("bound_header")?,
         substitute_body: row.try_get("substitute_body")?,
         revoke_on_violation: row.try_get("revoke_on_violation")?,
+        database: match row.try_get::<Option<String>, _>("database_login")? {
+            Some(d) => Some(serde_json::from_str(&d).map_err(corrupt)?),
+            None => None,
+        },
     })
+}
+
+fn database_json(s: &SealSettings) -> Option<String> {
+    s.database
+        .as_ref()
+        .and_then(|d| serde_json::to_string(d).ok())
 }
 
 fn json_list(v: &[String]) -> String {
@@ -218,8 +228,8 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
     c: &CredentialRow,
 ) -> Result<()> {
     sqlx::query("INSERT INTO credentials(id, name, description, value, created_at, updated_at, \
-                 mode, bound_hosts, bound_methods, bound_header, substitute_body, revoke_on_violation) \
-                 VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                 mode, bound_hosts, bound_methods, bound_header, substitute_body, revoke_on_violation, database_login) \
+                 VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&c.id)
         .bind(&c.name)
         .bind(&c.description)
@@ -232,6 +242,7 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
         .bind(&c.seal.header)
         .bind(c.seal.substitute_body)
         .bind(c.seal.revoke_on_violation)
+        .bind(database_json(&c.seal))
         .execute(exec)
         .await
         .map_err(|e| {
@@ -433,7 +444,8 @@ impl Store for SqliteStore {
     async fn credential_update(&self, c: &CredentialRow) -> Result<()> {
         let r = sqlx::query(
             "UPDATE credentials SET description = ?, value = ?, updated_at = ?, mode = ?, bound_hosts = ?, \
-             bound_methods = ?, bound_header = ?, substitute_body = ?, revoke_on_violation = ? WHERE id = ?",
+             bound_methods = ?, bound_header = ?, substitute_body = ?, revoke_on_violation = ?, database_login = ? \
+             WHERE id = ?",
         )
         .bind(&c.description)
         .bind(&c.value)
@@ -444,6 +456,7 @@ impl Store for SqliteStore {
         .bind(&c.seal.header)
         .bind(c.seal.substitute_body)
         .bind(c.seal.revoke_on_violation)
+        .bind(database_json(&c.seal))
         .bind(&c.id)
         .execute(&self.pool)
         .await?;
@@ -941,7 +954,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
             let r = sqlx::query(
                 "UPDATE credentials SET description = ?, value = ?, created_at = ?, updated_at = ?, mode = ?, \
                  bound_hosts = ?, bound_methods = ?, bound_header = ?, substitute_body = ?, \
-                 revoke_on_violation = ? WHERE id = ?",
+                 revoke_on_violation = ?, database_login = ? WHERE id = ?",
             )
             .bind(&row.description)
             .bind(&row.value)
@@ -953,6 +966,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
             .bind(&row.seal.header)
             .bind(row.seal.substitute_body)
             .bind(row.seal.revoke_on_violation)
+            .bind(database_json(&row.seal))
             .bind(&row.id)
             .execute(&mut *tx)
             .await?;

@@ -192,7 +192,8 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_PIP_DISK_MB", default_value_t = 2048)]
     pub pip_disk_mb: u64,
     /// Extra CA certificates (PEM file) the egress proxy trusts, besides the public
-    /// roots, when it connects to hosts bound to sealed credentials (a private API's CA).
+    /// roots, when it connects to hosts bound to sealed credentials (a private API's CA)
+    /// and to the database servers of sealed database credentials.
     #[arg(long, env = "AIRLOCK_EGRESS_CA_BUNDLE")]
     pub egress_ca_bundle: Option<PathBuf>,
 

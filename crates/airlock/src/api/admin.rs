@@ -284,8 +284,15 @@ struct CreateCredential {
     /// Revoke the profile at once when a script sends the placeholder to any other
     /// host (default false).
     revoke_on_violation: Option<bool>,
+    /// A sealed database login (the value is the password): the server signs in to
+    /// `host:port` as `user`, and the script's `settings.get` returns a connection
+    /// string whose password is a per-execution placeholder. Seals the credential;
+    /// `bound_hosts` must then be absent or empty.
+    #[schema(value_type = Option<airlock_store::DatabaseLogin>)]
+    database: Option<airlock_store::DatabaseLogin>,
 }
 
+#[allow(clippy::too_many_arguments)] // one argument per request field
 fn sealing_patch(
     mode: Option<String>,
     bound_hosts: Option<Vec<String>>,
@@ -293,6 +300,7 @@ fn sealing_patch(
     bound_header: Option<String>,
     substitute_in_body: Option<bool>,
     revoke_on_violation: Option<bool>,
+    database: Option<Option<airlock_store::DatabaseLogin>>,
 ) -> SealingPatch {
     SealingPatch {
         mode,
@@ -301,6 +309,7 @@ fn sealing_patch(
         bound_header,
         substitute_in_body,
         revoke_on_violation,
+        database,
     }
 }
 
@@ -335,6 +344,7 @@ async fn create_credential(
                 body.bound_header,
                 body.substitute_in_body,
                 body.revoke_on_violation,
+                body.database.map(Some),
             ),
         )
         .await?;
@@ -385,6 +395,10 @@ struct UpdateCredential {
     substitute_in_body: Option<bool>,
     /// Revoke the profile at once when a script sends the placeholder to any other host.
     revoke_on_violation: Option<bool>,
+    /// Sets the sealed database login (which seals the credential); `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<airlock_store::DatabaseLogin>, nullable)]
+    database: Option<Option<airlock_store::DatabaseLogin>>,
 }
 
 /// Sets the value, description and/or sealing settings; omitted fields are unchanged.
@@ -420,6 +434,7 @@ async fn update_credential(
                 body.bound_header,
                 body.substitute_in_body,
                 body.revoke_on_violation,
+                body.database,
             ),
         )
         .await?;

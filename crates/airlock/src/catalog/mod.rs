@@ -11,7 +11,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use airlock_store::{CredentialMode, CredentialRow, ProfileRow, SealSettings, Store, Vault};
+use airlock_store::{
+    CredentialMode, CredentialRow, DatabaseLogin, ProfileRow, SealSettings, Store, Vault,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

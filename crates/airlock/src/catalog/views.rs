@@ -19,6 +19,11 @@ pub struct Sealing {
     pub substitute_in_body: bool,
     /// Revoke the profile at once when the placeholder is sent anywhere else.
     pub revoke_on_violation: bool,
+    /// A sealed database credential (the value is its password): the server signs in
+    /// there, and the script gets a connection string with a placeholder. `null` for
+    /// other credentials.
+    #[serde(default)]
+    pub database: Option<DatabaseLogin>,
 }
 
 impl From<&SealSettings> for Sealing {
@@ -30,6 +35,7 @@ impl From<&SealSettings> for Sealing {
             bound_header: s.header.clone(),
             substitute_in_body: s.substitute_body,
             revoke_on_violation: s.revoke_on_violation,
+            database: s.database.clone(),
         }
     }
 }
@@ -43,6 +49,7 @@ impl From<Sealing> for SealSettings {
             header: s.bound_header,
             substitute_body: s.substitute_in_body,
             revoke_on_violation: s.revoke_on_violation,
+            database: s.database,
         }
     }
 }
@@ -58,6 +65,8 @@ pub struct SealingPatch {
     pub bound_header: Option<String>,
     pub substitute_in_body: Option<bool>,
     pub revoke_on_violation: Option<bool>,
+    /// `Some(None)` removes the database login.
+    pub database: Option<Option<DatabaseLogin>>,
 }
 
 impl SealingPatch {
@@ -121,6 +130,12 @@ impl SealingPatch {
         if let Some(r) = self.revoke_on_violation {
             s.revoke_on_violation = r;
         }
+        if let Some(d) = &self.database {
+            if let Some(d) = d {
+                database_login(d)?;
+            }
+            s.database = d.clone();
+        }
         match self.mode.as_deref().map(|m| (m, CredentialMode::parse(m))) {
             Some((_, Some(m))) => s.mode = m,
             Some((other, None)) => {
@@ -130,21 +145,57 @@ impl SealingPatch {
                 )))
             }
             None if new => {
-                s.mode = if s.hosts.is_empty() {
+                s.mode = if s.hosts.is_empty() && s.database.is_none() {
                     CredentialMode::Plain
                 } else {
                     CredentialMode::Sealed
                 }
             }
+            // A database login given now seals the credential.
+            None if self.database.as_ref().is_some_and(Option::is_some) => {
+                s.mode = CredentialMode::Sealed;
+            }
             None => {}
         }
-        if s.is_sealed() && s.hosts.is_empty() {
+        if s.database.is_some() {
+            if !s.is_sealed() {
+                return Err(Invalid::new(
+                    "a credential with a database login is sealed: its password never enters the sandbox (mode \"sealed\", or remove database)",
+                ));
+            }
+            if !s.hosts.is_empty() {
+                return Err(Invalid::new(
+                    "a database credential has no bound_hosts: its password is used only to sign in to its database",
+                ));
+            }
+        } else if s.is_sealed() && s.hosts.is_empty() {
             return Err(Invalid::new(
-                "a sealed credential needs at least one bound host (bound_hosts): its value is sent nowhere else",
+                "a sealed credential needs at least one bound host (bound_hosts) or a database login (database): its value is sent nowhere else",
             ));
         }
         Ok(())
     }
+}
+
+/// Checks a database login: a host the sandbox can give an address of its own, a
+/// port, and a user and database PostgreSQL would take.
+fn database_login(d: &DatabaseLogin) -> Result<(), Invalid> {
+    if airlock_egress::TcpDestination::parse(&d.destination()).is_none() {
+        return Err(Invalid::new(format!(
+            "database host {:?} (port {}) is invalid: use a host name (db.internal) or a 127.x.y.z address, and a port from 1 to 65535",
+            validate::truncate_for_message(&d.host),
+            d.port
+        )));
+    }
+    for (field, v) in [("database", &d.database), ("user", &d.user)] {
+        if v.is_empty() || v.len() > 63 || v.bytes().any(|b| b == 0 || b.is_ascii_control()) {
+            return Err(Invalid::new(format!(
+                "database {field} {:?} is invalid: 1 to 63 bytes, no control characters",
+                validate::truncate_for_message(v)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks imported sealing settings with the rules the admin API applies.
@@ -156,6 +207,7 @@ pub fn check_sealing(s: &Sealing) -> Result<(), Invalid> {
         bound_header: s.bound_header.clone(),
         substitute_in_body: Some(s.substitute_in_body),
         revoke_on_violation: Some(s.revoke_on_violation),
+        database: Some(s.database.clone()),
     };
     patch.apply(&mut SealSettings::default(), false)
 }

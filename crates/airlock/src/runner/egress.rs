@@ -18,7 +18,7 @@ impl Runner {
         self: Arc<Self>,
         execution_id: &str,
         profile_id: &str,
-        (policy, tcp): (airlock_egress::Policy, Vec<airlock_egress::TcpDestination>),
+        (policy, tcp): (airlock_egress::Policy, Vec<airlock_egress::TcpRoute>),
         pending: airlock_sandbox::PendingProxy,
         sealed: Vec<SealedValue>,
         redactor: Arc<Redactor>,
@@ -52,10 +52,7 @@ impl Runner {
             limits: airlock_egress::EgressLimits::default(),
             hook,
             tls: self.egress_tls.clone(),
-            tcp: tcp
-                .into_iter()
-                .map(airlock_egress::TcpRoute::from)
-                .collect(),
+            tcp,
         };
         let span = tracing::info_span!("egress", execution = %execution_id);
         let session = span.in_scope(|| {

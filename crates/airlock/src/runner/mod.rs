@@ -447,8 +447,10 @@ impl Runner {
             let why = "the profile was revoked or expired before the script started";
             return self.end(run, ExecutionStatus::Error, why.into()).await;
         };
-        let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts);
-        let tcp = airlock_egress::TcpDestination::from_allowed_hosts(&profile.allowed_hosts);
+        let tcp = tcp_routes(&profile.allowed_hosts, &job.creds, &sealed);
+        // A database credential brings its destination: network even with `[]`.
+        let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts)
+            .or_else(|| (!tcp.is_empty()).then(|| airlock_egress::Policy::Allow(Vec::new())));
         let network = policy.is_some();
         let started = self
             .start_script(&sandbox, &mut run, settings, job.timeout, network, &tcp)
@@ -532,7 +534,7 @@ impl Runner {
         settings: BTreeMap<String, String>,
         timeout: Duration,
         network: bool,
-        tcp: &[airlock_egress::TcpDestination],
+        tcp: &[airlock_egress::TcpRoute],
     ) -> airlock_sandbox::Result<Execution> {
         // A start-up rebuild of the package environment: wait rather than run a
         // script without the packages it asked for.
@@ -562,9 +564,9 @@ impl Runner {
                 network,
                 tcp: tcp
                     .iter()
-                    .map(|d| airlock_sandbox::TcpForward {
-                        host: d.host().to_string(),
-                        port: d.port(),
+                    .map(|r| airlock_sandbox::TcpForward {
+                        host: r.dest.host().to_string(),
+                        port: r.dest.port(),
                     })
                     .collect(),
                 python_paths: self.packages.sandbox_env_path().into_iter().collect(),
@@ -761,9 +763,100 @@ fn script_settings(creds: &[OpenedCredential]) -> (BTreeMap<String, String>, Vec
         .map(|c| (c.name.clone(), c.value.clone()))
         .collect();
     for s in &sealed {
-        settings.insert(s.name.clone(), s.placeholder.clone());
+        let login = creds
+            .iter()
+            .find(|c| c.name == s.name)
+            .and_then(|c| c.seal.database.as_ref());
+        let shown = match login {
+            Some(d) => connection_string(d, &s.placeholder),
+            None => s.placeholder.clone(),
+        };
+        settings.insert(s.name.clone(), shown);
     }
     (settings, sealed)
+}
+
+/// What `settings.get` returns for a sealed database credential: a libpq connection
+/// URI whose password is the placeholder. `sslmode=disable`: the hop is the
+/// execution's own loopback, to the server, which speaks TLS to the database itself.
+fn connection_string(d: &airlock_store::DatabaseLogin, placeholder: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    // What a URI's user, password and path segment cannot hold as it is. The
+    // placeholder's `:` becomes `%3A`, a form the egress guards know.
+    const URI_PART: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b':')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'@')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let enc = |s: &str| utf8_percent_encode(s, URI_PART).to_string();
+    format!(
+        "postgresql://{}:{}@{}:{}/{}?sslmode=disable",
+        enc(&d.user),
+        enc(placeholder),
+        d.host,
+        d.port,
+        enc(&d.database)
+    )
+}
+
+/// The execution's TCP routes: the profile's `tcp://` destinations, and the
+/// destination of each sealed database credential with its login (which the server
+/// performs with the real password).
+fn tcp_routes(
+    allowed_hosts: &Option<Vec<String>>,
+    creds: &[OpenedCredential],
+    sealed: &[SealedValue],
+) -> Vec<airlock_egress::TcpRoute> {
+    let mut routes: Vec<airlock_egress::TcpRoute> =
+        airlock_egress::TcpDestination::from_allowed_hosts(allowed_hosts)
+            .into_iter()
+            .map(airlock_egress::TcpRoute::from)
+            .collect();
+    for c in creds {
+        let (Some(d), Some(s)) = (
+            c.seal.database.as_ref(),
+            sealed.iter().find(|s| s.name == c.name),
+        ) else {
+            continue;
+        };
+        let Some(dest) = airlock_egress::TcpDestination::parse(&d.destination()) else {
+            continue;
+        };
+        let login = std::sync::Arc::new(airlock_egress::PgLogin {
+            credential: c.name.clone(),
+            user: d.user.clone(),
+            database: d.database.clone(),
+            password: c.value.clone(),
+            placeholder: s.placeholder.clone(),
+            tls: match d.tls {
+                airlock_store::DatabaseTls::VerifyFull => airlock_egress::PgTls::VerifyFull,
+                airlock_store::DatabaseTls::Disable => airlock_egress::PgTls::Disable,
+            },
+            read_only: d.read_only,
+        });
+        match routes.iter_mut().find(|r| r.dest == dest) {
+            Some(r) => r.logins.push(login),
+            None => routes.push(airlock_egress::TcpRoute {
+                dest,
+                logins: vec![login],
+            }),
+        }
+    }
+    routes
 }
 
 fn record(events: &mut Vec<RedactionEvent>, field: &str, counts: Vec<RedactionCount>) {

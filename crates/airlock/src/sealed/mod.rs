@@ -398,6 +398,29 @@ impl RequestHook for Sealer {
         true
     }
 
+    fn tcp_guard(&self) -> Vec<(String, Vec<u8>)> {
+        self.creds
+            .iter()
+            .flat_map(|c| {
+                let mut forms = c.forms().to_vec();
+                forms.dedup();
+                forms
+                    .into_iter()
+                    .map(|f| (c.name.clone(), f.into_bytes()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn on_tcp_violation(&self, name: &str) -> Option<String> {
+        let c = self.creds.iter().find(|c| c.name == name)?;
+        if !c.revoke_on_violation {
+            return None;
+        }
+        (self.on_violation)(vec![c.name.clone()]);
+        Some("the profile is revoked".into())
+    }
+
     fn on_request(
         &self,
         target: &Target,

@@ -34,6 +34,7 @@ pub fn sandbox_unavailable(reason: &str) {
     eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
 }
 
+pub mod postgres;
 pub mod sandboxed;
 pub mod upstream;
 
@@ -749,6 +750,28 @@ pub async fn pip_requests_httpx() -> Option<TempDir> {
 /// name), signed by a fresh CA called `ca_name`; returns it with the CA's PEM.
 pub fn test_tls_acceptor(name: &str, ca_name: &str) -> (tokio_rustls::TlsAcceptor, String) {
     use tokio_rustls::rustls;
+    let (leaf, leaf_key, ca_pem) = issue_test_cert(name, ca_name);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(server)), ca_pem)
+}
+
+/// A certificate for `name` signed by a fresh CA called `ca_name`, as PEM: (leaf
+/// certificate, leaf key, CA certificate).
+pub fn test_cert(name: &str, ca_name: &str) -> (String, String, String) {
+    let (leaf, key, ca_pem) = issue_test_cert(name, ca_name);
+    (leaf.pem(), key.serialize_pem(), ca_pem)
+}
+
+fn issue_test_cert(name: &str, ca_name: &str) -> (rcgen::Certificate, rcgen::KeyPair, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -766,17 +789,7 @@ pub fn test_tls_acceptor(name: &str, ca_name: &str) -> (tokio_rustls::TlsAccepto
         .distinguished_name
         .push(rcgen::DnType::CommonName, name);
     let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    (tokio_rustls::TlsAcceptor::from(Arc::new(server)), ca.pem())
+    (leaf, leaf_key, ca.pem())
 }
 
 /// A request for the router as the `oneshot` tests send it: `Host: airlock.test`,
