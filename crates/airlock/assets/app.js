@@ -320,6 +320,28 @@
     form.querySelector("[data-multi-line]").hidden = !box.checked;
   }
 
+  // The database login of a credential form, or null when its host is empty.
+  function dbLogin(form) {
+    const el = form.elements;
+    if (!el.db_host || !el.db_host.value.trim()) return null;
+    const port = Number(el.db_port.value.trim() || "5432");
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new ApiError("The database port is a number from 1 to 65535.");
+    }
+    if (!el.db_database.value.trim() || !el.db_user.value.trim()) {
+      throw new ApiError("A database login needs its database and user.");
+    }
+    return {
+      protocol: "postgres",
+      host: el.db_host.value.trim(),
+      port,
+      database: el.db_database.value.trim(),
+      user: el.db_user.value.trim(),
+      tls: el.db_tls.value,
+      read_only: el.db_read_only.checked,
+    };
+  }
+
   function openDescDialog(name, desc, seal) {
     const dlg = document.getElementById("desc-dialog");
     if (!dlg) return;
@@ -334,6 +356,17 @@
       form.elements.bound_header.value = seal.header || "";
       form.elements.substitute_in_body.checked = seal.body === "true";
       form.elements.revoke_on_violation.checked = seal.revoke === "true";
+    }
+    if (seal && form.elements.db_host) {
+      form.elements.db_host.value = seal.dbHost || "";
+      form.elements.db_port.value = seal.dbPort || "";
+      form.elements.db_database.value = seal.dbDatabase || "";
+      form.elements.db_user.value = seal.dbUser || "";
+      form.elements.db_tls.value = seal.dbTls || "verify-full";
+      form.elements.db_read_only.checked = seal.dbReadOnly === "true";
+      form.dataset.hadDb = seal.dbHost ? "true" : "false";
+      const details = form.querySelector("details.db-login");
+      if (details) details.open = Boolean(seal.dbHost);
     }
     dlg.querySelector("[data-desc-name]").textContent = name;
     dlg.showModal();
@@ -578,6 +611,8 @@
       if (value) body.value = value;
       const hosts = hostsFromText(form.elements.bound_hosts ? form.elements.bound_hosts.value : "");
       if (hosts.length) body.bound_hosts = hosts;
+      const db = dbLogin(form);
+      if (db) body.database = db;
       form.elements.value.value = "";
       await api("POST", "/api/admin/credentials", body);
       reloadWith("Credential " + name + " added" + (value ? " with its value." : "; fill in its value when ready."));
@@ -607,6 +642,16 @@
         body.bound_header = form.elements.bound_header.value.trim();
         body.substitute_in_body = form.elements.substitute_in_body.checked;
         body.revoke_on_violation = form.elements.revoke_on_violation.checked;
+      }
+      if (form.elements.db_host) {
+        const db = dbLogin(form);
+        if (db) {
+          body.database = db;
+          body.mode = "sealed";
+          body.bound_hosts = [];
+        } else if (form.dataset.hadDb === "true") {
+          body.database = null;
+        }
       }
       await api("PUT", "/api/admin/credentials/" + enc(name), body);
       form.closest("dialog").close();

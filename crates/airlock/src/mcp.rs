@@ -122,7 +122,8 @@ UI ({ui_base}/ui/profiles/<profile id>), type the values there, lock the profile
 this MCP server the key. Then execute_script: inside the script, settings.get(\"NAME\") \
 returns a value (for a sealed credential, a placeholder that Airlock's egress proxy \
 replaces with the value only in requests to its bound hosts: use it exactly like the value, \
-never transform it), set_result(obj) sets the JSON result, llm.complete(prompt) pauses the \
+never transform it; for a sealed database credential, a PostgreSQL connection string to pass \
+as it is to psycopg.connect, whose password Airlock supplies), set_result(obj) sets the JSON result, llm.complete(prompt) pauses the \
 script and hands you the prompt: answer it with respond_llm. Secret values are redacted \
 from every output.\n\
 NEVER ask the user to type, paste or tell you a secret value, password or key in the \
@@ -367,7 +368,7 @@ fn done(r: Result<Value, CallToolResult>) -> Result<CallToolResult, ErrorData> {
 #[tool_router]
 impl AirlockMcp {
     #[tool(
-        description = "List the credential slots (names, descriptions, whether a value is set, mode plain or sealed and the hosts a sealed one is bound to; never values)."
+        description = "List the credential slots (names, descriptions, whether a value is set, mode plain or sealed and the hosts a sealed one is bound to, or its database login; never values)."
     )]
     async fn list_credentials(
         &self,
@@ -377,7 +378,7 @@ impl AirlockMcp {
     }
 
     #[tool(
-        description = "List the profiles: id, description, locked/revoked/expired, credentials with whether each has a value and its mode (plain or sealed, with bound hosts), allowed hosts."
+        description = "List the profiles: id, description, locked/revoked/expired, credentials with whether each has a value and its mode (plain or sealed, with bound hosts or a database login), allowed hosts (tcp://host:port entries are raw TCP destinations such as databases)."
     )]
     async fn list_profiles(
         &self,

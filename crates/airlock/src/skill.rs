@@ -99,10 +99,19 @@ fn profile_line(p: &ProfileView, base: &str) -> String {
         p.credentials
             .iter()
             .map(|c| {
-                let sealed = if c.mode == airlock_store::CredentialMode::Sealed {
-                    format!(", sealed to {}", c.bound_hosts.join(" "))
-                } else {
-                    String::new()
+                let sealed = match (&c.database, c.mode) {
+                    (Some(d), _) => format!(
+                        ", sealed PostgreSQL login {}@{}:{}/{}{}",
+                        d.user,
+                        d.host,
+                        d.port,
+                        d.database,
+                        if d.read_only { " (read-only)" } else { "" }
+                    ),
+                    (None, airlock_store::CredentialMode::Sealed) => {
+                        format!(", sealed to {}", c.bound_hosts.join(" "))
+                    }
+                    (None, _) => String::new(),
                 };
                 format!(
                     "`{}` ({}{sealed})",
@@ -245,6 +254,13 @@ The secret never travels.
   plain `http://` the placeholder is usually refused (403) so the value never travels in
   clear. Responses from bound hosts that echo the value
   come back with the placeholder instead.
+- **Databases.** A sealed credential with a `database` login (PostgreSQL) gives a
+  connection string: `psycopg.connect(settings.get("SHOP_DB"))` (declare `psycopg[binary]`
+  as a package) works as is; its password is a placeholder, and Airlock signs in to the
+  database for you. Do not take the URI apart or change its user or database. Other
+  databases are reachable when the profile lists `tcp://host:port` in `allowed_hosts`:
+  connect to `host:port` as usual, with a plain credential's value as the password. A
+  refused or unreachable destination resets the connection; the operator's log says why.
 - `set_result(obj)` → the JSON-serializable result you get back (last call wins).
 - `llm.complete(prompt, model="default")` → pauses the script (`awaiting_llm`) until you
   answer with `POST /executions/{id}/respond`; returns your answer as a string. Use it
@@ -288,7 +304,7 @@ a restart stay `pending` until it is ready.
 |---|---|---|
 | `GET /skill.md` | none | this page |
 | `GET /health` | none | status, version, sandbox layers |
-| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}]}` |
+| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists", "mode", "bound_hosts", "database" (sealed database logins only)}]}` |
 | `POST /credentials` | none | declare slots: `{"credentials": [{"name", "description"}]}` |
 | `GET /profiles` | none | `{"profiles": [Profile]}` |
 | `GET /profiles/{id}` | none | one profile (by id or key id) |
@@ -305,7 +321,7 @@ a restart stay `pending` until it is ready.
 | `GET /openapi.json` | none | the OpenAPI 3.1 description of every endpoint (schemas, error responses) |
 | `/mcp` | Bearer full key | the same tools over MCP (streamable HTTP); see below |
 
-Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts"}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
+Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts", "database" (sealed database logins only)}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
 
 Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
 Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.

@@ -952,7 +952,20 @@ async fn sealing_settings_travel_with_the_export() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let sealing = json!({"mode": "sealed", "bound_hosts": ["api.example.com", "*.example.org:8443"],
         "bound_methods": ["GET", "POST"], "bound_header": "authorization",
-        "substitute_in_body": true, "revoke_on_violation": true});
+        "substitute_in_body": true, "revoke_on_violation": true, "database": null});
+    // A sealed database credential's login travels too.
+    let login = json!({"protocol": "postgres", "host": "db.internal", "port": 5432,
+        "database": "shop", "user": "report", "tls": "verify-full", "read_only": true});
+    let (s, _, v_db) = admin_a
+        .post(
+            "/api/admin/credentials",
+            json!({"name": "SHOP_DB", "description": "d", "value": "db-password-for-transfer",
+                   "database": login}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v_db}");
+    assert_eq!(v_db["database"], login);
+    assert_eq!(v_db["mode"], "sealed");
     for k in sealing.as_object().unwrap().keys() {
         assert_eq!(v[k], sealing[k], "{k}: {v}");
     }
@@ -979,6 +992,10 @@ async fn sealing_settings_travel_with_the_export() {
     }
     let (_, _, plain) = admin_b.get("/api/admin/credentials/PLAIN_KEY").await;
     assert_eq!(plain["mode"], "plain");
+    let (_, _, db) = admin_b.get("/api/admin/credentials/SHOP_DB").await;
+    assert_eq!(db["database"], login, "{db}");
+    assert_eq!(db["mode"], "sealed");
+    assert_eq!(db["value_exists"], true);
 
     // An older file without `sealing` imports as plain; invalid settings are refused.
     let mut old: Value = doc.clone();

@@ -236,6 +236,10 @@ pub struct CredentialSummary {
     pub mode: CredentialMode,
     /// Host patterns a sealed value is substituted for (empty for `plain`).
     pub bound_hosts: Vec<String>,
+    /// A sealed database credential: where `settings.get`'s connection string leads
+    /// (its password is a placeholder; the server signs in). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseLogin>,
 }
 
 /// An opened credential for one execution.
@@ -285,6 +289,7 @@ pub(super) fn summary(c: &CredentialRow) -> CredentialSummary {
         value_exists: c.value.is_some(),
         mode: c.seal.mode,
         bound_hosts: c.seal.hosts.clone(),
+        database: c.seal.database.clone(),
     }
 }
 

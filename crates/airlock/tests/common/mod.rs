@@ -480,6 +480,7 @@ pub fn credential_view(v: &Value) -> Value {
             "bound_header",
             "substitute_in_body",
             "revoke_on_violation",
+            "database",
             "created_at",
             "updated_at",
         ],
@@ -487,6 +488,10 @@ pub fn credential_view(v: &Value) -> Value {
     assert!(
         v["mode"] == "plain" || v["mode"] == "sealed",
         "mode is plain or sealed: {v}"
+    );
+    assert!(
+        v["database"].is_null() || v["mode"] == "sealed",
+        "a database login is sealed: {v}"
     );
     assert!(v["bound_hosts"].is_array(), "{v}");
     let created = timestamp(&v["created_at"]);

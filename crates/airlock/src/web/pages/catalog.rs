@@ -27,6 +27,39 @@ pub struct CredRow {
     pub header: String,
     pub substitute_body: bool,
     pub revoke: bool,
+    /// A sealed database login (empty strings when none), for the edit dialog.
+    pub db: DbFields,
+}
+
+/// A database login's fields as the credentials page shows and edits them.
+#[derive(Default)]
+pub struct DbFields {
+    pub host: String,
+    pub port: String,
+    pub database: String,
+    pub user: String,
+    /// `verify-full` or `disable`.
+    pub tls: String,
+    pub read_only: bool,
+}
+
+impl DbFields {
+    fn of(d: Option<&airlock_store::DatabaseLogin>) -> DbFields {
+        match d {
+            None => DbFields::default(),
+            Some(d) => DbFields {
+                host: d.host.clone(),
+                port: d.port.to_string(),
+                database: d.database.clone(),
+                user: d.user.clone(),
+                tls: match d.tls {
+                    airlock_store::DatabaseTls::VerifyFull => "verify-full".into(),
+                    airlock_store::DatabaseTls::Disable => "disable".into(),
+                },
+                read_only: d.read_only,
+            },
+        }
+    }
 }
 
 #[derive(Template)]
@@ -78,11 +111,15 @@ pub async fn credentials(
             used_by,
             mode: row.seal.mode.to_string(),
             hosts_lines: row.seal.hosts.join("\n"),
-            hosts_text: row.seal.hosts.join(", "),
+            hosts_text: match &row.seal.database {
+                Some(d) => format!("postgres {}@{}:{}/{}", d.user, d.host, d.port, d.database),
+                None => row.seal.hosts.join(", "),
+            },
             methods: row.seal.methods.clone().unwrap_or_default().join(", "),
             header: row.seal.header.clone().unwrap_or_default(),
             substitute_body: row.seal.substitute_body,
             revoke: row.seal.revoke_on_violation,
+            db: DbFields::of(row.seal.database.as_ref()),
         });
     }
     let fill = q
