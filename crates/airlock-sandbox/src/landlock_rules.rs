@@ -142,12 +142,19 @@ pub(crate) fn restrict_connect(kernel_abi: i32, ports: &[u16]) -> Result<bool, S
     if kernel_abi < 4 {
         return Ok(false);
     }
+    // A layer that handles no file access still refuses to move a file between
+    // directories (EXDEV) unless it handles `Refer` and grants it: granted everywhere
+    // here, so the first layer alone decides about files.
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessNet::ConnectTcp)
         .map_err(|e| format!("landlock net: {e}"))?
+        .handle_access(AccessFs::Refer)
+        .map_err(|e| format!("landlock fs: {e}"))?
         .create()
         .map_err(|e| format!("landlock create: {e}"))?
+        .add_rules(path_beneath_rules(["/"], BitFlags::from(AccessFs::Refer)))
+        .map_err(|e| format!("landlock rules: {e}"))?
         .add_rules(
             ports
                 .iter()

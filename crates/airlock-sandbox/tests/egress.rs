@@ -465,3 +465,28 @@ async fn tcp_destinations(sb: &Sandbox) {
         o.error
     );
 }
+
+/// The job-time connect ruleset is a second Landlock layer: files still move between
+/// the script's own directories (a layer that handled no file access would refuse that
+/// with EXDEV, which broke installers), and still cannot move out of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_move_between_the_scripts_directories_with_and_without_network() {
+    let Some(sb) = sandbox(1).await else { return };
+    let script = "import os\nos.makedirs('b')\nopen('x', 'w').write('1')\nos.rename('x', 'b/x')\ntry:\n    os.rename('b/x', '/etc/x')\n    moved_out = 'MOVED'\nexcept OSError as e:\n    moved_out = 'ERR'\nset_result([os.listdir('b'), moved_out])\n";
+    for network in [false, true] {
+        let mut j = job(script);
+        j.network = network;
+        let mut ex = sb.run(j).await.unwrap();
+        let _listeners = ex.take_proxy();
+        let o = match ex.next_event().await {
+            Event::Finished(o) => o,
+            other => panic!("unexpected event {other:?}"),
+        };
+        assert_eq!(
+            o.result,
+            Some(json!([["x"], "ERR"])),
+            "network={network}: {:?}",
+            o.error
+        );
+    }
+}
