@@ -10,7 +10,8 @@
 //! machine, and the ratios (targets: setup ≤ 2×, round trip ≤ 1.3×).
 //!
 //! Run: `cargo bench -p airlock --bench postgres` (`BENCH_CONNECTS`, default 40;
-//! `BENCH_QUERIES`, default 3000).
+//! `BENCH_QUERIES`, default 3000; `BENCH_TLS=disable` measures both paths without TLS
+//! to the server).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a bench fails
 
 #[path = "../tests/common/mod.rs"]
@@ -83,13 +84,18 @@ async fn main() {
     )
     .unwrap();
     let placeholder = "airlock-sealed:SHOP_DB:benchplaceholder0123456789";
+    let plain = std::env::var("BENCH_TLS").as_deref() == Ok("disable");
     let login = Arc::new(airlock_egress::PgLogin {
         credential: "SHOP_DB".into(),
         user: "report".into(),
         database: "shop".into(),
         password: PASSWORD.into(),
         placeholder: placeholder.into(),
-        tls: airlock_egress::PgTls::VerifyFull,
+        tls: if plain {
+            airlock_egress::PgTls::Disable
+        } else {
+            airlock_egress::PgTls::VerifyFull
+        },
         read_only: false,
     });
     let dest =
@@ -121,11 +127,18 @@ async fn main() {
     // Drain the log as the server would.
     tokio::spawn(async move { while events.recv().await.is_some() {} });
 
-    let direct = format!(
-        "postgresql://report:{PASSWORD}@localhost:{}/shop?sslmode=verify-full&sslrootcert={}",
-        pg.port,
-        ca_path.display()
-    );
+    let direct = if plain {
+        format!(
+            "postgresql://report:{PASSWORD}@localhost:{}/shop?sslmode=disable",
+            pg.port
+        )
+    } else {
+        format!(
+            "postgresql://report:{PASSWORD}@localhost:{}/shop?sslmode=verify-full&sslrootcert={}",
+            pg.port,
+            ca_path.display()
+        )
+    };
     let forwarded = format!(
         "postgresql://report:{}@127.0.0.1:{fwd_port}/shop?sslmode=disable",
         placeholder.replace(':', "%3A")
@@ -158,13 +171,16 @@ async fn main() {
     let ms = |k: &str, n: &str| v[k][n].as_f64().unwrap() * 1000.0;
     let (sd, sf) = (ms("setup", "direct"), ms("setup", "forwarded"));
     let (qd, qf) = (ms("query", "direct"), ms("query", "forwarded"));
-    println!("sealed PostgreSQL forwarder vs direct (median, {connects} connections, {queries} queries each)");
     println!(
-        "  connection setup (TLS + SCRAM): direct {sd:.2} ms, forwarded {sf:.2} ms, ratio {:.2} (target <= 2.0)",
+        "sealed PostgreSQL forwarder vs direct (median, {connects} connections, {queries} queries each, {})",
+        if plain { "no TLS to the server" } else { "TLS to the server" }
+    );
+    println!(
+        "  connection setup (SCRAM):  direct {sd:.2} ms, forwarded {sf:.2} ms, ratio {:.2} (target <= 2.0)",
         sf / sd
     );
     println!(
-        "  SELECT 1 round trip:            direct {:.1} us, forwarded {:.1} us, ratio {:.2} (target <= 1.3)",
+        "  SELECT 1 round trip:       direct {:.1} us, forwarded {:.1} us, ratio {:.2} (target <= 1.3)",
         qd * 1000.0,
         qf * 1000.0,
         qf / qd
