@@ -468,9 +468,16 @@ async fn database_login_failures_are_clear_and_the_placeholder_goes_nowhere_else
         .admin("POST", &format!("/api/admin/profiles/{pid}/lock"), None)
         .await;
     let key = locked["key"].as_str().unwrap().to_string();
-    // Another TCP destination, to try the placeholder on.
-    env.set_hosts(&pid, json!([format!("tcp://localhost:{}", up.port)]))
-        .await;
+    // Another TCP destination and an HTTP host, to try the placeholder on.
+    let web = common::upstream::http("127.0.0.2", common::upstream::Answer::Line("web")).await;
+    env.set_hosts(
+        &pid,
+        json!([
+            format!("tcp://localhost:{}", up.port),
+            format!("127.0.0.2:{}", web.port())
+        ]),
+    )
+    .await;
 
     let script = format!(
         r#"{PG_PRELUDE}
@@ -489,12 +496,25 @@ try:
     out["leak"] = leak()
 except OSError as e:
     out["leak"] = "ERR:" + type(e).__name__
+import urllib.request, urllib.error
+try:
+    urllib.request.urlopen("http://127.0.0.2:{web}/?q=" + placeholder.replace(":", "%3A"), timeout=10)
+    out["http"] = "SENT"
+except urllib.error.HTTPError as e:
+    out["http"] = e.code
+# A cancel request reaches the server (psycopg opens a second connection for it).
+import threading, time
+conn = psycopg.connect(dsn)
+threading.Timer(1.0, conn.cancel_safe).start()
+out["cancel"] = attempt(lambda: conn.execute("SELECT pg_sleep(20)"))
+conn.close()
 # Still works after all of that.
 with psycopg.connect(dsn) as conn:
     out["after"] = conn.execute("SELECT count(*) FROM items").fetchone()[0]
 set_result(out)
 "#,
-        up = up.port
+        up = up.port,
+        web = web.port()
     );
     let v = env.run(&key, &script).await;
     assert_eq!(v["status"], json!("completed"), "{v}");
@@ -523,6 +543,12 @@ set_result(out)
         "{v}"
     );
     assert_eq!(r["after"], json!(2), "the server stays up: {v}");
+    assert_eq!(r["http"], json!(403), "{v}");
+    assert!(web.seen().is_empty(), "the web host saw {:?}", web.seen());
+    assert!(
+        text("cancel").starts_with("ERR:57014:"),
+        "cancelled by the server: {v}"
+    );
     // The echo server never saw the placeholder.
     assert!(
         up.seen
@@ -556,6 +582,13 @@ set_result(out)
         json!(false)
     );
     assert_eq!(find("connecting to 127.0.0.1")["allowed"], json!(false));
+    assert_eq!(find("a cancel request")["allowed"], json!(true));
+    let http = log
+        .iter()
+        .find(|e| e["method"] == json!("GET"))
+        .expect("the HTTP attempt is logged");
+    assert_eq!(http["violation"], json!(true), "{http}");
+    assert_eq!(http["allowed"], json!(false), "{http}");
     assert!(!serde_json::to_string(&log).unwrap().contains(PG_PASSWORD));
     assert!(!v.to_string().contains(PG_PASSWORD));
 }

@@ -145,6 +145,40 @@ test("credentials: seal one to its host in the edit dialog", async () => {
   assert.equal((await page.locator("#cred-DB_PASSWORD .mode-cell").textContent()).trim(), "plain");
 });
 
+test("credentials: a database login makes a sealed PostgreSQL credential", async () => {
+  await page.goto(base + "/ui/credentials");
+  const form = page.locator("form[data-form=cred-create]");
+  await form.locator("input[name=name]").fill("SHOP_DB");
+  await form.locator("input[name=description]").fill("the shop database");
+  await form.locator("input[name=value]").fill(SECRET);
+  await form.locator("details.db-login summary").click();
+  await form.locator("input[name=db_host]").fill("db.internal");
+  await form.locator("input[name=db_port]").fill("5432");
+  await form.locator("input[name=db_database]").fill("shop");
+  await form.locator("input[name=db_user]").fill("report");
+  await form.locator("input[name=db_read_only]").check();
+  await form.locator("button[type=submit]").click();
+  await expectFlash(/Credential SHOP_DB added with its value/);
+  const cell = page.locator("#cred-SHOP_DB .mode-cell");
+  assert.equal((await cell.textContent()).replace(/\s+/g, " ").trim(), "sealed postgres report@db.internal:5432/shop");
+  const r = await fetch(base + "/credentials");
+  const slot = (await r.json()).credentials.find((c) => c.name === "SHOP_DB");
+  assert.deepEqual(slot.database, { protocol: "postgres", host: "db.internal", port: 5432, database: "shop",
+    user: "report", tls: "verify-full", read_only: true });
+  assert.equal(slot.mode, "sealed");
+  // The edit dialog shows the login; a new port is saved.
+  await page.locator("#cred-SHOP_DB [data-action=cred-edit]").click();
+  const dlg = page.locator("#desc-dialog");
+  await dlg.waitFor({ state: "visible" });
+  assert.equal(await dlg.locator("input[name=db_host]").inputValue(), "db.internal");
+  assert.equal(await dlg.locator("input[name=db_read_only]").isChecked(), true);
+  await dlg.locator("input[name=db_port]").fill("6543");
+  await dlg.locator("button[type=submit]").click();
+  await expectFlash(/Settings of SHOP_DB saved/);
+  assert.match((await cell.textContent()).replace(/\s+/g, " ").trim(), /:6543\/shop$/);
+  await assertNoSecrets("credentials");
+});
+
 test("profiles: create, fill the missing value, restrict the network, lock and read the key", async () => {
   await page.click("nav.mainnav >> text=Profiles");
   await page.waitForURL(base + "/ui/profiles");
