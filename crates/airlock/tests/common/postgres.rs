@@ -3,7 +3,7 @@
 //! loopback port, TLS with a certificate for `localhost` signed by a test CA,
 //! SCRAM-SHA-256 for password users (md5 for the role `md5user`); stopped when
 //! dropped. And psycopg 3 (with its bundled libpq) for scripts, installed once into
-//! `target/test-python/psycopg`.
+//! `/var/tmp/airlock-test-python`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -243,17 +243,17 @@ fn postgres_account() -> Option<(u32, u32)> {
 pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 
 /// A directory holding psycopg 3 for the sandbox's `AIRLOCK_PYTHON_PATHS`: installed
-/// once with pip into `target/test-python/psycopg` (from PyPI, or pip's configured
-/// index), or taken from `AIRLOCK_TEST_PSYCOPG_DIR`.
+/// once with pip (from PyPI, or pip's configured index) into
+/// `/var/tmp/airlock-test-python/` (never under /tmp, which the sandbox replaces, and
+/// shared by every checkout), or taken from `AIRLOCK_TEST_PSYCOPG_DIR`.
 pub fn psycopg_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AIRLOCK_TEST_PSYCOPG_DIR") {
         return PathBuf::from(d);
     }
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python");
+    let lock = PathBuf::from("/var/tmp/airlock-test-python");
     std::fs::create_dir_all(&lock).unwrap();
-    // Canonical: the sandbox binds it at this path.
-    let lock = std::fs::canonicalize(&lock).unwrap();
-    let dir = lock.join("psycopg");
+    let _ = std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o755));
+    let dir = lock.join(PSYCOPG.replace(['[', ']', '='], "-"));
     // Test binaries run in parallel: one installs, the others wait for its marker.
     let marker = dir.join(".installed");
     let lockfile = std::fs::File::create(lock.join(".psycopg.lock")).unwrap();
