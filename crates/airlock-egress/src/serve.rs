@@ -133,7 +133,7 @@ pub(crate) async fn serve(
     listeners: Listeners,
     mut cfg: EgressConfig,
     log: mpsc::UnboundedSender<EgressEvent>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let tcp: Vec<_> = std::mem::take(&mut cfg.tcp)
         .into_iter()
@@ -155,6 +155,25 @@ pub(crate) async fn serve(
     let Some(listener) = tokio_listener(listeners.proxy) else {
         return;
     };
+    // The permit travels with the connection: into the tunnel or interception task
+    // when it is upgraded, so a CONNECT counts until its tunnel is gone.
+    accept_each(&shared, &listener, "egress", |sock, permit| {
+        tokio::spawn(serve_client(shared.clone(), sock, Arc::new(permit)));
+    })
+    .await;
+    // The listener closes here: the port is gone for the rest of the execution.
+}
+
+/// Accepts clients on `listener` until the session stops, each within the execution's
+/// connection limit (`Shared::conns`); `on` gets the socket and its permit. `what`
+/// names the listener in the log of a failed accept.
+pub(crate) async fn accept_each(
+    shared: &Shared,
+    listener: &tokio::net::TcpListener,
+    what: &str,
+    mut on: impl FnMut(TcpStream, OwnedSemaphorePermit),
+) {
+    let mut stop = shared.stop.clone();
     loop {
         if *stop.borrow() {
             break;
@@ -167,19 +186,15 @@ pub(crate) async fn serve(
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "egress accept failed");
+                    tracing::warn!(error = %e, "{what} accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = stop.changed() => break,
         };
-        let shared = shared.clone();
-        // The permit travels with the connection: into the tunnel or interception task
-        // when it is upgraded, so a CONNECT counts until its tunnel is gone.
-        tokio::spawn(serve_client(shared, sock, Arc::new(permit)));
+        on(sock, permit);
     }
-    // The listener closes here: the port is gone for the rest of the execution.
 }
 
 /// One client connection's share of [`EgressLimits::max_connections`], held by every

@@ -19,7 +19,7 @@ use crate::event::Attempt;
 use crate::meter::{Activity, Metered};
 use crate::policy::TcpDestination;
 use crate::postgres::{self, Failed, Io, Opening, PgLogin};
-use crate::serve::{logged_failure, open_upstream, tokio_listener, wait_stop, Shared};
+use crate::serve::{accept_each, logged_failure, open_upstream, tokio_listener, wait_stop, Shared};
 
 /// A TCP destination and, when sealed database credentials are bound to it, the
 /// logins the server performs upstream on the script's behalf (the one whose
@@ -64,26 +64,7 @@ async fn accept_loop(shared: Arc<Shared>, route: TcpRoute, listener: std::net::T
     let Some(listener) = tokio_listener(listener) else {
         return;
     };
-    let mut stop = shared.stop.clone();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let permit = tokio::select! {
-            p = shared.conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
-        let sock = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "tcp destination accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
+    accept_each(&shared, &listener, "tcp destination", |sock, permit| {
         let (shared, route) = (shared.clone(), route.clone());
         let mut stop = shared.stop.clone();
         tokio::spawn(async move {
@@ -94,7 +75,8 @@ async fn accept_loop(shared: Arc<Shared>, route: TcpRoute, listener: std::net::T
             }
             drop(permit);
         });
-    }
+    })
+    .await;
 }
 
 /// Closes `sock` with a reset: the client sees the connection refused by its peer
