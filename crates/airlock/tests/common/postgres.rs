@@ -134,18 +134,26 @@ impl Postgres {
         Some(pg)
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// `tool` of the server's bin directory, run as the `postgres` account when the
+    /// tests run as root.
+    fn command(&self, tool: &str, args: &[&str]) -> Command {
         let prog = self.bin.join(tool);
-        let out = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&prog)
-                .args(args)
-                .output()
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(prog);
+            c
         } else {
-            Command::new(&prog).args(args).output()
-        }
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+            Command::new(prog)
+        };
+        c.args(args);
+        c
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool, args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert!(
             out.status.success(),
             "{tool} failed: {}{}",
@@ -205,7 +213,6 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if self.running() {
             let data = self.dir.path().join("data");
-            let prog = self.bin.join("pg_ctl");
             let args = [
                 "-D",
                 data.to_str().unwrap_or_default(),
@@ -213,15 +220,7 @@ impl Drop for Postgres {
                 "immediate",
                 "stop",
             ];
-            let _ = if self.as_postgres {
-                Command::new("runuser")
-                    .args(["-u", "postgres", "--"])
-                    .arg(&prog)
-                    .args(args)
-                    .output()
-            } else {
-                Command::new(&prog).args(args).output()
-            };
+            let _ = self.command("pg_ctl", &args).output();
         }
     }
 }
