@@ -7,10 +7,13 @@
 //! a private address is reachable. A connection that cannot be forwarded is reset, so
 //! the script's driver fails at once, and the log says why.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -223,6 +226,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
     attempt.set(true, format!("allowed by {} ({addr}){how}", dest.text()));
     let limits = &shared.cfg.limits;
     let (idle, longest) = (limits.idle_timeout, limits.max_tcp_duration);
+    let spin = limits.tcp_spin;
     // The script's bytes are watched for the placeholders of sealed credentials
     // (other than the one this destination is signed in with).
     let needles: Vec<(String, Vec<u8>)> = guard
@@ -236,8 +240,9 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
         hit.clone(),
     );
     let mut stop = shared.stop.clone();
+    let relay = Box::pin(tokio::io::copy_bidirectional(&mut client, &mut upstream));
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        _ = Spinning::new(relay, &meter, spin) => {}
         _ = meter.idle(idle) => meter.cut(format!("closed after {} s idle", idle.as_secs())),
         _ = tokio::time::sleep(longest) => {
             meter.cut(format!("cut after {} s (the longest a TCP connection may last)", longest.as_secs()));
@@ -258,6 +263,54 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
         }
     }
     drop(attempt);
+}
+
+/// A relay that, for `spin` after bytes last moved (upstream side), polls again as
+/// soon as the runtime has looked for I/O (`yield_now`: other tasks run first)
+/// instead of sleeping until a wake-up. A query and its answer follow each other
+/// closely, and waking a parked thread is most of what the hop through the server
+/// costs (`cargo bench -p airlock --bench postgres`; docs/performance.md).
+struct Spinning<'a, F> {
+    inner: F,
+    meter: &'a crate::meter::Meter,
+    spin: Duration,
+    seen: u64,
+    until: Instant,
+}
+
+impl<'a, F> Spinning<'a, F> {
+    fn new(inner: F, meter: &'a crate::meter::Meter, spin: Duration) -> Self {
+        Spinning {
+            inner,
+            meter,
+            spin,
+            seen: 0,
+            until: Instant::now() + spin,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Spinning<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Poll::Ready(v) = Pin::new(&mut self.inner).poll(cx) {
+            return Poll::Ready(v);
+        }
+        if self.spin.is_zero() {
+            return Poll::Pending;
+        }
+        let moved = self.meter.up.load(Ordering::Relaxed) + self.meter.down.load(Ordering::Relaxed);
+        let now = Instant::now();
+        if moved != self.seen {
+            self.seen = moved;
+            self.until = now + self.spin;
+        }
+        if now < self.until {
+            let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+        }
+        Poll::Pending
+    }
 }
 
 /// The script's side of a raw connection, watched for forbidden byte strings (which

@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench -p airlock --bench postgres` (`BENCH_CONNECTS`, default 40;
 //! `BENCH_QUERIES`, default 3000; `BENCH_TLS=disable` measures both paths without TLS
-//! to the server).
+//! to the server; `BENCH_TCP_SPIN_US`, default 100 as `AIRLOCK_TCP_SPIN_US`, the
+//! relay's spin after traffic, `0` for none).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a bench fails
 
 #[path = "../tests/common/mod.rs"]
@@ -85,6 +86,7 @@ async fn main() {
     .unwrap();
     let placeholder = "airlock-sealed:SHOP_DB:benchplaceholder0123456789";
     let plain = std::env::var("BENCH_TLS").as_deref() == Ok("disable");
+    let spin_us = env_usize("BENCH_TCP_SPIN_US", 100);
     let login = Arc::new(airlock_egress::PgLogin {
         credential: "SHOP_DB".into(),
         user: "report".into(),
@@ -106,6 +108,7 @@ async fn main() {
         policy: airlock_egress::Policy::Allow(Vec::new()),
         limits: airlock_egress::EgressLimits {
             max_log_rows: u64::MAX,
+            tcp_spin: std::time::Duration::from_micros(spin_us as u64),
             ..Default::default()
         },
         hook: Arc::new(airlock_egress::NoHook),
@@ -146,6 +149,7 @@ async fn main() {
     let connects = env_usize("BENCH_CONNECTS", 40);
     let queries = env_usize("BENCH_QUERIES", 3000);
     let psycopg = psycopg_dir();
+    let cpu_before = cpu_seconds();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg("-c")
@@ -171,8 +175,9 @@ async fn main() {
     let ms = |k: &str, n: &str| v[k][n].as_f64().unwrap() * 1000.0;
     let (sd, sf) = (ms("setup", "direct"), ms("setup", "forwarded"));
     let (qd, qf) = (ms("query", "direct"), ms("query", "forwarded"));
+    let cpu = cpu_seconds() - cpu_before;
     println!(
-        "sealed PostgreSQL forwarder vs direct (median, {connects} connections, {queries} queries each, {})",
+        "sealed PostgreSQL forwarder vs direct (median, {connects} connections, {queries} queries each, {}, relay spin {spin_us} us)",
         if plain { "no TLS to the server" } else { "TLS to the server" }
     );
     println!(
@@ -185,4 +190,18 @@ async fn main() {
         qf * 1000.0,
         qf / qd
     );
+    println!(
+        "  forwarder CPU over the run: {cpu:.2} s ({:.1} us per forwarded query)",
+        cpu * 1e6 / (queries + 200 * 10) as f64
+    );
+}
+
+/// User + system CPU of this process (the forwarder) so far, from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which may hold spaces): state is field 3.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }

@@ -112,6 +112,7 @@ impl App {
                 max_script_bytes: config.max_script_bytes,
                 output_cap_bytes: config.max_output_bytes,
                 redaction: config.redaction(),
+                egress: config.egress_limits(),
                 llm_wait: std::time::Duration::from_secs(config.llm_timeout),
             },
             sealed,

@@ -141,6 +141,12 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_REDACT_IGNORE_CASE", default_value_t = false)]
     pub redact_ignore_case: bool,
 
+    /// How long (microseconds) the relay of a forwarded TCP connection (`tcp://`
+    /// destinations, databases) keeps polling after bytes last moved before it sleeps:
+    /// lower latency per query for up to this much CPU per exchange; 0 never spins.
+    #[arg(long, env = "AIRLOCK_TCP_SPIN_US", default_value_t = 100)]
+    pub tcp_spin_us: u64,
+
     /// Memory limit per execution in MiB.
     #[arg(long, env = "AIRLOCK_MEMORY_MB", default_value_t = 512)]
     pub memory_mb: u64,
@@ -232,6 +238,7 @@ impl Config {
             max_output_bytes: 1024 * 1024,
             redact_partial_chars: 16,
             redact_ignore_case: false,
+            tcp_spin_us: 100,
             memory_mb: 512,
             llm_timeout: 600,
             max_import_bytes: 64 * 1024 * 1024,
@@ -254,6 +261,14 @@ impl Config {
             partial_chars: (self.redact_partial_chars > 0).then_some(self.redact_partial_chars),
             ignore_case: self.redact_ignore_case,
             ..airlock_redact::Options::default()
+        }
+    }
+
+    /// The bounds of every execution's egress.
+    pub fn egress_limits(&self) -> airlock_egress::EgressLimits {
+        airlock_egress::EgressLimits {
+            tcp_spin: std::time::Duration::from_micros(self.tcp_spin_us),
+            ..airlock_egress::EgressLimits::default()
         }
     }
 

@@ -49,7 +49,7 @@ impl Runner {
         };
         let cfg = airlock_egress::EgressConfig {
             policy,
-            limits: airlock_egress::EgressLimits::default(),
+            limits: self.limits.egress.clone(),
             hook,
             tls: self.egress_tls.clone(),
             tcp,

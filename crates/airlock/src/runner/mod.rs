@@ -58,6 +58,8 @@ pub struct RunnerLimits {
     pub llm_wait: Duration,
     /// What every redactor of an execution looks for.
     pub redaction: airlock_redact::Options,
+    /// The bounds of each execution's egress.
+    pub egress: airlock_egress::EgressLimits,
 }
 
 struct QueuedJob {
