@@ -6,6 +6,9 @@ Scripts see these names as globals and through ``import airlock``:
 * ``set_result(obj)``: the execution's JSON result (the last call wins).
 * ``llm.complete(prompt, model="default")``: ask the operator's LLM; blocks until the
   runner answers.
+* ``airlock.now()``: the execution's clock, a UTC ``datetime`` fixed when the
+  execution started (the same value on every call; recorded with the execution's
+  inputs), for scripts whose numbers depend on "today".
 
 The module is compiled into the sandbox's interpreter from the server binary (no file
 on disk). It talks to the runner over file descriptor 3 with frames of a 4-byte
@@ -20,7 +23,7 @@ MAX_FRAME = 8 * 1024 * 1024
 MAX_PROMPT_BYTES = 256 * 1024
 MAX_MODEL_CHARS = 200
 
-__all__ = ["settings", "set_result", "llm"]
+__all__ = ["settings", "set_result", "llm", "now"]
 
 
 class _Channel:
@@ -117,6 +120,16 @@ def set_result(obj):
             "set_result: result is %d bytes, more than the %d-byte limit" % (len(body), MAX_FRAME)
         )
     _channel.send_bytes(body)
+
+
+def now():
+    """The execution's clock: a timezone-aware UTC datetime, fixed at the start."""
+    import datetime as _dt
+
+    text = _os.environ.get("AIRLOCK_NOW")
+    if not text:
+        raise RuntimeError("airlock.now(): the execution has no clock (AIRLOCK_NOW unset)")
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class _LLM:

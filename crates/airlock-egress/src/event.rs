@@ -36,6 +36,11 @@ pub struct EgressEvent {
     pub violation: bool,
     /// Credential names substituted into the request (never values).
     pub substituted: Vec<String>,
+    /// The HTTP status of the answer (plain or intercepted requests that got one).
+    pub status: Option<u16>,
+    /// Hex SHA-256 of the response body as the script received it, when the session
+    /// records ([`crate::EgressConfig::record`]) and the body was read to its end.
+    pub body_sha256: Option<String>,
 }
 
 /// One logged attempt. The event is sent when this is dropped, so a connection cut by
@@ -70,6 +75,8 @@ impl Attempt {
                 reason: String::new(),
                 violation: false,
                 substituted: Vec::new(),
+                status: None,
+                body_sha256: None,
             }),
             meter: Arc::new(Meter::new(shared.clone())),
             started: std::time::Instant::now(),
@@ -99,6 +106,10 @@ impl Drop for Attempt {
         row.bytes_up = self.meter.up.load(Ordering::Relaxed);
         row.bytes_down = self.meter.down.load(Ordering::Relaxed);
         row.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Ok(answer) = self.meter.answer.lock() {
+            row.status = answer.status;
+            row.body_sha256.clone_from(&answer.body_sha256);
+        }
         if let Some(cut) = self.meter.cut.lock().ok().and_then(|c| c.clone()) {
             row.reason = format!("{}; {cut}", row.reason);
         }

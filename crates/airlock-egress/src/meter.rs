@@ -79,6 +79,15 @@ pub(crate) struct Meter {
     pub(crate) down: AtomicU64,
     activity: Activity,
     pub(crate) cut: std::sync::Mutex<Option<String>>,
+    /// What the answer was, for the log ([`crate::EgressEvent::status`]).
+    pub(crate) answer: std::sync::Mutex<Answered>,
+}
+
+/// The recorded side of an HTTP answer.
+#[derive(Debug, Default)]
+pub(crate) struct Answered {
+    pub(crate) status: Option<u16>,
+    pub(crate) body_sha256: Option<String>,
 }
 
 impl Meter {
@@ -89,6 +98,7 @@ impl Meter {
             down: AtomicU64::new(0),
             activity: Activity::new(),
             cut: std::sync::Mutex::new(None),
+            answer: std::sync::Mutex::new(Answered::default()),
         }
     }
 
@@ -108,6 +118,18 @@ impl Meter {
             return Err(io::Error::other(msg));
         }
         Ok(())
+    }
+
+    pub(crate) fn answered(&self, status: u16) {
+        if let Ok(mut a) = self.answer.lock() {
+            a.status = Some(status);
+        }
+    }
+
+    pub(crate) fn body_hashed(&self, sha256: String) {
+        if let Ok(mut a) = self.answer.lock() {
+            a.body_sha256 = Some(sha256);
+        }
     }
 
     pub(crate) fn cut(&self, why: impl Into<String>) {

@@ -2,21 +2,25 @@
 //! tunnel): hop-by-hop headers dropped, the hook applied, the answer relayed.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::event::Attempt;
 use crate::hook::{Passed, RequestHook};
-use crate::meter::Metered;
+use crate::meter::{Meter, Metered};
 use crate::policy::{check, Target, TargetHost, Verdict};
 use crate::serve::{open_upstream, refusal, text, wait_stop, PermitBody, ProxyBody, Shared};
 use crate::MAX_INSPECTED_BODY;
@@ -196,13 +200,23 @@ impl Relay {
         let (passed, body) = self.apply_hook(&mut parts, body)?;
         let (sender, conn) = self.open(&passed).await?;
         let target = self.target.clone();
-        self.watch(conn);
+        let meter = self.attempt.meter.clone();
+        // When recording, the attempt is logged once the body's hash is known too.
+        let (body_read, body_seen) = if self.shared.cfg.record {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.watch(conn, body_seen);
         let answer = Answering {
             target,
             hook,
             rewrite: passed.rewrite_response,
             head: parts.method == Method::HEAD,
             inspecting,
+            meter,
+            body_read,
         };
         Ok(answer.send(sender, Request::from_parts(parts, body)).await)
     }
@@ -408,7 +422,7 @@ impl Relay {
 
     /// The upstream connection lives until the response body is through (or idle, or
     /// the execution ends); the attempt is logged when it ends.
-    fn watch(self, conn: UpstreamConn) {
+    fn watch(self, conn: UpstreamConn, body_seen: Option<tokio::sync::oneshot::Receiver<()>>) {
         let idle = self.shared.cfg.limits.idle_timeout;
         let mut stop = self.shared.stop.clone();
         let attempt = self.attempt;
@@ -418,6 +432,15 @@ impl Relay {
                 _ = conn => {}
                 _ = meter.idle(idle) => meter.cut(format!("closed after {} s idle", idle.as_secs())),
                 _ = wait_stop(&mut stop) => meter.cut("cut when the execution ended"),
+            }
+            // The connection can end before the script has read the last of the body
+            // (hyper hands it over through a channel): wait for the hash, briefly.
+            if let Some(seen) = body_seen {
+                tokio::select! {
+                    _ = seen => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = wait_stop(&mut stop) => {}
+                }
             }
             drop(attempt);
         });
@@ -435,6 +458,11 @@ struct Answering {
     head: bool,
     /// The execution's buffering permit, handed to a rewritten body.
     inspecting: Option<OwnedSemaphorePermit>,
+    /// The attempt's meter, which keeps the answer's status and body hash.
+    meter: Arc<Meter>,
+    /// When recording: dropped once the body's hash is in the meter (or the body was
+    /// abandoned), which lets the attempt be logged.
+    body_read: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Answering {
@@ -448,9 +476,10 @@ impl Answering {
         }
     }
 
-    async fn answer(self, resp: Response<Incoming>) -> Answer {
-        let target = &self.target;
+    async fn answer(mut self, resp: Response<Incoming>) -> Answer {
         let (mut rparts, rbody) = resp.into_parts();
+        self.meter.answered(rparts.status.as_u16());
+        let target = &self.target;
         // Only `chunked` (which hyper decodes) may frame a response that is
         // rewritten; any other transfer coding would hide the value.
         let framed_unknown =
@@ -474,16 +503,40 @@ impl Answering {
         if bodiless && self.rewrite {
             let mut nothing = Vec::new();
             self.hook.on_response(&mut rparts.headers, &mut nothing);
+            self.record_whole(&nothing);
             return Response::from_parts(rparts, full(Vec::new()));
         }
         if !self.rewrite {
-            return Response::from_parts(rparts, rbody.boxed());
+            return match self.body_read.take() {
+                Some(done) => {
+                    let body = Hashed {
+                        inner: rbody,
+                        sha: Some(Sha256::new()),
+                        meter: self.meter.clone(),
+                        done: Some(done),
+                    };
+                    Response::from_parts(rparts, body.boxed())
+                }
+                None => Response::from_parts(rparts, rbody.boxed()),
+            };
         }
         self.rewritten(rparts, rbody).await
     }
 
+    /// Records the hash of a body the proxy holds whole (when recording).
+    fn record_whole(&mut self, body: &[u8]) {
+        if let Some(done) = self.body_read.take() {
+            self.meter.body_hashed(hex::encode(Sha256::digest(body)));
+            drop(done);
+        }
+    }
+
     /// Buffers the response, hands it to the hook, and answers with what it left.
-    async fn rewritten(self, mut rparts: hyper::http::response::Parts, rbody: Incoming) -> Answer {
+    async fn rewritten(
+        mut self,
+        mut rparts: hyper::http::response::Parts,
+        rbody: Incoming,
+    ) -> Answer {
         let target = &self.target;
         if !only_tokens(&rparts.headers, header::CONTENT_ENCODING, "identity") {
             return text(
@@ -509,6 +562,7 @@ impl Answering {
             }
         };
         self.hook.on_response(&mut rparts.headers, &mut bytes);
+        self.record_whole(&bytes);
         rparts.headers.remove(header::CONTENT_LENGTH);
         rparts
             .headers
@@ -518,6 +572,73 @@ impl Answering {
             permit: self.inspecting,
         };
         Response::from_parts(rparts, body.boxed())
+    }
+}
+
+/// A response body on its way to the script, hashed as it passes; the hash reaches
+/// the meter when the body ends (an abandoned or failed body records none).
+struct Hashed {
+    inner: Incoming,
+    sha: Option<Sha256>,
+    meter: Arc<Meter>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Hashed {
+    fn finish(&mut self) {
+        if let Some(sha) = self.sha.take() {
+            self.meter.body_hashed(hex::encode(sha.finalize()));
+        }
+        self.done = None;
+    }
+}
+
+impl Drop for Hashed {
+    fn drop(&mut self) {
+        // An empty body is never polled: it is complete all the same.
+        if self.inner.is_end_stream() {
+            self.finish();
+        }
+    }
+}
+
+impl hyper::body::Body for Hashed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let got = Pin::new(&mut this.inner).poll_frame(cx);
+        match &got {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(sha), Some(data)) = (this.sha.as_mut(), frame.data_ref()) {
+                    sha.update(data);
+                }
+                // A body of known length ends with its last frame: hyper does not
+                // poll again once `is_end_stream` says so.
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(_))) => {
+                this.sha = None;
+                this.done = None;
+            }
+            Poll::Pending => {}
+        }
+        got
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -83,6 +83,11 @@ pub struct EgressConfig {
     /// The profile's `tcp://` destinations (and sealed database logins), in the order
     /// of [`Listeners::tcp`].
     pub tcp: Vec<TcpRoute>,
+    /// Record what each request got: its status and the SHA-256 of the response body
+    /// as the script received it ([`EgressEvent::status`], [`EgressEvent::body_sha256`]).
+    /// To see inside HTTPS, every allowed `CONNECT` is intercepted (with [`Self::tls`];
+    /// without it, tunnels stay tunnels and record only their bytes).
+    pub record: bool,
 }
 
 /// One execution's listening sockets: the HTTP proxy's, and one per TCP destination
@@ -200,6 +205,10 @@ pub(crate) async fn accept_each(
             },
             _ = stop.changed() => break,
         };
+        // Answers go out as they are written: an intercepted TLS connection writes
+        // its records in pieces, which Nagle's algorithm would hold back for the
+        // script's delayed ACK (40 ms a request).
+        let _ = sock.set_nodelay(true);
         on(sock, permit);
     }
 }
@@ -454,6 +463,11 @@ async fn connect(
             );
         }
     };
+    let mode = if shared.cfg.record {
+        TunnelMode::Intercept
+    } else {
+        mode
+    };
     if let (TunnelMode::Intercept, Some(tls)) = (mode, shared.cfg.tls.clone()) {
         let ic = Interception {
             shared,
@@ -589,6 +603,7 @@ mod tests {
         let (log, _rows) = mpsc::unbounded_channel();
         let (stop_tx, stop) = watch::channel(false);
         let cfg = EgressConfig {
+            record: false,
             policy: policy(&[&format!("127.0.0.1:{port}")]),
             limits: EgressLimits {
                 max_connections: 1,
@@ -679,6 +694,7 @@ mod tests {
         let (log, _rows) = mpsc::unbounded_channel();
         let (stop_tx, stop) = watch::channel(false);
         let cfg = EgressConfig {
+            record: false,
             policy: policy(&[&format!("127.0.0.1:{port}")]),
             limits,
             hook: Arc::new(BufferAll),

@@ -134,6 +134,7 @@ mod tests {
 
     fn cfg() -> EgressConfig {
         EgressConfig {
+            record: false,
             policy: Policy::from_allowed_hosts(&Some(vec!["api.example.com".into()])).unwrap(),
             limits: EgressLimits::default(),
             hook: Arc::new(NoHook),

@@ -413,6 +413,7 @@ mod tests {
 
     fn session(dests: &[String], listeners: Listeners) -> Session {
         let cfg = EgressConfig {
+            record: false,
             policy: Policy::from_allowed_hosts(&Some(dests.to_vec())).expect("network"),
             limits: EgressLimits::default(),
             hook: Arc::new(NoHook),

@@ -174,9 +174,44 @@ pub struct ProfileRow {
     pub expires_at: Option<DateTime<Utc>>,
     /// `None` means unrestricted; `Some(vec![])` means no network.
     pub allowed_hosts: Option<Vec<String>>,
+    /// What each execution's input record keeps.
+    pub record: RecordMode,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A profile's input recording (`record`): `off`, or `hashes` — each execution keeps
+/// its inputs ([`ExecutionInputs`]) and each HTTP request of it the status and the
+/// SHA-256 of the body it got, so two runs can be compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RecordMode {
+    #[default]
+    Off,
+    Hashes,
+}
+
+impl RecordMode {
+    pub fn is_on(self) -> bool {
+        self != RecordMode::Off
+    }
+}
+
+/// What an execution ran with, kept when its profile records: enough to say which
+/// input changed between two runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionInputs {
+    pub script_sha256: String,
+    /// `sys.version` of the interpreter.
+    pub python: String,
+    /// Every distribution of the package environment, name → version.
+    pub packages: std::collections::BTreeMap<String, String>,
+    /// The execution's clock: what `airlock.now()` returned to the script.
+    pub now: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for ProfileRow {
@@ -349,6 +384,8 @@ pub struct ExecutionRow {
     pub execution_time_ms: Option<i64>,
     /// Milliseconds spent paused in `llm.complete`, not counted in `execution_time_ms`.
     pub llm_wait_ms: i64,
+    /// What it ran with, when its profile records inputs.
+    pub inputs: Option<ExecutionInputs>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -450,6 +487,10 @@ pub struct EgressRow {
     pub violation: bool,
     /// Names of the sealed credentials whose values were substituted into the request.
     pub substituted: Vec<String>,
+    /// The HTTP status of the answer, when there was one to see.
+    pub status: Option<u16>,
+    /// Hex SHA-256 of the response body the script received (recording profiles).
+    pub body_sha256: Option<String>,
 }
 
 /// Egress attempts counted for the stats view.

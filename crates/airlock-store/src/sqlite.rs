@@ -164,6 +164,7 @@ fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
         revoked: row.try_get("revoked")?,
         expires_at: row.try_get("expires_at")?,
         allowed_hosts,
+        record: row.try_get("record")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_used_at: row.try_get("last_used_at")?,
@@ -199,6 +200,7 @@ fn execution_from(row: &SqliteRow) -> Result<ExecutionRow> {
         redactions: json_column(row, "redactions").unwrap_or_default(),
         execution_time_ms: row.try_get("execution_time_ms")?,
         llm_wait_ms: row.try_get("llm_wait_ms")?,
+        inputs: json_column(row, "inputs"),
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
@@ -259,7 +261,7 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
 async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     let r = sqlx::query(
         "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
-         expires_at = ?, allowed_hosts = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
+         expires_at = ?, allowed_hosts = ?, record = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
     )
     .bind(&p.description)
     .bind(&p.key_id)
@@ -268,6 +270,7 @@ async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     .bind(p.revoked)
     .bind(p.expires_at)
     .bind(p.allowed_hosts.as_deref().map(json_list))
+    .bind(p.record)
     .bind(p.updated_at)
     .bind(p.last_used_at)
     .bind(&p.id)
@@ -294,8 +297,8 @@ async fn delete_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, id: &str) -> R
 /// The profile INSERT shared by `profile_insert` and imports.
 async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, created_at, updated_at, last_used_at) \
-         VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, record, created_at, updated_at, last_used_at) \
+         VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&p.id)
     .bind(&p.description)
@@ -305,6 +308,7 @@ async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow
     .bind(p.revoked)
     .bind(p.expires_at)
     .bind(p.allowed_hosts.as_deref().map(json_list))
+    .bind(p.record)
     .bind(p.created_at)
     .bind(p.updated_at)
     .bind(p.last_used_at)
@@ -600,8 +604,8 @@ impl Store for SqliteStore {
     async fn execution_insert(&self, e: &ExecutionRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO executions(id, profile_id, status, script, script_sha256, timeout_secs, result, stdout, stderr, \
-             error, llm_request, llm_exchanges, redactions, execution_time_ms, llm_wait_ms, created_at, started_at, completed_at) \
-             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             error, llm_request, llm_exchanges, redactions, execution_time_ms, llm_wait_ms, inputs, created_at, started_at, completed_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.id)
         .bind(&e.profile_id)
@@ -618,6 +622,7 @@ impl Store for SqliteStore {
         .bind(Json(&e.redactions))
         .bind(e.execution_time_ms)
         .bind(e.llm_wait_ms)
+        .bind(e.inputs.as_ref().map(Json))
         .bind(e.created_at)
         .bind(e.started_at)
         .bind(e.completed_at)
@@ -639,7 +644,7 @@ impl Store for SqliteStore {
     async fn execution_update(&self, e: &ExecutionRow) -> Result<()> {
         let r = sqlx::query(
             "UPDATE executions SET status = ?, result = ?, stdout = ?, stderr = ?, error = ?, llm_request = ?, \
-             llm_exchanges = ?, redactions = ?, execution_time_ms = ?, llm_wait_ms = ?, started_at = ?, completed_at = ? WHERE id = ?",
+             llm_exchanges = ?, redactions = ?, execution_time_ms = ?, llm_wait_ms = ?, inputs = ?, started_at = ?, completed_at = ? WHERE id = ?",
         )
         .bind(e.status)
         .bind(&e.result)
@@ -651,6 +656,7 @@ impl Store for SqliteStore {
         .bind(Json(&e.redactions))
         .bind(e.execution_time_ms)
         .bind(e.llm_wait_ms)
+        .bind(e.inputs.as_ref().map(Json))
         .bind(e.started_at)
         .bind(e.completed_at)
         .bind(&e.id)
@@ -758,7 +764,7 @@ impl Store for SqliteStore {
     async fn egress_insert(&self, e: &EgressRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason, \
-             violation, substituted, duration_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             violation, substituted, duration_ms, status, body_sha256) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.execution_id)
         .bind(e.at)
@@ -773,6 +779,8 @@ impl Store for SqliteStore {
         .bind(e.violation)
         .bind(json_list(&e.substituted))
         .bind(e.duration_ms)
+        .bind(e.status.map(i64::from))
+        .bind(&e.body_sha256)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -797,6 +805,10 @@ impl Store for SqliteStore {
                     bytes_up: r.try_get("bytes_up")?,
                     bytes_down: r.try_get("bytes_down")?,
                     duration_ms: r.try_get("duration_ms")?,
+                    status: r
+                        .try_get::<Option<i64>, _>("status")?
+                        .and_then(|s| u16::try_from(s).ok()),
+                    body_sha256: r.try_get("body_sha256")?,
                     allowed: r.try_get("allowed")?,
                     reason: r.try_get("reason")?,
                     violation: r.try_get("violation")?,
@@ -994,8 +1006,8 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
     for e in &plan.executions {
         let r = sqlx::query(
             "INSERT INTO executions(id, profile_id, status, script, script_sha256, timeout_secs, result, stdout, stderr, \
-             error, llm_request, llm_exchanges, redactions, execution_time_ms, llm_wait_ms, created_at, started_at, completed_at) \
-             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+             error, llm_request, llm_exchanges, redactions, execution_time_ms, llm_wait_ms, inputs, created_at, started_at, completed_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
         )
         .bind(&e.id)
         .bind(&e.profile_id)
@@ -1012,6 +1024,7 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
         .bind(Json(&e.redactions))
         .bind(e.execution_time_ms)
         .bind(e.llm_wait_ms)
+        .bind(e.inputs.as_ref().map(Json))
         .bind(e.created_at)
         .bind(e.started_at)
         .bind(e.completed_at)
@@ -1053,6 +1066,7 @@ mod tests {
             revoked: false,
             expires_at: None,
             allowed_hosts: Some(vec!["api.example.com".into()]),
+            record: crate::RecordMode::Hashes,
             created_at: now(),
             updated_at: now(),
             last_used_at: None,
@@ -1147,6 +1161,7 @@ mod tests {
             redactions: Vec::new(),
             execution_time_ms: ms,
             llm_wait_ms: 0,
+            inputs: None,
             created_at: now(),
             started_at: None,
             completed_at: None,
@@ -1176,6 +1191,8 @@ mod tests {
             .into(),
             violation: !allowed,
             substituted: if allowed { vec!["KEY".into()] } else { vec![] },
+            status: allowed.then_some(200),
+            body_sha256: allowed.then(|| "ab".repeat(32)),
         };
         let a = row("e1", "api.example.com", true);
         let b = EgressRow {

@@ -177,6 +177,46 @@
     el.hidden = false;
   }
 
+  // The comparison of two executions (GET /api/admin/executions/{id}/diff), built
+  // with textContent only: every string in it comes from scripts and upstreams.
+  function renderComparison(box, d) {
+    box.replaceChildren();
+    const add = (parent, tag, text, cls) => {
+      const e = document.createElement(tag);
+      if (text !== undefined) e.textContent = text;
+      if (cls) e.className = cls;
+      parent.appendChild(e);
+      return e;
+    };
+    const show = (v) => (v === null || v === undefined ? "—" : typeof v === "string" ? v : JSON.stringify(v));
+    add(box, "p", d.identical
+      ? "Identical: same script, inputs, answers and outputs (only the clock moved)."
+      : "These executions differ:", d.identical ? "ok-note" : "field-warning");
+    const list = add(box, "ul", undefined, "compare-list");
+    if (!d.script.same) add(list, "li", "The script changed.");
+    if (!d.inputs.recorded) add(list, "li", "Inputs were not recorded for both (the profile's “Input records” was off): packages and answers cannot be compared by content.");
+    if (d.inputs.recorded && !d.inputs.python.same) add(list, "li", "Python: " + show(d.inputs.python.a) + " → " + show(d.inputs.python.b));
+    const p = d.inputs.packages;
+    for (const [n, v] of Object.entries(p.added)) add(list, "li", "Package added: " + n + " " + v);
+    for (const [n, v] of Object.entries(p.removed)) add(list, "li", "Package removed: " + n + " " + v);
+    for (const [n, v] of Object.entries(p.changed)) add(list, "li", "Package " + n + ": " + v[0] + " → " + v[1]);
+    for (const r of d.requests.filter((r) => r.changed)) {
+      const what = r.method + " " + r.host + ":" + r.port + (r.path || "");
+      const side = (x) => (x ? (x.allowed ? String(x.status ?? "no answer") : "refused") + (x.body_sha256 ? " body " + x.body_sha256.slice(0, 12) + "…" : "") : "not made");
+      add(list, "li", "Answer changed: " + what + ": " + side(r.a) + " → " + side(r.b));
+    }
+    const o = d.outputs;
+    if (!o.status.same) add(list, "li", "Status: " + show(o.status.a) + " → " + show(o.status.b));
+    for (const c of o.result.changes) add(list, "li", "Result " + (c.path || "(whole)") + ": " + show(c.a) + " → " + show(c.b));
+    if (!o.error.same) add(list, "li", "Error: " + show(o.error.a) + " → " + show(o.error.b));
+    for (const [name, t] of [["Script", d.script], ["Stdout", o.stdout], ["Stderr", o.stderr]]) {
+      if (t.same) continue;
+      add(box, "h3", name + " diff");
+      add(box, "pre", t.diff, "code");
+    }
+    box.hidden = false;
+  }
+
   function reloadWith(message, url) {
     try { sessionStorage.setItem(FLASH_KEY, message); } catch (e) { /* private mode */ }
     if (url) location.assign(url); else location.reload();
@@ -705,6 +745,18 @@
       }
       await api("PUT", "/api/admin/profiles/" + enc(profileId()), { allowed_hosts: hosts });
       reloadWith(mode === "any" ? "Network access is now unrestricted." : "Network access saved." + note);
+    },
+
+    async "execution-compare"(form) {
+      const other = form.elements.with.value;
+      const d = await api("GET", "/api/admin/executions/" + enc(form.dataset.execution) + "/diff?with=" + enc(other));
+      renderComparison(form.parentElement.querySelector("[data-compare-result]"), d);
+    },
+
+    async "profile-record"(form) {
+      const record = (form.querySelector("input[name=record]:checked") || {}).value || "off";
+      await api("PUT", "/api/admin/profiles/" + enc(profileId()), { record });
+      reloadWith(record === "off" ? "Input records are off." : "Executions now record their inputs.");
     },
 
     async "profile-add-cred"(form) {

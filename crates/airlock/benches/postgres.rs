@@ -105,6 +105,7 @@ async fn main() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let fwd_port = listener.local_addr().unwrap().port();
     let cfg = airlock_egress::EgressConfig {
+        record: false,
         policy: airlock_egress::Policy::Allow(Vec::new()),
         limits: airlock_egress::EgressLimits {
             max_log_rows: u64::MAX,

@@ -25,6 +25,8 @@ pub fn row(owner: &str, e: EgressEvent) -> EgressRow {
         reason: e.reason,
         violation: e.violation,
         substituted: e.substituted,
+        status: e.status,
+        body_sha256: e.body_sha256,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod egress_log;
 pub mod error;

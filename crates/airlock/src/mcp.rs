@@ -123,7 +123,8 @@ this MCP server the key. Then execute_script: inside the script, settings.get(\"
 returns a value (for a sealed credential, a placeholder that Airlock's egress proxy \
 replaces with the value only in requests to its bound hosts: use it exactly like the value, \
 never transform it; for a sealed database credential, a PostgreSQL connection string to pass \
-as it is to psycopg.connect, whose password Airlock supplies), set_result(obj) sets the JSON result, llm.complete(prompt) pauses the \
+as it is to psycopg.connect, whose password Airlock supplies), set_result(obj) sets the JSON result, airlock.now() is the execution's fixed \
+UTC clock (use it for \"today\"), llm.complete(prompt) pauses the \
 script and hands you the prompt: answer it with respond_llm. Secret values are redacted \
 from every output.\n\
 NEVER ask the user to type, paste or tell you a secret value, password or key in the \

@@ -99,3 +99,15 @@ pub async fn start_tiers(mut cfg: SandboxConfig, tiers: &[Tier]) -> Result<Sandb
     }
     Err(format!("sandbox unavailable: {}", why.join("; ")))
 }
+
+/// `sys.version` of the interpreter at `python` (for input records), or why not.
+pub fn python_version(python: &std::path::Path) -> String {
+    match std::process::Command::new(python)
+        .args(["-I", "-S", "-c", "import sys; print(sys.version)"])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Ok(o) => format!("unknown ({} exited with {})", python.display(), o.status),
+        Err(e) => format!("unknown ({}: {e})", python.display()),
+    }
+}

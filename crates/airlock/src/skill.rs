@@ -265,8 +265,12 @@ The secret never travels.
 - `llm.complete(prompt, model="default")` → pauses the script (`awaiting_llm`) until you
   answer with `POST /executions/{id}/respond`; returns your answer as a string. Use it
   for prose; keep numbers in code. The prompt is scrubbed before you see it.
+- `airlock.now()` → the execution's clock: a UTC `datetime` fixed when the execution
+  started (recorded, so a rerun can be explained). Use it, not `datetime.now()`, for
+  "today" in a report.
 - The same through `import airlock` (`airlock.settings`, `airlock.set_result`, `airlock.llm`).
-- Deterministic: `TZ=UTC`, UTF-8, `PYTHONHASHSEED=0`, `random` seeded with 0.
+- Deterministic: `TZ=UTC`, UTF-8, `PYTHONHASHSEED=0`, `random` seeded with 0. Not fixed:
+  the wall clock, `os.urandom` (`secrets`, `uuid4`; seed `numpy.random.default_rng(0)`).
 - Sandboxed: no access to the host's files; write scratch files to the working directory
   (`os.getcwd()`, also `HOME` and `TMPDIR`, so `tempfile` works): it is a private `/tmp` in
   the full tier, and `/tmp` itself is not writable in the container tier ("This instance"

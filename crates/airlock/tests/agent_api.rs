@@ -445,6 +445,7 @@ async fn expired_flag_visible_to_agents() {
             "key_id": null,
             "credentials": [],
             "allowed_hosts": ["api.example.com"],
+            "record": "off",
             "expires_at": past,
         })
     );

@@ -81,7 +81,17 @@ impl Env {
                 // Sealed credentials are not used here (tests/sealed.rs covers them).
                 assert_eq!(e["violation"], json!(false), "{e}");
                 assert_eq!(e["substituted"], json!([]), "{e}");
-                for k in ["at", "duration_ms", "violation", "substituted"] {
+                // These profiles do not record: no body hashes.
+                assert_eq!(e["body_sha256"], Value::Null, "{e}");
+                assert!(e["status"].is_null() || e["status"].is_u64(), "{e}");
+                for k in [
+                    "at",
+                    "duration_ms",
+                    "violation",
+                    "substituted",
+                    "status",
+                    "body_sha256",
+                ] {
                     e.as_object_mut().unwrap().remove(k);
                 }
                 e

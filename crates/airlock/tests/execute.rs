@@ -663,6 +663,7 @@ async fn restart_marks_unfinished_executions_interrupted() {
                 redactions: Vec::new(),
                 execution_time_ms: None,
                 llm_wait_ms: 0,
+                inputs: None,
                 created_at: now,
                 started_at: Some(now),
                 completed_at: None,

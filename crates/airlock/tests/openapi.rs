@@ -435,6 +435,8 @@ async fn sealed_credential_fields_are_in_the_document() {
         reason: "bound host".into(),
         violation: false,
         substituted: vec!["STRIPE_KEY".into()],
+        status: Some(200),
+        body_sha256: Some("00".repeat(32)),
     })
     .unwrap();
     let exec = json_schema(&paths["/api/admin/executions/{id}"]["get"], "200");

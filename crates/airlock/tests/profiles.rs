@@ -132,6 +132,7 @@ async fn update_description_expiry_and_hosts() {
         "key_id": null,
         "credentials": [],
         "allowed_hosts": ["api.stripe.com", "*.example.com", "host:443"],
+        "record": "off",
         "expires_at": future_s,
     });
     assert_eq!(profile_view(&reply.2), expected);
@@ -155,6 +156,7 @@ async fn update_description_expiry_and_hosts() {
         "key_id": null,
         "credentials": [],
         "allowed_hosts": [],
+        "record": "off",
         "expires_at": past_s,
     });
     assert_eq!(profile_view(&reply.2), expected);

@@ -243,6 +243,17 @@ async fn readme_shell_examples_run_as_printed() {
                 "{ctx}"
             );
             seen.push("execute");
+        } else if b.code.contains("/diff?with=") {
+            // Input records switched on, two runs of a changed script compared.
+            assert!(output.starts_with("hashes\n"), "{ctx}");
+            let answers = json_values(output);
+            assert_eq!(
+                answers,
+                vec![serde_json::json!({"identical": false, "script_same": false,
+                    "result": [{"path": "/total", "a": 3, "b": 4}]})],
+                "{ctx}"
+            );
+            seen.push("records");
         } else if b.code.contains("?wait=30") {
             let ex = json_values(output);
             assert_eq!(ex.len(), 1, "{ctx}");
@@ -288,7 +299,7 @@ async fn readme_shell_examples_run_as_printed() {
     }
     assert_eq!(
         seen,
-        ["setup", "lock", "execute", "wait", "cli", "packages", "export"],
+        ["setup", "lock", "execute", "wait", "cli", "records", "packages", "export"],
         "the walkthrough's blocks were not all recognised and checked"
     );
 }

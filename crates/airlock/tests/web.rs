@@ -322,6 +322,7 @@ async fn pages_show_data_escape_agent_text_and_never_a_value() {
             }],
             execution_time_ms: Some(1234),
             llm_wait_ms: 0,
+            inputs: None,
             created_at: now,
             started_at: Some(now),
             completed_at: Some(now),

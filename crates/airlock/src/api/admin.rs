@@ -564,9 +564,12 @@ struct UpdateProfile {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<String>>, nullable)]
     allowed_hosts: Option<Option<Vec<String>>>,
+    /// Input recording: `off` or `hashes` (each execution keeps its inputs and the
+    /// status and body hash of each HTTP answer; HTTPS is intercepted to see them).
+    record: Option<airlock_store::RecordMode>,
 }
 
-/// Changes description, expiry and allowed hosts.
+/// Changes description, expiry, allowed hosts and input recording.
 #[utoipa::path(
     put,
     path = "/profiles/{id}",
@@ -603,6 +606,7 @@ async fn update_profile(
         description: body.description,
         expires_at,
         allowed_hosts: body.allowed_hosts,
+        record: body.record,
     };
     Ok(Json(state.catalog.update_profile(&id, patch).await?))
 }

@@ -156,6 +156,8 @@ pub struct AdminExecution {
     pub started_at: Option<DateTime<Utc>>,
     pub redactions: Vec<RedactionEvent>,
     pub llm_exchanges: Vec<LlmExchange>,
+    /// What it ran with (null unless its profile records inputs).
+    pub inputs: Option<airlock_store::ExecutionInputs>,
     /// Every egress attempt, oldest first, with the sealed credentials substituted
     /// into it and whether it was a violation.
     pub egress: Vec<crate::api::executions::EgressView>,

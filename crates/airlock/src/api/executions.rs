@@ -46,6 +46,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(admin_list))
         .routes(routes!(admin_get))
+        .routes(routes!(admin_diff))
         .routes(routes!(admin_stats))
 }
 
@@ -539,6 +540,7 @@ async fn admin_get(
     v["started_at"] = json!(r.started_at);
     v["redactions"] = json!(r.redactions);
     v["llm_exchanges"] = json!(r.llm_exchanges);
+    v["inputs"] = json!(r.inputs);
     v["egress"] = state
         .store
         .egress_list(&r.id)
@@ -547,6 +549,59 @@ async fn admin_get(
         .map(egress_view)
         .collect();
     Ok(Json(v))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DiffQuery {
+    /// The execution to compare with (of the same profile).
+    with: String,
+}
+
+/// Compares an execution with another of the same profile: script diff, input
+/// record (interpreter, packages, clock), each HTTP request's answer (status and,
+/// with `record` on, body hash) and the outputs (result leaves by JSON pointer,
+/// stdout/stderr diffs).
+#[utoipa::path(
+    get,
+    path = "/executions/{id}/diff",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "Execution id (side a)"), DiffQuery),
+    responses(
+        (status = 200, description = "What differs", body = crate::compare::Comparison),
+        (status = 404, description = "No such execution (`not_found`)", body = ErrorBody),
+        (status = 422, description = "The two belong to different profiles (`invalid_input`)", body = ErrorBody),
+    )
+)]
+async fn admin_diff(
+    State(state): State<AppState>,
+    _s: AdminSession,
+    Path(id): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<crate::compare::Comparison>> {
+    let load = |id: String| {
+        let store = state.store.clone();
+        async move {
+            store
+                .execution_get(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))
+        }
+    };
+    let (a, b) = (load(id).await?, load(q.with).await?);
+    if a.profile_id != b.profile_id {
+        return Err(ApiError::invalid(format!(
+            "execution {} belongs to profile {} and {} to profile {}: compare executions of one profile",
+            a.id, a.profile_id, b.id, b.profile_id
+        )));
+    }
+    let (ea, eb) = (
+        state.store.egress_list(&a.id).await?,
+        state.store.egress_list(&b.id).await?,
+    );
+    Ok(Json(crate::compare::compare(&a, &ea, &b, &eb)))
 }
 
 /// One egress attempt in the admin execution view (never in agent responses).
@@ -575,6 +630,10 @@ pub struct EgressView {
     pub violation: bool,
     /// Sealed credentials whose values the proxy substituted into this request.
     pub substituted: Vec<String>,
+    /// HTTP status of the answer (plain or intercepted requests).
+    pub status: Option<u16>,
+    /// Hex SHA-256 of the response body the script received (profiles with `record`).
+    pub body_sha256: Option<String>,
 }
 
 fn egress_view(e: &airlock_store::EgressRow) -> Value {
@@ -591,6 +650,8 @@ fn egress_view(e: &airlock_store::EgressRow) -> Value {
         reason: e.reason.clone(),
         violation: e.violation,
         substituted: e.substituted.clone(),
+        status: e.status,
+        body_sha256: e.body_sha256.clone(),
     })
     .unwrap_or(Value::Null)
 }

@@ -318,6 +318,7 @@ impl Catalog {
             key_id: row.key_id.clone(),
             credentials: creds.iter().map(summary).collect(),
             allowed_hosts: row.allowed_hosts.clone(),
+            record: row.record,
             expires_at: row.expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -388,6 +389,7 @@ impl Catalog {
             revoked: false,
             expires_at: None,
             allowed_hosts: Some(Vec::new()),
+            record: airlock_store::RecordMode::Off,
             created_at: now,
             updated_at: now,
             last_used_at: None,
@@ -428,6 +430,9 @@ impl Catalog {
                     Some(list)
                 }
             };
+        }
+        if let Some(r) = patch.record {
+            row.record = r;
         }
         row.updated_at = Utc::now();
         self.store.profile_update(&row).await?;

@@ -260,6 +260,9 @@ pub struct ProfileView {
     pub key_id: Option<String>,
     pub credentials: Vec<CredentialSummary>,
     pub allowed_hosts: Option<Vec<String>>,
+    /// Input recording: `off`, or `hashes` (each execution keeps what it ran with and
+    /// what each HTTP request got back; see `GET /api/admin/executions/{id}/diff`).
+    pub record: airlock_store::RecordMode,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -280,6 +283,7 @@ pub struct ProfilePatch {
     pub description: Option<String>,
     pub expires_at: Option<Option<DateTime<Utc>>>,
     pub allowed_hosts: Option<Option<Vec<String>>>,
+    pub record: Option<airlock_store::RecordMode>,
 }
 
 pub(super) fn summary(c: &CredentialRow) -> CredentialSummary {

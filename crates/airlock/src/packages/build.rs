@@ -255,6 +255,7 @@ impl Packages {
     ) -> Option<airlock_egress::Stopper> {
         let policy = airlock_egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()))?;
         let cfg = airlock_egress::EgressConfig {
+            record: false,
             policy,
             limits: airlock_egress::EgressLimits::default(),
             hook: Arc::new(airlock_egress::NoHook),

@@ -16,13 +16,15 @@ impl Runner {
     /// as it ends.
     pub(super) fn start_egress(
         self: Arc<Self>,
-        execution_id: &str,
-        profile_id: &str,
+        run: &Run,
         (policy, tcp): (airlock_egress::Policy, Vec<airlock_egress::TcpRoute>),
         pending: airlock_sandbox::PendingProxy,
         sealed: Vec<SealedValue>,
-        redactor: Arc<Redactor>,
     ) -> EgressSession {
+        let (execution_id, profile_id) = (run.row.id.as_str(), run.row.profile_id.as_str());
+        let redactor = run.redactor.clone();
+        // Recording sees every HTTP answer (HTTPS intercepted).
+        let record = run.record.is_on();
         let hook: Arc<dyn airlock_egress::RequestHook> = if sealed.is_empty() {
             Arc::new(airlock_egress::NoHook)
         } else {
@@ -48,6 +50,7 @@ impl Runner {
             ))
         };
         let cfg = airlock_egress::EgressConfig {
+            record,
             policy,
             limits: self.limits.egress.clone(),
             hook,

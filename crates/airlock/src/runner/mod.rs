@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use airlock_redact::{Piece, RedactionCount, Redactor, Stream};
 use airlock_sandbox::{Event, Execution, Job, Outcome, OutcomeStatus, OutputStream, Sandbox};
 use airlock_store::{
-    ExecutionRow, ExecutionStatus, LlmExchange, LlmRequest, ProfileRow, RedactionEvent, Store,
+    ExecutionInputs, ExecutionRow, ExecutionStatus, LlmExchange, LlmRequest, ProfileRow,
+    RecordMode, RedactionEvent, Store,
 };
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
@@ -60,6 +61,8 @@ pub struct RunnerLimits {
     pub redaction: airlock_redact::Options,
     /// The bounds of each execution's egress.
     pub egress: airlock_egress::EgressLimits,
+    /// The interpreter's `sys.version`, named in input records.
+    pub python_version: String,
 }
 
 struct QueuedJob {
@@ -97,6 +100,8 @@ struct Run {
     waited: Duration,
     llm_wait: Duration,
     egress: Option<EgressSession>,
+    /// What the run keeps of its inputs (the profile's `record`, once checked).
+    record: RecordMode,
 }
 
 /// One `llm.complete` call as the script made it.
@@ -256,6 +261,7 @@ impl Runner {
             redactions: Vec::new(),
             execution_time_ms: None,
             llm_wait_ms: 0,
+            inputs: None,
             created_at: now,
             started_at: None,
             completed_at: None,
@@ -433,6 +439,7 @@ impl Runner {
             waited: Duration::ZERO,
             llm_wait: job.llm_wait,
             egress: None,
+            record: RecordMode::Off,
         };
         // Registered before the profile check below, so a revoke that lands
         // between the check and the start still reaches this execution.
@@ -449,6 +456,7 @@ impl Runner {
             let why = "the profile was revoked or expired before the script started";
             return self.end(run, ExecutionStatus::Error, why.into()).await;
         };
+        run.record = profile.record;
         let tcp = tcp_routes(&profile.allowed_hosts, &job.creds, &sealed);
         // A database credential brings its destination: network even with `[]`.
         let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts)
@@ -467,14 +475,10 @@ impl Runner {
             }
         };
         if let (Some(policy), Some(pending)) = (policy, exec.take_proxy()) {
-            run.egress = Some(self.clone().start_egress(
-                &run.row.id,
-                &run.row.profile_id,
-                (policy, tcp),
-                pending,
-                sealed,
-                run.redactor.clone(),
-            ));
+            run.egress = Some(
+                self.clone()
+                    .start_egress(&run, (policy, tcp), pending, sealed),
+            );
         }
         loop {
             let event = tokio::select! {
@@ -544,13 +548,28 @@ impl Runner {
         let (paths, preimport) = self.packages.warm_imports();
         sandbox.set_warm_imports(paths, preimport);
         run.row.status = ExecutionStatus::Running;
-        run.row.started_at = Some(Utc::now());
+        // Microseconds: what the script's `datetime` holds (`airlock.now()`).
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        run.row.started_at = Some(now);
+        if run.record.is_on() {
+            run.row.inputs = Some(ExecutionInputs {
+                script_sha256: run.row.script_sha256.clone(),
+                python: self.limits.python_version.clone(),
+                packages: self.packages.current_versions(),
+                now,
+            });
+        }
         // Announced at once; stored while the sandbox starts the script (a crash
         // before the write leaves `pending`, which a restart turns into an error
         // like `running`).
         self.publish(&run.row);
         let running_row = run.row.clone();
         let mut env = BTreeMap::new();
+        // The execution's clock (`airlock.now()`), recorded with its inputs.
+        env.insert(
+            "AIRLOCK_NOW".to_string(),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
         if let (Some(bundle), true) = (&self.ca_bundle, network) {
             let b = bundle.display().to_string();
             for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use airlock_store::{ExecutionRow, ExecutionStatus};
+use airlock_store::{ExecutionInputs, ExecutionRow, ExecutionStatus, RecordMode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,9 @@ pub struct ExportProfile {
     /// must not silently become "unrestricted".
     #[serde(deserialize_with = "nullable")]
     pub allowed_hosts: Option<Vec<String>>,
+    /// Input recording (absent in files of earlier versions: off).
+    #[serde(default)]
+    pub record: RecordMode,
     pub credentials: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -98,6 +101,9 @@ pub struct ExportExecution {
     pub execution_time_ms: Option<i64>,
     #[serde(default)]
     pub llm_wait_ms: i64,
+    /// The input record (absent in files of earlier versions).
+    #[serde(default)]
+    pub inputs: Option<ExecutionInputs>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -130,6 +136,7 @@ impl From<ExecutionRow> for ExportExecution {
             redactions: json_text(&e.redactions),
             execution_time_ms: e.execution_time_ms,
             llm_wait_ms: e.llm_wait_ms,
+            inputs: e.inputs,
             created_at: e.created_at,
             started_at: e.started_at,
             completed_at: e.completed_at,
@@ -173,6 +180,7 @@ pub(super) fn execution_row(e: &ExportExecution) -> ExecutionRow {
         redactions: serde_json::from_str(&e.redactions).unwrap_or_default(),
         execution_time_ms: e.execution_time_ms,
         llm_wait_ms: e.llm_wait_ms,
+        inputs: e.inputs.clone(),
         created_at: e.created_at,
         started_at: e.started_at,
         completed_at: e

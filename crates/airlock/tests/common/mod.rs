@@ -535,6 +535,7 @@ pub fn profile_view(v: &Value) -> Value {
             "key_id",
             "credentials",
             "allowed_hosts",
+            "record",
             "expires_at",
             "created_at",
             "updated_at",
@@ -574,6 +575,7 @@ pub fn profile_view(v: &Value) -> Value {
         "key_id": v["key_id"],
         "credentials": creds,
         "allowed_hosts": v["allowed_hosts"],
+        "record": v["record"],
         "expires_at": expires_at,
     })
 }
@@ -597,6 +599,7 @@ pub fn expected_profile(
         "key_id": key_id,
         "credentials": credentials,
         "allowed_hosts": [],
+        "record": "off",
         "expires_at": null,
     })
 }

@@ -276,6 +276,38 @@ test("a failed connection to an allowed host is logged as failed, not refused", 
   assert.equal((await other.locator(".badge").textContent()).trim(), "refused");
 });
 
+test("input records: switched on in the profile page; two runs compared in the execution page", async (t) => {
+  if (!(await sandboxReady())) {
+    t.skip("SKIPPED: the sandbox is not available on this machine; nothing to compare");
+    return;
+  }
+  const { id, key } = await lockedProfile("Records check", ["API_TOKEN"], []);
+  await page.goto(`${base}/ui/profiles/${id}`);
+  const form = page.locator("form[data-form=profile-record]");
+  await form.locator("input[value=hashes]").check();
+  await form.locator("button[type=submit]").click();
+  await page.locator("text=Executions now record their inputs.").waitFor();
+  assert.equal((await admin("GET", `/api/admin/profiles/${id}`)).record, "hashes");
+  const script = (n) => `import airlock\nprint('total', ${n})\nset_result({'total': ${n}, 'day': airlock.now().year > 2000})\n`;
+  const first = await h.execute(base, key, script(3));
+  const second = await h.execute(base, key, script(4));
+  assert.equal(second.status, "completed", JSON.stringify(second));
+  await page.goto(`${base}/ui/executions/${second.execution_id}`);
+  assert.match(await page.locator("section.card", { hasText: "Inputs" }).textContent(), /Python\s*3\./);
+  const compare = page.locator("form[data-form=execution-compare]");
+  await compare.locator("select").selectOption(first.execution_id);
+  await compare.locator("button[type=submit]").click();
+  const result = page.locator("[data-compare-result]");
+  await result.locator("li").first().waitFor();
+  const text = await result.textContent();
+  assert.match(text, /The script changed\./);
+  assert.match(text, /Result \/total: 4 → 3/);
+  assert.match(text, /Stdout diff/);
+  const scriptDiff = await result.locator("pre").first().textContent();
+  assert.match(scriptDiff, /^-print\('total', 4\)$/m);
+  assert.match(scriptDiff, /^\+print\('total', 3\)$/m);
+});
+
 test("no serious or critical accessibility violation on any page, desktop and phone", async () => {
   const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/packages", "/ui/settings"];
   const execs = await admin("GET", "/api/admin/executions");

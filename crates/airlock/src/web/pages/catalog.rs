@@ -190,6 +190,8 @@ struct ProfilePage {
     missing: Vec<String>,
     hosts_mode: &'static str,
     hosts_text: String,
+    /// Input recording: `off` or `hashes`.
+    record: &'static str,
     expires: Option<Ts>,
     created: Ts,
     updated: Ts,
@@ -250,6 +252,10 @@ pub async fn profile(
         missing,
         hosts_mode,
         hosts_text: hosts.join("\n"),
+        record: match p.record {
+            airlock_store::RecordMode::Off => "off",
+            airlock_store::RecordMode::Hashes => "hashes",
+        },
         expires: view::ts_opt(p.expires_at),
         created: view::ts(p.created_at),
         updated: view::ts(p.updated_at),

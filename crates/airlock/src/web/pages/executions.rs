@@ -199,6 +199,24 @@ pub struct Egress {
     pub violation: bool,
     /// Sealed credentials substituted into the request, comma-separated.
     pub substituted: String,
+    /// The HTTP status and (recording profiles) the body's SHA-256, shortened.
+    pub answer: String,
+    /// The body's whole SHA-256, for the title.
+    pub body_sha256: String,
+}
+
+/// An execution's input record, for display.
+pub struct Inputs {
+    pub python: String,
+    pub now: Ts,
+    /// `name version` per package, comma-separated; empty when none.
+    pub packages: String,
+}
+
+/// Another execution of the same profile, to compare with.
+pub struct Other {
+    pub id: String,
+    pub label: String,
 }
 
 #[derive(Template)]
@@ -225,6 +243,8 @@ struct ExecutionPage {
     exchanges: Vec<Exchange>,
     redactions: Vec<Redaction>,
     egress: Vec<Egress>,
+    inputs: Option<Inputs>,
+    others: Vec<Other>,
     timeout: i64,
     duration: String,
     created: Ts,
@@ -296,6 +316,37 @@ pub async fn execution(
             reason: e.reason,
             violation: e.violation,
             substituted: e.substituted.join(", "),
+            answer: match (e.status, &e.body_sha256) {
+                (Some(s), Some(h)) => format!("{s} · {}…", &h[..h.len().min(12)]),
+                (Some(s), None) => s.to_string(),
+                (None, _) => String::new(),
+            },
+            body_sha256: e.body_sha256.unwrap_or_default(),
+        })
+        .collect();
+    let inputs = r.inputs.as_ref().map(|i| Inputs {
+        python: i.python.clone(),
+        now: view::ts(i.now),
+        packages: i
+            .packages
+            .iter()
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    });
+    let others = state
+        .store
+        .executions_list(&airlock_store::ExecutionFilter {
+            profile_id: Some(r.profile_id.clone()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|s| s.id != r.id)
+        .map(|s| Other {
+            label: format!("{} · {} · {}", view::ts(s.created_at).text, s.status, s.id),
+            id: s.id,
         })
         .collect();
     Ok(render(&ExecutionPage {
@@ -332,6 +383,8 @@ pub async fn execution(
         exchanges,
         redactions,
         egress,
+        inputs,
+        others,
         timeout: r.timeout_secs,
         duration: view::duration(r.execution_time_ms),
         created: view::ts(r.created_at),

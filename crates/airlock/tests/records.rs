@@ -1,0 +1,310 @@
+//! Input records and the comparison of two executions, end to end: the real sandbox,
+//! a loopback upstream whose answer the test changes between runs (plain HTTP) and a
+//! TLS upstream (HTTPS, intercepted because the profile records), the admin diff API
+//! naming what changed; and the execution environment's determinism, checked across
+//! runs in different slots.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::sandboxed::Sandboxed;
+use common::upstream::Answer;
+
+/// The app with the real sandbox, trusting `upstream_ca` for intercepted HTTPS; the
+/// scripts' CA bundle lives in a directory the sandbox can see (not under /tmp).
+async fn start(upstream_ca: &str) -> Option<(Sandboxed, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let public = common::sandbox_visible_tempdir("records-ca");
+    let bundle = dir.path().join("upstream-ca.pem");
+    std::fs::write(&bundle, upstream_ca).unwrap();
+    let mut c = common::sandboxed_config(&dir.path().join("data"));
+    c.egress_ca_bundle = Some(bundle);
+    c.egress_ca_dir = Some(public.path().join("ca"));
+    Some((Sandboxed::start_in(dir, c).await?, public))
+}
+
+/// A plain-HTTP upstream on 127.0.0.4 answering every request with the current body.
+async fn changing_upstream(body: Arc<Mutex<String>>) -> u16 {
+    let l = tokio::net::TcpListener::bind(("127.0.0.4", 0))
+        .await
+        .unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+async fn run(env: &Sandboxed, key: &str, script: &str) -> (String, Value) {
+    let v = env.run(key, script).await;
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    (v["execution_id"].as_str().unwrap().to_string(), v)
+}
+
+async fn diff(env: &Sandboxed, a: &str, b: &str) -> Value {
+    let (s, v) = env
+        .admin(
+            "GET",
+            &format!("/api/admin/executions/{a}/diff?with={b}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_answer_is_named_in_the_diff_with_the_result_it_changed() {
+    let (tls, ca_pem) = common::upstream::tls(
+        "127.0.0.5",
+        "127.0.0.5",
+        "Airlock records test CA",
+        Answer::Line("tls"),
+    )
+    .await;
+    let Some((env, _public)) = start(&ca_pem).await else {
+        return;
+    };
+    let body = Arc::new(Mutex::new(r#"{"rate": 3}"#.to_string()));
+    let port = changing_upstream(body.clone()).await;
+    let (id, key) = env.locked_profile("records", &[]).await;
+    env.set_hosts(
+        &id,
+        json!([
+            format!("127.0.0.4:{port}"),
+            format!("127.0.0.5:{}", tls.port())
+        ]),
+    )
+    .await;
+    let (s, p) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({"record": "hashes"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["record"], json!("hashes"));
+    let (s, bad) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({"record": "sometimes"})),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {bad}");
+
+    let script = format!(
+        r#"
+import json, urllib.request
+rate = json.load(urllib.request.urlopen("http://127.0.0.4:{port}/rate", timeout=15))["rate"]
+tls = urllib.request.urlopen("https://127.0.0.5:{}/static", timeout=15).read().decode()
+print("rate", rate)
+set_result({{"total": rate * 10, "tls": tls}})
+"#,
+        tls.port()
+    );
+    let (first, v1) = run(&env, &key, &script).await;
+    assert_eq!(v1["result"]["total"], json!(30), "{v1}");
+    *body.lock().unwrap() = r#"{"rate": 4}"#.to_string();
+    let (second, v2) = run(&env, &key, &script).await;
+    assert_eq!(v2["result"]["total"], json!(40), "{v2}");
+    let (third, _) = run(&env, &key, &script).await;
+
+    // The input record of each run.
+    let (s, x) = env
+        .admin("GET", &format!("/api/admin/executions/{first}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{x}");
+    let inputs = &x["inputs"];
+    assert_eq!(inputs["script_sha256"], x["script_sha256"], "{x}");
+    assert!(
+        inputs["python"].as_str().unwrap().starts_with("3."),
+        "{inputs}"
+    );
+    assert!(inputs["now"].is_string(), "{inputs}");
+    let egress = x["egress"].as_array().unwrap();
+    let plain = egress
+        .iter()
+        .find(|e| e["path"] == json!("/rate"))
+        .unwrap_or_else(|| panic!("{egress:?}"));
+    assert_eq!(plain["status"], json!(200), "{plain}");
+    let sha = |text: &str| airlock::ids::sha256_hex(text.as_bytes());
+    assert_eq!(
+        plain["body_sha256"],
+        json!(sha(r#"{"rate": 3}"#)),
+        "{plain}"
+    );
+    // HTTPS was intercepted to be recorded: its request and answer are in the log.
+    let https = egress
+        .iter()
+        .find(|e| e["path"] == json!("/static"))
+        .unwrap_or_else(|| panic!("the HTTPS request is not in the log: {egress:?}"));
+    assert_eq!(https["status"], json!(200), "{https}");
+    assert!(https["body_sha256"].is_string(), "{https}");
+
+    // First against second: the /rate answer and the total changed, nothing else.
+    let d = diff(&env, &first, &second).await;
+    assert_eq!(d["identical"], json!(false), "{d}");
+    assert_eq!(d["script"]["same"], json!(true), "{d}");
+    assert_eq!(d["inputs"]["recorded"], json!(true), "{d}");
+    assert_eq!(d["inputs"]["packages"]["same"], json!(true), "{d}");
+    let changed: Vec<&Value> = d["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["changed"] == json!(true))
+        .collect();
+    assert_eq!(changed.len(), 1, "{d}");
+    assert_eq!(changed[0]["path"], json!("/rate"));
+    assert_eq!(changed[0]["a"]["body_sha256"], json!(sha(r#"{"rate": 3}"#)));
+    assert_eq!(changed[0]["b"]["body_sha256"], json!(sha(r#"{"rate": 4}"#)));
+    assert_eq!(
+        d["outputs"]["result"]["changes"],
+        json!([{"path": "/total", "a": 30, "b": 40}]),
+        "{d}"
+    );
+    let stdout = d["outputs"]["stdout"]["diff"].as_str().unwrap();
+    assert!(stdout.contains("-rate 3\n+rate 4\n"), "{stdout}");
+
+    // Second against third: same answers, same outputs (only the clock moved).
+    let d = diff(&env, &second, &third).await;
+    assert_eq!(d["identical"], json!(true), "{d}");
+    assert_eq!(d["inputs"]["now"]["same"], json!(false), "{d}");
+
+    // Bad comparisons are clear errors.
+    let (s, v) = env
+        .admin(
+            "GET",
+            &format!("/api/admin/executions/{first}/diff?with=exec_missing"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (_, other_key) = env.locked_profile("other", &[]).await;
+    let (elsewhere, _) = run(&env, &other_key, "set_result(1)").await;
+    let (s, v) = env
+        .admin(
+            "GET",
+            &format!("/api/admin/executions/{first}/diff?with={elsewhere}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|m| m.contains("one profile")),
+        "{v}"
+    );
+}
+
+/// What the environment gives a script that could differ between runs.
+const PROBE: &str = r#"
+import datetime, locale, os, random, sys, time
+import airlock
+now = airlock.now()
+assert now.tzinfo is not None and now.utcoffset() == datetime.timedelta(0), now
+assert airlock.now() == now, "the clock is fixed for the execution"
+words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+set_result({
+    "random": [random.random(), random.randint(0, 10**9)],
+    "hash_str": hash("airlock"),
+    "hash_bytes": hash(b"airlock"),
+    "hash_tuple": hash(("a", 1, 2.5)),
+    "set_order": list(set(words)),
+    "frozenset_order": list(frozenset(words)),
+    "dict_order": list({w: 1 for w in reversed(words)}),
+    "tzname": list(time.tzname),
+    "timezone": time.timezone,
+    "locale": locale.setlocale(locale.LC_ALL),
+    "preferred_encoding": locale.getpreferredencoding(False),
+    "environ": sorted(k for k in os.environ if k != "AIRLOCK_NOW"),
+    "environ_order": [k for k in os.environ if k != "AIRLOCK_NOW"],
+    "hashseed": os.environ.get("PYTHONHASHSEED"),
+    "hash_randomization": sys.flags.hash_randomization,
+    "now": now.isoformat(),
+})
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_environment_is_the_same_in_every_run_and_the_clock_is_recorded() {
+    let Some(env) = Sandboxed::start_with(|_| {}).await else {
+        return;
+    };
+    let (id, key) = env.locked_profile("determinism", &[]).await;
+    let (s, _) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({"record": "hashes"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Several runs, so that at least two slots (and spares) are used.
+    let mut results = Vec::new();
+    for _ in 0..4 {
+        let (exec, v) = run(&env, &key, PROBE).await;
+        let (_, x) = env
+            .admin("GET", &format!("/api/admin/executions/{exec}"), None)
+            .await;
+        let recorded =
+            chrono::DateTime::parse_from_rfc3339(x["inputs"]["now"].as_str().unwrap()).unwrap();
+        let seen =
+            chrono::DateTime::parse_from_rfc3339(v["result"]["now"].as_str().unwrap()).unwrap();
+        assert_eq!(recorded, seen, "airlock.now() is the recorded clock: {x}");
+        let mut r = v["result"].clone();
+        r.as_object_mut().unwrap().remove("now");
+        results.push(r);
+    }
+    let first = &results[0];
+    assert_eq!(first["hashseed"], json!("0"), "{first}");
+    assert_eq!(first["hash_randomization"], json!(0), "{first}");
+    assert_eq!(first["tzname"], json!(["UTC", "UTC"]), "{first}");
+    assert_eq!(first["timezone"], json!(0), "{first}");
+    assert!(
+        first["locale"]
+            .as_str()
+            .unwrap()
+            .contains("LC_CTYPE=C.UTF-8"),
+        "{first}"
+    );
+    assert_eq!(first["preferred_encoding"], json!("UTF-8"), "{first}");
+    // random is seeded with 0: the interpreter's own sequence for that seed.
+    let seeded = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-I",
+            "-c",
+            "import json, random; random.seed(0); print(json.dumps([random.random(), random.randint(0, 10**9)]))",
+        ])
+        .output()
+        .unwrap();
+    let expected: Value = serde_json::from_slice(&seeded.stdout).unwrap();
+    assert_eq!(first["random"], expected, "{first}");
+    for (i, r) in results.iter().enumerate().skip(1) {
+        assert_eq!(r, first, "run {i} saw another environment");
+    }
+}
