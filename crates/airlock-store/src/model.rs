@@ -212,6 +212,9 @@ pub struct ExecutionInputs {
     pub packages: std::collections::BTreeMap<String, String>,
     /// The execution's clock: what `airlock.now()` returned to the script.
     pub now: DateTime<Utc>,
+    /// The execution this one replays (same script, and its clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
 }
 
 impl std::fmt::Debug for ProfileRow {

@@ -888,6 +888,11 @@
       reloadWith("Expiry removed: the profile no longer expires.");
     },
 
+    async "execution-replay"(btn) {
+      const r = await api("POST", "/api/admin/executions/" + enc(btn.dataset.execution) + "/replay", {});
+      reloadWith("Replay of " + r.replay_of + " started: compare the two here.", "/ui/executions/" + enc(r.execution_id));
+    },
+
     "copy-key"() { return copyKey(); },
 
     "nav-toggle"(btn) {

@@ -429,6 +429,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             now: chrono::DateTime::UNIX_EPOCH,
+            replay_of: None,
         };
         a.inputs = Some(inputs(&[("pandas", "2.1.0"), ("six", "1.16.0")]));
         b.inputs = Some(inputs(&[("pandas", "2.2.0"), ("numpy", "2.0.0")]));

@@ -195,6 +195,42 @@ set_result({{"total": rate * 10, "tls": tls}})
     assert_eq!(d["identical"], json!(true), "{d}");
     assert_eq!(d["inputs"]["now"]["same"], json!(false), "{d}");
 
+    // A replay of the first run: same script, the first run's clock, today's answers.
+    let (s, r) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/executions/{first}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(r["replay_of"], json!(first), "{r}");
+    let replay = r["execution_id"].as_str().unwrap().to_string();
+    let mut v = Value::Null;
+    for _ in 0..8 {
+        v = env.poll(&key, &replay, 30).await.1;
+        if !matches!(v["status"].as_str(), Some("pending" | "running")) {
+            break;
+        }
+    }
+    assert_eq!(v["status"], json!("completed"), "{v}");
+    assert_eq!(v["result"]["total"], json!(40), "today's answer: {v}");
+    let (_, rx) = env
+        .admin("GET", &format!("/api/admin/executions/{replay}"), None)
+        .await;
+    assert_eq!(rx["inputs"]["replay_of"], json!(first), "{rx}");
+    assert_eq!(
+        rx["inputs"]["now"], inputs["now"],
+        "the replay keeps the clock: {rx}"
+    );
+    let d = diff(&env, &replay, &first).await;
+    assert_eq!(d["inputs"]["now"]["same"], json!(true), "{d}");
+    assert_eq!(
+        d["outputs"]["result"]["changes"][0]["path"],
+        json!("/total"),
+        "{d}"
+    );
+
     // Bad comparisons are clear errors.
     let (s, v) = env
         .admin(
@@ -214,6 +250,20 @@ set_result({{"total": rate * 10, "tls": tls}})
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, nr) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/executions/{elsewhere}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{nr}");
+    assert!(
+        nr["detail"]
+            .as_str()
+            .is_some_and(|m| m.contains("no input record")),
+        "{nr}"
+    );
     assert!(
         v["detail"]
             .as_str()

@@ -47,6 +47,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_list))
         .routes(routes!(admin_get))
         .routes(routes!(admin_diff))
+        .routes(routes!(admin_replay))
         .routes(routes!(admin_stats))
 }
 
@@ -196,8 +197,11 @@ async fn execute(
             &profile.row,
             profile.epoch,
             body.script,
-            Duration::from_secs(timeout),
-            Duration::from_secs(llm_timeout),
+            (
+                Duration::from_secs(timeout),
+                Duration::from_secs(llm_timeout),
+            ),
+            None,
         )
         .await?;
     let poll_url = format!("{}/executions/{id}", base_url(&state, &headers));
@@ -602,6 +606,83 @@ async fn admin_diff(
         state.store.egress_list(&b.id).await?,
     );
     Ok(Json(crate::compare::compare(&a, &ea, &b, &eb)))
+}
+
+/// Runs a recorded execution again: the same script and timeout under the same
+/// profile (which must still be usable: locked, not revoked or expired), with the
+/// recorded clock (`airlock.now()` returns what it returned then). The network and
+/// the packages are today's; compare the two with `GET /api/admin/executions/{new}/diff?with={id}`.
+#[utoipa::path(
+    post,
+    path = "/executions/{id}/replay",
+    tag = "admin",
+    security(("admin_session" = [])),
+    params(("id" = String, Path, description = "The execution to replay")),
+    responses(
+        (status = 202, description = "Accepted: `execution_id`, `replay_of`, `diff_url`, `status`", body = Object),
+        (status = 404, description = "No such execution (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Its profile can no longer run code (`profile_unusable`)", body = ErrorBody),
+        (status = 422, description = "The execution has no input record (`invalid_input`)", body = ErrorBody),
+    )
+)]
+async fn admin_replay(
+    State(state): State<AppState>,
+    _s: AdminSession,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let old = state
+        .store
+        .execution_get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))?;
+    let Some(inputs) = old.inputs.as_ref() else {
+        return Err(ApiError::invalid(format!(
+            "execution {id} has no input record: set \"record\" on its profile, then replay a later execution"
+        )));
+    };
+    let epoch = state.store.profiles_epoch();
+    let profile = state
+        .store
+        .profile_get(&old.profile_id)
+        .await?
+        .filter(|p| p.is_usable(Utc::now()))
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "profile_unusable",
+                format!(
+                    "profile {} is deleted, revoked, unlocked or expired: it can no longer run code",
+                    old.profile_id
+                ),
+            )
+        })?;
+    let limits = &state.runner.limits;
+    let timeout = u64::try_from(old.timeout_secs)
+        .unwrap_or(limits.default_timeout_secs)
+        .clamp(1, limits.max_timeout_secs);
+    let replay = crate::runner::Replay {
+        of: old.id.clone(),
+        now: inputs.now,
+    };
+    let new = state
+        .runner
+        .submit(
+            &profile,
+            epoch,
+            old.script.clone(),
+            (Duration::from_secs(timeout), limits.llm_wait),
+            Some(replay),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "execution_id": new,
+            "replay_of": old.id,
+            "status": ExecutionStatus::Pending,
+            "diff_url": format!("/api/admin/executions/{new}/diff?with={}", old.id),
+        })),
+    )
+        .into_response())
 }
 
 /// One egress attempt in the admin execution view (never in agent responses).

@@ -75,6 +75,16 @@ struct QueuedJob {
     creds: Vec<OpenedCredential>,
     timeout: Duration,
     llm_wait: Duration,
+    replay: Option<Replay>,
+}
+
+/// A run that replays an earlier execution: its script, and its clock.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The execution replayed.
+    pub of: String,
+    /// Its recorded clock, which `airlock.now()` returns again.
+    pub now: DateTime<Utc>,
 }
 
 /// What the runner knows of an execution between its submission and its final
@@ -102,6 +112,7 @@ struct Run {
     egress: Option<EgressSession>,
     /// What the run keeps of its inputs (the profile's `record`, once checked).
     record: RecordMode,
+    replay: Option<Replay>,
 }
 
 /// One `llm.complete` call as the script made it.
@@ -226,14 +237,15 @@ impl Runner {
 
     /// Queues a script; returns the new execution id. `profile` is the caller's
     /// profile as read with `profile_epoch` ([`crate::catalog::ActiveProfile`]);
-    /// `llm_wait` bounds each pause in `llm.complete`.
+    /// `llm_wait` bounds each pause in `llm.complete`; `replay` names the execution
+    /// this one replays.
     pub async fn submit(
         &self,
         profile: &ProfileRow,
         profile_epoch: u64,
         script: String,
-        timeout: Duration,
-        llm_wait: Duration,
+        (timeout, llm_wait): (Duration, Duration),
+        replay: Option<Replay>,
     ) -> Result<String, RunnerError> {
         if let Some(reason) = &self.unavailable {
             return Err(RunnerError::Unavailable(reason.clone()));
@@ -315,6 +327,7 @@ impl Runner {
             creds,
             timeout,
             llm_wait,
+            replay,
         });
         Ok(id)
     }
@@ -440,6 +453,7 @@ impl Runner {
             llm_wait: job.llm_wait,
             egress: None,
             record: RecordMode::Off,
+            replay: job.replay,
         };
         // Registered before the profile check below, so a revoke that lands
         // between the check and the start still reaches this execution.
@@ -549,14 +563,17 @@ impl Runner {
         sandbox.set_warm_imports(paths, preimport);
         run.row.status = ExecutionStatus::Running;
         // Microseconds: what the script's `datetime` holds (`airlock.now()`).
-        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-        run.row.started_at = Some(now);
+        let started = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        run.row.started_at = Some(started);
+        // A replay's clock is the replayed execution's.
+        let now = run.replay.as_ref().map_or(started, |r| r.now);
         if run.record.is_on() {
             run.row.inputs = Some(ExecutionInputs {
                 script_sha256: run.row.script_sha256.clone(),
                 python: self.limits.python_version.clone(),
                 packages: self.packages.current_versions(),
                 now,
+                replay_of: run.replay.as_ref().map(|r| r.of.clone()),
             });
         }
         // Announced at once; stored while the sandbox starts the script (a crash

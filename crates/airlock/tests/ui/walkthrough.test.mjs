@@ -293,7 +293,7 @@ test("input records: switched on in the profile page; two runs compared in the e
   const second = await h.execute(base, key, script(4));
   assert.equal(second.status, "completed", JSON.stringify(second));
   await page.goto(`${base}/ui/executions/${second.execution_id}`);
-  assert.match(await page.locator("section.card", { hasText: "Inputs" }).textContent(), /Python\s*3\./);
+  assert.match(await page.locator("section.card", { has: page.locator("h2", { hasText: /^Inputs$/ }) }).textContent(), /Python\s*3\./);
   const compare = page.locator("form[data-form=execution-compare]");
   await compare.locator("select").selectOption(first.execution_id);
   await compare.locator("button[type=submit]").click();
@@ -306,6 +306,21 @@ test("input records: switched on in the profile page; two runs compared in the e
   const scriptDiff = await result.locator("pre").first().textContent();
   assert.match(scriptDiff, /^-print\('total', 4\)$/m);
   assert.match(scriptDiff, /^\+print\('total', 3\)$/m);
+  // Replay: a new execution of the same script with the recorded clock.
+  await page.locator("button[data-action=execution-replay]").click();
+  await page.waitForURL((u) => /\/ui\/executions\/exec_/.test(u.pathname) && !u.pathname.endsWith(second.execution_id));
+  await page.locator(`text=Replay of ${second.execution_id} started`).waitFor();
+  const replayId = new URL(page.url()).pathname.split("/").pop();
+  let replayed;
+  for (let i = 0; i < 100; i++) {
+    replayed = await admin("GET", `/api/admin/executions/${replayId}`);
+    if (replayed.status === "completed") break;
+    await page.waitForTimeout(100);
+  }
+  assert.equal(replayed.status, "completed", JSON.stringify(replayed));
+  assert.equal(replayed.inputs.replay_of, second.execution_id);
+  const original = await admin("GET", `/api/admin/executions/${second.execution_id}`);
+  assert.equal(replayed.inputs.now, original.inputs.now);
 });
 
 test("no serious or critical accessibility violation on any page, desktop and phone", async () => {
