@@ -146,7 +146,8 @@ fn assert_no_leak(client: &Client, secrets: &[&str]) {
 }
 
 /// A source instance: two credentials with values, a locked profile using
-/// API_KEY (with a host allowlist and an expiry) and an unlocked one using DB.
+/// API_KEY (with a host allowlist, an expiry and input records) and an unlocked one
+/// using DB.
 /// Returns (locked profile id, its key, unlocked profile id).
 async fn populate(admin: &Client) -> (String, String, String) {
     create_credential(admin, "API_KEY", "payments API", Some(API_VALUE)).await;
@@ -156,7 +157,7 @@ async fn populate(admin: &Client) -> (String, String, String) {
     let (s, _, body) = admin
         .put(
             &format!("/api/admin/profiles/{locked}"),
-            json!({ "allowed_hosts": ["api.example.com", "*.stripe.com"], "expires_at": "2099-01-01T00:00:00Z" }),
+            json!({ "allowed_hosts": ["api.example.com", "*.stripe.com"], "expires_at": "2099-01-01T00:00:00Z", "record": "hashes" }),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
@@ -310,6 +311,7 @@ async fn round_trip_between_instances_keeps_agent_keys_working() {
         view_b["allowed_hosts"],
         json!(["api.example.com", "*.stripe.com"])
     );
+    assert_eq!(view_b["record"], "hashes");
 
     // A's key runs the same script on B with the same result.
     let agent_b = b.client();
@@ -323,6 +325,12 @@ async fn round_trip_between_instances_keeps_agent_keys_working() {
     assert_eq!(s, StatusCode::OK, "{hist}");
     assert_eq!(hist["script"], SCRIPT);
     assert_eq!(hist["result"], expected);
+    // Its input record came along (the profile records inputs).
+    let (_, _, orig) = admin_a
+        .get(&format!("/api/admin/executions/{exec_a}"))
+        .await;
+    assert!(orig["inputs"]["now"].is_string(), "{orig}");
+    assert_eq!(hist["inputs"], orig["inputs"]);
 
     assert_no_leak(&admin_a, &[API_VALUE, DB_VALUE, key_secret, PASSPHRASE]);
     assert_no_leak(&admin_b, &[API_VALUE, DB_VALUE, key_secret, PASSPHRASE]);
