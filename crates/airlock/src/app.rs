@@ -113,7 +113,7 @@ impl App {
                 output_cap_bytes: config.max_output_bytes,
                 redaction: config.redaction(),
                 egress: config.egress_limits(),
-                python_version: crate::sandbox::python_version(&config.python),
+                python: config.python.clone(),
                 llm_wait: std::time::Duration::from_secs(config.llm_timeout),
             },
             sealed,

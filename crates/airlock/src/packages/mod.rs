@@ -276,6 +276,9 @@ pub struct Packages {
     store: Arc<dyn Store>,
     cfg: PackagesConfig,
     current: RwLock<Option<PathBuf>>,
+    /// [`Packages::current_versions`] of the environment at that path (an environment
+    /// never changes once built: a new one gets a new path).
+    versions: RwLock<Option<(PathBuf, BTreeMap<String, String>)>>,
     ready: watch::Sender<bool>,
     queue: mpsc::UnboundedSender<String>,
     installer: OnceCell<Result<Arc<Sandbox>, String>>,
@@ -327,6 +330,7 @@ impl Packages {
             store,
             cfg,
             current: RwLock::new(None),
+            versions: RwLock::new(None),
             ready: watch::channel(true).0,
             queue: tx,
             installer: OnceCell::new(),
@@ -479,10 +483,18 @@ impl Packages {
     /// Version of every package in the environment scripts import from now
     /// (normalized name → version); empty while there is none.
     pub fn current_versions(&self) -> BTreeMap<String, String> {
-        match self.current.read().as_deref() {
-            Some(env) => installed_versions(env),
-            None => BTreeMap::new(),
+        let Some(env) = self.current.read().clone() else {
+            return BTreeMap::new();
+        };
+        if let Some((at, v)) = self.versions.read().as_ref() {
+            if *at == env {
+                return v.clone();
+            }
         }
+        // Read once per environment (every recording execution asks).
+        let v = installed_versions(&env);
+        *self.versions.write() = Some((env, v.clone()));
+        v
     }
 
     pub async fn install(&self, id: &str) -> PackagesResult<InstallView> {

@@ -61,8 +61,8 @@ pub struct RunnerLimits {
     pub redaction: airlock_redact::Options,
     /// The bounds of each execution's egress.
     pub egress: airlock_egress::EgressLimits,
-    /// The interpreter's `sys.version`, named in input records.
-    pub python_version: String,
+    /// The interpreter scripts run with; input records name its `sys.version`.
+    pub python: std::path::PathBuf,
 }
 
 struct QueuedJob {
@@ -153,6 +153,8 @@ pub struct Runner {
     /// When this process last stamped each profile's "last used" (the profile row an
     /// agent request carries may be older than the last stamp).
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// `sys.version` of [`RunnerLimits::python`], asked once, when a run first records.
+    python_version: tokio::sync::OnceCell<String>,
 }
 
 /// How sealed credentials reach HTTPS hosts: the instance CA and the bundle path the
@@ -191,6 +193,7 @@ impl Runner {
             egress_tls: sealed.tls,
             ca_bundle: sealed.ca_bundle,
             last_used: Mutex::new(HashMap::new()),
+            python_version: tokio::sync::OnceCell::new(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
         runner
@@ -546,6 +549,20 @@ impl Runner {
         }
     }
 
+    /// The interpreter's `sys.version` (run once, off the async threads).
+    async fn python_version(&self) -> String {
+        let python = self.limits.python.clone();
+        self.python_version
+            .get_or_init(|| async move {
+                let shown = python.display().to_string();
+                tokio::task::spawn_blocking(move || crate::sandbox::python_version(&python))
+                    .await
+                    .unwrap_or_else(|e| format!("unknown ({shown}: {e})"))
+            })
+            .await
+            .clone()
+    }
+
     /// Marks the execution `running` and has the sandbox start the script.
     async fn start_script(
         &self,
@@ -570,7 +587,7 @@ impl Runner {
         if run.record.is_on() {
             run.row.inputs = Some(ExecutionInputs {
                 script_sha256: run.row.script_sha256.clone(),
-                python: self.limits.python_version.clone(),
+                python: self.python_version().await,
                 packages: self.packages.current_versions(),
                 now,
                 replay_of: run.replay.as_ref().map(|r| r.of.clone()),
