@@ -238,21 +238,24 @@ fn answer(e: &EgressRow) -> Answer {
 /// Pairs the n-th request with a given key in `a` with the n-th in `b`, in the order
 /// of `a`'s log and then the ones only `b` made.
 fn requests_change(a: &[EgressRow], b: &[EgressRow]) -> Vec<RequestChange> {
-    let mut b_by_key: HashMap<RequestKey, std::collections::VecDeque<&EgressRow>> = HashMap::new();
-    for e in b {
-        b_by_key.entry(key(e)).or_default().push_back(e);
+    // b's rows by key, as indices in b's order.
+    let mut b_by_key: HashMap<RequestKey, std::collections::VecDeque<usize>> = HashMap::new();
+    for (i, e) in b.iter().enumerate() {
+        b_by_key.entry(key(e)).or_default().push_back(i);
     }
+    let mut paired = vec![false; b.len()];
     let mut out = Vec::new();
     for e in a {
         let other = b_by_key
             .get_mut(&key(e))
             .and_then(std::collections::VecDeque::pop_front);
-        out.push(request_change(Some(e), other));
+        if let Some(i) = other {
+            paired[i] = true;
+        }
+        out.push(request_change(Some(e), other.map(|i| &b[i])));
     }
     // What only b made, in b's order.
-    let mut left: Vec<&EgressRow> = b_by_key.into_values().flatten().collect();
-    left.sort_by_key(|e| b.iter().position(|x| std::ptr::eq(x, *e)));
-    for e in left {
+    for (e, _) in b.iter().zip(&paired).filter(|(_, p)| !**p) {
         out.push(request_change(None, Some(e)));
     }
     out

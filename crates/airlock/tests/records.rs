@@ -270,6 +270,27 @@ set_result({{"total": rate * 10, "tls": tls}})
             .is_some_and(|m| m.contains("one profile")),
         "{v}"
     );
+
+    // A revoked profile runs nothing more, replays included, and the error says why.
+    let (s, _) = env
+        .admin("POST", &format!("/api/admin/profiles/{id}/revoke"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/executions/{first}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], json!("profile_unusable"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|m| m.contains("profile is revoked")),
+        "{v}"
+    );
 }
 
 /// What the environment gives a script that could differ between runs.

@@ -268,6 +268,15 @@ async fn load_own(state: &AppState, profile_id: &str, id: &str) -> ApiResult<Exe
     }
 }
 
+/// Any execution, for the admin.
+async fn load_any(state: &AppState, id: &str) -> ApiResult<ExecutionRow> {
+    state
+        .store
+        .execution_get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("execution {id:?} not found for this key"))
 }
@@ -531,11 +540,7 @@ async fn admin_get(
     _s: AdminSession,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let r = state
-        .store
-        .execution_get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))?;
+    let r = load_any(&state, &id).await?;
     let mut v = agent_view(&r);
     v["profile_id"] = Value::String(r.profile_id.clone());
     v["script"] = Value::String(r.script.clone());
@@ -585,16 +590,10 @@ async fn admin_diff(
     Path(id): Path<String>,
     Query(q): Query<DiffQuery>,
 ) -> ApiResult<Json<crate::compare::Comparison>> {
-    let load = |id: String| {
-        let store = state.store.clone();
-        async move {
-            store
-                .execution_get(&id)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))
-        }
-    };
-    let (a, b) = (load(id).await?, load(q.with).await?);
+    let (a, b) = (
+        load_any(&state, &id).await?,
+        load_any(&state, &q.with).await?,
+    );
     if a.profile_id != b.profile_id {
         return Err(ApiError::invalid(format!(
             "execution {} belongs to profile {} and {} to profile {}: compare executions of one profile",
@@ -630,31 +629,29 @@ async fn admin_replay(
     _s: AdminSession,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let old = state
-        .store
-        .execution_get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("execution {id:?} does not exist")))?;
+    let old = load_any(&state, &id).await?;
     let Some(inputs) = old.inputs.as_ref() else {
         return Err(ApiError::invalid(format!(
             "execution {id} has no input record: set \"record\" on its profile, then replay a later execution"
         )));
     };
     let epoch = state.store.profiles_epoch();
+    let unusable = |why: String| {
+        ApiError::conflict(
+            "profile_unusable",
+            format!("cannot replay: {why} ({})", old.profile_id),
+        )
+    };
     let profile = state
         .store
         .profile_get(&old.profile_id)
         .await?
-        .filter(|p| p.is_usable(Utc::now()))
-        .ok_or_else(|| {
-            ApiError::conflict(
-                "profile_unusable",
-                format!(
-                    "profile {} is deleted, revoked, unlocked or expired: it can no longer run code",
-                    old.profile_id
-                ),
-            )
-        })?;
+        .ok_or_else(|| unusable("profile was deleted".into()))?;
+    if let Some(refusal) = profile.refusal(Utc::now()) {
+        return Err(unusable(
+            crate::catalog::KeyRefusal::from(refusal).to_string(),
+        ));
+    }
     let limits = &state.runner.limits;
     let timeout = u64::try_from(old.timeout_secs)
         .unwrap_or(limits.default_timeout_secs)
