@@ -41,6 +41,8 @@ pub struct EgressEvent {
     /// Hex SHA-256 of the response body as the script received it, when the session
     /// records ([`crate::EgressConfig::record`]) and the body was read to its end.
     pub body_sha256: Option<String>,
+    /// The answer itself, when the session keeps bodies ([`crate::Record::Bodies`]).
+    pub answer: Option<crate::CapturedAnswer>,
 }
 
 /// One logged attempt. The event is sent when this is dropped, so a connection cut by
@@ -77,6 +79,7 @@ impl Attempt {
                 substituted: Vec::new(),
                 status: None,
                 body_sha256: None,
+                answer: None,
             }),
             meter: Arc::new(Meter::new(shared.clone())),
             started: std::time::Instant::now(),
@@ -106,9 +109,10 @@ impl Drop for Attempt {
         row.bytes_up = self.meter.up.load(Ordering::Relaxed);
         row.bytes_down = self.meter.down.load(Ordering::Relaxed);
         row.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if let Ok(answer) = self.meter.answer.lock() {
+        if let Ok(mut answer) = self.meter.answer.lock() {
             row.status = answer.status;
             row.body_sha256.clone_from(&answer.body_sha256);
+            row.answer = answer.captured.take();
         }
         if let Some(cut) = self.meter.cut.lock().ok().and_then(|c| c.clone()) {
             row.reason = format!("{}; {cut}", row.reason);

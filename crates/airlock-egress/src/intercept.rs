@@ -32,15 +32,16 @@ pub(crate) struct Interception {
     pub(crate) explicit: bool,
 }
 
-/// Terminates the script's TLS for a host bound to a sealed credential, with a leaf
-/// certificate from the instance CA, and serves the requests inside one by one as
+/// Terminates the script's TLS (for a host bound to a sealed credential, or to
+/// record or replay answers: `why`, logged), with a leaf certificate from the
+/// instance CA, and serves the requests inside one by one as
 /// HTTPS requests to the target (each a logged attempt of its own).
 pub(crate) fn intercept(
     ic: Interception,
     permit: ConnPermit,
     mut attempt: Attempt,
     req: Request<Incoming>,
-    tls: Arc<EgressTls>,
+    (tls, why): (Arc<EgressTls>, &str),
 ) -> Response<ProxyBody> {
     let host = match &ic.target.host {
         TargetHost::Name(n) => n.clone(),
@@ -60,7 +61,7 @@ pub(crate) fn intercept(
     let rule = &ic.rule;
     attempt.set(
         true,
-        format!("allowed by {rule}; TLS terminated by Airlock for sealed credentials"),
+        format!("allowed by {rule}; TLS terminated by Airlock {why}"),
     );
     tokio::spawn(ic.run(permit, attempt, req, server));
     Response::new(

@@ -30,6 +30,7 @@ mod intercept;
 mod meter;
 pub mod policy;
 mod postgres;
+pub mod recording;
 mod relay;
 mod serve;
 mod session;
@@ -44,6 +45,7 @@ pub use policy::{
     Verdict, DEFAULT_PORTS, MAX_TCP_DESTINATIONS, TCP_SCHEME,
 };
 pub use postgres::{PgLogin, PgTls};
+pub use recording::{AnswerKey, CapturedAnswer, Record, ReplaySource};
 pub use serve::{attempt_failed, EgressConfig, EgressLimits, Listeners};
 pub use session::{Events, Listen, PendingListener, Session, Stopper};
 pub use tcp::TcpRoute;

@@ -88,6 +88,7 @@ pub(crate) struct Meter {
 pub(crate) struct Answered {
     pub(crate) status: Option<u16>,
     pub(crate) body_sha256: Option<String>,
+    pub(crate) captured: Option<crate::CapturedAnswer>,
 }
 
 impl Meter {
@@ -129,6 +130,18 @@ impl Meter {
     pub(crate) fn body_hashed(&self, sha256: String) {
         if let Ok(mut a) = self.answer.lock() {
             a.body_sha256 = Some(sha256);
+        }
+    }
+
+    /// Keeps a captured answer, its body charged to the session's record budget.
+    pub(crate) fn captured(&self, capture: crate::recording::Capture) {
+        let per_execution = match self.shared.cfg.record {
+            crate::Record::Bodies { per_execution, .. } => per_execution,
+            _ => 0,
+        };
+        let answer = capture.finish(&self.shared.recorded, per_execution);
+        if let Ok(mut a) = self.answer.lock() {
+            a.captured = Some(answer);
         }
     }
 

@@ -22,6 +22,7 @@ use crate::event::Attempt;
 use crate::hook::{Passed, RequestHook};
 use crate::meter::{Meter, Metered};
 use crate::policy::{check, Target, TargetHost, Verdict};
+use crate::recording::{AnswerKey, Capture, Record, ReplaySource, Unserved};
 use crate::serve::{open_upstream, refusal, text, wait_stop, PermitBody, ProxyBody, Shared};
 use crate::MAX_INSPECTED_BODY;
 
@@ -198,11 +199,27 @@ impl Relay {
         };
         let body = self.take_body(body).await?;
         let (passed, body) = self.apply_hook(&mut parts, body)?;
+        let key = AnswerKey::new(
+            parts.method.as_str(),
+            &self.target,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        );
+        if let Some(source) = self.shared.cfg.replay.clone() {
+            return Err(Box::new(self.replayed(
+                &source,
+                &key,
+                parts.method == Method::HEAD,
+            )));
+        }
+        let capture = match self.shared.cfg.record {
+            Record::Bodies { per_answer, .. } => Some((key, per_answer)),
+            _ => None,
+        };
         let (sender, conn) = self.open(&passed).await?;
         let target = self.target.clone();
         let meter = self.attempt.meter.clone();
         // When recording, the attempt is logged once the body's hash is known too.
-        let (body_read, body_seen) = if self.shared.cfg.record {
+        let (body_read, body_seen) = if self.shared.cfg.record.is_on() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (Some(tx), Some(rx))
         } else {
@@ -217,8 +234,61 @@ impl Relay {
             inspecting,
             meter,
             body_read,
+            capture,
         };
         Ok(answer.send(sender, Request::from_parts(parts, body)).await)
+    }
+
+    /// A replay's answer: the next one its record holds for this request (nothing
+    /// leaves), or 502 naming why there is none.
+    fn replayed(&mut self, source: &ReplaySource, key: &AnswerKey, head: bool) -> Answer {
+        let of = source.of().to_string();
+        let answer = match source.take(key) {
+            Ok(a) => a,
+            Err(Unserved::NotRecorded) => {
+                let why = format!(
+                    "this request is not in the record of {of} (a replay answers only the requests its record holds, matched by method, host, port, path and query, in order)"
+                );
+                return *self.refuse(StatusCode::BAD_GATEWAY, &why);
+            }
+            Err(Unserved::Truncated) => {
+                let why = format!(
+                    "the answer the record of {of} holds for this request was cut at the record's size limit, so it cannot be served"
+                );
+                return *self.refuse(StatusCode::BAD_GATEWAY, &why);
+            }
+        };
+        let rule = &self.rule;
+        self.attempt.set(
+            true,
+            format!("allowed by {rule}; answered from the record of {of}"),
+        );
+        let body = if head { Vec::new() } else { answer.body };
+        let meter = &self.attempt.meter;
+        meter.answered(answer.status);
+        if self.shared.cfg.record.is_on() {
+            meter.body_hashed(hex::encode(Sha256::digest(&body)));
+        }
+        let mut resp = Response::new(full(Vec::new()));
+        *resp.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = resp.headers_mut();
+        for (k, v) in &answer.headers {
+            let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
+                continue;
+            };
+            if k == header::TRANSFER_ENCODING || (!head && k == header::CONTENT_LENGTH) {
+                continue;
+            }
+            headers.append(k, v);
+        }
+        if !head {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        *resp.body_mut() = full(body);
+        resp
     }
 
     /// Logs the attempt as refused with `reason` and answers `status`.
@@ -463,6 +533,9 @@ struct Answering {
     /// When recording: dropped once the body's hash is in the meter (or the body was
     /// abandoned), which lets the attempt be logged.
     body_read: Option<tokio::sync::oneshot::Sender<()>>,
+    /// When keeping bodies ([`Record::Bodies`]): the request's key and how much of
+    /// its body to keep.
+    capture: Option<(AnswerKey, usize)>,
 }
 
 impl Answering {
@@ -503,17 +576,21 @@ impl Answering {
         if bodiless && self.rewrite {
             let mut nothing = Vec::new();
             self.hook.on_response(&mut rparts.headers, &mut nothing);
-            self.record_whole(&nothing);
+            self.record_whole(&nothing, &rparts);
             return Response::from_parts(rparts, full(Vec::new()));
         }
         if !self.rewrite {
             return match self.body_read.take() {
                 Some(done) => {
+                    let capture = self.capture.take().map(|(key, n)| {
+                        Capture::new(key, rparts.status.as_u16(), &rparts.headers, n)
+                    });
                     let body = Hashed {
                         inner: rbody,
                         sha: Some(Sha256::new()),
                         meter: self.meter.clone(),
                         done: Some(done),
+                        capture,
                     };
                     Response::from_parts(rparts, body.boxed())
                 }
@@ -523,10 +600,16 @@ impl Answering {
         self.rewritten(rparts, rbody).await
     }
 
-    /// Records the hash of a body the proxy holds whole (when recording).
-    fn record_whole(&mut self, body: &[u8]) {
+    /// Records the hash (and, keeping bodies, the answer) of a body the proxy holds
+    /// whole (when recording).
+    fn record_whole(&mut self, body: &[u8], rparts: &hyper::http::response::Parts) {
         if let Some(done) = self.body_read.take() {
             self.meter.body_hashed(hex::encode(Sha256::digest(body)));
+            if let Some((key, n)) = self.capture.take() {
+                let mut c = Capture::new(key, rparts.status.as_u16(), &rparts.headers, n);
+                c.push(body);
+                self.meter.captured(c);
+            }
             drop(done);
         }
     }
@@ -562,11 +645,11 @@ impl Answering {
             }
         };
         self.hook.on_response(&mut rparts.headers, &mut bytes);
-        self.record_whole(&bytes);
         rparts.headers.remove(header::CONTENT_LENGTH);
         rparts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        self.record_whole(&bytes, &rparts);
         let body = PermitBody {
             data: Bytes::from(bytes),
             permit: self.inspecting,
@@ -582,12 +665,17 @@ struct Hashed {
     sha: Option<Sha256>,
     meter: Arc<Meter>,
     done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The answer kept as it passes ([`Record::Bodies`]).
+    capture: Option<Capture>,
 }
 
 impl Hashed {
     fn finish(&mut self) {
         if let Some(sha) = self.sha.take() {
             self.meter.body_hashed(hex::encode(sha.finalize()));
+            if let Some(c) = self.capture.take() {
+                self.meter.captured(c);
+            }
         }
         self.done = None;
     }
@@ -616,6 +704,9 @@ impl hyper::body::Body for Hashed {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(sha), Some(data)) = (this.sha.as_mut(), frame.data_ref()) {
                     sha.update(data);
+                    if let Some(c) = this.capture.as_mut() {
+                        c.push(data);
+                    }
                 }
                 // A body of known length ends with its last frame: hyper does not
                 // poll again once `is_end_stream` says so.
@@ -626,6 +717,7 @@ impl hyper::body::Body for Hashed {
             Poll::Ready(None) => this.finish(),
             Poll::Ready(Some(Err(_))) => {
                 this.sha = None;
+                this.capture = None;
                 this.done = None;
             }
             Poll::Pending => {}

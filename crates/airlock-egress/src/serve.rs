@@ -26,6 +26,7 @@ use crate::hook::{RequestHook, TunnelMode};
 use crate::intercept::{intercept, Interception};
 use crate::meter::{Activity, Metered};
 use crate::policy::{check, HostRule, Policy, Target, TargetHost, Verdict};
+use crate::recording::{Record, ReplaySource};
 use crate::relay::forward;
 use crate::tcp::TcpRoute;
 use crate::tls::EgressTls;
@@ -83,11 +84,13 @@ pub struct EgressConfig {
     /// The profile's `tcp://` destinations (and sealed database logins), in the order
     /// of [`Listeners::tcp`].
     pub tcp: Vec<TcpRoute>,
-    /// Record what each request got: its status and the SHA-256 of the response body
-    /// as the script received it ([`EgressEvent::status`], [`EgressEvent::body_sha256`]).
-    /// To see inside HTTPS, every allowed `CONNECT` is intercepted (with [`Self::tls`];
-    /// without it, tunnels stay tunnels and record only their bytes).
-    pub record: bool,
+    /// What to keep of each answer ([`EgressEvent::body_sha256`],
+    /// [`EgressEvent::answer`]).
+    pub record: Record,
+    /// Serve answers from an earlier execution's record instead of the network: no
+    /// request leaves, a request not in the record is answered 502, raw TCP is
+    /// refused. Every `CONNECT` is intercepted (needs [`Self::tls`]).
+    pub replay: Option<Arc<ReplaySource>>,
 }
 
 /// One execution's listening sockets: the HTTP proxy's, and one per TCP destination
@@ -113,6 +116,8 @@ pub(crate) struct Shared {
     /// one execution can make the server hold).
     pub(crate) inspecting: Arc<Semaphore>,
     pub(crate) total: AtomicU64,
+    /// Body bytes kept by [`Record::Bodies`] so far.
+    pub(crate) recorded: AtomicU64,
     pub(crate) logged: AtomicU64,
     pub(crate) log: mpsc::UnboundedSender<EgressEvent>,
     pub(crate) stop: watch::Receiver<bool>,
@@ -156,6 +161,7 @@ pub(crate) async fn serve(
         cfg,
         inspecting: Arc::new(Semaphore::new(MAX_INSPECTING)),
         total: AtomicU64::new(0),
+        recorded: AtomicU64::new(0),
         logged: AtomicU64::new(0),
         log,
         stop: stop.clone(),
@@ -463,11 +469,25 @@ async fn connect(
             );
         }
     };
-    let mode = if shared.cfg.record {
+    // Why TLS is terminated, for the log.
+    let why = if shared.cfg.replay.is_some() {
+        "to answer from the record"
+    } else if mode == TunnelMode::Intercept {
+        "for sealed credentials"
+    } else {
+        "to record the answers"
+    };
+    let mode = if shared.cfg.record.is_on() || shared.cfg.replay.is_some() {
         TunnelMode::Intercept
     } else {
         mode
     };
+    if shared.cfg.replay.is_some() && shared.cfg.tls.is_none() {
+        let msg =
+            "a replay serves HTTPS from the record, which needs TLS interception (not configured)";
+        attempt.set(false, msg);
+        return text(StatusCode::BAD_GATEWAY, refusal(&target.to_string(), msg));
+    }
     if let (TunnelMode::Intercept, Some(tls)) = (mode, shared.cfg.tls.clone()) {
         let ic = Interception {
             shared,
@@ -475,7 +495,7 @@ async fn connect(
             rule,
             explicit,
         };
-        return intercept(ic, permit, attempt, req, tls);
+        return intercept(ic, permit, attempt, req, (tls, why));
     }
     let (upstream, addr) = match open_upstream(&shared, &target, explicit).await {
         Ok(s) => s,
@@ -603,7 +623,8 @@ mod tests {
         let (log, _rows) = mpsc::unbounded_channel();
         let (stop_tx, stop) = watch::channel(false);
         let cfg = EgressConfig {
-            record: false,
+            record: Record::Off,
+            replay: None,
             policy: policy(&[&format!("127.0.0.1:{port}")]),
             limits: EgressLimits {
                 max_connections: 1,
@@ -694,7 +715,8 @@ mod tests {
         let (log, _rows) = mpsc::unbounded_channel();
         let (stop_tx, stop) = watch::channel(false);
         let cfg = EgressConfig {
-            record: false,
+            record: Record::Off,
+            replay: None,
             policy: policy(&[&format!("127.0.0.1:{port}")]),
             limits,
             hook: Arc::new(BufferAll),

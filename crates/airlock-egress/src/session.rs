@@ -134,7 +134,8 @@ mod tests {
 
     fn cfg() -> EgressConfig {
         EgressConfig {
-            record: false,
+            record: crate::Record::Off,
+            replay: None,
             policy: Policy::from_allowed_hosts(&Some(vec!["api.example.com".into()])).unwrap(),
             limits: EgressLimits::default(),
             hook: Arc::new(NoHook),
@@ -190,5 +191,122 @@ mod tests {
         assert_eq!(end, None);
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(tx.send(l).is_err(), "the session no longer waits for it");
+    }
+
+    /// A loopback upstream answering `body` (with a `content-type`) to every request;
+    /// returns its port and the task to abort it.
+    async fn upstream(body: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = up.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = up.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 201 Created\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (port, task)
+    }
+
+    /// One plain-HTTP GET through the proxy at `addr`; the whole answer as text.
+    async fn get(addr: std::net::SocketAddr, url: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let rq = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(rq.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("answered")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Every event of a session, once stopped.
+    async fn drain(mut session: Session) -> Vec<EgressEvent> {
+        session.stop();
+        let mut all = Vec::new();
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(10), session.next_event())
+            .await
+            .expect("the log ends once stopped")
+        {
+            all.push(e);
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn recorded_answers_are_replayed_with_the_upstream_gone() {
+        let (port, upstream_task) = upstream("day,total\n1,30\n").await;
+        let allowed = Policy::from_allowed_hosts(&Some(vec![format!("127.0.0.1:{port}")])).unwrap();
+        let recording = EgressConfig {
+            record: crate::Record::bodies(),
+            policy: allowed.clone(),
+            ..cfg()
+        };
+        let (session, addr) = Session::bind(recording, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = format!("http://127.0.0.1:{port}/rates?day=1");
+        let live = get(addr, &url).await;
+        assert!(live.starts_with("HTTP/1.1 201"), "{live}");
+        let events = drain(session).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let answer = events[0].answer.clone().expect("the answer is kept");
+        assert_eq!(answer.body, b"day,total\n1,30\n");
+        assert!(answer.complete);
+        assert_eq!(answer.status, 201);
+        assert!(answer
+            .headers
+            .contains(&("content-type".into(), "text/csv".into())));
+        assert_eq!(
+            events[0].body_sha256.as_deref(),
+            Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&answer.body)).as_str())
+        );
+        // The upstream goes away; the replay still gets the same answer, once.
+        upstream_task.abort();
+        let _ = upstream_task.await;
+        let replaying = EgressConfig {
+            record: crate::Record::Hashes,
+            replay: Some(Arc::new(crate::ReplaySource::new("exe_first", [answer]))),
+            policy: allowed,
+            ..cfg()
+        };
+        let (session, addr) = Session::bind(replaying, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let again = get(addr, &url).await;
+        assert!(again.starts_with("HTTP/1.1 201"), "{again}");
+        assert!(again.contains("content-type: text/csv"), "{again}");
+        assert!(again.ends_with("\r\n\r\nday,total\n1,30\n"), "{again}");
+        let second = get(addr, &url).await;
+        assert!(second.starts_with("HTTP/1.1 502"), "{second}");
+        assert!(
+            second.contains("not in the record of exe_first"),
+            "{second}"
+        );
+        let other = get(addr, &format!("http://127.0.0.1:{port}/rates?day=2")).await;
+        assert!(
+            other.starts_with("HTTP/1.1 502"),
+            "a different query is a different request: {other}"
+        );
+        let events = drain(session).await;
+        assert_eq!(events.len(), 3);
+        assert!(
+            events[0].allowed
+                && events[0]
+                    .reason
+                    .contains("answered from the record of exe_first")
+        );
+        assert_eq!(events[0].status, Some(201));
+        assert!(events[0].body_sha256.is_some());
+        assert!(!events[1].allowed && !events[2].allowed);
     }
 }

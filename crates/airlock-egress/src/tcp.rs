@@ -146,6 +146,23 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
             Err(f) => return refuse(&shared, &mut attempt, client, f).await,
         }
     }
+    if let Some(source) = &shared.cfg.replay {
+        let f = Failed {
+            log: format!(
+                "a replay does not reach the network, and the record of {} holds HTTP answers only (not {})",
+                source.of(),
+                dest.text()
+            ),
+            tell: opening.as_ref().map(|_| {
+                (
+                    "08006",
+                    "this is a replay: Airlock serves recorded HTTP answers only, not database connections".to_string(),
+                )
+            }),
+            violation: None,
+        };
+        return refuse(&shared, &mut attempt, client, f).await;
+    }
     let (upstream, addr) = match open_upstream(&shared, &target, true).await {
         Ok(u) => u,
         Err((status, reason)) => {
@@ -413,7 +430,8 @@ mod tests {
 
     fn session(dests: &[String], listeners: Listeners) -> Session {
         let cfg = EgressConfig {
-            record: false,
+            record: crate::Record::Off,
+            replay: None,
             policy: Policy::from_allowed_hosts(&Some(dests.to_vec())).expect("network"),
             limits: EgressLimits::default(),
             hook: Arc::new(NoHook),

@@ -111,6 +111,16 @@ pub trait Store: Send + Sync + 'static {
     /// Allowed and refused attempts since `since` (all time when `None`).
     async fn egress_counts(&self, since: Option<DateTime<Utc>>) -> Result<EgressCounts>;
 
+    // --- recorded answers (`record: full`) ---
+    async fn answer_insert(&self, row: &AnswerRow) -> Result<()>;
+    /// An execution's recorded answers, by `seq`.
+    async fn answers_list(&self, execution_id: &str) -> Result<Vec<AnswerRow>>;
+    /// How many answers an execution's record holds.
+    async fn answers_count(&self, execution_id: &str) -> Result<i64>;
+    /// Deletes the answers recorded before `before` (the retention sweep); returns
+    /// how many went. Hashes and the rest of the egress log stay.
+    async fn answers_prune(&self, before: DateTime<Utc>) -> Result<u64>;
+
     // --- Python packages ---
     /// Every requested package, by name.
     async fn packages_list(&self) -> Result<Vec<PackageRow>>;

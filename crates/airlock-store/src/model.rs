@@ -181,9 +181,10 @@ pub struct ProfileRow {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-/// A profile's input recording (`record`): `off`, or `hashes` — each execution keeps
+/// A profile's input recording (`record`): `off`; `hashes` — each execution keeps
 /// its inputs ([`ExecutionInputs`]) and each HTTP request of it the status and the
-/// SHA-256 of the body it got, so two runs can be compared.
+/// SHA-256 of the body it got, so two runs can be compared; `full` — the answers
+/// themselves too ([`AnswerRow`]), so a replay can serve them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
@@ -192,6 +193,7 @@ pub enum RecordMode {
     #[default]
     Off,
     Hashes,
+    Full,
 }
 
 impl RecordMode {
@@ -215,6 +217,10 @@ pub struct ExecutionInputs {
     /// The execution this one replays (same script, and its clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<String>,
+    /// What the run kept: `full` when its answers are in the record (a replay served
+    /// from a record keeps `hashes`: its answers are the replayed execution's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordMode>,
 }
 
 impl std::fmt::Debug for ProfileRow {
@@ -496,6 +502,24 @@ pub struct EgressRow {
     pub body_sha256: Option<String>,
 }
 
+/// One HTTP answer an execution received, kept by `record: full`: the vault-sealed
+/// JSON of the answer (redacted), under AAD [`AnswerRow::aad`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerRow {
+    pub execution_id: String,
+    /// Its place among the execution's answers (from 0).
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub sealed: Vec<u8>,
+}
+
+impl AnswerRow {
+    /// What a sealed answer is bound to: it opens for this execution and place only.
+    pub fn aad(execution_id: &str, seq: i64) -> String {
+        format!("answer:{execution_id}:{seq}")
+    }
+}
+
 /// Egress attempts counted for the stats view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EgressCounts {
@@ -528,6 +552,10 @@ pub struct ImportPlan {
     pub profiles: Vec<ImportProfile>,
     /// Inserted unless an execution with the same id exists.
     pub executions: Vec<ExecutionRow>,
+    /// The egress log and recorded answers of those executions: inserted with the
+    /// executions they belong to (not for one skipped as already there).
+    pub egress: Vec<EgressRow>,
+    pub answers: Vec<AnswerRow>,
 }
 
 /// Where a requested package, or one run of the installer, stands.

@@ -16,9 +16,9 @@ use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
-    ExecutionStatus, ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow, ProfileRow,
-    Result, SealSettings, SessionRow, Store, StoreError,
+    AnswerRow, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow,
+    ExecutionStats, ExecutionStatus, ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow,
+    ProfileRow, Result, SealSettings, SessionRow, Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -295,6 +295,42 @@ async fn delete_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, id: &str) -> R
 }
 
 /// The profile INSERT shared by `profile_insert` and imports.
+async fn insert_egress<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, e: &EgressRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason, \
+         violation, substituted, duration_ms, status, body_sha256) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.execution_id)
+    .bind(e.at)
+    .bind(&e.host)
+    .bind(i64::from(e.port))
+    .bind(&e.method)
+    .bind(&e.path)
+    .bind(e.bytes_up)
+    .bind(e.bytes_down)
+    .bind(e.allowed)
+    .bind(&e.reason)
+    .bind(e.violation)
+    .bind(json_list(&e.substituted))
+    .bind(e.duration_ms)
+    .bind(e.status.map(i64::from))
+    .bind(&e.body_sha256)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+async fn insert_answer<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, a: &AnswerRow) -> Result<()> {
+    sqlx::query("INSERT INTO egress_answers(execution_id, seq, at, sealed) VALUES(?, ?, ?, ?)")
+        .bind(&a.execution_id)
+        .bind(a.seq)
+        .bind(a.at)
+        .bind(&a.sealed)
+        .execute(exec)
+        .await?;
+    Ok(())
+}
+
 async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, record, created_at, updated_at, last_used_at) \
@@ -762,28 +798,7 @@ impl Store for SqliteStore {
     }
 
     async fn egress_insert(&self, e: &EgressRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO egress_log(execution_id, at, host, port, method, path, bytes_up, bytes_down, allowed, reason, \
-             violation, substituted, duration_ms, status, body_sha256) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&e.execution_id)
-        .bind(e.at)
-        .bind(&e.host)
-        .bind(i64::from(e.port))
-        .bind(&e.method)
-        .bind(&e.path)
-        .bind(e.bytes_up)
-        .bind(e.bytes_down)
-        .bind(e.allowed)
-        .bind(&e.reason)
-        .bind(e.violation)
-        .bind(json_list(&e.substituted))
-        .bind(e.duration_ms)
-        .bind(e.status.map(i64::from))
-        .bind(&e.body_sha256)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_egress(&self.pool, e).await
     }
 
     async fn egress_list(&self, execution_id: &str) -> Result<Vec<EgressRow>> {
@@ -819,6 +834,44 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn answer_insert(&self, a: &AnswerRow) -> Result<()> {
+        insert_answer(&self.pool, a).await
+    }
+
+    async fn answers_list(&self, execution_id: &str) -> Result<Vec<AnswerRow>> {
+        sqlx::query("SELECT * FROM egress_answers WHERE execution_id = ? ORDER BY seq")
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AnswerRow {
+                    execution_id: r.try_get("execution_id")?,
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    sealed: r.try_get("sealed")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn answers_count(&self, execution_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM egress_answers WHERE execution_id = ?")
+                .bind(execution_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn answers_prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM egress_answers WHERE at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn egress_counts(&self, since: Option<DateTime<Utc>>) -> Result<EgressCounts> {
@@ -1003,6 +1056,8 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
         }
     }
     let mut inserted = 0;
+    // Executions this import inserts (their logs and answers go in with them).
+    let mut fresh = std::collections::HashSet::new();
     for e in &plan.executions {
         let r = sqlx::query(
             "INSERT INTO executions(id, profile_id, status, script, script_sha256, timeout_secs, result, stdout, stderr, \
@@ -1030,7 +1085,24 @@ async fn import_apply(pool: &SqlitePool, plan: &ImportPlan) -> Result<u64> {
         .bind(e.completed_at)
         .execute(&mut *tx)
         .await?;
+        if r.rows_affected() > 0 {
+            fresh.insert(e.id.as_str());
+        }
         inserted += r.rows_affected();
+    }
+    for e in plan
+        .egress
+        .iter()
+        .filter(|e| fresh.contains(e.execution_id.as_str()))
+    {
+        insert_egress(&mut *tx, e).await?;
+    }
+    for a in plan
+        .answers
+        .iter()
+        .filter(|a| fresh.contains(a.execution_id.as_str()))
+    {
+        insert_answer(&mut *tx, a).await?;
     }
     tx.commit().await?;
     Ok(inserted)
@@ -1382,6 +1454,7 @@ mod tests {
                 credential_ids: vec!["cred_new".into()],
             }],
             executions: vec![exec("e1", "prf_new", ExecutionStatus::Completed, Some(1))],
+            ..Default::default()
         };
         let err = s.import_apply(bad).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -1409,9 +1482,13 @@ mod tests {
                 credential_ids: vec!["cred_new".into(), "cred_old".into()],
             }],
             executions: vec![exec("e1", "prf_new", ExecutionStatus::Completed, Some(1))],
+            egress: vec![egress_row("e1", "api.example.com")],
+            answers: vec![answer_row("e1", 0, 3)],
         };
         let executions = good.executions.clone();
         assert_eq!(s.import_apply(good).await.unwrap(), 1);
+        assert_eq!(s.egress_list("e1").await.unwrap().len(), 1);
+        assert_eq!(s.answers_count("e1").await.unwrap(), 1);
         assert!(s.profile_get("prf_old").await.unwrap().is_none());
         let p = s.profile_get_by_key_id("ark_taken").await.unwrap().unwrap();
         assert_eq!(p.id, "prf_new");
@@ -1431,8 +1508,78 @@ mod tests {
         // The same executions again are skipped, not duplicated.
         let again = ImportPlan {
             executions,
+            egress: vec![egress_row("e1", "again.example.com")],
+            answers: vec![answer_row("e1", 1, 3)],
             ..Default::default()
         };
         assert_eq!(s.import_apply(again).await.unwrap(), 0);
+        assert_eq!(
+            s.egress_list("e1").await.unwrap().len(),
+            1,
+            "skipped with it"
+        );
+        assert_eq!(s.answers_count("e1").await.unwrap(), 1);
+    }
+
+    fn egress_row(exec: &str, host: &str) -> EgressRow {
+        EgressRow {
+            execution_id: exec.into(),
+            at: now(),
+            host: host.into(),
+            port: 443,
+            method: "GET".into(),
+            path: Some("/".into()),
+            bytes_up: 1,
+            bytes_down: 2,
+            duration_ms: Some(3),
+            allowed: true,
+            reason: "allowed".into(),
+            violation: false,
+            substituted: vec![],
+            status: Some(200),
+            body_sha256: None,
+        }
+    }
+
+    fn answer_row(exec: &str, seq: i64, days_ago: i64) -> AnswerRow {
+        AnswerRow {
+            execution_id: exec.into(),
+            seq,
+            at: now() - chrono::Duration::days(days_ago),
+            sealed: vec![seq as u8; 40],
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_answers_list_in_order_and_are_pruned_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        for (seq, age) in [(1, 1), (0, 10), (2, 40)] {
+            s.answer_insert(&answer_row("e1", seq, age)).await.unwrap();
+        }
+        s.answer_insert(&answer_row("e2", 0, 40)).await.unwrap();
+        let dup = s.answer_insert(&answer_row("e1", 1, 1)).await;
+        assert!(dup.is_err(), "one answer per place");
+        let seqs: Vec<i64> = s
+            .answers_list("e1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.seq)
+            .collect();
+        assert_eq!(seqs, vec![0, 1, 2]);
+        let last = &s.answers_list("e1").await.unwrap()[2];
+        assert_eq!(
+            (last.execution_id.as_str(), last.sealed.clone()),
+            ("e1", vec![2u8; 40])
+        );
+        assert_eq!(
+            s.answers_prune(now() - chrono::Duration::days(30))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.answers_count("e1").await.unwrap(), 2);
+        assert_eq!(s.answers_count("e2").await.unwrap(), 0);
     }
 }

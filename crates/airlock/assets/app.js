@@ -214,6 +214,10 @@
       add(box, "h3", name + " diff");
       add(box, "pre", t.diff, "code");
     }
+    for (const r of d.requests.filter((r) => r.body_diff)) {
+      add(box, "h3", "Answer diff: " + r.method + " " + r.host + ":" + r.port + (r.path || ""));
+      add(box, "pre", r.body_diff, "code");
+    }
     box.hidden = false;
   }
 
@@ -890,7 +894,8 @@
 
     async "execution-replay"(btn) {
       const r = await api("POST", "/api/admin/executions/" + enc(btn.dataset.execution) + "/replay", {});
-      reloadWith("Replay of " + r.replay_of + " started: compare the two here.", "/ui/executions/" + enc(r.execution_id));
+      const from = r.answers === "recorded" ? " with its recorded answers" : " against the live network";
+      reloadWith("Replay of " + r.replay_of + from + " started: compare the two here.", "/ui/executions/" + enc(r.execution_id));
     },
 
     "copy-key"() { return copyKey(); },

@@ -105,7 +105,8 @@ async fn main() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let fwd_port = listener.local_addr().unwrap().port();
     let cfg = airlock_egress::EgressConfig {
-        record: false,
+        record: airlock_egress::Record::Off,
+        replay: None,
         policy: airlock_egress::Policy::Allow(Vec::new()),
         limits: airlock_egress::EgressLimits {
             max_log_rows: u64::MAX,

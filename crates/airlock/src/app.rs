@@ -118,6 +118,12 @@ impl App {
             },
             sealed,
         );
+        if config.record_retention_days > 0 {
+            tokio::spawn(prune_answers(
+                Arc::downgrade(&store),
+                config.record_retention_days,
+            ));
+        }
         let auth = Arc::new(Auth::new(Arc::clone(&store)));
         let transfer = Arc::new(crate::transfer::Transfer::new(
             Arc::clone(&store),
@@ -145,6 +151,25 @@ impl App {
 
 /// Loads (or creates) the master key and checks that it opens this database's
 /// values: a database with sealed values and no key, or the wrong key, stops the start.
+/// Deletes recorded answers (`record: full`) older than `days`, at start and then
+/// hourly, until the store is gone.
+async fn prune_answers(store: std::sync::Weak<dyn Store>, days: u64) {
+    let keep = chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        let before = chrono::Utc::now()
+            .checked_sub_signed(keep)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        match store.answers_prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, days, "recorded answers past retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete recorded answers past retention"),
+        }
+    }
+}
+
 async fn open_vault(
     store: &SqliteStore,
     db_path: &Path,

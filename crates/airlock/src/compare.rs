@@ -86,6 +86,9 @@ pub struct RequestChange {
     /// Made in one only, or refused in one only, or another status, or (both
     /// recorded) another body.
     pub changed: bool,
+    /// With both answers kept (`record: full`) and text: a unified diff of the two
+    /// bodies (redacted as stored). Null otherwise.
+    pub body_diff: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -282,6 +285,37 @@ fn request_change(a: Option<&EgressRow>, b: Option<&EgressRow>) -> RequestChange
         a: aa,
         b: ab,
         changed,
+        body_diff: None,
+    }
+}
+
+/// Bodies larger than this are compared by hash only.
+const MAX_DIFFED_BODY: usize = 256 * 1024;
+
+/// Adds, to each changed request whose two answers both records kept, the diff of
+/// their bodies (answers found by the body hash the egress log holds).
+pub fn with_bodies(
+    c: &mut Comparison,
+    a: &[crate::answers::StoredAnswer],
+    b: &[crate::answers::StoredAnswer],
+) {
+    let find = |answers: &[crate::answers::StoredAnswer], sha: &Option<String>| {
+        let sha = sha.as_ref()?;
+        answers
+            .iter()
+            .find(|x| x.body_sha256.as_ref() == Some(sha))
+            .filter(|x| x.complete && x.body.len() <= MAX_DIFFED_BODY * 4 / 3 + 4)
+            .and_then(crate::answers::StoredAnswer::text)
+    };
+    for r in c.requests.iter_mut().filter(|r| r.changed) {
+        let (Some(x), Some(y)) = (&r.a, &r.b) else {
+            continue;
+        };
+        if let (Some(ta), Some(tb)) = (find(a, &x.body_sha256), find(b, &y.body_sha256)) {
+            if ta != tb {
+                r.body_diff = Some(text_change(&ta, &tb, "body").diff);
+            }
+        }
     }
 }
 
@@ -382,6 +416,55 @@ mod tests {
         }
     }
 
+    fn kept(sha: &str, body: &str) -> crate::answers::StoredAnswer {
+        use base64::Engine;
+        crate::answers::StoredAnswer {
+            method: "GET".into(),
+            host: "127.0.0.1".into(),
+            port: 8080,
+            path: Some("/rates".into()),
+            target_sha256: String::new(),
+            status: 200,
+            headers: Vec::new(),
+            body: base64::engine::general_purpose::STANDARD.encode(body),
+            complete: true,
+            body_sha256: Some(sha.into()),
+            redacted: false,
+        }
+    }
+
+    #[test]
+    fn kept_answers_that_changed_are_diffed_by_content() {
+        let a = exec("a", "s", "1", "");
+        let b = exec("b", "s", "2", "");
+        let mut c = compare(
+            &a,
+            &[get("/rates", 200, "aa"), get("/same", 200, "cc")],
+            &b,
+            &[get("/rates", 200, "bb"), get("/same", 200, "cc")],
+        );
+        let (ka, kb) = (
+            [kept("aa", "day,total\n1,30\n"), kept("cc", "x")],
+            [kept("bb", "day,total\n1,40\n"), kept("cc", "x")],
+        );
+        with_bodies(&mut c, &ka, &kb);
+        let diff = c.requests[0].body_diff.as_deref().expect("diffed");
+        assert!(diff.contains("-1,30\n+1,40\n"), "{diff}");
+        assert_eq!(
+            c.requests[1].body_diff, None,
+            "unchanged answers are not diffed"
+        );
+        // Only one side kept: compared by hash alone.
+        let mut c = compare(
+            &a,
+            &[get("/rates", 200, "aa")],
+            &b,
+            &[get("/rates", 200, "bb")],
+        );
+        with_bodies(&mut c, &ka, &[]);
+        assert_eq!(c.requests[0].body_diff, None);
+    }
+
     #[test]
     fn the_same_run_twice_is_identical() {
         let a = exec("a", "print(1)\n", r#"{"total": 3}"#, "1\n");
@@ -433,6 +516,7 @@ mod tests {
                 .collect(),
             now: chrono::DateTime::UNIX_EPOCH,
             replay_of: None,
+            record: None,
         };
         a.inputs = Some(inputs(&[("pandas", "2.1.0"), ("six", "1.16.0")]));
         b.inputs = Some(inputs(&[("pandas", "2.2.0"), ("numpy", "2.0.0")]));

@@ -147,6 +147,11 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_TCP_SPIN_US", default_value_t = 100)]
     pub tcp_spin_us: u64,
 
+    /// How long (days) the answers kept by `record: full` are kept; hashes and the
+    /// rest of the input record stay. 0 keeps them until the execution is gone.
+    #[arg(long, env = "AIRLOCK_RECORD_RETENTION_DAYS", default_value_t = 30)]
+    pub record_retention_days: u64,
+
     /// Memory limit per execution in MiB.
     #[arg(long, env = "AIRLOCK_MEMORY_MB", default_value_t = 512)]
     pub memory_mb: u64,
@@ -239,6 +244,7 @@ impl Config {
             redact_partial_chars: 16,
             redact_ignore_case: false,
             tcp_spin_us: 100,
+            record_retention_days: 30,
             memory_mb: 512,
             llm_timeout: 600,
             max_import_bytes: 64 * 1024 * 1024,

@@ -42,15 +42,36 @@ pub fn redacted(mut row: EgressRow, redactor: &Redactor) -> EgressRow {
 
 /// Stores each event of a session as it ends; the task ends with the session.
 /// `redactor` holds the values that may appear (none for the package installer,
-/// whose method is still reduced to a token).
+/// whose method is still reduced to a token). With `answers`, each answer the
+/// session captured is stored too, redacted with `redactor` and sealed.
 pub fn spawn_writer(
     store: Arc<dyn Store>,
     owner: String,
     mut events: Events,
     redactor: Option<Arc<Redactor>>,
+    answers: Option<crate::catalog::Catalog>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
+        let mut seq = 0;
+        while let Some(mut event) = events.recv().await {
+            let captured = event.answer.take();
+            if let (Some(a), Some(catalog), Some(r)) = (captured, &answers, &redactor) {
+                let stored = crate::answers::StoredAnswer::new(
+                    a,
+                    (event.path.clone(), event.body_sha256.clone()),
+                    r,
+                );
+                let kept = match catalog.seal_answer(&owner, seq, &stored) {
+                    Ok(row) => store.answer_insert(&row).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match kept {
+                    Ok(()) => seq += 1,
+                    Err(e) => {
+                        tracing::error!(owner = %owner, error = %e, "cannot store a recorded answer")
+                    }
+                }
+            }
             let mut row = row(&owner, event);
             match &redactor {
                 Some(r) => row = redacted(row, r),

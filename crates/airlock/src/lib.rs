@@ -5,6 +5,7 @@
 //! with [`app::App::open`] and drive it without a socket.
 #![forbid(unsafe_code)]
 
+pub mod answers;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -379,3 +379,235 @@ async fn the_environment_is_the_same_in_every_run_and_the_clock_is_recorded() {
         assert_eq!(r, first, "run {i} saw another environment");
     }
 }
+
+/// Polls until the execution leaves `pending`/`running`; answers each `llm.complete`
+/// with `llm` (`None`: fails if the script asks).
+async fn finish(env: &Sandboxed, key: &str, id: &str, llm: Option<&str>) -> Value {
+    for _ in 0..20 {
+        let (s, v) = env.poll(key, id, 30).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        match v["status"].as_str() {
+            Some("pending" | "running") => {}
+            Some("awaiting_llm") => {
+                let answer = llm.unwrap_or_else(|| panic!("the script asked the LLM: {v}"));
+                let rid = v["llm_request"]["request_id"].clone();
+                let (s, r) = env
+                    .agent(
+                        key,
+                        "POST",
+                        &format!("/executions/{id}/respond"),
+                        Some(json!({"response": answer, "request_id": rid})),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{r}");
+            }
+            _ => return v,
+        }
+    }
+    panic!("execution {id} never finished");
+}
+
+/// Replays `id` (with `body` as the request) and waits for the replay's final state.
+async fn replay(env: &Sandboxed, key: &str, id: &str, body: Option<Value>) -> (String, Value) {
+    let (s, r) = env
+        .admin("POST", &format!("/api/admin/executions/{id}/replay"), body)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let new = r["execution_id"].as_str().unwrap().to_string();
+    let v = finish(env, key, &new, None).await;
+    (new, v)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_record_replays_identically_with_the_upstreams_down() {
+    let (tls, ca_pem) = common::upstream::tls(
+        "127.0.0.5",
+        "127.0.0.5",
+        "Airlock records test CA",
+        Answer::Line("tls"),
+    )
+    .await;
+    let Some((env, _public)) = start(&ca_pem).await else {
+        return;
+    };
+    let body = Arc::new(Mutex::new(r#"{"rate": 3}"#.to_string()));
+    let (port, upstream) = stoppable_upstream(body.clone()).await;
+    let (id, key) = env.locked_profile("full records", &[]).await;
+    env.set_hosts(
+        &id,
+        json!([
+            format!("127.0.0.4:{port}"),
+            format!("127.0.0.5:{}", tls.port())
+        ]),
+    )
+    .await;
+    let (s, p) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({"record": "full"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["record"], json!("full"));
+
+    let script = format!(
+        r#"
+import json, urllib.request
+import airlock
+rate = json.load(urllib.request.urlopen("http://127.0.0.4:{port}/rate?day=1", timeout=15))["rate"]
+again = json.load(urllib.request.urlopen("http://127.0.0.4:{port}/rate?day=1", timeout=15))["rate"]
+tls = urllib.request.urlopen("https://127.0.0.5:{}/static", timeout=15).read().decode()
+note = llm.complete("explain rate " + str(rate))
+print("rate", rate, again)
+set_result({{"total": rate * 10 + again, "tls": tls, "note": note, "at": airlock.now().isoformat()}})
+"#,
+        tls.port()
+    );
+    let (s, _, v) = env.submit(&key, &script, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let first = v["execution_id"].as_str().unwrap().to_string();
+    let v1 = finish(&env, &key, &first, Some("rates rose")).await;
+    assert_eq!(v1["status"], json!("completed"), "{v1}");
+    assert_eq!(v1["result"]["total"], json!(33), "{v1}");
+    assert_eq!(v1["result"]["note"], json!("rates rose"), "{v1}");
+
+    // Every upstream gone, the answer the plain one would give changed: the replay
+    // still gets the first run's answers (and its LLM answer) from the record.
+    *body.lock().unwrap() = r#"{"rate": 9}"#.to_string();
+    upstream.abort();
+    let _ = upstream.await;
+    let tls_seen = tls.seen().len();
+    assert_eq!(tls_seen, 1, "{:?}", tls.seen());
+    tls.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for p in [("127.0.0.4", port), ("127.0.0.5", tls.port())] {
+        assert!(std::net::TcpStream::connect(p).is_err(), "{p:?} is down");
+    }
+    let (replayed, v2) = replay(&env, &key, &first, None).await;
+    assert_eq!(v2["status"], json!("completed"), "{v2}");
+    assert_eq!(v2["result"], v1["result"], "{v2}");
+    let (_, rx) = env
+        .admin("GET", &format!("/api/admin/executions/{replayed}"), None)
+        .await;
+    let egress = rx["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 4, "{egress:?}");
+    let connect = egress
+        .iter()
+        .find(|e| e["method"] == json!("CONNECT"))
+        .unwrap_or_else(|| panic!("{egress:?}"));
+    assert!(
+        connect["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("TLS terminated by Airlock to answer from the record")),
+        "{connect}"
+    );
+    for e in egress.iter().filter(|e| e["method"] != json!("CONNECT")) {
+        assert!(
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("answered from the record of {first}"))),
+            "served from the record, not the network: {e}"
+        );
+    }
+    assert_eq!(
+        tls.seen().len(),
+        tls_seen,
+        "nothing reached the TLS upstream"
+    );
+    let d = diff(&env, &first, &replayed).await;
+    assert_eq!(d["identical"], json!(true), "{d}");
+    assert_eq!(d["inputs"]["now"]["same"], json!(true), "{d}");
+
+    // A replay from the live network is asked for explicitly: it cannot reach them.
+    let (live, v3) = replay(&env, &key, &first, Some(json!({"answers": "live"}))).await;
+    assert_eq!(v3["status"], json!("error"), "{v3}");
+    let d = diff(&env, &first, &live).await;
+    assert_eq!(d["identical"], json!(false), "{d}");
+
+    // A request the record does not hold (its query comes from os.urandom, which no
+    // record can fix) fails clearly in the replay.
+    *body.lock().unwrap() = r#"{"rate": 5}"#.to_string();
+    let (port2, upstream2) = stoppable_upstream(body.clone()).await;
+    env.set_hosts(&id, json!([format!("127.0.0.4:{port2}")]))
+        .await;
+    let nonce_script = format!(
+        r#"
+import os, urllib.request, urllib.error
+try:
+    got = urllib.request.urlopen("http://127.0.0.4:{port2}/rate?n=" + os.urandom(8).hex(), timeout=15).read().decode()
+except urllib.error.HTTPError as e:
+    got = "%d %s" % (e.code, e.read().decode())
+set_result(got)
+"#
+    );
+    let (nonce, v) = run(&env, &key, &nonce_script).await;
+    assert_eq!(v["result"], json!(r#"{"rate": 5}"#), "{v}");
+    upstream2.abort();
+    let (_, v) = replay(&env, &key, &nonce, None).await;
+    let got = v["result"].as_str().unwrap_or_default();
+    assert!(
+        got.starts_with("502 ") && got.contains(&format!("not in the record of {nonce}")),
+        "{v}"
+    );
+
+    // Hashes only: nothing to serve, and the refusal says what to do.
+    let (s, _) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({"record": "hashes"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (hashed, _) = run(&env, &key, "set_result(1)").await;
+    let (s, v) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/executions/{hashed}/replay"),
+            Some(json!({"answers": "recorded"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|m| m.contains("hashes only")),
+        "{v}"
+    );
+    let (s, v) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/executions/{hashed}/replay"),
+            Some(json!({"answers": "sometimes"})),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+}
+
+/// [`changing_upstream`] that can be stopped: aborting the task closes its listener.
+async fn stoppable_upstream(body: Arc<Mutex<String>>) -> (u16, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind(("127.0.0.4", 0))
+        .await
+        .unwrap();
+    let port = l.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.lock().unwrap().clone();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    (port, task)
+}

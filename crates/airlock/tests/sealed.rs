@@ -921,6 +921,7 @@ async fn hostile_upstream(ip: &str) -> Upstream {
     let up = Upstream {
         addr: l.local_addr().unwrap(),
         seen: Arc::default(),
+        accept: None,
     };
     let seen = up.seen.clone();
     tokio::spawn(async move {

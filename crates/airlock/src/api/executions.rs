@@ -604,21 +604,49 @@ async fn admin_diff(
         state.store.egress_list(&a.id).await?,
         state.store.egress_list(&b.id).await?,
     );
-    Ok(Json(crate::compare::compare(&a, &ea, &b, &eb)))
+    let mut c = crate::compare::compare(&a, &ea, &b, &eb);
+    let (aa, ab) = (
+        state.catalog.open_answers(&a.id).await?,
+        state.catalog.open_answers(&b.id).await?,
+    );
+    crate::compare::with_bodies(&mut c, &aa, &ab);
+    Ok(Json(c))
+}
+
+/// Where a replay's HTTP answers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayAnswers {
+    /// From the record (`record: full`): nothing leaves, a request not in the record
+    /// fails with 502, `llm.complete` is answered as it was while the prompts match.
+    Recorded,
+    /// From the network, as it answers today.
+    Live,
+}
+
+/// Optional body of a replay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Default: `recorded` when the execution's record kept its answers, else `live`.
+    pub answers: Option<ReplayAnswers>,
 }
 
 /// Runs a recorded execution again: the same script and timeout under the same
 /// profile (which must still be usable: locked, not revoked or expired), with the
-/// recorded clock (`airlock.now()` returns what it returned then). The network and
-/// the packages are today's; compare the two with `GET /api/admin/executions/{new}/diff?with={id}`.
+/// recorded clock (`airlock.now()` returns what it returned then). With a `full`
+/// record its HTTP answers (and `llm.complete` answers) are served from the record;
+/// otherwise the network and the packages are today's. Compare the two with
+/// `GET /api/admin/executions/{new}/diff?with={id}`.
 #[utoipa::path(
     post,
     path = "/executions/{id}/replay",
     tag = "admin",
     security(("admin_session" = [])),
     params(("id" = String, Path, description = "The execution to replay")),
+    request_body(content = Option<ReplayRequest>, description = "Optional: where the answers come from"),
     responses(
-        (status = 202, description = "Accepted: `execution_id`, `replay_of`, `diff_url`, `status`", body = Object),
+        (status = 202, description = "Accepted: `execution_id`, `replay_of`, `answers`, `diff_url`, `status`", body = Object),
         (status = 404, description = "No such execution (`not_found`)", body = ErrorBody),
         (status = 409, description = "Its profile can no longer run code (`profile_unusable`)", body = ErrorBody),
         (status = 422, description = "The execution has no input record (`invalid_input`)", body = ErrorBody),
@@ -628,12 +656,23 @@ async fn admin_replay(
     State(state): State<AppState>,
     _s: AdminSession,
     Path(id): Path<String>,
+    body: Option<Json<ReplayRequest>>,
 ) -> ApiResult<Response> {
     let old = load_any(&state, &id).await?;
     let Some(inputs) = old.inputs.as_ref() else {
         return Err(ApiError::invalid(format!(
             "execution {id} has no input record: set \"record\" on its profile, then replay a later execution"
         )));
+    };
+    let full = inputs.record == Some(airlock_store::RecordMode::Full);
+    let mode = body.and_then(|Json(b)| b.answers).unwrap_or(if full {
+        ReplayAnswers::Recorded
+    } else {
+        ReplayAnswers::Live
+    });
+    let answers = match mode {
+        ReplayAnswers::Live => None,
+        ReplayAnswers::Recorded => Some(recorded_answers(&state, &old, full).await?),
     };
     let epoch = state.store.profiles_epoch();
     let unusable = |why: String| {
@@ -659,6 +698,12 @@ async fn admin_replay(
     let replay = crate::runner::Replay {
         of: old.id.clone(),
         now: inputs.now,
+        llm: if answers.is_some() {
+            old.llm_exchanges.clone().into()
+        } else {
+            Default::default()
+        },
+        answers,
     };
     let new = state
         .runner
@@ -675,11 +720,49 @@ async fn admin_replay(
         Json(json!({
             "execution_id": new,
             "replay_of": old.id,
+            "answers": mode,
             "status": ExecutionStatus::Pending,
             "diff_url": format!("/api/admin/executions/{new}/diff?with={}", old.id),
         })),
     )
         .into_response())
+}
+
+/// The answers `old`'s record kept, for its replay; 422 when there are none to
+/// serve (not recorded `full`, or deleted after the retention period).
+async fn recorded_answers(
+    state: &AppState,
+    old: &ExecutionRow,
+    full: bool,
+) -> ApiResult<Arc<airlock_egress::ReplaySource>> {
+    let id = &old.id;
+    if !full {
+        return Err(ApiError::invalid(format!(
+            "execution {id} kept no answers (its profile recorded hashes only): replay it with \"answers\": \"live\", or set \"record\": \"full\" and replay a later execution"
+        )));
+    }
+    let stored = state.catalog.open_answers(id).await?;
+    if stored.is_empty() {
+        let answered = state
+            .store
+            .egress_list(id)
+            .await?
+            .iter()
+            .any(|e| e.body_sha256.is_some());
+        if answered {
+            return Err(ApiError::invalid(format!(
+                "the answers recorded for execution {id} were deleted after {} days (AIRLOCK_RECORD_RETENTION_DAYS): replay it with \"answers\": \"live\"",
+                state.config.record_retention_days
+            )));
+        }
+    }
+    let answers = stored
+        .iter()
+        .filter_map(crate::answers::StoredAnswer::captured);
+    Ok(Arc::new(airlock_egress::ReplaySource::new(
+        id.clone(),
+        answers,
+    )))
 }
 
 /// One egress attempt in the admin execution view (never in agent responses).

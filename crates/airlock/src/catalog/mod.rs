@@ -644,6 +644,41 @@ impl Catalog {
             .seal(&profile_aad(profile_id), secret.as_bytes())?)
     }
 
+    /// Seals one recorded answer of `execution_id` (already redacted) as its
+    /// `seq`-th.
+    pub fn seal_answer(
+        &self,
+        execution_id: &str,
+        seq: i64,
+        answer: &crate::answers::StoredAnswer,
+    ) -> CatalogResult<airlock_store::AnswerRow> {
+        let json = serde_json::to_vec(answer).map_err(|_| CatalogError::Unreadable)?;
+        Ok(airlock_store::AnswerRow {
+            execution_id: execution_id.to_string(),
+            seq,
+            at: Utc::now(),
+            sealed: self
+                .vault
+                .seal(&airlock_store::AnswerRow::aad(execution_id, seq), &json)?,
+        })
+    }
+
+    /// An execution's recorded answers, opened, in the order they were recorded.
+    pub async fn open_answers(
+        &self,
+        execution_id: &str,
+    ) -> CatalogResult<Vec<crate::answers::StoredAnswer>> {
+        let mut out = Vec::new();
+        for row in self.store.answers_list(execution_id).await? {
+            let json = self.vault.open(
+                &airlock_store::AnswerRow::aad(&row.execution_id, row.seq),
+                &row.sealed,
+            )?;
+            out.push(serde_json::from_slice(&json).map_err(|_| CatalogError::Unreadable)?);
+        }
+        Ok(out)
+    }
+
     /// Opens the values of a profile's credentials, for one execution.
     pub async fn open_values(&self, profile_id: &str) -> CatalogResult<BTreeMap<String, String>> {
         Ok(self

@@ -255,7 +255,8 @@ impl Packages {
     ) -> Option<airlock_egress::Stopper> {
         let policy = airlock_egress::Policy::from_allowed_hosts(&Some(hosts.to_vec()))?;
         let cfg = airlock_egress::EgressConfig {
-            record: false,
+            record: airlock_egress::Record::Off,
+            replay: None,
             policy,
             limits: airlock_egress::EgressLimits::default(),
             hook: Arc::new(airlock_egress::NoHook),
@@ -269,7 +270,7 @@ impl Packages {
         let (stop, events) = session.split();
         // The installer holds no credential, but its request lines come from build
         // code: the method is recorded only as a plain token.
-        crate::egress_log::spawn_writer(self.store.clone(), id.to_string(), events, None);
+        crate::egress_log::spawn_writer(self.store.clone(), id.to_string(), events, None, None);
         Some(stop)
     }
 }

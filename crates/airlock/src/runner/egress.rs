@@ -23,8 +23,16 @@ impl Runner {
     ) -> EgressSession {
         let (execution_id, profile_id) = (run.row.id.as_str(), run.row.profile_id.as_str());
         let redactor = run.redactor.clone();
-        // Recording sees every HTTP answer (HTTPS intercepted).
-        let record = run.record.is_on();
+        // Recording sees every HTTP answer (HTTPS intercepted). A replay from a
+        // record hashes what it serves (its answers are in the record already).
+        let replay = run.replay.as_ref().and_then(|r| r.answers.clone());
+        let record = match (run.record, &replay) {
+            (RecordMode::Off, None) => airlock_egress::Record::Off,
+            (RecordMode::Full, None) => airlock_egress::Record::bodies(),
+            _ => airlock_egress::Record::Hashes,
+        };
+        let answers =
+            matches!(record, airlock_egress::Record::Bodies { .. }).then(|| self.catalog.clone());
         let hook: Arc<dyn airlock_egress::RequestHook> = if sealed.is_empty() {
             Arc::new(airlock_egress::NoHook)
         } else {
@@ -51,6 +59,7 @@ impl Runner {
         };
         let cfg = airlock_egress::EgressConfig {
             record,
+            replay,
             policy,
             limits: self.limits.egress.clone(),
             hook,
@@ -77,6 +86,7 @@ impl Runner {
             execution_id.to_string(),
             events,
             Some(redactor),
+            answers,
         );
         EgressSession { stop, writer }
     }

@@ -78,13 +78,20 @@ struct QueuedJob {
     replay: Option<Replay>,
 }
 
-/// A run that replays an earlier execution: its script, and its clock.
-#[derive(Debug, Clone)]
+/// A run that replays an earlier execution: its script, its clock and, from a
+/// `full` record, its answers.
+#[derive(Debug, Clone, Default)]
 pub struct Replay {
     /// The execution replayed.
     pub of: String,
     /// Its recorded clock, which `airlock.now()` returns again.
     pub now: DateTime<Utc>,
+    /// Its recorded HTTP answers, served by the proxy instead of the network
+    /// (`None`: the network is live).
+    pub answers: Option<Arc<airlock_egress::ReplaySource>>,
+    /// Its `llm.complete` exchanges, answered again without pausing while each
+    /// prompt matches the recorded one (with [`Replay::answers`] only).
+    pub llm: std::collections::VecDeque<LlmExchange>,
 }
 
 /// What the runner knows of an execution between its submission and its final
@@ -473,7 +480,11 @@ impl Runner {
             let why = "the profile was revoked or expired before the script started";
             return self.end(run, ExecutionStatus::Error, why.into()).await;
         };
-        run.record = profile.record;
+        run.record = match (&run.replay, profile.record) {
+            // A replay keeps at least hashes, or it could not be compared.
+            (Some(_), RecordMode::Off) => RecordMode::Hashes,
+            (_, mode) => mode,
+        };
         let tcp = tcp_routes(&profile.allowed_hosts, &job.creds, &sealed);
         // A database credential brings its destination: network even with `[]`.
         let policy = airlock_egress::Policy::from_allowed_hosts(&profile.allowed_hosts)
@@ -591,6 +602,10 @@ impl Runner {
                 packages: self.packages.current_versions(),
                 now,
                 replay_of: run.replay.as_ref().map(|r| r.of.clone()),
+                record: Some(match &run.replay {
+                    Some(r) if r.answers.is_some() => RecordMode::Hashes,
+                    _ => run.record,
+                }),
             });
         }
         // Announced at once; stored while the sandbox starts the script (a crash
@@ -645,6 +660,21 @@ impl Runner {
         record(&mut run.events, "llm_prompt", counts);
         record(&mut run.events, "llm_model", model_counts);
         let request_id = call.request_id;
+        if let Some(response) = recorded_llm_answer(run, &prompt, &model) {
+            run.row.llm_exchanges.push(LlmExchange {
+                request_id: request_id.clone(),
+                prompt,
+                model,
+                response: response.clone(),
+                asked_at: Some(Utc::now()),
+                answered_at: Some(Utc::now()),
+            });
+            self.save(&run.row).await;
+            if let Err(e) = exec.respond_llm(&request_id, &response).await {
+                tracing::warn!(execution = %run.row.id, error = %e, "recorded LLM answer not delivered");
+            }
+            return Ok(());
+        }
         run.row.status = ExecutionStatus::AwaitingLlm;
         run.row.llm_request = Some(LlmRequest {
             request_id: request_id.clone(),
@@ -912,6 +942,21 @@ fn tcp_routes(
         }
     }
     routes
+}
+
+/// A replay from a `full` record answers `llm.complete` with the recorded answer
+/// while the calls come in the recorded order with the recorded (redacted) prompt
+/// and model; the first that differs, and every call after it, pauses as usual.
+fn recorded_llm_answer(run: &mut Run, prompt: &str, model: &str) -> Option<String> {
+    let replay = run.replay.as_mut()?;
+    replay.answers.as_ref()?;
+    let next = replay.llm.front()?;
+    if next.prompt == prompt && next.model == model {
+        replay.llm.pop_front().map(|x| x.response)
+    } else {
+        replay.llm.clear();
+        None
+    }
 }
 
 fn record(events: &mut Vec<RedactionEvent>, field: &str, counts: Vec<RedactionCount>) {

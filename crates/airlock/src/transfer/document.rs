@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use airlock_store::{ExecutionInputs, ExecutionRow, ExecutionStatus, RecordMode};
+use airlock_store::{EgressRow, ExecutionInputs, ExecutionRow, ExecutionStatus, RecordMode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,78 @@ pub struct ExportExecution {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Its egress log, with each answer's status and hash (absent in files of
+    /// earlier versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<ExportEgress>,
+    /// The answers its `full` record kept, redacted as stored (absent in files of
+    /// earlier versions); sealed again under the importing instance's key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<crate::answers::StoredAnswer>,
+}
+
+/// One egress attempt of an exported execution, as stored.
+#[derive(Serialize, Deserialize)]
+pub struct ExportEgress {
+    pub at: DateTime<Utc>,
+    pub host: String,
+    pub port: u16,
+    pub method: String,
+    pub path: Option<String>,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub duration_ms: Option<i64>,
+    pub allowed: bool,
+    pub reason: String,
+    pub violation: bool,
+    pub substituted: Vec<String>,
+    pub status: Option<u16>,
+    pub body_sha256: Option<String>,
+}
+
+impl From<EgressRow> for ExportEgress {
+    fn from(e: EgressRow) -> Self {
+        ExportEgress {
+            at: e.at,
+            host: e.host,
+            port: e.port,
+            method: e.method,
+            path: e.path,
+            bytes_up: e.bytes_up,
+            bytes_down: e.bytes_down,
+            duration_ms: e.duration_ms,
+            allowed: e.allowed,
+            reason: e.reason,
+            violation: e.violation,
+            substituted: e.substituted,
+            status: e.status,
+            body_sha256: e.body_sha256,
+        }
+    }
+}
+
+/// An imported execution's egress log.
+pub(super) fn egress_rows(e: &ExportExecution) -> Vec<EgressRow> {
+    e.egress
+        .iter()
+        .map(|x| EgressRow {
+            execution_id: e.id.clone(),
+            at: x.at,
+            host: x.host.clone(),
+            port: x.port,
+            method: x.method.clone(),
+            path: x.path.clone(),
+            bytes_up: x.bytes_up,
+            bytes_down: x.bytes_down,
+            duration_ms: x.duration_ms,
+            allowed: x.allowed,
+            reason: x.reason.clone(),
+            violation: x.violation,
+            substituted: x.substituted.clone(),
+            status: x.status,
+            body_sha256: x.body_sha256.clone(),
+        })
+        .collect()
 }
 
 /// A field that must be present but may be `null`.
@@ -140,6 +212,8 @@ impl From<ExecutionRow> for ExportExecution {
             created_at: e.created_at,
             started_at: e.started_at,
             completed_at: e.completed_at,
+            egress: Vec::new(),
+            answers: Vec::new(),
         }
     }
 }

@@ -392,7 +392,16 @@ impl Transfer {
             };
             for s in self.store.executions_list(&filter).await? {
                 if let Some(e) = self.store.execution_get(&s.id).await? {
-                    rows.push(ExportExecution::from(e));
+                    let mut x = ExportExecution::from(e);
+                    x.egress = self
+                        .store
+                        .egress_list(&x.id)
+                        .await?
+                        .into_iter()
+                        .map(Into::into)
+                        .collect();
+                    x.answers = self.catalog.open_answers(&x.id).await?;
+                    rows.push(x);
                 }
             }
         }
@@ -507,12 +516,14 @@ impl Transfer {
             plan.profiles
                 .push(self.import_profile(p, replaces, &id_of)?);
         }
-        plan.executions = doc
-            .executions
-            .iter()
-            .flatten()
-            .map(document::execution_row)
-            .collect();
+        for e in doc.executions.iter().flatten() {
+            plan.executions.push(document::execution_row(e));
+            plan.egress.extend(document::egress_rows(e));
+            for (seq, a) in e.answers.iter().enumerate() {
+                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                plan.answers.push(self.catalog.seal_answer(&e.id, seq, a)?);
+            }
+        }
         Ok((plan, outcome))
     }
 

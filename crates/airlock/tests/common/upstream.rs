@@ -21,11 +21,21 @@ pub enum Answer {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// The accept loop (aborting it closes the listener).
+    pub accept: Option<tokio::task::AbortHandle>,
 }
 
 impl Upstream {
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Closes the listener: new connections are refused.
+    #[allow(dead_code)] // not every suite stops its upstreams
+    pub fn stop(&self) {
+        if let Some(a) = &self.accept {
+            a.abort();
+        }
     }
 
     /// What each connection sent, in order.
@@ -44,17 +54,19 @@ pub async fn http(ip: &str, answer: Answer) -> Upstream {
 
 /// A plain-HTTP upstream on a listener the test bound itself.
 pub fn serve_on(l: tokio::net::TcpListener, answer: Answer) -> Upstream {
-    let up = Upstream {
+    let mut up = Upstream {
         addr: l.local_addr().unwrap(),
         seen: Arc::default(),
+        accept: None,
     };
     let seen = up.seen.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move { respond(s, answer, &seen).await });
         }
     });
+    up.accept = Some(task.abort_handle());
     up
 }
 
@@ -63,12 +75,13 @@ pub fn serve_on(l: tokio::net::TcpListener, answer: Answer) -> Upstream {
 pub async fn tls(ip: &str, cert_name: &str, ca_name: &str, answer: Answer) -> (Upstream, String) {
     let (acceptor, ca_pem) = super::test_tls_acceptor(cert_name, ca_name);
     let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let up = Upstream {
+    let mut up = Upstream {
         addr: l.local_addr().unwrap(),
         seen: Arc::default(),
+        accept: None,
     };
     let seen = up.seen.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let (seen, acceptor) = (seen.clone(), acceptor.clone());
             tokio::spawn(async move {
@@ -78,6 +91,7 @@ pub async fn tls(ip: &str, cert_name: &str, ca_name: &str, answer: Answer) -> (U
             });
         }
     });
+    up.accept = Some(task.abort_handle());
     (up, ca_pem)
 }
 

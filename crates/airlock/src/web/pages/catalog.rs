@@ -190,8 +190,10 @@ struct ProfilePage {
     missing: Vec<String>,
     hosts_mode: &'static str,
     hosts_text: String,
-    /// Input recording: `off` or `hashes`.
+    /// Input recording: `off`, `hashes` or `full`.
     record: &'static str,
+    /// How long `full` keeps answers (`AIRLOCK_RECORD_RETENTION_DAYS`).
+    record_kept: String,
     expires: Option<Ts>,
     created: Ts,
     updated: Ts,
@@ -255,6 +257,12 @@ pub async fn profile(
         record: match p.record {
             airlock_store::RecordMode::Off => "off",
             airlock_store::RecordMode::Hashes => "hashes",
+            airlock_store::RecordMode::Full => "full",
+        },
+        record_kept: match state.config.record_retention_days {
+            0 => "until the execution is gone".into(),
+            1 => "for 1 day".into(),
+            n => format!("for {n} days"),
         },
         expires: view::ts_opt(p.expires_at),
         created: view::ts(p.created_at),

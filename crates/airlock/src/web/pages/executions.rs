@@ -211,6 +211,9 @@ pub struct Inputs {
     pub now: Ts,
     /// `name version` per package, comma-separated; empty when none.
     pub packages: String,
+    /// How many HTTP answers the record keeps (`record: full`); `None` when it
+    /// keeps hashes only.
+    pub answers: Option<i64>,
 }
 
 /// Another execution of the same profile, to compare with.
@@ -324,7 +327,12 @@ pub async fn execution(
             body_sha256: e.body_sha256.unwrap_or_default(),
         })
         .collect();
+    let answers = match r.inputs.as_ref().and_then(|i| i.record) {
+        Some(airlock_store::RecordMode::Full) => Some(state.store.answers_count(&r.id).await?),
+        _ => None,
+    };
     let inputs = r.inputs.as_ref().map(|i| Inputs {
+        answers,
         python: i.python.clone(),
         now: view::ts(i.now),
         packages: i
