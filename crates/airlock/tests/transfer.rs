@@ -166,6 +166,50 @@ async fn populate(admin: &Client) -> (String, String, String) {
     (locked, key, open)
 }
 
+/// Stores an egress row and a recorded answer for `exec` on `app`, as a `full`
+/// record would; returns the answer.
+async fn recorded_answer(app: &TestApp, exec: &str) -> airlock::answers::StoredAnswer {
+    use base64::Engine;
+    let state = &app.app.state;
+    state
+        .store
+        .egress_insert(&airlock_store::EgressRow {
+            execution_id: exec.into(),
+            at: chrono::Utc::now(),
+            host: "api.example.com".into(),
+            port: 443,
+            method: "GET".into(),
+            path: Some("/v1/rates".into()),
+            bytes_up: 100,
+            bytes_down: 200,
+            duration_ms: Some(5),
+            allowed: true,
+            reason: "allowed by api.example.com".into(),
+            violation: false,
+            substituted: vec![],
+            status: Some(200),
+            body_sha256: Some("ab".repeat(32)),
+        })
+        .await
+        .unwrap();
+    let answer = airlock::answers::StoredAnswer {
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        port: 443,
+        path: Some("/v1/rates".into()),
+        target_sha256: "cd".repeat(32),
+        status: 200,
+        headers: vec![("content-type".into(), "text/csv".into())],
+        body: base64::engine::general_purpose::STANDARD.encode("day,total\n1,30\n"),
+        complete: true,
+        body_sha256: Some("ab".repeat(32)),
+        redacted: false,
+    };
+    let row = state.catalog.seal_answer(exec, 0, &answer).unwrap();
+    state.store.answer_insert(&row).await.unwrap();
+    answer
+}
+
 /// Profile views without timestamps, sorted by id.
 fn profiles_of(snapshot: &Value) -> Vec<Value> {
     let mut v: Vec<Value> = snapshot["profiles"]
@@ -243,6 +287,8 @@ async fn round_trip_between_instances_keeps_agent_keys_working() {
     });
     assert_eq!(on_a["result"], expected);
     let exec_a = on_a["execution_id"].as_str().unwrap().to_string();
+    // As a `full` record leaves them: an egress row and its kept answer.
+    let kept = recorded_answer(&a, &exec_a).await;
 
     let file = export_file(&admin_a, &a, json!({ "include_executions": true })).await;
     // The file holds neither values nor the key in the clear.
@@ -331,6 +377,14 @@ async fn round_trip_between_instances_keeps_agent_keys_working() {
         .await;
     assert!(orig["inputs"]["now"].is_string(), "{orig}");
     assert_eq!(hist["inputs"], orig["inputs"]);
+    // So did its egress log and the answer its record kept, sealed under B's key.
+    assert_eq!(hist["egress"], orig["egress"]);
+    assert_eq!(hist["egress"][0]["body_sha256"], json!("ab".repeat(32)));
+    let on_b = b.app.state.catalog.open_answers(&exec_a).await.unwrap();
+    assert_eq!(on_b, vec![kept]);
+    let sealed_a = a.app.state.store.answers_list(&exec_a).await.unwrap();
+    let sealed_b = b.app.state.store.answers_list(&exec_a).await.unwrap();
+    assert_ne!(sealed_a[0].sealed, sealed_b[0].sealed, "sealed again on B");
 
     assert_no_leak(&admin_a, &[API_VALUE, DB_VALUE, key_secret, PASSPHRASE]);
     assert_no_leak(&admin_b, &[API_VALUE, DB_VALUE, key_secret, PASSPHRASE]);
