@@ -115,7 +115,64 @@ def _start(sdk, msg):
     sys.argv = [SCRIPT]
     linecache.cache[SCRIPT] = (len(script), None, script.splitlines(True), SCRIPT)
     random.seed(0)
+    _seed_numpy()
     return g
+
+
+def _fix_numpy_random(npr):
+    """numpy seeds its global generator, and every ``default_rng()`` without a seed,
+    from the OS: seed the global one with 0, and give the n-th unseeded
+    ``default_rng()`` of the execution the seed sequence (entropy 0, spawn key n)."""
+    npr.seed(0)
+    make = getattr(npr, "_airlock_default_rng", None) or npr.default_rng
+    sequence = npr.SeedSequence
+    calls = [0]
+
+    def default_rng(seed=None):
+        if seed is None:
+            seed = sequence(0, spawn_key=(calls[0],))
+            calls[0] += 1
+        return make(seed)
+
+    default_rng.__doc__ = make.__doc__
+    npr._airlock_default_rng = make
+    npr.default_rng = default_rng
+
+
+class _NumpyRandomHook:
+    """A meta-path finder that fixes ``numpy.random`` as soon as it is imported."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "numpy.random":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _fix_numpy_random(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _seed_numpy():
+    """Makes numpy's random numbers the same in every run: now when a warm worker
+    pre-imported it, else when the script imports it."""
+    npr = sys.modules.get("numpy.random")
+    if npr is not None:
+        try:
+            _fix_numpy_random(npr)
+        except Exception:  # noqa: BLE001 - an unusual numpy must not stop the script
+            pass
+    elif not any(isinstance(f, _NumpyRandomHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NumpyRandomHook())
 
 
 def _execute(g, script, limits):

@@ -611,3 +611,80 @@ async fn stoppable_upstream(body: Arc<Mutex<String>>) -> (u16, tokio::task::Join
     });
     (port, task)
 }
+
+/// numpy, when a script has it: the version the determinism test installs.
+const NUMPY: &str = "numpy==2.2.6";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numpy_random_numbers_are_the_same_in_every_run() {
+    // Imported by the script, and pre-imported by the warm workers.
+    for preimport in [false, true] {
+        let Some(first) = numpy_draws(preimport).await else {
+            return;
+        };
+        assert_eq!(first, numpy_expected(), "preimport: {preimport}");
+    }
+}
+
+/// What three runs of a numpy script drew (the same each time, checked).
+async fn numpy_draws(preimport: bool) -> Option<Value> {
+    let numpy = common::pip::installed(NUMPY);
+    let env = Sandboxed::start_with(move |c| {
+        c.python_paths = vec![numpy];
+        if preimport {
+            c.preimport = vec!["numpy".into()];
+        }
+    })
+    .await?;
+    let (_, key) = env.locked_profile("numpy", &[]).await;
+    let script = r#"
+import numpy as np
+legacy = np.random.rand(3).tolist()
+a = np.random.default_rng().integers(0, 10**9, 3).tolist()
+b = np.random.default_rng().integers(0, 10**9, 3).tolist()
+seeded = np.random.default_rng(7).integers(0, 10**9, 3).tolist()
+set_result({"legacy": legacy, "a": a, "b": b, "seeded": seeded, "version": np.__version__})
+"#;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (_, v) = run(&env, &key, script).await;
+        seen.push(v["result"].clone());
+    }
+    let first = &seen[0];
+    assert_eq!(first["version"], json!("2.2.6"), "{first}");
+    assert_ne!(
+        first["a"], first["b"],
+        "each unseeded generator draws its own stream"
+    );
+    for (i, r) in seen.iter().enumerate().skip(1) {
+        assert_eq!(r, first, "run {i} drew other numbers");
+    }
+    Some(first.clone())
+}
+
+fn numpy_expected() -> Value {
+    // What the documentation promises: the global generator seeded with 0, the n-th
+    // unseeded default_rng() with SeedSequence(0, spawn_key=(n,)); an explicit seed
+    // is the script's own.
+    let numpy = common::pip::installed(NUMPY);
+    let expected = std::process::Command::new("/usr/bin/python3")
+        .env("PYTHONPATH", &numpy)
+        .args([
+            "-c",
+            "import json, numpy as np\n\
+             np.random.seed(0)\n\
+             legacy = np.random.rand(3).tolist()\n\
+             rng = lambda n: np.random.default_rng(np.random.SeedSequence(0, spawn_key=(n,)))\n\
+             print(json.dumps({'legacy': legacy, 'a': rng(0).integers(0, 10**9, 3).tolist(), \
+             'b': rng(1).integers(0, 10**9, 3).tolist(), \
+             'seeded': np.random.default_rng(7).integers(0, 10**9, 3).tolist(), 'version': np.__version__}))",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        expected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&expected.stderr)
+    );
+    serde_json::from_slice(&expected.stdout).unwrap()
+}

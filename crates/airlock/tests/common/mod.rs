@@ -34,6 +34,7 @@ pub fn sandbox_unavailable(reason: &str) {
     eprintln!("SKIPPED: the sandbox is unavailable here: {reason}");
 }
 
+pub mod pip;
 pub mod postgres;
 pub mod sandboxed;
 pub mod upstream;

@@ -241,48 +241,11 @@ fn postgres_account() -> Option<(u32, u32)> {
 /// The psycopg version the tests (and `.ci/run`) install.
 pub const PSYCOPG: &str = "psycopg[binary]==3.3.9";
 
-/// A directory holding psycopg 3 for the sandbox's `AIRLOCK_PYTHON_PATHS`: installed
-/// once with pip (from PyPI, or pip's configured index) into
-/// `/var/tmp/airlock-test-python/` (never under /tmp, which the sandbox replaces, and
-/// shared by every checkout), or taken from `AIRLOCK_TEST_PSYCOPG_DIR`.
+/// A directory holding psycopg 3 for the sandbox's `AIRLOCK_PYTHON_PATHS`
+/// ([`super::pip::installed`]), or taken from `AIRLOCK_TEST_PSYCOPG_DIR`.
 pub fn psycopg_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AIRLOCK_TEST_PSYCOPG_DIR") {
         return PathBuf::from(d);
     }
-    let lock = PathBuf::from("/var/tmp/airlock-test-python");
-    std::fs::create_dir_all(&lock).unwrap();
-    let _ = std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o755));
-    let dir = lock.join(PSYCOPG.replace(['[', ']', '='], "-"));
-    // Test binaries run in parallel: one installs, the others wait for its marker.
-    let marker = dir.join(".installed");
-    let lockfile = std::fs::File::create(lock.join(".psycopg.lock")).unwrap();
-    lockfile.lock().unwrap();
-    if !marker.exists() {
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-compile",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(PSYCOPG)
-            .output()
-            .expect("python3 -m pip");
-        assert!(
-            out.status.success(),
-            "installing {PSYCOPG} for the database tests failed (pip needs PyPI or a configured index): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&marker, PSYCOPG).unwrap();
-    }
-    // Readable by the sandbox's slot uids.
-    let _ = Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(&dir)
-        .status();
-    dir
+    super::pip::installed(PSYCOPG)
 }
