@@ -212,6 +212,10 @@ pub struct ExecutionInputs {
     pub python: String,
     /// Every distribution of the package environment, name → version.
     pub packages: std::collections::BTreeMap<String, String>,
+    /// Name → SHA-256 of the distribution's installed `RECORD` (the hash of every
+    /// file it installed): tells one build of a version from another.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub package_contents: std::collections::BTreeMap<String, String>,
     /// The execution's clock: what `airlock.now()` returned to the script.
     pub now: DateTime<Utc>,
     /// The execution this one replays (same script, and its clock).

@@ -200,6 +200,7 @@
     for (const [n, v] of Object.entries(p.added)) add(list, "li", "Package added: " + n + " " + v);
     for (const [n, v] of Object.entries(p.removed)) add(list, "li", "Package removed: " + n + " " + v);
     for (const [n, v] of Object.entries(p.changed)) add(list, "li", "Package " + n + ": " + v[0] + " → " + v[1]);
+    for (const [n, v] of Object.entries(p.rebuilt || {})) add(list, "li", "Package " + n + ": same version, other build (RECORD " + v[0].slice(0, 12) + "… → " + v[1].slice(0, 12) + "…)");
     for (const r of d.requests.filter((r) => r.changed)) {
       const what = r.method + " " + r.host + ":" + r.port + (r.path || "");
       const side = (x) => (x ? (x.allowed ? String(x.status ?? "no answer") : "refused") + (x.body_sha256 ? " body " + x.body_sha256.slice(0, 12) + "…" : "") : "not made");

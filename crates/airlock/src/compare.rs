@@ -63,6 +63,9 @@ pub struct PackagesChange {
     pub removed: BTreeMap<String, String>,
     /// In both with another version: name → [a, b].
     pub changed: BTreeMap<String, (String, String)>,
+    /// In both with the same version but other contents (another build of it):
+    /// name → [content hash a, content hash b].
+    pub rebuilt: BTreeMap<String, (String, String)>,
 }
 
 /// One request's answer in one execution.
@@ -213,8 +216,23 @@ fn inputs_change(a: &ExecutionRow, b: &ExecutionRow) -> InputsChange {
             packages.added.insert(name.clone(), vb.clone());
         }
     }
-    packages.same =
-        packages.added.is_empty() && packages.removed.is_empty() && packages.changed.is_empty();
+    if let (Some(ia), Some(ib)) = (ia, ib) {
+        for (name, ca) in &ia.package_contents {
+            let same_version = pa.get(name).is_some_and(|v| pb.get(name) == Some(v));
+            match ib.package_contents.get(name) {
+                Some(cb) if cb != ca && same_version => {
+                    packages
+                        .rebuilt
+                        .insert(name.clone(), (ca.clone(), cb.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    packages.same = packages.added.is_empty()
+        && packages.removed.is_empty()
+        && packages.changed.is_empty()
+        && packages.rebuilt.is_empty();
     InputsChange {
         recorded: ia.is_some() && ib.is_some(),
         python,
@@ -517,6 +535,10 @@ mod tests {
             now: chrono::DateTime::UNIX_EPOCH,
             replay_of: None,
             record: None,
+            package_contents: pkgs
+                .iter()
+                .map(|(n, v)| (n.to_string(), format!("{n}-{v}-build")))
+                .collect(),
         };
         a.inputs = Some(inputs(&[("pandas", "2.1.0"), ("six", "1.16.0")]));
         b.inputs = Some(inputs(&[("pandas", "2.2.0"), ("numpy", "2.0.0")]));
@@ -532,6 +554,22 @@ mod tests {
         );
         assert_eq!(p.added["numpy"], "2.0.0");
         assert_eq!(p.removed["six"], "1.16.0");
+        assert!(
+            p.rebuilt.is_empty(),
+            "a new version is a change, not a rebuild"
+        );
         assert!(c.inputs.recorded && c.inputs.python.same && c.inputs.now.same);
+        // The same version built otherwise.
+        let mut rebuilt = a.clone();
+        if let Some(i) = rebuilt.inputs.as_mut() {
+            i.package_contents.insert("six".into(), "other".into());
+        }
+        let c = compare(&a, &[], &rebuilt, &[]);
+        assert!(!c.inputs.packages.same);
+        assert_eq!(
+            c.inputs.packages.rebuilt["six"],
+            ("six-1.16.0-build".to_string(), "other".to_string())
+        );
+        assert!(c.inputs.packages.changed.is_empty());
     }
 }

@@ -276,9 +276,9 @@ pub struct Packages {
     store: Arc<dyn Store>,
     cfg: PackagesConfig,
     current: RwLock<Option<PathBuf>>,
-    /// [`Packages::current_versions`] of the environment at that path (an environment
-    /// never changes once built: a new one gets a new path).
-    versions: RwLock<Option<(PathBuf, BTreeMap<String, String>)>>,
+    /// [`Packages::current_installed`] of the environment at that path (an
+    /// environment never changes once built: a new one gets a new path).
+    versions: RwLock<Option<(PathBuf, Installed)>>,
     ready: watch::Sender<bool>,
     queue: mpsc::UnboundedSender<String>,
     installer: OnceCell<Result<Arc<Sandbox>, String>>,
@@ -483,8 +483,14 @@ impl Packages {
     /// Version of every package in the environment scripts import from now
     /// (normalized name → version); empty while there is none.
     pub fn current_versions(&self) -> BTreeMap<String, String> {
+        self.current_installed().versions
+    }
+
+    /// Every package of the environment scripts import from now: versions and
+    /// content hashes.
+    pub fn current_installed(&self) -> Installed {
         let Some(env) = self.current.read().clone() else {
-            return BTreeMap::new();
+            return Installed::default();
         };
         if let Some((at, v)) = self.versions.read().as_ref() {
             if *at == env {
@@ -492,7 +498,10 @@ impl Packages {
             }
         }
         // Read once per environment (every recording execution asks).
-        let v = installed_versions(&env);
+        let v = Installed {
+            versions: installed_versions(&env),
+            contents: installed_contents(&env),
+        };
         *self.versions.write() = Some((env, v.clone()));
         v
     }
@@ -724,6 +733,43 @@ fn untraversable(p: &Path) -> Option<PathBuf> {
 }
 
 /// Normalized project name → version, from `*.dist-info/METADATA` in `env`.
+/// The packages of one environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// Normalized name → version.
+    pub versions: BTreeMap<String, String>,
+    /// Normalized name → SHA-256 of its `RECORD` (which lists the hash of every file
+    /// the wheel installed): the same version built otherwise shows here.
+    pub contents: BTreeMap<String, String>,
+}
+
+/// Normalized name → SHA-256 of the `.dist-info/RECORD` of each package in `env`.
+fn installed_contents(env: &Path) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(env) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let (Some(stem), true) = (
+            p.file_stem().and_then(|s| s.to_str()),
+            p.extension().is_some_and(|x| x == "dist-info"),
+        ) else {
+            continue;
+        };
+        // `name-version.dist-info`; the name's own dashes were escaped to `_`.
+        let name = stem.split_once('-').map_or(stem, |(n, _)| n);
+        if let Ok(record) = std::fs::read(p.join("RECORD")) {
+            out.insert(
+                requirements::normalize(name),
+                hex::encode(sha2::Sha256::digest(&record)),
+            );
+        }
+    }
+    out
+}
+
 fn installed_versions(env: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(env) else {
@@ -794,6 +840,16 @@ mod tests {
         assert_eq!(
             v,
             BTreeMap::from([("foo-bar".to_string(), "1.2".to_string())])
+        );
+        assert!(installed_contents(d.path()).is_empty(), "no RECORD yet");
+        std::fs::write(di.join("RECORD"), "foo_bar/__init__.py,sha256=abc,10\n").unwrap();
+        let c = installed_contents(d.path());
+        assert_eq!(c.keys().collect::<Vec<_>>(), vec!["foo-bar"]);
+        std::fs::write(di.join("RECORD"), "foo_bar/__init__.py,sha256=abd,10\n").unwrap();
+        assert_ne!(
+            installed_contents(d.path()),
+            c,
+            "other contents, other hash"
         );
     }
 }

@@ -596,10 +596,12 @@ impl Runner {
         // A replay's clock is the replayed execution's.
         let now = run.replay.as_ref().map_or(started, |r| r.now);
         if run.record.is_on() {
+            let installed = self.packages.current_installed();
             run.row.inputs = Some(ExecutionInputs {
                 script_sha256: run.row.script_sha256.clone(),
                 python: self.python_version().await,
-                packages: self.packages.current_versions(),
+                packages: installed.versions,
+                package_contents: installed.contents,
                 now,
                 replay_of: run.replay.as_ref().map(|r| r.of.clone()),
                 record: Some(match &run.replay {
