@@ -269,8 +269,10 @@ The secret never travels.
   started (recorded, so a rerun can be explained). Use it, not `datetime.now()`, for
   "today" in a report.
 - The same through `import airlock` (`airlock.settings`, `airlock.set_result`, `airlock.llm`).
-- Deterministic: `TZ=UTC`, UTF-8, `PYTHONHASHSEED=0`, `random` seeded with 0. Not fixed:
-  the wall clock, `os.urandom` (`secrets`, `uuid4`; seed `numpy.random.default_rng(0)`).
+- Deterministic: `TZ=UTC`, UTF-8, `PYTHONHASHSEED=0`, `random` seeded with 0, numpy's
+  global generator seeded with 0 and each unseeded `default_rng()` given a fixed seed.
+  Not fixed: the wall clock, `os.urandom` (`secrets`, `uuid4`). A request whose URL
+  depends on them cannot be replayed from a record.
 - Sandboxed: no access to the host's files; write scratch files to the working directory
   (`os.getcwd()`, also `HOME` and `TMPDIR`, so `tempfile` works): it is a private `/tmp` in
   the full tier, and `/tmp` itself is not writable in the container tier ("This instance"

@@ -245,12 +245,17 @@ async fn readme_shell_examples_run_as_printed() {
             seen.push("execute");
         } else if b.code.contains("/diff?with=") {
             // Input records switched on, two runs of a changed script compared.
+            // Then a full record, and its replay compared with it.
             assert!(output.starts_with("hashes\n"), "{ctx}");
+            assert!(output.contains("\nfull\n"), "{ctx}");
             let answers = json_values(output);
             assert_eq!(
                 answers,
-                vec![serde_json::json!({"identical": false, "script_same": false,
-                    "result": [{"path": "/total", "a": 3, "b": 4}]})],
+                vec![
+                    serde_json::json!({"identical": false, "script_same": false,
+                        "result": [{"path": "/total", "a": 3, "b": 4}]}),
+                    serde_json::json!({"identical": true, "clock_same": true}),
+                ],
                 "{ctx}"
             );
             seen.push("records");
