@@ -1,6 +1,6 @@
 //! What input records cost: the same script (10 HTTP requests to a loopback upstream)
-//! under two locked profiles that differ only in `record` (`off` / `hashes`), run in
-//! alternating rounds so both see the same machine; once over plain HTTP and once over
+//! under three locked profiles that differ only in `record` (`off` / `hashes` /
+//! `full`), run in rotating rounds so all see the same machine; once over plain HTTP and once over
 //! HTTPS (with `record` on, the proxy intercepts the TLS connection to see the answers;
 //! with it off, HTTPS is a tunnel). Printed: the median end-to-end time (submit to
 //! completed, through the real router and sandbox) of each, and the ratio (target
@@ -72,8 +72,11 @@ async fn main() {
         format!("127.0.0.4:{}", plain.port()),
         format!("127.0.0.5:{}", tls.port())
     ]);
-    let off = profile(&env, "record off", &ca_pem, &hosts, "off").await;
-    let on = profile(&env, "record hashes", &ca_pem, &hosts, "hashes").await;
+    let modes = ["off", "hashes", "full"];
+    let mut keys = Vec::new();
+    for m in modes {
+        keys.push(profile(&env, &format!("record {m}"), &ca_pem, &hosts, m).await);
+    }
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -86,35 +89,31 @@ async fn main() {
             "import ssl, urllib.request\nctx = ssl.create_default_context()\nctx.load_verify_locations(cadata=settings.get('CA_PEM'))\nn = 0\nfor i in range(10):\n    n += len(urllib.request.urlopen('{url}?i=%d' % i, timeout=15, context=ctx).read())\nset_result(n)\n"
         );
         // One of each first, not measured (spares, caches, the first TLS handshakes).
-        for key in [&off, &on] {
+        for key in &keys {
             let v = env.run(key, &script).await;
             assert_eq!(v["status"], json!("completed"), "{v}");
         }
-        let (mut t_off, mut t_on) = (Vec::new(), Vec::new());
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); keys.len()];
         for i in 0..runs {
-            let order: [(&String, bool); 2] = if i % 2 == 0 {
-                [(&off, false), (&on, true)]
-            } else {
-                [(&on, true), (&off, false)]
-            };
-            for (key, recording) in order {
+            // Each mode in each position equally often.
+            for k in 0..keys.len() {
+                let m = (i + k) % keys.len();
                 let t = Instant::now();
-                let v = env.run(key, &script).await;
+                let v = env.run(&keys[m], &script).await;
                 let took = t.elapsed();
                 assert_eq!(v["status"], json!("completed"), "{v}");
-                if recording {
-                    t_on.push(took)
-                } else {
-                    t_off.push(took)
-                }
+                times[m].push(took);
             }
         }
-        let (a, b) = (median(t_off), median(t_on));
-        println!(
-            "{what}, 10 requests per script, median of {runs}: record off {:.1} ms, record hashes {:.1} ms, ratio {:.3} (target <= 1.10)",
-            a.as_secs_f64() * 1e3,
-            b.as_secs_f64() * 1e3,
-            b.as_secs_f64() / a.as_secs_f64()
-        );
+        let medians: Vec<Duration> = times.into_iter().map(median).collect();
+        let base = medians[0].as_secs_f64();
+        for (m, t) in modes.iter().zip(&medians).skip(1) {
+            println!(
+                "{what}, 10 requests per script, median of {runs}: record off {:.1} ms, record {m} {:.1} ms, ratio {:.3} (target <= 1.10)",
+                base * 1e3,
+                t.as_secs_f64() * 1e3,
+                t.as_secs_f64() / base
+            );
+        }
     }
 }

@@ -309,7 +309,7 @@ test("input records: switched on in the profile page; two runs compared in the e
   // Replay: a new execution of the same script with the recorded clock.
   await page.locator("button[data-action=execution-replay]").click();
   await page.waitForURL((u) => /\/ui\/executions\/exec_/.test(u.pathname) && !u.pathname.endsWith(second.execution_id));
-  await page.locator(`text=Replay of ${second.execution_id} started`).waitFor();
+  await page.locator(`text=Replay of ${second.execution_id} against the live network started`).waitFor();
   const replayId = new URL(page.url()).pathname.split("/").pop();
   let replayed;
   for (let i = 0; i < 100; i++) {
@@ -321,6 +321,20 @@ test("input records: switched on in the profile page; two runs compared in the e
   assert.equal(replayed.inputs.replay_of, second.execution_id);
   const original = await admin("GET", `/api/admin/executions/${second.execution_id}`);
   assert.equal(replayed.inputs.now, original.inputs.now);
+  // Full records: the answers are kept, and a replay serves them.
+  await page.goto(`${base}/ui/profiles/${id}`);
+  await form.locator("input[value=full]").check();
+  await form.locator("button[type=submit]").click();
+  await page.locator("text=Executions now record their inputs.").waitFor();
+  assert.equal((await admin("GET", `/api/admin/profiles/${id}`)).record, "full");
+  const third = await h.execute(base, key, script(5));
+  assert.equal(third.status, "completed", JSON.stringify(third));
+  await page.goto(`${base}/ui/executions/${third.execution_id}`);
+  const inputs = await page.locator("section.card", { has: page.locator("h2", { hasText: /^Inputs$/ }) }).textContent();
+  assert.match(inputs, /Answers kept\s*0 \(record: full\)/);
+  assert.match(inputs, /serving the recorded answers instead of the network/);
+  await page.locator("button[data-action=execution-replay]").click();
+  await page.locator(`text=Replay of ${third.execution_id} with its recorded answers started`).waitFor();
 });
 
 test("no serious or critical accessibility violation on any page, desktop and phone", async () => {
