@@ -112,7 +112,8 @@ pub trait Store: Send + Sync + 'static {
     async fn egress_counts(&self, since: Option<DateTime<Utc>>) -> Result<EgressCounts>;
 
     // --- recorded answers (`record: full`) ---
-    async fn answer_insert(&self, row: &AnswerRow) -> Result<()>;
+    /// Inserts an execution's recorded answers, all or none (one transaction).
+    async fn answers_insert(&self, rows: &[AnswerRow]) -> Result<()>;
     /// An execution's recorded answers, by `seq`.
     async fn answers_list(&self, execution_id: &str) -> Result<Vec<AnswerRow>>;
     /// How many answers an execution's record holds.

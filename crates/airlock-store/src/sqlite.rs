@@ -836,8 +836,13 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn answer_insert(&self, a: &AnswerRow) -> Result<()> {
-        insert_answer(&self.pool, a).await
+    async fn answers_insert(&self, rows: &[AnswerRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for a in rows {
+            insert_answer(&mut *tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn answers_list(&self, execution_id: &str) -> Result<Vec<AnswerRow>> {
@@ -1554,12 +1559,14 @@ mod tests {
     async fn recorded_answers_list_in_order_and_are_pruned_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
-        for (seq, age) in [(1, 1), (0, 10), (2, 40)] {
-            s.answer_insert(&answer_row("e1", seq, age)).await.unwrap();
-        }
-        s.answer_insert(&answer_row("e2", 0, 40)).await.unwrap();
-        let dup = s.answer_insert(&answer_row("e1", 1, 1)).await;
+        let rows = [(1, 1), (0, 10), (2, 40)].map(|(seq, age)| answer_row("e1", seq, age));
+        s.answers_insert(&rows).await.unwrap();
+        s.answers_insert(&[answer_row("e2", 0, 40)]).await.unwrap();
+        let dup = s
+            .answers_insert(&[answer_row("e3", 0, 1), answer_row("e1", 1, 1)])
+            .await;
         assert!(dup.is_err(), "one answer per place");
+        assert_eq!(s.answers_count("e3").await.unwrap(), 0, "all or none");
         let seqs: Vec<i64> = s
             .answers_list("e1")
             .await

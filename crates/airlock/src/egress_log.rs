@@ -52,7 +52,9 @@ pub fn spawn_writer(
     answers: Option<crate::catalog::Catalog>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seq = 0;
+        // Sealed as they come, written in one transaction when the session ends (the
+        // execution's final state waits for this writer).
+        let mut kept = Vec::new();
         while let Some(mut event) = events.recv().await {
             let captured = event.answer.take();
             if let (Some(a), Some(catalog), Some(r)) = (captured, &answers, &redactor) {
@@ -61,14 +63,11 @@ pub fn spawn_writer(
                     (event.path.clone(), event.body_sha256.clone()),
                     r,
                 );
-                let kept = match catalog.seal_answer(&owner, seq, &stored) {
-                    Ok(row) => store.answer_insert(&row).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match kept {
-                    Ok(()) => seq += 1,
+                let seq = i64::try_from(kept.len()).unwrap_or(i64::MAX);
+                match catalog.seal_answer(&owner, seq, &stored) {
+                    Ok(row) => kept.push(row),
                     Err(e) => {
-                        tracing::error!(owner = %owner, error = %e, "cannot store a recorded answer")
+                        tracing::error!(owner = %owner, error = %e, "cannot seal a recorded answer")
                     }
                 }
             }
@@ -79,6 +78,11 @@ pub fn spawn_writer(
             }
             if let Err(e) = store.egress_insert(&row).await {
                 tracing::error!(owner = %row.execution_id, error = %e, "cannot store egress log row");
+            }
+        }
+        if !kept.is_empty() {
+            if let Err(e) = store.answers_insert(&kept).await {
+                tracing::error!(owner = %owner, error = %e, "cannot store the recorded answers");
             }
         }
     })

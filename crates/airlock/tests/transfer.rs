@@ -206,7 +206,7 @@ async fn recorded_answer(app: &TestApp, exec: &str) -> airlock::answers::StoredA
         redacted: false,
     };
     let row = state.catalog.seal_answer(exec, 0, &answer).unwrap();
-    state.store.answer_insert(&row).await.unwrap();
+    state.store.answers_insert(&[row]).await.unwrap();
     answer
 }
 
