@@ -125,6 +125,9 @@ fn check_password_rules(password: &str) -> Result<(), Invalid> {
 pub struct Auth {
     store: Arc<dyn Store>,
     limiter: LoginLimiter,
+    /// The admin password was seen set: it never goes away again (it can only be
+    /// changed), so `setup_required` stops asking the store.
+    password_set: std::sync::atomic::AtomicBool,
 }
 
 impl Auth {
@@ -132,11 +135,20 @@ impl Auth {
         Auth {
             store,
             limiter: LoginLimiter::default(),
+            password_set: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub async fn setup_required(&self) -> AuthResult<bool> {
-        Ok(self.store.meta_get(META_PASSWORD).await?.is_none())
+        use std::sync::atomic::Ordering;
+        if self.password_set.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let required = self.store.meta_get(META_PASSWORD).await?.is_none();
+        if !required {
+            self.password_set.store(true, Ordering::Relaxed);
+        }
+        Ok(required)
     }
 
     /// First-visit setup; refuses once a password exists. Returns a session token.

@@ -385,12 +385,12 @@ fn leaves(out: &mut Vec<LeafChange>, path: String, a: Option<&Value>, b: Option<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use airlock_store::{ExecutionInputs, ExecutionStatus};
     use chrono::Utc;
 
-    fn exec(id: &str, script: &str, result: &str, stdout: &str) -> ExecutionRow {
+    pub(crate) fn exec(id: &str, script: &str, result: &str, stdout: &str) -> ExecutionRow {
         ExecutionRow {
             id: id.into(),
             profile_id: "prof_1".into(),

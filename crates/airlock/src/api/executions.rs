@@ -316,7 +316,16 @@ async fn get_own(
             }
             row
         }
-        None => Arc::new(load_own(&state, &profile.row.id, &id).await?),
+        None => match state.runner.finished(&id) {
+            // A final state never changes: no store read for it.
+            Some(row) if row.profile_id == profile.row.id => row,
+            Some(_) => return Err(not_found(&id)),
+            None => {
+                let row = Arc::new(load_own(&state, &profile.row.id, &id).await?);
+                state.runner.remember_finished(row.clone());
+                row
+            }
+        },
     };
     // Nothing to wait for: no wait asked, a final state, or no longer live (the
     // store's row is then the latest there is).

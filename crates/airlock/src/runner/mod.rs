@@ -43,6 +43,7 @@ use crate::sealed::SealedValue;
 use airlock_egress::EgressTls;
 
 mod egress;
+mod finished;
 use egress::{close_egress, EgressSession};
 
 pub const INTERRUPTED: &str = "interrupted by server restart";
@@ -153,6 +154,8 @@ pub struct Runner {
     queue: mpsc::Sender<QueuedJob>,
     /// Executions from submission until their final state is published, by id.
     live: Mutex<HashMap<String, Live>>,
+    /// Recently finished executions, for polls that come after the end.
+    finished: Mutex<finished::Finished>,
     /// TLS interception for sealed credentials, when the instance CA is available.
     egress_tls: Option<Arc<EgressTls>>,
     /// The CA bundle (system roots + the instance CA) as the sandbox sees it.
@@ -197,6 +200,7 @@ impl Runner {
             limits,
             queue: tx,
             live: Mutex::new(HashMap::new()),
+            finished: Mutex::default(),
             egress_tls: sealed.tls,
             ca_bundle: sealed.ca_bundle,
             last_used: Mutex::new(HashMap::new()),
@@ -358,12 +362,26 @@ impl Runner {
     /// execution's watch.
     fn publish(&self, row: &ExecutionRow) {
         let mut map = self.live();
+        let latest = Arc::new(row.clone());
         if let Some(l) = map.get(&row.id) {
-            l.latest.send_replace(Arc::new(row.clone()));
+            l.latest.send_replace(latest.clone());
         }
         if row.status.is_terminal() {
+            // Kept before the live entry goes: a poll finds it in one or the other.
+            self.finished.lock().keep(latest);
             map.remove(&row.id);
         }
+    }
+
+    /// A finished execution kept in memory ([`Runner::remember_finished`] or its
+    /// end here), if it still is.
+    pub fn finished(&self, id: &str) -> Option<Arc<ExecutionRow>> {
+        self.finished.lock().get(id)
+    }
+
+    /// Keeps a row read from the store for later polls, when it is final.
+    pub fn remember_finished(&self, row: Arc<ExecutionRow>) {
+        self.finished.lock().keep(row);
     }
 
     /// Revokes a profile and ends its running executions (a queued one checks the
