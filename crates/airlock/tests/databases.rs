@@ -151,12 +151,17 @@ async fn a_script_reaches_a_tcp_destination_under_its_own_name_and_port() {
     assert_eq!(ok["host"], json!("localhost"));
     assert_eq!(ok["method"], json!("TCP"));
     assert_eq!(ok["allowed"], json!(true), "{ok}");
-    assert_eq!(
-        ok["reason"],
-        json!(format!(
-            "allowed by tcp://localhost:{p} (127.0.0.1:{p})",
-            p = up.port
-        ))
+    // The script drops its socket without waiting for the relay to see both sides
+    // close: the connection may still be open when the execution ends, and is then
+    // cut (and logged so) by the end of the execution.
+    let allowed = format!(
+        "allowed by tcp://localhost:{p} (127.0.0.1:{p})",
+        p = up.port
+    );
+    let reason = ok["reason"].as_str().unwrap();
+    assert!(
+        reason == allowed || reason == format!("{allowed}; cut when the execution ended"),
+        "{ok}"
     );
     assert_eq!(ok["bytes_up"], json!("hello tcp-secret-value-0042\n".len()));
     assert_eq!(
