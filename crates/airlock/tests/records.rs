@@ -688,3 +688,46 @@ fn numpy_expected() -> Value {
     );
     serde_json::from_slice(&expected.stdout).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kept_answers_are_redacted_before_they_are_sealed() {
+    let Some(env) = Sandboxed::start_with(|_| {}).await else {
+        return;
+    };
+    const TOKEN: &str = "tok-live-7f3a9c2e5b1d8046";
+    // The upstream hands the credential back in its body: the record keeps it masked.
+    let body = Arc::new(Mutex::new(format!(r#"{{"echo": "{TOKEN}", "rate": 2}}"#)));
+    let (port, _upstream) = stoppable_upstream(body).await;
+    let (id, key) = env
+        .locked_profile("redacted records", &[("API_TOKEN", TOKEN)])
+        .await;
+    env.set_hosts(&id, json!([format!("127.0.0.4:{port}")]))
+        .await;
+    let (s, _) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({"record": "full"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let script = format!(
+        "import json, urllib.request\nr = json.load(urllib.request.urlopen('http://127.0.0.4:{port}/me?t=' + settings.get('API_TOKEN'), timeout=15))\nset_result(r['rate'])\n"
+    );
+    let (exec, v) = run(&env, &key, &script).await;
+    assert_eq!(v["result"], json!(2), "{v}");
+    let kept = env.app.state.catalog.open_answers(&exec).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let a = &kept[0];
+    assert!(a.redacted, "{a:?}");
+    let text = a.text().unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(text.contains("[REDACTED:API_TOKEN]"), "{text}");
+    assert!(text.contains(r#""rate": 2"#), "{text}");
+    // Nothing of the kept answer, its path or its headers carries the value.
+    let stored = serde_json::to_string(a).unwrap();
+    assert!(!stored.contains(TOKEN), "{stored}");
+    // At rest it is sealed: the raw row does not even hold the masked text.
+    let rows = env.app.state.store.answers_list(&exec).await.unwrap();
+    assert!(!String::from_utf8_lossy(&rows[0].sealed).contains("rate"));
+}
