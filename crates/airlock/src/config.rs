@@ -8,6 +8,16 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+/// How log lines are written to stderr (`AIRLOCK_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people: one line per event.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`, `span`),
+    /// for log shippers.
+    Json,
+}
+
 /// Which sandbox tier the server runs scripts in (`AIRLOCK_SANDBOX`); see the README,
 /// "Sandbox tiers".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,6 +157,10 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_TCP_SPIN_US", default_value_t = 100)]
     pub tcp_spin_us: u64,
 
+    /// Log lines as `text` or `json` (one object per line), on stderr.
+    #[arg(long, env = "AIRLOCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// How long (days) the answers kept by `record: full` are kept; hashes and the
     /// rest of the input record stay. 0 keeps them until the execution is gone.
     #[arg(long, env = "AIRLOCK_RECORD_RETENTION_DAYS", default_value_t = 30)]
@@ -245,6 +259,7 @@ impl Config {
             redact_ignore_case: false,
             tcp_spin_us: 100,
             record_retention_days: 30,
+            log_format: LogFormat::Text,
             memory_mb: 512,
             llm_timeout: 600,
             max_import_bytes: 64 * 1024 * 1024,

@@ -63,13 +63,7 @@ fn main() -> anyhow::Result<()> {
     };
     let exe = std::env::current_exe().context("cannot find the airlock binary's own path")?;
     config.sandbox_helper = Some(vec![exe.into(), airlock::sandbox::HELPER_ARG.into()]);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(config.log_format, "info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,18 +73,25 @@ fn main() -> anyhow::Result<()> {
 
 /// `airlock mcp`: stdout carries the protocol, so logs go to stderr.
 fn run_mcp(args: airlock::mcp::McpArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(airlock::config::LogFormat::Text, "warn");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
         .block_on(airlock::mcp::run_stdio(args))
+}
+
+/// Logs to stderr, filtered by `AIRLOCK_LOG` (else `default`), as text or JSON lines.
+fn init_logs(format: airlock::config::LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        airlock::config::LogFormat::Text => logs.init(),
+        airlock::config::LogFormat::Json => logs.json().init(),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -113,6 +114,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map(str::to_string)
         .unwrap_or_else(|| format!("http://{local}"));
     println!("Airlock {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(%url, version = env!("CARGO_PKG_VERSION"), "listening");
     println!("  data dir:   {}", config.data_dir.display());
     println!(
         "  master key: {} ({})",

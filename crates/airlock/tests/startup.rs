@@ -247,3 +247,87 @@ async fn file_modes() {
     assert_eq!(mode, 0o600, "master key mode {mode:o}");
     assert_eq!(meta.len(), 32);
 }
+
+/// Runs the server binary with `AIRLOCK_LOG_FORMAT=format` until it says it listens
+/// (or exits); returns its stderr lines and exit status (`None`: still running, then
+/// killed).
+fn server_logs(format: &str) -> (Vec<String>, Option<std::process::ExitStatus>) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .env("AIRLOCK_DATA_DIR", dir.path().join("data"))
+        .env("AIRLOCK_BIND", format!("127.0.0.1:{port}"))
+        .env("AIRLOCK_LOG_FORMAT", format)
+        .env("AIRLOCK_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let mut listening = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        listening = line.contains("listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    let status = if listening {
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    } else {
+        // Its stderr closed (it is exiting) or it said nothing for a minute.
+        let _ = child.kill();
+        Some(child.wait().unwrap())
+    };
+    (lines, status)
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (lines, status) = server_logs("json");
+    assert!(status.is_none(), "the server exited: {lines:?}");
+    let listening = lines.last().expect("log lines");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
+        assert!(v["fields"]["message"].is_string(), "{v}");
+    }
+    let v: serde_json::Value = serde_json::from_str(listening).unwrap();
+    assert_eq!(v["fields"]["message"], "listening", "{v}");
+    assert!(
+        v["fields"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{v}"
+    );
+    // An unknown format stops the start, saying which are known.
+    let (lines, status) = server_logs("yaml");
+    assert!(status.is_some_and(|s| !s.success()), "{lines:?}");
+    let text = lines.join("\n");
+    assert!(
+        text.contains("AIRLOCK_LOG_FORMAT") || text.contains("--log-format"),
+        "{text}"
+    );
+    assert!(text.contains("json"), "{text}");
+}
