@@ -261,8 +261,14 @@ pub struct SandboxConfig {
     pub helper: Vec<OsString>,
     /// A real interpreter binary (not a pyenv shell shim), e.g. `/usr/bin/python3`.
     pub python: PathBuf,
-    /// Number of zygotes, i.e. concurrent executions.
+    /// Number of slots, i.e. executions that may exist at once (running or parked,
+    /// see [`crate::Execution::park`]). Each slot is an identity of its own: a uid, a
+    /// cgroup and (container tier) a scratch directory.
     pub slots: usize,
+    /// How many slots keep a warm zygote while idle (`None`: all of them). The others
+    /// get one when a job needs them, which costs that job an interpreter start; a
+    /// parked execution's zygote is retired. At least 1 (and at most `slots`).
+    pub warm_slots: Option<usize>,
     /// Host uid/gid of slot `i` is `uid_base + i` (only used when running as root).
     pub uid_base: u32,
     pub limits: Limits,
@@ -315,6 +321,7 @@ impl SandboxConfig {
             slots: std::thread::available_parallelism()
                 .map(std::num::NonZero::get)
                 .unwrap_or(2),
+            warm_slots: None,
             uid_base: 2_100_000,
             limits: Limits::default(),
             readonly_paths: Vec::new(),

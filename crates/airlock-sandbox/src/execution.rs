@@ -101,6 +101,8 @@ pub struct Execution {
     /// The slot's spare gate and the number of the spare this execution took: once it
     /// is dropped, the slot's zygote may prepare the next.
     pub(crate) spare_taken: Option<(Arc<crate::sandbox::SpareGate>, u64)>,
+    /// The pool and the slot this execution holds, for [`Execution::park`].
+    pub(crate) slot: Option<(Arc<crate::sandbox::Pool>, usize)>,
 }
 
 impl Drop for Execution {
@@ -207,6 +209,17 @@ impl Execution {
                 response: response.to_string(),
             })
             .map_err(|_| crate::Error::Finished)
+    }
+
+    /// Tells the pool that this execution will wait a long time (a paused
+    /// `llm.complete`): its slot's zygote is retired, since no other job may use it
+    /// while this execution holds the slot. The execution keeps its processes, its uid
+    /// and its namespaces; only the slot's idle interpreter goes, and the slot gets a
+    /// new one when a job next takes it. Idempotent.
+    pub fn park(&mut self) {
+        if let Some((pool, idx)) = self.slot.take() {
+            pool.retire_zygote(idx);
+        }
     }
 
     /// Kills the whole process tree; [`Event::Finished`] follows.

@@ -8,7 +8,9 @@
 //! * **C, the supervisor** (outside the new PID namespace): creates the execution's user,
 //!   PID, mount, network, IPC, UTS and cgroup namespaces, forks R, hands the server a
 //!   pidfd of R, and reports the final status. If the server closes its end of the
-//!   status socket (execution dropped, server dead) C kills R.
+//!   status socket (execution dropped, server dead) C kills R. A spare dies with its
+//!   zygote; once its job has come, C no longer needs the zygote (a parked execution
+//!   outlives it).
 //! * **R, the reaper** (PID 1 of the new PID namespace): mounts a fresh /proc, a
 //!   size-capped tmpfs at /tmp and /dev/shm, forks S, reaps everything, and exits when S
 //!   exits, which makes the kernel kill whatever the script left behind. Python is never
@@ -508,6 +510,14 @@ fn supervisor(plan: &ChildPlan, req: &IsolateRequest) {
         sys::exit_now(0);
     };
     sys::close(spare);
+    // From here on the server's status socket bounds this tree's life (a hang-up
+    // kills R, below), so the zygote may go: a parked execution outlives it (see
+    // `Execution::park`). Until the job came, a spare died with its zygote.
+    if sys::set_pdeathsig(0).is_err() {
+        // SAFETY: pid is our own unreaped child, so it cannot have been recycled.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        sys::exit_now(1);
+    }
     let status = job.status.as_raw_fd();
     let connect = if job.network {
         let l = listener.as_ref().zip(exec.proxy_port);

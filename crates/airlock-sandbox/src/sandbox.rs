@@ -1,11 +1,17 @@
 //! The server-side pool: slots, their helpers, and job dispatch.
 //!
-//! Each slot is one helper process (a zygote) with its own unprivileged uid. `start`
-//! launches every slot and runs a probe execution through each, so the layer report
-//! comes from real executions, and refuses to start (fail closed) when a layer is
-//! missing that the operator did not allow. `run` waits for a free slot, replaces its
-//! zygote if it died, hands the job's file descriptors to the spare the zygote announced
-//! and spawns the driver.
+//! Each slot is an identity of its own (an unprivileged uid, a cgroup, a scratch
+//! directory) and, while it is warm, one helper process (a zygote) running as that
+//! uid. `start` launches the warm slots' zygotes and runs a probe execution through
+//! each, so the layer report comes from real executions, and refuses to start (fail
+//! closed) when a layer is missing that the operator did not allow. `run` waits for a
+//! free slot (a warm one first), starts its zygote if it has none or it died, hands the
+//! job's file descriptors to the spare the zygote announced and spawns the driver.
+//!
+//! An execution holds its slot until its process tree is gone, but it needs the
+//! zygote only until its job is handed over: a parked execution (one that waits a long
+//! time, see [`Execution::park`]) lets its zygote go, so many slots may hold paused
+//! executions while only the warm ones hold interpreters.
 
 use crate::cgroup::SlotCgroup;
 use crate::config::{Layer, LayerReport, SandboxConfig, Tier};
@@ -13,7 +19,7 @@ use crate::execution::{drive, DriverIo, Event, Execution, JobSpec, OutcomeStatus
 use crate::plan::{self, HelperConfig, PythonInfo};
 use crate::{sys, Error, Result};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, Semaphore};
 
 /// One job to run.
 #[derive(Debug, Clone, Default)]
@@ -291,9 +297,7 @@ struct Inner {
     template: HelperConfig,
     warm: std::sync::Mutex<WarmImports>,
     layers: std::sync::OnceLock<LayerReport>,
-    slots: Vec<Mutex<Option<SlotProc>>>,
-    free_tx: mpsc::UnboundedSender<usize>,
-    free_rx: Mutex<mpsc::UnboundedReceiver<usize>>,
+    pool: Arc<Pool>,
     shut: AtomicBool,
     /// Container tier only; last, so it goes after the slots' processes.
     scratch: Option<ScratchRoot>,
@@ -340,15 +344,109 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
+/// The slots' zygotes, and which slots are free.
+pub(crate) struct Pool {
+    /// Each slot's zygote, while it has one.
+    procs: Vec<Mutex<Option<SlotProc>>>,
+    free: std::sync::Mutex<FreeSlots>,
+    /// One permit per free slot.
+    available: Semaphore,
+    /// How many free slots keep their zygote; a slot freed beyond that retires it.
+    warm_target: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("slots", &self.procs.len())
+            .field("warm_target", &self.warm_target)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct FreeSlots {
+    /// Free slots with a zygote, longest idle first (its next spare is the likeliest
+    /// to be ready).
+    warm: VecDeque<usize>,
+    /// Free slots without one.
+    cold: VecDeque<usize>,
+}
+
+impl Pool {
+    fn free(&self) -> std::sync::MutexGuard<'_, FreeSlots> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for a free slot and takes it: a warm one when there is one.
+    async fn acquire(self: &Arc<Self>) -> Result<SlotGuard> {
+        self.available
+            .acquire()
+            .await
+            .map_err(|_| Error::ShutDown)?
+            .forget();
+        let mut f = self.free();
+        let idx = f.warm.pop_front().or_else(|| f.cold.pop_front());
+        drop(f);
+        match idx {
+            Some(idx) => Ok(SlotGuard {
+                idx,
+                pool: self.clone(),
+            }),
+            // A permit stands for a listed slot; without one, give the permit back.
+            None => {
+                self.available.add_permits(1);
+                Err(Error::ShutDown)
+            }
+        }
+    }
+
+    /// Slot `idx` is free again. It keeps its zygote while fewer than
+    /// [`Pool::warm_target`] free slots have one; otherwise the zygote is retired.
+    fn release(&self, idx: usize) {
+        {
+            let mut f = self.free();
+            let warm = match self.procs[idx].try_lock() {
+                Ok(mut p) => {
+                    if p.is_some() && f.warm.len() >= self.warm_target {
+                        // Dropped: killed (`kill_on_drop`) and reaped by the runtime.
+                        p.take();
+                    }
+                    p.is_some()
+                }
+                // Only the slot's holder locks it, and it has let go: not reached.
+                Err(_) => true,
+            };
+            if warm {
+                f.warm.push_back(idx);
+            } else {
+                f.cold.push_back(idx);
+            }
+        }
+        self.available.add_permits(1);
+    }
+
+    /// Slot `idx` holds a parked execution: its zygote is retired (no other job may
+    /// use it while the execution holds the slot; the slot gets a new one when a job
+    /// next takes it).
+    pub(crate) fn retire_zygote(&self, idx: usize) {
+        if let Ok(mut p) = self.procs[idx].try_lock() {
+            p.take();
+        }
+    }
+}
+
 /// Returns the slot to the free list when dropped.
 struct SlotGuard {
     idx: usize,
-    tx: mpsc::UnboundedSender<usize>,
+    pool: Arc<Pool>,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let _ = self.tx.send(self.idx);
+        self.pool.release(self.idx);
     }
 }
 
@@ -455,6 +553,13 @@ impl Sandbox {
         }
         if cfg.slots == 0 {
             return Err(Error::Config("slots must be at least 1".into()));
+        }
+        let warm_slots = cfg.warm_slots.unwrap_or(cfg.slots);
+        if warm_slots == 0 || warm_slots > cfg.slots {
+            return Err(Error::Config(format!(
+                "warm_slots must be between 1 and slots ({}), got {warm_slots}",
+                cfg.slots
+            )));
         }
         if cfg.limits.memory_bytes < 64 << 20 {
             return Err(Error::Config("memory limit must be at least 64 MiB".into()));
@@ -579,26 +684,33 @@ impl Sandbox {
                 )?)
             }
         };
-        let (free_tx, free_rx) = mpsc::unbounded_channel();
+        let pool = Arc::new(Pool {
+            procs: (0..cfg.slots).map(|_| Mutex::new(None)).collect(),
+            free: std::sync::Mutex::new(FreeSlots {
+                warm: VecDeque::new(),
+                cold: (warm_slots..cfg.slots).collect(),
+            }),
+            available: Semaphore::new(cfg.slots - warm_slots),
+            warm_target: warm_slots,
+        });
         let inner = Inner {
             scratch,
             cgroups,
-            slots: (0..cfg.slots).map(|_| Mutex::new(None)).collect(),
+            pool,
             cfg,
             template,
             warm: std::sync::Mutex::new(WarmImports::default()),
             layers: std::sync::OnceLock::new(),
-            free_tx,
-            free_rx: Mutex::new(free_rx),
             shut: AtomicBool::new(false),
         };
-        // Launch every slot (sequentially: each must report its layers).
+        // Launch the warm slots (sequentially: each must report its layers).
         let mut slot_layers = None;
-        for idx in 0..inner.slots.len() {
+        for idx in 0..warm_slots {
             let (proc_, hello) = spawn_slot(&inner, idx).await?;
-            *inner.slots[idx].lock().await = Some(proc_);
+            *inner.pool.procs[idx].lock().await = Some(proc_);
             slot_layers.get_or_insert(hello);
-            let _ = inner.free_tx.send(idx);
+            inner.pool.free().warm.push_back(idx);
+            inner.pool.available.add_permits(1);
         }
         let mut layers = slot_layers.unwrap_or_default();
         layers.notes.extend(notes);
@@ -607,9 +719,10 @@ impl Sandbox {
             inner: Arc::new(inner),
         };
 
-        // Probe: one real execution per slot.
+        // Probe: one real execution per warm slot (the others run the same helper
+        // with the same plan, and it fails closed on its own).
         let mut child_layers: Option<LayerReport> = None;
-        for _ in 0..sandbox.inner.slots.len() {
+        for _ in 0..warm_slots {
             // The probe needs the layer report, which only comes with the exit status.
             let mut exec = sandbox
                 .run_inner(
@@ -735,14 +848,8 @@ impl Sandbox {
         if inner.shut.load(Ordering::SeqCst) {
             return Err(Error::ShutDown);
         }
-        let idx = {
-            let mut rx = inner.free_rx.lock().await;
-            rx.recv().await.ok_or(Error::ShutDown)?
-        };
-        let guard = SlotGuard {
-            idx,
-            tx: inner.free_tx.clone(),
-        };
+        let guard = inner.pool.acquire().await?;
+        let idx = guard.idx;
         if inner.shut.load(Ordering::SeqCst) {
             return Err(Error::ShutDown);
         }
@@ -809,7 +916,7 @@ impl Sandbox {
         let mut spare_taken = None;
         let mut frame: Option<Frame> = None;
         {
-            let mut slot = inner.slots[idx].lock().await;
+            let mut slot = inner.pool.procs[idx].lock().await;
             let generation = inner.warm().generation;
             let mut attempt = 0;
             loop {
@@ -910,8 +1017,10 @@ impl Sandbox {
         } else {
             (None, None)
         };
+        let pool = inner.pool.clone();
         tokio::spawn(drive(io, spec, ev_tx, cmd_rx, pid.clone(), proxy_tx, guard));
         Ok(Execution {
+            slot: Some((pool, idx)),
             events: ev_rx,
             cmds: cmd_tx,
             pid,
@@ -922,10 +1031,10 @@ impl Sandbox {
         })
     }
 
-    /// Host pids of the running zygotes (one per live slot), for health checks.
+    /// Host pids of the running zygotes (one per warm slot), for health checks.
     pub async fn zygote_pids(&self) -> Vec<u32> {
         let mut out = Vec::new();
-        for slot in &self.inner.slots {
+        for slot in &self.inner.pool.procs {
             if let Some(p) = slot.lock().await.as_mut() {
                 if let (Ok(None), Some(id)) = (p.child.try_wait(), p.child.id()) {
                     out.push(id);
@@ -938,7 +1047,8 @@ impl Sandbox {
     /// Stops every zygote (running executions die with them).
     pub async fn shutdown(&self) {
         self.inner.shut.store(true, Ordering::SeqCst);
-        for slot in &self.inner.slots {
+        self.inner.pool.available.close();
+        for slot in &self.inner.pool.procs {
             if let Some(mut p) = slot.lock().await.take() {
                 let _ = p.child.start_kill();
                 let _ = tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await;

@@ -1284,17 +1284,10 @@ set_result({k: f[k].strip() for k in ["NoNewPrivs", "CapEff", "CapPrm", "CapBnd"
     }
     assert_ne!(r["uid"], json!(0));
     assert_ne!(r["euid"], json!(0));
-    if unsafe_free_is_root() {
+    if is_root() {
         assert_eq!(r["uid"], json!(uid_base));
         assert!(sb.layers().uid_drop);
     }
-}
-
-fn unsafe_free_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -33,23 +33,6 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("waited 10 s for {what}");
-}
-
-async fn finished(ex: &mut Execution) -> Outcome {
-    match ex.next_event().await {
-        Event::Finished(o) => o,
-        other => panic!("unexpected event {other:?}"),
-    }
-}
-
 async fn next_spare_waits_for_the_dropped_execution(cfg: SandboxConfig) {
     let Some(sb) = start(cfg).await else { return };
     let zygote = sb.zygote_pids().await[0];

@@ -106,6 +106,7 @@ impl App {
             packages.clone(),
             RunnerLimits {
                 concurrency: config.worker_count(),
+                max_paused: config.max_paused,
                 queue_size: config.queue_size,
                 default_timeout_secs: config.max_timeout.min(60),
                 max_timeout_secs: config.max_timeout,

@@ -118,9 +118,17 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
 
-    /// Concurrent executions (sandbox slots). Defaults to the number of cores.
+    /// Executions running at once (each may use a core). Defaults to the number of
+    /// cores.
     #[arg(long, env = "AIRLOCK_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Executions that may be paused in `llm.complete` at once without holding a
+    /// worker (each keeps its processes, uid and namespaces; none runs). When that
+    /// many are paused, new executions get 429. 0: a paused execution keeps its
+    /// worker.
+    #[arg(long, env = "AIRLOCK_MAX_PAUSED", default_value_t = 64)]
+    pub max_paused: usize,
 
     /// Executions that may wait for a free slot before new ones get 429.
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
@@ -251,6 +259,7 @@ impl Config {
             sandbox: SandboxMode::Strict,
             scratch_dir: None,
             workers: None,
+            max_paused: 64,
             queue_size: 256,
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,
@@ -325,6 +334,12 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
             })
             .max(1)
+    }
+
+    /// Sandbox slots (identities: a uid, a cgroup, a scratch directory each): one per
+    /// worker and one per execution that may be paused.
+    pub fn sandbox_slots(&self) -> usize {
+        self.worker_count() + self.max_paused
     }
 
     /// The public URL without a trailing slash, if configured.

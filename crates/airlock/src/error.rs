@@ -153,6 +153,7 @@ impl From<RunnerError> for ApiError {
                 detail,
             ),
             RunnerError::QueueFull => ApiError::too_many(detail, 1),
+            RunnerError::PausedFull(_) => ApiError::too_many(detail, 5),
             RunnerError::Catalog(e) => e.into(),
             RunnerError::Store(e) => e.into(),
         }

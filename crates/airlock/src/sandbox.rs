@@ -72,7 +72,10 @@ pub async fn start(
     }
     cfg.uid_base = config.sandbox_uid_base;
     cfg.scratch_dir = config.scratch_dir.clone();
-    cfg.slots = config.worker_count();
+    // A slot per worker (warm: a zygote each) and one per execution that may be
+    // paused in `llm.complete` (their zygote is retired while they wait).
+    cfg.slots = config.sandbox_slots();
+    cfg.warm_slots = Some(config.worker_count());
     cfg.limits = limits;
     if config.sandbox == SandboxMode::Permissive {
         cfg.allow_missing = Layer::ALL.to_vec();

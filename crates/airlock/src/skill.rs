@@ -28,7 +28,7 @@ pub async fn render(state: &AppState, base: &str) -> ApiResult<String> {
     out.push_str(&HEADER.replace("{base}", base));
     out.push_str(&format!(
         "\n## This instance\n\n- URL: {base}\n- Version: {}\n- Sandbox: {sandbox}\n- Limits: timeout 1..={} s (default {} s), script ≤ {} bytes, stdout/stderr kept up to {} bytes each, \
-         LLM answer wait ≤ {} s, {} concurrent executions, queue of {}.\n",
+         LLM answer wait ≤ {} s, {} concurrent executions (and {} more paused in `llm.complete`), queue of {}.\n",
         env!("CARGO_PKG_VERSION"),
         limits.max_timeout_secs,
         limits.default_timeout_secs,
@@ -36,6 +36,7 @@ pub async fn render(state: &AppState, base: &str) -> ApiResult<String> {
         limits.output_cap_bytes,
         limits.llm_wait.as_secs(),
         limits.concurrency,
+        limits.max_paused,
         limits.queue_size,
     ));
     out.push_str("\n## Profiles on this instance\n\n");

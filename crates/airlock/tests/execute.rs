@@ -928,3 +928,85 @@ async fn slot_uids_follow_the_configured_base_and_never_root() {
         .to_string();
     assert!(reason.contains("AIRLOCK_SANDBOX_UID_BASE"), "{reason}");
 }
+
+/// Answers the paused `llm.complete` of execution `id` with `answer`.
+async fn answer_llm(env: &Env, key: &str, id: &str, answer: &str) {
+    let v = wait_for_status(env, key, id, "awaiting_llm").await;
+    let body = json!({"response": answer, "request_id": v["llm_request"]["request_id"]});
+    let (s, v) = env
+        .agent(
+            key,
+            "POST",
+            &format!("/executions/{id}/respond"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn paused_executions_give_their_worker_to_others() {
+    let env = env_with(|c| {
+        c.workers = Some(1);
+        c.max_paused = 2;
+    })
+    .await;
+    let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
+    let pauses = "import os\nr = llm.complete('q')\nset_result({'answer': r, 'uid': os.getuid()})";
+    let submit = |script: &'static str| {
+        let env = &env;
+        let key = &key;
+        async move {
+            let (s, h, v) = env.submit(key, script, Some(20)).await;
+            (s, h, v)
+        }
+    };
+    // One worker, two executions paused at once: the first let the worker go.
+    let mut paused = Vec::new();
+    for _ in 0..2 {
+        let (s, _, v) = submit(pauses).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let id = v["execution_id"].as_str().unwrap().to_string();
+        wait_for_status(&env, &key, &id, "awaiting_llm").await;
+        paused.push(id);
+    }
+    // Every pause slot is taken: a new execution is refused, and says why.
+    let (s, h, v) = submit("set_result(1)").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(h.get(header::RETRY_AFTER).is_some());
+    assert_eq!(v["code"], "rate_limited");
+    assert!(
+        v["detail"].as_str().unwrap().contains("AIRLOCK_MAX_PAUSED"),
+        "{v}"
+    );
+    // One answered (and done): a trivial execution runs while the other is still
+    // paused.
+    answer_llm(&env, &key, &paused[0], "first").await;
+    wait_for_status(&env, &key, &paused[0], "completed").await;
+    let other = env.run(&key, "import os\nset_result(os.getuid())").await;
+    assert_eq!(other["status"], "completed", "{other}");
+    let (_, still) = env.poll(&key, &paused[1], 0).await;
+    assert_eq!(still["status"], "awaiting_llm", "{still}");
+    answer_llm(&env, &key, &paused[1], "second").await;
+    let mut uids = Vec::new();
+    for (id, answer) in paused.iter().zip(["first", "second"]) {
+        let mut v = Value::Null;
+        for _ in 0..10 {
+            v = env.poll(&key, id, 30).await.1;
+            if v["status"] == "completed" {
+                break;
+            }
+        }
+        assert_eq!(v["status"], "completed", "{v}");
+        assert_eq!(v["result"]["answer"], answer, "{v}");
+        uids.push(v["result"]["uid"].clone());
+    }
+    if common::running_as_root() {
+        // Executions alive at once on one worker have identities of their own.
+        assert_ne!(uids[0], uids[1], "two paused executions shared a uid");
+        assert_ne!(
+            other["result"], uids[1],
+            "a paused execution shared its uid"
+        );
+    }
+}

@@ -101,3 +101,54 @@ pub async fn result_of(sb: &Sandbox, j: Job) -> serde_json::Value {
     );
     o.result.expect("a result")
 }
+
+/// Waits up to 10 s for `cond`.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("waited 10 s for {what}");
+}
+
+/// The next event, which must be the outcome.
+pub async fn finished(ex: &mut Execution) -> Outcome {
+    match ex.next_event().await {
+        Event::Finished(o) => o,
+        other => panic!("unexpected event {other:?}"),
+    }
+}
+
+/// The next event, which must be an `llm.complete` call; returns its request id.
+pub async fn llm_request(ex: &mut Execution) -> String {
+    match ex.next_event().await {
+        Event::LlmRequest { request_id, .. } => request_id,
+        other => panic!("expected an llm.complete call, got {other:?}"),
+    }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+/// The parent pid of `pid`, while it exists.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether this test process runs as root (then every slot has a uid of its own).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}

@@ -113,7 +113,7 @@ impl PackagesConfig {
             disk_bytes: c.pip_disk_mb.max(64) * 1024 * 1024,
             helper: c.sandbox_helper.clone(),
             // The slot after the script slots: a uid of its own.
-            uid_base: c.sandbox_uid_base + c.worker_count() as u32,
+            uid_base: c.sandbox_uid_base + c.sandbox_slots() as u32,
             sandbox: c.sandbox,
         }
     }

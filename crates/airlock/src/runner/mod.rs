@@ -21,7 +21,7 @@ use airlock_store::{
     RecordMode, RedactionEvent, Store,
 };
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{Catalog, OpenedCredential};
 
@@ -34,6 +34,8 @@ pub enum RunnerError {
     Unavailable(String),
     #[error("the execution queue is full; retry shortly")]
     QueueFull,
+    #[error("{0} executions are paused waiting for llm.complete answers (AIRLOCK_MAX_PAUSED); answer them, or let them time out, and retry")]
+    PausedFull(usize),
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
@@ -51,7 +53,10 @@ pub const INTERRUPTED: &str = "interrupted by server restart";
 /// Limits the runner applies; set from the configuration.
 #[derive(Debug, Clone)]
 pub struct RunnerLimits {
+    /// Executions running at once.
     pub concurrency: usize,
+    /// Executions paused in `llm.complete` at once without holding a run slot.
+    pub max_paused: usize,
     pub queue_size: usize,
     pub default_timeout_secs: u64,
     pub max_timeout_secs: u64,
@@ -117,6 +122,8 @@ struct Run {
     /// Time paused in `llm.complete` (not running time).
     waited: Duration,
     llm_wait: Duration,
+    /// The run slot (a core's worth), held while the script may run.
+    run_slot: Option<OwnedSemaphorePermit>,
     egress: Option<EgressSession>,
     /// What the run keeps of its inputs (the profile's `record`, once checked).
     record: RecordMode,
@@ -152,6 +159,11 @@ pub struct Runner {
     packages: Arc<crate::packages::Packages>,
     pub limits: RunnerLimits,
     queue: mpsc::Sender<QueuedJob>,
+    /// Run slots (`concurrency`): an execution holds one while its script may run.
+    run_slots: Arc<Semaphore>,
+    /// Pause slots (`max_paused`): an execution paused in `llm.complete` holds one
+    /// instead of its run slot.
+    pause_slots: Arc<Semaphore>,
     /// Executions from submission until their final state is published, by id.
     live: Mutex<HashMap<String, Live>>,
     /// Recently finished executions, for polls that come after the end.
@@ -187,6 +199,8 @@ impl Runner {
         sealed: SealedTls,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::channel(limits.queue_size.max(1));
+        let run_slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+        let pause_slots = Arc::new(Semaphore::new(limits.max_paused));
         let (sandbox, unavailable) = match sandbox {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
@@ -199,6 +213,8 @@ impl Runner {
             packages,
             limits,
             queue: tx,
+            run_slots,
+            pause_slots,
             live: Mutex::new(HashMap::new()),
             finished: Mutex::default(),
             egress_tls: sealed.tls,
@@ -263,6 +279,11 @@ impl Runner {
     ) -> Result<String, RunnerError> {
         if let Some(reason) = &self.unavailable {
             return Err(RunnerError::Unavailable(reason.clone()));
+        }
+        // Every pause slot taken: a new execution that paused would hold a worker.
+        let paused = self.limits.max_paused;
+        if paused > 0 && self.pause_slots.available_permits() == 0 {
+            return Err(RunnerError::PausedFull(paused));
         }
         let permit = self
             .queue
@@ -463,7 +484,7 @@ impl Runner {
     /// Runs one queued job to its final state, in phases: the profile is checked
     /// again, the sandbox starts the script (with the egress session when it has
     /// network), then each event is handled until the outcome (or a revocation).
-    async fn run_job(self: Arc<Self>, job: QueuedJob) {
+    async fn run_job(self: Arc<Self>, job: QueuedJob, run_slot: OwnedSemaphorePermit) {
         let Some(sandbox) = self.sandbox.clone() else {
             return;
         };
@@ -479,6 +500,7 @@ impl Runner {
             started: Instant::now(),
             waited: Duration::ZERO,
             llm_wait: job.llm_wait,
+            run_slot: Some(run_slot),
             egress: None,
             record: RecordMode::Off,
             replay: job.replay,
@@ -712,8 +734,20 @@ impl Runner {
         );
         let asked_at = Utc::now();
         let paused = Instant::now();
+        // The script is stopped while it waits: its run slot goes to another
+        // execution, and its slot's idle zygote goes, while a pause slot is free.
+        let pause_slot = self.pause_slots.clone().try_acquire_owned().ok();
+        if pause_slot.is_some() {
+            run.run_slot = None;
+            exec.park();
+        }
         self.save(&run.row).await;
         let answer = self.wait_llm(&run.row.profile_id, rx, run.llm_wait).await;
+        if pause_slot.is_some() && answer.is_ok() {
+            // Back to running: wait for a run slot (the pause slot is held meanwhile).
+            run.run_slot = self.run_slots.clone().acquire_owned().await.ok();
+        }
+        drop(pause_slot);
         run.waited += paused.elapsed();
         run.row.llm_wait_ms = run.waited.as_millis() as i64;
         let answer = answer?;
@@ -1007,12 +1041,13 @@ fn with_marker(bytes: Vec<u8>, truncated: bool, cap: usize) -> String {
     s
 }
 
+/// Starts each queued job once a run slot is free (the job holds the slot, and
+/// gives it up while it is paused in `llm.complete`).
 async fn dispatch(runner: std::sync::Weak<Runner>, mut rx: mpsc::Receiver<QueuedJob>) {
-    let concurrency = match runner.upgrade() {
-        Some(r) => r.limits.concurrency.max(1),
+    let slots = match runner.upgrade() {
+        Some(r) => r.run_slots.clone(),
         None => return,
     };
-    let slots = Arc::new(Semaphore::new(concurrency));
     while let Some(job) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -1020,9 +1055,6 @@ async fn dispatch(runner: std::sync::Weak<Runner>, mut rx: mpsc::Receiver<Queued
         let Some(r) = runner.upgrade() else {
             return;
         };
-        tokio::spawn(async move {
-            r.run_job(job).await;
-            drop(permit);
-        });
+        tokio::spawn(r.run_job(job, permit));
     }
 }

@@ -828,3 +828,9 @@ pub fn req(
         None => b.body(Body::empty()).unwrap(),
     }
 }
+
+/// Whether the tests run as root (then every sandbox slot has a uid of its own).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

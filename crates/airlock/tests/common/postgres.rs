@@ -42,17 +42,12 @@ fn bindir() -> Option<PathBuf> {
     found.pop()
 }
 
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
 impl Postgres {
     pub fn start() -> Option<Postgres> {
         let Some(bin) = bindir() else {
             return unavailable("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)");
         };
-        let as_postgres = is_root();
+        let as_postgres = super::running_as_root();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
