@@ -258,8 +258,11 @@ PY
 # --- (a) no security options: the container tier -----------------------------------------------
 say "(a) docker run with no security options"
 run_container airlock-test-a -v airlock-test-a:/data
-docker logs airlock-test-a 2>&1 | grep "sandbox:" || true
-docker logs airlock-test-a 2>&1 | grep -q "sandbox:    ready, tier container, every layer of it active" \
+# The logs are read once: `docker logs | grep -q` fails under pipefail when grep
+# stops reading at the first match and docker gets SIGPIPE.
+banner=$(docker logs airlock-test-a 2>&1 | grep "sandbox:" || true)
+echo "$banner"
+grep -q "sandbox:    ready, tier container, every layer of it active" <<<"$banner" \
     || fail "(a): the banner does not say the container tier is ready"
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sandbox"]; assert s["tier"]=="container" and s["missing"]==[], s' \
     "$SCRATCH/airlock-test-a.health" || fail "(a): /health does not report the container tier"
@@ -270,8 +273,9 @@ attack_suites airlock-test-a container
 say "(b) docker run with deploy/seccomp.json and systempaths=unconfined"
 run_container airlock-test-b -v airlock-test-b:/data \
     --security-opt seccomp="$ROOT/deploy/seccomp.json" --security-opt systempaths=unconfined
-docker logs airlock-test-b 2>&1 | grep "sandbox:" || true
-docker logs airlock-test-b 2>&1 | grep -q "sandbox:    ready, tier full, every layer active" \
+banner=$(docker logs airlock-test-b 2>&1 | grep "sandbox:" || true)
+echo "$banner"
+grep -q "sandbox:    ready, tier full, every layer active" <<<"$banner" \
     || fail "(b): the banner does not say the full tier is ready"
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["sandbox"]; assert s["tier"]=="full" and s["missing"]==[], s' \
     "$SCRATCH/airlock-test-b.health" || fail "(b): /health does not report the full tier"
