@@ -102,7 +102,7 @@ pub struct Execution {
     /// is dropped, the slot's zygote may prepare the next.
     pub(crate) spare_taken: Option<(Arc<crate::sandbox::SpareGate>, u64)>,
     /// The pool and the slot this execution holds, for [`Execution::park`].
-    pub(crate) slot: Option<(Arc<crate::sandbox::Pool>, usize)>,
+    pub(crate) slot: Option<(std::sync::Weak<crate::sandbox::Inner>, usize)>,
 }
 
 impl Drop for Execution {
@@ -213,12 +213,15 @@ impl Execution {
 
     /// Tells the pool that this execution will wait a long time (a paused
     /// `llm.complete`): its slot's zygote is retired, since no other job may use it
-    /// while this execution holds the slot. The execution keeps its processes, its uid
-    /// and its namespaces; only the slot's idle interpreter goes, and the slot gets a
-    /// new one when a job next takes it. Idempotent.
+    /// while this execution holds the slot, and a free slot without one starts one in
+    /// the background (so the next job does not wait for an interpreter). The
+    /// execution keeps its processes, its uid and its namespaces; only the slot's idle
+    /// interpreter goes. Idempotent.
     pub fn park(&mut self) {
-        if let Some((pool, idx)) = self.slot.take() {
-            pool.retire_zygote(idx);
+        if let Some((inner, idx)) = self.slot.take() {
+            if let Some(inner) = inner.upgrade() {
+                crate::sandbox::park_slot(&inner, idx);
+            }
         }
     }
 

@@ -291,7 +291,7 @@ fn default_scratch_base() -> PathBuf {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     cgroups: Vec<Option<Arc<SlotCgroup>>>,
     cfg: SandboxConfig,
     template: HelperConfig,
@@ -436,6 +436,41 @@ impl Pool {
             p.take();
         }
     }
+}
+
+/// Slot `idx` holds a parked execution: its zygote is retired, and a free slot
+/// without a zygote starts one in the background, in its place.
+pub(crate) fn park_slot(inner: &Arc<Inner>, idx: usize) {
+    inner.pool.retire_zygote(idx);
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        if inner.shut.load(Ordering::SeqCst) {
+            return;
+        }
+        // A free slot without a zygote, taken so that no job waits for it meanwhile.
+        let Ok(permit) = inner.pool.available.try_acquire() else {
+            return;
+        };
+        let Some(idx) = inner.pool.free().cold.pop_front() else {
+            return;
+        };
+        permit.forget();
+        let guard = SlotGuard {
+            idx,
+            pool: inner.pool.clone(),
+        };
+        let mut slot = inner.pool.procs[idx].lock().await;
+        if slot.is_none() {
+            // A failure leaves the slot cold: the job that next takes it tries again,
+            // and that job's error says why.
+            if let Ok((p, _)) = spawn_slot(&inner, idx).await {
+                *slot = Some(p);
+            }
+        }
+        drop(slot);
+        // Freed: listed as warm (the zygote is alive) unless enough free slots are.
+        drop(guard);
+    });
 }
 
 /// Returns the slot to the free list when dropped.
@@ -1017,10 +1052,9 @@ impl Sandbox {
         } else {
             (None, None)
         };
-        let pool = inner.pool.clone();
         tokio::spawn(drive(io, spec, ev_tx, cmd_rx, pid.clone(), proxy_tx, guard));
         Ok(Execution {
-            slot: Some((pool, idx)),
+            slot: Some((Arc::downgrade(&self.inner), idx)),
             events: ev_rx,
             cmds: cmd_tx,
             pid,
