@@ -220,7 +220,7 @@ impl Execution {
     pub fn park(&mut self) {
         if let Some((inner, idx)) = self.slot.take() {
             if let Some(inner) = inner.upgrade() {
-                crate::sandbox::park_slot(&inner, idx);
+                crate::sandbox::park_slot(&inner, idx, self.pid.clone());
             }
         }
     }

@@ -431,19 +431,36 @@ impl Pool {
     /// Slot `idx` holds a parked execution: its zygote is retired (no other job may
     /// use it while the execution holds the slot; the slot gets a new one when a job
     /// next takes it).
-    pub(crate) fn retire_zygote(&self, idx: usize) {
-        if let Ok(mut p) = self.procs[idx].try_lock() {
-            p.take();
-        }
+    async fn retire_zygote(&self, idx: usize) {
+        // Dropped: killed (`kill_on_drop`) and reaped by the runtime.
+        self.procs[idx].lock().await.take();
     }
 }
 
 /// Slot `idx` holds a parked execution: its zygote is retired, and a free slot
 /// without a zygote starts one in the background, in its place.
-pub(crate) fn park_slot(inner: &Arc<Inner>, idx: usize) {
-    inner.pool.retire_zygote(idx);
+///
+/// Only once the execution's supervisor has reported `started` (`pid` is set): it
+/// clears its parent-death signal before that report, and a script can reach
+/// `llm.complete` before its supervisor gets that far (without network the job's fds
+/// reach the script straight from the server). Retired earlier, the zygote would take
+/// the execution with it.
+pub(crate) fn park_slot(inner: &Arc<Inner>, idx: usize, pid: Arc<AtomicI32>) {
     let inner = inner.clone();
     tokio::spawn(async move {
+        let started = async {
+            while pid.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        // A supervisor that never reports is killed by its driver; the zygote stays.
+        if tokio::time::timeout(Duration::from_secs(10), started)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        inner.pool.retire_zygote(idx).await;
         if inner.shut.load(Ordering::SeqCst) {
             return;
         }
