@@ -369,6 +369,6 @@ Every error is JSON `{"detail": "...", "code": "..."}`; `detail` says what to fi
 | 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm`, `llm_request_mismatch` | the state does not allow it (e.g. changing a locked profile, answering twice or a stale `request_id`) |
 | 413 | `too_large` | script or body over the limit |
 | 422 | `invalid_input` | a field breaks a rule (named in `detail`), e.g. timeout out of range, unknown credential |
-| 429 | `rate_limited` | the queue is full; retry after `Retry-After` seconds |
+| 429 | `rate_limited` | the queue is full, or too many executions are paused in `llm.complete` (answer yours); retry after `Retry-After` seconds |
 | 503 | `sandbox_unavailable`, `packages_unavailable` | the sandbox (or the package installer) cannot run on this host right now |
 "#;

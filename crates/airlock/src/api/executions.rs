@@ -149,7 +149,7 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     responses(
         (status = 202, description = "Queued; poll `poll_url`", body = docs::Submitted),
         (status = 403, description = "`hash` is not the HMAC of the script (`hash_mismatch`)", body = ErrorBody),
-        (status = 429, description = "The queue is full (`rate_limited`, with Retry-After)", body = ErrorBody),
+        (status = 429, description = "The queue is full, or every pause slot is taken by an execution paused in `llm.complete` (`rate_limited`, with Retry-After)", body = ErrorBody),
         (status = 503, description = "The sandbox is unavailable (`sandbox_unavailable`)", body = ErrorBody),
     )
 )]
