@@ -43,13 +43,15 @@ pub fn redacted(mut row: EgressRow, redactor: &Redactor) -> EgressRow {
 /// Stores each event of a session as it ends; the task ends with the session.
 /// `redactor` holds the values that may appear (none for the package installer,
 /// whose method is still reduced to a token). With `answers`, each answer the
-/// session captured is stored too, redacted with `redactor` and sealed.
+/// session captured is stored too, redacted with `redactor` and sealed. `metrics`
+/// counts each attempt.
 pub fn spawn_writer(
     store: Arc<dyn Store>,
     owner: String,
     mut events: Events,
     redactor: Option<Arc<Redactor>>,
     answers: Option<crate::catalog::Catalog>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Sealed as they come, written in one transaction when the session ends (the
@@ -75,6 +77,9 @@ pub fn spawn_writer(
             match &redactor {
                 Some(r) => row = redacted(row, r),
                 None => row.method = airlock_egress::logged_method(&row.method),
+            }
+            if let Some(m) = &metrics {
+                m.egress_attempt(row.allowed);
             }
             if let Err(e) = store.egress_insert(&row).await {
                 tracing::error!(owner = %row.execution_id, error = %e, "cannot store egress log row");

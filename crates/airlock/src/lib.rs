@@ -17,6 +17,7 @@ pub mod egress_log;
 pub mod error;
 pub mod ids;
 pub mod mcp;
+pub mod metrics;
 pub mod packages;
 pub mod requirements;
 pub mod runner;

@@ -141,15 +141,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 );
             } else if tier == airlock_sandbox::Tier::Full {
                 println!(
-                    "  sandbox:    ready, tier full, every layer active ({} workers, landlock ABI {})",
+                    "  sandbox:    ready, tier full, every layer active ({} workers, up to {} paused, landlock ABI {})",
                     config.worker_count(),
+                    config.max_paused,
                     layers.landlock_abi
                 );
             } else {
                 println!(
-                    "  sandbox:    ready, tier {tier}, every layer of it active ({} workers, landlock ABI {}); \
+                    "  sandbox:    ready, tier {tier}, every layer of it active ({} workers, up to {} paused, landlock ABI {}); \
                      no namespaces here (README \"Sandbox tiers\" says what this tier does not guarantee)",
                     config.worker_count(),
+                    config.max_paused,
                     layers.landlock_abi
                 );
             }

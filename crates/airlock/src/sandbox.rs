@@ -70,6 +70,12 @@ pub async fn start(
             config.sandbox_uid_base
         ));
     }
+    if config.max_paused > MAX_PAUSED_LIMIT {
+        return Err(format!(
+            "AIRLOCK_MAX_PAUSED must be at most {MAX_PAUSED_LIMIT} (got {}): each one is a sandbox slot (a uid, a cgroup) made at start-up",
+            config.max_paused
+        ));
+    }
     cfg.uid_base = config.sandbox_uid_base;
     cfg.scratch_dir = config.scratch_dir.clone();
     // A slot per worker (warm: a zygote each) and one per execution that may be
@@ -82,6 +88,9 @@ pub async fn start(
     }
     start_tiers(cfg, config.sandbox.tiers()).await.map(Arc::new)
 }
+
+/// The largest `AIRLOCK_MAX_PAUSED` accepted.
+pub const MAX_PAUSED_LIMIT: usize = 10_000;
 
 /// Starts `cfg` in the first of `tiers` whose layers all work; the error names why
 /// each tier could not start.

@@ -929,6 +929,19 @@ async fn slot_uids_follow_the_configured_base_and_never_root() {
     assert!(reason.contains("AIRLOCK_SANDBOX_UID_BASE"), "{reason}");
 }
 
+#[tokio::test]
+async fn an_unreasonable_max_paused_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.max_paused = airlock::sandbox::MAX_PAUSED_LIMIT + 1;
+    let app = App::open(c).await.unwrap();
+    let reason = app.state.runner.unavailable_reason().unwrap_or("");
+    assert!(
+        reason.contains("AIRLOCK_MAX_PAUSED must be at most"),
+        "{reason}"
+    );
+}
+
 /// Answers the paused `llm.complete` of execution `id` with `answer`.
 async fn answer_llm(env: &Env, key: &str, id: &str, answer: &str) {
     let v = wait_for_status(env, key, id, "awaiting_llm").await;

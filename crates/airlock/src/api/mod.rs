@@ -302,6 +302,27 @@ async fn health(
     })))
 }
 
+/// `GET /metrics`: counts and durations for Prometheus (OpenMetrics text). No
+/// execution or profile ids, names or hosts: nothing in it says who ran what.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "OpenMetrics text: executions by final status, running and LLM-wait time histograms, queued/running/paused executions, workers, egress attempts, redactions", content_type = "application/openmetrics-text", body = String))
+)]
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let runner = &state.runner;
+    let text = runner.metrics.render(runner.load());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response()
+}
+
 /// `GET /skill.md`: the guide for agents, for this instance.
 #[utoipa::path(
     get,
@@ -382,6 +403,7 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(skill_md))
+        .routes(routes!(metrics))
         .routes(routes!(docs::openapi_json))
         .merge(agent::routes())
         .merge(packages::agent_routes())

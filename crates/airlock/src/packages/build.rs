@@ -270,7 +270,14 @@ impl Packages {
         let (stop, events) = session.split();
         // The installer holds no credential, but its request lines come from build
         // code: the method is recorded only as a plain token.
-        crate::egress_log::spawn_writer(self.store.clone(), id.to_string(), events, None, None);
+        crate::egress_log::spawn_writer(
+            self.store.clone(),
+            id.to_string(),
+            events,
+            None,
+            None,
+            None,
+        );
         Some(stop)
     }
 }

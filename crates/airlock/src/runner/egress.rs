@@ -87,6 +87,7 @@ impl Runner {
             events,
             Some(redactor),
             answers,
+            Some(self.metrics.clone()),
         );
         EgressSession { stop, writer }
     }

@@ -177,6 +177,8 @@ pub struct Runner {
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
     /// `sys.version` of [`RunnerLimits::python`], asked once, when a run first records.
     python_version: tokio::sync::OnceCell<String>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How sealed credentials reach HTTPS hosts: the instance CA and the bundle path the
@@ -221,6 +223,7 @@ impl Runner {
             ca_bundle: sealed.ca_bundle,
             last_used: Mutex::new(HashMap::new()),
             python_version: tokio::sync::OnceCell::new(),
+            metrics: Arc::default(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
         runner
@@ -365,6 +368,19 @@ impl Runner {
             replay,
         });
         Ok(id)
+    }
+
+    /// The load at this moment, for `GET /metrics`.
+    pub fn load(&self) -> crate::metrics::Load {
+        let workers = self.limits.concurrency.max(1);
+        let max_paused = self.limits.max_paused;
+        crate::metrics::Load {
+            queued: self.queue.max_capacity() - self.queue.capacity(),
+            running: workers.saturating_sub(self.run_slots.available_permits()),
+            paused: max_paused.saturating_sub(self.pause_slots.available_permits()),
+            workers,
+            max_paused,
+        }
     }
 
     /// A receiver holding the execution's latest state, which changes with every
@@ -872,7 +888,14 @@ impl Runner {
     async fn finish(&self, mut row: ExecutionRow, run_start: Instant, events: Vec<RedactionEvent>) {
         row.execution_time_ms = Some(run_start.elapsed().as_millis() as i64);
         row.completed_at = Some(Utc::now());
+        self.metrics
+            .redacted(events.iter().map(|e| e.count).sum::<u64>());
         row.redactions = events;
+        self.metrics.finished(
+            row.status.as_str(),
+            row.execution_time_ms.unwrap_or(0),
+            row.llm_wait_ms,
+        );
         self.save(&row).await;
     }
 }
