@@ -179,7 +179,7 @@ run_container() {
 # lock, execute, poll; checks the result and the redaction.
 api_round_trip() {
     docker exec -i "$1" python3 - <<'PY' || fail "$1: API round trip"
-import hashlib, hmac, http.cookiejar, json, urllib.request
+import hashlib, hmac, http.cookiejar, json, secrets, time, urllib.request
 base = "http://127.0.0.1:9090"
 jar = http.cookiejar.CookieJar()
 opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -202,9 +202,10 @@ key_id, secret = key.split(":", 1)
 script = ('token = settings.get("DEMO_TOKEN")\n'
           'print("token is", token)\n'
           'set_result({"length": len(token)})\n')
-digest = hmac.new(secret.encode(), script.encode(), hashlib.sha256).hexdigest()
+ts, nonce = int(time.time()), secrets.token_urlsafe(24)
+digest = hmac.new(secret.encode(), f"{ts}\n{nonce}\n{script}".encode(), hashlib.sha256).hexdigest()
 auth = {"Authorization": f"Bearer {key_id}"}
-eid = call("POST", "/execute", {"script": script, "hash": digest}, auth)["execution_id"]
+eid = call("POST", "/execute", {"script": script, "hash": digest, "ts": ts, "nonce": nonce}, auth)["execution_id"]
 for _ in range(10):
     r = call("GET", f"/executions/{eid}?wait=30", None, auth)
     if r["status"] not in ("pending", "running"):

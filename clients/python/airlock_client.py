@@ -6,12 +6,15 @@
     print(ex["status"], ex["result"])
 
 The key (``ark_ID:SECRET``) stays in this process: only the id part is sent, and
-each script is signed with HMAC-SHA256 of the secret.
+each request is signed with HMAC-SHA256 of the secret over a timestamp, a fresh
+nonce and the script, so a captured request cannot be sent again.
 """
 
 import hashlib
 import hmac
 import json
+import secrets
+import time
 import urllib.error
 import urllib.request
 
@@ -61,9 +64,15 @@ class Airlock:
             raise AirlockError(e.code, err.get("code", ""), err.get("detail", str(e))) from None
         return json.loads(raw) if raw else None
 
-    def sign(self, script):
-        """The ``hash`` field for ``script``: hex HMAC-SHA256 keyed with the secret."""
-        return hmac.new(self._secret.encode(), script.encode(), hashlib.sha256).hexdigest()
+    def sign(self, script, ts=None, nonce=None):
+        """The signing fields of ``POST /execute`` for ``script``: ``{"hash", "ts",
+        "nonce"}``, the hash being hex HMAC-SHA256 (keyed with the secret) of
+        ``ts + "\\n" + nonce + "\\n" + script``; now and a fresh nonce by default."""
+        ts = int(time.time()) if ts is None else int(ts)
+        nonce = secrets.token_urlsafe(24) if nonce is None else nonce
+        message = f"{ts}\n{nonce}\n{script}".encode()
+        digest = hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()
+        return {"hash": digest, "ts": ts, "nonce": nonce}
 
     # --- agent catalog (no key needed) ---
     def credentials(self):
@@ -83,7 +92,7 @@ class Airlock:
 
     # --- executions (key needed) ---
     def submit(self, script, timeout=None, llm_timeout=None):
-        body = {"script": script, "hash": self.sign(script)}
+        body = {"script": script, **self.sign(script)}
         if timeout is not None:
             body["timeout"] = timeout
         if llm_timeout is not None:

@@ -81,6 +81,16 @@ pub trait Store: Send + Sync + 'static {
     async fn profile_update(&self, row: &ProfileRow) -> Result<()>;
     async fn profile_delete(&self, id: &str) -> Result<()>;
     async fn profile_touch_used(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Records that `nonce` was used with the profile, kept until `expires_at`;
+    /// returns false when it was already recorded (a replay). Nonces expired by
+    /// `now` are forgotten.
+    async fn nonce_claim(
+        &self,
+        profile_id: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>>;
     async fn profile_add_credentials(
         &self,

@@ -176,6 +176,9 @@ pub struct ProfileRow {
     pub allowed_hosts: Option<Vec<String>>,
     /// What each execution's input record keeps.
     pub record: RecordMode,
+    /// The signed message must cover a timestamp and a nonce as well as the
+    /// script (see `POST /execute`); off keeps the script-only form.
+    pub replay_protection: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,

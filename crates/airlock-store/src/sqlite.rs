@@ -165,6 +165,7 @@ fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
         expires_at: row.try_get("expires_at")?,
         allowed_hosts,
         record: row.try_get("record")?,
+        replay_protection: row.try_get("replay_protection")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_used_at: row.try_get("last_used_at")?,
@@ -261,7 +262,8 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
 async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     let r = sqlx::query(
         "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
-         expires_at = ?, allowed_hosts = ?, record = ?, updated_at = ?, last_used_at = ? WHERE id = ?",
+         expires_at = ?, allowed_hosts = ?, record = ?, replay_protection = ?, updated_at = ?, last_used_at = ? \
+         WHERE id = ?",
     )
     .bind(&p.description)
     .bind(&p.key_id)
@@ -271,6 +273,7 @@ async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     .bind(p.expires_at)
     .bind(p.allowed_hosts.as_deref().map(json_list))
     .bind(p.record)
+    .bind(p.replay_protection)
     .bind(p.updated_at)
     .bind(p.last_used_at)
     .bind(&p.id)
@@ -333,8 +336,8 @@ async fn insert_answer<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, a: &AnswerRow) 
 
 async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, record, created_at, updated_at, last_used_at) \
-         VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, record, \
+         replay_protection, created_at, updated_at, last_used_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&p.id)
     .bind(&p.description)
@@ -345,6 +348,7 @@ async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow
     .bind(p.expires_at)
     .bind(p.allowed_hosts.as_deref().map(json_list))
     .bind(p.record)
+    .bind(p.replay_protection)
     .bind(p.created_at)
     .bind(p.updated_at)
     .bind(p.last_used_at)
@@ -594,6 +598,31 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn nonce_claim(
+        &self,
+        profile_id: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM request_nonces WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query(
+            "INSERT INTO request_nonces(profile_id, nonce, expires_at) VALUES(?, ?, ?) \
+             ON CONFLICT(profile_id, nonce) DO NOTHING",
+        )
+        .bind(profile_id)
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>> {
@@ -1144,6 +1173,7 @@ mod tests {
             expires_at: None,
             allowed_hosts: Some(vec!["api.example.com".into()]),
             record: crate::RecordMode::Hashes,
+            replay_protection: false,
             created_at: now(),
             updated_at: now(),
             last_used_at: None,
@@ -1174,6 +1204,7 @@ mod tests {
             p.locked = true;
             p.key_id = Some("ark_abc".into());
             p.secret = Some(vec![9; 40]);
+            p.replay_protection = true;
             s.profile_update(&p).await.unwrap();
             s.close().await;
         }
@@ -1185,6 +1216,7 @@ mod tests {
         assert!(p.locked);
         assert_eq!(p.allowed_hosts, Some(vec!["api.example.com".to_string()]));
         assert_eq!(p.secret, Some(vec![9; 40]));
+        assert!(p.replay_protection);
         let creds = s.profile_credentials("prf_1").await.unwrap();
         assert_eq!(
             creds.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
@@ -1553,6 +1585,36 @@ mod tests {
             at: now() - chrono::Duration::days(days_ago),
             sealed: vec![seq as u8; 40],
         }
+    }
+
+    #[tokio::test]
+    async fn a_nonce_is_claimed_once_per_profile_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        s.profile_insert(&profile("prf_1")).await.unwrap();
+        s.profile_insert(&profile("prf_2")).await.unwrap();
+        let t = now();
+        let later = t + chrono::Duration::seconds(600);
+        assert!(s.nonce_claim("prf_1", "n1", later, t).await.unwrap());
+        assert!(!s.nonce_claim("prf_1", "n1", later, t).await.unwrap());
+        // Another profile's nonces are its own.
+        assert!(s.nonce_claim("prf_2", "n1", later, t).await.unwrap());
+        // Once expired it is forgotten (its timestamp is out of the window then).
+        let after = later + chrono::Duration::seconds(1);
+        assert!(s.nonce_claim("prf_1", "n2", after, after).await.unwrap());
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM request_nonces WHERE nonce = 'n1'")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+        assert_eq!(left, 0);
+        // Deleting the profile deletes its nonces.
+        s.profile_delete("prf_1").await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_nonces")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[tokio::test]

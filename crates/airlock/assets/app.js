@@ -764,6 +764,12 @@
       reloadWith(record === "off" ? "Input records are off." : "Executions now record their inputs.");
     },
 
+    async "profile-replay"(form) {
+      const on = form.elements.replay_protection.checked;
+      await api("PUT", "/api/admin/profiles/" + enc(profileId()), { replay_protection: on });
+      reloadWith(on ? "Replay protection is on: requests must be signed with a time and nonce." : "Replay protection is off: the script-only signature is accepted too.");
+    },
+
     async "profile-add-cred"(form) {
       const name = form.elements.name.value;
       await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });

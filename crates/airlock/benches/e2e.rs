@@ -49,12 +49,12 @@ struct Client {
 impl Client {
     /// Submits `script` and long-polls to a terminal state; returns the final JSON.
     async fn run(&self, script: &str) -> Value {
-        let hash = airlock::ids::hmac_hex(self.secret.as_bytes(), script.as_bytes());
+        let body = airlock::ids::signed_body(self.secret.as_bytes(), script);
         let resp: Value = self
             .http
             .post(format!("{}/execute", self.base))
             .bearer_auth(&self.key_id)
-            .json(&json!({"script": script, "hash": hash}))
+            .json(&body)
             .send()
             .await
             .expect("submit")

@@ -142,12 +142,13 @@ impl Bench {
     }
 
     async fn run(&self, script: &str) -> Value {
-        let hash = airlock::ids::hmac_hex(self.secret.as_bytes(), script.as_bytes());
+        let mut body = airlock::ids::signed_body(self.secret.as_bytes(), script);
+        body["timeout"] = json!(60);
         let v: Value = self
             .http
             .post(format!("{}/execute", self.base))
             .bearer_auth(&self.key_id)
-            .json(&json!({"script": script, "hash": hash, "timeout": 60}))
+            .json(&body)
             .send()
             .await
             .unwrap()

@@ -202,8 +202,7 @@ fn exec_inner(args: &ExecArgs) -> anyhow::Result<i32> {
     let script = read_script(&args.script)?;
     let base = args.server.url.trim_end_matches('/');
     let agent = agent();
-    let hash = crate::ids::hmac_hex(key.secret.as_bytes(), script.as_bytes());
-    let mut body = json!({ "script": script, "hash": hash });
+    let mut body = crate::ids::signed_body(key.secret.as_bytes(), &script);
     if let Some(t) = args.timeout {
         body["timeout"] = json!(t);
     }

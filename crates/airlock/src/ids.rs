@@ -60,6 +60,31 @@ pub fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The `hash` of a replay-protected `POST /execute`: the HMAC of
+/// `ts + "\n" + nonce + "\n" + script`, `ts` in decimal Unix seconds.
+#[allow(clippy::expect_used)] // HMAC accepts a key of any length
+pub fn request_signature(secret: &[u8], ts: i64, nonce: &str, script: &str) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{ts}\n{nonce}\n").as_bytes());
+    mac.update(script.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A fresh nonce for [`request_signature`]: 32 lowercase alphanumerics.
+pub fn nonce() -> String {
+    lower_alnum(32)
+}
+
+/// The signing fields of a `POST /execute` body for `script`, signed now with a
+/// fresh nonce: `{"script", "hash", "ts", "nonce"}`.
+pub fn signed_body(secret: &[u8], script: &str) -> serde_json::Value {
+    let ts = chrono::Utc::now().timestamp();
+    let nonce = nonce();
+    let hash = request_signature(secret, ts, &nonce, script);
+    serde_json::json!({ "script": script, "hash": hash, "ts": ts, "nonce": nonce })
+}
+
 /// `exec_` + 32 lowercase alphanumerics (≈165 random bits).
 pub fn execution_id() -> String {
     format!("exec_{}", lower_alnum(32))
@@ -112,6 +137,19 @@ mod tests {
         assert_eq!(secret.len(), 48);
         assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(profile_key().1, secret);
+    }
+
+    #[test]
+    fn request_signature_is_the_hmac_of_ts_nonce_and_script_on_lines() {
+        let secret = b"s3cret";
+        assert_eq!(
+            request_signature(secret, 1_700_000_000, "abc", "print(1)\n"),
+            hmac_hex(secret, b"1700000000\nabc\nprint(1)\n")
+        );
+        assert_ne!(
+            request_signature(secret, 1_700_000_001, "abc", "print(1)\n"),
+            request_signature(secret, 1_700_000_000, "abc", "print(1)\n")
+        );
     }
 
     #[test]

@@ -487,8 +487,7 @@ impl AirlockMcp {
         done(
             async {
                 let key = self.need_key(&ctx)?;
-                let hash = crate::ids::hmac_hex(key.secret.as_bytes(), args.script.as_bytes());
-                let mut body = json!({ "script": args.script, "hash": hash });
+                let mut body = crate::ids::signed_body(key.secret.as_bytes(), &args.script);
                 if let Some(t) = args.timeout {
                     body["timeout"] = json!(t);
                 }

@@ -178,14 +178,15 @@ const BODY: &str = r#"
    allowed hosts, and lock the profile. Locking shows them a key `ark_<id>:<secret>` once;
    they give it to you (for example as the `AIRLOCK_KEY` environment variable).
    Check progress with `GET {base}/profiles/<id>` (`locked`, `value_exists`).
-4. **Execute**: sign the exact script text and submit it; poll for the result.
+4. **Execute**: sign the current time, a fresh nonce and the exact script text, submit
+   them; poll for the result.
 
 ## Signing and running a script (Python, standard library only)
 
 Set `AIRLOCK_KEY` to the key and run:
 
 ```python
-import hashlib, hmac, json, os, urllib.request
+import hashlib, hmac, json, os, secrets, time, urllib.request
 
 URL = os.environ.get("AIRLOCK_URL", "{base}")
 KEY_ID, SECRET = os.environ["AIRLOCK_KEY"].split(":", 1)
@@ -199,8 +200,9 @@ def call(method, path, body=None):
         return json.load(resp)
 
 script = "set_result({'credentials': settings.keys(), 'answer': 6 * 7})"
-digest = hmac.new(SECRET.encode(), script.encode(), hashlib.sha256).hexdigest()
-run = call("POST", "/execute", {"script": script, "hash": digest, "timeout": 30})
+ts, nonce = int(time.time()), secrets.token_urlsafe(24)  # a fresh nonce per request
+digest = hmac.new(SECRET.encode(), f"{ts}\n{nonce}\n{script}".encode(), hashlib.sha256).hexdigest()
+run = call("POST", "/execute", {"script": script, "hash": digest, "ts": ts, "nonce": nonce, "timeout": 30})
 while True:
     ex = call("GET", "/executions/" + run["execution_id"] + "?wait=30")
     if ex["status"] == "awaiting_llm":
@@ -218,10 +220,12 @@ print(ex["status"], json.dumps(ex["result"]), ex["stdout"], ex["error"] or "")
 URL="${AIRLOCK_URL:-{base}}"
 KEY_ID="${AIRLOCK_KEY%%:*}"; SECRET="${AIRLOCK_KEY#*:}"
 SCRIPT='set_result(6 * 7)'
-HASH=$(printf '%s' "$SCRIPT" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.*= //')
+TS=$(date +%s); NONCE=$(openssl rand -hex 16)
+HASH=$(printf '%s\n%s\n%s' "$TS" "$NONCE" "$SCRIPT" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.*= //')
 ID=$(curl -sf -X POST "$URL/execute" -H "Authorization: Bearer $KEY_ID" \
   -H 'Content-Type: application/json' \
-  -d "$(jq -n --arg s "$SCRIPT" --arg h "$HASH" '{script: $s, hash: $h}')" | jq -r .execution_id)
+  -d "$(jq -n --arg s "$SCRIPT" --arg h "$HASH" --argjson t "$TS" --arg n "$NONCE" \
+        '{script: $s, hash: $h, ts: $t, nonce: $n}')" | jq -r .execution_id)
 while :; do  # each long-poll returns when the status changes; stop at a final one
   EX=$(curl -sf "$URL/executions/$ID?wait=30" -H "Authorization: Bearer $KEY_ID")
   case "$(printf '%s' "$EX" | jq -r .status)" in completed|error|timeout) break ;; esac
@@ -229,9 +233,14 @@ done
 printf '%s' "$EX" | jq -c '{status, result}'
 ```
 
-The hash is the lowercase hex HMAC-SHA256 of the UTF-8 script bytes, keyed with the
-part of the key after `:`. Send only the part before `:` in `Authorization: Bearer`.
-The secret never travels.
+The hash is the lowercase hex HMAC-SHA256 of `ts + "\n" + nonce + "\n" + script`
+(UTF-8), keyed with the part of the key after `:`; `ts` is the current Unix time in
+seconds (the server accepts ±300 s) and `nonce` a fresh random string of 16 to 128
+characters from `A-Z a-z 0-9 _ -`. The server refuses a nonce it has seen
+(`403 replayed`), so a captured request cannot be sent again. Send only the part
+before `:` in `Authorization: Bearer`. The secret never travels. (Profiles made
+before replay protection existed may still accept the old form, the HMAC of the
+script alone; the form above works on every profile.)
 
 ## Inside the script
 
@@ -364,7 +373,7 @@ Every error is JSON `{"detail": "...", "code": "..."}`; `detail` says what to fi
 |---|---|---|
 | 400 | `bad_request` | malformed JSON |
 | 401 | `missing_key`, `malformed_key`, `unknown_key`, `profile_unlocked`, `profile_revoked`, `profile_expired` | the key is absent, not `Bearer ark_<24 chars>`, unknown, or its profile cannot run code |
-| 403 | `hash_mismatch` | the hash is not the HMAC of this exact script with this key's secret |
+| 403 | `hash_mismatch`, `signature_required`, `stale_signature`, `replayed` | the hash is not the HMAC of this `ts`, `nonce` and exact script with this key's secret; the profile needs `ts` and `nonce`; `ts` is over 300 s off the server's clock; the nonce was used before (send a fresh one) |
 | 404 | `not_found` | no such profile/execution for this key |
 | 409 | `profile_locked`, `profile_revoked`, `credential_exists`, `not_awaiting_llm`, `llm_request_mismatch` | the state does not allow it (e.g. changing a locked profile, answering twice or a stale `request_id`) |
 | 413 | `too_large` | script or body over the limit |

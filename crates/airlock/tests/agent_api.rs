@@ -446,6 +446,7 @@ async fn expired_flag_visible_to_agents() {
             "credentials": [],
             "allowed_hosts": ["api.example.com"],
             "record": "off",
+            "replay_protection": true,
             "expires_at": past,
         })
     );

@@ -356,6 +356,113 @@ async fn a_key_sees_a_write_the_epoch_missed_within_a_second() {
     );
 }
 
+/// `POST /execute` with `body` under `key_id`: status, error code, whole answer.
+async fn submit_raw(env: &Env, key_id: &str, body: Value) -> (StatusCode, String, Value) {
+    let (s, _, v) = send(
+        &env.app,
+        req("POST", "/execute", None, Some(key_id), Some(body)),
+    )
+    .await;
+    (s, v["code"].as_str().unwrap_or("").to_string(), v)
+}
+
+#[tokio::test]
+async fn a_replayed_or_stale_signed_request_is_refused() {
+    let env = env_with(|_| {}).await;
+    let (pid, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
+    let (key_id, secret) = key.split_once(':').unwrap();
+    let (_, p) = env
+        .admin("GET", &format!("/api/admin/profiles/{pid}"), None)
+        .await;
+    assert_eq!(p["replay_protection"], true, "new profiles default on: {p}");
+    let script = "set_result(41 + 1)\n";
+    let body = airlock::ids::signed_body(secret.as_bytes(), script);
+    let (s, _, v) = submit_raw(&env, key_id, body.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    // The very same request again: refused, and nothing new runs.
+    let (s, code, v) = submit_raw(&env, key_id, body.clone()).await;
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::FORBIDDEN, "replayed"),
+        "{v}"
+    );
+    let done = wait_for_status(&env, &key, &id, "completed").await;
+    assert_eq!(done["result"], 42);
+    // A signature made for another script, ts or nonce does not carry over.
+    let mut other = body.clone();
+    other["script"] = json!("set_result(0)\n");
+    other["nonce"] = json!(airlock::ids::nonce());
+    let (s, code, _) = submit_raw(&env, key_id, other).await;
+    assert_eq!((s, code.as_str()), (StatusCode::FORBIDDEN, "hash_mismatch"));
+    // Stale (and future) timestamps are refused even when correctly signed.
+    for skew in [-301i64, 301] {
+        let ts = chrono::Utc::now().timestamp() + skew;
+        let nonce = airlock::ids::nonce();
+        let hash = airlock::ids::request_signature(secret.as_bytes(), ts, &nonce, script);
+        let (s, code, v) = submit_raw(
+            &env,
+            key_id,
+            json!({"script": script, "hash": hash, "ts": ts, "nonce": nonce}),
+        )
+        .await;
+        assert_eq!(
+            (s, code.as_str()),
+            (StatusCode::FORBIDDEN, "stale_signature"),
+            "{v}"
+        );
+        assert!(v["detail"].as_str().unwrap().contains("300"), "{v}");
+    }
+    // Malformed nonces and half-stamped bodies are input errors.
+    let mut short = airlock::ids::signed_body(secret.as_bytes(), script);
+    short["nonce"] = json!("abc");
+    assert_eq!(
+        submit_raw(&env, key_id, short).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut half = airlock::ids::signed_body(secret.as_bytes(), script);
+    half.as_object_mut().unwrap().remove("nonce");
+    assert_eq!(
+        submit_raw(&env, key_id, half).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // The script-only form is refused while replay protection is on...
+    let old = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes())});
+    let (s, code, v) = submit_raw(&env, key_id, old.clone()).await;
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::FORBIDDEN, "signature_required"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains(secret));
+    // ...and keeps working on a profile that has it off, where the new form works too.
+    let (s, v) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{pid}"),
+            Some(json!({"replay_protection": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["replay_protection"], false);
+    for body in [
+        old.clone(),
+        old,
+        airlock::ids::signed_body(secret.as_bytes(), script),
+    ] {
+        let (s, _, v) = submit_raw(&env, key_id, body).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let id = v["execution_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            wait_for_status(&env, &key, &id, "completed").await["result"],
+            42
+        );
+    }
+    // A stamped request is replay-checked there as well.
+    let (s, code, _) = submit_raw(&env, key_id, body).await;
+    assert_eq!((s, code.as_str()), (StatusCode::FORBIDDEN, "replayed"));
+}
+
 #[tokio::test]
 async fn refusals_have_the_right_status() {
     let env = env_with(|c| c.max_script_bytes = 1024).await;
@@ -371,7 +478,8 @@ async fn refusals_have_the_right_status() {
             401,
             "unknown_key",
         ),
-        (Some(format!("Bearer {key_id}")), 403, "hash_mismatch"),
+        // A new profile asks for the replay-protected form.
+        (Some(format!("Bearer {key_id}")), 403, "signature_required"),
     ];
     for (auth, status, code) in cases {
         let mut b = Request::builder()
@@ -791,7 +899,8 @@ async fn llm_wait_limit_ends_as_timeout() {
     let (_, key) = env.locked_profile("t", &[("API_KEY", SECRET_VALUE)]).await;
     let (key_id, secret) = key.split_once(':').unwrap();
     let script = "llm.complete('anyone?')\nset_result('never')\n";
-    let body = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "llm_timeout": 1});
+    let mut body = airlock::ids::signed_body(secret.as_bytes(), script);
+    body["llm_timeout"] = json!(1);
     let (s, _, v) = send(
         &env.app,
         req("POST", "/execute", None, Some(key_id), Some(body)),
@@ -808,7 +917,8 @@ async fn llm_wait_limit_ends_as_timeout() {
         "{v}"
     );
     assert_eq!(v["llm_request"], Value::Null);
-    let bad = json!({"script": script, "hash": airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes()), "llm_timeout": 0});
+    let mut bad = airlock::ids::signed_body(secret.as_bytes(), script);
+    bad["llm_timeout"] = json!(0);
     let (s, _, _) = send(
         &env.app,
         req("POST", "/execute", None, Some(key_id), Some(bad)),

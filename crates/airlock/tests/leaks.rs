@@ -63,14 +63,9 @@ impl Env {
     }
 
     async fn submit(&self, script: &str) -> String {
-        let hash = airlock::ids::hmac_hex(self.secret.as_bytes(), script.as_bytes());
-        let (s, v) = self
-            .agent(
-                "POST",
-                "/execute",
-                Some(json!({"script": script, "hash": hash, "timeout": 30})),
-            )
-            .await;
+        let mut body = airlock::ids::signed_body(self.secret.as_bytes(), script);
+        body["timeout"] = json!(30);
+        let (s, v) = self.agent("POST", "/execute", Some(body)).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         v["execution_id"].as_str().unwrap().to_string()
     }

@@ -133,6 +133,7 @@ async fn update_description_expiry_and_hosts() {
         "credentials": [],
         "allowed_hosts": ["api.stripe.com", "*.example.com", "host:443"],
         "record": "off",
+        "replay_protection": true,
         "expires_at": future_s,
     });
     assert_eq!(profile_view(&reply.2), expected);
@@ -157,6 +158,7 @@ async fn update_description_expiry_and_hosts() {
         "credentials": [],
         "allowed_hosts": [],
         "record": "off",
+        "replay_protection": true,
         "expires_at": past_s,
     });
     assert_eq!(profile_view(&reply.2), expected);

@@ -1,6 +1,6 @@
 //! The standard-library Python client in `clients/python`, driven against a
-//! live server: catalog calls, a run with two LLM pauses, and a clear error
-//! for a bad key.
+//! live server: catalog calls, a run with two LLM pauses, a clear error for a
+//! bad key, and a replayed request refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
 use std::process::Command;
@@ -65,6 +65,14 @@ try:
     bad.run("set_result(1)")
 except AirlockError as e:
     print(e.status, e.code)
+# The same signed request twice: the second is a replay.
+fields = ab.sign("set_result(2)")
+first = ab._call("POST", "/execute", {"script": "set_result(2)", **fields})
+try:
+    ab._call("POST", "/execute", {"script": "set_result(2)", **fields})
+except AirlockError as e:
+    print(e.status, e.code)
+print(ab.get(first["execution_id"], wait=30)["status"] in ("pending", "running", "completed"))
 "#;
     let out = py(program.to_string(), Some(key)).await.unwrap();
     assert!(
@@ -74,6 +82,6 @@ except AirlockError as e:
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "completed [\"default:first [REDACTED:SALES_DB]\", \"m2:second\"]\n403 hash_mismatch\n"
+        "completed [\"default:first [REDACTED:SALES_DB]\", \"m2:second\"]\n403 hash_mismatch\n403 replayed\nTrue\n"
     );
 }

@@ -234,13 +234,12 @@ fn credentials_of(snapshot: &Value) -> Vec<Value> {
 /// Submits a script with a profile key and waits for its end.
 async fn run_script(client: &Client, key: &str, script: &str) -> Value {
     let (key_id, secret) = key.split_once(':').unwrap();
-    let hash = airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes());
     let (s, _, v) = client
         .raw(
             Method::POST,
             "/execute",
             Some("application/json"),
-            json!({ "script": script, "hash": hash })
+            airlock::ids::signed_body(secret.as_bytes(), script)
                 .to_string()
                 .into_bytes(),
             &[("authorization", &format!("Bearer {key_id}"))],

@@ -567,9 +567,12 @@ struct UpdateProfile {
     /// Input recording: `off` or `hashes` (each execution keeps its inputs and the
     /// status and body hash of each HTTP answer; HTTPS is intercepted to see them).
     record: Option<airlock_store::RecordMode>,
+    /// Whether `POST /execute` must sign a timestamp and nonce with the script
+    /// (replayed requests refused); off accepts the script-only signature too.
+    replay_protection: Option<bool>,
 }
 
-/// Changes description, expiry, allowed hosts and input recording.
+/// Changes description, expiry, allowed hosts, input recording and replay protection.
 #[utoipa::path(
     put,
     path = "/profiles/{id}",
@@ -607,6 +610,7 @@ async fn update_profile(
         expires_at,
         allowed_hosts: body.allowed_hosts,
         record: body.record,
+        replay_protection: body.replay_protection,
     };
     Ok(Json(state.catalog.update_profile(&id, patch).await?))
 }

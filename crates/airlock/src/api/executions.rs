@@ -88,9 +88,20 @@ impl FromRequestParts<AppState> for AgentKey {
 struct ExecuteBody {
     /// The Python script.
     script: String,
-    /// Lowercase hex HMAC-SHA256 of the exact script bytes, keyed with the key's secret.
+    /// Lowercase hex HMAC-SHA256 keyed with the key's secret: of
+    /// `ts + "\n" + nonce + "\n" + script` when `ts` and `nonce` are sent (required
+    /// by profiles with `replay_protection`), else of the exact script bytes.
     #[schema(pattern = r"^[0-9a-f]{64}$")]
     hash: String,
+    /// Unix time in seconds when the request was signed; within 300 s of the
+    /// server's clock. Sent together with `nonce`.
+    #[serde(default)]
+    ts: Option<i64>,
+    /// A fresh random string per request (16 to 128 of `A-Z a-z 0-9 _ -`); the
+    /// server refuses one it has seen with this key.
+    #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_-]{16,128}$")]
+    nonce: Option<String>,
     /// Wall-clock limit in seconds (default 60 or the server's maximum when lower).
     #[serde(default, deserialize_with = "whole_seconds")]
     #[schema(minimum = 1)]
@@ -168,16 +179,7 @@ async fn execute(
             limits.max_script_bytes
         )));
     }
-    let expected = ids::hmac_hex(&profile.secret, body.script.as_bytes());
-    if !ids::ct_eq(
-        expected.as_bytes(),
-        body.hash.trim().to_ascii_lowercase().as_bytes(),
-    ) {
-        return Err(ApiError::forbidden(
-            "hash_mismatch",
-            "hash does not match: send the lowercase hex HMAC-SHA256 of the exact script, keyed with the key's secret",
-        ));
-    }
+    check_signature(&state, &profile, &body).await?;
     let timeout = body.timeout.unwrap_or(limits.default_timeout_secs);
     if timeout < 1 || timeout > limits.max_timeout_secs {
         return Err(ApiError::invalid(format!(
@@ -212,6 +214,87 @@ async fn execute(
         ),
     )
         .into_response())
+}
+
+/// How far a signed request's `ts` may be from the server's clock, either way.
+pub const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+/// Checks `hash` (and, in the replay-protected form, `ts` and `nonce`). The
+/// HMAC is checked first, so only the key's holder can use up a nonce.
+async fn check_signature(
+    state: &AppState,
+    profile: &ActiveProfile,
+    body: &ExecuteBody,
+) -> ApiResult<()> {
+    let given = body.hash.trim().to_ascii_lowercase();
+    let (expected, stamp) = match (body.ts, body.nonce.as_deref()) {
+        (Some(ts), Some(nonce)) => {
+            if !(16..=128).contains(&nonce.len())
+                || !nonce
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(ApiError::invalid(
+                    "nonce must be 16 to 128 characters of A-Z, a-z, 0-9, '_' and '-'",
+                ));
+            }
+            (
+                ids::request_signature(&profile.secret, ts, nonce, &body.script),
+                Some((ts, nonce)),
+            )
+        }
+        (None, None) if profile.row.replay_protection => {
+            return Err(ApiError::forbidden(
+                "signature_required",
+                "this profile requires replay-protected signatures: send ts (Unix seconds) and nonce (a fresh random string), and hash = HMAC-SHA256(secret, ts + \"\\n\" + nonce + \"\\n\" + script)",
+            ));
+        }
+        (None, None) => (ids::hmac_hex(&profile.secret, body.script.as_bytes()), None),
+        _ => {
+            return Err(ApiError::invalid(
+                "send ts and nonce together (or neither, on a profile without replay protection)",
+            ))
+        }
+    };
+    if !ids::ct_eq(expected.as_bytes(), given.as_bytes()) {
+        return Err(ApiError::forbidden(
+            "hash_mismatch",
+            match stamp {
+                Some(_) => "hash does not match: send the lowercase hex HMAC-SHA256 of ts + \"\\n\" + nonce + \"\\n\" + script, keyed with the key's secret",
+                None => "hash does not match: send the lowercase hex HMAC-SHA256 of the exact script, keyed with the key's secret",
+            },
+        ));
+    }
+    let Some((ts, nonce)) = stamp else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let skew = now.timestamp().saturating_sub(ts);
+    if skew.abs() > SIGNATURE_WINDOW_SECS {
+        return Err(ApiError::forbidden(
+            "stale_signature",
+            format!(
+                "ts is {} s {} the server's clock; sign with the current Unix time (the window is ±{SIGNATURE_WINDOW_SECS} s)",
+                skew.abs(),
+                if skew > 0 { "behind" } else { "ahead of" }
+            ),
+        ));
+    }
+    // Kept until the timestamp leaves the window: after that the ts check refuses it.
+    let expires = DateTime::from_timestamp(ts.saturating_add(SIGNATURE_WINDOW_SECS), 0)
+        .unwrap_or(now)
+        .max(now);
+    if !state
+        .store
+        .nonce_claim(&profile.row.id, nonce, expires, now)
+        .await?
+    {
+        return Err(ApiError::forbidden(
+            "replayed",
+            "this nonce was already used with this key: send a fresh random nonce with every request",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_result(text: &Option<String>) -> Value {

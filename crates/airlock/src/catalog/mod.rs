@@ -319,6 +319,7 @@ impl Catalog {
             credentials: creds.iter().map(summary).collect(),
             allowed_hosts: row.allowed_hosts.clone(),
             record: row.record,
+            replay_protection: row.replay_protection,
             expires_at: row.expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -390,6 +391,7 @@ impl Catalog {
             expires_at: None,
             allowed_hosts: Some(Vec::new()),
             record: airlock_store::RecordMode::Off,
+            replay_protection: true,
             created_at: now,
             updated_at: now,
             last_used_at: None,
@@ -433,6 +435,9 @@ impl Catalog {
         }
         if let Some(r) = patch.record {
             row.record = r;
+        }
+        if let Some(r) = patch.replay_protection {
+            row.replay_protection = r;
         }
         row.updated_at = Utc::now();
         self.store.profile_update(&row).await?;

@@ -263,6 +263,9 @@ pub struct ProfileView {
     /// Input recording: `off`, or `hashes` (each execution keeps what it ran with and
     /// what each HTTP request got back; see `GET /api/admin/executions/{id}/diff`).
     pub record: airlock_store::RecordMode,
+    /// `POST /execute` must sign a timestamp and a nonce as well as the script,
+    /// and the server refuses a replayed request (on by default for new profiles).
+    pub replay_protection: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -284,6 +287,7 @@ pub struct ProfilePatch {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     pub allowed_hosts: Option<Option<Vec<String>>>,
     pub record: Option<airlock_store::RecordMode>,
+    pub replay_protection: Option<bool>,
 }
 
 pub(super) fn summary(c: &CredentialRow) -> CredentialSummary {

@@ -75,6 +75,10 @@ pub struct ExportProfile {
     /// Input recording (absent in files of earlier versions: off).
     #[serde(default)]
     pub record: RecordMode,
+    /// Replay-protected signatures (absent in files of earlier versions: off,
+    /// as those profiles had).
+    #[serde(default)]
+    pub replay_protection: bool,
     pub credentials: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

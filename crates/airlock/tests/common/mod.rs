@@ -537,6 +537,7 @@ pub fn profile_view(v: &Value) -> Value {
             "credentials",
             "allowed_hosts",
             "record",
+            "replay_protection",
             "expires_at",
             "created_at",
             "updated_at",
@@ -577,6 +578,7 @@ pub fn profile_view(v: &Value) -> Value {
         "credentials": creds,
         "allowed_hosts": v["allowed_hosts"],
         "record": v["record"],
+        "replay_protection": v["replay_protection"],
         "expires_at": expires_at,
     })
 }
@@ -601,6 +603,7 @@ pub fn expected_profile(
         "credentials": credentials,
         "allowed_hosts": [],
         "record": "off",
+        "replay_protection": true,
         "expires_at": null,
     })
 }

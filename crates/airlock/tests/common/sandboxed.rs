@@ -141,8 +141,7 @@ impl Sandboxed {
     /// `POST /execute` of `script` signed with `key` (`ark_ID:SECRET`).
     pub async fn submit(&self, key: &str, script: &str, timeout: Option<u64>) -> Reply {
         let (key_id, secret) = key.split_once(':').expect("ark_ID:SECRET");
-        let hash = airlock::ids::hmac_hex(secret.as_bytes(), script.as_bytes());
-        let mut body = json!({"script": script, "hash": hash});
+        let mut body = airlock::ids::signed_body(secret.as_bytes(), script);
         if let Some(t) = timeout {
             body["timeout"] = json!(t);
         }

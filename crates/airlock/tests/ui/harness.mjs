@@ -4,7 +4,7 @@
 // machine needs. Screenshots and the server log go to ARTIFACTS_DIR.
 
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync, chmodSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -150,11 +150,13 @@ export async function expectFlash(page, text) {
  */
 export async function execute(base, key, script, until = ["completed", "error", "timeout"]) {
   const [keyId, secret] = key.split(":");
-  const hash = createHmac("sha256", secret).update(script).digest("hex");
+  const ts = Math.floor(Date.now() / 1000);
+  const nonce = randomBytes(16).toString("hex");
+  const hash = createHmac("sha256", secret).update(`${ts}\n${nonce}\n${script}`).digest("hex");
   const r = await fetch(base + "/execute", {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyId}` },
-    body: JSON.stringify({ script, hash }),
+    body: JSON.stringify({ script, hash, ts, nonce }),
   });
   assert.equal(r.status, 202, await r.clone().text());
   const { execution_id: id } = await r.json();

@@ -276,6 +276,23 @@ test("a failed connection to an allowed host is logged as failed, not refused", 
   assert.equal((await other.locator(".badge").textContent()).trim(), "refused");
 });
 
+test("replay protection: on for a new profile, switched off and on again in the profile page", async () => {
+  const { id } = await lockedProfile("Signatures check", ["API_TOKEN"], []);
+  await page.goto(`${base}/ui/profiles/${id}`);
+  const form = page.locator("form[data-form=profile-replay]");
+  const box = form.locator("input[name=replay_protection]");
+  assert.equal(await box.isChecked(), true);
+  await box.uncheck();
+  await form.locator("button[type=submit]").click();
+  await page.locator("text=Replay protection is off").waitFor();
+  assert.equal((await admin("GET", `/api/admin/profiles/${id}`)).replay_protection, false);
+  assert.equal(await page.locator("form[data-form=profile-replay] input[name=replay_protection]").isChecked(), false);
+  await page.locator("form[data-form=profile-replay] input[name=replay_protection]").check();
+  await page.locator("form[data-form=profile-replay] button[type=submit]").click();
+  await page.locator("text=Replay protection is on").waitFor();
+  assert.equal((await admin("GET", `/api/admin/profiles/${id}`)).replay_protection, true);
+});
+
 test("input records: switched on in the profile page; two runs compared in the execution page", async (t) => {
   if (!(await sandboxReady())) {
     t.skip("SKIPPED: the sandbox is not available on this machine; nothing to compare");

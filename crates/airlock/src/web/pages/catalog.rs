@@ -194,6 +194,8 @@ struct ProfilePage {
     record: &'static str,
     /// How long `full` keeps answers (`AIRLOCK_RECORD_RETENTION_DAYS`).
     record_kept: String,
+    /// Signed requests must carry a timestamp and a fresh nonce.
+    replay_protection: bool,
     expires: Option<Ts>,
     created: Ts,
     updated: Ts,
@@ -264,6 +266,7 @@ pub async fn profile(
             1 => "for 1 day".into(),
             n => format!("for {n} days"),
         },
+        replay_protection: p.replay_protection,
         expires: view::ts_opt(p.expires_at),
         created: view::ts(p.created_at),
         updated: view::ts(p.updated_at),
