@@ -20,7 +20,7 @@ import urllib.request
 
 __all__ = ["Airlock", "AirlockError"]
 
-TERMINAL = ("completed", "error", "timeout")
+TERMINAL = ("completed", "error", "timeout", "denied")
 
 
 class AirlockError(Exception):
@@ -108,12 +108,32 @@ class Airlock:
             body["request_id"] = request_id
         return self._call("POST", f"/executions/{execution_id}/respond", body)
 
-    def run(self, script, llm=None, timeout=None, llm_timeout=None):
+    def wait_for_approval(self, execution_id, timeout=None, on_pending=None):
+        """Waits while the execution is ``awaiting_approval`` (a profile with script
+        approval); returns it once an approver decided: running or later, or
+        ``denied`` with the reason in ``error``. ``on_pending(approval_url)`` is
+        called once, to hand the link to a person. Raises ``TimeoutError`` after
+        ``timeout`` seconds (default: wait as long as the server lets it wait)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # A first look without waiting: a long-poll returns only once someone decided.
+        ex = self.get(execution_id)
+        if ex["status"] == "awaiting_approval" and on_pending is not None:
+            on_pending(ex.get("approval_url"))
+        while ex["status"] == "awaiting_approval":
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{execution_id} still awaits approval at {ex.get('approval_url')}")
+            wait = 30 if deadline is None else max(0, min(30, deadline - time.monotonic()))
+            ex = self.get(execution_id, wait=wait)
+        return ex
+
+    def run(self, script, llm=None, timeout=None, llm_timeout=None, on_approval=None):
         """Submits ``script``, answers ``llm.complete`` pauses with
-        ``llm(prompt, model) -> str``, and returns the finished execution."""
+        ``llm(prompt, model) -> str``, and returns the finished execution. When
+        the profile asks a person to approve it, ``on_approval(approval_url)`` is
+        called once and the wait goes on until they decide."""
         execution_id = self.submit(script, timeout=timeout, llm_timeout=llm_timeout)
+        ex = self.wait_for_approval(execution_id, on_pending=on_approval)
         while True:
-            ex = self.get(execution_id, wait=30)
             if ex["status"] in TERMINAL:
                 return ex
             if ex["status"] == "awaiting_llm":
@@ -122,3 +142,4 @@ class Airlock:
                     raise RuntimeError("the script called llm.complete but run() got no llm callable")
                 answer = llm(request["prompt"], request["model"])
                 self.respond(execution_id, str(answer), request["request_id"])
+            ex = self.get(execution_id, wait=30)

@@ -103,6 +103,30 @@ pub trait Store: Send + Sync + 'static {
         credential_ids: &[String],
     ) -> Result<()>;
 
+    // --- approvals ---
+    async fn approval_insert(&self, row: &ApprovalRow) -> Result<()>;
+    async fn approval_get(&self, execution_id: &str) -> Result<Option<ApprovalRow>>;
+    /// Newest first; `statuses` empty means any.
+    async fn approvals_list(
+        &self,
+        statuses: &[ApprovalStatus],
+        profile_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRow>>;
+    /// Writes the decision fields of `row` if its stored status is still `from`;
+    /// returns whether it was (a second approver loses the race cleanly).
+    async fn approval_decide(&self, row: &ApprovalRow, from: ApprovalStatus) -> Result<bool>;
+    /// Uses one run of the newest `first_run` grant for this script that still
+    /// holds at `now`; returns the approval it came from, or `None` when none does.
+    async fn approval_take_grant(
+        &self,
+        profile_id: &str,
+        script_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+    /// Marks every pending request past its expiry `expired`; returns their ids.
+    async fn approvals_expire(&self, now: DateTime<Utc>) -> Result<Vec<String>>;
+
     // --- executions ---
     async fn execution_insert(&self, row: &ExecutionRow) -> Result<()>;
     async fn execution_get(&self, id: &str) -> Result<Option<ExecutionRow>>;

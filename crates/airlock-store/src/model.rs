@@ -179,9 +179,65 @@ pub struct ProfileRow {
     /// The signed message must cover a timestamp and a nonce as well as the
     /// script (see `POST /execute`); off keeps the script-only form.
     pub replay_protection: bool,
+    /// Whether a person must approve a script before it runs.
+    pub approval: ApprovalMode,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A profile's script approval (`approval`): `off`; `first_run` — a script (by
+/// its SHA-256) is approved once, then runs without asking while that approval
+/// holds; `every_run` — every execution waits for an approver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ApprovalMode {
+    #[default]
+    Off,
+    FirstRun,
+    EveryRun,
+}
+
+/// Where an approval request stands: `pending` until an approver decides, then
+/// `approved` or `denied`; `expired` when nobody decided in time; `withdrawn`
+/// when an approver took a `first_run` approval back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Withdrawn,
+}
+
+/// One request for approval: the execution that waits for it (its id is the
+/// approval's id) and, once approved under `first_run`, the grant that lets the
+/// same script run again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRow {
+    pub execution_id: String,
+    pub profile_id: String,
+    pub script_sha256: String,
+    pub mode: ApprovalMode,
+    pub status: ApprovalStatus,
+    /// The `llm_timeout` the execution was submitted with, in seconds.
+    pub llm_timeout_secs: i64,
+    /// The approver's reason for a denial (or note for an approval).
+    pub reason: Option<String>,
+    /// `first_run`: runs the grant still allows after the approved one (`None`:
+    /// no limit).
+    pub runs_left: Option<i64>,
+    /// `first_run`: the grant ends then (`None`: until withdrawn).
+    pub approved_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// A pending request expires (and its execution is denied) then.
+    pub expires_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 /// A profile's input recording (`record`): `off`; `hashes` — each execution keeps
@@ -283,32 +339,40 @@ pub enum Unusable {
 #[sqlx(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ExecutionStatus {
+    /// Held until an approver decides (profiles with `approval`).
+    AwaitingApproval,
     Pending,
     Running,
     AwaitingLlm,
     Completed,
     Error,
     Timeout,
+    /// An approver refused it, or nobody decided in time; it never ran.
+    Denied,
 }
 
 impl ExecutionStatus {
-    pub const ALL: [ExecutionStatus; 6] = [
+    pub const ALL: [ExecutionStatus; 8] = [
+        ExecutionStatus::AwaitingApproval,
         ExecutionStatus::Pending,
         ExecutionStatus::Running,
         ExecutionStatus::AwaitingLlm,
         ExecutionStatus::Completed,
         ExecutionStatus::Error,
         ExecutionStatus::Timeout,
+        ExecutionStatus::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ExecutionStatus::AwaitingApproval => "awaiting_approval",
             ExecutionStatus::Pending => "pending",
             ExecutionStatus::Running => "running",
             ExecutionStatus::AwaitingLlm => "awaiting_llm",
             ExecutionStatus::Completed => "completed",
             ExecutionStatus::Error => "error",
             ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::Denied => "denied",
         }
     }
 
@@ -322,11 +386,14 @@ impl ExecutionStatus {
         Self::ALL.map(ExecutionStatus::as_str).join(", ")
     }
 
-    /// `completed`, `error` or `timeout`: the execution will not change again.
+    /// `completed`, `error`, `timeout` or `denied`: the execution will not change again.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            ExecutionStatus::Completed | ExecutionStatus::Error | ExecutionStatus::Timeout
+            ExecutionStatus::Completed
+                | ExecutionStatus::Error
+                | ExecutionStatus::Timeout
+                | ExecutionStatus::Denied
         )
     }
 }

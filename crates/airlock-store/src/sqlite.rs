@@ -16,9 +16,9 @@ use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    AnswerRow, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow,
-    ExecutionStats, ExecutionStatus, ExecutionSummary, ImportPlan, PackageInstallRow, PackageRow,
-    ProfileRow, Result, SealSettings, SessionRow, Store, StoreError,
+    AnswerRow, ApprovalRow, ApprovalStatus, CredentialRow, EgressCounts, EgressRow,
+    ExecutionFilter, ExecutionRow, ExecutionStats, ExecutionStatus, ExecutionSummary, ImportPlan,
+    PackageInstallRow, PackageRow, ProfileRow, Result, SealSettings, SessionRow, Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -166,6 +166,7 @@ fn profile_from(row: &SqliteRow) -> Result<ProfileRow> {
         allowed_hosts,
         record: row.try_get("record")?,
         replay_protection: row.try_get("replay_protection")?,
+        approval: row.try_get("approval")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_used_at: row.try_get("last_used_at")?,
@@ -182,6 +183,23 @@ fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) ->
             None
         }
     }
+}
+
+fn approval_from(row: &SqliteRow) -> Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        execution_id: row.try_get("execution_id")?,
+        profile_id: row.try_get("profile_id")?,
+        script_sha256: row.try_get("script_sha256")?,
+        mode: row.try_get("mode")?,
+        status: row.try_get("status")?,
+        llm_timeout_secs: row.try_get("llm_timeout_secs")?,
+        reason: row.try_get("reason")?,
+        runs_left: row.try_get("runs_left")?,
+        approved_until: row.try_get("approved_until")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        decided_at: row.try_get("decided_at")?,
+    })
 }
 
 fn execution_from(row: &SqliteRow) -> Result<ExecutionRow> {
@@ -262,8 +280,8 @@ async fn insert_credential<'e, E: sqlx::SqliteExecutor<'e>>(
 async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     let r = sqlx::query(
         "UPDATE profiles SET description = ?, key_id = ?, secret = ?, locked = ?, revoked = ?, \
-         expires_at = ?, allowed_hosts = ?, record = ?, replay_protection = ?, updated_at = ?, last_used_at = ? \
-         WHERE id = ?",
+         expires_at = ?, allowed_hosts = ?, record = ?, replay_protection = ?, approval = ?, updated_at = ?, \
+         last_used_at = ? WHERE id = ?",
     )
     .bind(&p.description)
     .bind(&p.key_id)
@@ -274,6 +292,7 @@ async fn update_profile(pool: &SqlitePool, p: &ProfileRow) -> Result<()> {
     .bind(p.allowed_hosts.as_deref().map(json_list))
     .bind(p.record)
     .bind(p.replay_protection)
+    .bind(p.approval)
     .bind(p.updated_at)
     .bind(p.last_used_at)
     .bind(&p.id)
@@ -337,7 +356,8 @@ async fn insert_answer<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, a: &AnswerRow) 
 async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO profiles(id, description, key_id, secret, locked, revoked, expires_at, allowed_hosts, record, \
-         replay_protection, created_at, updated_at, last_used_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         replay_protection, approval, created_at, updated_at, last_used_at) \
+         VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&p.id)
     .bind(&p.description)
@@ -349,6 +369,7 @@ async fn insert_profile<'e, E: sqlx::SqliteExecutor<'e>>(exec: E, p: &ProfileRow
     .bind(p.allowed_hosts.as_deref().map(json_list))
     .bind(p.record)
     .bind(p.replay_protection)
+    .bind(p.approval)
     .bind(p.created_at)
     .bind(p.updated_at)
     .bind(p.last_used_at)
@@ -623,6 +644,121 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn approval_insert(&self, a: &ApprovalRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO approvals(execution_id, profile_id, script_sha256, mode, status, \
+             llm_timeout_secs, reason, runs_left, approved_until, created_at, expires_at, decided_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.execution_id)
+        .bind(&a.profile_id)
+        .bind(&a.script_sha256)
+        .bind(a.mode)
+        .bind(a.status)
+        .bind(a.llm_timeout_secs)
+        .bind(&a.reason)
+        .bind(a.runs_left)
+        .bind(a.approved_until)
+        .bind(a.created_at)
+        .bind(a.expires_at)
+        .bind(a.decided_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn approval_get(&self, execution_id: &str) -> Result<Option<ApprovalRow>> {
+        sqlx::query("SELECT * FROM approvals WHERE execution_id = ?")
+            .bind(execution_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(approval_from)
+            .transpose()
+    }
+
+    async fn approvals_list(
+        &self,
+        statuses: &[ApprovalStatus],
+        profile_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRow>> {
+        let mut qb = sqlx::QueryBuilder::new("SELECT * FROM approvals WHERE 1 = 1");
+        if !statuses.is_empty() {
+            qb.push(" AND status IN (");
+            let mut sep = qb.separated(", ");
+            for s in statuses {
+                sep.push_bind(*s);
+            }
+            qb.push(")");
+        }
+        if let Some(p) = profile_id {
+            qb.push(" AND profile_id = ").push_bind(p.to_string());
+        }
+        qb.push(" ORDER BY created_at DESC LIMIT ").push_bind(limit);
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(approval_from)
+            .collect()
+    }
+
+    async fn approval_decide(&self, a: &ApprovalRow, from: ApprovalStatus) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE approvals SET status = ?, reason = ?, runs_left = ?, approved_until = ?, \
+             decided_at = ? WHERE execution_id = ? AND status = ?",
+        )
+        .bind(a.status)
+        .bind(&a.reason)
+        .bind(a.runs_left)
+        .bind(a.approved_until)
+        .bind(a.decided_at)
+        .bind(&a.execution_id)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn approval_take_grant(
+        &self,
+        profile_id: &str,
+        script_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        // One statement: two submissions of the last counted run cannot both take it.
+        let row = sqlx::query(
+            "UPDATE approvals SET runs_left = runs_left - 1 WHERE execution_id = ( \
+               SELECT execution_id FROM approvals WHERE profile_id = ? AND script_sha256 = ? \
+               AND mode = 'first_run' AND status = 'approved' \
+               AND (approved_until IS NULL OR approved_until > ?) \
+               AND (runs_left IS NULL OR runs_left > 0) \
+               ORDER BY decided_at DESC LIMIT 1) \
+             AND (runs_left IS NULL OR runs_left > 0) RETURNING execution_id",
+        )
+        .bind(profile_id)
+        .bind(script_sha256)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("execution_id")).transpose()?)
+    }
+
+    async fn approvals_expire(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "UPDATE approvals SET status = 'expired', decided_at = ? \
+             WHERE status = 'pending' AND expires_at <= ? RETURNING execution_id",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("execution_id")?))
+            .collect()
     }
 
     async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>> {
@@ -1174,6 +1310,7 @@ mod tests {
             allowed_hosts: Some(vec!["api.example.com".into()]),
             record: crate::RecordMode::Hashes,
             replay_protection: false,
+            approval: crate::ApprovalMode::Off,
             created_at: now(),
             updated_at: now(),
             last_used_at: None,
@@ -1585,6 +1722,134 @@ mod tests {
             at: now() - chrono::Duration::days(days_ago),
             sealed: vec![seq as u8; 40],
         }
+    }
+
+    fn approval(exec: &str, status: ApprovalStatus, runs_left: Option<i64>) -> ApprovalRow {
+        ApprovalRow {
+            execution_id: exec.into(),
+            profile_id: "prf_1".into(),
+            script_sha256: "abc".into(),
+            mode: crate::ApprovalMode::FirstRun,
+            status,
+            llm_timeout_secs: 60,
+            reason: None,
+            runs_left,
+            approved_until: None,
+            created_at: now(),
+            expires_at: now() + chrono::Duration::hours(1),
+            decided_at: None,
+        }
+    }
+
+    async fn execution(s: &SqliteStore, id: &str) {
+        s.execution_insert(&ExecutionRow {
+            id: id.into(),
+            profile_id: "prf_1".into(),
+            status: ExecutionStatus::AwaitingApproval,
+            script: "1".into(),
+            script_sha256: "abc".into(),
+            timeout_secs: 5,
+            result: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            llm_request: None,
+            llm_exchanges: vec![],
+            redactions: vec![],
+            execution_time_ms: None,
+            llm_wait_ms: 0,
+            inputs: None,
+            created_at: now(),
+            started_at: None,
+            completed_at: None,
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn approvals_decide_once_grant_counted_runs_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        s.profile_insert(&profile("prf_1")).await.unwrap();
+        for id in ["exec_a", "exec_b", "exec_c"] {
+            execution(&s, id).await;
+        }
+        // Nothing approved yet: no grant.
+        s.approval_insert(&approval("exec_a", ApprovalStatus::Pending, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.approval_take_grant("prf_1", "abc", now()).await.unwrap(),
+            None
+        );
+        // Approved for two more runs: exactly two are taken.
+        let mut a = approval("exec_a", ApprovalStatus::Approved, Some(2));
+        a.decided_at = Some(now());
+        assert!(s
+            .approval_decide(&a, ApprovalStatus::Pending)
+            .await
+            .unwrap());
+        // A second decision on the same request loses.
+        let mut d = a.clone();
+        d.status = ApprovalStatus::Denied;
+        assert!(!s
+            .approval_decide(&d, ApprovalStatus::Pending)
+            .await
+            .unwrap());
+        for _ in 0..2 {
+            assert_eq!(
+                s.approval_take_grant("prf_1", "abc", now())
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("exec_a")
+            );
+        }
+        assert_eq!(
+            s.approval_take_grant("prf_1", "abc", now()).await.unwrap(),
+            None
+        );
+        // Another script never rides on it.
+        assert_eq!(
+            s.approval_take_grant("prf_1", "other", now())
+                .await
+                .unwrap(),
+            None
+        );
+        // An unlimited grant past its end date grants nothing.
+        let mut b = approval("exec_b", ApprovalStatus::Approved, None);
+        b.approved_until = Some(now() + chrono::Duration::seconds(60));
+        b.decided_at = Some(now());
+        s.approval_insert(&b).await.unwrap();
+        assert!(s
+            .approval_take_grant("prf_1", "abc", now())
+            .await
+            .unwrap()
+            .is_some());
+        let later = now() + chrono::Duration::seconds(61);
+        assert_eq!(
+            s.approval_take_grant("prf_1", "abc", later).await.unwrap(),
+            None
+        );
+        // A pending request past its expiry is expired once.
+        let mut c = approval("exec_c", ApprovalStatus::Pending, None);
+        c.expires_at = now() - chrono::Duration::seconds(1);
+        s.approval_insert(&c).await.unwrap();
+        assert_eq!(
+            s.approvals_expire(now()).await.unwrap(),
+            vec!["exec_c".to_string()]
+        );
+        assert!(s.approvals_expire(now()).await.unwrap().is_empty());
+        let got = s.approval_get("exec_c").await.unwrap().unwrap();
+        assert_eq!(got.status, ApprovalStatus::Expired);
+        let pending = s
+            .approvals_list(&[ApprovalStatus::Approved], Some("prf_1"), 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 2);
+        // A restart leaves executions that wait for approval waiting.
+        assert_eq!(s.executions_interrupt("x", now()).await.unwrap(), 0);
     }
 
     #[tokio::test]

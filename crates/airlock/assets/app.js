@@ -770,6 +770,33 @@
       reloadWith(on ? "Replay protection is on: requests must be signed with a time and nonce." : "Replay protection is off: the script-only signature is accepted too.");
     },
 
+    async "profile-approval"(form) {
+      const approval = (form.querySelector("input[name=approval]:checked") || {}).value || "off";
+      await api("PUT", "/api/admin/profiles/" + enc(profileId()), { approval });
+      reloadWith(approval === "off" ? "Script approval is off: signed scripts run at once." : "Script approval is on: executions wait in Approvals.");
+    },
+
+    async "approval-approve"(form) {
+      const body = {};
+      const el = form.elements;
+      if (el.runs && el.runs.value.trim()) body.runs = Number(el.runs.value);
+      if (el.until && el.until.value) {
+        const d = new Date(el.until.value);
+        if (isNaN(d)) throw new ApiError("The end date is not valid.");
+        body.until = d.toISOString();
+      }
+      if (el.note.value.trim()) body.note = el.note.value.trim();
+      await api("POST", "/api/admin/approvals/" + enc(form.dataset.id) + "/approve", body);
+      reloadWith("Approved: the execution is queued.");
+    },
+
+    async "approval-deny"(form) {
+      const reason = form.elements.reason.value.trim();
+      if (!reason) throw new ApiError("Give a reason: the agent reads it.");
+      await api("POST", "/api/admin/approvals/" + enc(form.dataset.id) + "/deny", { reason });
+      reloadWith("Denied: the execution will not run.");
+    },
+
     async "profile-add-cred"(form) {
       const name = form.elements.name.value;
       await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });
@@ -829,6 +856,11 @@
       if (!ok) return;
       await api("DELETE", "/api/admin/credentials/" + enc(name));
       reloadWith("Credential " + name + " deleted.");
+    },
+
+    async "approval-withdraw"(btn) {
+      await api("POST", "/api/admin/approvals/" + enc(btn.dataset.id) + "/withdraw", {});
+      reloadWith("Approval withdrawn: the script asks again next time.");
     },
 
     async "package-remove"(btn) {

@@ -33,6 +33,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Egress(String),
+    #[error("approvals: {0}")]
+    Approvals(String),
 }
 
 /// Everything handlers share.
@@ -49,6 +51,8 @@ pub struct AppState {
     pub packages: Arc<crate::packages::Packages>,
     /// Export and import (decrypted files waiting for the operator's confirmation).
     pub transfer: Arc<crate::transfer::Transfer>,
+    /// Executions waiting for an approver.
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 impl AppState {
@@ -125,6 +129,13 @@ impl App {
                 config.record_retention_days,
             ));
         }
+        let approvals = crate::approvals::Approvals::start(
+            store.clone(),
+            runner.clone(),
+            config.approval_timeout,
+        )
+        .await
+        .map_err(|e| StartupError::Approvals(e.to_string()))?;
         let auth = Arc::new(Auth::new(Arc::clone(&store)));
         let transfer = Arc::new(crate::transfer::Transfer::new(
             Arc::clone(&store),
@@ -140,6 +151,7 @@ impl App {
                 runner,
                 packages,
                 transfer,
+                approvals,
             },
         })
     }

@@ -223,6 +223,18 @@ fn exec_inner(args: &ExecArgs) -> anyhow::Result<i32> {
         s.set_message(format!("{id}: pending"));
         s
     });
+    // Held for approval: the link is in the submission's answer (a long-poll
+    // would only return once someone decided).
+    if submitted["status"] == "awaiting_approval" {
+        let url = submitted["approval_url"]
+            .as_str()
+            .unwrap_or("the Approvals page");
+        let note = format!("{id}: waiting for a person to approve it at {url}");
+        match &spinner {
+            Some(s) => s.suspend(|| eprintln!("{note}")),
+            None => eprintln!("{note}"),
+        }
+    }
     let final_state = loop {
         let ex = call(
             &agent,
@@ -236,7 +248,7 @@ fn exec_inner(args: &ExecArgs) -> anyhow::Result<i32> {
             s.set_message(format!("{id}: {status}"));
         }
         match status.as_str() {
-            "completed" | "error" | "timeout" => break ex,
+            "completed" | "error" | "timeout" | "denied" => break ex,
             "awaiting_llm" => {
                 if let Some(s) = &spinner {
                     s.suspend(|| ());

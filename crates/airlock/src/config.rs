@@ -130,6 +130,12 @@ pub struct Config {
     #[arg(long, env = "AIRLOCK_MAX_PAUSED", default_value_t = 64)]
     pub max_paused: usize,
 
+    /// How long (seconds) an execution waits for an approver (profiles with
+    /// `approval`) before the request expires and the execution ends `denied`.
+    #[arg(long, env = "AIRLOCK_APPROVAL_TIMEOUT", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub approval_timeout: u64,
+
     /// Executions that may wait for a free slot before new ones get 429.
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -260,6 +266,7 @@ impl Config {
             scratch_dir: None,
             workers: None,
             max_paused: 64,
+            approval_timeout: 3600,
             queue_size: 256,
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,

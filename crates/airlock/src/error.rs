@@ -160,6 +160,22 @@ impl From<RunnerError> for ApiError {
     }
 }
 
+impl From<crate::approvals::ApprovalError> for ApiError {
+    fn from(e: crate::approvals::ApprovalError) -> ApiError {
+        use crate::approvals::ApprovalError as E;
+        let detail = e.to_string();
+        match e {
+            E::NotFound(_) => ApiError::not_found(detail),
+            E::Decided(_) => ApiError::conflict("approval_decided", detail),
+            E::ProfileInactive(_) => ApiError::conflict("profile_inactive", detail),
+            E::Invalid(_) => ApiError::invalid(detail),
+            E::TooMany => ApiError::too_many(detail, 30),
+            E::Runner(e) => e.into(),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PackagesError> for ApiError {
     fn from(e: PackagesError) -> ApiError {
         let detail = e.to_string();

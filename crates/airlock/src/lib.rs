@@ -8,6 +8,7 @@
 pub mod answers;
 pub mod api;
 pub mod app;
+pub mod approvals;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

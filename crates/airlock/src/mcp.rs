@@ -333,14 +333,31 @@ impl AirlockMcp {
         &self,
         ctx: &RequestContext<RoleServer>,
         id: &str,
+        first_wait: u64,
     ) -> Result<Value, CallToolResult> {
         let started = Instant::now();
+        let mut wait = first_wait;
         loop {
             let mut ex = self
-                .call(ctx, Method::GET, &format!("/executions/{id}?wait=30"), None)
+                .call(
+                    ctx,
+                    Method::GET,
+                    &format!("/executions/{id}?wait={wait}"),
+                    None,
+                )
                 .await?;
+            wait = 30;
             match ex["status"].as_str().unwrap_or("") {
-                "completed" | "error" | "timeout" => return Ok(ex),
+                "completed" | "error" | "timeout" | "denied" => return Ok(ex),
+                "awaiting_approval" => {
+                    ex["next_step"] = json!(format!(
+                        "The profile requires a person to approve this script. Give them the \
+                         approval_url ({}) and follow the execution with get_execution \
+                         (wait=60) until it runs, or ends denied with the reason in error.",
+                        ex["approval_url"].as_str().unwrap_or("the Approvals page")
+                    ));
+                    return Ok(ex);
+                }
                 "awaiting_llm" => {
                     ex["next_step"] = json!(
                         "The script is paused in llm.complete. Answer llm_request.prompt with \
@@ -477,7 +494,7 @@ impl AirlockMcp {
     }
 
     #[tool(
-        description = "Run a Python script with the locked profile's credentials and wait. Returns status, result, stdout, stderr, error; or, when the script calls llm.complete, status awaiting_llm with llm_request.prompt to answer with respond_llm."
+        description = "Run a Python script with the locked profile's credentials and wait. Returns status, result, stdout, stderr, error; or, when the script calls llm.complete, status awaiting_llm with llm_request.prompt to answer with respond_llm; or, when the profile needs a person to approve the script, status awaiting_approval with approval_url to hand to them (then follow with get_execution)."
     )]
     async fn execute_script(
         &self,
@@ -500,7 +517,14 @@ impl AirlockMcp {
                 let id = submitted["execution_id"]
                     .as_str()
                     .ok_or_else(|| tool_error(format!("unexpected answer: {submitted}")))?;
-                self.follow(&ctx, id).await
+                // Held for approval: a long-poll would only return once someone
+                // decided, so the first look does not wait.
+                let first_wait = if submitted["status"] == "awaiting_approval" {
+                    0
+                } else {
+                    30
+                };
+                self.follow(&ctx, id, first_wait).await
             }
             .await,
         )
@@ -524,7 +548,7 @@ impl AirlockMcp {
                 }
                 let path = format!("/executions/{id}/respond");
                 self.call(&ctx, Method::POST, &path, Some(body)).await?;
-                self.follow(&ctx, id).await
+                self.follow(&ctx, id, 30).await
             }
             .await,
         )

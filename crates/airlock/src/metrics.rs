@@ -138,6 +138,12 @@ impl Metrics {
         }
     }
 
+    /// An execution ended in `status` without running (denied, or approved but
+    /// not queued): counted, but not in the running-time histogram.
+    pub fn ended_unrun(&self, status: &'static str) {
+        self.finished.get_or_create(&StatusLabel { status }).inc();
+    }
+
     /// One egress attempt of an execution.
     pub fn egress_attempt(&self, allowed: bool) {
         let decision = if allowed { "allowed" } else { "refused" };

@@ -209,7 +209,9 @@ while True:
         answer = "Revenue grew."  # ask your own model here, with ex["llm_request"]["prompt"]
         call("POST", "/executions/" + ex["execution_id"] + "/respond",
              {"response": answer, "request_id": ex["llm_request"]["request_id"]})
-    elif ex["status"] in ("completed", "error", "timeout"):
+    elif ex["status"] == "awaiting_approval":  # the profile wants a person to approve it
+        print("ask the operator to approve:", ex["approval_url"])
+    elif ex["status"] in ("completed", "error", "timeout", "denied"):
         break
 print(ex["status"], json.dumps(ex["result"]), ex["stdout"], ex["error"] or "")
 ```
@@ -228,7 +230,7 @@ ID=$(curl -sf -X POST "$URL/execute" -H "Authorization: Bearer $KEY_ID" \
         '{script: $s, hash: $h, ts: $t, nonce: $n}')" | jq -r .execution_id)
 while :; do  # each long-poll returns when the status changes; stop at a final one
   EX=$(curl -sf "$URL/executions/$ID?wait=30" -H "Authorization: Bearer $KEY_ID")
-  case "$(printf '%s' "$EX" | jq -r .status)" in completed|error|timeout) break ;; esac
+  case "$(printf '%s' "$EX" | jq -r .status)" in completed|error|timeout|denied) break ;; esac
 done
 printf '%s' "$EX" | jq -c '{status, result}'
 ```
@@ -241,6 +243,15 @@ characters from `A-Z a-z 0-9 _ -`. The server refuses a nonce it has seen
 before `:` in `Authorization: Bearer`. The secret never travels. (Profiles made
 before replay protection existed may still accept the old form, the HMAC of the
 script alone; the form above works on every profile.)
+
+## When a person must approve the script
+
+A profile may require approval (`"approval": "first_run"` or `"every_run"` in
+`/profiles`). Then `POST /execute` answers `202` with `"status": "awaiting_approval"`
+and an `approval_url`: give that link to the operator and keep polling. The execution
+runs once they approve (`pending`, `running`, … as usual), or ends `denied` with their
+reason (or the expiry) in `error`. Under `first_run` an approved script runs again
+without asking, as long as it is byte-for-byte the same; any change asks again.
 
 ## Inside the script
 

@@ -447,6 +447,7 @@ async fn expired_flag_visible_to_agents() {
             "allowed_hosts": ["api.example.com"],
             "record": "off",
             "replay_protection": true,
+            "approval": "off",
             "expires_at": past,
         })
     );

@@ -174,3 +174,76 @@ async fn exec_refuses_a_bad_key_clearly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Waits for the one pending approval request; returns its execution id.
+async fn pending_approval(live: &Live) -> String {
+    for _ in 0..200 {
+        let (_, v) = live
+            .inner
+            .admin(reqwest::Method::GET, "/api/admin/approvals", Value::Null)
+            .await;
+        if let Some(id) = v["approvals"][0]["execution_id"].as_str() {
+            return id.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no approval request appeared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_prints_the_approval_link_and_waits_for_the_decision() {
+    let live = std::sync::Arc::new(live().await);
+    let (_, profiles) = live
+        .inner
+        .admin(reqwest::Method::GET, "/api/admin/profiles", Value::Null)
+        .await;
+    let pid = profiles["profiles"][0]["id"].as_str().unwrap().to_string();
+    let (s, _) = live
+        .inner
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/admin/profiles/{pid}"),
+            json!({"approval": "every_run"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for approve in [true, false] {
+        let l = live.clone();
+        let cli = tokio::task::spawn_blocking(move || run(&l, &["exec"], "set_result(7)\n", ""));
+        let id = pending_approval(&live).await;
+        let (s, v) = if approve {
+            live.inner
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/api/admin/approvals/{id}/approve"),
+                    json!({}),
+                )
+                .await
+        } else {
+            live.inner
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/api/admin/approvals/{id}/deny"),
+                    json!({"reason": "not now"}),
+                )
+                .await
+        };
+        assert_eq!(s, 200, "{v}");
+        let out = cli.await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{}/ui/approvals/{id}", live.base)),
+            "{stderr}"
+        );
+        if approve {
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("denied: denied by an approver: not now"),
+                "{stderr}"
+            );
+        }
+    }
+}

@@ -96,7 +96,73 @@ async fn scenario(live: &live::Live, client: &Client, key: &str) {
     instructions_and_tools(client).await;
     catalog_tools(live, client, secret).await;
     execution_tools(client, secret).await;
+    approval_tools(live, client, key_id, secret).await;
     package_tools(live, client, key_id, secret).await;
+}
+
+/// A profile that asks a person first: execute_script returns the pending state
+/// with the link instead of hanging; once approved the execution runs.
+async fn approval_tools(live: &live::Live, client: &Client, key_id: &str, secret: &str) {
+    let (_, profiles) = live
+        .admin(reqwest::Method::GET, "/api/admin/profiles", Value::Null)
+        .await;
+    let pid = profiles["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key_id"] == key_id)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set = |mode: &'static str| {
+        let path = format!("/api/admin/profiles/{pid}");
+        async move {
+            let (s, v) = live
+                .admin(reqwest::Method::PUT, &path, json!({"approval": mode}))
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    set("every_run").await;
+    let (err, t, v) = call(
+        client,
+        secret,
+        "execute_script",
+        json!({"script": "set_result('approved run')\n"}),
+    )
+    .await;
+    assert!(!err, "{t}");
+    assert_eq!(v["status"], "awaiting_approval", "{t}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let url = format!("{}/ui/approvals/{id}", live.base);
+    assert_eq!(v["approval_url"], url.as_str(), "{t}");
+    assert!(v["next_step"].as_str().unwrap().contains(&url), "{t}");
+    let (s, a) = live
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/admin/approvals/{id}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    let mut v = Value::Null;
+    for _ in 0..10 {
+        let (err, t, got) = call(
+            client,
+            secret,
+            "get_execution",
+            json!({"execution_id": id, "wait": 10}),
+        )
+        .await;
+        assert!(!err, "{t}");
+        v = got;
+        if v["status"] == "completed" {
+            break;
+        }
+    }
+    assert_eq!(v["result"], "approved run", "{v}");
+    set("off").await;
 }
 
 async fn instructions_and_tools(client: &Client) {

@@ -30,6 +30,8 @@ const NOT_IN_SPEC: &[&str] = &[
     "/ui/profiles/{id}",
     "/ui/executions",
     "/ui/executions/{id}",
+    "/ui/approvals",
+    "/ui/approvals/{id}",
     "/ui/settings",
     "/ui/assets/{*path}",
     "/mcp",
@@ -70,7 +72,9 @@ fn literals_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
 /// (method, path) of every `#[utoipa::path(method, path = "...")]` in `text`,
 /// with the `/api/admin` prefix for files whose routers are nested there.
 fn annotated_operations(file: &str, text: &str) -> Vec<(String, String)> {
-    let admin = file.ends_with("api/admin.rs") || file.ends_with("transfer.rs");
+    let admin = file.ends_with("api/admin.rs")
+        || file.ends_with("transfer.rs")
+        || file.ends_with("api/approvals.rs");
     let mut out = Vec::new();
     for (i, _) in text.match_indices("#[utoipa::path(") {
         let block = &text[i..];

@@ -134,6 +134,7 @@ async fn update_description_expiry_and_hosts() {
         "allowed_hosts": ["api.stripe.com", "*.example.com", "host:443"],
         "record": "off",
         "replay_protection": true,
+        "approval": "off",
         "expires_at": future_s,
     });
     assert_eq!(profile_view(&reply.2), expected);
@@ -159,6 +160,7 @@ async fn update_description_expiry_and_hosts() {
         "allowed_hosts": [],
         "record": "off",
         "replay_protection": true,
+        "approval": "off",
         "expires_at": past_s,
     });
     assert_eq!(profile_view(&reply.2), expected);

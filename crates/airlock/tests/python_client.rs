@@ -85,3 +85,95 @@ print(ab.get(first["execution_id"], wait=30)["status"] in ("pending", "running",
         "completed [\"default:first [REDACTED:SALES_DB]\", \"m2:second\"]\n403 hash_mismatch\n403 replayed\nTrue\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_waits_through_an_approval_and_sees_a_denial() {
+    let live = live::start().await;
+    live.set_value("TOKEN", "tok_py_approval_1234").await;
+    let (pid, key) = live.locked_profile(&["TOKEN"]).await;
+    let (s, _) = live
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/admin/profiles/{pid}"),
+            serde_json::json!({"approval": "every_run"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let program = r#"
+import os
+from airlock_client import Airlock
+ab = Airlock(os.environ["URL"], os.environ["KEY"])
+ex = ab.run("set_result(6 * 7)", on_approval=lambda url: print("approve at", url, flush=True))
+print(ex["status"], ex["result"])
+eid = ab.submit("set_result(0)")
+ex = ab.wait_for_approval(eid)
+print(ex["status"], ex["error"])
+"#;
+    let pythonpath = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
+    let child = tokio::process::Command::new("python3")
+        .args(["-c", program])
+        .env("PYTHONPATH", pythonpath)
+        .env("URL", &live.base)
+        .env("KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    // The approver decides each request as it appears: the first approved, the
+    // second denied.
+    for decision in ["approve", "deny"] {
+        let mut id = None;
+        for _ in 0..200 {
+            let (_, v) = live
+                .admin(
+                    reqwest::Method::GET,
+                    "/api/admin/approvals",
+                    serde_json::Value::Null,
+                )
+                .await;
+            if let Some(i) = v["approvals"][0]["execution_id"].as_str() {
+                id = Some(i.to_string());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let id = id.expect("an approval request");
+        let body = if decision == "deny" {
+            serde_json::json!({"reason": "zero is not a total"})
+        } else {
+            serde_json::json!({})
+        };
+        let (s, v) = live
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/admin/approvals/{id}/{decision}"),
+                body,
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the client returns")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("approve at {}/ui/approvals/exec_", live.base)),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], "completed 42");
+    assert_eq!(
+        lines[2],
+        "denied denied by an approver: zero is not a total"
+    );
+}

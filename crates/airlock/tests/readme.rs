@@ -259,6 +259,18 @@ async fn readme_shell_examples_run_as_printed() {
                 "{ctx}"
             );
             seen.push("records");
+        } else if b.code.contains("/approvals/") {
+            // Approval on: the script waits with its link; approved, it runs; the
+            // same script then runs without asking; approval off again.
+            let lines: Vec<&str> = output.lines().collect();
+            assert_eq!(lines.len(), 6, "{ctx}");
+            assert_eq!(&lines[..2], ["first_run", "awaiting_approval"], "{ctx}");
+            assert!(
+                lines[2].starts_with(&format!("{base}/ui/approvals/exec_")),
+                "{ctx}"
+            );
+            assert_eq!(&lines[3..], ["approved", "pending", "off"], "{ctx}");
+            seen.push("approval");
         } else if b.code.contains("?wait=30") {
             let ex = json_values(output);
             assert_eq!(ex.len(), 1, "{ctx}");
@@ -304,7 +316,7 @@ async fn readme_shell_examples_run_as_printed() {
     }
     assert_eq!(
         seen,
-        ["setup", "lock", "execute", "wait", "cli", "records", "packages", "export"],
+        ["setup", "lock", "execute", "wait", "cli", "records", "approval", "packages", "export"],
         "the walkthrough's blocks were not all recognised and checked"
     );
 }

@@ -38,6 +38,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_profile))
         .routes(routes!(regenerate_key))
         .merge(super::executions::admin_routes())
+        .merge(super::approvals::routes())
         .merge(super::packages::admin_routes())
         .merge(crate::api::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(
@@ -570,9 +571,13 @@ struct UpdateProfile {
     /// Whether `POST /execute` must sign a timestamp and nonce with the script
     /// (replayed requests refused); off accepts the script-only signature too.
     replay_protection: Option<bool>,
+    /// Script approval: `off`, `first_run` (a script not approved before waits for
+    /// an approver once) or `every_run` (every execution waits).
+    approval: Option<airlock_store::ApprovalMode>,
 }
 
-/// Changes description, expiry, allowed hosts, input recording and replay protection.
+/// Changes description, expiry, allowed hosts, input recording, replay protection
+/// and script approval.
 #[utoipa::path(
     put,
     path = "/profiles/{id}",
@@ -611,6 +616,7 @@ async fn update_profile(
         allowed_hosts: body.allowed_hosts,
         record: body.record,
         replay_protection: body.replay_protection,
+        approval: body.approval,
     };
     Ok(Json(state.catalog.update_profile(&id, patch).await?))
 }
@@ -753,6 +759,10 @@ async fn revoke_profile(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProfileView>> {
     let (p, _stopped) = state.runner.revoke_profile(&id).await?;
+    state
+        .approvals
+        .end_for_profile(&p.id, "was revoked")
+        .await?;
     Ok(Json(p))
 }
 

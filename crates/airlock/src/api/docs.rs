@@ -92,16 +92,22 @@ pub struct Submitted {
     pub execution_id: String,
     /// Absolute URL to poll (`GET`, with `?wait=N` to long-poll).
     pub poll_url: String,
-    /// `pending`.
+    /// `pending`, or `awaiting_approval` when the profile's `approval` asks a person first.
     pub status: String,
+    /// Where an approver decides, while `awaiting_approval`: hand it to the person.
+    pub approval_url: Option<String>,
 }
 
 /// An execution as its agent sees it. Secret values are redacted in every field.
 #[derive(ToSchema)]
 pub struct Execution {
     pub execution_id: String,
-    /// `pending`, `running`, `awaiting_llm`, `completed`, `error` or `timeout`.
+    /// `awaiting_approval`, `pending`, `running`, `awaiting_llm`, `completed`,
+    /// `error`, `timeout` or `denied` (an approver refused it, or nobody decided in
+    /// time; `error` says which).
     pub status: String,
+    /// Where an approver decides, while `awaiting_approval`.
+    pub approval_url: Option<String>,
     /// What the script passed to `set_result` (any JSON), or null.
     #[schema(value_type = Option<Object>)]
     pub result: Value,

@@ -194,19 +194,32 @@ async fn execute(
             "llm_timeout must be between 1 and {max_llm} seconds"
         )));
     }
-    let id = runner
-        .submit(
-            &profile.row,
-            profile.epoch,
-            body.script,
-            (
-                Duration::from_secs(timeout),
-                Duration::from_secs(llm_timeout),
-            ),
-            None,
+    let timeouts = (
+        Duration::from_secs(timeout),
+        Duration::from_secs(llm_timeout),
+    );
+    let base = base_url(&state, &headers);
+    if state.approvals.needed(&profile.row, &body.script).await? {
+        let a = state
+            .approvals
+            .request(&profile.row, body.script, timeouts)
+            .await?;
+        let id = a.execution_id;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "execution_id": id,
+                "poll_url": format!("{base}/executions/{id}"),
+                "status": ExecutionStatus::AwaitingApproval,
+                "approval_url": approval_url(&base, &id),
+            })),
         )
+            .into_response());
+    }
+    let id = runner
+        .submit(&profile.row, profile.epoch, body.script, timeouts, None)
         .await?;
-    let poll_url = format!("{}/executions/{id}", base_url(&state, &headers));
+    let poll_url = format!("{base}/executions/{id}");
     Ok((
         StatusCode::ACCEPTED,
         Json(
@@ -214,6 +227,11 @@ async fn execute(
         ),
     )
         .into_response())
+}
+
+/// The web UI page where an approver decides on execution `id`.
+pub fn approval_url(base: &str, id: &str) -> String {
+    format!("{base}/ui/approvals/{id}")
 }
 
 /// How far a signed request's `ts` may be from the server's clock, either way.
@@ -382,7 +400,15 @@ async fn get_own(
     AgentKey(profile): AgentKey,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
+    let view = |row: &ExecutionRow| {
+        let mut v = agent_view(row);
+        if row.status == ExecutionStatus::AwaitingApproval {
+            v["approval_url"] = json!(approval_url(&base_url(&state, &headers), &row.id));
+        }
+        Json(v)
+    };
     let wait = q.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
         return Err(ApiError::invalid(format!(
@@ -413,7 +439,7 @@ async fn get_own(
     // Nothing to wait for: no wait asked, a final state, or no longer live (the
     // store's row is then the latest there is).
     let Some(mut rx) = live.filter(|_| wait > 0 && !row.status.is_terminal()) else {
-        return Ok(Json(agent_view(&row)));
+        return Ok(view(&row));
     };
     let seen = row.status;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -429,7 +455,7 @@ async fn get_own(
         }
     }
     let row = rx.borrow().clone();
-    Ok(Json(agent_view(&row)))
+    Ok(view(&row))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod approvals;
 pub mod docs;
 pub mod executions;
 pub mod packages;

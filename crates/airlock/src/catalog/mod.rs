@@ -320,6 +320,7 @@ impl Catalog {
             allowed_hosts: row.allowed_hosts.clone(),
             record: row.record,
             replay_protection: row.replay_protection,
+            approval: row.approval,
             expires_at: row.expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -392,6 +393,7 @@ impl Catalog {
             allowed_hosts: Some(Vec::new()),
             record: airlock_store::RecordMode::Off,
             replay_protection: true,
+            approval: airlock_store::ApprovalMode::Off,
             created_at: now,
             updated_at: now,
             last_used_at: None,
@@ -438,6 +440,9 @@ impl Catalog {
         }
         if let Some(r) = patch.replay_protection {
             row.replay_protection = r;
+        }
+        if let Some(a) = patch.approval {
+            row.approval = a;
         }
         row.updated_at = Utc::now();
         self.store.profile_update(&row).await?;

@@ -266,6 +266,9 @@ pub struct ProfileView {
     /// `POST /execute` must sign a timestamp and a nonce as well as the script,
     /// and the server refuses a replayed request (on by default for new profiles).
     pub replay_protection: bool,
+    /// Script approval: `off`, `first_run` (each new script, by SHA-256, waits for
+    /// an approver once) or `every_run` (every execution waits).
+    pub approval: airlock_store::ApprovalMode,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -288,6 +291,7 @@ pub struct ProfilePatch {
     pub allowed_hosts: Option<Option<Vec<String>>>,
     pub record: Option<airlock_store::RecordMode>,
     pub replay_protection: Option<bool>,
+    pub approval: Option<airlock_store::ApprovalMode>,
 }
 
 pub(super) fn summary(c: &CredentialRow) -> CredentialSummary {

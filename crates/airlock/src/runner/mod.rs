@@ -50,6 +50,36 @@ use egress::{close_egress, EgressSession};
 
 pub const INTERRUPTED: &str = "interrupted by server restart";
 
+/// A new execution's row, not stored yet.
+fn new_row(
+    profile_id: &str,
+    script: String,
+    timeout: Duration,
+    status: ExecutionStatus,
+) -> ExecutionRow {
+    ExecutionRow {
+        id: crate::ids::execution_id(),
+        profile_id: profile_id.to_string(),
+        status,
+        script_sha256: crate::ids::sha256_hex(script.as_bytes()),
+        script,
+        timeout_secs: timeout.as_secs() as i64,
+        result: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        error: None,
+        llm_request: None,
+        llm_exchanges: Vec::new(),
+        redactions: Vec::new(),
+        execution_time_ms: None,
+        llm_wait_ms: 0,
+        inputs: None,
+        created_at: Utc::now(),
+        started_at: None,
+        completed_at: None,
+    }
+}
+
 /// Limits the runner applies; set from the configuration.
 #[derive(Debug, Clone)]
 pub struct RunnerLimits {
@@ -280,6 +310,31 @@ impl Runner {
         (timeout, llm_wait): (Duration, Duration),
         replay: Option<Replay>,
     ) -> Result<String, RunnerError> {
+        let permit = self.reserve()?;
+        let row = new_row(&profile.id, script, timeout, ExecutionStatus::Pending);
+        let id = row.id.clone();
+        // The row is stored while the credentials are read and opened (two queries
+        // on two connections at once).
+        let (creds, inserted) = tokio::join!(
+            self.catalog.open_credentials(&profile.id),
+            self.store.execution_insert(&row)
+        );
+        inserted?;
+        self.enqueue(
+            permit,
+            row,
+            creds,
+            profile,
+            profile_epoch,
+            (timeout, llm_wait),
+            replay,
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// A place in the queue, or why there is none.
+    fn reserve(&self) -> Result<mpsc::Permit<'_, QueuedJob>, RunnerError> {
         if let Some(reason) = &self.unavailable {
             return Err(RunnerError::Unavailable(reason.clone()));
         }
@@ -288,41 +343,87 @@ impl Runner {
         if paused > 0 && self.pause_slots.available_permits() == 0 {
             return Err(RunnerError::PausedFull(paused));
         }
-        let permit = self
-            .queue
-            .try_reserve()
-            .map_err(|_| RunnerError::QueueFull)?;
-        let profile_id = profile.id.as_str();
-        let id = crate::ids::execution_id();
-        let now = Utc::now();
-        let row = ExecutionRow {
-            id: id.clone(),
-            profile_id: profile_id.to_string(),
-            status: ExecutionStatus::Pending,
-            script_sha256: crate::ids::sha256_hex(script.as_bytes()),
+        self.queue.try_reserve().map_err(|_| RunnerError::QueueFull)
+    }
+
+    /// Stores an execution that waits for an approver (`awaiting_approval`): not
+    /// queued, but long-polls see it change. [`Runner::release`] queues it,
+    /// [`Runner::end_held`] ends it.
+    pub async fn hold(
+        &self,
+        profile: &ProfileRow,
+        script: String,
+        timeout: Duration,
+    ) -> Result<ExecutionRow, RunnerError> {
+        if let Some(reason) = &self.unavailable {
+            return Err(RunnerError::Unavailable(reason.clone()));
+        }
+        let row = new_row(
+            &profile.id,
             script,
-            timeout_secs: timeout.as_secs() as i64,
-            result: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            error: None,
-            llm_request: None,
-            llm_exchanges: Vec::new(),
-            redactions: Vec::new(),
-            execution_time_ms: None,
-            llm_wait_ms: 0,
-            inputs: None,
-            created_at: now,
-            started_at: None,
-            completed_at: None,
-        };
-        // The row is stored while the credentials are read and opened (two queries
-        // on two connections at once).
-        let (creds, inserted) = tokio::join!(
-            self.catalog.open_credentials(profile_id),
-            self.store.execution_insert(&row)
+            timeout,
+            ExecutionStatus::AwaitingApproval,
         );
-        inserted?;
+        self.store.execution_insert(&row).await?;
+        self.watch_held(&row);
+        Ok(row)
+    }
+
+    /// Lets long-polls wait on a held execution (at start, for those stored).
+    pub fn watch_held(&self, row: &ExecutionRow) {
+        self.live().entry(row.id.clone()).or_insert_with(|| Live {
+            profile_id: row.profile_id.clone(),
+            latest: watch::channel(Arc::new(row.clone())).0,
+            cancel: None,
+            llm: None,
+        });
+    }
+
+    /// Queues a held execution once it is approved, under `profile` as read with
+    /// `profile_epoch`.
+    pub async fn release(
+        &self,
+        mut row: ExecutionRow,
+        profile: &ProfileRow,
+        profile_epoch: u64,
+        timeouts: (Duration, Duration),
+    ) -> Result<(), RunnerError> {
+        let permit = self.reserve()?;
+        let creds = self.catalog.open_credentials(&profile.id).await;
+        row.status = ExecutionStatus::Pending;
+        self.store.execution_update(&row).await?;
+        self.watch_held(&row);
+        self.publish(&row);
+        self.enqueue(permit, row, creds, profile, profile_epoch, timeouts, None)
+            .await
+    }
+
+    /// Ends a held execution that will not run (denied, expired, its profile
+    /// gone: `denied`; approved but not queued: `error`).
+    pub async fn end_held(&self, mut row: ExecutionRow, status: ExecutionStatus, reason: String) {
+        row.status = status;
+        row.error = Some(reason);
+        row.completed_at = Some(Utc::now());
+        self.metrics.ended_unrun(status.as_str());
+        self.persist(&row).await;
+        self.publish(&row);
+    }
+
+    /// Hands a stored execution to the queue once its credentials are open.
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue(
+        &self,
+        permit: mpsc::Permit<'_, QueuedJob>,
+        row: ExecutionRow,
+        creds: crate::catalog::CatalogResult<Vec<crate::catalog::OpenedCredential>>,
+        profile: &ProfileRow,
+        profile_epoch: u64,
+        (timeout, llm_wait): (Duration, Duration),
+        replay: Option<Replay>,
+    ) -> Result<(), RunnerError> {
+        let profile_id = profile.id.as_str();
+        let id = row.id.clone();
+        let now = row.created_at.max(Utc::now());
         let creds = match creds {
             Ok(c) => c,
             Err(e) => {
@@ -332,6 +433,7 @@ impl Runner {
                 row.error = Some("the profile's credentials could not be opened".into());
                 row.completed_at = Some(Utc::now());
                 self.persist(&row).await;
+                self.publish(&row);
                 return Err(e.into());
             }
         };
@@ -349,15 +451,12 @@ impl Runner {
         if stamp {
             let _ = self.store.profile_touch_used(profile_id, now).await;
         }
-        self.live().insert(
-            id.clone(),
-            Live {
-                profile_id: profile_id.to_string(),
-                latest: watch::channel(Arc::new(row.clone())).0,
-                cancel: None,
-                llm: None,
-            },
-        );
+        self.live().entry(id).or_insert_with(|| Live {
+            profile_id: profile_id.to_string(),
+            latest: watch::channel(Arc::new(row.clone())).0,
+            cancel: None,
+            llm: None,
+        });
         permit.send(QueuedJob {
             row,
             profile: profile.clone(),
@@ -367,7 +466,7 @@ impl Runner {
             llm_wait,
             replay,
         });
-        Ok(id)
+        Ok(())
     }
 
     /// The load at this moment, for `GET /metrics`.

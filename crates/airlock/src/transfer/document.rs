@@ -79,6 +79,9 @@ pub struct ExportProfile {
     /// as those profiles had).
     #[serde(default)]
     pub replay_protection: bool,
+    /// Script approval (absent in files of earlier versions: off).
+    #[serde(default)]
+    pub approval: airlock_store::ApprovalMode,
     pub credentials: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -47,6 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/profiles/{id}", get(pages::profile))
         .route("/ui/executions", get(pages::executions))
         .route("/ui/executions/{id}", get(pages::execution))
+        .route("/ui/approvals", get(pages::approvals))
+        .route("/ui/approvals/{id}", get(pages::approval))
         .route("/ui/settings", get(pages::settings))
         .route("/ui/packages", get(pages::packages))
         .route("/ui/assets/{*path}", get(assets::serve))

@@ -538,6 +538,7 @@ pub fn profile_view(v: &Value) -> Value {
             "allowed_hosts",
             "record",
             "replay_protection",
+            "approval",
             "expires_at",
             "created_at",
             "updated_at",
@@ -579,6 +580,7 @@ pub fn profile_view(v: &Value) -> Value {
         "allowed_hosts": v["allowed_hosts"],
         "record": v["record"],
         "replay_protection": v["replay_protection"],
+        "approval": v["approval"],
         "expires_at": expires_at,
     })
 }
@@ -604,6 +606,7 @@ pub fn expected_profile(
         "allowed_hosts": [],
         "record": "off",
         "replay_protection": true,
+        "approval": "off",
         "expires_at": null,
     })
 }

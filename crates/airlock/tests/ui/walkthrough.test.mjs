@@ -178,7 +178,7 @@ test("names before ids: profiles are shown by their description", async () => {
 test("every page fits a phone, with the navigation in a menu", async () => {
   await admin("PUT", `/api/admin/profiles/${state.profile}`, { description: LONG });
   await page.setViewportSize(PHONE);
-  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/packages", "/ui/settings"];
+  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/approvals", "/ui/packages", "/ui/settings"];
   for (const path of pages) {
     await page.goto(base + path);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -293,6 +293,55 @@ test("replay protection: on for a new profile, switched off and on again in the 
   assert.equal((await admin("GET", `/api/admin/profiles/${id}`)).replay_protection, true);
 });
 
+test("script approval: switched on in the profile page; approved and denied in the Approvals pages", async (t) => {
+  if (!(await sandboxReady())) {
+    t.skip("SKIPPED: the sandbox is not available on this machine; nothing to approve");
+    return;
+  }
+  const { id, key } = await lockedProfile("Approval check", ["API_TOKEN"], []);
+  await page.goto(`${base}/ui/profiles/${id}`);
+  const form = page.locator("form[data-form=profile-approval]");
+  await form.locator("input[value=first_run]").check();
+  await form.locator("button[type=submit]").click();
+  await page.locator("text=Script approval is on").waitFor();
+  assert.equal((await admin("GET", `/api/admin/profiles/${id}`)).approval, "first_run");
+
+  // The agent's execution waits; the approver finds it in the list and approves it.
+  const script = "total = 3\nset_result(total)\n";
+  const waiting = await h.execute(base, key, script, ["awaiting_approval"]);
+  assert.match(waiting.approval_url, new RegExp(`/ui/approvals/${waiting.execution_id}$`));
+  await page.goto(`${base}/ui/approvals`);
+  await page.locator(`table[data-approvals=pending] a:has-text("${waiting.execution_id}")`).click();
+  await page.waitForURL(`${base}/ui/approvals/${waiting.execution_id}`);
+  assert.match(await page.locator("[data-closest]").textContent(), /No script of this profile was approved before/);
+  assert.match(await page.locator("pre.code-script").textContent(), /set_result\(total\)/);
+  const approve = page.locator("form[data-form=approval-approve]");
+  await approve.locator("input[name=runs]").fill("2");
+  await approve.locator("button[type=submit]").click();
+  await h.expectFlash(page, "Approved: the execution is queued.");
+  assert.equal((await page.locator("[data-approval-status]").textContent()).trim(), "approved");
+  assert.match(await page.locator("[data-approval-grant]").textContent(), /1 further run until withdrawn/);
+  const done = await h.execute(base, key, script);
+  assert.equal(done.status, "completed", JSON.stringify(done));
+
+  // A changed script asks again; the page shows the change; the approver denies it.
+  const changed = await h.execute(base, key, "total = 4\nset_result(total)\n", ["awaiting_approval"]);
+  await page.goto(`${base}/ui/approvals/${changed.execution_id}`);
+  const diff = await page.locator("[data-diff]").textContent();
+  assert.match(diff, /-total = 3/);
+  assert.match(diff, /\+total = 4/);
+  const deny = page.locator("form[data-form=approval-deny]");
+  await deny.locator("button[type=submit]").click();
+  assert.match(await deny.locator(".form-error").textContent(), /Give a reason/);
+  await deny.locator("input[name=reason]").fill("totals are fixed at 3");
+  await deny.locator("button[type=submit]").click();
+  await h.expectFlash(page, "Denied: the execution will not run.");
+  const ended = await (await fetch(`${base}/executions/${changed.execution_id}`, { headers: { Authorization: `Bearer ${key.split(":")[0]}` } })).json();
+  assert.equal(ended.status, "denied");
+  assert.match(ended.error, /totals are fixed at 3/);
+  await admin("PUT", `/api/admin/profiles/${id}`, { approval: "off" });
+});
+
 test("input records: switched on in the profile page; two runs compared in the execution page", async (t) => {
   if (!(await sandboxReady())) {
     t.skip("SKIPPED: the sandbox is not available on this machine; nothing to compare");
@@ -355,10 +404,12 @@ test("input records: switched on in the profile page; two runs compared in the e
 });
 
 test("no serious or critical accessibility violation on any page, desktop and phone", async () => {
-  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/packages", "/ui/settings"];
+  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/approvals", "/ui/packages", "/ui/settings"];
   const execs = await admin("GET", "/api/admin/executions");
   const first = (execs.executions || [])[0];
   if (first) pages.push(`/ui/executions/${first.execution_id}`);
+  const approvals = await admin("GET", "/api/admin/approvals?status=all");
+  for (const a of (approvals.approvals || []).slice(0, 2)) pages.push(`/ui/approvals/${a.execution_id}`);
   for (const viewport of [{ width: 1280, height: 900 }, PHONE]) {
     await page.setViewportSize(viewport);
     for (const path of pages) {

@@ -196,6 +196,8 @@ struct ProfilePage {
     record_kept: String,
     /// Signed requests must carry a timestamp and a fresh nonce.
     replay_protection: bool,
+    /// Script approval: `off`, `first_run` or `every_run`.
+    approval: &'static str,
     expires: Option<Ts>,
     created: Ts,
     updated: Ts,
@@ -267,6 +269,7 @@ pub async fn profile(
             n => format!("for {n} days"),
         },
         replay_protection: p.replay_protection,
+        approval: crate::approvals::mode_name(p.approval),
         expires: view::ts_opt(p.expires_at),
         created: view::ts(p.created_at),
         updated: view::ts(p.updated_at),

@@ -373,7 +373,10 @@ pub async fn execution(
         },
         live: matches!(
             r.status,
-            ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::AwaitingLlm
+            ExecutionStatus::AwaitingApproval
+                | ExecutionStatus::Pending
+                | ExecutionStatus::Running
+                | ExecutionStatus::AwaitingLlm
         ),
         llm_wait: (r.llm_wait_ms > 0).then(|| view::duration(Some(r.llm_wait_ms))),
         status: r.status.to_string(),

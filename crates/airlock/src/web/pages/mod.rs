@@ -291,11 +291,13 @@ pub async fn login(
     Ok(render(&LoginPage { nav: "", next }))
 }
 
+mod approvals;
 mod catalog;
 mod executions;
 mod overview;
 mod settings;
 
+pub use approvals::{approval, approvals};
 pub use catalog::{credentials, profile, profiles};
 pub use executions::{execution, executions};
 pub use overview::overview;
