@@ -15,7 +15,7 @@ use super::{Json, Query};
 use crate::api::session::AdminSession;
 use crate::app::AppState;
 use crate::approvals::{ApprovalDetail, ApprovalView, Grant};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use airlock_store::ApprovalStatus;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -31,8 +31,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// `pending` (default), `approved`, `denied`, `expired`, `withdrawn` or `all`.
-    status: Option<String>,
+    /// Which requests (default `pending`).
+    #[param(inline)]
+    status: Option<ListStatus>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ListStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Withdrawn,
+    All,
 }
 
 #[derive(ToSchema)]
@@ -58,18 +70,13 @@ async fn list_approvals(
     _s: AdminSession,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let statuses: Vec<ApprovalStatus> = match q.status.as_deref().unwrap_or("pending") {
-        "all" => Vec::new(),
-        "pending" => vec![ApprovalStatus::Pending],
-        "approved" => vec![ApprovalStatus::Approved],
-        "denied" => vec![ApprovalStatus::Denied],
-        "expired" => vec![ApprovalStatus::Expired],
-        "withdrawn" => vec![ApprovalStatus::Withdrawn],
-        other => {
-            return Err(ApiError::invalid(format!(
-                "status {other:?} is not one of pending, approved, denied, expired, withdrawn, all"
-            )))
-        }
+    let statuses: Vec<ApprovalStatus> = match q.status.unwrap_or(ListStatus::Pending) {
+        ListStatus::All => Vec::new(),
+        ListStatus::Pending => vec![ApprovalStatus::Pending],
+        ListStatus::Approved => vec![ApprovalStatus::Approved],
+        ListStatus::Denied => vec![ApprovalStatus::Denied],
+        ListStatus::Expired => vec![ApprovalStatus::Expired],
+        ListStatus::Withdrawn => vec![ApprovalStatus::Withdrawn],
     };
     let approvals = state.approvals.list(&statuses).await?;
     Ok(Json(json!({ "approvals": approvals })))
