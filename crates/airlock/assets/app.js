@@ -797,6 +797,18 @@
       reloadWith("Denied: the execution will not run.");
     },
 
+    async "webhook-add"(form) {
+      const el = form.elements;
+      const events = Array.from(form.querySelectorAll("input[name=events]:checked")).map((i) => i.value);
+      await api("POST", "/api/admin/notifications/webhooks", {
+        url: el.url.value.trim(),
+        format: el.format.value,
+        events,
+        secret: el.secret.value,
+      });
+      reloadWith("Webhook added. Send a test to check it.");
+    },
+
     async "profile-add-cred"(form) {
       const name = form.elements.name.value;
       await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });
@@ -856,6 +868,16 @@
       if (!ok) return;
       await api("DELETE", "/api/admin/credentials/" + enc(name));
       reloadWith("Credential " + name + " deleted.");
+    },
+
+    async "webhook-delete"(btn) {
+      await api("DELETE", "/api/admin/notifications/webhooks/" + enc(btn.dataset.id));
+      reloadWith("Webhook deleted.");
+    },
+
+    async "webhook-test"() {
+      await api("POST", "/api/admin/notifications/test", {});
+      reloadWith("Test queued: its delivery shows below in a moment.");
     },
 
     async "approval-withdraw"(btn) {

@@ -53,6 +53,8 @@ pub struct AppState {
     pub transfer: Arc<crate::transfer::Transfer>,
     /// Executions waiting for an approver.
     pub approvals: Arc<crate::approvals::Approvals>,
+    /// Webhooks told about what waits for a person.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl AppState {
@@ -91,7 +93,17 @@ impl App {
         }
         let sealed = prepare_sealed_tls(&config, &store, &vault).await?;
         let store: Arc<dyn Store> = Arc::new(store);
-        let catalog = Catalog::new(store.clone(), Arc::new(vault));
+        let vault = Arc::new(vault);
+        let catalog = Catalog::new(store.clone(), vault.clone());
+        let notifier = crate::notify::Notifier::start(
+            store.clone(),
+            vault,
+            config
+                .public_base()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("http://{}", config.bind)),
+            std::time::Duration::from_millis(config.notify_retry_ms),
+        );
         let packages = crate::packages::Packages::start(
             store.clone(),
             crate::packages::PackagesConfig::from_config(&config),
@@ -102,6 +114,12 @@ impl App {
         let sandbox = crate::sandbox::start(&config, &mounts).await;
         if let Err(reason) = &sandbox {
             tracing::warn!(%reason, "executions are disabled");
+            notifier.notify(
+                crate::notify::Event::SandboxUnavailable,
+                format!("the sandbox did not start, executions are refused: {reason}"),
+                "/ui/settings".into(),
+                serde_json::json!({ "reason": reason }),
+            );
         }
         let runner = Runner::start(
             store.clone(),
@@ -132,6 +150,7 @@ impl App {
         let approvals = crate::approvals::Approvals::start(
             store.clone(),
             runner.clone(),
+            notifier.clone(),
             config.approval_timeout,
         )
         .await
@@ -152,6 +171,7 @@ impl App {
                 packages,
                 transfer,
                 approvals,
+                notifier,
             },
         })
     }

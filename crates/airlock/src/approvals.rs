@@ -104,6 +104,7 @@ pub struct Grant {
 
 pub struct Approvals {
     store: Arc<dyn Store>,
+    notifier: Arc<crate::notify::Notifier>,
     runner: Arc<Runner>,
     timeout: chrono::Duration,
 }
@@ -114,10 +115,12 @@ impl Approvals {
     pub async fn start(
         store: Arc<dyn Store>,
         runner: Arc<Runner>,
+        notifier: Arc<crate::notify::Notifier>,
         timeout_secs: u64,
     ) -> ApprovalResult<Arc<Approvals>> {
         let approvals = Arc::new(Approvals {
             store,
+            notifier,
             runner,
             timeout: chrono::Duration::seconds(i64::try_from(timeout_secs).unwrap_or(i64::MAX)),
         });
@@ -190,6 +193,22 @@ impl Approvals {
                 .await;
             return Err(e.into());
         }
+        self.notifier.notify(
+            crate::notify::Event::ApprovalNeeded,
+            format!(
+                "an execution of profile \"{}\" waits for approval",
+                profile.description
+            ),
+            format!("/ui/approvals/{}", approval.execution_id),
+            serde_json::json!({
+                "execution_id": approval.execution_id,
+                "profile_id": profile.id,
+                "profile_description": profile.description,
+                "mode": mode_name(profile.approval),
+                "script_sha256": approval.script_sha256,
+                "expires_at": approval.expires_at,
+            }),
+        );
         Ok(approval)
     }
 

@@ -136,6 +136,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub approval_timeout: u64,
 
+    /// Milliseconds before a failed webhook delivery is retried; each next retry
+    /// waits twice as long (5 attempts in all).
+    #[arg(long, env = "AIRLOCK_NOTIFY_RETRY_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub notify_retry_ms: u64,
+
     /// Executions that may wait for a free slot before new ones get 429.
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -267,6 +273,7 @@ impl Config {
             workers: None,
             max_paused: 64,
             approval_timeout: 3600,
+            notify_retry_ms: 2000,
             queue_size: 256,
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,

@@ -176,6 +176,18 @@ impl From<crate::approvals::ApprovalError> for ApiError {
     }
 }
 
+impl From<crate::notify::NotifyError> for ApiError {
+    fn from(e: crate::notify::NotifyError) -> ApiError {
+        use crate::notify::NotifyError as E;
+        let detail = e.to_string();
+        match e {
+            E::Invalid(_) => ApiError::invalid(detail),
+            E::NotFound(_) => ApiError::not_found(detail),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PackagesError> for ApiError {
     fn from(e: PackagesError) -> ApiError {
         let detail = e.to_string();

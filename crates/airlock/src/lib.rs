@@ -19,6 +19,7 @@ pub mod error;
 pub mod ids;
 pub mod mcp;
 pub mod metrics;
+pub mod notify;
 pub mod packages;
 pub mod requirements;
 pub mod runner;

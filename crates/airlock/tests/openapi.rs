@@ -74,7 +74,8 @@ fn literals_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
 fn annotated_operations(file: &str, text: &str) -> Vec<(String, String)> {
     let admin = file.ends_with("api/admin.rs")
         || file.ends_with("transfer.rs")
-        || file.ends_with("api/approvals.rs");
+        || file.ends_with("api/approvals.rs")
+        || file.ends_with("api/notifications.rs");
     let mut out = Vec::new();
     for (i, _) in text.match_indices("#[utoipa::path(") {
         let block = &text[i..];

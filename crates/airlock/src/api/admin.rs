@@ -39,6 +39,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(regenerate_key))
         .merge(super::executions::admin_routes())
         .merge(super::approvals::routes())
+        .merge(super::notifications::routes())
         .merge(super::packages::admin_routes())
         .merge(crate::api::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(

@@ -169,6 +169,19 @@ async fn create_profile(
         .catalog
         .create_profile(&body.description, &body.credentials)
         .await?;
+    state.notifier.notify(
+        crate::notify::Event::AgentRequest,
+        format!(
+            "an agent created the profile \"{}\"; fill its values and lock it",
+            p.description
+        ),
+        format!("/ui/profiles/{}", p.id),
+        serde_json::json!({
+            "profile_id": p.id,
+            "profile_description": p.description,
+            "credentials": p.credentials.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        }),
+    );
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 

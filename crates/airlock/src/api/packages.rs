@@ -71,6 +71,12 @@ async fn request(
     Json(body): Json<RequirementsRequest>,
 ) -> ApiResult<Response> {
     let view = state.packages.request(&body.packages).await?;
+    state.notifier.notify(
+        crate::notify::Event::AgentRequest,
+        format!("an agent asked for packages: {}", body.packages.join(", ")),
+        "/ui/packages".into(),
+        serde_json::json!({ "packages": body.packages }),
+    );
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 

@@ -19,6 +19,24 @@ struct SettingsPage {
     max_import_mib: usize,
     max_import_bytes: usize,
     sessions: Vec<SessionRowView>,
+    webhooks: Vec<WebhookRowView>,
+    deliveries: Vec<DeliveryRowView>,
+}
+
+pub struct WebhookRowView {
+    pub id: String,
+    pub url: String,
+    pub format: &'static str,
+    pub events: String,
+}
+
+pub struct DeliveryRowView {
+    pub event: &'static str,
+    pub webhook_id: String,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub error: String,
+    pub at: Ts,
 }
 
 /// One admin session in the settings table.
@@ -45,7 +63,44 @@ pub async fn settings(State(state): State<AppState>, headers: HeaderMap) -> Page
             last_seen: view::ts(s.last_seen_at),
         })
         .collect();
+    let webhooks = state
+        .notifier
+        .webhooks()
+        .await
+        .map_err(crate::error::ApiError::from)?
+        .into_iter()
+        .map(|w| WebhookRowView {
+            id: w.id,
+            url: w.url,
+            format: match w.format {
+                crate::notify::Format::Json => "JSON",
+                crate::notify::Format::Slack => "Slack",
+            },
+            events: w
+                .events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    let deliveries = state
+        .notifier
+        .deliveries()
+        .into_iter()
+        .take(20)
+        .map(|d| DeliveryRowView {
+            event: d.event.as_str(),
+            webhook_id: d.webhook_id,
+            state: d.state,
+            attempts: d.attempts,
+            error: d.last_error.unwrap_or_default(),
+            at: view::ts(d.created_at),
+        })
+        .collect();
     Ok(render(&SettingsPage {
+        webhooks,
+        deliveries,
         sessions,
         profiles: profiles.iter().map(profile_row).collect(),
         min_passphrase: crate::transfer::MIN_PASSPHRASE_CHARS,
