@@ -16,8 +16,9 @@
 # past authentication; `POST /execute` then stops at the HMAC check (schemathesis
 # cannot sign scripts), so no script runs. Excluded: `POST /api/admin/logout` and
 # `POST /api/admin/password`, which would end or invalidate the session mid-run,
-# and `POST /api/admin/notifications/webhooks`, whose generated URLs the server
-# would then POST notices to (tests/notifications.rs covers it against loopback).
+# and `POST /api/admin/notifications/webhooks` and `PUT /api/admin/notifications/email`,
+# whose generated URLs and hosts the server would then send notices to
+# (tests/notifications.rs covers both against loopback servers).
 # The package index is off (`AIRLOCK_PIP_INDEX_URL=none`),
 # so no request leaves the machine.
 set -euo pipefail
@@ -95,4 +96,5 @@ export AIRLOCK_ST_SESSION AIRLOCK_ST_KEY_ID
   --exclude-path /api/admin/logout \
   --exclude-path /api/admin/password \
   --exclude-path /api/admin/notifications/webhooks \
+  --exclude-path /api/admin/notifications/email \
   || { echo "schemathesis failed; server log:" >&2; tail -50 "$WORK/server.log" >&2; exit 1; }

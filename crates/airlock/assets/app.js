@@ -809,6 +809,22 @@
       reloadWith("Webhook added. Send a test to check it.");
     },
 
+    async "email-set"(form) {
+      const el = form.elements;
+      const body = {
+        host: el.host.value.trim(),
+        port: Number(el.port.value),
+        tls: el.tls.value,
+        from: el.from.value.trim(),
+        to: el.to.value.split(",").map((s) => s.trim()).filter((s) => s),
+        events: Array.from(form.querySelectorAll("input[name=events]:checked")).map((i) => i.value),
+      };
+      if (el.username.value.trim()) body.username = el.username.value.trim();
+      if (el.password.value) body.password = el.password.value;
+      await api("PUT", "/api/admin/notifications/email", body);
+      reloadWith("E-mail settings saved. Send a test to check them.");
+    },
+
     async "profile-add-cred"(form) {
       const name = form.elements.name.value;
       await api("POST", "/api/admin/profiles/" + enc(profileId()) + "/credentials", { credentials: [name] });
@@ -873,6 +889,11 @@
     async "webhook-delete"(btn) {
       await api("DELETE", "/api/admin/notifications/webhooks/" + enc(btn.dataset.id));
       reloadWith("Webhook deleted.");
+    },
+
+    async "email-clear"() {
+      await api("DELETE", "/api/admin/notifications/email");
+      reloadWith("E-mail notifications stopped.");
     },
 
     async "webhook-test"() {

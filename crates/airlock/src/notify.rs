@@ -1,9 +1,10 @@
-//! Notifications: webhooks the operator configures in Settings, told when
+//! Notifications: webhooks and an SMTP mailbox the operator configures in
+//! Settings, told when
 //! something waits for a person (an approval, an agent's request) and when the
 //! sandbox is unavailable.
 //!
-//! The configuration (URLs, formats, events, signing secrets) is one JSON
-//! document in the store's `meta` table, sealed with the vault (the secrets are
+//! The configuration (URLs, formats, events, signing secrets, the SMTP server
+//! and its password) is one JSON document in the store's `meta` table, sealed with the vault (the secrets are
 //! never shown again). A notice is queued without blocking the request that
 //! caused it (a bounded queue; drops are counted); each webhook gets its own
 //! delivery, retried with exponential backoff up to [`MAX_ATTEMPTS`] times. The
@@ -72,6 +73,73 @@ pub enum Format {
     Slack,
 }
 
+/// Everything configured: one sealed document.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Settings {
+    #[serde(default)]
+    webhooks: Vec<Webhook>,
+    #[serde(default)]
+    email: Option<Email>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// TLS from the first byte (usually port 465).
+    Tls,
+    /// Plain, then upgraded with STARTTLS, refused if the server cannot (usually 587).
+    Starttls,
+    /// No encryption: only for a relay on this machine (loopback), and never with a password.
+    None,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Email {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    username: Option<String>,
+    password: Option<String>,
+    from: String,
+    to: Vec<String>,
+    events: Vec<Event>,
+}
+
+/// The SMTP settings as the operator sees them (never the password).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EmailView {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub has_password: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    pub events: Vec<Event>,
+}
+
+/// SMTP settings to save (replacing any earlier ones).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEmail {
+    #[schema(max_length = 253)]
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// Never shown again.
+    pub password: Option<String>,
+    /// The sender address (`Airlock <airlock@example.com>` or a bare address).
+    pub from: String,
+    /// One to 20 recipients.
+    pub to: Vec<String>,
+    pub events: Vec<Event>,
+}
+
+/// Who a delivery went to: a webhook id, or `email`.
+const EMAIL_TARGET: &str = "email";
+
 #[derive(Clone, Serialize, Deserialize)]
 struct Webhook {
     id: String,
@@ -111,7 +179,8 @@ pub struct NewWebhook {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub notice_id: String,
-    pub webhook_id: String,
+    /// The webhook's id, or `email`.
+    pub target: String,
     pub event: Event,
     /// `pending` (retrying), `delivered` or `failed` (gave up).
     pub state: &'static str,
@@ -194,17 +263,17 @@ impl Notifier {
         }
     }
 
-    async fn load(&self) -> Result<Vec<Webhook>, NotifyError> {
+    async fn load(&self) -> Result<Settings, NotifyError> {
         let Some(blob) = self.store.meta_get(META_KEY).await? else {
-            return Ok(Vec::new());
+            return Ok(Settings::default());
         };
         let plain = self.vault.open(META_AAD, &blob)?;
         serde_json::from_slice(&plain)
             .map_err(|e| NotifyError::Store(StoreError::Config(format!("notifications: {e}"))))
     }
 
-    async fn save(&self, hooks: &[Webhook]) -> Result<(), NotifyError> {
-        let plain = serde_json::to_vec(hooks)
+    async fn save(&self, settings: &Settings) -> Result<(), NotifyError> {
+        let plain = serde_json::to_vec(settings)
             .map_err(|e| NotifyError::Store(StoreError::Config(e.to_string())))?;
         let blob = self.vault.seal(META_AAD, &plain)?;
         self.store.meta_set(META_KEY, &blob).await?;
@@ -212,7 +281,101 @@ impl Notifier {
     }
 
     pub async fn webhooks(&self) -> Result<Vec<WebhookView>, NotifyError> {
-        Ok(self.load().await?.into_iter().map(view).collect())
+        Ok(self.load().await?.webhooks.into_iter().map(view).collect())
+    }
+
+    pub async fn email(&self) -> Result<Option<EmailView>, NotifyError> {
+        Ok(self.load().await?.email.as_ref().map(email_view))
+    }
+
+    /// Saves the SMTP settings (a `password` of `None` keeps the stored one when
+    /// the username is unchanged).
+    pub async fn set_email(&self, new: NewEmail) -> Result<EmailView, NotifyError> {
+        let host = new.host.trim().to_string();
+        if host.is_empty()
+            || host.len() > 253
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        {
+            return Err(NotifyError::Invalid(
+                "host must be a host name or IP address".into(),
+            ));
+        }
+        if new.port == 0 {
+            return Err(NotifyError::Invalid("port must be 1 to 65535".into()));
+        }
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if new.tls == SmtpTls::None && !loopback {
+            return Err(NotifyError::Invalid(
+                "tls none is only for a relay on this machine (localhost); use starttls or tls"
+                    .into(),
+            ));
+        }
+        let from: lettre::message::Mailbox = new.from.trim().parse().map_err(|_| {
+            NotifyError::Invalid(
+                "from must be an e-mail address (Name <addr@host> or addr@host)".into(),
+            )
+        })?;
+        if new.to.is_empty() || new.to.len() > 20 {
+            return Err(NotifyError::Invalid(
+                "to must list 1 to 20 addresses".into(),
+            ));
+        }
+        let mut to = Vec::with_capacity(new.to.len());
+        for t in &new.to {
+            let m: lettre::message::Mailbox = t
+                .trim()
+                .parse()
+                .map_err(|_| NotifyError::Invalid(format!("to: {t:?} is not an e-mail address")))?;
+            to.push(m.to_string());
+        }
+        let events = check_events(new.events)?;
+        let username = new
+            .username
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty());
+        let mut settings = self.load().await?;
+        let kept = settings
+            .email
+            .as_ref()
+            .filter(|e| e.username == username)
+            .and_then(|e| e.password.clone());
+        let password = new.password.filter(|p| !p.is_empty()).or(kept);
+        if password.is_some() && username.is_none() {
+            return Err(NotifyError::Invalid("a password needs a username".into()));
+        }
+        if password.is_some() && new.tls == SmtpTls::None {
+            return Err(NotifyError::Invalid(
+                "a password is never sent without TLS; use starttls or tls".into(),
+            ));
+        }
+        let email = Email {
+            host,
+            port: new.port,
+            tls: new.tls,
+            username,
+            password,
+            from: from.to_string(),
+            to,
+            events,
+        };
+        let view = email_view(&email);
+        settings.email = Some(email);
+        self.save(&settings).await?;
+        Ok(view)
+    }
+
+    pub async fn clear_email(&self) -> Result<(), NotifyError> {
+        let mut settings = self.load().await?;
+        if settings.email.take().is_none() {
+            return Err(NotifyError::NotFound(EMAIL_TARGET.into()));
+        }
+        self.save(&settings).await
     }
 
     pub async fn add(&self, new: NewWebhook) -> Result<WebhookView, NotifyError> {
@@ -232,16 +395,9 @@ impl Notifier {
                 "secret must be 16 to 256 characters (it keys the X-Airlock-Signature HMAC)".into(),
             ));
         }
-        let mut events = new.events;
-        events.dedup();
-        if events.is_empty() || events.contains(&Event::Test) {
-            return Err(NotifyError::Invalid(
-                "events must name at least one of approval_needed, agent_request, sandbox_unavailable"
-                    .into(),
-            ));
-        }
-        let mut hooks = self.load().await?;
-        if hooks.len() >= MAX_WEBHOOKS {
+        let events = check_events(new.events)?;
+        let mut settings = self.load().await?;
+        if settings.webhooks.len() >= MAX_WEBHOOKS {
             return Err(NotifyError::Invalid(format!(
                 "at most {MAX_WEBHOOKS} webhooks; delete one first"
             )));
@@ -254,19 +410,19 @@ impl Notifier {
             secret: new.secret,
             created_at: Utc::now(),
         };
-        hooks.push(hook.clone());
-        self.save(&hooks).await?;
+        settings.webhooks.push(hook.clone());
+        self.save(&settings).await?;
         Ok(view(hook))
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), NotifyError> {
-        let mut hooks = self.load().await?;
-        let before = hooks.len();
-        hooks.retain(|h| h.id != id);
-        if hooks.len() == before {
+        let mut settings = self.load().await?;
+        let before = settings.webhooks.len();
+        settings.webhooks.retain(|h| h.id != id);
+        if settings.webhooks.len() == before {
             return Err(NotifyError::NotFound(id.to_string()));
         }
-        self.save(&hooks).await
+        self.save(&settings).await
     }
 
     /// The latest deliveries, newest first.
@@ -282,7 +438,7 @@ impl Notifier {
         let mut all = self.deliveries.lock();
         if let Some(slot) = all
             .iter_mut()
-            .find(|x| x.notice_id == d.notice_id && x.webhook_id == d.webhook_id)
+            .find(|x| x.notice_id == d.notice_id && x.target == d.target)
         {
             *slot = d.clone();
             return;
@@ -312,12 +468,14 @@ impl Notifier {
         }
     }
 
-    /// Delivers one notice to one webhook, retrying with backoff.
-    async fn deliver(self: Arc<Self>, hook: Webhook, n: Arc<Notice>) {
-        let body = self.body(&hook, &n).to_string();
+    /// Delivers one notice to one target, retrying with backoff.
+    async fn deliver(self: Arc<Self>, target: Target, n: Arc<Notice>) {
         let mut d = Delivery {
             notice_id: n.id.clone(),
-            webhook_id: hook.id.clone(),
+            target: match &target {
+                Target::Webhook(h) => h.id.clone(),
+                Target::Email(_) => EMAIL_TARGET.into(),
+            },
             event: n.event,
             state: "pending",
             attempts: 0,
@@ -327,21 +485,28 @@ impl Notifier {
         };
         self.record(&d);
         let mut wait = self.retry_base;
+        let event = n.event.as_str();
         loop {
             d.attempts += 1;
-            let ts = Utc::now().timestamp();
-            let signature =
-                crate::ids::hmac_hex(hook.secret.as_bytes(), format!("{ts}.{body}").as_bytes());
-            let (url, payload, event, id) = (
-                hook.url.clone(),
-                body.clone(),
-                n.event.as_str(),
-                n.id.clone(),
-            );
-            let outcome = tokio::task::spawn_blocking(move || {
-                post(&url, &payload, event, &id, ts, &signature)
-            })
-            .await
+            let outcome = match &target {
+                Target::Webhook(hook) => {
+                    let body = self.body(hook, &n).to_string();
+                    let ts = Utc::now().timestamp();
+                    let signature = crate::ids::hmac_hex(
+                        hook.secret.as_bytes(),
+                        format!("{ts}.{body}").as_bytes(),
+                    );
+                    let (url, id) = (hook.url.clone(), n.id.clone());
+                    tokio::task::spawn_blocking(move || {
+                        post(&url, &body, event, &id, ts, &signature)
+                    })
+                    .await
+                }
+                Target::Email(email) => {
+                    let (email, message) = (email.clone(), self.mail_text(&n));
+                    tokio::task::spawn_blocking(move || send_mail(&email, &message)).await
+                }
+            }
             .unwrap_or_else(|_| Err("the delivery task failed".into()));
             match outcome {
                 Ok(()) => {
@@ -357,7 +522,7 @@ impl Notifier {
                         d.state = "failed";
                         d.finished_at = Some(Utc::now());
                         self.record(&d);
-                        tracing::warn!(webhook = %hook.id, event, attempts = d.attempts,
+                        tracing::warn!(target = %d.target, event, attempts = d.attempts,
                             error = ?d.last_error, "notification not delivered; giving up");
                         return;
                     }
@@ -367,6 +532,104 @@ impl Notifier {
                 }
             }
         }
+    }
+}
+
+enum Target {
+    Webhook(Webhook),
+    Email(Email),
+}
+
+/// The subject and text of a notice's e-mail.
+struct MailText {
+    subject: String,
+    body: String,
+}
+
+impl Notifier {
+    fn mail_text(&self, n: &Notice) -> MailText {
+        let link = format!("{}{}", self.base, n.link);
+        let mut subject: String = format!("Airlock: {}", n.summary)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        if subject.is_empty() {
+            subject = "Airlock".into();
+        }
+        let details = serde_json::to_string_pretty(&n.data).unwrap_or_default();
+        MailText {
+            subject,
+            body: format!(
+                "{}\n\nOpen in Airlock: {link}\n\nEvent: {}\nNotice: {}\nAt: {}\n\n{details}\n",
+                n.summary,
+                n.event.as_str(),
+                n.id,
+                n.at.to_rfc3339()
+            ),
+        }
+    }
+}
+
+/// One message over SMTP; the error names what went wrong, never the password.
+fn send_mail(email: &Email, text: &MailText) -> Result<(), String> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{Message, SmtpTransport, Transport};
+    let from: lettre::message::Mailbox = email
+        .from
+        .parse()
+        .map_err(|_| "the from address is not valid".to_string())?;
+    let mut builder = Message::builder().from(from).subject(text.subject.clone());
+    for t in &email.to {
+        let to: lettre::message::Mailbox =
+            t.parse().map_err(|_| format!("{t:?} is not an address"))?;
+        builder = builder.to(to);
+    }
+    let message = builder
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(text.body.clone())
+        .map_err(|e| format!("cannot build the message: {e}"))?;
+    let transport = match email.tls {
+        SmtpTls::Tls => SmtpTransport::relay(&email.host),
+        SmtpTls::Starttls => SmtpTransport::starttls_relay(&email.host),
+        SmtpTls::None => Ok(SmtpTransport::builder_dangerous(&email.host)),
+    }
+    .map_err(|e| format!("smtp: {e}"))?
+    .port(email.port)
+    .timeout(Some(TIMEOUT));
+    let transport = match (&email.username, &email.password) {
+        (Some(u), Some(p)) => transport.credentials(Credentials::new(u.clone(), p.clone())),
+        _ => transport,
+    };
+    transport
+        .build()
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| format!("smtp: {e}"))
+}
+
+fn check_events(mut events: Vec<Event>) -> Result<Vec<Event>, NotifyError> {
+    events.sort_by_key(|e| e.as_str());
+    events.dedup();
+    if events.is_empty() || events.contains(&Event::Test) {
+        return Err(NotifyError::Invalid(
+            "events must name at least one of approval_needed, agent_request, sandbox_unavailable"
+                .into(),
+        ));
+    }
+    Ok(events)
+}
+
+fn email_view(e: &Email) -> EmailView {
+    EmailView {
+        host: e.host.clone(),
+        port: e.port,
+        tls: e.tls,
+        username: e.username.clone(),
+        has_password: e.password.is_some(),
+        from: e.from.clone(),
+        to: e.to.clone(),
+        events: e.events.clone(),
     }
 }
 
@@ -423,19 +686,27 @@ fn post(
 async fn worker(n: std::sync::Weak<Notifier>, mut rx: mpsc::Receiver<Notice>) {
     while let Some(notice) = rx.recv().await {
         let Some(n) = n.upgrade() else { return };
-        let hooks = match n.load().await {
-            Ok(h) => h,
+        let settings = match n.load().await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the notification settings");
                 continue;
             }
         };
         let notice = Arc::new(notice);
-        for hook in hooks
+        let wants =
+            |events: &[Event]| notice.event == Event::Test || events.contains(&notice.event);
+        let mut targets: Vec<Target> = settings
+            .webhooks
             .into_iter()
-            .filter(|h| notice.event == Event::Test || h.events.contains(&notice.event))
-        {
-            tokio::spawn(n.clone().deliver(hook, notice.clone()));
+            .filter(|h| wants(&h.events))
+            .map(Target::Webhook)
+            .collect();
+        if let Some(e) = settings.email.filter(|e| wants(&e.events)) {
+            targets.push(Target::Email(e));
+        }
+        for target in targets {
+            tokio::spawn(n.clone().deliver(target, notice.clone()));
         }
     }
 }

@@ -306,3 +306,131 @@ async fn a_webhook_that_keeps_failing_is_given_up_after_five_attempts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real SMTP server (aiosmtpd, from PyPI) on a loopback port, printing each
+/// message it accepts as one JSON line.
+const SMTP_SERVER: &str = r#"
+import json, sys, time
+from aiosmtpd.controller import Controller
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        print(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                          "data": envelope.content.decode("utf-8", "replace")}), flush=True)
+        return "250 OK"
+c = Controller(Handler(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("READY", flush=True)
+time.sleep(120)
+"#;
+
+#[tokio::test]
+async fn e_mail_reaches_a_real_smtp_server_without_secrets() {
+    use tokio::io::AsyncBufReadExt;
+    let env = Env::start_with(|c| c.notify_retry_ms = 50)
+        .await
+        .expect("these tests need the real sandbox");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut smtp = tokio::process::Command::new("/usr/bin/python3")
+        .args(["-c", SMTP_SERVER, &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with aiosmtpd (installed by .ci/run)");
+    let mut lines = tokio::io::BufReader::new(smtp.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the SMTP server starts")
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"), "aiosmtpd did not start");
+
+    // Refused: clear text to another host, a password without TLS, a bad address.
+    let base = json!({"host": "127.0.0.1", "port": port, "tls": "none",
+                      "from": "Airlock <airlock@example.test>", "to": ["ops@example.test"],
+                      "events": ["approval_needed"]});
+    for (patch, needle) in [
+        (json!({"host": "mail.example.test"}), "localhost"),
+        (json!({"username": "u", "password": "smtp-pass-123"}), "TLS"),
+        (json!({"from": "not an address"}), "from"),
+        (json!({"to": []}), "to"),
+    ] {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, v) = env
+            .admin("PUT", "/api/admin/notifications/email", Some(body))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains(needle),
+            "{needle}: {v}"
+        );
+    }
+    let (s, v) = env
+        .admin("PUT", "/api/admin/notifications/email", Some(base.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["has_password"], false);
+
+    let (pid, key) = env.locked_profile("mail me", &[("API_KEY", VALUE)]).await;
+    env.admin(
+        "PUT",
+        &format!("/api/admin/profiles/{pid}"),
+        Some(json!({"approval": "every_run"})),
+    )
+    .await;
+    let (s, _, v) = env
+        .submit(&key, "print(settings.get('API_KEY'))\n", None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let exec = v["execution_id"].as_str().unwrap().to_string();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a message arrives")
+        .unwrap()
+        .unwrap();
+    let msg: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(msg["from"], "airlock@example.test");
+    assert_eq!(msg["to"], json!(["ops@example.test"]));
+    // The text is quoted-printable: undo its soft line breaks and `=3D`.
+    let data = msg["data"]
+        .as_str()
+        .unwrap()
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    assert!(
+        data.contains("Subject: Airlock: an execution of profile"),
+        "{data}"
+    );
+    assert!(data.contains(&format!("/ui/approvals/{exec}")), "{data}");
+    assert!(!data.contains(VALUE) && !data.contains("print("), "{data}");
+
+    // "Send a test" reaches the mailbox too; then the settings go away.
+    env.admin("POST", "/api/admin/notifications/test", None)
+        .await;
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the test message arrives")
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("a test notification"), "{line}");
+    let (_, v) = env.admin("GET", "/api/admin/notifications", None).await;
+    assert!(
+        v["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["target"] == "email" && d["state"] == "delivered"),
+        "{v}"
+    );
+    let (s, _) = env
+        .admin("DELETE", "/api/admin/notifications/email", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = env.admin("GET", "/api/admin/notifications", None).await;
+    assert_eq!(v["email"], Value::Null);
+}

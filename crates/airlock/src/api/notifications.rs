@@ -13,13 +13,14 @@ use super::Json;
 use crate::api::session::AdminSession;
 use crate::app::AppState;
 use crate::error::ApiResult;
-use crate::notify::{Delivery, Event, NewWebhook, WebhookView};
+use crate::notify::{Delivery, EmailView, Event, NewEmail, NewWebhook, WebhookView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_notifications))
         .routes(routes!(add_webhook))
         .routes(routes!(delete_webhook))
+        .routes(routes!(set_email, clear_email))
         .routes(routes!(send_test))
 }
 
@@ -27,6 +28,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[allow(dead_code)] // the schema of the settings answer
 struct NotificationSettings {
     webhooks: Vec<WebhookView>,
+    /// The SMTP settings, or null.
+    email: Option<EmailView>,
     /// The latest deliveries (kept in memory, at most 100), newest first.
     deliveries: Vec<Delivery>,
     /// Notices dropped because the queue was full, since start.
@@ -48,6 +51,7 @@ async fn get_notifications(
     let n = &state.notifier;
     Ok(Json(json!({
         "webhooks": n.webhooks().await?,
+        "email": n.email().await?,
         "deliveries": n.deliveries(),
         "dropped": n.dropped(),
     })))
@@ -97,7 +101,47 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Sends a `test` notice to every webhook; see the deliveries for the outcome.
+/// Saves the SMTP settings (replacing earlier ones; an omitted password keeps
+/// the stored one while the username stays the same).
+#[utoipa::path(
+    put,
+    path = "/notifications/email",
+    tag = "admin",
+    security(("admin_session" = [])),
+    request_body = NewEmail,
+    responses(
+        (status = 200, description = "Saved", body = EmailView),
+        (status = 422, description = "A bad host, address, event list, or a password without TLS (`invalid_input`)", body = ErrorBody),
+    )
+)]
+async fn set_email(
+    State(state): State<AppState>,
+    _s: AdminSession,
+    Json(body): Json<NewEmail>,
+) -> ApiResult<Json<EmailView>> {
+    let e = state.notifier.set_email(body).await?;
+    tracing::info!(host = %e.host, "e-mail notifications configured");
+    Ok(Json(e))
+}
+
+/// Removes the SMTP settings.
+#[utoipa::path(
+    delete,
+    path = "/notifications/email",
+    tag = "admin",
+    security(("admin_session" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "None were set (`not_found`)", body = ErrorBody),
+    )
+)]
+async fn clear_email(State(state): State<AppState>, _s: AdminSession) -> ApiResult<StatusCode> {
+    state.notifier.clear_email().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a `test` notice to every webhook and the e-mail recipients; see the
+/// deliveries for the outcome.
 #[utoipa::path(
     post,
     path = "/notifications/test",

@@ -8,6 +8,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { createServer } from "node:http";
+import { spawn } from "node:child_process";
+import { createServer as createNetServer } from "node:net";
 import { createHmac } from "node:crypto";
 import * as h from "./harness.mjs";
 
@@ -334,7 +336,7 @@ test("script approval: switched on in the profile page; approved and denied in t
   assert.match(diff, /\+total = 4/);
   const deny = page.locator("form[data-form=approval-deny]");
   await deny.locator("button[type=submit]").click();
-  assert.match(await deny.locator(".form-error").textContent(), /Give a reason/);
+  await deny.locator(".form-error", { hasText: "Give a reason" }).waitFor();
   await deny.locator("input[name=reason]").fill("totals are fixed at 3");
   await deny.locator("button[type=submit]").click();
   await h.expectFlash(page, "Denied: the execution will not run.");
@@ -581,7 +583,7 @@ test("notifications: a webhook added in Settings gets a signed test, and its del
     await form.locator("input[name=url]").fill(url);
     await form.locator("input[name=secret]").fill("short");
     await form.locator("button[type=submit]").click();
-    assert.match(await form.locator(".form-error").textContent(), /secret must be 16 to 256 characters/);
+    await form.locator(".form-error", { hasText: "secret must be 16 to 256 characters" }).waitFor();
     await form.locator("input[name=secret]").fill(secret);
     await form.locator("button[type=submit]").click();
     // (Not the flash: an earlier test's session warning may own it.)
@@ -607,6 +609,51 @@ test("notifications: a webhook added in Settings gets a signed test, and its del
     assert.equal((await admin("GET", "/api/admin/notifications")).webhooks.length, 0);
   } finally {
     server.close();
+  }
+});
+
+test("notifications: e-mail set in Settings reaches a real SMTP server", async () => {
+  const port = await new Promise((ok) => {
+    const s = createNetServer();
+    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => ok(p)); });
+  });
+  const smtp = spawn("/usr/bin/python3", ["-c", [
+    "import json, sys, time",
+    "from aiosmtpd.controller import Controller",
+    "class H:",
+    "    async def handle_DATA(self, server, session, envelope):",
+    "        print(json.dumps({'to': envelope.rcpt_tos, 'data': envelope.content.decode()}), flush=True)",
+    "        return '250 OK'",
+    "c = Controller(H(), hostname='127.0.0.1', port=int(sys.argv[1])); c.start()",
+    "print('READY', flush=True)",
+    "time.sleep(120)",
+  ].join("\n"), String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  smtp.stdout.on("data", (c) => { out += c; });
+  try {
+    for (let i = 0; i < 200 && !out.includes("READY"); i++) await new Promise((ok) => setTimeout(ok, 50));
+    assert.ok(out.includes("READY"), "aiosmtpd did not start");
+    await page.goto(base + "/ui/settings");
+    const form = page.locator("form[data-form=email-set]");
+    await form.locator("input[name=host]").fill("127.0.0.1");
+    await form.locator("input[name=port]").fill(String(port));
+    await form.locator("select[name=tls]").selectOption("none");
+    await form.locator("input[name=from]").fill("Airlock <airlock@example.test>");
+    await form.locator("input[name=to]").fill("ops@example.test, oncall@example.test");
+    await form.locator("button[type=submit]").click();
+    await page.locator("dl[data-email]").waitFor();
+    assert.match(await page.locator("dl[data-email]").textContent(), /127\.0\.0\.1:\d+.*ops@example\.test, oncall@example\.test/s);
+    await page.locator("button[data-action=webhook-test]").click();
+    for (let i = 0; i < 200 && !out.includes("a test notification"); i++) await new Promise((ok) => setTimeout(ok, 50));
+    const msg = JSON.parse(out.split("\n").find((l) => l.startsWith("{")));
+    assert.deepEqual(msg.to, ["ops@example.test", "oncall@example.test"]);
+    assert.match(msg.data, /Subject: Airlock: a test notification/);
+    await page.goto(base + "/ui/settings");
+    await page.locator("button[data-action=email-clear]").click();
+    await page.locator("form[data-form=email-set]").waitFor();
+    assert.equal((await admin("GET", "/api/admin/notifications")).email, null);
+  } finally {
+    smtp.kill();
   }
 });
 

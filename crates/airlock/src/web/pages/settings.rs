@@ -21,6 +21,16 @@ struct SettingsPage {
     sessions: Vec<SessionRowView>,
     webhooks: Vec<WebhookRowView>,
     deliveries: Vec<DeliveryRowView>,
+    email: Option<EmailRowView>,
+}
+
+pub struct EmailRowView {
+    pub server: String,
+    pub tls: &'static str,
+    pub username: String,
+    pub from: String,
+    pub to: String,
+    pub events: String,
 }
 
 pub struct WebhookRowView {
@@ -32,7 +42,8 @@ pub struct WebhookRowView {
 
 pub struct DeliveryRowView {
     pub event: &'static str,
-    pub webhook_id: String,
+    /// A webhook id, or `email`.
+    pub target: String,
     pub state: &'static str,
     pub attempts: u32,
     pub error: String,
@@ -91,14 +102,37 @@ pub async fn settings(State(state): State<AppState>, headers: HeaderMap) -> Page
         .take(20)
         .map(|d| DeliveryRowView {
             event: d.event.as_str(),
-            webhook_id: d.webhook_id,
+            target: d.target,
             state: d.state,
             attempts: d.attempts,
             error: d.last_error.unwrap_or_default(),
             at: view::ts(d.created_at),
         })
         .collect();
+    let email = state
+        .notifier
+        .email()
+        .await
+        .map_err(crate::error::ApiError::from)?
+        .map(|e| EmailRowView {
+            server: format!("{}:{}", e.host, e.port),
+            tls: match e.tls {
+                crate::notify::SmtpTls::Tls => "TLS",
+                crate::notify::SmtpTls::Starttls => "STARTTLS",
+                crate::notify::SmtpTls::None => "none (loopback)",
+            },
+            username: e.username.unwrap_or_default(),
+            from: e.from,
+            to: e.to.join(", "),
+            events: e
+                .events
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     Ok(render(&SettingsPage {
+        email,
         webhooks,
         deliveries,
         sessions,
