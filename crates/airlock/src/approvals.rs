@@ -373,23 +373,13 @@ impl Approvals {
             }),
         };
         if let Some(why) = refusal {
-            let mut denied = a.clone();
-            denied.status = ApprovalStatus::Denied;
-            denied.reason = Some(format!("the profile cannot run code ({why})"));
-            denied.decided_at = Some(now);
-            if self
-                .store
-                .approval_decide(&denied, ApprovalStatus::Pending)
-                .await?
-            {
-                self.runner
-                    .end_held(
-                        e,
-                        ExecutionStatus::Denied,
-                        format!("denied: the profile cannot run code now ({why})"),
-                    )
-                    .await;
-            }
+            self.deny_held(
+                &a,
+                e,
+                format!("the profile cannot run code ({why})"),
+                format!("denied: the profile cannot run code now ({why})"),
+            )
+            .await?;
             return Err(ApprovalError::ProfileInactive(why));
         }
         let Some(profile) = profile else {
@@ -443,27 +433,40 @@ impl Approvals {
             ));
         };
         let (a, e) = self.pending(id).await?;
-        let mut decided = a;
+        let message = format!("denied by an approver: {reason}");
+        match self.deny_held(&a, e, reason, message).await? {
+            Some(decided) => Ok(decided),
+            None => Err(ApprovalError::Decided(format!(
+                "approval request {id} was decided by someone else meanwhile"
+            ))),
+        }
+    }
+
+    /// Records the denial of a still-pending request (`reason` for approvers),
+    /// then ends its execution `denied` with `message` for the agent; `None`
+    /// when someone decided it first.
+    async fn deny_held(
+        &self,
+        a: &ApprovalRow,
+        execution: ExecutionRow,
+        reason: String,
+        message: String,
+    ) -> ApprovalResult<Option<ApprovalRow>> {
+        let mut decided = a.clone();
         decided.status = ApprovalStatus::Denied;
-        decided.reason = Some(reason.clone());
+        decided.reason = Some(reason);
         decided.decided_at = Some(Utc::now());
         if !self
             .store
             .approval_decide(&decided, ApprovalStatus::Pending)
             .await?
         {
-            return Err(ApprovalError::Decided(format!(
-                "approval request {id} was decided by someone else meanwhile"
-            )));
+            return Ok(None);
         }
         self.runner
-            .end_held(
-                e,
-                ExecutionStatus::Denied,
-                format!("denied by an approver: {reason}"),
-            )
+            .end_held(execution, ExecutionStatus::Denied, message)
             .await;
-        Ok(decided)
+        Ok(Some(decided))
     }
 
     /// Takes a `first_run` grant back: the script asks again next time.
@@ -503,25 +506,14 @@ impl Approvals {
             .await?;
         let mut ended = 0;
         for a in pending {
-            let mut decided = a.clone();
-            decided.status = ApprovalStatus::Denied;
-            decided.reason = Some(format!("the profile {why}"));
-            decided.decided_at = Some(Utc::now());
-            if !self
-                .store
-                .approval_decide(&decided, ApprovalStatus::Pending)
-                .await?
-            {
+            let Some(row) = self.store.execution_get(&a.execution_id).await? else {
                 continue;
-            }
-            if let Some(row) = self.store.execution_get(&a.execution_id).await? {
-                self.runner
-                    .end_held(
-                        row,
-                        ExecutionStatus::Denied,
-                        format!("denied: the profile {why}"),
-                    )
-                    .await;
+            };
+            let (reason, message) = (
+                format!("the profile {why}"),
+                format!("denied: the profile {why}"),
+            );
+            if self.deny_held(&a, row, reason, message).await?.is_some() {
                 ended += 1;
             }
         }
