@@ -127,6 +127,35 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every pending request past its expiry `expired`; returns their ids.
     async fn approvals_expire(&self, now: DateTime<Utc>) -> Result<Vec<String>>;
 
+    // --- agent requests ---
+    /// Inserts the request, or replaces the one of the same kind and subject (an
+    /// agent asking again reopens a rejected request).
+    async fn request_put(&self, row: &AgentRequestRow) -> Result<()>;
+    async fn request_get(
+        &self,
+        kind: RequestKind,
+        subject: &str,
+    ) -> Result<Option<AgentRequestRow>>;
+    /// Newest first; `kind`/`status` `None` means any.
+    async fn requests_list(
+        &self,
+        kind: Option<RequestKind>,
+        status: Option<RequestStatus>,
+        limit: i64,
+    ) -> Result<Vec<AgentRequestRow>>;
+    /// Records the decision if the request is still `pending`; returns whether it
+    /// was (a second decision loses cleanly).
+    async fn request_decide(
+        &self,
+        kind: RequestKind,
+        subject: &str,
+        status: RequestStatus,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Forgets the request of a deleted subject (no error when there is none).
+    async fn request_delete(&self, kind: RequestKind, subject: &str) -> Result<()>;
+
     // --- executions ---
     async fn execution_insert(&self, row: &ExecutionRow) -> Result<()>;
     async fn execution_get(&self, id: &str) -> Result<Option<ExecutionRow>>;

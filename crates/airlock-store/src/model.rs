@@ -642,6 +642,12 @@ pub enum PackageStatus {
     Installing,
     Installed,
     Failed,
+    /// An install only: the request waits for the operator (package review).
+    #[serde(rename = "awaiting_review")]
+    #[sqlx(rename = "awaiting_review")]
+    AwaitingReview,
+    /// An install only: the operator rejected the request; nothing was installed.
+    Rejected,
 }
 
 impl PackageStatus {
@@ -651,6 +657,8 @@ impl PackageStatus {
             PackageStatus::Installing => "installing",
             PackageStatus::Installed => "installed",
             PackageStatus::Failed => "failed",
+            PackageStatus::AwaitingReview => "awaiting_review",
+            PackageStatus::Rejected => "rejected",
         }
     }
 }
@@ -687,4 +695,43 @@ pub struct PackageInstallRow {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What an agent asked the operator for: a profile, a credential slot, or
+/// packages (one install).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RequestKind {
+    Profile,
+    Slot,
+    Packages,
+}
+
+/// Where an agent request stands: `pending` until the operator answers, then
+/// `accepted` or `rejected` (with a reason the agent reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RequestStatus {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+/// One agent request. `subject` is the profile id, the credential name, or the
+/// package install id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRequestRow {
+    pub kind: RequestKind,
+    pub subject: String,
+    /// The agent's optional message to the operator.
+    pub message: String,
+    pub status: RequestStatus,
+    /// The operator's reason (a rejection) or note (an acceptance).
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
 }

@@ -16,9 +16,10 @@ use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    AnswerRow, ApprovalRow, ApprovalStatus, CredentialRow, EgressCounts, EgressRow,
-    ExecutionFilter, ExecutionRow, ExecutionStats, ExecutionStatus, ExecutionSummary, ImportPlan,
-    PackageInstallRow, PackageRow, ProfileRow, Result, SealSettings, SessionRow, Store, StoreError,
+    AgentRequestRow, AnswerRow, ApprovalRow, ApprovalStatus, CredentialRow, EgressCounts,
+    EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats, ExecutionStatus, ExecutionSummary,
+    ImportPlan, PackageInstallRow, PackageRow, ProfileRow, RequestKind, RequestStatus, Result,
+    SealSettings, SessionRow, Store, StoreError,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -198,6 +199,18 @@ fn approval_from(row: &SqliteRow) -> Result<ApprovalRow> {
         approved_until: row.try_get("approved_until")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        decided_at: row.try_get("decided_at")?,
+    })
+}
+
+fn request_from(row: &SqliteRow) -> Result<AgentRequestRow> {
+    Ok(AgentRequestRow {
+        kind: row.try_get("kind")?,
+        subject: row.try_get("subject")?,
+        message: row.try_get("message")?,
+        status: row.try_get("status")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
         decided_at: row.try_get("decided_at")?,
     })
 }
@@ -759,6 +772,94 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|r| Ok(r.try_get("execution_id")?))
             .collect()
+    }
+
+    async fn request_put(&self, r: &AgentRequestRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agent_requests(kind, subject, message, status, reason, created_at, decided_at) \
+             VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(kind, subject) DO UPDATE SET \
+             message = excluded.message, status = excluded.status, reason = excluded.reason, \
+             created_at = excluded.created_at, decided_at = excluded.decided_at",
+        )
+        .bind(r.kind)
+        .bind(&r.subject)
+        .bind(&r.message)
+        .bind(r.status)
+        .bind(&r.reason)
+        .bind(r.created_at)
+        .bind(r.decided_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn request_get(
+        &self,
+        kind: RequestKind,
+        subject: &str,
+    ) -> Result<Option<AgentRequestRow>> {
+        sqlx::query("SELECT * FROM agent_requests WHERE kind = ? AND subject = ?")
+            .bind(kind)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(request_from)
+            .transpose()
+    }
+
+    async fn requests_list(
+        &self,
+        kind: Option<RequestKind>,
+        status: Option<RequestStatus>,
+        limit: i64,
+    ) -> Result<Vec<AgentRequestRow>> {
+        let mut qb = sqlx::QueryBuilder::new("SELECT * FROM agent_requests WHERE 1 = 1");
+        if let Some(k) = kind {
+            qb.push(" AND kind = ").push_bind(k);
+        }
+        if let Some(s) = status {
+            qb.push(" AND status = ").push_bind(s);
+        }
+        qb.push(" ORDER BY created_at DESC, subject LIMIT ")
+            .push_bind(limit);
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(request_from)
+            .collect()
+    }
+
+    async fn request_decide(
+        &self,
+        kind: RequestKind,
+        subject: &str,
+        status: RequestStatus,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE agent_requests SET status = ?, reason = ?, decided_at = ? \
+             WHERE kind = ? AND subject = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(at)
+        .bind(kind)
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn request_delete(&self, kind: RequestKind, subject: &str) -> Result<()> {
+        sqlx::query("DELETE FROM agent_requests WHERE kind = ? AND subject = ?")
+            .bind(kind)
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>> {
@@ -1765,6 +1866,74 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn agent_requests_are_decided_once_and_reopened_by_a_new_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("r.db")).await.unwrap();
+        let row = AgentRequestRow {
+            kind: RequestKind::Slot,
+            subject: "API_KEY".into(),
+            message: "for the reports".into(),
+            status: RequestStatus::Pending,
+            reason: None,
+            created_at: now(),
+            decided_at: None,
+        };
+        s.request_put(&row).await.unwrap();
+        assert!(s
+            .request_decide(
+                RequestKind::Slot,
+                "API_KEY",
+                RequestStatus::Rejected,
+                Some("no"),
+                now()
+            )
+            .await
+            .unwrap());
+        // Decided already: a second decision changes nothing.
+        assert!(!s
+            .request_decide(
+                RequestKind::Slot,
+                "API_KEY",
+                RequestStatus::Accepted,
+                None,
+                now()
+            )
+            .await
+            .unwrap());
+        let got = s
+            .request_get(RequestKind::Slot, "API_KEY")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.status, RequestStatus::Rejected);
+        assert_eq!(got.reason.as_deref(), Some("no"));
+        // Same subject, other kind: a different request.
+        assert!(s
+            .request_get(RequestKind::Profile, "API_KEY")
+            .await
+            .unwrap()
+            .is_none());
+        // Asking again reopens it.
+        s.request_put(&AgentRequestRow {
+            message: "again".into(),
+            ..row.clone()
+        })
+        .await
+        .unwrap();
+        let pending = s
+            .requests_list(None, Some(RequestStatus::Pending), 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].message, "again");
+        assert!(pending[0].reason.is_none());
+        s.request_delete(RequestKind::Slot, "API_KEY")
+            .await
+            .unwrap();
+        assert!(s.requests_list(None, None, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

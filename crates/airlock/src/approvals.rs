@@ -22,8 +22,6 @@ use crate::runner::{Runner, RunnerError};
 
 /// Requests that may wait for an approver at once; more get 429.
 pub const MAX_PENDING: usize = 1000;
-/// The longest reason an approver may give.
-pub const MAX_REASON_CHARS: usize = 1000;
 /// How often pending requests past their expiry are looked for.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(2);
 /// Scripts compared when looking for the closest approved one.
@@ -560,15 +558,7 @@ async fn sweep(approvals: Weak<Approvals>) {
 }
 
 fn check_reason(text: Option<String>) -> ApprovalResult<Option<String>> {
-    let text = text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-    if let Some(t) = &text {
-        if t.chars().count() > MAX_REASON_CHARS {
-            return Err(ApprovalError::Invalid(format!(
-                "the reason must be at most {MAX_REASON_CHARS} characters"
-            )));
-        }
-    }
-    Ok(text)
+    crate::validate::note("reason", text).map_err(|e| ApprovalError::Invalid(e.0))
 }
 
 pub fn status_name(s: ApprovalStatus) -> &'static str {

@@ -236,6 +236,12 @@ pub struct Config {
     /// Disk (and scratch) limit of one package environment, MiB.
     #[arg(long, env = "AIRLOCK_PIP_DISK_MB", default_value_t = 2048)]
     pub pip_disk_mb: u64,
+
+    /// Package requests wait for the operator to accept them (Requests page)
+    /// before anything is installed; `false` installs them at once.
+    #[arg(long, env = "AIRLOCK_PACKAGE_REVIEW", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub package_review: bool,
     /// Extra CA certificates (PEM file) the egress proxy trusts, besides the public
     /// roots, when it connects to hosts bound to sealed credentials (a private API's CA)
     /// and to the database servers of sealed database credentials.
@@ -293,6 +299,7 @@ impl Config {
             preimport: Vec::new(),
             pip_timeout: 600,
             pip_disk_mb: 2048,
+            package_review: true,
             egress_ca_bundle: None,
             egress_ca_dir: None,
             sandbox_helper: None,

@@ -176,6 +176,21 @@ impl From<crate::approvals::ApprovalError> for ApiError {
     }
 }
 
+impl From<crate::inbox::InboxError> for ApiError {
+    fn from(e: crate::inbox::InboxError) -> ApiError {
+        use crate::inbox::InboxError as E;
+        let detail = e.to_string();
+        match e {
+            E::NotFound(..) => ApiError::not_found(detail),
+            E::Decided(_) => ApiError::conflict("request_decided", detail),
+            E::Invalid(_) => ApiError::invalid(detail),
+            E::Catalog(e) => e.into(),
+            E::Packages(e) => e.into(),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::notify::NotifyError> for ApiError {
     fn from(e: crate::notify::NotifyError) -> ApiError {
         use crate::notify::NotifyError as E;
@@ -196,6 +211,7 @@ impl From<PackagesError> for ApiError {
             PackagesError::NoInstall(_) | PackagesError::NoPackage(_) => {
                 ApiError::not_found(detail)
             }
+            PackagesError::NotAwaiting(..) => ApiError::conflict("request_decided", detail),
             PackagesError::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "packages_unavailable",

@@ -17,6 +17,7 @@ pub mod config;
 pub mod egress_log;
 pub mod error;
 pub mod ids;
+pub mod inbox;
 pub mod mcp;
 pub mod metrics;
 pub mod notify;

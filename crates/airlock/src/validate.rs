@@ -45,6 +45,20 @@ pub fn description(d: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A free-text note between agent and operator (an agent's message, a reason, a
+/// note): trimmed, empty is `None`, at most [`MAX_DESCRIPTION`] characters.
+pub fn note(field: &str, text: Option<String>) -> Result<Option<String>, Invalid> {
+    let text = text.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    if let Some(t) = &text {
+        if t.chars().count() > MAX_DESCRIPTION {
+            return Err(Invalid::new(format!(
+                "the {field} must be at most {MAX_DESCRIPTION} characters"
+            )));
+        }
+    }
+    Ok(text)
+}
+
 pub fn value(v: &str) -> Result<(), Invalid> {
     if v.is_empty() {
         return Err(Invalid::new("value must not be empty"));

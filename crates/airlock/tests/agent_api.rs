@@ -12,10 +12,13 @@ async fn agent_credentials(agent: &Client) -> Value {
     assert_status(&reply, StatusCode::OK);
     let obj = reply.2.as_object().expect("object");
     assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["credentials"]);
-    for c in reply.2["credentials"].as_array().unwrap() {
+    let mut body = reply.2;
+    // Each request is checked, then shown by its status alone (or null).
+    for c in body["credentials"].as_array_mut().unwrap() {
         short_credential(c);
+        c["request"] = json!(request_state(&c["request"]));
     }
-    reply.2
+    body
 }
 
 #[tokio::test]
@@ -34,8 +37,8 @@ async fn list_credentials_shows_exactly_five_fields() {
     assert_eq!(
         body,
         json!({ "credentials": [
-            { "name": "AWS_KEY", "description": "AWS", "value_exists": false, "mode": "plain", "bound_hosts": [] },
-            { "name": "STRIPE_KEY", "description": "Stripe", "value_exists": true, "mode": "plain", "bound_hosts": [] },
+            { "name": "AWS_KEY", "description": "AWS", "value_exists": false, "mode": "plain", "bound_hosts": [], "request": null },
+            { "name": "STRIPE_KEY", "description": "Stripe", "value_exists": true, "mode": "plain", "bound_hosts": [], "request": null },
         ] })
     );
     assert!(!body.to_string().contains("sk_live_abc"));
@@ -61,16 +64,16 @@ async fn agents_declare_credentials_without_values() {
     assert_status(&reply, StatusCode::CREATED);
     assert_eq!(
         reply.2,
-        json!({ "created": ["NEW_ONE", "NEW_TWO"], "skipped": ["EXISTING"] })
+        json!({ "created": ["NEW_ONE", "NEW_TWO"], "skipped": ["EXISTING"], "reopened": [] })
     );
 
     // Existing names are not modified.
     assert_eq!(
         agent_credentials(&agent).await,
         json!({ "credentials": [
-            { "name": "EXISTING", "description": "set by admin", "value_exists": true, "mode": "plain", "bound_hosts": [] },
-            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false, "mode": "plain", "bound_hosts": [] },
-            { "name": "NEW_TWO", "description": "", "value_exists": false, "mode": "plain", "bound_hosts": [] },
+            { "name": "EXISTING", "description": "set by admin", "value_exists": true, "mode": "plain", "bound_hosts": [], "request": null },
+            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false, "mode": "plain", "bound_hosts": [], "request": "pending" },
+            { "name": "NEW_TWO", "description": "", "value_exists": false, "mode": "plain", "bound_hosts": [], "request": "pending" },
         ] })
     );
 
@@ -82,7 +85,10 @@ async fn agents_declare_credentials_without_values() {
         )
         .await;
     assert_status(&reply, StatusCode::CREATED);
-    assert_eq!(reply.2, json!({ "created": [], "skipped": ["NEW_ONE"] }));
+    assert_eq!(
+        reply.2,
+        json!({ "created": [], "skipped": ["NEW_ONE"], "reopened": [] })
+    );
 
     // Any value field is rejected, and nothing in the batch is created.
     for value in [json!("sk_live_from_agent"), json!(null), json!("")] {
@@ -409,10 +415,9 @@ async fn agents_cannot_lock_revoke_or_reach_admin() {
             json!([cred_entry("A_KEY", "a", true)])
         )
     );
-    let reply = agent.get("/credentials").await;
     assert_eq!(
-        reply.2,
-        json!({ "credentials": [{ "name": "A_KEY", "description": "a", "value_exists": true, "mode": "plain", "bound_hosts": [] }] })
+        agent_credentials(&agent).await,
+        json!({ "credentials": [{ "name": "A_KEY", "description": "a", "value_exists": true, "mode": "plain", "bound_hosts": [], "request": null }] })
     );
 }
 

@@ -136,21 +136,40 @@ impl Env {
         self.base.agent(&self.key_id, method, uri, body).await
     }
 
-    /// Posts a request; waits until its install is final; returns the install view.
+    /// Posts a request, which waits for review; the operator accepts it; waits
+    /// until its install is final; returns the install view.
     async fn install(&self, packages: &[&str]) -> Value {
         let (s, v) = self
             .agent(
                 "POST",
                 "/requirements",
-                Some(json!({ "packages": packages })),
+                Some(json!({ "packages": packages, "message": "for the reports" })),
             )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        assert!(
-            matches!(v["status"].as_str(), Some("pending" | "installing")),
-            "{v}"
-        );
+        assert_eq!(v["status"], "awaiting_review", "{v}");
+        assert_eq!(v["request"]["status"], "pending", "{v}");
+        assert_eq!(v["request"]["message"], "for the reports", "{v}");
         let id = v["install_id"].as_str().unwrap().to_string();
+        // Nothing is listed, let alone installed, before the operator accepts.
+        let (_, list) = self.agent("GET", "/requirements", None).await;
+        let names: Vec<&str> = list["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["install_id"] == id)
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(names.is_empty(), "listed before review: {list}");
+        let (s, item) = self
+            .admin(
+                "POST",
+                &format!("/api/admin/requests/packages/{id}/accept"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{item}");
+        assert_eq!(item["status"], "accepted", "{item}");
         self.wait_install(&id).await
     }
 

@@ -44,7 +44,7 @@ print(p["id"])
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        r#"{"created": ["SALES_DB"], "skipped": []}"#
+        r#"{"created": ["SALES_DB"], "skipped": [], "reopened": []}"#
     );
     let id = lines.next().unwrap().to_string();
 

@@ -40,6 +40,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(super::executions::admin_routes())
         .merge(super::approvals::routes())
         .merge(super::notifications::routes())
+        .merge(super::inbox::routes())
         .merge(super::packages::admin_routes())
         .merge(crate::api::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(

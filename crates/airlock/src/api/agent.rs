@@ -10,12 +10,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::admin::{CreateProfile, CredentialNames};
+use super::admin::CredentialNames;
 use super::docs::{self, ErrorBody};
 use super::Json;
 use crate::app::AppState;
 use crate::catalog::{CredentialChange, ProfileLookup, ProfileView};
 use crate::error::ApiResult;
+use crate::inbox;
+use airlock_store::RequestKind;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,6 +55,15 @@ struct Slot {
 #[serde(deny_unknown_fields)]
 struct CreateSlots {
     credentials: Vec<Slot>,
+    /// Why the agent needs them, for the operator (shown in the Requests inbox).
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    message: Option<String>,
+}
+
+/// The agent's optional message, checked.
+fn message(m: Option<String>) -> ApiResult<String> {
+    Ok(crate::validate::note("message", m)?.unwrap_or_default())
 }
 
 /// Declares credential slots (no values: the operator fills them in the UI).
@@ -67,15 +78,46 @@ async fn create_slots(
     State(state): State<AppState>,
     Json(body): Json<CreateSlots>,
 ) -> ApiResult<Response> {
+    let message = message(body.message)?;
     let items: Vec<(String, String)> = body
         .credentials
         .into_iter()
         .map(|s| (s.name, s.description))
         .collect();
     let (created, skipped) = state.catalog.create_slots(&items).await?;
+    for name in &created {
+        state
+            .catalog
+            .open_request(RequestKind::Slot, name, &message)
+            .await?;
+    }
+    let mut reopened = Vec::new();
+    for name in &skipped {
+        let m = (!message.is_empty()).then_some(message.as_str());
+        if inbox::reopen_if_rejected(&state, RequestKind::Slot, name, m).await? {
+            reopened.push(name.clone());
+        }
+    }
+    let asked: Vec<&String> = created.iter().chain(&reopened).collect();
+    if !asked.is_empty() {
+        state.notifier.notify(
+            crate::notify::Event::AgentRequest,
+            format!(
+                "an agent asked for the credential{} {}; fill in the value or reject the request",
+                if asked.len() == 1 { "" } else { "s" },
+                asked
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "/ui/requests".into(),
+            json!({ "credentials": asked, "message": message }),
+        );
+    }
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "created": created, "skipped": skipped })),
+        Json(json!({ "created": created, "skipped": skipped, "reopened": reopened })),
     )
         .into_response())
 }
@@ -150,12 +192,30 @@ async fn get_profile(
     Ok(Json(hide_key_id(p, known)))
 }
 
-/// Creates an unlocked profile over existing slots.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AgentCreateProfile {
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    description: String,
+    /// Names of existing credentials.
+    #[serde(default)]
+    #[schema(inline, value_type = Vec<docs::CredentialName>)]
+    credentials: Vec<String>,
+    /// Why the agent needs it, for the operator (shown in the Requests inbox).
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    message: Option<String>,
+}
+
+/// Creates an unlocked profile over existing slots: a request that waits for the
+/// operator (who fills the values and locks it, or rejects it with a reason the
+/// profile's `request` then shows).
 #[utoipa::path(
     post,
     path = "/profiles",
     tag = "agent",
-    request_body = super::admin::CreateProfile,
+    request_body = AgentCreateProfile,
     responses(
         (status = 201, description = "Created (unlocked, no key yet)", body = crate::catalog::ProfileView),
         (status = 422, description = "A named credential does not exist (`invalid_input`)", body = ErrorBody),
@@ -163,12 +223,18 @@ async fn get_profile(
 )]
 async fn create_profile(
     State(state): State<AppState>,
-    Json(body): Json<CreateProfile>,
+    Json(body): Json<AgentCreateProfile>,
 ) -> ApiResult<Response> {
+    let message = message(body.message)?;
     let p = state
         .catalog
         .create_profile(&body.description, &body.credentials)
         .await?;
+    state
+        .catalog
+        .open_request(RequestKind::Profile, &p.id, &message)
+        .await?;
+    let p = state.catalog.get_profile(&p.id, ProfileLookup::Id).await?;
     state.notifier.notify(
         crate::notify::Event::AgentRequest,
         format!(
@@ -179,10 +245,21 @@ async fn create_profile(
         serde_json::json!({
             "profile_id": p.id,
             "profile_description": p.description,
+            "message": message,
             "credentials": p.credentials.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         }),
     );
     Ok((StatusCode::CREATED, Json(p)).into_response())
+}
+
+/// A profile the agent changed: a rejected request waits for the operator again.
+async fn revised(state: &AppState, p: ProfileView) -> ApiResult<Json<ProfileView>> {
+    if inbox::reopen_if_rejected(state, RequestKind::Profile, &p.id, None).await? {
+        return Ok(Json(
+            state.catalog.get_profile(&p.id, ProfileLookup::Id).await?,
+        ));
+    }
+    Ok(Json(p))
 }
 
 /// Adds slots to an unlocked profile.
@@ -203,17 +280,16 @@ async fn add_credentials(
     Path(id): Path<String>,
     Json(body): Json<CredentialNames>,
 ) -> ApiResult<Json<ProfileView>> {
-    Ok(Json(
-        state
-            .catalog
-            .change_profile_credentials(
-                &id,
-                &body.credentials,
-                CredentialChange::Add,
-                ProfileLookup::IdOrKeyId,
-            )
-            .await?,
-    ))
+    let p = state
+        .catalog
+        .change_profile_credentials(
+            &id,
+            &body.credentials,
+            CredentialChange::Add,
+            ProfileLookup::IdOrKeyId,
+        )
+        .await?;
+    revised(&state, p).await
 }
 
 /// Removes slots from an unlocked profile.
@@ -234,15 +310,14 @@ async fn remove_credentials(
     Path(id): Path<String>,
     Json(body): Json<CredentialNames>,
 ) -> ApiResult<Json<ProfileView>> {
-    Ok(Json(
-        state
-            .catalog
-            .change_profile_credentials(
-                &id,
-                &body.credentials,
-                CredentialChange::Remove,
-                ProfileLookup::IdOrKeyId,
-            )
-            .await?,
-    ))
+    let p = state
+        .catalog
+        .change_profile_credentials(
+            &id,
+            &body.credentials,
+            CredentialChange::Remove,
+            ProfileLookup::IdOrKeyId,
+        )
+        .await?;
+    revised(&state, p).await
 }

@@ -80,6 +80,9 @@ pub struct SlotsCreated {
     pub created: Vec<String>,
     /// Names that already existed (left unchanged).
     pub skipped: Vec<String>,
+    /// Names among `skipped` whose rejected request now waits for the operator
+    /// again.
+    pub reopened: Vec<String>,
 }
 
 #[derive(ToSchema)]

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod approvals;
 pub mod docs;
 pub mod executions;
+pub mod inbox;
 pub mod notifications;
 pub mod packages;
 pub mod session;

@@ -51,8 +51,11 @@ async fn list(State(state): State<AppState>, _key: AgentKey) -> ApiResult<Respon
 }
 
 /// Asks for Python packages (requirement strings: name, extras, version
-/// specifiers, marker; no URLs, paths or installer options). The environment is
-/// rebuilt in a sandbox with every package not `failed`; all or nothing.
+/// specifiers, marker; no URLs, paths or installer options). Under package review
+/// (the default) the install is `awaiting_review` until the operator accepts it
+/// (then it runs) or rejects it (`rejected`, the reason in `request.reason`). The
+/// environment is rebuilt in a sandbox with every package not `failed`; all or
+/// nothing.
 #[utoipa::path(
     post,
     path = "/requirements",
@@ -61,7 +64,7 @@ async fn list(State(state): State<AppState>, _key: AgentKey) -> ApiResult<Respon
     security(("agent_key" = [])),
     request_body = RequirementsRequest,
     responses(
-        (status = 202, description = "The install, `pending` or already `installing`", body = InstallView),
+        (status = 202, description = "The install: `awaiting_review`, `pending` or already `installing`", body = InstallView),
         (status = 503, description = "Installs cannot run on this host (`packages_unavailable`)", body = ErrorBody),
     )
 )]
@@ -70,12 +73,33 @@ async fn request(
     _key: AgentKey,
     Json(body): Json<RequirementsRequest>,
 ) -> ApiResult<Response> {
-    let view = state.packages.request(&body.packages).await?;
+    let view = state
+        .packages
+        .request(&body.packages, &body.message)
+        .await?;
+    let review = view.status == airlock_store::PackageStatus::AwaitingReview;
     state.notifier.notify(
         crate::notify::Event::AgentRequest,
-        format!("an agent asked for packages: {}", body.packages.join(", ")),
-        "/ui/packages".into(),
-        serde_json::json!({ "packages": body.packages }),
+        format!(
+            "an agent asked for packages: {}{}",
+            body.packages.join(", "),
+            if review {
+                "; accept or reject the request"
+            } else {
+                ""
+            }
+        ),
+        if review {
+            "/ui/requests"
+        } else {
+            "/ui/packages"
+        }
+        .into(),
+        serde_json::json!({
+            "packages": body.packages,
+            "install_id": view.install_id,
+            "message": view.request.as_ref().map(|r| r.message.as_str()),
+        }),
     );
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }

@@ -12,7 +12,8 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use airlock_store::{
-    CredentialMode, CredentialRow, DatabaseLogin, ProfileRow, SealSettings, Store, Vault,
+    AgentRequestRow, CredentialMode, CredentialRow, DatabaseLogin, ProfileRow, RequestKind,
+    RequestStatus, SealSettings, Store, Vault,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -158,23 +159,68 @@ impl Catalog {
     // ----- credentials -----
 
     pub async fn list_credentials(&self) -> CatalogResult<Vec<CredentialView>> {
+        let reqs = self.slot_requests().await?;
         Ok(self
             .store
             .credentials_list()
             .await?
             .iter()
-            .map(view)
+            .map(|c| view(c, reqs.get(&c.name)))
             .collect())
     }
 
     pub async fn list_credential_summaries(&self) -> CatalogResult<Vec<CredentialSummary>> {
+        let reqs = self.slot_requests().await?;
         Ok(self
             .store
             .credentials_list()
             .await?
             .iter()
-            .map(summary)
+            .map(|c| summary(c, reqs.get(&c.name)))
             .collect())
+    }
+
+    /// Every slot request, by credential name.
+    async fn slot_requests(&self) -> CatalogResult<HashMap<String, AgentRequestRow>> {
+        Ok(self
+            .store
+            .requests_list(Some(RequestKind::Slot), None, i64::MAX)
+            .await?
+            .into_iter()
+            .map(|r| (r.subject.clone(), r))
+            .collect())
+    }
+
+    // ----- agent requests -----
+
+    /// Records (or reopens) an agent's request for `subject`, waiting for the operator.
+    pub async fn open_request(
+        &self,
+        kind: RequestKind,
+        subject: &str,
+        message: &str,
+    ) -> CatalogResult<()> {
+        self.store
+            .request_put(&AgentRequestRow {
+                kind,
+                subject: subject.to_string(),
+                message: message.to_string(),
+                status: RequestStatus::Pending,
+                reason: None,
+                created_at: Utc::now(),
+                decided_at: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Accepts a pending request because the operator acted on its subject (filled
+    /// a slot's value, locked a profile). Nothing happens when none is pending.
+    async fn accept_by_action(&self, kind: RequestKind, subject: &str) -> CatalogResult<()> {
+        self.store
+            .request_decide(kind, subject, RequestStatus::Accepted, None, Utc::now())
+            .await?;
+        Ok(())
     }
 
     async fn credential(&self, name: &str) -> CatalogResult<CredentialRow> {
@@ -186,7 +232,8 @@ impl Catalog {
 
     pub async fn get_credential(&self, name: &str) -> CatalogResult<CredentialView> {
         let c = self.credential(name).await?;
-        Ok(view(&c))
+        let req = self.store.request_get(RequestKind::Slot, name).await?;
+        Ok(view(&c, req.as_ref()))
     }
 
     /// Creates a slot (and, for the admin, optionally its value).
@@ -228,7 +275,7 @@ impl Catalog {
                 }
                 other => other.into(),
             })?;
-        Ok(view(&row))
+        Ok(view(&row, None))
     }
 
     /// Agent bulk creation: existing names are skipped, never modified.
@@ -282,7 +329,12 @@ impl Catalog {
         }
         row.updated_at = Utc::now();
         self.store.credential_update(&row).await?;
-        Ok(view(&row))
+        if value.is_some() {
+            // Filling in the value answers the agent's request for the slot.
+            self.accept_by_action(RequestKind::Slot, &row.name).await?;
+        }
+        let req = self.store.request_get(RequestKind::Slot, &row.name).await?;
+        Ok(view(&row, req.as_ref()))
     }
 
     pub async fn delete_credential(&self, name: &str) -> CatalogResult<()> {
@@ -302,6 +354,9 @@ impl Catalog {
             });
         }
         self.store.credential_delete(&row.id).await?;
+        self.store
+            .request_delete(RequestKind::Slot, &row.name)
+            .await?;
         Ok(())
     }
 
@@ -309,6 +364,15 @@ impl Catalog {
 
     async fn profile_view(&self, row: &ProfileRow) -> CatalogResult<ProfileView> {
         let creds = self.store.profile_credentials(&row.id).await?;
+        let request = self
+            .store
+            .request_get(RequestKind::Profile, &row.id)
+            .await?;
+        let slots = if creds.is_empty() {
+            HashMap::new()
+        } else {
+            self.slot_requests().await?
+        };
         Ok(ProfileView {
             id: row.id.clone(),
             description: row.description.clone(),
@@ -316,11 +380,15 @@ impl Catalog {
             revoked: row.revoked,
             expired: row.is_expired(Utc::now()),
             key_id: row.key_id.clone(),
-            credentials: creds.iter().map(summary).collect(),
+            credentials: creds
+                .iter()
+                .map(|c| summary(c, slots.get(&c.name)))
+                .collect(),
             allowed_hosts: row.allowed_hosts.clone(),
             record: row.record,
             replay_protection: row.replay_protection,
             approval: row.approval,
+            request: request.as_ref().map(RequestState::from),
             expires_at: row.expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -516,6 +584,19 @@ impl Catalog {
         let key = self.issue_key(&mut row).await?;
         row.locked = true;
         self.store.profile_update(&row).await?;
+        // Locking answers the agent's request, even one rejected before.
+        if let Some(mut r) = self
+            .store
+            .request_get(RequestKind::Profile, &row.id)
+            .await?
+        {
+            if r.status != RequestStatus::Accepted {
+                r.status = RequestStatus::Accepted;
+                r.reason = None;
+                r.decided_at = Some(Utc::now());
+                self.store.request_put(&r).await?;
+            }
+        }
         Ok(ProfileWithKey {
             profile: self.profile_view(&row).await?,
             key,
@@ -560,6 +641,9 @@ impl Catalog {
             ));
         }
         self.store.profile_delete(&row.id).await?;
+        self.store
+            .request_delete(RequestKind::Profile, &row.id)
+            .await?;
         Ok(())
     }
 

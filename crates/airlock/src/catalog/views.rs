@@ -220,6 +220,9 @@ pub struct CredentialView {
     pub value_exists: bool,
     #[serde(flatten)]
     pub sealing: Sealing,
+    /// The agent's request for this slot and the operator's answer (`null`: the
+    /// operator made it).
+    pub request: Option<RequestState>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -240,6 +243,34 @@ pub struct CredentialSummary {
     /// (its password is a placeholder; the server signs in). Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseLogin>,
+    /// The agent's request for this slot and the operator's answer (`null`: the
+    /// operator made it).
+    pub request: Option<RequestState>,
+}
+
+/// An agent's request (a profile, a slot, packages) and the operator's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct RequestState {
+    /// `pending` until the operator answers, then `accepted` or `rejected`.
+    pub status: RequestStatus,
+    /// The agent's message to the operator (may be empty).
+    pub message: String,
+    /// The operator's reason for a rejection, or note with an acceptance.
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl From<&AgentRequestRow> for RequestState {
+    fn from(r: &AgentRequestRow) -> RequestState {
+        RequestState {
+            status: r.status,
+            message: r.message.clone(),
+            reason: r.reason.clone(),
+            created_at: r.created_at,
+            decided_at: r.decided_at,
+        }
+    }
 }
 
 /// An opened credential for one execution.
@@ -269,6 +300,9 @@ pub struct ProfileView {
     /// Script approval: `off`, `first_run` (each new script, by SHA-256, waits for
     /// an approver once) or `every_run` (every execution waits).
     pub approval: airlock_store::ApprovalMode,
+    /// The agent's request for this profile and the operator's answer (`null`:
+    /// the operator made it).
+    pub request: Option<RequestState>,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -294,7 +328,7 @@ pub struct ProfilePatch {
     pub approval: Option<airlock_store::ApprovalMode>,
 }
 
-pub(super) fn summary(c: &CredentialRow) -> CredentialSummary {
+pub(super) fn summary(c: &CredentialRow, req: Option<&AgentRequestRow>) -> CredentialSummary {
     CredentialSummary {
         name: c.name.clone(),
         description: c.description.clone(),
@@ -302,15 +336,17 @@ pub(super) fn summary(c: &CredentialRow) -> CredentialSummary {
         mode: c.seal.mode,
         bound_hosts: c.seal.hosts.clone(),
         database: c.seal.database.clone(),
+        request: req.map(RequestState::from),
     }
 }
 
-pub(super) fn view(c: &CredentialRow) -> CredentialView {
+pub(super) fn view(c: &CredentialRow, req: Option<&AgentRequestRow>) -> CredentialView {
     CredentialView {
         name: c.name.clone(),
         description: c.description.clone(),
         value_exists: c.value.is_some(),
         sealing: Sealing::from(&c.seal),
+        request: req.map(RequestState::from),
         created_at: c.created_at,
         updated_at: c.updated_at,
     }

@@ -44,6 +44,9 @@ pub enum PackagesError {
     NoInstall(String),
     #[error("no package named {0}")]
     NoPackage(String),
+    /// Accept or reject of an install that does not wait for review.
+    #[error("install {0} does not wait for review (it is {1})")]
+    NotAwaiting(String, PackageStatus),
     #[error("{AGENT_UNAVAILABLE}")]
     Unavailable,
     #[error(transparent)]
@@ -79,6 +82,8 @@ pub struct PackagesConfig {
     pub problem: Option<String>,
     /// Modules the warm workers pre-import (`AIRLOCK_PREIMPORT`).
     pub preimport: Vec<String>,
+    /// Requests wait for the operator (`AIRLOCK_PACKAGE_REVIEW`).
+    pub review: bool,
 }
 
 impl PackagesConfig {
@@ -103,6 +108,7 @@ impl PackagesConfig {
                 .map(|m| m.trim().to_string())
                 .filter(|m| !m.is_empty())
                 .collect(),
+            review: c.package_review,
             root: c.data_dir.join("packages"),
             data_dir: c.data_dir.clone(),
             python: c.python.clone(),
@@ -234,6 +240,10 @@ pub struct RequirementsRequest {
     /// pattern states only bare names; extras, specifiers and markers are accepted too).
     #[schema(min_items = 1, max_items = 50, value_type = Vec<PackageName>)]
     pub packages: Vec<String>,
+    /// Why the agent needs them, for the operator who reviews the request.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub message: String,
 }
 
 /// One install (the answer of `POST /requirements` and `GET /requirements/{id}`).
@@ -248,6 +258,9 @@ pub struct InstallView {
     pub log: String,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Under package review: the request and the operator's answer (a rejection's
+    /// reason). `null` when the install needed no review.
+    pub request: Option<crate::catalog::RequestState>,
 }
 
 impl From<PackageInstallRow> for InstallView {
@@ -260,6 +273,7 @@ impl From<PackageInstallRow> for InstallView {
             log: r.log,
             created_at: r.created_at,
             finished_at: r.finished_at,
+            request: None,
         }
     }
 }
@@ -384,7 +398,7 @@ impl Packages {
             "package environment missing or out of date: rebuilding it; executions wait until it is ready"
         );
         self.ready.send_replace(false);
-        match self.new_install(&wanted).await {
+        match self.new_install(&wanted, PackageStatus::Pending).await {
             Ok(id) => {
                 // Until the rebuild succeeds nothing is installed.
                 for r in rows.iter().filter(|r| r.status != PackageStatus::Failed) {
@@ -507,21 +521,95 @@ impl Packages {
     }
 
     pub async fn install(&self, id: &str) -> PackagesResult<InstallView> {
-        self.store
+        let mut view = self
+            .store
             .package_install_get(id)
             .await?
             .map(InstallView::from)
-            .ok_or_else(|| PackagesError::NoInstall(id.to_string()))
+            .ok_or_else(|| PackagesError::NoInstall(id.to_string()))?;
+        view.request = self
+            .store
+            .request_get(airlock_store::RequestKind::Packages, id)
+            .await?
+            .as_ref()
+            .map(crate::catalog::RequestState::from);
+        Ok(view)
     }
 
-    /// Validates and records a request, then queues its install.
-    pub async fn request(&self, specs: &[String]) -> PackagesResult<InstallView> {
+    /// Whether requests wait for the operator.
+    pub fn review(&self) -> bool {
+        self.cfg.review
+    }
+
+    /// Validates and records a request. Under review it waits (`awaiting_review`,
+    /// with a pending agent request) for [`Packages::accept`]; otherwise its
+    /// install is queued at once.
+    pub async fn request(&self, specs: &[String], message: &str) -> PackagesResult<InstallView> {
         let reqs = requirements::parse_all(specs).map_err(PackagesError::Invalid)?;
+        let message = crate::validate::note("message", Some(message.to_string()))
+            .map_err(|e| PackagesError::Invalid(e.0))?
+            .unwrap_or_default();
         if self.unavailable.is_some() {
             return Err(PackagesError::Unavailable);
         }
         let rendered: Vec<String> = reqs.iter().map(std::string::ToString::to_string).collect();
-        let id = self.new_install(&rendered).await?;
+        if self.cfg.review {
+            let id = self
+                .new_install(&rendered, PackageStatus::AwaitingReview)
+                .await?;
+            self.store
+                .request_put(&airlock_store::AgentRequestRow {
+                    kind: airlock_store::RequestKind::Packages,
+                    subject: id.clone(),
+                    message,
+                    status: airlock_store::RequestStatus::Pending,
+                    reason: None,
+                    created_at: Utc::now(),
+                    decided_at: None,
+                })
+                .await?;
+            return self.install(&id).await;
+        }
+        let id = self.new_install(&rendered, PackageStatus::Pending).await?;
+        self.queue_install(&id, &rendered).await
+    }
+
+    /// The operator accepted a request that waited for review: its install runs.
+    pub async fn accept(&self, id: &str) -> PackagesResult<InstallView> {
+        let mut inst = self.awaiting(id).await?;
+        if self.unavailable.is_some() {
+            return Err(PackagesError::Unavailable);
+        }
+        inst.status = PackageStatus::Pending;
+        self.store.package_install_update(&inst).await?;
+        self.queue_install(id, &inst.specs).await
+    }
+
+    /// The operator rejected a request that waited for review: nothing is installed.
+    pub async fn reject(&self, id: &str, reason: &str) -> PackagesResult<InstallView> {
+        let mut inst = self.awaiting(id).await?;
+        inst.status = PackageStatus::Rejected;
+        inst.error = Some(format!("rejected by the operator: {reason}"));
+        inst.finished_at = Some(Utc::now());
+        self.store.package_install_update(&inst).await?;
+        self.install(id).await
+    }
+
+    async fn awaiting(&self, id: &str) -> PackagesResult<PackageInstallRow> {
+        let inst = self
+            .store
+            .package_install_get(id)
+            .await?
+            .ok_or_else(|| PackagesError::NoInstall(id.to_string()))?;
+        if inst.status != PackageStatus::AwaitingReview {
+            return Err(PackagesError::NotAwaiting(id.to_string(), inst.status));
+        }
+        Ok(inst)
+    }
+
+    /// Adds the install's packages to the list and queues the install.
+    async fn queue_install(&self, id: &str, specs: &[String]) -> PackagesResult<InstallView> {
+        let reqs = requirements::parse_all(specs).map_err(PackagesError::Invalid)?;
         let now = Utc::now();
         for r in &reqs {
             self.store
@@ -532,12 +620,12 @@ impl Packages {
                     installed_version: None,
                     error: None,
                     requested_at: now,
-                    install_id: id.clone(),
+                    install_id: id.to_string(),
                 })
                 .await?;
         }
-        let _ = self.queue.send(id.clone());
-        self.install(&id).await
+        let _ = self.queue.send(id.to_string());
+        self.install(id).await
     }
 
     /// Removes a package and rebuilds the environment without it.
@@ -548,17 +636,17 @@ impl Packages {
             Err(airlock_store::StoreError::NotFound) => return Err(PackagesError::NoPackage(norm)),
             Err(e) => return Err(e.into()),
         }
-        let id = self.new_install(&[]).await?;
+        let id = self.new_install(&[], PackageStatus::Pending).await?;
         let _ = self.queue.send(id.clone());
         self.install(&id).await
     }
 
-    async fn new_install(&self, specs: &[String]) -> PackagesResult<String> {
+    async fn new_install(&self, specs: &[String], status: PackageStatus) -> PackagesResult<String> {
         let id = format!("inst_{}", crate::ids::lower_alnum(16));
         self.store
             .package_install_insert(&PackageInstallRow {
                 id: id.clone(),
-                status: PackageStatus::Pending,
+                status,
                 specs: specs.to_vec(),
                 log: String::new(),
                 error: None,

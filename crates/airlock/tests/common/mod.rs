@@ -482,10 +482,12 @@ pub fn credential_view(v: &Value) -> Value {
             "substitute_in_body",
             "revoke_on_violation",
             "database",
+            "request",
             "created_at",
             "updated_at",
         ],
     );
+    request_state(&v["request"]);
     assert!(
         v["mode"] == "plain" || v["mode"] == "sealed",
         "mode is plain or sealed: {v}"
@@ -511,13 +513,48 @@ pub fn credential_view(v: &Value) -> Value {
 pub fn short_credential(v: &Value) -> Value {
     assert_keys(
         v,
-        &["name", "description", "value_exists", "mode", "bound_hosts"],
+        &[
+            "name",
+            "description",
+            "value_exists",
+            "mode",
+            "bound_hosts",
+            "request",
+        ],
     );
+    request_state(&v["request"]);
     if v["mode"] == "plain" && v["bound_hosts"] == json!([]) {
         json!({ "name": v["name"], "description": v["description"], "value_exists": v["value_exists"] })
     } else {
-        v.clone()
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("request");
+        v
     }
+}
+
+/// Checks an agent request's shape (`null`, or status, message, reason and the
+/// two timestamps) and returns its status (`None` for `null`).
+#[track_caller]
+pub fn request_state(v: &Value) -> Option<String> {
+    if v.is_null() {
+        return None;
+    }
+    assert_keys(
+        v,
+        &["status", "message", "reason", "created_at", "decided_at"],
+    );
+    timestamp(&v["created_at"]);
+    let status = v["status"].as_str().expect("request status").to_string();
+    assert!(
+        ["pending", "accepted", "rejected"].contains(&status.as_str()),
+        "request status: {v}"
+    );
+    assert_eq!(
+        v["decided_at"].is_null(),
+        status == "pending",
+        "decided_at is set exactly when decided: {v}"
+    );
+    Some(status)
 }
 
 /// Validates a Profile object (exact keys, types, timestamps) and returns it
@@ -539,12 +576,14 @@ pub fn profile_view(v: &Value) -> Value {
             "record",
             "replay_protection",
             "approval",
+            "request",
             "expires_at",
             "created_at",
             "updated_at",
             "last_used_at",
         ],
     );
+    request_state(&v["request"]);
     let id = v["id"].as_str().expect("profile id is a string");
     assert!(!id.is_empty(), "empty profile id");
     let created = timestamp(&v["created_at"]);

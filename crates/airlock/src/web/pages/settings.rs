@@ -183,8 +183,10 @@ fn package_badge(status: airlock_store::PackageStatus) -> &'static str {
     use airlock_store::PackageStatus;
     match status {
         PackageStatus::Installed => "ok",
-        PackageStatus::Failed => "error",
-        PackageStatus::Pending | PackageStatus::Installing => "pending",
+        PackageStatus::Failed | PackageStatus::Rejected => "error",
+        PackageStatus::Pending | PackageStatus::Installing | PackageStatus::AwaitingReview => {
+            "pending"
+        }
     }
 }
 
