@@ -153,14 +153,14 @@ impl Env {
         let id = v["install_id"].as_str().unwrap().to_string();
         // Nothing is listed, let alone installed, before the operator accepts.
         let (_, list) = self.agent("GET", "/requirements", None).await;
-        let names: Vec<&str> = list["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["install_id"] == id)
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
-        assert!(names.is_empty(), "listed before review: {list}");
+        assert!(
+            !list["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["install_id"] == id),
+            "listed before review: {list}"
+        );
         let (s, item) = self
             .admin(
                 "POST",
@@ -431,6 +431,58 @@ async fn every_refused_form_is_422_naming_the_item() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {uri}: {v}");
         assert_eq!(v["code"], "missing_key");
     }
+}
+
+#[tokio::test]
+async fn a_rejected_request_installs_nothing_and_tells_the_agent_why() {
+    let env = start("pip", tinypkg()).await;
+    let post = |packages: Value| {
+        env.agent(
+            "POST",
+            "/requirements",
+            Some(json!({ "packages": packages, "message": "charts" })),
+        )
+    };
+    let (s, v) = post(json!(["tinypkg"])).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["install_id"].as_str().unwrap().to_string();
+    let (_, items) = env.admin("GET", "/api/admin/requests", None).await;
+    let item = &items["requests"][0];
+    assert_eq!(item["kind"], "packages", "{items}");
+    assert_eq!(item["subject"], id.as_str());
+    assert_eq!(item["summary"], "packages tinypkg");
+    assert_eq!(item["message"], "charts");
+
+    let (s, v) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/requests/packages/{id}/reject"),
+            Some(json!({ "reason": "use the stdlib csv module" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = env.agent("GET", &format!("/requirements/{id}"), None).await;
+    assert_eq!(v["status"], "rejected", "{v}");
+    assert_eq!(v["request"]["status"], "rejected", "{v}");
+    assert_eq!(v["request"]["reason"], "use the stdlib csv module", "{v}");
+    assert_eq!(
+        v["error"], "rejected by the operator: use the stdlib csv module",
+        "{v}"
+    );
+    assert!(v["finished_at"].is_string(), "{v}");
+    let (s, v) = env
+        .admin(
+            "POST",
+            &format!("/api/admin/requests/packages/{id}/accept"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (_, list) = env.agent("GET", "/requirements", None).await;
+    assert_eq!(list["packages"], json!([]), "{list}");
+    let key = env.profile_key().await;
+    let out = env.run(&key, "import tinypkg").await;
+    assert_eq!(out["status"], "error", "{out}");
 }
 
 #[tokio::test]
