@@ -797,6 +797,13 @@
       reloadWith("Denied: the execution will not run.");
     },
 
+    async "request-reject"(form) {
+      const reason = form.elements.reason.value.trim();
+      if (!reason) throw new ApiError("Give a reason: the agent reads it.");
+      await api("POST", "/api/admin/requests/" + enc(form.dataset.kind) + "/" + enc(form.dataset.subject) + "/reject", { reason });
+      reloadWith("Rejected: the agent can read your reason.");
+    },
+
     async "webhook-add"(form) {
       const el = form.elements;
       const events = Array.from(form.querySelectorAll("input[name=events]:checked")).map((i) => i.value);
@@ -899,6 +906,11 @@
     async "webhook-test"() {
       await api("POST", "/api/admin/notifications/test", {});
       reloadWith("Test queued: its delivery shows below in a moment.");
+    },
+
+    async "request-accept"(btn) {
+      await api("POST", "/api/admin/requests/" + enc(btn.dataset.kind) + "/" + enc(btn.dataset.subject) + "/accept", {});
+      reloadWith(btn.dataset.kind === "packages" ? "Accepted: the packages are being installed." : "Accepted. Fill in the values and lock it when ready.");
     },
 
     async "approval-withdraw"(btn) {

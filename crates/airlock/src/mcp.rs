@@ -147,6 +147,9 @@ pub struct Slot {
 pub struct CreateCredentialsArgs {
     /// The slots to create. Existing names are skipped. Never include values.
     pub credentials: Vec<Slot>,
+    /// Why you need them, for the operator who reviews the request.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -157,6 +160,9 @@ pub struct CreateProfileArgs {
     /// Names of existing credential slots the profile's scripts may use.
     #[serde(default)]
     pub credentials: Vec<String>,
+    /// Why you need it, for the operator who reviews the request.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -200,6 +206,9 @@ pub struct GetExecutionArgs {
 pub struct RequestPackagesArgs {
     /// PyPI package names, optionally with a version (e.g. "requests==2.32.3").
     pub packages: Vec<String>,
+    /// Why you need them, for the operator who reviews the request.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// The MCP server. One per stdio process, or one per `/mcp` session.
@@ -423,7 +432,7 @@ impl AirlockMcp {
                 &ctx,
                 Method::POST,
                 "/credentials",
-                Some(json!({ "credentials": slots })),
+                Some(json!({ "credentials": slots, "message": args.message })),
             )
             .await,
         )
@@ -443,7 +452,11 @@ impl AirlockMcp {
                 &ctx,
                 Method::POST,
                 "/profiles",
-                Some(json!({"description": args.description, "credentials": args.credentials})),
+                Some(json!({
+                    "description": args.description,
+                    "credentials": args.credentials,
+                    "message": args.message,
+                })),
             )
             .await
             .map(|mut p| {
@@ -575,7 +588,7 @@ impl AirlockMcp {
     }
 
     #[tool(
-        description = "Ask the operator to install Python packages for scripts (POST /requirements). An operator must approve them."
+        description = "Ask the operator to install Python packages for scripts (POST /requirements). The install waits (awaiting_review) until an operator accepts it; a rejection's reason is in request.reason of list_package_requests."
     )]
     async fn request_packages(
         &self,
@@ -587,7 +600,7 @@ impl AirlockMcp {
                 &ctx,
                 Method::POST,
                 "/requirements",
-                Some(json!({ "packages": args.packages })),
+                Some(json!({ "packages": args.packages, "message": args.message })),
             )
             .await,
         )

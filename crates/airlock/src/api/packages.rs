@@ -75,7 +75,7 @@ async fn request(
 ) -> ApiResult<Response> {
     let view = state
         .packages
-        .request(&body.packages, &body.message)
+        .request(&body.packages, body.message.as_deref().unwrap_or_default())
         .await?;
     let review = view.status == airlock_store::PackageStatus::AwaitingReview;
     state.notifier.notify(

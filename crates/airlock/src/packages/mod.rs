@@ -243,7 +243,7 @@ pub struct RequirementsRequest {
     /// Why the agent needs them, for the operator who reviews the request.
     #[serde(default)]
     #[schema(max_length = 1000)]
-    pub message: String,
+    pub message: Option<String>,
 }
 
 /// One install (the answer of `POST /requirements` and `GET /requirements/{id}`).

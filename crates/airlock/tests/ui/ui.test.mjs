@@ -132,7 +132,7 @@ test("credentials: seal one to its host in the edit dialog", async () => {
   const r = await fetch(base + "/credentials");
   const slot = (await r.json()).credentials.find((c) => c.name === "DB_PASSWORD");
   assert.deepEqual(slot, { name: "DB_PASSWORD", description: "staging database, read-only user", value_exists: false,
-    mode: "sealed", bound_hosts: ["db-api.example.com", "*.example.org:8443"] });
+    mode: "sealed", bound_hosts: ["db-api.example.com", "*.example.org:8443"], request: null });
   // The dialog shows the saved settings; back to plain keeps the hosts.
   await page.locator("#cred-DB_PASSWORD [data-action=cred-edit]").click();
   await dlg.waitFor({ state: "visible" });

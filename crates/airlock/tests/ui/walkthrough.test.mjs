@@ -182,7 +182,7 @@ test("names before ids: profiles are shown by their description", async () => {
 test("every page fits a phone, with the navigation in a menu", async () => {
   await admin("PUT", `/api/admin/profiles/${state.profile}`, { description: LONG });
   await page.setViewportSize(PHONE);
-  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/approvals", "/ui/packages", "/ui/settings"];
+  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/requests", "/ui/approvals", "/ui/packages", "/ui/settings"];
   for (const path of pages) {
     await page.goto(base + path);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -407,8 +407,45 @@ test("input records: switched on in the profile page; two runs compared in the e
   await page.locator(`text=Replay of ${third.execution_id} with its recorded answers started`).waitFor();
 });
 
+test("agent requests: a slot rejected with a reason the agent reads, a profile accepted, in the Requests page", async () => {
+  const agentPost = async (path, body) => {
+    const r = await fetch(base + path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    assert.equal(r.status, 201, await r.clone().text());
+    return r.json();
+  };
+  await agentPost("/credentials", { credentials: [{ name: "WAREHOUSE_PW", description: "the sales warehouse" }], message: "for the quarterly numbers" });
+  const p = await agentPost("/profiles", { description: "Quarterly numbers", credentials: ["API_TOKEN"], message: "reads invoices" });
+
+  // The overview lists both; the Requests page decides them.
+  await page.goto(base + "/");
+  await page.locator('[data-request="slot:WAREHOUSE_PW"]', { hasText: "for the quarterly numbers" }).waitFor();
+  await page.locator(`[data-request="profile:${p.id}"]`).waitFor();
+  await page.goto(base + "/ui/requests");
+  const slot = page.locator('.request-item[data-subject="WAREHOUSE_PW"]');
+  assert.match(await slot.textContent(), /for the quarterly numbers/);
+  const reject = slot.locator("form[data-form=request-reject]");
+  await reject.locator("button[type=submit]").click();
+  await reject.locator(".form-error", { hasText: "Give a reason" }).waitFor();
+  await reject.locator("input[name=reason]").fill("use the read-only replica");
+  await reject.locator("button[type=submit]").click();
+  await h.expectFlash(page, "Rejected: the agent can read your reason.");
+  const creds = await (await fetch(base + "/credentials")).json();
+  const asked = creds.credentials.find((c) => c.name === "WAREHOUSE_PW");
+  assert.equal(asked.request.status, "rejected");
+  assert.equal(asked.request.reason, "use the read-only replica");
+  await page.locator("table[data-requests=decided] tr", { hasText: "use the read-only replica" }).waitFor();
+
+  await page.locator(`.request-item[data-subject="${p.id}"] [data-action=request-accept]`).click();
+  await h.expectFlash(page, "Accepted.");
+  const profile = await (await fetch(`${base}/profiles/${p.id}`)).json();
+  assert.equal(profile.request.status, "accepted");
+  assert.equal(await page.locator(".request-item").count(), 0);
+  await page.goto(`${base}/ui/profiles/${p.id}`);
+  assert.match(await page.locator("[data-profile-request=accepted]").textContent(), /reads invoices/);
+});
+
 test("no serious or critical accessibility violation on any page, desktop and phone", async () => {
-  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/approvals", "/ui/packages", "/ui/settings"];
+  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/requests", "/ui/approvals", "/ui/packages", "/ui/settings"];
   const execs = await admin("GET", "/api/admin/executions");
   const first = (execs.executions || [])[0];
   if (first) pages.push(`/ui/executions/${first.execution_id}`);
@@ -480,10 +517,17 @@ test("packages: a failed request shows the version still in use, and the install
     const r = await fetch(base + "/requirements", {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyId}` },
-      body: JSON.stringify({ packages }),
+      body: JSON.stringify({ packages, message: "for the charts" }),
     });
     assert.equal(r.status, 202, await r.clone().text());
-    const { install_id: id } = await r.json();
+    const { install_id: id, status } = await r.json();
+    assert.equal(status, "awaiting_review");
+    // The operator accepts it in the Requests page.
+    await page.goto(base + "/ui/requests");
+    const item = page.locator(`.request-item[data-subject="${id}"]`);
+    assert.match(await item.textContent(), /for the charts/);
+    await item.locator("[data-action=request-accept]").click();
+    await h.expectFlash(page, "Accepted: the packages are being installed.");
     for (let i = 0; i < 240; i++) {
       const v = await (await fetch(`${base}/requirements/${id}`, { headers: { Authorization: `Bearer ${keyId}` } })).json();
       if (["installed", "failed"].includes(v.status)) return v;

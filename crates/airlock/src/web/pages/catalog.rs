@@ -198,6 +198,8 @@ struct ProfilePage {
     replay_protection: bool,
     /// Script approval: `off`, `first_run` or `every_run`.
     approval: &'static str,
+    /// The agent's request for this profile: status, message, the reason given.
+    request: Option<(String, String, String)>,
     expires: Option<Ts>,
     created: Ts,
     updated: Ts,
@@ -270,6 +272,13 @@ pub async fn profile(
         },
         replay_protection: p.replay_protection,
         approval: crate::approvals::mode_name(p.approval),
+        request: p.request.as_ref().map(|r| {
+            (
+                crate::inbox::status_name(r.status).to_string(),
+                r.message.clone(),
+                r.reason.clone().unwrap_or_default(),
+            )
+        }),
         expires: view::ts_opt(p.expires_at),
         created: view::ts(p.created_at),
         updated: view::ts(p.updated_at),

@@ -295,12 +295,14 @@ mod approvals;
 mod catalog;
 mod executions;
 mod overview;
+mod requests;
 mod settings;
 
 pub use approvals::{approval, approvals};
 pub use catalog::{credentials, profile, profiles};
 pub use executions::{execution, executions};
 pub use overview::overview;
+pub use requests::requests;
 pub use settings::{packages, settings};
 
 #[cfg(test)]

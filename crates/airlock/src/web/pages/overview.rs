@@ -22,6 +22,8 @@ struct OverviewPage {
     nav: &'static str,
     sandbox: SandboxView,
     active: Vec<ProfileRowView>,
+    /// Agent requests waiting for an answer.
+    requests: Vec<super::requests::Row>,
     pending: Vec<PendingView>,
     ready_to_lock: Vec<ProfileRowView>,
     profiles_total: usize,
@@ -55,9 +57,22 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
         .iter()
         .filter(|p| !p.locked && !p.revoked)
         .collect();
+    let requests: Vec<super::requests::Row> =
+        crate::inbox::list(&state, None, Some(airlock_store::RequestStatus::Pending))
+            .await
+            .map_err(crate::error::ApiError::from)?
+            .iter()
+            .map(super::requests::row)
+            .collect();
+    // A profile that is itself a waiting request is listed once, as the request.
+    let asked = |p: &ProfileView| {
+        p.request
+            .as_ref()
+            .is_some_and(|r| r.status == airlock_store::RequestStatus::Pending)
+    };
     let pending = open
         .iter()
-        .filter(|p| p.credentials.iter().any(|c| !c.value_exists))
+        .filter(|p| !asked(p) && p.credentials.iter().any(|c| !c.value_exists))
         .map(|p| PendingView {
             id: p.id.clone(),
             description: p.description.clone(),
@@ -66,7 +81,9 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
         .collect();
     let ready_to_lock = open
         .iter()
-        .filter(|p| !p.credentials.is_empty() && p.credentials.iter().all(|c| c.value_exists))
+        .filter(|p| {
+            !asked(p) && !p.credentials.is_empty() && p.credentials.iter().all(|c| c.value_exists)
+        })
         .map(|p| profile_row(p))
         .collect();
 
@@ -83,6 +100,7 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
         nav: "overview",
         sandbox: sandbox_view(&state),
         active,
+        requests,
         pending,
         ready_to_lock,
         profiles_total: profiles.len(),
