@@ -73,10 +73,11 @@ pub trait RequestHook: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// A raw TCP connection carried the placeholder of credential `name` (cut);
-    /// returns what the log adds (for example that the profile is revoked).
-    fn on_tcp_violation(&self, name: &str) -> Option<String> {
-        let _ = name;
+    /// A raw TCP connection to `destination` (`tcp://host:port`) carried the
+    /// placeholder of credential `name` (cut); returns what the log adds (for
+    /// example that the profile is revoked).
+    fn on_tcp_violation(&self, name: &str, destination: &str) -> Option<String> {
+        let _ = (name, destination);
         None
     }
 }

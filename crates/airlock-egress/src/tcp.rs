@@ -94,13 +94,19 @@ fn reset(sock: TcpStream) {
 
 /// Ends a connection that may not go on: a database login refused is told to the
 /// script as a PostgreSQL error, anything else is a reset.
-async fn refuse(shared: &Shared, attempt: &mut Attempt, mut client: TcpStream, f: Failed) {
+async fn refuse(
+    shared: &Shared,
+    attempt: &mut Attempt,
+    mut client: TcpStream,
+    f: Failed,
+    destination: &str,
+) {
     let mut reason = f.log;
     if let Some(name) = &f.violation {
         if let Some(r) = attempt.row.as_mut() {
             r.violation = true;
         }
-        if let Some(extra) = shared.cfg.hook.on_tcp_violation(name) {
+        if let Some(extra) = shared.cfg.hook.on_tcp_violation(name, destination) {
             reason = format!("{reason}; {extra}");
         }
     }
@@ -143,7 +149,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
         };
         match got {
             Ok(o) => opening = Some(o),
-            Err(f) => return refuse(&shared, &mut attempt, client, f).await,
+            Err(f) => return refuse(&shared, &mut attempt, client, f, dest.text()).await,
         }
     }
     if let Some(source) = &shared.cfg.replay {
@@ -161,7 +167,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
             }),
             violation: None,
         };
-        return refuse(&shared, &mut attempt, client, f).await;
+        return refuse(&shared, &mut attempt, client, f, dest.text()).await;
     }
     let (upstream, addr) = match open_upstream(&shared, &target, true).await {
         Ok(u) => u,
@@ -182,7 +188,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
                     violation: None,
                 },
             };
-            return refuse(&shared, &mut attempt, client, f).await;
+            return refuse(&shared, &mut attempt, client, f, dest.text()).await;
         }
     };
     let _ = client.set_nodelay(true);
@@ -200,7 +206,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
         };
         let (mut up, tls) = match postgres::secure(upstream, login.tls, &host, roots).await {
             Ok(u) => u,
-            Err(f) => return refuse(&shared, &mut attempt, client, f).await,
+            Err(f) => return refuse(&shared, &mut attempt, client, f, dest.text()).await,
         };
         let tls_text = if tls { "TLS" } else { "no TLS" };
         match opening {
@@ -219,7 +225,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
             Opening::Startup(params) => {
                 let method = match postgres::sign_in(&mut *up, &login, &params).await {
                     Ok(m) => m,
-                    Err(f) => return refuse(&shared, &mut attempt, client, f).await,
+                    Err(f) => return refuse(&shared, &mut attempt, client, f, dest.text()).await,
                 };
                 if client.write_all(&postgres::AUTH_OK).await.is_err() {
                     attempt.set(false, "the script hung up while the server signed in");
@@ -271,7 +277,7 @@ async fn forward(shared: Arc<Shared>, route: TcpRoute, mut client: TcpStream) {
         let mut why = format!(
             "cut: the script sent the placeholder of sealed credential {name}, which is not bound to this destination"
         );
-        if let Some(extra) = shared.cfg.hook.on_tcp_violation(&name) {
+        if let Some(extra) = shared.cfg.hook.on_tcp_violation(&name, dest.text()) {
             why = format!("{why}; {extra}");
         }
         meter.cut(why);

@@ -104,6 +104,11 @@ impl App {
                 .unwrap_or_else(|| format!("http://{}", config.bind)),
             std::time::Duration::from_millis(config.notify_retry_ms),
         );
+        crate::notify::watch_expiry(
+            store.clone(),
+            Arc::downgrade(&notifier),
+            std::time::Duration::from_secs(config.expiry_check_secs),
+        );
         let packages = crate::packages::Packages::start(
             store.clone(),
             crate::packages::PackagesConfig::from_config(&config),
@@ -140,6 +145,7 @@ impl App {
                 llm_wait: std::time::Duration::from_secs(config.llm_timeout),
             },
             sealed,
+            notifier.clone(),
         );
         if config.record_retention_days > 0 {
             tokio::spawn(prune_answers(

@@ -142,6 +142,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub notify_retry_ms: u64,
 
+    /// Seconds between checks for locked profiles that expire within a day (each
+    /// is announced once to the notification targets that ask for it).
+    #[arg(long, env = "AIRLOCK_EXPIRY_CHECK_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub expiry_check_secs: u64,
+
     /// Executions that may wait for a free slot before new ones get 429.
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -280,6 +286,7 @@ impl Config {
             max_paused: 64,
             approval_timeout: 3600,
             notify_retry_ms: 2000,
+            expiry_check_secs: 60,
             queue_size: 256,
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,

@@ -42,15 +42,21 @@ pub enum Event {
     AgentRequest,
     /// The sandbox did not start: executions are refused.
     SandboxUnavailable,
+    /// A locked profile expires within a day.
+    ProfileExpiring,
+    /// A script sent a sealed credential's placeholder to a host it is not bound to.
+    SealedViolation,
     /// Sent by "Send a test" in Settings, to every webhook.
     Test,
 }
 
 impl Event {
-    pub const SUBSCRIBABLE: [Event; 3] = [
+    pub const SUBSCRIBABLE: [Event; 5] = [
         Event::ApprovalNeeded,
         Event::AgentRequest,
         Event::SandboxUnavailable,
+        Event::ProfileExpiring,
+        Event::SealedViolation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Event {
             Event::ApprovalNeeded => "approval_needed",
             Event::AgentRequest => "agent_request",
             Event::SandboxUnavailable => "sandbox_unavailable",
+            Event::ProfileExpiring => "profile_expiring",
+            Event::SealedViolation => "sealed_violation",
             Event::Test => "test",
         }
     }
@@ -613,7 +621,7 @@ fn check_events(mut events: Vec<Event>) -> Result<Vec<Event>, NotifyError> {
     events.dedup();
     if events.is_empty() || events.contains(&Event::Test) {
         return Err(NotifyError::Invalid(
-            "events must name at least one of approval_needed, agent_request, sandbox_unavailable"
+            "events must name at least one of approval_needed, agent_request, sandbox_unavailable, profile_expiring, sealed_violation"
                 .into(),
         ));
     }
@@ -709,4 +717,80 @@ async fn worker(n: std::sync::Weak<Notifier>, mut rx: mpsc::Receiver<Notice>) {
             tokio::spawn(n.clone().deliver(target, notice.clone()));
         }
     }
+}
+
+/// Where [`watch_expiry`] keeps what it has told: profile id → the expiry it
+/// warned about (plain JSON in `meta`: ids and times are no secret).
+const EXPIRY_META_KEY: &str = "expiry_warned";
+/// How far ahead an expiry is announced.
+const EXPIRY_AHEAD: chrono::Duration = chrono::Duration::hours(24);
+
+/// Every `every`, tells the operator once about each locked, unrevoked profile that
+/// expires within a day (again when its expiry moves). Survives restarts: what was
+/// told is kept in the store.
+pub fn watch_expiry(store: Arc<dyn Store>, notifier: std::sync::Weak<Notifier>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(n) = notifier.upgrade() else { return };
+            if let Err(e) = check_expiry(&*store, &n, Utc::now()).await {
+                tracing::warn!(error = %e, "cannot check for expiring profiles");
+            }
+        }
+    });
+}
+
+async fn check_expiry(
+    store: &dyn Store,
+    n: &Notifier,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut warned: std::collections::BTreeMap<String, DateTime<Utc>> = store
+        .meta_get(EXPIRY_META_KEY)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let before = warned.clone();
+    let soon: Vec<_> = store
+        .profiles_list()
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let at = p.expires_at?;
+            (p.locked && !p.revoked && at > now && at <= now + EXPIRY_AHEAD).then_some((p, at))
+        })
+        .collect();
+    // Forget profiles no longer about to expire (moved, revoked, gone, expired).
+    warned.retain(|id, at| soon.iter().any(|(p, a)| &p.id == id && a == at));
+    for (p, at) in soon {
+        if warned.get(&p.id) == Some(&at) {
+            continue;
+        }
+        let name = if p.description.is_empty() {
+            p.id.clone()
+        } else {
+            format!("\"{}\"", p.description)
+        };
+        n.notify(
+            Event::ProfileExpiring,
+            format!(
+                "the profile {name} expires at {}; move its expiry to keep its key working",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            format!("/ui/profiles/{}", p.id),
+            json!({
+                "profile_id": p.id,
+                "profile_description": p.description,
+                "expires_at": at,
+            }),
+        );
+        warned.insert(p.id, at);
+    }
+    if warned != before {
+        let bytes = serde_json::to_vec(&warned).map_err(|e| StoreError::Config(e.to_string()))?;
+        store.meta_set(EXPIRY_META_KEY, &bytes).await?;
+    }
+    Ok(())
 }

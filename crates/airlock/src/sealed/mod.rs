@@ -179,9 +179,21 @@ fn substitute(
     hit
 }
 
-/// Called with the names of the credentials whose placeholders went astray and
-/// whose operator asked for the profile to be revoked then.
-pub type ViolationHandler = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+/// A sealed credential's placeholder sent where its value may not go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The credentials whose placeholders went astray.
+    pub credentials: Vec<String>,
+    /// Where they were sent.
+    pub host: String,
+    /// Those of them whose operator asked for the profile to be revoked then
+    /// (empty: report only).
+    pub revoke: Vec<String>,
+}
+
+/// Called on every violation (to revoke the profile when asked, and to tell the
+/// operator).
+pub type ViolationHandler = Arc<dyn Fn(Violation) + Send + Sync>;
 
 /// The [`RequestHook`] of an execution with sealed credentials.
 pub struct Sealer {
@@ -323,9 +335,11 @@ impl Sealer {
         } else {
             format!("{reason}; the profile is revoked")
         };
-        if !revoke.is_empty() {
-            (self.on_violation)(revoke);
-        }
+        (self.on_violation)(Violation {
+            credentials: violators.iter().map(|(c, _)| c.name.clone()).collect(),
+            host: target.to_string(),
+            revoke,
+        });
         Refusal {
             reason,
             violation: true,
@@ -412,13 +426,19 @@ impl RequestHook for Sealer {
             .collect()
     }
 
-    fn on_tcp_violation(&self, name: &str) -> Option<String> {
+    fn on_tcp_violation(&self, name: &str, destination: &str) -> Option<String> {
         let c = self.creds.iter().find(|c| c.name == name)?;
-        if !c.revoke_on_violation {
-            return None;
-        }
-        (self.on_violation)(vec![c.name.clone()]);
-        Some("the profile is revoked".into())
+        let revoke = c.revoke_on_violation;
+        (self.on_violation)(Violation {
+            credentials: vec![c.name.clone()],
+            host: destination.to_string(),
+            revoke: if revoke {
+                vec![c.name.clone()]
+            } else {
+                Vec::new()
+            },
+        });
+        revoke.then(|| "the profile is revoked".into())
     }
 
     fn on_request(

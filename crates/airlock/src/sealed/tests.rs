@@ -13,16 +13,32 @@ fn settings(hosts: &[&str]) -> SealSettings {
     }
 }
 
+/// A sealer whose violations are recorded; the second value collects the names
+/// of credentials whose violation revokes the profile.
 fn sealer(creds: Vec<SealedValue>) -> (Sealer, Arc<Mutex<Vec<String>>>) {
+    let (s, revoked, _) = sealer_reporting(creds);
+    (s, revoked)
+}
+
+/// Also returns every violation reported (revoking or not).
+#[allow(clippy::type_complexity)]
+fn sealer_reporting(
+    creds: Vec<SealedValue>,
+) -> (Sealer, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<Violation>>>) {
     let revoked = Arc::new(Mutex::new(Vec::new()));
-    let r = revoked.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (r, v) = (revoked.clone(), seen.clone());
     (
         Sealer::new(
             creds,
             &airlock_redact::Options::default(),
-            Arc::new(move |names| r.lock().unwrap().extend(names)),
+            Arc::new(move |violation: Violation| {
+                r.lock().unwrap().extend(violation.revoke.iter().cloned());
+                v.lock().unwrap().push(violation);
+            }),
         ),
         revoked,
+        seen,
     )
 }
 
@@ -51,7 +67,7 @@ fn placeholders_are_fresh_and_named() {
 fn substitutes_headers_for_bound_hosts_only() {
     let c = SealedValue::new("KEY", "sk_live_123456", &settings(&["api.example.com"]));
     let ph = c.placeholder.clone();
-    let (s, revoked) = sealer(vec![c]);
+    let (s, revoked, seen) = sealer_reporting(vec![c]);
     let mut h = headers(&[("authorization", format!("Bearer {ph}"))]);
     let mut pq = "/v1/x".to_string();
     let mut body = Some(b"{}".to_vec());
@@ -88,6 +104,15 @@ fn substitutes_headers_for_bound_hosts_only() {
     );
     assert_eq!(h["x-anything"], ph.as_str());
     assert!(revoked.lock().unwrap().is_empty(), "revocation is opt-in");
+    // Reported all the same (the operator is told), without a revocation.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Violation {
+            credentials: vec!["KEY".into()],
+            host: "evil.example.com:443".into(),
+            revoke: Vec::new(),
+        }]
+    );
 }
 
 #[test]
