@@ -78,16 +78,24 @@ class Airlock:
     def credentials(self):
         return self._call("GET", "/credentials", auth=False)["credentials"]
 
-    def declare(self, credentials):
-        """Declare slots: ``{"NAME": "description", ...}`` → ``{"created", "skipped"}``."""
+    def declare(self, credentials, message=None):
+        """Declare slots: ``{"NAME": "description", ...}`` → ``{"created", "skipped",
+        "reopened"}``. ``message`` tells the operator why (shown with the request)."""
         items = [{"name": n, "description": d} for n, d in credentials.items()]
-        return self._call("POST", "/credentials", {"credentials": items}, auth=False)
+        body = {"credentials": items}
+        if message:
+            body["message"] = message
+        return self._call("POST", "/credentials", body, auth=False)
 
     def profiles(self):
         return self._call("GET", "/profiles", auth=False)["profiles"]
 
-    def create_profile(self, description, credentials=()):
+    def create_profile(self, description, credentials=(), message=None):
+        """An unlocked profile; its ``request`` says whether the operator accepted or
+        rejected it (with ``reason``)."""
         body = {"description": description, "credentials": list(credentials)}
+        if message:
+            body["message"] = message
         return self._call("POST", "/profiles", body, auth=False)
 
     # --- executions (key needed) ---

@@ -167,17 +167,22 @@ const BODY: &str = r#"
 
 1. **Declare the credentials you need** (names only, never values):
    `POST {base}/credentials` with
-   `{"credentials": [{"name": "STRIPE_KEY", "description": "Stripe restricted key, read-only charges"}]}`
-   → `201 {"created": [...], "skipped": [...]}` (existing names are skipped, never changed).
-   Names: `[A-Za-z_][A-Za-z0-9_]{0,63}`.
+   `{"credentials": [{"name": "STRIPE_KEY", "description": "Stripe restricted key, read-only charges"}], "message": "for the monthly revenue report"}`
+   → `201 {"created": [...], "skipped": [...], "reopened": [...]}` (existing names are
+   skipped, never changed). Names: `[A-Za-z_][A-Za-z0-9_]{0,63}`. `message` (optional, at
+   most 1000 characters) tells the operator why.
 2. **Create a profile** (a scoped set of credentials):
-   `POST {base}/profiles` with `{"description": "monthly revenue report", "credentials": ["STRIPE_KEY"]}`
+   `POST {base}/profiles` with `{"description": "monthly revenue report", "credentials": ["STRIPE_KEY"], "message": "reads charges, writes nothing"}`
    → `201` profile JSON with its `id`. Add or remove credentials later with
    `POST|DELETE {base}/profiles/{id}/credentials` and `{"credentials": [names]}` while it is unlocked.
 3. **Ask the operator** to open `{base}/ui/profiles/<id>`, fill in the values, set the
    allowed hosts, and lock the profile. Locking shows them a key `ark_<id>:<secret>` once;
    they give it to you (for example as the `AIRLOCK_KEY` environment variable).
-   Check progress with `GET {base}/profiles/<id>` (`locked`, `value_exists`).
+   Check progress with `GET {base}/profiles/<id>` (`locked`, `value_exists`, `request`).
+   What you ask for is a request the operator answers: `request.status` is `pending`,
+   then `accepted` or `rejected` with `request.reason` (on the profile, and on each slot
+   in `GET {base}/credentials`). After a rejection, read the reason and revise: changing
+   the profile's credentials, or declaring the slot again with a new `message`, asks again.
 4. **Execute**: sign the current time, a fresh nonce and the exact script text, submit
    them; poll for the result.
 
@@ -308,13 +313,16 @@ without asking, as long as it is byte-for-byte the same; any change asks again.
 Need a library (`httpx`, `pandas`, `openpyxl`...)? Ask for it once; every later
 script can import it.
 
-1. `POST /requirements {"packages": ["httpx", "pandas>=2", "openpyxl==3.1.5"]}` with
-   `Authorization: Bearer <key id>` → 202 `{"install_id", "status": "pending", ...}`.
+1. `POST /requirements {"packages": ["httpx", "pandas>=2", "openpyxl==3.1.5"], "message": "why"}` with
+   `Authorization: Bearer <key id>` → 202 `{"install_id", "status": "awaiting_review", ...}`:
+   the operator accepts the request first (then it is `pending`, `installing`), or rejects it
+   (`rejected`, the reason in `request.reason`; nothing is installed). On an instance without
+   package review the status starts at `pending`.
    Only PEP 508 names with optional `[extras]`, version specifiers and plain markers
    (`tomli; python_version < "3.11"`); at most 50 per request. URLs, paths, VCS links
    and pip options (`-e`, `-r`, `--index-url`...) are refused with 422 naming the item.
 2. Poll `GET /requirements/{install_id}` every few seconds until `status` is
-   `installed` or `failed` (`log` holds the installer's output tail). Small packages
+   `installed`, `failed` or `rejected` (`log` holds the installer's output tail). Small packages
    take seconds; big ones (pandas + numpy) as long as their download. If one package
    of a request fails, none of that request is added: fix the name/version and retry.
 3. `GET /requirements` lists every package (`spec`, `name`, `installed_version`,
@@ -331,24 +339,24 @@ a restart stay `pending` until it is ready.
 |---|---|---|
 | `GET /skill.md` | none | this page |
 | `GET /health` | none | status, version, sandbox layers |
-| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists", "mode", "bound_hosts", "database" (sealed database logins only)}]}` |
-| `POST /credentials` | none | declare slots: `{"credentials": [{"name", "description"}]}` |
+| `GET /credentials` | none | `{"credentials": [{"name", "description", "value_exists", "mode", "bound_hosts", "database" (sealed database logins only), "request"}]}` |
+| `POST /credentials` | none | declare slots: `{"credentials": [{"name", "description"}], "message"?}` |
 | `GET /profiles` | none | `{"profiles": [Profile]}` |
 | `GET /profiles/{id}` | none | one profile (by id or key id) |
-| `POST /profiles` | none | `{"description", "credentials"?: [names]}` → 201 Profile |
+| `POST /profiles` | none | `{"description", "credentials"?: [names], "message"?}` → 201 Profile |
 | `POST /profiles/{id}/credentials` | none | add `{"credentials": [names]}` (unlocked only) |
 | `DELETE /profiles/{id}/credentials` | none | remove `{"credentials": [names]}` (unlocked only) |
 | `POST /execute` | Bearer key id | `{"script", "hash", "timeout"?, "llm_timeout"?}` → 202 `{"execution_id", "poll_url", "status"}` |
 | `GET /executions/{id}?wait=N` | Bearer key id | the execution; `wait` (≤ 60 s) long-polls until the status changes |
 | `GET /executions?status=&limit=&offset=` | Bearer key id | your profile's executions, newest first |
 | `POST /executions/{id}/respond` | Bearer key id | `{"response", "request_id"?}` answers a paused `llm.complete` |
-| `POST /requirements` | Bearer key id | `{"packages": [requirement]}` → 202 Install |
+| `POST /requirements` | Bearer key id | `{"packages": [requirement], "message"?}` → 202 Install |
 | `GET /requirements` | Bearer key id | `{"packages": [Package], "environment": {...}}` |
-| `GET /requirements/{install_id}` | Bearer key id | one Install: `{"install_id", "status", "packages", "error", "log", "created_at", "finished_at"}` |
+| `GET /requirements/{install_id}` | Bearer key id | one Install: `{"install_id", "status", "packages", "error", "log", "created_at", "finished_at", "request"}` |
 | `GET /openapi.json` | none | the OpenAPI 3.1 description of every endpoint (schemas, error responses) |
 | `/mcp` | Bearer full key | the same tools over MCP (streamable HTTP); see below |
 
-Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts", "database" (sealed database logins only)}], "allowed_hosts", "expires_at", "created_at", "updated_at", "last_used_at"}`.
+Profile JSON (`key_id` is shown only to a caller that sends that key id as `Authorization: Bearer` or looks the profile up by it): `{"id", "description", "locked", "revoked", "expired", "key_id", "credentials": [{"name", "description", "value_exists", "mode", "bound_hosts", "database" (sealed database logins only), "request"}], "allowed_hosts", "record", "replay_protection", "approval", "request", "expires_at", "created_at", "updated_at", "last_used_at"}`. `request` is `null` for what the operator made, else `{"status": "pending"|"accepted"|"rejected", "message", "reason", "created_at", "decided_at"}`.
 
 Execution JSON: `{"execution_id", "status", "result", "stdout", "stderr", "error", "llm_request", "execution_time_ms", "llm_wait_ms", "created_at", "completed_at"}`.
 Statuses: `pending` → `running` → (`awaiting_llm` ↔ `running`) → `completed` | `error` | `timeout`.

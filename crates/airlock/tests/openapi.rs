@@ -32,6 +32,7 @@ const NOT_IN_SPEC: &[&str] = &[
     "/ui/executions/{id}",
     "/ui/approvals",
     "/ui/approvals/{id}",
+    "/ui/requests",
     "/ui/settings",
     "/ui/assets/{*path}",
     "/mcp",
@@ -75,6 +76,7 @@ fn annotated_operations(file: &str, text: &str) -> Vec<(String, String)> {
     let admin = file.ends_with("api/admin.rs")
         || file.ends_with("transfer.rs")
         || file.ends_with("api/approvals.rs")
+        || file.ends_with("api/inbox.rs")
         || file.ends_with("api/notifications.rs");
     let mut out = Vec::new();
     for (i, _) in text.match_indices("#[utoipa::path(") {

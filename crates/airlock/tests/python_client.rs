@@ -16,9 +16,11 @@ async fn python_client_runs_scripts_and_answers_llm_pauses() {
 import json, os, sys
 from airlock_client import Airlock, AirlockError
 anon = Airlock(os.environ["URL"])
-print(json.dumps(anon.declare({"SALES_DB": "sales database"})))
-p = anon.create_profile("py client", ["SALES_DB"])
+print(json.dumps(anon.declare({"SALES_DB": "sales database"}, message="the sales report")))
+p = anon.create_profile("py client", ["SALES_DB"], message="reads sales")
 print(p["id"])
+print(p["request"]["status"], p["request"]["message"])
+print(anon.credentials()[0]["request"]["message"])
 "#;
     let pythonpath = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
     let py = |code: String, key: Option<String>| {
@@ -44,9 +46,11 @@ print(p["id"])
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        r#"{"created": ["SALES_DB"], "skipped": [], "reopened": []}"#
+        r#"{"created": ["SALES_DB"], "reopened": [], "skipped": []}"#
     );
     let id = lines.next().unwrap().to_string();
+    assert_eq!(lines.next().unwrap(), "pending reads sales");
+    assert_eq!(lines.next().unwrap(), "the sales report");
 
     live.set_value("SALES_DB", "postgres://sales:pw-771@db/sales")
         .await;

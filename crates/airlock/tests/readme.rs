@@ -271,6 +271,20 @@ async fn readme_shell_examples_run_as_printed() {
             );
             assert_eq!(&lines[3..], ["approved", "pending", "off"], "{ctx}");
             seen.push("approval");
+        } else if b.code.contains("/api/admin/requests/slot/") {
+            // An agent's slot request, listed, rejected; the agent reads the reason.
+            let lines: Vec<&str> = output.lines().collect();
+            assert_eq!(
+                lines,
+                [
+                    r#"["WAREHOUSE_PW"]"#,
+                    "slot WAREHOUSE_PW: the revenue report needs refunds",
+                    "rejected",
+                    "use the read-only replica, REPLICA_PW"
+                ],
+                "{ctx}"
+            );
+            seen.push("requests");
         } else if b.code.contains("?wait=30") {
             let ex = json_values(output);
             assert_eq!(ex.len(), 1, "{ctx}");
@@ -299,6 +313,8 @@ async fn readme_shell_examples_run_as_printed() {
                     .is_some_and(|i| i.starts_with("inst_")),
                 "{ctx}"
             );
+            assert_eq!(answers[0]["status"], "awaiting_review", "{ctx}");
+            assert!(output.lines().any(|l| l == "accepted"), "{ctx}");
             assert_eq!(answers[1]["install_id"], answers[0]["install_id"], "{ctx}");
             let names: Vec<&str> = answers[2]["packages"]
                 .as_array()
@@ -316,7 +332,10 @@ async fn readme_shell_examples_run_as_printed() {
     }
     assert_eq!(
         seen,
-        ["setup", "lock", "execute", "wait", "cli", "records", "approval", "packages", "export"],
+        [
+            "setup", "lock", "execute", "wait", "cli", "records", "approval", "requests",
+            "packages", "export"
+        ],
         "the walkthrough's blocks were not all recognised and checked"
     );
 }
