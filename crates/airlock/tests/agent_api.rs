@@ -139,9 +139,9 @@ async fn agents_declare_credentials_without_values() {
     assert_eq!(
         agent_credentials(&agent).await,
         json!({ "credentials": [
-            { "name": "EXISTING", "description": "set by admin", "value_exists": true, "mode": "plain", "bound_hosts": [] },
-            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false, "mode": "plain", "bound_hosts": [] },
-            { "name": "NEW_TWO", "description": "", "value_exists": false, "mode": "plain", "bound_hosts": [] },
+            { "name": "EXISTING", "description": "set by admin", "value_exists": true, "mode": "plain", "bound_hosts": [], "request": null },
+            { "name": "NEW_ONE", "description": "needed for X", "value_exists": false, "mode": "plain", "bound_hosts": [], "request": "pending" },
+            { "name": "NEW_TWO", "description": "", "value_exists": false, "mode": "plain", "bound_hosts": [], "request": "pending" },
         ] })
     );
 }

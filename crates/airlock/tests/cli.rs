@@ -153,7 +153,7 @@ async fn exec_prints_outputs_and_exit_code_reflects_status() {
     assert_eq!(
         v["credentials"],
         json!([{"name": "TOKEN", "description": "t", "value_exists": true,
-                "mode": "plain", "bound_hosts": []}])
+                "mode": "plain", "bound_hosts": [], "request": null}])
     );
 }
 
