@@ -156,6 +156,16 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the request of a deleted subject (no error when there is none).
     async fn request_delete(&self, kind: RequestKind, subject: &str) -> Result<()>;
 
+    // --- audit log ---
+    /// Appends an event at the end of the chain (the next `seq`, the last row's
+    /// hash as `prev_hash`, its own hash); appends are serialized.
+    async fn audit_append(&self, event: &NewAuditEvent) -> Result<AuditRow>;
+    async fn audit_list(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>>;
+    async fn audit_last(&self) -> Result<Option<AuditRow>>;
+    async fn audit_head_insert(&self, head: &AuditHeadRow) -> Result<()>;
+    /// Every signed head, oldest first.
+    async fn audit_heads(&self) -> Result<Vec<AuditHeadRow>>;
+
     // --- executions ---
     async fn execution_insert(&self, row: &ExecutionRow) -> Result<()>;
     async fn execution_get(&self, id: &str) -> Result<Option<ExecutionRow>>;

@@ -735,3 +735,105 @@ pub struct AgentRequestRow {
     pub created_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
 }
+
+/// The `prev_hash` of the first audit event.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit event to append; the store gives it its place in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent {
+    pub at: DateTime<Utc>,
+    /// Who: `admin` (the operator's session), `agent:<key id>`, `anonymous`, `system`.
+    pub actor: String,
+    /// The actor's role (`owner`, `agent`, `none`, `system`).
+    pub role: String,
+    /// The client's address, when known.
+    pub client: Option<String>,
+    /// What, e.g. `POST /api/admin/profiles/{id}/lock`.
+    pub action: String,
+    /// On what, e.g. the request's path.
+    pub target: Option<String>,
+    /// `attempt`, then `ok`, `refused` or `failed`.
+    pub outcome: String,
+    /// More, never secret (a JSON object).
+    pub detail: serde_json::Value,
+}
+
+/// An audit event as stored: its sequence number and its link in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub role: String,
+    pub client: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub detail: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRow {
+    /// The hash this row must carry: SHA-256 (hex) over the previous row's hash and
+    /// a canonical JSON array of every other field (object keys sorted, times in
+    /// RFC 3339 with nanoseconds).
+    pub fn expected_hash(&self) -> String {
+        use sha2::Digest;
+        let fields = serde_json::json!([
+            self.seq,
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            self.actor,
+            self.role,
+            self.client,
+            self.action,
+            self.target,
+            self.outcome,
+            self.detail,
+        ]);
+        let mut h = sha2::Sha256::new();
+        h.update(self.prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(fields.to_string().as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+/// A signed chain head: the hash of event `seq`, signed with the audit key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditHeadRow {
+    pub seq: i64,
+    pub hash: String,
+    pub at: DateTime<Utc>,
+    /// Ed25519 signature (hex) of [`AuditHeadRow::message`].
+    pub signature: String,
+}
+
+impl AuditHeadRow {
+    /// What the signature covers.
+    pub fn message(seq: i64, hash: &str, at: DateTime<Utc>) -> String {
+        format!(
+            "airlock-audit-head\n{seq}\n{hash}\n{}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        )
+    }
+}
+
+/// Which audit events to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only events with `seq` greater than this.
+    pub after: Option<i64>,
+    /// Only events with `seq` smaller than this.
+    pub before: Option<i64>,
+    /// Only actions starting with this.
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub limit: i64,
+    /// Newest first (else oldest first).
+    pub newest_first: bool,
+}

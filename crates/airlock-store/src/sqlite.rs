@@ -16,10 +16,11 @@ use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    AgentRequestRow, AnswerRow, ApprovalRow, ApprovalStatus, CredentialRow, EgressCounts,
-    EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats, ExecutionStatus, ExecutionSummary,
-    ImportPlan, PackageInstallRow, PackageRow, ProfileRow, RequestKind, RequestStatus, Result,
-    SealSettings, SessionRow, Store, StoreError,
+    AgentRequestRow, AnswerRow, ApprovalRow, ApprovalStatus, AuditFilter, AuditHeadRow, AuditRow,
+    CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
+    ExecutionStatus, ExecutionSummary, ImportPlan, NewAuditEvent, PackageInstallRow, PackageRow,
+    ProfileRow, RequestKind, RequestStatus, Result, SealSettings, SessionRow, Store, StoreError,
+    AUDIT_GENESIS,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -28,6 +29,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// See [`Store::profiles_epoch`].
     profiles_epoch: Arc<AtomicU64>,
+    /// Serializes audit appends (each reads the chain's end, then writes after it).
+    audit_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -52,6 +55,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             profiles_epoch: Arc::new(AtomicU64::new(0)),
+            audit_lock: Arc::default(),
         })
     }
 
@@ -212,6 +216,25 @@ fn request_from(row: &SqliteRow) -> Result<AgentRequestRow> {
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         decided_at: row.try_get("decided_at")?,
+    })
+}
+
+fn audit_from(row: &SqliteRow) -> Result<AuditRow> {
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditRow {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
+        client: row.try_get("client")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        // A row whose detail no longer parses keeps its text, so the chain check
+        // sees the change instead of an error.
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }
 
@@ -860,6 +883,119 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn audit_append(&self, e: &NewAuditEvent) -> Result<AuditRow> {
+        let _one = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (seq, prev_hash) = match last {
+            Some(r) => (r.try_get::<i64, _>("seq")? + 1, r.try_get("hash")?),
+            None => (1, AUDIT_GENESIS.to_string()),
+        };
+        let mut row = AuditRow {
+            seq,
+            at: e.at,
+            actor: e.actor.clone(),
+            role: e.role.clone(),
+            client: e.client.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            outcome: e.outcome.clone(),
+            detail: e.detail.clone(),
+            prev_hash,
+            hash: String::new(),
+        };
+        row.hash = row.expected_hash();
+        sqlx::query(
+            "INSERT INTO audit_events(seq, at, actor, role, client, action, target, outcome, \
+             detail, prev_hash, hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row.seq)
+        .bind(row.at)
+        .bind(&row.actor)
+        .bind(&row.role)
+        .bind(&row.client)
+        .bind(&row.action)
+        .bind(&row.target)
+        .bind(&row.outcome)
+        .bind(row.detail.to_string())
+        .bind(&row.prev_hash)
+        .bind(&row.hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn audit_list(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+        let mut qb = sqlx::QueryBuilder::new("SELECT * FROM audit_events WHERE 1 = 1");
+        if let Some(a) = f.after {
+            qb.push(" AND seq > ").push_bind(a);
+        }
+        if let Some(b) = f.before {
+            qb.push(" AND seq < ").push_bind(b);
+        }
+        if let Some(a) = &f.action {
+            // A prefix match without LIKE's wildcards.
+            qb.push(" AND substr(action, 1, ")
+                .push_bind(a.chars().count() as i64)
+                .push(") = ")
+                .push_bind(a.clone());
+        }
+        if let Some(a) = &f.actor {
+            qb.push(" AND actor = ").push_bind(a.clone());
+        }
+        qb.push(if f.newest_first {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq LIMIT "
+        })
+        .push_bind(f.limit);
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_from)
+            .collect()
+    }
+
+    async fn audit_last(&self) -> Result<Option<AuditRow>> {
+        sqlx::query("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(audit_from)
+            .transpose()
+    }
+
+    async fn audit_head_insert(&self, h: &AuditHeadRow) -> Result<()> {
+        sqlx::query("INSERT INTO audit_heads(seq, hash, at, signature) VALUES(?, ?, ?, ?)")
+            .bind(h.seq)
+            .bind(&h.hash)
+            .bind(h.at)
+            .bind(&h.signature)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_heads(&self) -> Result<Vec<AuditHeadRow>> {
+        let rows = sqlx::query("SELECT * FROM audit_heads ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditHeadRow {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    at: r.try_get("at")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect()
     }
 
     async fn profile_credentials(&self, profile_id: &str) -> Result<Vec<CredentialRow>> {

@@ -33,6 +33,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Egress(String),
+    #[error("audit log: {0}")]
+    Audit(String),
     #[error("approvals: {0}")]
     Approvals(String),
 }
@@ -55,6 +57,8 @@ pub struct AppState {
     pub approvals: Arc<crate::approvals::Approvals>,
     /// Webhooks told about what waits for a person.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// The hash-chained record of who changed what.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl AppState {
@@ -93,6 +97,13 @@ impl App {
         }
         let sealed = prepare_sealed_tls(&config, &store, &vault).await?;
         let store: Arc<dyn Store> = Arc::new(store);
+        let audit = crate::audit::Audit::start(
+            store.clone(),
+            &vault,
+            std::time::Duration::from_secs(config.audit_verify_secs),
+        )
+        .await
+        .map_err(StartupError::Audit)?;
         let vault = Arc::new(vault);
         let catalog = Catalog::new(store.clone(), vault.clone());
         let notifier = crate::notify::Notifier::start(
@@ -178,6 +189,7 @@ impl App {
                 transfer,
                 approvals,
                 notifier,
+                audit,
             },
         })
     }

@@ -148,6 +148,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub expiry_check_secs: u64,
 
+    /// Seconds between checks of the audit log's hash chain and signed heads (the
+    /// result is in `/health`).
+    #[arg(long, env = "AIRLOCK_AUDIT_VERIFY_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub audit_verify_secs: u64,
+
     /// Executions that may wait for a free slot before new ones get 429.
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -287,6 +293,7 @@ impl Config {
             approval_timeout: 3600,
             notify_retry_ms: 2000,
             expiry_check_secs: 60,
+            audit_verify_secs: 60,
             queue_size: 256,
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,

@@ -9,6 +9,7 @@ pub mod answers;
 pub mod api;
 pub mod app;
 pub mod approvals;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

@@ -35,6 +35,53 @@ enum Command {
     Mcp(airlock::mcp::McpArgs),
     /// Print the static agent guide (the repository's SKILL.md).
     Skill,
+    /// The audit log: `airlock audit verify <export.jsonl>` checks an export's hash
+    /// chain and signed heads offline (exit 0: intact, 1: broken, 2: unreadable).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an audit export (from `GET /api/admin/audit/export`).
+    Verify {
+        /// The export file (JSON Lines).
+        file: std::path::PathBuf,
+    },
+}
+
+/// `airlock audit verify`: prints what it found; the exit code says it too.
+fn verify_audit(file: &std::path::Path) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return 2;
+        }
+    };
+    match airlock::audit::verify_export(&text) {
+        Ok(v) if v.state == "ok" => {
+            println!(
+                "ok: {} events, {} signed heads, the chain is intact",
+                v.events, v.heads
+            );
+            0
+        }
+        Ok(v) => {
+            println!(
+                "BROKEN at {}: {}",
+                v.broken_at.unwrap_or_default(),
+                v.reason.unwrap_or_default()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            2
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +107,9 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Credentials(args)) => {
             std::process::exit(airlock::cli::list(args, "credentials"))
         }
+        Some(Command::Audit {
+            command: AuditCommand::Verify { file },
+        }) => std::process::exit(verify_audit(&file)),
     };
     let exe = std::env::current_exe().context("cannot find the airlock binary's own path")?;
     config.sandbox_helper = Some(vec![exe.into(), airlock::sandbox::HELPER_ARG.into()]);

@@ -41,11 +41,16 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(super::approvals::routes())
         .merge(super::notifications::routes())
         .merge(super::inbox::routes())
+        .merge(super::audit::routes())
         .merge(super::packages::admin_routes())
         .merge(crate::api::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             session::csrf_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::audit::admin_layer,
         ))
 }
 

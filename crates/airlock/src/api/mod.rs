@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod agent;
 pub mod approvals;
+pub mod audit;
 pub mod docs;
 pub mod executions;
 pub mod inbox;
@@ -302,7 +303,13 @@ async fn health(
         "setup_required": state.auth.setup_required().await?,
         "sandbox": state.runner.sandbox_status(),
         "packages": {"state": state.packages.state()},
+        "audit": audit_health(&state.audit.verification()),
     })))
+}
+
+/// What `/health` says of the audit log: whether its chain checks out (no counts).
+fn audit_health(v: &crate::audit::Verification) -> serde_json::Value {
+    serde_json::json!({ "state": v.state, "broken_at": v.broken_at, "checked_at": v.checked_at })
 }
 
 /// `GET /metrics`: counts and durations for Prometheus (OpenMetrics text). No
@@ -408,9 +415,15 @@ pub fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(skill_md))
         .routes(routes!(metrics))
         .routes(routes!(docs::openapi_json))
-        .merge(agent::routes())
-        .merge(packages::agent_routes())
-        .merge(executions::agent_routes(state.config.max_script_bytes))
+        .merge(
+            agent::routes()
+                .merge(packages::agent_routes())
+                .merge(executions::agent_routes(state.config.max_script_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::audit::agent_layer,
+                )),
+        )
         .nest("/api/admin", admin::routes(state.clone()))
 }
 

@@ -1,0 +1,244 @@
+//! The audit log: admin changes and agent calls recorded (never a secret), the
+//! hash chain and signed heads checked by the server and by `airlock audit verify`,
+//! tampering with a stored row detected, and no change when the log cannot be written.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
+
+mod common;
+
+use std::process::Command;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const VALUE: &str = "sk_audit_value_8c7b6a5d4e3f";
+
+/// The JSON Lines export, as text.
+async fn export(app: &TestApp, admin: &Client) -> String {
+    let req = Request::get("/api/admin/audit/export")
+        .header(header::HOST, DEFAULT_HOST)
+        .header(header::COOKIE, admin.cookie.clone().unwrap())
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.router().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/x-ndjson");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// `airlock audit verify` on `text`: (exit code, stdout).
+fn verify_offline(dir: &std::path::Path, text: &str) -> (i32, String) {
+    let file = dir.join("audit.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["audit", "verify"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn db(app: &TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data_dir.join("airlock.db").display()
+    ))
+    .await
+    .unwrap()
+}
+
+/// Every event, oldest first.
+async fn events(admin: &Client) -> Vec<Value> {
+    let reply = admin.get("/api/admin/audit?after=0&limit=1000").await;
+    assert_status(&reply, StatusCode::OK);
+    reply.2["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn admin_changes_and_agent_calls_are_recorded_chained_and_never_hold_a_secret() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    let agent = app.client();
+    create_credential(&admin, "STRIPE_KEY", "stripe", Some(VALUE)).await;
+    let id = create_profile(&admin, "audited", &["STRIPE_KEY"]).await;
+    let (key, _, secret) = lock_profile(&admin, &id).await;
+    let key_id = key.split(':').next().unwrap().to_string();
+    // A wrong password, and an agent call with a pasted full key.
+    let anon = admin.anonymous();
+    let reply = anon
+        .post(
+            "/api/admin/login",
+            json!({ "password": "not the password at all" }),
+        )
+        .await;
+    assert_eq!(reply.0, StatusCode::UNAUTHORIZED);
+    let reply = agent
+        .raw(
+            axum::http::Method::POST,
+            "/credentials",
+            Some("application/json"),
+            json!({ "credentials": [{ "name": "ASKED" }] })
+                .to_string()
+                .into_bytes(),
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+        .await;
+    assert_eq!(reply.0, StatusCode::CREATED);
+
+    let all = events(&admin).await;
+    let find = |action: &str, outcome: &str| {
+        all.iter()
+            .find(|e| e["action"] == action && e["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {action} {outcome} in {all:#?}"))
+            .clone()
+    };
+    let lock = format!("/api/admin/profiles/{id}/lock");
+    let attempt = find("POST /api/admin/profiles/{id}/lock", "attempt");
+    let done = find("POST /api/admin/profiles/{id}/lock", "ok");
+    assert_eq!(attempt["actor"], "admin");
+    assert_eq!(attempt["role"], "owner");
+    assert_eq!(attempt["target"], lock.as_str());
+    assert_eq!(
+        done["detail"],
+        json!({ "status": 200, "attempt": attempt["seq"] })
+    );
+    assert_eq!(
+        find("POST /api/admin/credentials", "ok")["detail"]["status"],
+        201
+    );
+    let failed = find("POST /api/admin/login", "refused");
+    assert_eq!(failed["actor"], "anonymous");
+    assert_eq!(failed["detail"]["status"], 401);
+    let asked = find("POST /credentials", "ok");
+    assert_eq!(asked["actor"], format!("agent:{key_id}"));
+    assert_eq!(asked["client"], "127.0.0.1");
+    // Reads are not changes.
+    assert!(!all.iter().any(|e| e["action"] == "GET /api/admin/audit"));
+    // Each event follows the one before it.
+    for pair in all.windows(2) {
+        assert_eq!(
+            pair[1]["seq"].as_i64(),
+            pair[0]["seq"].as_i64().map(|s| s + 1)
+        );
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
+    }
+
+    let text = export(&app, &admin).await;
+    for secret_text in [
+        VALUE,
+        ADMIN_PASSWORD,
+        secret.as_str(),
+        "not the password at all",
+    ] {
+        assert!(
+            !text.contains(secret_text),
+            "{secret_text:?} is in the audit log"
+        );
+    }
+    assert!(text.lines().next().unwrap().contains("\"type\":\"key\""));
+    assert!(
+        text.lines().last().unwrap().contains("\"type\":\"head\""),
+        "{text}"
+    );
+    let (code, out) = verify_offline(app.dir.path(), &text);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+    let reply = admin.post("/api/admin/audit/verify", json!({})).await;
+    assert_eq!(reply.2["state"], "ok", "{}", reply.2);
+    let health = app.client().get("/health").await.2;
+    assert_eq!(health["audit"]["state"], "ok", "{health}");
+}
+
+#[tokio::test]
+async fn a_changed_row_is_detected_by_the_server_and_offline_even_with_a_rebuilt_chain() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    create_credential(&admin, "A", "a", Some("value-aaaa-1111")).await;
+    create_credential(&admin, "B", "b", Some("value-bbbb-2222")).await;
+    // The export signs the head: the rebuilt chain below contradicts it.
+    let before = export(&app, &admin).await;
+    assert_eq!(verify_offline(app.dir.path(), &before).0, 0);
+    let pool = db(&app).await;
+    sqlx::query("UPDATE audit_events SET target = '/api/admin/credentials/forged' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let reply = admin.post("/api/admin/audit/verify", json!({})).await;
+    assert_eq!(reply.2["state"], "broken", "{}", reply.2);
+    assert_eq!(reply.2["broken_at"], 3, "{}", reply.2);
+    assert!(
+        reply.2["reason"].as_str().unwrap().contains("changed"),
+        "{}",
+        reply.2
+    );
+    let health = app.client().get("/health").await.2;
+    assert_eq!(health["audit"]["state"], "broken", "{health}");
+    assert_eq!(health["audit"]["broken_at"], 3, "{health}");
+    let (code, out) = verify_offline(app.dir.path(), &export(&app, &admin).await);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("BROKEN at 3:"), "{out}");
+
+    // Whoever can write the database but has not the key rebuilds every hash from
+    // the forged row on: the chain is whole again, but the signed head is not.
+    let rows = sqlx::query_as::<_, (i64,)>("SELECT seq FROM audit_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let (events_now, _) = app.app.state.audit.read_all().await.unwrap();
+    let mut prev = airlock_store::AUDIT_GENESIS.to_string();
+    for (mut e, (seq,)) in events_now.into_iter().zip(rows) {
+        e.prev_hash = prev.clone();
+        e.hash = e.expected_hash();
+        sqlx::query("UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .bind(seq)
+            .execute(&pool)
+            .await
+            .unwrap();
+        prev = e.hash;
+    }
+    let reply = admin.post("/api/admin/audit/verify", json!({})).await;
+    assert_eq!(reply.2["state"], "broken", "{}", reply.2);
+    assert!(
+        reply.2["reason"]
+            .as_str()
+            .unwrap()
+            .contains("differs from what was signed"),
+        "{}",
+        reply.2
+    );
+}
+
+#[tokio::test]
+async fn no_admin_change_happens_when_the_audit_log_cannot_be_written() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    let pool = db(&app).await;
+    sqlx::query(
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let reply = admin
+        .post(
+            "/api/admin/credentials",
+            json!({ "name": "UNRECORDED", "value": "v-1234567" }),
+        )
+        .await;
+    assert_error_code(&reply, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
+    sqlx::query("DROP TRIGGER no_audit")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let reply = admin.get("/api/admin/credentials").await;
+    assert_eq!(reply.2["credentials"], json!([]), "{}", reply.2);
+}
