@@ -887,7 +887,9 @@ impl Store for SqliteStore {
 
     async fn audit_append(&self, e: &NewAuditEvent) -> Result<AuditRow> {
         let _one = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock is taken before the chain's end is read, so no
+        // other writer can move the snapshot between the read and the insert.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;

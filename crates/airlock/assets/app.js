@@ -908,6 +908,11 @@
       reloadWith("Test queued: its delivery shows below in a moment.");
     },
 
+    async "audit-verify"() {
+      const v = await api("POST", "/api/admin/audit/verify", {});
+      reloadWith(v.state === "ok" ? "The chain checks out: " + v.events + " events." : "The audit log does not check out at event " + v.broken_at + ".");
+    },
+
     async "request-accept"(btn) {
       await api("POST", "/api/admin/requests/" + enc(btn.dataset.kind) + "/" + enc(btn.dataset.subject) + "/accept", {});
       reloadWith(btn.dataset.kind === "packages" ? "Accepted: the packages are being installed." : "Accepted. Fill in the values and lock it when ready.");

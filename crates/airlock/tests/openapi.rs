@@ -33,6 +33,7 @@ const NOT_IN_SPEC: &[&str] = &[
     "/ui/approvals",
     "/ui/approvals/{id}",
     "/ui/requests",
+    "/ui/audit",
     "/ui/settings",
     "/ui/assets/{*path}",
     "/mcp",

@@ -271,6 +271,16 @@ async fn readme_shell_examples_run_as_printed() {
             );
             assert_eq!(&lines[3..], ["approved", "pending", "off"], "{ctx}");
             seen.push("approval");
+        } else if b.code.contains("airlock audit verify") {
+            // The two newest events, then the offline check of the export.
+            let lines: Vec<&str> = output.lines().collect();
+            assert_eq!(lines.len(), 3, "{ctx}");
+            assert!(lines[0].starts_with("admin "), "{ctx}");
+            assert!(
+                lines[2].starts_with("ok: ") && lines[2].ends_with("the chain is intact"),
+                "{ctx}"
+            );
+            seen.push("audit");
         } else if b.code.contains("/api/admin/requests/slot/") {
             // An agent's slot request, listed, rejected; the agent reads the reason.
             let lines: Vec<&str> = output.lines().collect();
@@ -333,7 +343,7 @@ async fn readme_shell_examples_run_as_printed() {
     assert_eq!(
         seen,
         [
-            "setup", "lock", "execute", "wait", "cli", "records", "approval", "requests",
+            "setup", "lock", "execute", "wait", "cli", "records", "approval", "requests", "audit",
             "packages", "export"
         ],
         "the walkthrough's blocks were not all recognised and checked"

@@ -50,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/approvals", get(pages::approvals))
         .route("/ui/approvals/{id}", get(pages::approval))
         .route("/ui/requests", get(pages::requests))
+        .route("/ui/audit", get(pages::audit))
         .route("/ui/settings", get(pages::settings))
         .route("/ui/packages", get(pages::packages))
         .route("/ui/assets/{*path}", get(assets::serve))

@@ -182,7 +182,7 @@ test("names before ids: profiles are shown by their description", async () => {
 test("every page fits a phone, with the navigation in a menu", async () => {
   await admin("PUT", `/api/admin/profiles/${state.profile}`, { description: LONG });
   await page.setViewportSize(PHONE);
-  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/requests", "/ui/approvals", "/ui/packages", "/ui/settings"];
+  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/requests", "/ui/approvals", "/ui/packages", "/ui/audit", "/ui/settings"];
   for (const path of pages) {
     await page.goto(base + path);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -444,8 +444,25 @@ test("agent requests: a slot rejected with a reason the agent reads, a profile a
   assert.match(await page.locator("[data-profile-request=accepted]").textContent(), /reads invoices/);
 });
 
+test("audit log: the operator's changes are listed, filtered, and the chain is checked on demand", async () => {
+  await admin("PUT", "/api/admin/credentials/API_TOKEN", { description: "the billing API (audited)" });
+  await page.goto(base + "/ui/audit");
+  const table = page.locator("table[data-audit=events]");
+  await table.locator("tr", { hasText: "PUT /api/admin/credentials/{name}" }).first().waitFor();
+  assert.match(await table.textContent(), /\/api\/admin\/credentials\/API_TOKEN/);
+  assert.doesNotMatch(await page.content(), new RegExp(SECRET));
+  await page.locator("[data-action=audit-verify]").click();
+  await h.expectFlash(page, "The chain checks out");
+  await page.locator("[data-audit-state=ok]").waitFor();
+  await page.fill("input[name=action]", "POST /api/admin/setup");
+  await page.locator("form.filters button[type=submit]").click();
+  await page.waitForURL(/action=POST/);
+  const rows = await table.locator("tbody tr").allTextContents();
+  assert.ok(rows.length >= 1 && rows.every((r) => r.includes("POST /api/admin/setup")), rows.join("\n"));
+});
+
 test("no serious or critical accessibility violation on any page, desktop and phone", async () => {
-  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/requests", "/ui/approvals", "/ui/packages", "/ui/settings"];
+  const pages = ["/", "/ui/credentials", "/ui/profiles", `/ui/profiles/${state.profile}`, "/ui/executions", "/ui/requests", "/ui/approvals", "/ui/packages", "/ui/audit", "/ui/settings"];
   const execs = await admin("GET", "/api/admin/executions");
   const first = (execs.executions || [])[0];
   if (first) pages.push(`/ui/executions/${first.execution_id}`);

@@ -292,6 +292,7 @@ pub async fn login(
 }
 
 mod approvals;
+mod audit;
 mod catalog;
 mod executions;
 mod overview;
@@ -299,6 +300,7 @@ mod requests;
 mod settings;
 
 pub use approvals::{approval, approvals};
+pub use audit::audit;
 pub use catalog::{credentials, profile, profiles};
 pub use executions::{execution, executions};
 pub use overview::overview;

@@ -21,6 +21,8 @@ pub struct ProfileCount {
 struct OverviewPage {
     nav: &'static str,
     sandbox: SandboxView,
+    /// Where and why the audit log does not check out (empty when it does).
+    audit_broken: Option<(i64, String)>,
     active: Vec<ProfileRowView>,
     /// Agent requests waiting for an answer.
     requests: Vec<super::requests::Row>,
@@ -99,6 +101,15 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Page
     Ok(render(&OverviewPage {
         nav: "overview",
         sandbox: sandbox_view(&state),
+        audit_broken: {
+            let v = state.audit.verification();
+            (v.state == "broken").then(|| {
+                (
+                    v.broken_at.unwrap_or_default(),
+                    v.reason.unwrap_or_default(),
+                )
+            })
+        },
         active,
         requests,
         pending,
