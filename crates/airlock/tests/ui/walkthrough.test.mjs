@@ -709,7 +709,9 @@ test("notifications: e-mail set in Settings reaches a real SMTP server", async (
     const msg = JSON.parse(out.split("\n").find((l) => l.startsWith("{")));
     assert.deepEqual(msg.to, ["ops@example.test", "oncall@example.test"]);
     assert.match(msg.data, /Subject: Airlock: a test notification/);
-    await page.goto(base + "/ui/settings");
+    // The click above reloads the page (after its request, which sent the mail):
+    // no second navigation to race with it; the button is found once it is back.
+    await page.waitForLoadState("load");
     await page.locator("button[data-action=email-clear]").click();
     await page.locator("form[data-form=email-set]").waitFor();
     assert.equal((await admin("GET", "/api/admin/notifications")).email, null);
