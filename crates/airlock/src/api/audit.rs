@@ -74,6 +74,13 @@ async fn list_audit(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));
     }
+    for (name, value, max) in [("action", &q.action, 200), ("actor", &q.actor, 100)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(ApiError::invalid(format!(
+                "{name} must be at most {max} characters"
+            )));
+        }
+    }
     let events = state
         .store
         .audit_list(&AuditFilter {
