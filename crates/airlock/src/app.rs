@@ -101,6 +101,7 @@ impl App {
             store.clone(),
             &vault,
             std::time::Duration::from_secs(config.audit_verify_secs),
+            config.audit_syslog.as_deref(),
         )
         .await
         .map_err(StartupError::Audit)?;

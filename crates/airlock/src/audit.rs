@@ -76,7 +76,14 @@ pub struct Audit {
     key: Ed25519KeyPair,
     public_key: String,
     last: RwLock<Verification>,
+    /// The syslog stream's queue, when one is configured.
+    stream: Option<tokio::sync::mpsc::Sender<AuditRow>>,
+    /// Events the stream could not take (its queue was full).
+    dropped: std::sync::atomic::AtomicU64,
 }
+
+/// Events that may wait for an unreachable syslog collector.
+const STREAM_QUEUE: usize = 1000;
 
 impl Audit {
     /// Loads (or creates) the audit key, checks the chain once, and starts the
@@ -85,7 +92,9 @@ impl Audit {
         store: Arc<dyn Store>,
         vault: &Vault,
         verify_every: Duration,
+        syslog: Option<&str>,
     ) -> Result<Arc<Audit>, String> {
+        let syslog = syslog.map(syslog_address).transpose()?;
         let pkcs8 = match store.meta_get(KEY_META).await.map_err(|e| e.to_string())? {
             Some(blob) => vault
                 .open(KEY_AAD, &blob)
@@ -107,12 +116,24 @@ impl Audit {
         let key = Ed25519KeyPair::from_pkcs8(&pkcs8)
             .map_err(|_| "the audit key is not an Ed25519 key".to_string())?;
         let public_key = hex::encode(key.public_key().as_ref());
+        let (stream, rx) = match syslog {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let audit = Arc::new(Audit {
             store,
             key,
             public_key,
             last: RwLock::new(Verification::unchecked()),
+            stream,
+            dropped: std::sync::atomic::AtomicU64::new(0),
         });
+        if let (Some(addr), Some(rx)) = (syslog, rx) {
+            tokio::spawn(stream_to_syslog(Arc::downgrade(&audit), addr, rx));
+        }
         audit.check().await;
         if audit.last.read().state == "broken" {
             tracing::error!(verification = ?*audit.last.read(), "the audit log does not check out");
@@ -127,7 +148,19 @@ impl Audit {
     }
 
     pub async fn record(&self, event: NewAuditEvent) -> Result<AuditRow, StoreError> {
-        self.store.audit_append(&event).await
+        let row = self.store.audit_append(&event).await?;
+        if let Some(tx) = &self.stream {
+            if tx.try_send(row.clone()).is_err() {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(row)
+    }
+
+    /// Events the syslog stream dropped since the start.
+    pub fn stream_dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Signs the chain's head when it moved since the last signed one.
@@ -216,6 +249,108 @@ async fn background(audit: std::sync::Weak<Audit>, verify_every: Duration) {
                 let Some(a) = audit.upgrade() else { return };
                 a.check().await;
             }
+        }
+    }
+}
+
+/// `tcp://host:port` → `host:port`.
+fn syslog_address(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("tcp://")
+        .ok_or_else(|| format!("AIRLOCK_AUDIT_SYSLOG must be tcp://host:port (got {url:?})"))?;
+    let ok = rest
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok || rest.contains('/') {
+        return Err(format!(
+            "AIRLOCK_AUDIT_SYSLOG must be tcp://host:port (got {url:?})"
+        ));
+    }
+    Ok(rest.to_string())
+}
+
+/// One event as an RFC 5424 message (facility 13, log audit; severity by outcome),
+/// with the RFC 6587 octet-counting frame.
+pub fn syslog_frame(e: &AuditRow) -> String {
+    let severity = match e.outcome.as_str() {
+        "failed" => 3,
+        "refused" => 5,
+        _ => 6,
+    };
+    let msg = format!(
+        "<{}>1 {} - airlock {} audit [airlock@32473 seq=\"{}\" hash=\"{}\"] {}",
+        13 * 8 + severity,
+        e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        std::process::id(),
+        e.seq,
+        e.hash,
+        serde_json::to_string(e).unwrap_or_default()
+    );
+    format!("{} {msg}", msg.len())
+}
+
+/// Sends queued events to the collector; reconnects with backoff; reports drops as
+/// audit events of their own once it delivers again.
+async fn stream_to_syslog(
+    audit: std::sync::Weak<Audit>,
+    addr: String,
+    mut rx: tokio::sync::mpsc::Receiver<AuditRow>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut conn: Option<tokio::net::TcpStream> = None;
+    let mut backoff = Duration::from_millis(200);
+    let mut reported = 0u64;
+    let mut pending: Option<AuditRow> = None;
+    loop {
+        let row = match pending.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        if conn.is_none() {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    backoff = Duration::from_millis(200);
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "audit syslog unreachable; retrying");
+                    pending = Some(row);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+        }
+        let frame = syslog_frame(&row);
+        let sent = match conn.as_mut() {
+            Some(c) => c.write_all(frame.as_bytes()).await,
+            None => continue,
+        };
+        if let Err(e) = sent {
+            tracing::warn!(%addr, error = %e, "audit syslog connection lost; reconnecting");
+            conn = None;
+            pending = Some(row);
+            continue;
+        }
+        let Some(a) = audit.upgrade() else { return };
+        let dropped = a.stream_dropped();
+        if dropped > reported {
+            reported = dropped;
+            let _ = a
+                .record(NewAuditEvent {
+                    at: Utc::now(),
+                    actor: "system".into(),
+                    role: "system".into(),
+                    client: None,
+                    action: "audit.stream.dropped".into(),
+                    target: Some(format!("tcp://{addr}")),
+                    outcome: "failed".into(),
+                    detail: serde_json::json!({ "dropped_total": dropped }),
+                })
+                .await;
         }
     }
 }

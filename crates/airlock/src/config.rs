@@ -154,6 +154,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub audit_verify_secs: u64,
 
+    /// Stream every audit event to a syslog collector, `tcp://host:port` (RFC 5424
+    /// messages, octet-counted framing). Never blocks a request: up to 1000 events
+    /// wait while it is unreachable, more are dropped (counted and audited).
+    #[arg(long, env = "AIRLOCK_AUDIT_SYSLOG")]
+    pub audit_syslog: Option<String>,
+
     /// Executions that may wait for a free slot before new ones get 429.
     #[arg(long, env = "AIRLOCK_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -294,6 +300,7 @@ impl Config {
             notify_retry_ms: 2000,
             expiry_check_secs: 60,
             audit_verify_secs: 60,
+            audit_syslog: None,
             queue_size: 256,
             max_timeout: 60,
             max_script_bytes: 1024 * 1024,

@@ -242,3 +242,69 @@ async fn no_admin_change_happens_when_the_audit_log_cannot_be_written() {
     let reply = admin.get("/api/admin/credentials").await;
     assert_eq!(reply.2["credentials"], json!([]), "{}", reply.2);
 }
+
+/// Reads RFC 6587 octet-counted frames from `sock` until `want` of them arrived.
+async fn frames(sock: &mut tokio::net::TcpStream, want: usize) -> Vec<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while out.len() < want {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, sock.read(&mut chunk))
+            .await
+            .expect("frames in time")
+            .unwrap();
+        assert!(n > 0, "the stream closed after {out:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        // Every complete frame in the buffer.
+        loop {
+            let Some(sp) = buf.iter().position(|b| *b == b' ') else {
+                break;
+            };
+            let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+            if buf.len() < sp + 1 + len {
+                break;
+            }
+            out.push(String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            buf.drain(..sp + 1 + len);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_event_reaches_a_syslog_collector_in_order_without_secrets() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = TestApp::start_with(|c| c.audit_syslog = Some(format!("tcp://{addr}"))).await;
+    let admin = app.admin().await;
+    create_credential(&admin, "SYSLOG_KEY", "k", Some(VALUE)).await;
+    let (mut sock, _) = tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept())
+        .await
+        .expect("the server connects")
+        .unwrap();
+    // setup (attempt, ok), credential (attempt, ok).
+    let got = frames(&mut sock, 4).await;
+    let mut seqs = Vec::new();
+    for (i, f) in got.iter().enumerate() {
+        assert!(f.starts_with("<110>1 ") || f.starts_with("<109>1 "), "{f}");
+        assert!(f.contains(" airlock "), "{f}");
+        assert!(!f.contains(VALUE) && !f.contains(ADMIN_PASSWORD), "{f}");
+        let json = &f[f.find("] {").unwrap() + 2..];
+        let e: Value = serde_json::from_str(json).unwrap();
+        assert!(f.contains(&format!("seq=\"{}\"", e["seq"])), "{f}");
+        seqs.push(e["seq"].as_i64().unwrap());
+        if i == 3 {
+            assert_eq!(e["action"], "POST /api/admin/credentials");
+            assert_eq!(e["outcome"], "ok");
+        }
+    }
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    // Bad settings stop the start with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = airlock::config::Config::for_data_dir(&dir.path().join("d"));
+    c.audit_syslog = Some("udp://127.0.0.1:514".into());
+    let err = airlock::app::App::open(c).await.err().expect("refused");
+    assert!(err.to_string().contains("tcp://host:port"), "{err}");
+}
