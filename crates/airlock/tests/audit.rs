@@ -258,10 +258,7 @@ async fn frames(sock: &mut tokio::net::TcpStream, want: usize) -> Vec<String> {
         assert!(n > 0, "the stream closed after {out:?}");
         buf.extend_from_slice(&chunk[..n]);
         // Every complete frame in the buffer.
-        loop {
-            let Some(sp) = buf.iter().position(|b| *b == b' ') else {
-                break;
-            };
+        while let Some(sp) = buf.iter().position(|b| *b == b' ') {
             let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
             if buf.len() < sp + 1 + len {
                 break;
