@@ -156,6 +156,15 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the request of a deleted subject (no error when there is none).
     async fn request_delete(&self, kind: RequestKind, subject: &str) -> Result<()>;
 
+    // --- admin API tokens ---
+    async fn admin_token_insert(&self, row: &AdminTokenRow) -> Result<()>;
+    async fn admin_token_get(&self, id: &str) -> Result<Option<AdminTokenRow>>;
+    /// Newest first.
+    async fn admin_tokens_list(&self) -> Result<Vec<AdminTokenRow>>;
+    /// Revokes a token not yet revoked; returns whether it did.
+    async fn admin_token_revoke(&self, id: &str, at: DateTime<Utc>) -> Result<bool>;
+    async fn admin_token_touch(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+
     // --- audit log ---
     /// Appends an event at the end of the chain (the next `seq`, the last row's
     /// hash as `prev_hash`, its own hash); appends are serialized.

@@ -837,3 +837,17 @@ pub struct AuditFilter {
     /// Newest first (else oldest first).
     pub newest_first: bool,
 }
+
+/// An admin API token (its secret is only ever stored as a SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTokenRow {
+    pub id: String,
+    pub name: String,
+    /// `owner`, `operator`, `approver` or `auditor`.
+    pub role: String,
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}

@@ -16,11 +16,11 @@ use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    AgentRequestRow, AnswerRow, ApprovalRow, ApprovalStatus, AuditFilter, AuditHeadRow, AuditRow,
-    CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow, ExecutionStats,
-    ExecutionStatus, ExecutionSummary, ImportPlan, NewAuditEvent, PackageInstallRow, PackageRow,
-    ProfileRow, RequestKind, RequestStatus, Result, SealSettings, SessionRow, Store, StoreError,
-    AUDIT_GENESIS,
+    AdminTokenRow, AgentRequestRow, AnswerRow, ApprovalRow, ApprovalStatus, AuditFilter,
+    AuditHeadRow, AuditRow, CredentialRow, EgressCounts, EgressRow, ExecutionFilter, ExecutionRow,
+    ExecutionStats, ExecutionStatus, ExecutionSummary, ImportPlan, NewAuditEvent,
+    PackageInstallRow, PackageRow, ProfileRow, RequestKind, RequestStatus, Result, SealSettings,
+    SessionRow, Store, StoreError, AUDIT_GENESIS,
 };
 
 /// The SQLite store. Cloning shares the pool.
@@ -216,6 +216,19 @@ fn request_from(row: &SqliteRow) -> Result<AgentRequestRow> {
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         decided_at: row.try_get("decided_at")?,
+    })
+}
+
+fn token_from(row: &SqliteRow) -> Result<AdminTokenRow> {
+    Ok(AdminTokenRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        secret_hash: row.try_get("secret_hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
@@ -880,6 +893,63 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM agent_requests WHERE kind = ? AND subject = ?")
             .bind(kind)
             .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn admin_token_insert(&self, t: &AdminTokenRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO admin_tokens(id, name, role, secret_hash, created_at, expires_at, \
+             revoked_at, last_used_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.role)
+        .bind(&t.secret_hash)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .bind(t.last_used_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn admin_token_get(&self, id: &str) -> Result<Option<AdminTokenRow>> {
+        sqlx::query("SELECT * FROM admin_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(token_from)
+            .transpose()
+    }
+
+    async fn admin_tokens_list(&self) -> Result<Vec<AdminTokenRow>> {
+        sqlx::query("SELECT * FROM admin_tokens ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(token_from)
+            .collect()
+    }
+
+    async fn admin_token_revoke(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn admin_token_touch(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE admin_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())

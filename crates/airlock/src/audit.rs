@@ -521,15 +521,22 @@ pub async fn admin_layer(State(state): State<AppState>, req: Request, next: Next
     let signed_in = crate::api::session::session_valid(&state, req.headers())
         .await
         .unwrap_or(false);
-    let (actor, role) = if signed_in {
-        ("admin", "owner")
-    } else {
-        ("anonymous", "none")
+    let token = match (signed_in, crate::tokens::bearer(req.headers())) {
+        (false, Some(raw)) => crate::tokens::authenticate(&*state.store, raw)
+            .await
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    let (actor, role) = match (signed_in, token) {
+        (true, _) => ("admin".to_string(), "owner".to_string()),
+        (false, Some(t)) => (format!("token:{}", t.id), t.role),
+        (false, None) => ("anonymous".to_string(), "none".to_string()),
     };
     let event = NewAuditEvent {
         at: Utc::now(),
-        actor: actor.into(),
-        role: role.into(),
+        actor,
+        role,
         client: client(&req),
         action: action(&req),
         target: Some(path(&req)),

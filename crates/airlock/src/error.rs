@@ -191,6 +191,18 @@ impl From<crate::inbox::InboxError> for ApiError {
     }
 }
 
+impl From<crate::tokens::TokenError> for ApiError {
+    fn from(e: crate::tokens::TokenError) -> ApiError {
+        use crate::tokens::TokenError as E;
+        let detail = e.to_string();
+        match e {
+            E::Invalid(_) => ApiError::invalid(detail),
+            E::NotFound(_) => ApiError::not_found(detail),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::notify::NotifyError> for ApiError {
     fn from(e: crate::notify::NotifyError) -> ApiError {
         use crate::notify::NotifyError as E;

@@ -28,6 +28,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod sealed;
 pub mod skill;
+pub mod tokens;
 pub mod transfer;
 pub mod validate;
 pub mod web;

@@ -79,6 +79,7 @@ fn annotated_operations(file: &str, text: &str) -> Vec<(String, String)> {
         || file.ends_with("api/approvals.rs")
         || file.ends_with("api/inbox.rs")
         || file.ends_with("api/audit.rs")
+        || file.ends_with("api/tokens.rs")
         || file.ends_with("api/notifications.rs");
     let mut out = Vec::new();
     for (i, _) in text.match_indices("#[utoipa::path(") {

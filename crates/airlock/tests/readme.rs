@@ -281,6 +281,10 @@ async fn readme_shell_examples_run_as_printed() {
                 "{ctx}"
             );
             seen.push("audit");
+        } else if b.code.contains("/api/admin/tokens") {
+            let lines: Vec<&str> = output.lines().collect();
+            assert_eq!(lines, ["ok", "role_forbidden"], "{ctx}");
+            seen.push("tokens");
         } else if b.code.contains("/api/admin/requests/slot/") {
             // An agent's slot request, listed, rejected; the agent reads the reason.
             let lines: Vec<&str> = output.lines().collect();
@@ -344,7 +348,7 @@ async fn readme_shell_examples_run_as_printed() {
         seen,
         [
             "setup", "lock", "execute", "wait", "cli", "records", "approval", "requests", "audit",
-            "packages", "export"
+            "tokens", "packages", "export"
         ],
         "the walkthrough's blocks were not all recognised and checked"
     );

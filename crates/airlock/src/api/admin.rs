@@ -42,6 +42,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(super::notifications::routes())
         .merge(super::inbox::routes())
         .merge(super::audit::routes())
+        .merge(super::tokens::routes())
         .merge(super::packages::admin_routes())
         .merge(crate::api::transfer::routes(&state))
         .layer(axum::middleware::from_fn_with_state(

@@ -17,6 +17,7 @@ pub mod inbox;
 pub mod notifications;
 pub mod packages;
 pub mod session;
+pub mod tokens;
 pub mod transfer;
 
 use std::collections::HashMap;

@@ -75,8 +75,11 @@ pub async fn session_valid(state: &AppState, headers: &HeaderMap) -> ApiResult<b
     }
 }
 
-/// Extractor: the request has a valid admin session.
+/// Extractor: the request has a valid admin session, or an admin API token whose
+/// role allows this route (see [`crate::tokens::may`]).
 pub struct AdminSession {
+    /// The session token (empty for an API token: such a caller never reaches
+    /// the session-bound routes).
     pub token: String,
 }
 
@@ -86,13 +89,30 @@ impl FromRequestParts<AppState> for AdminSession {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<AdminSession> {
         if session_valid(state, &parts.headers).await? {
             let token = cookie_token(&parts.headers).unwrap_or_default();
-            Ok(AdminSession { token })
-        } else {
-            Err(ApiError::unauthorized(
-                "not_authenticated",
-                "admin session required: log in at /api/admin/login",
-            ))
+            return Ok(AdminSession { token });
         }
+        if let Some(raw) = crate::tokens::bearer(&parts.headers) {
+            let Some(t) = crate::tokens::authenticate(&*state.store, raw).await? else {
+                return Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "the admin API token is unknown, revoked or expired",
+                ));
+            };
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            crate::tokens::may(&t.role, &parts.method, &route)
+                .map_err(|why| ApiError::forbidden("role_forbidden", why))?;
+            return Ok(AdminSession {
+                token: String::new(),
+            });
+        }
+        Err(ApiError::unauthorized(
+            "not_authenticated",
+            "admin session required: log in at /api/admin/login, or send an admin API token as Authorization: Bearer atk_…",
+        ))
     }
 }
 
