@@ -117,6 +117,24 @@ async fn each_role_may_do_its_part_and_is_refused_the_rest_by_name() {
         .call(Method::POST, "/api/admin/audit/verify", Some(json!({})))
         .await;
     assert_eq!(r.2["state"], "ok", "{}", r.2);
+    // An auditor downloads the log; the download is recorded under the token.
+    let req = axum::http::Request::get("/api/admin/audit/export")
+        .header("host", DEFAULT_HOST)
+        .header("authorization", format!("Bearer {}", tokens["auditor"].1))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(app.router(), req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let got = admin
+        .get("/api/admin/audit?action=GET%20/api/admin/audit/export")
+        .await
+        .2;
+    assert_eq!(
+        got["events"][0]["actor"],
+        format!("token:{}", tokens["auditor"].0),
+        "{got}"
+    );
+    assert_eq!(got["events"][0]["role"], "auditor", "{got}");
     // Where notifications go: owner only.
     let r = as_role("operator")
         .call(Method::DELETE, "/api/admin/notifications/email", None)

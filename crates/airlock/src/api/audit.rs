@@ -109,13 +109,13 @@ async fn list_audit(
     security(("admin_session" = [])),
     responses((status = 200, description = "JSON Lines", content_type = "application/x-ndjson", body = String))
 )]
-async fn export_audit(State(state): State<AppState>, _s: AdminSession) -> ApiResult<Response> {
+async fn export_audit(State(state): State<AppState>, s: AdminSession) -> ApiResult<Response> {
     state
         .audit
         .record(NewAuditEvent {
             at: chrono::Utc::now(),
-            actor: "admin".into(),
-            role: "owner".into(),
+            actor: s.actor,
+            role: s.role,
             client: None,
             action: "GET /api/admin/audit/export".into(),
             target: Some("/api/admin/audit/export".into()),

@@ -81,6 +81,10 @@ pub struct AdminSession {
     /// The session token (empty for an API token: such a caller never reaches
     /// the session-bound routes).
     pub token: String,
+    /// Who, as the audit log names the caller: `admin`, or `token:<id>`.
+    pub actor: String,
+    /// The caller's role: `owner` for the session, the token's otherwise.
+    pub role: String,
 }
 
 impl FromRequestParts<AppState> for AdminSession {
@@ -89,7 +93,11 @@ impl FromRequestParts<AppState> for AdminSession {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<AdminSession> {
         if session_valid(state, &parts.headers).await? {
             let token = cookie_token(&parts.headers).unwrap_or_default();
-            return Ok(AdminSession { token });
+            return Ok(AdminSession {
+                token,
+                actor: "admin".into(),
+                role: "owner".into(),
+            });
         }
         if let Some(raw) = crate::tokens::bearer(&parts.headers) {
             let Some(t) = crate::tokens::authenticate(&*state.store, raw).await? else {
@@ -107,6 +115,8 @@ impl FromRequestParts<AppState> for AdminSession {
                 .map_err(|why| ApiError::forbidden("role_forbidden", why))?;
             return Ok(AdminSession {
                 token: String::new(),
+                actor: format!("token:{}", t.id),
+                role: t.role,
             });
         }
         Err(ApiError::unauthorized(
