@@ -16,18 +16,28 @@ use tower::ServiceExt;
 
 const VALUE: &str = "sk_audit_value_8c7b6a5d4e3f";
 
-/// The JSON Lines export, as text.
-async fn export(app: &TestApp, admin: &Client) -> String {
-    let req = Request::get("/api/admin/audit/export")
+/// A GET with the admin's cookie: (content type, body text).
+async fn get_text(app: &TestApp, admin: &Client, path: &str) -> (String, String) {
+    let req = Request::get(path)
         .header(header::HOST, DEFAULT_HOST)
         .header(header::COOKIE, admin.cookie.clone().unwrap())
         .body(Body::empty())
         .unwrap();
     let resp = app.router().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/x-ndjson");
+    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    let ct = resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
+    (ct, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The JSON Lines export, as text.
+async fn export(app: &TestApp, admin: &Client) -> String {
+    let (ct, text) = get_text(app, admin, "/api/admin/audit/export").await;
+    assert_eq!(ct, "application/x-ndjson");
+    text
 }
 
 /// `airlock audit verify` on `text`: (exit code, stdout).
@@ -304,4 +314,38 @@ async fn every_event_reaches_a_syslog_collector_in_order_without_secrets() {
     c.audit_syslog = Some("udp://127.0.0.1:514".into());
     let err = airlock::app::App::open(c).await.err().expect("refused");
     assert!(err.to_string().contains("tcp://host:port"), "{err}");
+}
+
+#[tokio::test]
+async fn the_audit_page_pages_back_keeping_its_filter() {
+    let app = TestApp::start().await;
+    let admin = app.admin().await;
+    for i in 0..30 {
+        create_credential(&admin, &format!("K{i}"), "k", None).await;
+    }
+    // 60 credential events: a full page of 50, then an older one.
+    let (_, html) = get_text(
+        &app,
+        &admin,
+        "/ui/audit?action=POST+%2Fapi%2Fadmin%2Fcredentials",
+    )
+    .await;
+    let start = html
+        .find("href=\"/ui/audit?action=")
+        .expect("a link to older events");
+    let href = &html[start + 6..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    assert!(
+        href.starts_with("/ui/audit?action=POST%20%2Fapi%2Fadmin%2Fcredentials&actor=&before="),
+        "{href}"
+    );
+    let (_, older) = get_text(&app, &admin, &href).await;
+    assert_eq!(
+        older
+            .matches("<td class=\"mono small\">POST /api/admin/credentials</td>")
+            .count(),
+        10,
+        "{older}"
+    );
+    assert!(!older.contains("Older events"));
 }

@@ -31,7 +31,8 @@ struct AuditPage {
     action: String,
     actor: String,
     filtered: bool,
-    older_href: String,
+    /// The `before` of the next (older) page, when there is one.
+    older: Option<i64>,
     state: String,
     broken_at: String,
     reason: String,
@@ -61,15 +62,10 @@ pub async fn audit(
         })
         .await
         .map_err(ApiError::from)?;
-    let older_href = match events.last() {
-        Some(e) if events.len() as i64 == AUDIT_PAGE && e.seq > 1 => format!(
-            "{PREFIX}/audit?action={}&actor={}&before={}",
-            url_part(&q.action),
-            url_part(&q.actor),
-            e.seq
-        ),
-        _ => String::new(),
-    };
+    let older = events
+        .last()
+        .filter(|e| events.len() as i64 == AUDIT_PAGE && e.seq > 1)
+        .map(|e| e.seq);
     let v = state.audit.verification();
     Ok(render(&AuditPage {
         nav: "audit",
@@ -92,7 +88,7 @@ pub async fn audit(
         filtered: !q.action.is_empty() || !q.actor.is_empty() || q.before.is_some(),
         action: q.action,
         actor: q.actor,
-        older_href,
+        older,
         state: v.state,
         broken_at: v.broken_at.map(|b| b.to_string()).unwrap_or_default(),
         reason: v.reason.unwrap_or_default(),
@@ -101,16 +97,4 @@ pub async fn audit(
         heads: v.heads,
         public_key: state.audit.public_key().to_string(),
     }))
-}
-
-/// A query-string value, percent-encoded.
-fn url_part(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
